@@ -1,0 +1,47 @@
+# The two commands a newcomer types: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+DEVSTAMP := $(VENV)/.installed-dev
+
+.PHONY: demo demo-local test lint typecheck pytest bench bench-smoke clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): $(PY) pyproject.toml
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(DEVSTAMP): $(PY) pyproject.toml
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@ $(STAMP)
+
+demo: $(STAMP)
+	$(PY) examples/etl.py
+
+demo-local: $(STAMP)
+	$(PY) examples/etl.py
+
+lint: $(DEVSTAMP)
+	$(VENV)/bin/ruff check actors transport runtime examples tests bench
+	$(VENV)/bin/ruff format --check actors transport runtime examples tests bench
+
+typecheck: $(DEVSTAMP)
+	$(VENV)/bin/mypy actors transport runtime
+
+pytest: $(DEVSTAMP)
+	$(PY) -m pytest
+
+test: lint typecheck pytest
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+bench-smoke: $(STAMP)
+	$(PY) -m bench --smoke
+
+clean:
+	rm -rf $(VENV) .actorflow .mypy_cache .pytest_cache .ruff_cache

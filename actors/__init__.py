@@ -1,0 +1,1 @@
+"""actorflow.actors: the actor kernel on pykka (no sockets, no runtime)."""

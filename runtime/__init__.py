@@ -1,0 +1,1 @@
+"""actorflow.runtime: the user-facing API."""

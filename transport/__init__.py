@@ -1,0 +1,25 @@
+"""actorflow.transport: ZeroMQ + msgpack between actor systems.
+
+Layering: ``transport`` imports neither ``actors`` nor ``runtime``; it knows
+nothing of workflows. The root of the error tree lives here (lowest layer).
+"""
+
+from transport._errors import (
+    ActorNotFound,
+    AskTimeout,
+    NodeDown,
+    ProtocolError,
+    RemoteError,
+    WorkflowError,
+)
+
+__all__ = sorted(
+    [
+        "ActorNotFound",
+        "AskTimeout",
+        "NodeDown",
+        "ProtocolError",
+        "RemoteError",
+        "WorkflowError",
+    ]
+)

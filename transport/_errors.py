@@ -1,0 +1,71 @@
+"""The root of actorflow's error tree and the errors the wire can raise.
+
+The whole tree is rooted here, in the lowest layer, so that every layer raises
+the same types and nothing needs translating twice (decided once, see README)::
+
+    WorkflowError                 root: anything actorflow raises on purpose
+    ├── ProtocolError             a frame broke the wire contract (bad shape, size, kind)
+    ├── ActorNotFound             the target address names no live actor
+    ├── NodeDown                  the peer node is unreachable or declared dead
+    ├── AskTimeout                no reply to an ask within its deadline
+    └── RemoteError               a failure raised on another node, kept readable
+    (actors/_errors.py adds the workflow, lock and persistence branches)
+
+Each class is given the public dotted name ``runtime.<Name>`` in ``__module__``
+so that a failure crossing hosts is named the same way everywhere.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ActorNotFound",
+    "AskTimeout",
+    "NodeDown",
+    "ProtocolError",
+    "RemoteError",
+    "WorkflowError",
+]
+
+
+class WorkflowError(Exception):
+    """Root of every error actorflow raises on purpose."""
+
+
+class ProtocolError(WorkflowError):
+    """A received frame broke the wire contract; the frame is dropped, the node serves on."""
+
+
+class ActorNotFound(WorkflowError):
+    """The address names no live actor on its node (the sender gets this, never a timeout)."""
+
+
+class NodeDown(WorkflowError):
+    """The node is unreachable or was declared down by the failure detector."""
+
+
+class AskTimeout(WorkflowError, TimeoutError):
+    """An ask got no reply within its deadline."""
+
+
+class RemoteError(WorkflowError):
+    """An exception raised on another node, carried as text so it stays readable.
+
+    Attributes:
+        type_name: dotted name of the original exception type (``runtime.TemporaryError``).
+        message: ``str()`` of the original exception.
+        remote_traceback: the formatted traceback on the node that raised it.
+        node: name of the node that raised it.
+    """
+
+    def __init__(
+        self, type_name: str, message: str, remote_traceback: str = "", node: str = ""
+    ) -> None:
+        super().__init__(f"{type_name}: {message}" + (f" (on node {node})" if node else ""))
+        self.type_name = type_name
+        self.message = message
+        self.remote_traceback = remote_traceback
+        self.node = node
+
+
+for _cls in (WorkflowError, ProtocolError, ActorNotFound, NodeDown, AskTimeout, RemoteError):
+    _cls.__module__ = "runtime"
