@@ -1,1 +1,86 @@
-"""actorflow.actors: the actor kernel on pykka (no sockets, no runtime)."""
+"""actorflow.actors: the actor kernel on pykka.
+
+Node actors and their state machine, supervisors, the event records and bus,
+the injectable clock, and the workflow branch of the error tree. Event
+records live in the public ``actors.events`` module (their names, such as
+``Canceled``, would clash with the errors of the same name). Layering:
+``actors`` imports ``transport`` only for the error root; it never imports
+``runtime`` and knows nothing of sockets.
+"""
+
+from actors._clock import Clock, ManualClock, RealClock, TimerHandle
+from actors._errors import (
+    Canceled,
+    CompositionError,
+    ConditionNotMet,
+    EscalationError,
+    IllegalTransition,
+    LockError,
+    LockTimeout,
+    NotLocked,
+    NotLockOwner,
+    PermanentError,
+    PersistenceError,
+    ResultTimeout,
+    RunBusy,
+    StaleEpoch,
+    StepTimeout,
+    SystemShutDown,
+    TemporaryError,
+)
+from actors.events import Event, EventBus, WorkflowObserver
+from actors._node import CancelNode, NodeActor, Start, StepInfo, StepResult, current_step
+from actors._state import TRANSITIONS, NodeState, StateChanged, StateMachine
+from actors._supervisor import (
+    ChildSpec,
+    Restart,
+    RestartIntensity,
+    Strategy,
+    SupervisedActor,
+    Supervisor,
+    SupervisorStats,
+)
+
+__all__ = [
+    "TRANSITIONS",
+    "CancelNode",
+    "Canceled",
+    "ChildSpec",
+    "Clock",
+    "CompositionError",
+    "ConditionNotMet",
+    "EscalationError",
+    "Event",
+    "EventBus",
+    "IllegalTransition",
+    "LockError",
+    "LockTimeout",
+    "ManualClock",
+    "NodeActor",
+    "NodeState",
+    "NotLockOwner",
+    "NotLocked",
+    "PermanentError",
+    "PersistenceError",
+    "RealClock",
+    "Restart",
+    "RestartIntensity",
+    "ResultTimeout",
+    "RunBusy",
+    "StaleEpoch",
+    "Start",
+    "StateChanged",
+    "StateMachine",
+    "StepInfo",
+    "StepResult",
+    "StepTimeout",
+    "Strategy",
+    "SupervisedActor",
+    "Supervisor",
+    "SupervisorStats",
+    "SystemShutDown",
+    "TemporaryError",
+    "TimerHandle",
+    "WorkflowObserver",
+    "current_step",
+]

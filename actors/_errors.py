@@ -12,6 +12,7 @@
     ├── SystemShutDown        the actor system is shut down; nothing new can start
     ├── EscalationError       a supervisor exceeded its restart intensity and gave up
     ├── CompositionError      a workflow was composed wrongly (bad callable, arity, ...)
+    ├── IllegalTransition     a node was asked to move between states the table forbids
     ├── LockError
     │   ├── NotLockOwner      the caller's fencing token is not the current holder's
     │   ├── NotLocked         the lock is not held by anyone
@@ -30,6 +31,7 @@ __all__ = [
     "CompositionError",
     "ConditionNotMet",
     "EscalationError",
+    "IllegalTransition",
     "LockError",
     "LockTimeout",
     "NotLockOwner",
@@ -79,6 +81,10 @@ class EscalationError(WorkflowError):
 
 class CompositionError(WorkflowError, TypeError):
     """A workflow was composed with a bad argument (not callable, wrong arity, ...)."""
+
+
+class IllegalTransition(WorkflowError, RuntimeError):
+    """A node state change not in the transition table (a bug in the caller, never retried)."""
 
 
 class LockError(WorkflowError):

@@ -1,1 +1,111 @@
-"""actorflow.runtime: the user-facing API."""
+"""actorflow.runtime: the user-facing API.
+
+Layering (enforced by tests/test_layering.py)::
+
+    runtime    ActorSystem, Workflow composition, retry, events, CLI
+      |  imports
+    actors     node actors, state machine, supervisors, clock, events bus
+      |  imports (error root only)
+    transport  ZeroMQ + msgpack; imports neither of the above
+
+Event records live in ``runtime.events`` (``Canceled`` and ``NodeDown`` there
+are events; the names here are the errors).
+"""
+
+from actors import (
+    Canceled,
+    ChildSpec,
+    Clock,
+    CompositionError,
+    ConditionNotMet,
+    EscalationError,
+    IllegalTransition,
+    LockError,
+    LockTimeout,
+    ManualClock,
+    NodeState,
+    NotLocked,
+    NotLockOwner,
+    PermanentError,
+    PersistenceError,
+    RealClock,
+    Restart,
+    RestartIntensity,
+    ResultTimeout,
+    RunBusy,
+    StaleEpoch,
+    StepInfo,
+    StepTimeout,
+    Strategy,
+    SupervisedActor,
+    Supervisor,
+    SystemShutDown,
+    TemporaryError,
+    current_step,
+)
+from runtime import events
+from runtime._handle import RunHandle, StepReport
+from runtime._retry import Custom, Exponential, Fixed, RetryPolicy
+from runtime._system import ActorSystem
+from runtime._workflow import Workflow, dynamic, parallel, task
+from runtime.events import LoggingObserver, WorkflowObserver
+from transport import ActorNotFound, AskTimeout, NodeDown, ProtocolError, RemoteError, WorkflowError
+
+one_for_one = Strategy.ONE_FOR_ONE
+one_for_all = Strategy.ONE_FOR_ALL
+rest_for_one = Strategy.REST_FOR_ONE
+
+__all__ = [
+    "ActorNotFound",
+    "ActorSystem",
+    "AskTimeout",
+    "Canceled",
+    "ChildSpec",
+    "Clock",
+    "CompositionError",
+    "ConditionNotMet",
+    "Custom",
+    "EscalationError",
+    "Exponential",
+    "Fixed",
+    "IllegalTransition",
+    "LockError",
+    "LockTimeout",
+    "LoggingObserver",
+    "ManualClock",
+    "NodeDown",
+    "NodeState",
+    "NotLockOwner",
+    "NotLocked",
+    "PermanentError",
+    "PersistenceError",
+    "ProtocolError",
+    "RealClock",
+    "RemoteError",
+    "Restart",
+    "RestartIntensity",
+    "ResultTimeout",
+    "RetryPolicy",
+    "RunBusy",
+    "RunHandle",
+    "StaleEpoch",
+    "StepInfo",
+    "StepReport",
+    "StepTimeout",
+    "Strategy",
+    "SupervisedActor",
+    "Supervisor",
+    "SystemShutDown",
+    "TemporaryError",
+    "Workflow",
+    "WorkflowError",
+    "WorkflowObserver",
+    "current_step",
+    "dynamic",
+    "events",
+    "one_for_all",
+    "one_for_one",
+    "parallel",
+    "rest_for_one",
+    "task",
+]

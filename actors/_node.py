@@ -1,0 +1,172 @@
+"""NodeActor: one workflow step as a pykka actor with a state machine.
+
+The node runs its task in its own actor thread when it receives ``Start`` and
+reports a ``StepResult`` through the ``report`` callback (a ``tell`` to the run
+coordinator: never a blocking ask, so no cycle can deadlock). The task runs
+inside a guard that catches ``BaseException``: a task raising ``SystemExit`` or
+``KeyboardInterrupt`` fails its step instead of stopping every actor in the
+process (PITFALLS: pykka's ``stop_all`` on BaseException).
+
+Cancellation is cooperative: the coordinator sets the node's cancel event; a
+running task can poll ``current_step().cancel_requested``; whatever the task
+returns afterwards, the node ends Canceled, never Completed.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+
+from actors._clock import Clock
+from actors.events import Event, Started
+from actors._state import NodeState, StateMachine
+
+__all__ = ["CancelNode", "NodeActor", "Start", "StepInfo", "StepResult", "current_step"]
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """What a running task may know about itself (see ``current_step``)."""
+
+    run_id: str
+    step: str
+    attempt: int
+    cancel_event: threading.Event
+
+    @property
+    def idempotency_key(self) -> str:
+        """Stable across retries and resumes of the same step of the same run.
+
+        A step may run twice (at-least-once: the attempt in flight at a crash
+        runs again on resume), so side effects should be keyed by this.
+        """
+        return f"{self.run_id}/{self.step}"
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self.cancel_event.is_set()
+
+
+_current: contextvars.ContextVar[StepInfo] = contextvars.ContextVar("actorflow_step")
+
+
+def current_step() -> StepInfo:
+    """The step the calling task runs as; raises LookupError outside a task."""
+    return _current.get()
+
+
+@dataclass(frozen=True)
+class Start:
+    """Run the task once on ``ctx``."""
+
+    ctx: Any
+
+
+@dataclass(frozen=True)
+class CancelNode:
+    """Cancel a node that is Pending or Failed (a running task sees the cancel event)."""
+
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one attempt produced, reported to the coordinator."""
+
+    node_id: str
+    state: NodeState
+    attempt: int
+    output: Any = None
+    ctx: Any = None
+    error: BaseException | None = None
+    traceback: str = ""
+    started_at: float = 0.0
+    finished_at: float = 0.0
+
+
+class NodeActor(pykka.ThreadingActor):
+    """Hosts one step. Messages: ``Start`` and ``CancelNode`` (tells only)."""
+
+    def __init__(
+        self,
+        node_id: str,
+        fn: Callable[[Any], Any],
+        *,
+        run_id: str,
+        clock: Clock,
+        emit: Callable[[Event], None],
+        report: Callable[[StepResult], None],
+        cancel_event: threading.Event | None = None,
+        host: str = "",
+    ) -> None:
+        super().__init__()
+        self.node_id = node_id
+        self._fn = fn
+        self._run_id = run_id
+        self._clock = clock
+        self._emit = emit
+        self._report = report
+        self._host = host
+        self.cancel_event = cancel_event or threading.Event()
+        self.machine = StateMachine(node_id, clock=clock, emit=emit, run_id=run_id)
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Start):
+            self._run(message.ctx)
+        elif isinstance(message, CancelNode):
+            if self.machine.state in (NodeState.PENDING, NodeState.FAILED):
+                self.machine.transition(NodeState.CANCELED)
+        else:
+            raise TypeError(f"node {self.node_id!r} got unknown message {message!r}")
+        return None
+
+    def _run(self, ctx: Any) -> None:
+        if self.cancel_event.is_set():
+            if not self.machine.state.is_final:
+                self.machine.transition(NodeState.CANCELED)
+            self._report(StepResult(self.node_id, NodeState.CANCELED, self.machine.attempts))
+            return
+        self.machine.transition(NodeState.RUNNING)
+        attempt = self.machine.attempts
+        started = self._clock.now()
+        self._emit(
+            Started(self._run_id, self.node_id, attempt, self._host, self._clock.wall())
+        )
+        info = StepInfo(self._run_id, self.node_id, attempt, self.cancel_event)
+        token = _current.set(info)
+        try:
+            output = self._fn(ctx)
+        except BaseException as exc:  # noqa: BLE001 - see module docstring: the guard is the point
+            result = self._finish_failed(exc, attempt, started)
+        else:
+            result = self._finish_ok(output, ctx, attempt, started)
+        finally:
+            _current.reset(token)
+        self._report(result)
+
+    def _finish_ok(self, output: Any, ctx: Any, attempt: int, started: float) -> StepResult:
+        state = NodeState.CANCELED if self.cancel_event.is_set() else NodeState.COMPLETED
+        self.machine.transition(state)
+        return StepResult(
+            self.node_id, state, attempt, output, ctx, None, "", started, self._clock.now()
+        )
+
+    def _finish_failed(self, exc: BaseException, attempt: int, started: float) -> StepResult:
+        text = "".join(traceback.format_exception(exc))
+        if self.cancel_event.is_set():
+            self.machine.transition(NodeState.CANCELED)
+            return StepResult(
+                self.node_id, NodeState.CANCELED, attempt, None, None, exc, text, started,
+                self._clock.now(),
+            )
+        self.machine.transition(NodeState.FAILED, error=exc)
+        return StepResult(
+            self.node_id, NodeState.FAILED, attempt, None, None, exc, text, started,
+            self._clock.now(),
+        )

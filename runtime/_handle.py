@@ -1,0 +1,122 @@
+"""RunHandle: the caller's view of one run (id, state, steps, result, cancel)."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from actors import NodeState, ResultTimeout
+
+__all__ = ["RunHandle", "StepLog", "StepReport"]
+
+Out = TypeVar("Out")
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """What happened to one step: final state, attempts, timings, last error."""
+
+    key: str
+    state: NodeState
+    attempts: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: BaseException | None = None
+    skipped: bool = False
+    node: str = ""
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+
+class StepLog:
+    """Thread-safe record of a run's steps: written by its coordinator, read by anyone."""
+
+    def __init__(self, node: str = "") -> None:
+        self._node = node
+        self._lock = threading.Lock()
+        self._reports: dict[str, StepReport] = {}
+
+    def update(self, key: str, **changes: Any) -> StepReport:
+        with self._lock:
+            old = self._reports.get(key) or StepReport(key, NodeState.PENDING, node=self._node)
+            new = dataclasses.replace(old, **changes)
+            self._reports[key] = new
+            return new
+
+    def get(self, key: str) -> StepReport | None:
+        with self._lock:
+            return self._reports.get(key)
+
+    def snapshot(self) -> list[StepReport]:
+        with self._lock:
+            return list(self._reports.values())
+
+
+class RunHandle(Generic[Out]):
+    """Returned by ``ActorSystem.run``; thread-safe.
+
+    ``result(timeout)`` returns the output or raises the run's error; it only
+    returns after the run's observers have been handed its final event.
+    """
+
+    def __init__(
+        self,
+        run_id: str,
+        *,
+        cancel: Callable[[], None],
+        steps: StepLog,
+    ) -> None:
+        self.id = run_id
+        self._cancel = cancel
+        self._steps = steps
+        self._done = threading.Event()
+        self._state = NodeState.PENDING
+        self._output: Any = None
+        self._error: BaseException | None = None
+
+    @property
+    def state(self) -> NodeState:
+        return self._state
+
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def result(self, timeout: float | None = None) -> Out:
+        """The run's output; raises its error, or ResultTimeout past ``timeout`` seconds."""
+        if not self._done.wait(timeout):
+            raise ResultTimeout(
+                f"run {self.id} still {self._state} after waiting {timeout}s for its result"
+            )
+        if self._error is not None:
+            raise self._error
+        return self._output  # type: ignore[no-any-return]
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the run ends (any final state); False on timeout."""
+        return self._done.wait(timeout)
+
+    def cancel(self) -> None:
+        """Ask the run to stop: running tasks see ``current_step().cancel_requested``."""
+        if not self._done.is_set():
+            self._cancel()
+
+    def steps(self) -> list[StepReport]:
+        """A snapshot of every step seen so far, in the order they started."""
+        return self._steps.snapshot()
+
+    def _set_state(self, state: NodeState) -> None:
+        self._state = state
+
+    def _resolve(self, state: NodeState, output: Any, error: BaseException | None) -> None:
+        self._state, self._output, self._error = state, output, error
+        self._done.set()
+
+    def __repr__(self) -> str:
+        return f"<RunHandle {self.id} {self._state}>"

@@ -1,0 +1,590 @@
+"""The run coordinator: one actor that walks a workflow and drives its node actors.
+
+All composition logic (conditions, mappers, merges, retry decisions, timers)
+runs in the coordinator's own thread, one message at a time; task functions run
+in node actors. The coordinator never blocks on a node: nodes report with a
+tell, backoffs and step timeouts are clock timers that come back as messages.
+
+Execution is continuation-passing: ``_exec(workflow, ctx, ...)`` starts a
+sub-workflow and later calls its continuation with ``_Ok(output, ctx)`` or
+``_Err(error)``. A ``_Scope`` groups what a sub-workflow has in flight, so a
+failed parallel branch or a cancel can stop its siblings.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pykka
+
+from actors import (
+    Canceled,
+    CancelNode,
+    Clock,
+    ConditionNotMet,
+    EventBus,
+    NodeActor,
+    NodeState,
+    PermanentError,
+    Start,
+    StepResult,
+    StepTimeout,
+    TimerHandle,
+    WorkflowObserver,
+)
+from transport import WorkflowError
+from actors import events as ev
+from runtime._handle import RunHandle, StepLog
+from runtime._merge import merge_contexts
+from runtime._retry import RetryPolicy
+from runtime._workflow import (
+    Workflow,
+    _Dynamic,
+    _Monitored,
+    _Named,
+    _Nested,
+    _Parallel,
+    _Retry,
+    _Task,
+    _Then,
+    _When,
+)
+
+__all__ = ["RunCoordinator", "cancel_run"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Ok:
+    output: Any
+    ctx: Any
+
+
+@dataclass(frozen=True)
+class _Err:
+    error: BaseException
+
+
+_Outcome = _Ok | _Err
+_Cont = Callable[[_Outcome], None]
+_Observers = tuple[WorkflowObserver, ...]
+
+
+@dataclass(eq=False)
+class _Scope:
+    """What one sub-workflow has in flight; canceling it cancels its children."""
+
+    parent: _Scope | None = None
+    canceled: bool = False
+    children: list[_Scope] = field(default_factory=list)
+    steps: set[str] = field(default_factory=set)
+    timers: list[TimerHandle] = field(default_factory=list)
+
+    def child(self) -> _Scope:
+        scope = _Scope(self)
+        self.children.append(scope)
+        return scope
+
+
+@dataclass(eq=False)
+class _Node:
+    """A live node actor hosting one step key."""
+
+    ref: pykka.ActorRef[Any]
+    incarnation: int
+    cancel_event: threading.Event
+    state: NodeState = NodeState.PENDING
+    starts: int = 0  # Start messages sent; the node numbers its attempts the same way
+
+
+@dataclass(eq=False)
+class _Waiting:
+    """A dispatched attempt the coordinator expects a report for."""
+
+    incarnation: int
+    node_attempt: int  # the node's own attempt number, to match its report
+    attempt: int  # the step's attempt number across node incarnations
+    scope: _Scope
+    cont: Callable[[StepResult], None]
+
+
+@dataclass(frozen=True)
+class _NodeReport:
+    incarnation: int
+    result: StepResult
+
+
+@dataclass(frozen=True)
+class _Wake:
+    token: int
+
+
+@dataclass(frozen=True)
+class _CancelRun:
+    reason: str
+
+
+class RunCoordinator(pykka.ThreadingActor):
+    """Drives one run; created by ``ActorSystem.run``. Only tells are sent to it."""
+
+    def __init__(
+        self,
+        run_id: str,
+        workflow: Workflow[Any, Any],
+        ctx: Any,
+        *,
+        handle: RunHandle[Any],
+        steps: StepLog,
+        bus: EventBus,
+        clock: Clock,
+        on_finished: Callable[[str], None],
+        node_name: str = "local",
+        observers: tuple[WorkflowObserver, ...] = (),
+    ) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self._workflow = workflow
+        self._ctx = ctx
+        self._handle = handle
+        self._bus = bus
+        self._clock = clock
+        self._on_finished = on_finished
+        self._node_name = node_name
+        self._root = _Scope()
+        self._finished = False
+        self._keys: dict[tuple[Any, ...], str] = {}
+        self._key_counts: dict[str, int] = {}
+        self._nodes: dict[str, _Node] = {}
+        self._waiting: dict[str, _Waiting] = {}
+        self._wakeups: dict[int, Callable[[], None]] = {}
+        self._tokens = itertools.count(1)
+        self._incarnations = itertools.count(1)
+        self._attempts: dict[str, int] = {}
+        self._steps = steps
+        self._monitors: dict[str, _Observers] = {}
+        self._unsubscribes = [
+            bus.subscribe(o, lambda e, rid=run_id: getattr(e, "run_id", None) == rid)
+            for o in observers
+        ]
+        self._started_at = 0.0
+
+    # -- pykka hooks ---------------------------------------------------------------
+
+    def on_start(self) -> None:
+        self._started_at = self._clock.now()
+        self._handle._set_state(NodeState.RUNNING)
+        self._emit(ev.Started(self.run_id, None, 1, self._node_name, self._clock.wall()))
+        self._guarded(
+            lambda: self._exec(self._workflow, self._ctx, (), self._root, (), self._finish)
+        )
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, _NodeReport):
+            self._guarded(lambda: self._on_report(message))
+        elif isinstance(message, _Wake):
+            callback = self._wakeups.pop(message.token, None)
+            if callback is not None:
+                self._guarded(callback)
+        elif isinstance(message, _CancelRun):
+            self._guarded(lambda: self._cancel_run(message.reason))
+        else:
+            log.warning("run %s: coordinator ignored unknown message %r", self.run_id, message)
+        return None
+
+    def on_stop(self) -> None:
+        for node in self._nodes.values():
+            node.cancel_event.set()
+            node.ref.stop(block=False)
+        self._nodes.clear()
+
+    def _guarded(self, action: Callable[[], None]) -> None:
+        """A bug in composition code fails the run; it never leaves a caller waiting."""
+        try:
+            action()
+        except Exception as exc:
+            log.exception("run %s: coordinator error", self.run_id)
+            self._finish(_Err(exc))
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _emit(self, event: ev.Event) -> None:
+        self._bus.emit(event)
+
+    def _key(self, path: tuple[Any, ...], name: str) -> str:
+        """A stable, readable key per position: the step name, ``#n`` on repeats."""
+        key = self._keys.get(path)
+        if key is None:
+            count = self._key_counts.get(name, 0) + 1
+            self._key_counts[name] = count
+            key = name if count == 1 else f"{name}#{count}"
+            self._keys[path] = key
+        return key
+
+    def _report(self, key: str, **changes: Any) -> None:
+        self._steps.update(key, **changes)
+
+    def _schedule(self, scope: _Scope, delay: float, callback: Callable[[], None]) -> None:
+        token = next(self._tokens)
+        self._wakeups[token] = callback
+        me = self.actor_ref
+        scope.timers.append(self._clock.call_later(delay, lambda: me.tell(_Wake(token))))
+
+    def _watch(self, observers: _Observers) -> None:
+        for observer in observers:
+            if any(o is observer for keyed in self._monitors.values() for o in keyed):
+                continue
+            run_id, monitors = self.run_id, self._monitors
+
+            def accepts(event: ev.Event, observer: WorkflowObserver = observer) -> bool:
+                if getattr(event, "run_id", None) != run_id:
+                    return False
+                step = getattr(event, "step", None) or getattr(event, "node_id", None)
+                return step is None or any(o is observer for o in monitors.get(step, ()))
+
+            self._unsubscribes.append(self._bus.subscribe(observer, accepts))
+
+    # -- the interpreter -----------------------------------------------------------
+
+    def _exec(
+        self,
+        wf: Workflow[Any, Any],
+        ctx: Any,
+        path: tuple[Any, ...],
+        scope: _Scope,
+        observers: _Observers,
+        cont: _Cont,
+    ) -> None:
+        if scope.canceled:
+            return
+        if isinstance(wf, _Task):
+            self._exec_task(wf, ctx, path, scope, observers, cont, None)
+        elif isinstance(wf, _Then):
+            self._exec_then(wf, ctx, path, scope, observers, cont)
+        elif isinstance(wf, _When):
+            self._exec_when(wf, ctx, path, scope, observers, cont)
+        elif isinstance(wf, _Parallel):
+            self._exec_parallel(wf, ctx, path, scope, observers, cont)
+        elif isinstance(wf, _Nested):
+            self._exec_nested(wf, ctx, path, scope, observers, cont)
+        elif isinstance(wf, _Retry):
+            self._exec_retry(wf, ctx, path, scope, observers, cont)
+        elif isinstance(wf, _Monitored):
+            self._watch(wf.observers)
+            self._exec(wf.inner, ctx, path, scope, observers + wf.observers, cont)
+        elif isinstance(wf, _Named):
+            self._exec(wf.inner, ctx, (*path, wf.name), scope, observers, cont)
+        elif isinstance(wf, _Dynamic):
+            self._exec_dynamic(wf, ctx, path, scope, observers, cont)
+        else:
+            raise TypeError(f"unknown workflow node {wf!r}")
+
+    def _exec_then(self, wf: _Then, ctx: Any, path: tuple[Any, ...], scope: _Scope,
+                   observers: _Observers, cont: _Cont) -> None:
+        def after_first(outcome: _Outcome) -> None:
+            if isinstance(outcome, _Err):
+                cont(outcome)
+            else:
+                self._exec(wf.second, outcome.ctx, (*path, 1), scope, observers, cont)
+
+        self._exec(wf.first, ctx, (*path, 0), scope, observers, after_first)
+
+    def _exec_when(self, wf: _When, ctx: Any, path: tuple[Any, ...], scope: _Scope,
+                   observers: _Observers, cont: _Cont) -> None:
+        try:
+            holds = bool(wf.condition(ctx))
+        except Exception as exc:
+            error = PermanentError(f"condition of {wf.name!r} raised {type(exc).__name__}: {exc}")
+            error.__cause__ = exc
+            cont(_Err(error))
+            return
+        if holds:
+            self._exec(wf.inner, ctx, (*path, 0), scope, observers, cont)
+        elif wf.skip:
+            self._record_skipped(wf.inner, path)
+            cont(_Ok(None, ctx))
+        else:
+            cont(_Err(ConditionNotMet(f"condition of {wf.name!r} was false")))
+
+    def _record_skipped(self, wf: Workflow[Any, Any], path: tuple[Any, ...]) -> None:
+        if isinstance(wf, _Task):
+            self._report(self._key((*path, 0), wf.name), skipped=True)
+
+    def _exec_parallel(self, wf: _Parallel, ctx: Any, path: tuple[Any, ...], scope: _Scope,
+                       observers: _Observers, cont: _Cont) -> None:
+        snapshot = copy.deepcopy(ctx)
+        count = len(wf.branches)
+        outputs: list[Any] = [None] * count
+        contexts: list[Any] = [None] * count
+        pending = set(range(count))
+        scopes = [scope.child() for _ in range(count)]
+        state = {"done": False}
+
+        def branch_done(index: int, outcome: _Outcome) -> None:
+            if state["done"]:
+                return
+            if isinstance(outcome, _Err):
+                state["done"] = True
+                for other in scopes:
+                    self._cancel_scope(other, f"sibling branch of {wf.name!r} failed")
+                cont(outcome)
+                return
+            outputs[index], contexts[index] = outcome.output, outcome.ctx
+            pending.discard(index)
+            if not pending:
+                state["done"] = True
+                try:
+                    merged = merge_contexts(ctx, snapshot, contexts)
+                except Exception as exc:
+                    cont(_Err(exc))
+                    return
+                cont(_Ok(tuple(outputs), merged))
+
+        for index, branch in enumerate(wf.branches):
+            self._exec(branch, copy.deepcopy(snapshot), (*path, index), scopes[index], observers,
+                       lambda outcome, i=index: branch_done(i, outcome))
+
+    def _exec_nested(self, wf: _Nested, ctx: Any, path: tuple[Any, ...], scope: _Scope,
+                     observers: _Observers, cont: _Cont) -> None:
+        try:
+            inner_ctx = wf.ctx_mapper(ctx)
+        except Exception as exc:
+            cont(_Err(self._mapper_error(wf, "ctx_mapper", exc)))
+            return
+
+        def after_inner(outcome: _Outcome) -> None:
+            if isinstance(outcome, _Err):
+                cont(outcome)
+                return
+            try:
+                output = wf.out_mapper(ctx, outcome.output)
+            except Exception as exc:
+                cont(_Err(self._mapper_error(wf, "out_mapper", exc)))
+                return
+            cont(_Ok(output, ctx))
+
+        self._exec(wf.inner, inner_ctx, (*path, 0), scope, observers, after_inner)
+
+    @staticmethod
+    def _mapper_error(wf: _Nested, which: str, exc: Exception) -> PermanentError:
+        error = PermanentError(f"{which} of {wf.name!r} raised {type(exc).__name__}: {exc}")
+        error.__cause__ = exc
+        return error
+
+    def _exec_dynamic(self, wf: _Dynamic, ctx: Any, path: tuple[Any, ...], scope: _Scope,
+                      observers: _Observers, cont: _Cont) -> None:
+        try:
+            if wf.condition is not None and not wf.condition(ctx):
+                cont(_Ok(None, ctx))
+                return
+            generated = wf.factory(ctx)
+        except Exception as exc:
+            error = PermanentError(f"dynamic {wf.name!r} raised {type(exc).__name__}: {exc}")
+            error.__cause__ = exc
+            cont(_Err(error))
+            return
+        if not isinstance(generated, Workflow):
+            cont(_Err(PermanentError(
+                f"dynamic {wf.name!r}: factory returned {generated!r}, not a Workflow")))
+            return
+        self._exec(generated, ctx, (*path, wf.name), scope, observers, cont)
+
+    def _exec_retry(self, wf: _Retry, ctx: Any, path: tuple[Any, ...], scope: _Scope,
+                    observers: _Observers, cont: _Cont) -> None:
+        if isinstance(wf.inner, _Task):
+            self._exec_task(wf.inner, ctx, path, scope, observers, cont, wf.policy)
+            return
+        key = self._key((*path, "retry"), wf.name)
+        attempt = 1
+        snapshot = copy.deepcopy(ctx)
+
+        def after(outcome: _Outcome) -> None:
+            nonlocal attempt
+            if isinstance(outcome, _Ok) or not wf.policy.should_retry(outcome.error, attempt):
+                cont(outcome)
+                return
+            attempt += 1
+            delay = wf.policy.delay(attempt - 1)
+            self._emit(ev.Retrying(self.run_id, key, attempt, delay, outcome.error,
+                                   self._clock.wall()))
+            self._schedule(scope, delay, lambda: self._exec(
+                wf.inner, copy.deepcopy(snapshot), path, scope, observers, after))
+
+        self._exec(wf.inner, ctx, path, scope, observers, after)
+
+    # -- tasks ---------------------------------------------------------------------
+
+    def _exec_task(self, wf: _Task, ctx: Any, path: tuple[Any, ...], scope: _Scope,
+                   observers: _Observers, cont: _Cont, policy: RetryPolicy | None) -> None:
+        key = self._key(path, wf.name)
+        if observers:
+            self._monitors[key] = observers
+        scope.steps.add(key)
+
+        def on_result(result: StepResult) -> None:
+            if result.state is NodeState.COMPLETED:
+                self._report(key, state=NodeState.COMPLETED, attempts=result.attempt,
+                             finished_at=self._clock.wall(), error=None)
+                self._emit(ev.Completed(self.run_id, key, result.attempt,
+                                        result.finished_at - result.started_at,
+                                        self._clock.wall()))
+                self._retire(key)
+                cont(_Ok(result.output, result.ctx))
+                return
+            error = result.error or WorkflowError(f"step {key!r} ended {result.state}")
+            retry = policy is not None and policy.should_retry(error, result.attempt)
+            self._report(key, state=NodeState.FAILED, attempts=result.attempt, error=error,
+                         finished_at=self._clock.wall())
+            self._emit(ev.Failed(self.run_id, key, error, result.attempt, not retry,
+                                 self._clock.wall()))
+            if not retry or policy is None:
+                cont(_Err(error))
+                return
+            delay = policy.delay(result.attempt)
+            self._emit(ev.Retrying(self.run_id, key, result.attempt + 1, delay, error,
+                                   self._clock.wall()))
+            self._schedule(scope, delay, lambda: self._dispatch(key, wf, ctx, scope, on_result))
+
+        self._dispatch(key, wf, ctx, scope, on_result)
+
+    def _dispatch(self, key: str, wf: _Task, ctx: Any, scope: _Scope,
+                  on_result: Callable[[StepResult], None]) -> None:
+        """Start one attempt of ``key``, reusing its node if it sits in Failed."""
+        if scope.canceled:
+            return
+        node = self._nodes.get(key)
+        if node is None or node.state is not NodeState.FAILED:
+            node = self._spawn_node(key, wf)
+        node.state = NodeState.RUNNING
+        node.starts += 1
+        attempt = self._attempts.get(key, 0) + 1
+        self._attempts[key] = attempt
+        self._waiting[key] = _Waiting(node.incarnation, node.starts, attempt, scope, on_result)
+        if attempt == 1:
+            self._report(key, state=NodeState.RUNNING, attempts=1, started_at=self._clock.wall())
+        else:
+            self._report(key, state=NodeState.RUNNING, attempts=attempt)
+        node.ref.tell(Start(ctx))
+        if wf.timeout is not None:
+            incarnation, starts, timeout = node.incarnation, node.starts, wf.timeout
+            self._schedule(scope, timeout,
+                           lambda: self._on_step_timeout(key, incarnation, starts, timeout))
+
+    def _spawn_node(self, key: str, wf: _Task) -> _Node:
+        incarnation = next(self._incarnations)
+        cancel_event = threading.Event()
+        me = self.actor_ref
+
+        def report(result: StepResult) -> None:
+            me.tell(_NodeReport(incarnation, result))
+
+        ref = NodeActor.start(
+            key, wf.fn, run_id=self.run_id, clock=self._clock, emit=self._bus.emit,
+            report=report, cancel_event=cancel_event, host=self._node_name,
+        )
+        node = _Node(ref, incarnation, cancel_event)
+        self._nodes[key] = node
+        return node
+
+    def _retire(self, key: str) -> None:
+        node = self._nodes.pop(key, None)
+        if node is not None:
+            node.ref.stop(block=False)
+
+    def _on_report(self, report: _NodeReport) -> None:
+        result = report.result
+        key = result.node_id
+        waiting = self._waiting.get(key)
+        node = self._nodes.get(key)
+        if node is not None and node.incarnation == report.incarnation:
+            node.state = result.state
+        if (waiting is None or waiting.incarnation != report.incarnation
+                or waiting.node_attempt != result.attempt or waiting.scope.canceled):
+            if node is not None and node.incarnation == report.incarnation \
+                    and result.state is not NodeState.FAILED:
+                self._retire(key)
+            return  # stale: canceled, timed out, or superseded
+        del self._waiting[key]
+        waiting.cont(dataclasses.replace(result, attempt=waiting.attempt))
+
+    def _on_step_timeout(self, key: str, incarnation: int, node_attempt: int,
+                         timeout: float) -> None:
+        waiting = self._waiting.get(key)
+        if (waiting is None or waiting.incarnation != incarnation
+                or waiting.node_attempt != node_attempt):
+            return
+        node = self._nodes.pop(key, None)  # abandoned: a retry gets a fresh node
+        if node is not None:
+            node.cancel_event.set()
+            node.ref.stop(block=False)
+        del self._waiting[key]
+        error = StepTimeout(f"step {key!r} attempt {waiting.attempt} ran longer than {timeout}s")
+        now = self._clock.now()
+        waiting.cont(StepResult(key, NodeState.FAILED, waiting.attempt, error=error,
+                                started_at=now - timeout, finished_at=now))
+
+    # -- cancel and finish ---------------------------------------------------------
+
+    def _cancel_scope(self, scope: _Scope, reason: str) -> None:
+        if scope.canceled:
+            return
+        scope.canceled = True
+        for timer in scope.timers:
+            timer.cancel()
+        for key in scope.steps:
+            node = self._nodes.get(key)
+            was_waiting = self._waiting.pop(key, None) is not None
+            if node is not None:
+                node.cancel_event.set()
+                node.ref.tell(CancelNode(reason))
+            if was_waiting or (node is not None and node.state is NodeState.FAILED):
+                self._report(key, state=NodeState.CANCELED, finished_at=self._clock.wall())
+                self._emit(ev.Canceled(self.run_id, key, reason, self._clock.wall()))
+        for child in scope.children:
+            self._cancel_scope(child, reason)
+
+    def _cancel_run(self, reason: str) -> None:
+        if self._finished:
+            return
+        self._cancel_scope(self._root, reason)
+        self._finish(_Err(Canceled(f"run {self.run_id} canceled: {reason}")))
+
+    def _finish(self, outcome: _Outcome) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        now = self._clock.wall()
+        if isinstance(outcome, _Ok):
+            state, output, error = NodeState.COMPLETED, outcome.output, None
+            self._emit(ev.Completed(self.run_id, None, 1, self._clock.now() - self._started_at, now))
+        elif isinstance(outcome.error, Canceled):
+            state, output, error = NodeState.CANCELED, None, outcome.error
+            self._emit(ev.Canceled(self.run_id, None, str(outcome.error), now))
+        else:
+            state, output, error = NodeState.FAILED, None, outcome.error
+            self._cancel_scope(self._root, "run failed")
+            self._emit(ev.Failed(self.run_id, None, outcome.error, 1, True, now))
+        handle, unsubscribes, on_finished, run_id = (
+            self._handle, self._unsubscribes, self._on_finished, self.run_id)
+
+        def resolve() -> None:
+            for unsubscribe in unsubscribes:
+                unsubscribe()
+            handle._resolve(state, output, error)
+            on_finished(run_id)
+
+        self._bus.call_soon(resolve)
+        self.actor_ref.stop(block=False)
+
+
+
+def cancel_run(ref: pykka.ActorRef[Any], reason: str) -> None:
+    """Ask the coordinator behind ``ref`` to cancel its run (thread-safe, non-blocking)."""
+    ref.tell(_CancelRun(reason))

@@ -1,0 +1,281 @@
+"""Workflow descriptions: immutable, typed, composed with combinators.
+
+A ``Workflow[Ctx, Out]`` describes work on a context of type ``Ctx`` that
+produces an ``Out``. It does nothing by itself: ``ActorSystem.run`` compiles
+it into node actors under a run coordinator. Composition validates its
+arguments at once (callable, arity), so mistakes fail where they are written.
+
+Semantics, in one place:
+
+- ``task(fn)``: ``fn(ctx) -> out`` runs in its own node actor; it may mutate ``ctx``.
+- ``a.then(b)``: ``b`` runs after ``a`` on the same context; output is ``b``'s.
+- ``a.when(cond)``: ``cond(ctx)`` is evaluated on the coordinator when ``a``
+  would start; false raises ``ConditionNotMet`` (the run fails), unless
+  ``skip=True``, in which case ``a`` is skipped and its output is ``None``.
+- ``a.parallel(b, ...)``: branches run concurrently, each on its own deep copy
+  of the context; output is the tuple of branch outputs in call order. After
+  all succeed, each branch's context changes (top-level keys of a dict, or
+  attributes of an object) are applied to the original in call order, so on a
+  conflict the later branch wins, whatever order they finished in. The first
+  failing branch fails the whole and cancels its siblings.
+- ``a.nested(ctx_mapper, out_mapper)``: runs ``a`` on ``ctx_mapper(ctx)``;
+  output is ``out_mapper(ctx, a_out)``.
+- ``dynamic(factory, condition)``: at run time, when ``condition(ctx)`` holds
+  (or always, without one), runs the workflow ``factory(ctx)`` returns;
+  otherwise is skipped with output ``None``.
+- ``.retry(policy)`` re-runs the wrapped workflow per the policy (for a task,
+  the same node goes Failed -> Running); ``.monitored(*observers)`` sends the
+  events of the wrapped steps to those observers too; ``.named(name)`` names it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, Literal, TypeVar, overload
+
+from actors import CompositionError, WorkflowObserver
+from runtime._retry import RetryPolicy
+
+__all__ = ["Workflow", "dynamic", "parallel", "task"]
+
+Ctx = TypeVar("Ctx")
+Out = TypeVar("Out")
+Out2 = TypeVar("Out2")
+Inner = TypeVar("Inner")
+InnerOut = TypeVar("InnerOut")
+
+
+def _check_callable(what: str, fn: object, arity: int) -> None:
+    """Fail at composition time if ``fn`` cannot be called with ``arity`` positional args."""
+    if not callable(fn):
+        raise CompositionError(f"{what} must be callable, got {fn!r} ({type(fn).__name__})")
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return  # builtins without a signature: trust the caller
+    try:
+        signature.bind(*([None] * arity))
+    except TypeError as exc:
+        raise CompositionError(
+            f"{what} must accept exactly {arity} positional argument(s); "
+            f"{getattr(fn, '__qualname__', fn)!r} has signature {signature}: {exc}"
+        ) from None
+
+
+def _as_workflow(what: str, value: object) -> Workflow[Any, Any]:
+    if isinstance(value, Workflow):
+        return value
+    if callable(value):
+        return task(value)
+    raise CompositionError(f"{what} must be a Workflow or a callable, got {value!r}")
+
+
+class Workflow(Generic[Ctx, Out]):
+    """Immutable description of work on a ``Ctx`` producing an ``Out`` (see module doc)."""
+
+    name: str
+
+    def then(self, next_step: Workflow[Ctx, Out2] | Callable[[Ctx], Out2]) -> Workflow[Ctx, Out2]:
+        return _Then(f"{self.name}>{_as_workflow('then(next_step)', next_step).name}",
+                     self, _as_workflow("then(next_step)", next_step))
+
+    @overload
+    def when(
+        self, condition: Callable[[Ctx], bool], *, skip: Literal[False] = False
+    ) -> Workflow[Ctx, Out]: ...
+    @overload
+    def when(
+        self, condition: Callable[[Ctx], bool], *, skip: Literal[True]
+    ) -> Workflow[Ctx, Out | None]: ...
+    def when(self, condition: Callable[[Ctx], bool], *, skip: bool = False) -> Workflow[Ctx, Any]:
+        _check_callable("when(condition)", condition, 1)
+        return _When(f"{self.name}?", self, condition, skip)
+
+    @overload
+    def parallel(self, other: Workflow[Ctx, Out2], /) -> Workflow[Ctx, tuple[Out, Out2]]: ...
+    @overload
+    def parallel(
+        self, *others: Workflow[Ctx, Any] | Callable[[Ctx], Any]
+    ) -> Workflow[Ctx, tuple[Any, ...]]: ...
+    def parallel(self, *others: Any) -> Workflow[Ctx, Any]:
+        return parallel(self, *others)
+
+    def nested(
+        self: Workflow[Inner, InnerOut],
+        ctx_mapper: Callable[[Ctx], Inner],
+        out_mapper: Callable[[Ctx, InnerOut], Out2],
+    ) -> Workflow[Ctx, Out2]:
+        _check_callable("nested(ctx_mapper)", ctx_mapper, 1)
+        _check_callable("nested(out_mapper)", out_mapper, 2)
+        return _Nested(f"[{self.name}]", self, ctx_mapper, out_mapper)
+
+    def retry(self, policy: RetryPolicy) -> Workflow[Ctx, Out]:
+        if not isinstance(policy, RetryPolicy):
+            raise CompositionError(f"retry(policy) must be a RetryPolicy, got {policy!r}")
+        return _Retry(self.name, self, policy)
+
+    def monitored(self, *observers: WorkflowObserver) -> Workflow[Ctx, Out]:
+        for observer in observers:
+            if not callable(getattr(observer, "on_event", None)):
+                raise CompositionError(
+                    f"monitored(*observers) needs objects with on_event(event), got {observer!r}"
+                )
+        return _Monitored(self.name, self, tuple(observers))
+
+    def named(self, name: str) -> Workflow[Ctx, Out]:
+        if not isinstance(name, str) or not name or "/" in name:
+            raise CompositionError(f"named(name) must be a non-empty str without '/', got {name!r}")
+        return _Named(name, self)
+
+    def fingerprint(self) -> str:
+        """A digest of the structure (kinds, names, order): changes when the graph changes."""
+        return hashlib.sha256(repr(_shape(self)).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, eq=False)
+class _Task(Workflow[Any, Any]):
+    name: str
+    fn: Callable[[Any], Any]
+    timeout: float | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class _Then(Workflow[Any, Any]):
+    name: str
+    first: Workflow[Any, Any]
+    second: Workflow[Any, Any]
+
+
+@dataclass(frozen=True, eq=False)
+class _When(Workflow[Any, Any]):
+    name: str
+    inner: Workflow[Any, Any]
+    condition: Callable[[Any], bool]
+    skip: bool
+
+
+@dataclass(frozen=True, eq=False)
+class _Parallel(Workflow[Any, Any]):
+    name: str
+    branches: tuple[Workflow[Any, Any], ...]
+
+
+@dataclass(frozen=True, eq=False)
+class _Nested(Workflow[Any, Any]):
+    name: str
+    inner: Workflow[Any, Any]
+    ctx_mapper: Callable[[Any], Any]
+    out_mapper: Callable[[Any, Any], Any]
+
+
+@dataclass(frozen=True, eq=False)
+class _Retry(Workflow[Any, Any]):
+    name: str
+    inner: Workflow[Any, Any]
+    policy: RetryPolicy
+
+
+@dataclass(frozen=True, eq=False)
+class _Monitored(Workflow[Any, Any]):
+    name: str
+    inner: Workflow[Any, Any]
+    observers: tuple[WorkflowObserver, ...] = field(default=())
+
+
+@dataclass(frozen=True, eq=False)
+class _Named(Workflow[Any, Any]):
+    name: str
+    inner: Workflow[Any, Any]
+
+
+@dataclass(frozen=True, eq=False)
+class _Dynamic(Workflow[Any, Any]):
+    name: str
+    factory: Callable[[Any], Workflow[Any, Any]]
+    condition: Callable[[Any], bool] | None
+
+
+def _shape(wf: Workflow[Any, Any]) -> tuple[Any, ...]:
+    kind = type(wf).__name__.lstrip("_")
+    children: Sequence[Workflow[Any, Any]]
+    if isinstance(wf, _Then):
+        children = (wf.first, wf.second)
+    elif isinstance(wf, _Parallel):
+        children = wf.branches
+    elif isinstance(wf, _When | _Nested | _Retry | _Monitored | _Named):
+        children = (wf.inner,)
+    else:
+        children = ()
+    return (kind, wf.name, tuple(_shape(child) for child in children))
+
+
+def _task_name(fn: Callable[..., Any]) -> str:
+    name = getattr(fn, "__name__", type(fn).__name__)
+    return "lambda" if name == "<lambda>" else name
+
+
+@overload
+def task(fn: Callable[[Ctx], Out], /) -> Workflow[Ctx, Out]: ...
+@overload
+def task(
+    *, name: str | None = None, retry: RetryPolicy | None = None, timeout: float | None = None
+) -> Callable[[Callable[[Ctx], Out]], Workflow[Ctx, Out]]: ...
+def task(
+    fn: Callable[[Any], Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    retry: RetryPolicy | None = None,
+    timeout: float | None = None,
+) -> Any:
+    """Turn ``fn(ctx) -> out`` into a workflow; usable as ``task(fn)``, ``@task`` or ``@task(...)``.
+
+    Args:
+        name: the step's name (default: the function's name); shown in events and reports.
+        retry: a RetryPolicy for this step (same as ``task(fn).retry(policy)``).
+        timeout: seconds after which a running attempt fails with ``StepTimeout``.
+    """
+
+    def build(function: Callable[[Any], Any]) -> Workflow[Any, Any]:
+        _check_callable("task(fn)", function, 1)
+        if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
+            raise CompositionError(f"task(timeout) must be a number > 0, got {timeout!r}")
+        step_name = name if name is not None else _task_name(function)
+        if not step_name or "/" in step_name:
+            raise CompositionError(f"task(name) must be non-empty without '/', got {step_name!r}")
+        wf: Workflow[Any, Any] = _Task(step_name, function, timeout)
+        return wf.retry(retry) if retry is not None else wf
+
+    if fn is None:
+        return build
+    return build(fn)
+
+
+@overload
+def parallel(a: Workflow[Ctx, Out], b: Workflow[Ctx, Out2], /) -> Workflow[Ctx, tuple[Out, Out2]]: ...
+@overload
+def parallel(
+    *branches: Workflow[Ctx, Any] | Callable[[Ctx], Any]
+) -> Workflow[Ctx, tuple[Any, ...]]: ...
+def parallel(*branches: Any) -> Workflow[Any, Any]:
+    """Run ``branches`` concurrently; output is the tuple of their outputs (see module doc)."""
+    if len(branches) < 2:
+        raise CompositionError(f"parallel needs at least 2 branches, got {len(branches)}")
+    flows = tuple(_as_workflow(f"parallel branch {i}", b) for i, b in enumerate(branches))
+    return _Parallel("(" + "|".join(f.name for f in flows) + ")", flows)
+
+
+def dynamic(
+    factory: Callable[[Ctx], Workflow[Ctx, Out]],
+    condition: Callable[[Ctx], bool] | None = None,
+    *,
+    name: str = "dynamic",
+) -> Workflow[Ctx, Out | None]:
+    """A workflow generated at run time by ``factory(ctx)``, when ``condition(ctx)`` holds."""
+    _check_callable("dynamic(factory)", factory, 1)
+    if condition is not None:
+        _check_callable("dynamic(condition)", condition, 1)
+    return _Dynamic(name, factory, condition)

@@ -1,0 +1,58 @@
+"""Events of runs and of the cluster, and the observers that receive them.
+
+``system.events.subscribe(observer)`` sees every run; ``wf.monitored(obs)``
+or ``system.run(..., observers=[obs])`` see one workflow's. Observers run on
+the event bus thread, in emission order; one that raises is logged and kept.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from actors.events import (
+    Canceled,
+    Checkpointed,
+    Completed,
+    Event,
+    EventBus,
+    Failed,
+    NodeDown,
+    NodeUp,
+    Retrying,
+    Started,
+    WorkflowObserver,
+)
+from actors import StateChanged
+
+__all__ = [
+    "Canceled",
+    "Checkpointed",
+    "Completed",
+    "Event",
+    "EventBus",
+    "Failed",
+    "LoggingObserver",
+    "NodeDown",
+    "NodeUp",
+    "Retrying",
+    "Started",
+    "StateChanged",
+    "WorkflowObserver",
+]
+
+
+class LoggingObserver:
+    """Logs every event on stdlib ``logging``: failures at WARNING, the rest at ``level``."""
+
+    def __init__(self, logger: logging.Logger | None = None, level: int = logging.INFO) -> None:
+        self.logger = logger or logging.getLogger("actorflow.events")
+        self.level = level
+
+    def on_event(self, event: Event) -> None:
+        level = logging.WARNING if isinstance(event, Failed | NodeDown) else self.level
+        if isinstance(event, StateChanged):
+            self.logger.log(
+                level, "run %s step %s: %s -> %s", event.run_id, event.node_id, event.old, event.new
+            )
+            return
+        self.logger.log(level, "%s", event)
