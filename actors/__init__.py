@@ -28,7 +28,6 @@ from actors._errors import (
     SystemShutDown,
     TemporaryError,
 )
-from actors.events import Event, EventBus, WorkflowObserver
 from actors._node import CancelNode, NodeActor, Start, StepInfo, StepResult, current_step
 from actors._state import TRANSITIONS, NodeState, StateChanged, StateMachine
 from actors._supervisor import (
@@ -40,6 +39,7 @@ from actors._supervisor import (
     Supervisor,
     SupervisorStats,
 )
+from actors.events import Event, EventBus, WorkflowObserver
 
 __all__ = [
     "TRANSITIONS",

@@ -24,8 +24,8 @@ from typing import Any
 import pykka
 
 from actors._clock import Clock
-from actors.events import Event, Started
 from actors._state import NodeState, StateMachine
+from actors.events import Event, Started
 
 __all__ = ["CancelNode", "NodeActor", "Start", "StepInfo", "StepResult", "current_step"]
 
@@ -135,9 +135,7 @@ class NodeActor(pykka.ThreadingActor):
         self.machine.transition(NodeState.RUNNING)
         attempt = self.machine.attempts
         started = self._clock.now()
-        self._emit(
-            Started(self._run_id, self.node_id, attempt, self._host, self._clock.wall())
-        )
+        self._emit(Started(self._run_id, self.node_id, attempt, self._host, self._clock.wall()))
         info = StepInfo(self._run_id, self.node_id, attempt, self.cancel_event)
         token = _current.set(info)
         try:
@@ -162,11 +160,25 @@ class NodeActor(pykka.ThreadingActor):
         if self.cancel_event.is_set():
             self.machine.transition(NodeState.CANCELED)
             return StepResult(
-                self.node_id, NodeState.CANCELED, attempt, None, None, exc, text, started,
+                self.node_id,
+                NodeState.CANCELED,
+                attempt,
+                None,
+                None,
+                exc,
+                text,
+                started,
                 self._clock.now(),
             )
         self.machine.transition(NodeState.FAILED, error=exc)
         return StepResult(
-            self.node_id, NodeState.FAILED, attempt, None, None, exc, text, started,
+            self.node_id,
+            NodeState.FAILED,
+            attempt,
+            None,
+            None,
+            exc,
+            text,
+            started,
             self._clock.now(),
         )

@@ -100,9 +100,7 @@ class StateMachine:
         with self._lock:
             old = self._state
             if new not in TRANSITIONS[old]:
-                raise IllegalTransition(
-                    f"node {self.node_id!r}: illegal transition {old} -> {new}"
-                )
+                raise IllegalTransition(f"node {self.node_id!r}: illegal transition {old} -> {new}")
             now = self._clock.wall()
             self._state = new
             if new is NodeState.RUNNING:

@@ -86,7 +86,9 @@ class ChildSpec:
     restart: Restart = Restart.PERMANENT
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.actor_class, type) and issubclass(self.actor_class, SupervisedActor)):
+        if not (
+            isinstance(self.actor_class, type) and issubclass(self.actor_class, SupervisedActor)
+        ):
             raise TypeError(
                 f"ChildSpec {self.name!r}: actor_class must subclass SupervisedActor, "
                 f"got {self.actor_class!r}"
@@ -142,7 +144,7 @@ class SupervisedActor(pykka.ThreadingActor):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "on_start" in cls.__dict__:
-            cls.on_start = _guard_on_start(cls.__dict__["on_start"])  # type: ignore[method-assign]
+            cls.on_start = _guard_on_start(cls.__dict__["on_start"])  # type: ignore[method-assign,assignment]
 
     @classmethod
     def _start_linked(

@@ -232,4 +232,6 @@ class EventBus:
             if subscription.accepts(event):
                 subscription.observer.on_event(event)
         except Exception:
-            log.exception("observer %r raised on %r; it stays subscribed", subscription.observer, event)
+            log.exception(
+                "observer %r raised on %r; it stays subscribed", subscription.observer, event
+            )

@@ -105,11 +105,17 @@ class RetryPolicy:
         if not callable(getattr(self.backoff, "delay", None)):
             raise TypeError(f"backoff must have a delay(attempt) method, got {self.backoff!r}")
         if isinstance(self.retry_on, tuple):
-            bad = [t for t in self.retry_on if not (isinstance(t, type) and issubclass(t, BaseException))]
+            bad = [
+                t
+                for t in self.retry_on
+                if not (isinstance(t, type) and issubclass(t, BaseException))
+            ]
             if bad:
                 raise TypeError(f"retry_on must hold exception types, got {bad!r}")
         elif not callable(self.retry_on):
-            raise TypeError(f"retry_on must be exception types or a predicate, got {self.retry_on!r}")
+            raise TypeError(
+                f"retry_on must be exception types or a predicate, got {self.retry_on!r}"
+            )
 
     def should_retry(self, error: BaseException, attempt: int) -> bool:
         """True when failed attempt ``attempt`` may be followed by another."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import itertools
 import logging
 import threading
@@ -39,7 +40,6 @@ from actors import (
     TimerHandle,
     WorkflowObserver,
 )
-from transport import WorkflowError
 from actors import events as ev
 from runtime._handle import RunHandle, StepLog
 from runtime._merge import merge_contexts
@@ -56,6 +56,7 @@ from runtime._workflow import (
     _Then,
     _When,
 )
+from transport import WorkflowError
 
 __all__ = ["RunCoordinator", "cancel_run"]
 
@@ -92,6 +93,15 @@ class _Scope:
         scope = _Scope(self)
         self.children.append(scope)
         return scope
+
+
+@dataclass(frozen=True, eq=False)
+class _Frame:
+    """Where a sub-workflow runs: its position, its cancel scope, its extra observers."""
+
+    path: tuple[Any, ...]
+    scope: _Scope
+    observers: _Observers
 
 
 @dataclass(eq=False)
@@ -132,6 +142,24 @@ class _CancelRun:
     reason: str
 
 
+def _of_run(run_id: str) -> Callable[[ev.Event], bool]:
+    return lambda event: getattr(event, "run_id", None) == run_id
+
+
+def _of_steps(
+    run_id: str, monitors: dict[str, _Observers], observer: WorkflowObserver
+) -> Callable[[ev.Event], bool]:
+    """Run-level events, and step events of the steps ``observer`` monitors."""
+
+    def accepts(event: ev.Event) -> bool:
+        if getattr(event, "run_id", None) != run_id:
+            return False
+        step = getattr(event, "step", None) or getattr(event, "node_id", None)
+        return step is None or any(o is observer for o in monitors.get(step, ()))
+
+    return accepts
+
+
 class RunCoordinator(pykka.ThreadingActor):
     """Drives one run; created by ``ActorSystem.run``. Only tells are sent to it."""
 
@@ -170,10 +198,8 @@ class RunCoordinator(pykka.ThreadingActor):
         self._attempts: dict[str, int] = {}
         self._steps = steps
         self._monitors: dict[str, _Observers] = {}
-        self._unsubscribes = [
-            bus.subscribe(o, lambda e, rid=run_id: getattr(e, "run_id", None) == rid)
-            for o in observers
-        ]
+        self._watched: list[WorkflowObserver] = []
+        self._unsubscribes = [bus.subscribe(o, _of_run(run_id)) for o in observers]
         self._started_at = 0.0
 
     # -- pykka hooks ---------------------------------------------------------------
@@ -183,7 +209,7 @@ class RunCoordinator(pykka.ThreadingActor):
         self._handle._set_state(NodeState.RUNNING)
         self._emit(ev.Started(self.run_id, None, 1, self._node_name, self._clock.wall()))
         self._guarded(
-            lambda: self._exec(self._workflow, self._ctx, (), self._root, (), self._finish)
+            lambda: self._exec(self._workflow, self._ctx, _Frame((), self._root, ()), self._finish)
         )
 
     def on_receive(self, message: Any) -> Any:
@@ -238,18 +264,14 @@ class RunCoordinator(pykka.ThreadingActor):
         scope.timers.append(self._clock.call_later(delay, lambda: me.tell(_Wake(token))))
 
     def _watch(self, observers: _Observers) -> None:
+        """Subscribe ``.monitored`` observers to this run's events of their steps."""
         for observer in observers:
-            if any(o is observer for keyed in self._monitors.values() for o in keyed):
+            if any(o is observer for o in self._watched):
                 continue
-            run_id, monitors = self.run_id, self._monitors
-
-            def accepts(event: ev.Event, observer: WorkflowObserver = observer) -> bool:
-                if getattr(event, "run_id", None) != run_id:
-                    return False
-                step = getattr(event, "step", None) or getattr(event, "node_id", None)
-                return step is None or any(o is observer for o in monitors.get(step, ()))
-
-            self._unsubscribes.append(self._bus.subscribe(observer, accepts))
+            self._watched.append(observer)
+            self._unsubscribes.append(
+                self._bus.subscribe(observer, _of_steps(self.run_id, self._monitors, observer))
+            )
 
     # -- the interpreter -----------------------------------------------------------
 
@@ -257,47 +279,59 @@ class RunCoordinator(pykka.ThreadingActor):
         self,
         wf: Workflow[Any, Any],
         ctx: Any,
-        path: tuple[Any, ...],
-        scope: _Scope,
-        observers: _Observers,
+        frame: _Frame,
         cont: _Cont,
     ) -> None:
+        path, scope, observers = frame.path, frame.scope, frame.observers
         if scope.canceled:
             return
         if isinstance(wf, _Task):
-            self._exec_task(wf, ctx, path, scope, observers, cont, None)
+            self._exec_task(wf, ctx, frame, cont, None)
         elif isinstance(wf, _Then):
-            self._exec_then(wf, ctx, path, scope, observers, cont)
+            self._exec_then(wf, ctx, frame, cont)
         elif isinstance(wf, _When):
-            self._exec_when(wf, ctx, path, scope, observers, cont)
+            self._exec_when(wf, ctx, frame, cont)
         elif isinstance(wf, _Parallel):
-            self._exec_parallel(wf, ctx, path, scope, observers, cont)
+            self._exec_parallel(wf, ctx, frame, cont)
         elif isinstance(wf, _Nested):
-            self._exec_nested(wf, ctx, path, scope, observers, cont)
+            self._exec_nested(wf, ctx, frame, cont)
         elif isinstance(wf, _Retry):
-            self._exec_retry(wf, ctx, path, scope, observers, cont)
+            self._exec_retry(wf, ctx, frame, cont)
         elif isinstance(wf, _Monitored):
             self._watch(wf.observers)
-            self._exec(wf.inner, ctx, path, scope, observers + wf.observers, cont)
+            self._exec(wf.inner, ctx, _Frame(path, scope, observers + wf.observers), cont)
         elif isinstance(wf, _Named):
-            self._exec(wf.inner, ctx, (*path, wf.name), scope, observers, cont)
+            self._exec(wf.inner, ctx, _Frame((*path, wf.name), scope, observers), cont)
         elif isinstance(wf, _Dynamic):
-            self._exec_dynamic(wf, ctx, path, scope, observers, cont)
+            self._exec_dynamic(wf, ctx, frame, cont)
         else:
             raise TypeError(f"unknown workflow node {wf!r}")
 
-    def _exec_then(self, wf: _Then, ctx: Any, path: tuple[Any, ...], scope: _Scope,
-                   observers: _Observers, cont: _Cont) -> None:
+    def _exec_then(
+        self,
+        wf: _Then,
+        ctx: Any,
+        frame: _Frame,
+        cont: _Cont,
+    ) -> None:
+        path, scope, observers = frame.path, frame.scope, frame.observers
+
         def after_first(outcome: _Outcome) -> None:
             if isinstance(outcome, _Err):
                 cont(outcome)
             else:
-                self._exec(wf.second, outcome.ctx, (*path, 1), scope, observers, cont)
+                self._exec(wf.second, outcome.ctx, _Frame((*path, 1), scope, observers), cont)
 
-        self._exec(wf.first, ctx, (*path, 0), scope, observers, after_first)
+        self._exec(wf.first, ctx, _Frame((*path, 0), scope, observers), after_first)
 
-    def _exec_when(self, wf: _When, ctx: Any, path: tuple[Any, ...], scope: _Scope,
-                   observers: _Observers, cont: _Cont) -> None:
+    def _exec_when(
+        self,
+        wf: _When,
+        ctx: Any,
+        frame: _Frame,
+        cont: _Cont,
+    ) -> None:
+        path, scope, observers = frame.path, frame.scope, frame.observers
         try:
             holds = bool(wf.condition(ctx))
         except Exception as exc:
@@ -306,7 +340,7 @@ class RunCoordinator(pykka.ThreadingActor):
             cont(_Err(error))
             return
         if holds:
-            self._exec(wf.inner, ctx, (*path, 0), scope, observers, cont)
+            self._exec(wf.inner, ctx, _Frame((*path, 0), scope, observers), cont)
         elif wf.skip:
             self._record_skipped(wf.inner, path)
             cont(_Ok(None, ctx))
@@ -317,8 +351,14 @@ class RunCoordinator(pykka.ThreadingActor):
         if isinstance(wf, _Task):
             self._report(self._key((*path, 0), wf.name), skipped=True)
 
-    def _exec_parallel(self, wf: _Parallel, ctx: Any, path: tuple[Any, ...], scope: _Scope,
-                       observers: _Observers, cont: _Cont) -> None:
+    def _exec_parallel(
+        self,
+        wf: _Parallel,
+        ctx: Any,
+        frame: _Frame,
+        cont: _Cont,
+    ) -> None:
+        path, scope, observers = frame.path, frame.scope, frame.observers
         snapshot = copy.deepcopy(ctx)
         count = len(wf.branches)
         outputs: list[Any] = [None] * count
@@ -348,11 +388,21 @@ class RunCoordinator(pykka.ThreadingActor):
                 cont(_Ok(tuple(outputs), merged))
 
         for index, branch in enumerate(wf.branches):
-            self._exec(branch, copy.deepcopy(snapshot), (*path, index), scopes[index], observers,
-                       lambda outcome, i=index: branch_done(i, outcome))
+            self._exec(
+                branch,
+                copy.deepcopy(snapshot),
+                _Frame((*path, index), scopes[index], observers),
+                functools.partial(branch_done, index),
+            )
 
-    def _exec_nested(self, wf: _Nested, ctx: Any, path: tuple[Any, ...], scope: _Scope,
-                     observers: _Observers, cont: _Cont) -> None:
+    def _exec_nested(
+        self,
+        wf: _Nested,
+        ctx: Any,
+        frame: _Frame,
+        cont: _Cont,
+    ) -> None:
+        path, scope, observers = frame.path, frame.scope, frame.observers
         try:
             inner_ctx = wf.ctx_mapper(ctx)
         except Exception as exc:
@@ -370,7 +420,7 @@ class RunCoordinator(pykka.ThreadingActor):
                 return
             cont(_Ok(output, ctx))
 
-        self._exec(wf.inner, inner_ctx, (*path, 0), scope, observers, after_inner)
+        self._exec(wf.inner, inner_ctx, _Frame((*path, 0), scope, observers), after_inner)
 
     @staticmethod
     def _mapper_error(wf: _Nested, which: str, exc: Exception) -> PermanentError:
@@ -378,28 +428,45 @@ class RunCoordinator(pykka.ThreadingActor):
         error.__cause__ = exc
         return error
 
-    def _exec_dynamic(self, wf: _Dynamic, ctx: Any, path: tuple[Any, ...], scope: _Scope,
-                      observers: _Observers, cont: _Cont) -> None:
+    def _exec_dynamic(
+        self,
+        wf: _Dynamic,
+        ctx: Any,
+        frame: _Frame,
+        cont: _Cont,
+    ) -> None:
+        path, scope, observers = frame.path, frame.scope, frame.observers
         try:
             if wf.condition is not None and not wf.condition(ctx):
                 cont(_Ok(None, ctx))
                 return
-            generated = wf.factory(ctx)
+            generated: object = wf.factory(ctx)
         except Exception as exc:
             error = PermanentError(f"dynamic {wf.name!r} raised {type(exc).__name__}: {exc}")
             error.__cause__ = exc
             cont(_Err(error))
             return
         if not isinstance(generated, Workflow):
-            cont(_Err(PermanentError(
-                f"dynamic {wf.name!r}: factory returned {generated!r}, not a Workflow")))
+            cont(
+                _Err(
+                    PermanentError(
+                        f"dynamic {wf.name!r}: factory returned {generated!r}, not a Workflow"
+                    )
+                )
+            )
             return
-        self._exec(generated, ctx, (*path, wf.name), scope, observers, cont)
+        self._exec(generated, ctx, _Frame((*path, wf.name), scope, observers), cont)
 
-    def _exec_retry(self, wf: _Retry, ctx: Any, path: tuple[Any, ...], scope: _Scope,
-                    observers: _Observers, cont: _Cont) -> None:
+    def _exec_retry(
+        self,
+        wf: _Retry,
+        ctx: Any,
+        frame: _Frame,
+        cont: _Cont,
+    ) -> None:
+        path, scope, observers = frame.path, frame.scope, frame.observers
         if isinstance(wf.inner, _Task):
-            self._exec_task(wf.inner, ctx, path, scope, observers, cont, wf.policy)
+            self._exec_task(wf.inner, ctx, frame, cont, wf.policy)
             return
         key = self._key((*path, "retry"), wf.name)
         attempt = 1
@@ -412,17 +479,30 @@ class RunCoordinator(pykka.ThreadingActor):
                 return
             attempt += 1
             delay = wf.policy.delay(attempt - 1)
-            self._emit(ev.Retrying(self.run_id, key, attempt, delay, outcome.error,
-                                   self._clock.wall()))
-            self._schedule(scope, delay, lambda: self._exec(
-                wf.inner, copy.deepcopy(snapshot), path, scope, observers, after))
+            self._emit(
+                ev.Retrying(self.run_id, key, attempt, delay, outcome.error, self._clock.wall())
+            )
+            self._schedule(
+                scope,
+                delay,
+                lambda: self._exec(
+                    wf.inner, copy.deepcopy(snapshot), _Frame(path, scope, observers), after
+                ),
+            )
 
-        self._exec(wf.inner, ctx, path, scope, observers, after)
+        self._exec(wf.inner, ctx, _Frame(path, scope, observers), after)
 
     # -- tasks ---------------------------------------------------------------------
 
-    def _exec_task(self, wf: _Task, ctx: Any, path: tuple[Any, ...], scope: _Scope,
-                   observers: _Observers, cont: _Cont, policy: RetryPolicy | None) -> None:
+    def _exec_task(
+        self,
+        wf: _Task,
+        ctx: Any,
+        frame: _Frame,
+        cont: _Cont,
+        policy: RetryPolicy | None,
+    ) -> None:
+        path, scope, observers = frame.path, frame.scope, frame.observers
         key = self._key(path, wf.name)
         if observers:
             self._monitors[key] = observers
@@ -430,32 +510,51 @@ class RunCoordinator(pykka.ThreadingActor):
 
         def on_result(result: StepResult) -> None:
             if result.state is NodeState.COMPLETED:
-                self._report(key, state=NodeState.COMPLETED, attempts=result.attempt,
-                             finished_at=self._clock.wall(), error=None)
-                self._emit(ev.Completed(self.run_id, key, result.attempt,
-                                        result.finished_at - result.started_at,
-                                        self._clock.wall()))
+                self._report(
+                    key,
+                    state=NodeState.COMPLETED,
+                    attempts=result.attempt,
+                    finished_at=self._clock.wall(),
+                    error=None,
+                )
+                self._emit(
+                    ev.Completed(
+                        self.run_id,
+                        key,
+                        result.attempt,
+                        result.finished_at - result.started_at,
+                        self._clock.wall(),
+                    )
+                )
                 self._retire(key)
                 cont(_Ok(result.output, result.ctx))
                 return
             error = result.error or WorkflowError(f"step {key!r} ended {result.state}")
             retry = policy is not None and policy.should_retry(error, result.attempt)
-            self._report(key, state=NodeState.FAILED, attempts=result.attempt, error=error,
-                         finished_at=self._clock.wall())
-            self._emit(ev.Failed(self.run_id, key, error, result.attempt, not retry,
-                                 self._clock.wall()))
+            self._report(
+                key,
+                state=NodeState.FAILED,
+                attempts=result.attempt,
+                error=error,
+                finished_at=self._clock.wall(),
+            )
+            self._emit(
+                ev.Failed(self.run_id, key, error, result.attempt, not retry, self._clock.wall())
+            )
             if not retry or policy is None:
                 cont(_Err(error))
                 return
             delay = policy.delay(result.attempt)
-            self._emit(ev.Retrying(self.run_id, key, result.attempt + 1, delay, error,
-                                   self._clock.wall()))
+            self._emit(
+                ev.Retrying(self.run_id, key, result.attempt + 1, delay, error, self._clock.wall())
+            )
             self._schedule(scope, delay, lambda: self._dispatch(key, wf, ctx, scope, on_result))
 
         self._dispatch(key, wf, ctx, scope, on_result)
 
-    def _dispatch(self, key: str, wf: _Task, ctx: Any, scope: _Scope,
-                  on_result: Callable[[StepResult], None]) -> None:
+    def _dispatch(
+        self, key: str, wf: _Task, ctx: Any, scope: _Scope, on_result: Callable[[StepResult], None]
+    ) -> None:
         """Start one attempt of ``key``, reusing its node if it sits in Failed."""
         if scope.canceled:
             return
@@ -474,8 +573,9 @@ class RunCoordinator(pykka.ThreadingActor):
         node.ref.tell(Start(ctx))
         if wf.timeout is not None:
             incarnation, starts, timeout = node.incarnation, node.starts, wf.timeout
-            self._schedule(scope, timeout,
-                           lambda: self._on_step_timeout(key, incarnation, starts, timeout))
+            self._schedule(
+                scope, timeout, lambda: self._on_step_timeout(key, incarnation, starts, timeout)
+            )
 
     def _spawn_node(self, key: str, wf: _Task) -> _Node:
         incarnation = next(self._incarnations)
@@ -486,8 +586,14 @@ class RunCoordinator(pykka.ThreadingActor):
             me.tell(_NodeReport(incarnation, result))
 
         ref = NodeActor.start(
-            key, wf.fn, run_id=self.run_id, clock=self._clock, emit=self._bus.emit,
-            report=report, cancel_event=cancel_event, host=self._node_name,
+            key,
+            wf.fn,
+            run_id=self.run_id,
+            clock=self._clock,
+            emit=self._bus.emit,
+            report=report,
+            cancel_event=cancel_event,
+            host=self._node_name,
         )
         node = _Node(ref, incarnation, cancel_event)
         self._nodes[key] = node
@@ -505,20 +611,31 @@ class RunCoordinator(pykka.ThreadingActor):
         node = self._nodes.get(key)
         if node is not None and node.incarnation == report.incarnation:
             node.state = result.state
-        if (waiting is None or waiting.incarnation != report.incarnation
-                or waiting.node_attempt != result.attempt or waiting.scope.canceled):
-            if node is not None and node.incarnation == report.incarnation \
-                    and result.state is not NodeState.FAILED:
+        if (
+            waiting is None
+            or waiting.incarnation != report.incarnation
+            or waiting.node_attempt != result.attempt
+            or waiting.scope.canceled
+        ):
+            if (
+                node is not None
+                and node.incarnation == report.incarnation
+                and result.state is not NodeState.FAILED
+            ):
                 self._retire(key)
             return  # stale: canceled, timed out, or superseded
         del self._waiting[key]
         waiting.cont(dataclasses.replace(result, attempt=waiting.attempt))
 
-    def _on_step_timeout(self, key: str, incarnation: int, node_attempt: int,
-                         timeout: float) -> None:
+    def _on_step_timeout(
+        self, key: str, incarnation: int, node_attempt: int, timeout: float
+    ) -> None:
         waiting = self._waiting.get(key)
-        if (waiting is None or waiting.incarnation != incarnation
-                or waiting.node_attempt != node_attempt):
+        if (
+            waiting is None
+            or waiting.incarnation != incarnation
+            or waiting.node_attempt != node_attempt
+        ):
             return
         node = self._nodes.pop(key, None)  # abandoned: a retry gets a fresh node
         if node is not None:
@@ -527,8 +644,16 @@ class RunCoordinator(pykka.ThreadingActor):
         del self._waiting[key]
         error = StepTimeout(f"step {key!r} attempt {waiting.attempt} ran longer than {timeout}s")
         now = self._clock.now()
-        waiting.cont(StepResult(key, NodeState.FAILED, waiting.attempt, error=error,
-                                started_at=now - timeout, finished_at=now))
+        waiting.cont(
+            StepResult(
+                key,
+                NodeState.FAILED,
+                waiting.attempt,
+                error=error,
+                started_at=now - timeout,
+                finished_at=now,
+            )
+        )
 
     # -- cancel and finish ---------------------------------------------------------
 
@@ -561,9 +686,12 @@ class RunCoordinator(pykka.ThreadingActor):
             return
         self._finished = True
         now = self._clock.wall()
+        error: BaseException | None
         if isinstance(outcome, _Ok):
             state, output, error = NodeState.COMPLETED, outcome.output, None
-            self._emit(ev.Completed(self.run_id, None, 1, self._clock.now() - self._started_at, now))
+            self._emit(
+                ev.Completed(self.run_id, None, 1, self._clock.now() - self._started_at, now)
+            )
         elif isinstance(outcome.error, Canceled):
             state, output, error = NodeState.CANCELED, None, outcome.error
             self._emit(ev.Canceled(self.run_id, None, str(outcome.error), now))
@@ -572,7 +700,11 @@ class RunCoordinator(pykka.ThreadingActor):
             self._cancel_scope(self._root, "run failed")
             self._emit(ev.Failed(self.run_id, None, outcome.error, 1, True, now))
         handle, unsubscribes, on_finished, run_id = (
-            self._handle, self._unsubscribes, self._on_finished, self.run_id)
+            self._handle,
+            self._unsubscribes,
+            self._on_finished,
+            self.run_id,
+        )
 
         def resolve() -> None:
             for unsubscribe in unsubscribes:
@@ -582,7 +714,6 @@ class RunCoordinator(pykka.ThreadingActor):
 
         self._bus.call_soon(resolve)
         self.actor_ref.stop(block=False)
-
 
 
 def cancel_run(ref: pykka.ActorRef[Any], reason: str) -> None:

@@ -83,7 +83,9 @@ class ActorSystem:
         with self._lock:
             self._check_open("spawn")
             if not (isinstance(actor_class, type) and issubclass(actor_class, pykka.Actor)):
-                raise TypeError(f"spawn(actor_class) needs a pykka Actor class, got {actor_class!r}")
+                raise TypeError(
+                    f"spawn(actor_class) needs a pykka Actor class, got {actor_class!r}"
+                )
             ref = actor_class.start(*args, **kwargs)
             self._actors.append(ref)
             return ref
@@ -124,8 +126,15 @@ class ActorSystem:
             )
             self._runs[run_id] = handle
             self._coordinators[run_id] = RunCoordinator.start(
-                run_id, workflow, ctx, handle=handle, steps=steps, bus=self.events,
-                clock=self.clock, on_finished=self._run_finished, node_name=self.name,
+                run_id,
+                workflow,
+                ctx,
+                handle=handle,
+                steps=steps,
+                bus=self.events,
+                clock=self.clock,
+                on_finished=self._run_finished,
+                node_name=self.name,
                 observers=tuple(observers),
             )
             return handle

@@ -79,8 +79,11 @@ class Workflow(Generic[Ctx, Out]):
     name: str
 
     def then(self, next_step: Workflow[Ctx, Out2] | Callable[[Ctx], Out2]) -> Workflow[Ctx, Out2]:
-        return _Then(f"{self.name}>{_as_workflow('then(next_step)', next_step).name}",
-                     self, _as_workflow("then(next_step)", next_step))
+        return _Then(
+            f"{self.name}>{_as_workflow('then(next_step)', next_step).name}",
+            self,
+            _as_workflow("then(next_step)", next_step),
+        )
 
     @overload
     def when(
@@ -255,10 +258,12 @@ def task(
 
 
 @overload
-def parallel(a: Workflow[Ctx, Out], b: Workflow[Ctx, Out2], /) -> Workflow[Ctx, tuple[Out, Out2]]: ...
+def parallel(
+    a: Workflow[Ctx, Out], b: Workflow[Ctx, Out2], /
+) -> Workflow[Ctx, tuple[Out, Out2]]: ...
 @overload
 def parallel(
-    *branches: Workflow[Ctx, Any] | Callable[[Ctx], Any]
+    *branches: Workflow[Ctx, Any] | Callable[[Ctx], Any],
 ) -> Workflow[Ctx, tuple[Any, ...]]: ...
 def parallel(*branches: Any) -> Workflow[Any, Any]:
     """Run ``branches`` concurrently; output is the tuple of their outputs (see module doc)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from actors import StateChanged
 from actors.events import (
     Canceled,
     Checkpointed,
@@ -22,7 +23,6 @@ from actors.events import (
     Started,
     WorkflowObserver,
 )
-from actors import StateChanged
 
 __all__ = [
     "Canceled",

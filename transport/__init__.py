@@ -13,13 +13,11 @@ from transport._errors import (
     WorkflowError,
 )
 
-__all__ = sorted(
-    [
-        "ActorNotFound",
-        "AskTimeout",
-        "NodeDown",
-        "ProtocolError",
-        "RemoteError",
-        "WorkflowError",
-    ]
-)
+__all__ = [
+    "ActorNotFound",
+    "AskTimeout",
+    "NodeDown",
+    "ProtocolError",
+    "RemoteError",
+    "WorkflowError",
+]
