@@ -196,6 +196,7 @@ class RunCoordinator(pykka.ThreadingActor):
         self._tokens = itertools.count(1)
         self._incarnations = itertools.count(1)
         self._attempts: dict[str, int] = {}
+        self._backing_off: set[str] = set()  # failed steps waiting for their retry timer
         self._steps = steps
         self._monitors: dict[str, _Observers] = {}
         self._watched: list[WorkflowObserver] = []
@@ -548,6 +549,7 @@ class RunCoordinator(pykka.ThreadingActor):
             self._emit(
                 ev.Retrying(self.run_id, key, result.attempt + 1, delay, error, self._clock.wall())
             )
+            self._backing_off.add(key)
             self._schedule(scope, delay, lambda: self._dispatch(key, wf, ctx, scope, on_result))
 
         self._dispatch(key, wf, ctx, scope, on_result)
@@ -556,6 +558,7 @@ class RunCoordinator(pykka.ThreadingActor):
         self, key: str, wf: _Task, ctx: Any, scope: _Scope, on_result: Callable[[StepResult], None]
     ) -> None:
         """Start one attempt of ``key``, reusing its node if it sits in Failed."""
+        self._backing_off.discard(key)
         if scope.canceled:
             return
         node = self._nodes.get(key)
@@ -664,14 +667,16 @@ class RunCoordinator(pykka.ThreadingActor):
         for timer in scope.timers:
             timer.cancel()
         for key in scope.steps:
-            node = self._nodes.get(key)
             was_waiting = self._waiting.pop(key, None) is not None
+            if not (was_waiting or key in self._backing_off):
+                continue  # finished (or failed for good): its state stays
+            self._backing_off.discard(key)
+            node = self._nodes.get(key)
             if node is not None:
                 node.cancel_event.set()
                 node.ref.tell(CancelNode(reason))
-            if was_waiting or (node is not None and node.state is NodeState.FAILED):
-                self._report(key, state=NodeState.CANCELED, finished_at=self._clock.wall())
-                self._emit(ev.Canceled(self.run_id, key, reason, self._clock.wall()))
+            self._report(key, state=NodeState.CANCELED, finished_at=self._clock.wall())
+            self._emit(ev.Canceled(self.run_id, key, reason, self._clock.wall()))
         for child in scope.children:
             self._cancel_scope(child, reason)
 

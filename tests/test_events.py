@@ -1,0 +1,98 @@
+"""Events and observers: exact sequences, monitored scopes, raising observers."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from runtime import ActorSystem, Fixed, LoggingObserver, RetryPolicy, TemporaryError, task
+from runtime import events as ev
+
+from .conftest import Recorder
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def test_observers_see_the_exact_event_sequence_of_a_run_with_one_retry(
+    system: ActorSystem, recorder: Recorder
+) -> None:
+    calls = {"n": 0}
+
+    def flaky(ctx: Any) -> str:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise TemporaryError("transient")
+        return "ok"
+
+    wf = task(flaky).retry(RetryPolicy(2, Fixed(0.01))).monitored(recorder)
+    assert system.run(wf, {}).result(5) == "ok"
+    assert recorder.names() == [
+        "Started:-",
+        "StateChanged:flaky:Pending>Running",
+        "Started:flaky",
+        "StateChanged:flaky:Running>Failed",
+        "Failed:flaky",
+        "Retrying:flaky",
+        "StateChanged:flaky:Failed>Running",
+        "Started:flaky",
+        "StateChanged:flaky:Running>Completed",
+        "Completed:flaky",
+        "Completed:-",
+    ]
+    failed = next(e for e in recorder.events if isinstance(e, ev.Failed))
+    retrying = next(e for e in recorder.events if isinstance(e, ev.Retrying))
+    assert (failed.final, failed.attempts, str(failed.error)) == (False, 1, "transient")
+    assert (retrying.attempt, retrying.delay) == (2, 0.01)
+
+
+def test_monitored_observers_see_only_their_own_steps(
+    system: ActorSystem, recorder: Recorder
+) -> None:
+    wf = task(lambda c: 1, name="outside").then(
+        task(lambda c: 2, name="inside").monitored(recorder)
+    )
+    system.run(wf, {}).result(5)
+    steps = {getattr(e, "step", None) or getattr(e, "node_id", None) for e in recorder.events}
+    assert steps == {None, "inside"}
+
+
+def test_system_wide_subscribers_see_every_run(system: ActorSystem, recorder: Recorder) -> None:
+    system.events.subscribe(recorder)
+    first = system.run(task(lambda c: 1), {})
+    second = system.run(task(lambda c: 2), {})
+    first.result(5), second.result(5)
+    completed = {
+        e.run_id for e in recorder.events if isinstance(e, ev.Completed) and e.step is None
+    }
+    assert completed == {first.id, second.id}
+
+
+def test_a_raising_observer_is_logged_and_never_breaks_a_run(
+    system: ActorSystem, recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken:
+        def on_event(self, event: ev.Event) -> None:
+            raise RuntimeError("observer bug")
+
+    wf = task(lambda c: "fine").monitored(Broken(), recorder)
+    with caplog.at_level(logging.ERROR):
+        assert system.run(wf, {}).result(5) == "fine"
+    assert any("observer bug" in r.getMessage() or r.exc_info for r in caplog.records)
+    assert recorder.names()[-1] == "Completed:-"  # the next observer still got everything
+
+
+def test_logging_observer_writes_failures_at_warning(
+    system: ActorSystem, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(ctx: Any) -> None:
+        raise ValueError("bad row")
+
+    with caplog.at_level(logging.INFO, logger="actorflow.events"):
+        handle = system.run(task(broken), {}, observers=[LoggingObserver()])
+        with pytest.raises(ValueError, match="bad row"):
+            handle.result(5)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings and "bad row" in warnings[0].getMessage()
+    assert any("Pending -> Running" in r.getMessage() for r in caplog.records)
