@@ -723,4 +723,7 @@ class RunCoordinator(pykka.ThreadingActor):
 
 def cancel_run(ref: pykka.ActorRef[Any], reason: str) -> None:
     """Ask the coordinator behind ``ref`` to cancel its run (thread-safe, non-blocking)."""
-    ref.tell(_CancelRun(reason))
+    try:
+        ref.tell(_CancelRun(reason))
+    except pykka.ActorDeadError:
+        pass  # the run already ended; nothing to cancel
