@@ -5,6 +5,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 
+LINTED := actors transport runtime examples tests $(wildcard bench)
+
 .PHONY: demo demo-local test lint typecheck pytest bench bench-smoke clean
 
 $(PY):
@@ -26,8 +28,8 @@ demo-local: $(STAMP)
 	$(PY) examples/etl.py
 
 lint: $(DEVSTAMP)
-	$(VENV)/bin/ruff check actors transport runtime examples tests bench
-	$(VENV)/bin/ruff format --check actors transport runtime examples tests bench
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
 
 typecheck: $(DEVSTAMP)
 	$(VENV)/bin/mypy actors transport runtime

@@ -13,6 +13,7 @@ failed parallel branch or a cancel can stop its siblings.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import functools
@@ -723,7 +724,5 @@ class RunCoordinator(pykka.ThreadingActor):
 
 def cancel_run(ref: pykka.ActorRef[Any], reason: str) -> None:
     """Ask the coordinator behind ``ref`` to cancel its run (thread-safe, non-blocking)."""
-    try:
+    with contextlib.suppress(pykka.ActorDeadError):  # the run already ended
         ref.tell(_CancelRun(reason))
-    except pykka.ActorDeadError:
-        pass  # the run already ended; nothing to cancel
