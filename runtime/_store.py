@@ -12,6 +12,10 @@ Ownership of a run is a lease plus an epoch (a fencing token):
   also after ``release``); ``release`` gives the lease up so another process can
   claim without ``force``, and is a no-op for a stale epoch.
 
+``delete`` forgets a run entirely, including its epoch: a zombie of a deleted
+run gets ``StaleEpoch``, but run ids must not be reused after ``delete`` (the
+epochs of a re-created run start again at 1).
+
 A run that was claimed but never saved is listed (``has_checkpoint=False``) but
 ``load`` raises ``PersistenceError`` for it: a run never silently loads as fresh.
 

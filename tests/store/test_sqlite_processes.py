@@ -181,3 +181,17 @@ def claim_when_lease_expires(store: SQLiteStore, run_id: str, *, deadline: float
         assert summary.lease_until is not None
         # Wait on the wall clock for the lease the store reports, not a guessed duration.
         time.sleep(min(max(summary.lease_until - time.time(), 0.0) + 0.01, 0.5))
+
+
+@pytest.mark.timeout(60)
+def test_processes_opening_a_fresh_file_at_once_all_get_the_same_schema(
+    tmp_path: Path, spawn: Callable[..., Worker]
+) -> None:
+    db = tmp_path / "fresh" / "state.db"
+    claimers = [spawn("claimer", str(db), f"host-{index}") for index in range(4)]
+    for index, claimer in enumerate(claimers):
+        assert claimer.line() == "ready"
+        claimer.send(f"run-{index}")
+        assert claimer.line() == f"won run-{index} 1"
+    with SQLiteStore(db) as store:
+        assert sorted(s.run_id for s in store.list()) == [f"run-{index}" for index in range(4)]
