@@ -248,7 +248,7 @@ class SQLiteStore:
                         conn.execute("ROLLBACK")
                     raise
                 conn.execute("COMMIT")
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, OverflowError) as exc:  # OverflowError: int over 64 bits
                 if conn.in_transaction:
                     self._rollback_quietly(conn)
                 raise PersistenceError(f"{action} in {self.path}: {exc}") from exc

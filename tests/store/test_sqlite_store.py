@@ -183,3 +183,14 @@ def test_a_large_context_is_stored_and_loaded_intact(db_path: Path) -> None:
         epoch = store.claim("big", owner="a", lease=30)
         store.save(checkpoint("big", epoch, context=context))
         assert context_of(store.load("big")) == context
+
+
+def test_a_value_sqlite_cannot_bind_is_a_persistence_error(db_path: Path) -> None:
+    with SQLiteStore(db_path) as store:
+        epoch = store.claim("run-1", owner="a", lease=30)
+        huge = step("s", attempts=2**70)
+        with pytest.raises(PersistenceError, match="run run-1: save") as caught:
+            store.save(checkpoint("run-1", epoch, steps={"s": huge}))
+        assert isinstance(caught.value.__cause__, OverflowError)
+        with pytest.raises(PersistenceError, match="run run-1: save"):
+            store.save(checkpoint("run-1", epoch, state=["not", "text"]))  # type: ignore[arg-type]
