@@ -1,0 +1,80 @@
+"""A subprocess for the multi-process store tests; talks line by line on stdin/stdout.
+
+Usage (``python _store_worker.py MODE ...``):
+
+``saver DB SYNCHRONOUS RUN_ID``
+    Claims the run, then saves forever, adding one step per save; prints
+    ``acked N`` only after save N returned. The test kills it with SIGKILL.
+``claimer DB OWNER``
+    Prints ``ready``; for each stdin line RUN_ID claims it and prints
+    ``won RUN_ID EPOCH`` or ``busy RUN_ID``.
+``zombie DB RUN_ID LEASE``
+    Claims the run with a short lease, saves, prints ``claimed EPOCH``; then for
+    each stdin line ``save`` or ``renew`` prints ``ok`` or ``stale``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from store_testkit import checkpoint, step
+
+from actors._errors import RunBusy, StaleEpoch
+from runtime._sqlite_store import SQLiteStore
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def saver(db: str, synchronous: str, run_id: str) -> None:
+    with SQLiteStore(db, synchronous=synchronous) as store:
+        epoch = store.claim(run_id, owner="saver", lease=600)
+        steps = {}
+        for index in range(1, 1_000_000):
+            key = f"s{index}"
+            steps[key] = step(key, output=index)
+            store.save(checkpoint(run_id, epoch, context=index, steps=steps), changed_steps=[key])
+            say(f"acked {index}")
+
+
+def claimer(db: str, owner: str) -> None:
+    with SQLiteStore(db) as store:
+        say("ready")
+        for line in sys.stdin:
+            run_id = line.strip()
+            try:
+                epoch = store.claim(run_id, owner=owner, lease=600)
+            except RunBusy:
+                say(f"busy {run_id}")
+            else:
+                say(f"won {run_id} {epoch}")
+
+
+def zombie(db: str, run_id: str, lease: float) -> None:
+    with SQLiteStore(db) as store:
+        epoch = store.claim(run_id, owner="zombie", lease=lease)
+        store.save(checkpoint(run_id, epoch, context="zombie-1"))
+        say(f"claimed {epoch}")
+        for line in sys.stdin:
+            try:
+                if line.strip() == "save":
+                    store.save(checkpoint(run_id, epoch, context="zombie-2"))
+                else:
+                    store.renew(run_id, epoch=epoch, lease=lease)
+            except StaleEpoch:
+                say("stale")
+            else:
+                say("ok")
+
+
+if __name__ == "__main__":
+    mode, *args = sys.argv[1:]
+    if mode == "saver":
+        saver(args[0], args[1], args[2])
+    elif mode == "claimer":
+        claimer(args[0], args[1])
+    elif mode == "zombie":
+        zombie(args[0], args[1], float(args[2]))
+    else:
+        raise SystemExit(f"unknown mode {mode!r}")

@@ -1,0 +1,197 @@
+"""SQLiteStore across real processes: kill -9 durability, claim races, zombie fencing.
+
+Each worker (``_store_worker.py``) reports on stdout; the tests wait for its
+lines with deadlines, never with blind sleeps.
+"""
+
+from __future__ import annotations
+
+import queue
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+from store_testkit import checkpoint, context_of
+
+from actors._errors import RunBusy
+from runtime._persist import decode_value
+from runtime._sqlite_store import SQLiteStore
+
+WORKER = Path(__file__).with_name("_store_worker.py")
+LINE_TIMEOUT = 15.0
+
+
+class Worker:
+    """A worker subprocess whose stdout lines are read with a deadline."""
+
+    def __init__(self, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, str(WORKER), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, name=f"worker-reader-{args[0]}")
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._lines.put(line.rstrip("\n"))
+        self._lines.put(None)
+
+    def line(self, timeout: float = LINE_TIMEOUT) -> str:
+        """The next stdout line; fails the test if none comes before the deadline."""
+        try:
+            line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            pytest.fail(f"worker {self.process.args!r} printed nothing for {timeout} s")
+        if line is None:
+            pytest.fail(f"worker exited with {self.process.wait(LINE_TIMEOUT)} before replying")
+        return line
+
+    def rest(self) -> list[str]:
+        """Every line still unread, once the worker has exited."""
+        lines: list[str] = []
+        while (line := self._lines.get(timeout=LINE_TIMEOUT)) is not None:
+            lines.append(line)
+        return lines
+
+    def send(self, line: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+
+    def signal(self, signum: signal.Signals) -> None:
+        self.process.send_signal(signum)
+
+    def finish(self) -> None:
+        """Kill if still running, reap, and close the pipes."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+            self.process.kill()
+        self.process.wait(LINE_TIMEOUT)
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self._reader.join(LINE_TIMEOUT)
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+
+
+@pytest.fixture
+def spawn() -> Iterator[Callable[..., Worker]]:
+    workers: list[Worker] = []
+
+    def start(*args: str) -> Worker:
+        worker = Worker(*args)
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.finish()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("synchronous", ["FULL", "NORMAL"])
+def test_every_acknowledged_save_survives_kill_9(
+    tmp_path: Path, spawn: Callable[..., Worker], synchronous: str
+) -> None:
+    db = tmp_path / "state.db"
+    saver = spawn("saver", str(db), synchronous, "run-1")
+    acked = 0
+    while acked < 500:
+        line = saver.line()
+        assert line == f"acked {acked + 1}"
+        acked += 1
+    saver.signal(signal.SIGKILL)  # most likely in the middle of save 501
+    assert saver.process.wait(LINE_TIMEOUT) == -signal.SIGKILL
+    for line in saver.rest():  # saves acknowledged after we stopped counting count too
+        assert line == f"acked {acked + 1}"
+        acked += 1
+    with closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    with SQLiteStore(db) as store:
+        loaded = store.load("run-1")
+    assert context_of(loaded) >= acked
+    for index in range(1, acked + 1):
+        output = loaded.steps[f"s{index}"].output
+        assert output is not None
+        assert decode_value(output, what="step output") == index
+
+
+@pytest.mark.timeout(60)
+def test_two_processes_claiming_the_same_run_at_once_have_exactly_one_winner(
+    tmp_path: Path, spawn: Callable[..., Worker]
+) -> None:
+    db = tmp_path / "state.db"
+    SQLiteStore(db).close()  # create the schema before the race
+    claimers = [spawn("claimer", str(db), owner) for owner in ("host-a", "host-b")]
+    for claimer in claimers:
+        assert claimer.line() == "ready"
+    for round_number in range(20):
+        run_id = f"run-{round_number}"
+        for claimer in claimers:
+            claimer.send(run_id)
+        outcomes = sorted(claimer.line() for claimer in claimers)
+        assert outcomes == [f"busy {run_id}", f"won {run_id} 1"]
+
+
+@pytest.mark.timeout(60)
+def test_a_paused_zombie_that_lost_its_lease_cannot_save_or_renew(
+    tmp_path: Path, spawn: Callable[..., Worker]
+) -> None:
+    db = tmp_path / "state.db"
+    zombie = spawn("zombie", str(db), "run-1", "0.5")
+    assert zombie.line() == "claimed 1"
+    zombie.signal(signal.SIGSTOP)
+    with SQLiteStore(db) as store:
+        epoch = claim_when_lease_expires(store, "run-1", deadline=time.monotonic() + 10)
+        assert epoch == 2
+        store.save(checkpoint("run-1", epoch, context="successor"))
+        zombie.signal(signal.SIGCONT)
+        zombie.send("save")
+        assert zombie.line() == "stale"
+        zombie.send("renew")
+        assert zombie.line() == "stale"
+        loaded = store.load("run-1")
+        assert (context_of(loaded), loaded.epoch) == ("successor", 2)
+        [summary] = store.list()
+        assert summary.owner == "successor"
+
+
+def claim_when_lease_expires(store: SQLiteStore, run_id: str, *, deadline: float) -> int:
+    """Claim ``run_id`` as soon as the holder's lease (read from the store) runs out."""
+    while True:
+        try:
+            return store.claim(run_id, owner="successor", lease=30)
+        except RunBusy:
+            if time.monotonic() > deadline:
+                raise
+        [summary] = [s for s in store.list() if s.run_id == run_id]
+        assert summary.lease_until is not None
+        # Wait on the wall clock for the lease the store reports, not a guessed duration.
+        time.sleep(min(max(summary.lease_until - time.time(), 0.0) + 0.01, 0.5))
+
+
+@pytest.mark.timeout(60)
+def test_processes_opening_a_fresh_file_at_once_all_get_the_same_schema(
+    tmp_path: Path, spawn: Callable[..., Worker]
+) -> None:
+    db = tmp_path / "fresh" / "state.db"
+    claimers = [spawn("claimer", str(db), f"host-{index}") for index in range(4)]
+    for index, claimer in enumerate(claimers):
+        assert claimer.line() == "ready"
+        claimer.send(f"run-{index}")
+        assert claimer.line() == f"won run-{index} 1"
+    with SQLiteStore(db) as store:
+        assert sorted(s.run_id for s in store.list()) == [f"run-{index}" for index in range(4)]
