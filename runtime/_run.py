@@ -318,13 +318,16 @@ class RunCoordinator(pykka.ThreadingActor):
     ) -> None:
         path, scope, observers = frame.path, frame.scope, frame.observers
 
-        def after_first(outcome: _Outcome) -> None:
-            if isinstance(outcome, _Err):
-                cont(outcome)
-            else:
-                self._exec(wf.second, outcome.ctx, _Frame((*path, 1), scope, observers), cont)
+        def run_from(index: int, ctx: Any) -> None:
+            def after(outcome: _Outcome) -> None:
+                if isinstance(outcome, _Err) or index + 1 == len(wf.steps):
+                    cont(outcome)
+                else:
+                    run_from(index + 1, outcome.ctx)
 
-        self._exec(wf.first, ctx, _Frame((*path, 0), scope, observers), after_first)
+            self._exec(wf.steps[index], ctx, _Frame((*path, index), scope, observers), after)
+
+        run_from(0, ctx)
 
     def _exec_when(
         self,

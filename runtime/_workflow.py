@@ -79,11 +79,13 @@ class Workflow(Generic[Ctx, Out]):
     name: str
 
     def then(self, next_step: Workflow[Ctx, Out2] | Callable[[Ctx], Out2]) -> Workflow[Ctx, Out2]:
-        return _Then(
-            f"{self.name}>{_as_workflow('then(next_step)', next_step).name}",
-            self,
-            _as_workflow("then(next_step)", next_step),
+        second = _as_workflow("then(next_step)", next_step)
+        # Chains stay flat (a.then(b).then(c) is one sequence), so a 10,000-step
+        # pipeline needs no deep recursion anywhere.
+        steps = (self.steps if isinstance(self, _Then) else (self,)) + (
+            second.steps if isinstance(second, _Then) else (second,)
         )
+        return _Then(_sequence_name(steps), steps)
 
     @overload
     def when(
@@ -148,8 +150,13 @@ class _Task(Workflow[Any, Any]):
 @dataclass(frozen=True, eq=False)
 class _Then(Workflow[Any, Any]):
     name: str
-    first: Workflow[Any, Any]
-    second: Workflow[Any, Any]
+    steps: tuple[Workflow[Any, Any], ...]
+
+
+def _sequence_name(steps: Sequence[Workflow[Any, Any]]) -> str:
+    if len(steps) <= 4:
+        return ">".join(step.name for step in steps)
+    return f"{steps[0].name}>..{len(steps) - 2}..>{steps[-1].name}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -205,7 +212,7 @@ def _shape(wf: Workflow[Any, Any]) -> tuple[Any, ...]:
     kind = type(wf).__name__.lstrip("_")
     children: Sequence[Workflow[Any, Any]]
     if isinstance(wf, _Then):
-        children = (wf.first, wf.second)
+        children = wf.steps
     elif isinstance(wf, _Parallel):
         children = wf.branches
     elif isinstance(wf, _When | _Nested | _Retry | _Monitored | _Named):
