@@ -44,8 +44,13 @@ from actors import (
     current_step,
 )
 from runtime import events
+from runtime._checkpoint import CheckpointStrategy, StepProgress
 from runtime._handle import RunHandle, StepReport
+from runtime._memory_store import MemoryStore
+from runtime._persist import Persistable, PersistableRegistry, register_persistable
 from runtime._retry import Custom, Exponential, Fixed, RetryPolicy
+from runtime._sqlite_store import SQLiteStore
+from runtime._store import Checkpoint, CheckpointStore, RunSummary, StepRecord
 from runtime._system import ActorSystem
 from runtime._workflow import Workflow, dynamic, parallel, task
 from runtime.events import LoggingObserver, WorkflowObserver
@@ -60,6 +65,9 @@ __all__ = [
     "ActorSystem",
     "AskTimeout",
     "Canceled",
+    "Checkpoint",
+    "CheckpointStore",
+    "CheckpointStrategy",
     "ChildSpec",
     "Clock",
     "CompositionError",
@@ -73,11 +81,14 @@ __all__ = [
     "LockTimeout",
     "LoggingObserver",
     "ManualClock",
+    "MemoryStore",
     "NodeDown",
     "NodeState",
     "NotLockOwner",
     "NotLocked",
     "PermanentError",
+    "Persistable",
+    "PersistableRegistry",
     "PersistenceError",
     "ProtocolError",
     "RealClock",
@@ -88,8 +99,12 @@ __all__ = [
     "RetryPolicy",
     "RunBusy",
     "RunHandle",
+    "RunSummary",
+    "SQLiteStore",
     "StaleEpoch",
     "StepInfo",
+    "StepProgress",
+    "StepRecord",
     "StepReport",
     "StepTimeout",
     "Strategy",
@@ -106,6 +121,7 @@ __all__ = [
     "one_for_all",
     "one_for_one",
     "parallel",
+    "register_persistable",
     "rest_for_one",
     "task",
 ]

@@ -27,6 +27,7 @@ class StepReport:
     error: BaseException | None = None
     skipped: bool = False
     node: str = ""
+    resumed: bool = False  # completed before a resume: recorded output reused, not rerun
 
     @property
     def duration(self) -> float | None:

@@ -42,11 +42,13 @@ from actors import (
     WorkflowObserver,
 )
 from actors import events as ev
+from runtime._checkpoint import CheckpointStrategy, Replay, RunRecorder
 from runtime._handle import RunHandle, StepLog
 from runtime._merge import merge_contexts
 from runtime._retry import RetryPolicy
 from runtime._workflow import (
     Workflow,
+    _Checkpointed,
     _Dynamic,
     _Monitored,
     _Named,
@@ -103,6 +105,10 @@ class _Frame:
     path: tuple[Any, ...]
     scope: _Scope
     observers: _Observers
+    strategy: CheckpointStrategy | None  # from the innermost .checkpoint(); None: the run's
+
+    def child(self, *suffix: Any) -> _Frame:
+        return dataclasses.replace(self, path=(*self.path, *suffix))
 
 
 @dataclass(eq=False)
@@ -177,6 +183,9 @@ class RunCoordinator(pykka.ThreadingActor):
         on_finished: Callable[[str], None],
         node_name: str = "local",
         observers: tuple[WorkflowObserver, ...] = (),
+        recorder: RunRecorder | None = None,
+        replay: Replay | None = None,
+        lease: float = 10.0,
     ) -> None:
         super().__init__()
         self.run_id = run_id
@@ -203,6 +212,9 @@ class RunCoordinator(pykka.ThreadingActor):
         self._watched: list[WorkflowObserver] = []
         self._unsubscribes = [bus.subscribe(o, _of_run(run_id)) for o in observers]
         self._started_at = 0.0
+        self._recorder = recorder
+        self._replay = dict(replay.completed) if replay is not None else {}
+        self._lease = lease
 
     # -- pykka hooks ---------------------------------------------------------------
 
@@ -210,8 +222,12 @@ class RunCoordinator(pykka.ThreadingActor):
         self._started_at = self._clock.now()
         self._handle._set_state(NodeState.RUNNING)
         self._emit(ev.Started(self.run_id, None, 1, self._node_name, self._clock.wall()))
+        if self._recorder is not None:
+            self._schedule(self._root, self._lease / 3, self._renew_lease)
         self._guarded(
-            lambda: self._exec(self._workflow, self._ctx, _Frame((), self._root, ()), self._finish)
+            lambda: self._exec(
+                self._workflow, self._ctx, _Frame((), self._root, (), None), self._finish
+            )
         )
 
     def on_receive(self, message: Any) -> Any:
@@ -284,7 +300,7 @@ class RunCoordinator(pykka.ThreadingActor):
         frame: _Frame,
         cont: _Cont,
     ) -> None:
-        path, scope, observers = frame.path, frame.scope, frame.observers
+        scope, observers = frame.scope, frame.observers
         if scope.canceled:
             return
         if isinstance(wf, _Task):
@@ -301,9 +317,13 @@ class RunCoordinator(pykka.ThreadingActor):
             self._exec_retry(wf, ctx, frame, cont)
         elif isinstance(wf, _Monitored):
             self._watch(wf.observers)
-            self._exec(wf.inner, ctx, _Frame(path, scope, observers + wf.observers), cont)
+            self._exec(
+                wf.inner, ctx, dataclasses.replace(frame, observers=observers + wf.observers), cont
+            )
+        elif isinstance(wf, _Checkpointed):
+            self._exec(wf.inner, ctx, dataclasses.replace(frame, strategy=wf.strategy), cont)
         elif isinstance(wf, _Named):
-            self._exec(wf.inner, ctx, _Frame((*path, wf.name), scope, observers), cont)
+            self._exec(wf.inner, ctx, frame.child(wf.name), cont)
         elif isinstance(wf, _Dynamic):
             self._exec_dynamic(wf, ctx, frame, cont)
         else:
@@ -316,7 +336,6 @@ class RunCoordinator(pykka.ThreadingActor):
         frame: _Frame,
         cont: _Cont,
     ) -> None:
-        path, scope, observers = frame.path, frame.scope, frame.observers
 
         def run_from(index: int, ctx: Any) -> None:
             def after(outcome: _Outcome) -> None:
@@ -325,7 +344,7 @@ class RunCoordinator(pykka.ThreadingActor):
                 else:
                     run_from(index + 1, outcome.ctx)
 
-            self._exec(wf.steps[index], ctx, _Frame((*path, index), scope, observers), after)
+            self._exec(wf.steps[index], ctx, frame.child(index), after)
 
         run_from(0, ctx)
 
@@ -336,7 +355,7 @@ class RunCoordinator(pykka.ThreadingActor):
         frame: _Frame,
         cont: _Cont,
     ) -> None:
-        path, scope, observers = frame.path, frame.scope, frame.observers
+        path = frame.path
         try:
             holds = bool(wf.condition(ctx))
         except Exception as exc:
@@ -345,7 +364,7 @@ class RunCoordinator(pykka.ThreadingActor):
             cont(_Err(error))
             return
         if holds:
-            self._exec(wf.inner, ctx, _Frame((*path, 0), scope, observers), cont)
+            self._exec(wf.inner, ctx, frame.child(0), cont)
         elif wf.skip:
             self._record_skipped(wf.inner, path)
             cont(_Ok(None, ctx))
@@ -363,7 +382,7 @@ class RunCoordinator(pykka.ThreadingActor):
         frame: _Frame,
         cont: _Cont,
     ) -> None:
-        path, scope, observers = frame.path, frame.scope, frame.observers
+        scope = frame.scope
         snapshot = copy.deepcopy(ctx)
         count = len(wf.branches)
         outputs: list[Any] = [None] * count
@@ -396,7 +415,7 @@ class RunCoordinator(pykka.ThreadingActor):
             self._exec(
                 branch,
                 copy.deepcopy(snapshot),
-                _Frame((*path, index), scopes[index], observers),
+                dataclasses.replace(frame.child(index), scope=scopes[index]),
                 functools.partial(branch_done, index),
             )
 
@@ -407,7 +426,6 @@ class RunCoordinator(pykka.ThreadingActor):
         frame: _Frame,
         cont: _Cont,
     ) -> None:
-        path, scope, observers = frame.path, frame.scope, frame.observers
         try:
             inner_ctx = wf.ctx_mapper(ctx)
         except Exception as exc:
@@ -425,7 +443,7 @@ class RunCoordinator(pykka.ThreadingActor):
                 return
             cont(_Ok(output, ctx))
 
-        self._exec(wf.inner, inner_ctx, _Frame((*path, 0), scope, observers), after_inner)
+        self._exec(wf.inner, inner_ctx, frame.child(0), after_inner)
 
     @staticmethod
     def _mapper_error(wf: _Nested, which: str, exc: Exception) -> PermanentError:
@@ -440,7 +458,6 @@ class RunCoordinator(pykka.ThreadingActor):
         frame: _Frame,
         cont: _Cont,
     ) -> None:
-        path, scope, observers = frame.path, frame.scope, frame.observers
         try:
             if wf.condition is not None and not wf.condition(ctx):
                 cont(_Ok(None, ctx))
@@ -460,7 +477,7 @@ class RunCoordinator(pykka.ThreadingActor):
                 )
             )
             return
-        self._exec(generated, ctx, _Frame((*path, wf.name), scope, observers), cont)
+        self._exec(generated, ctx, frame.child(wf.name), cont)
 
     def _exec_retry(
         self,
@@ -469,7 +486,7 @@ class RunCoordinator(pykka.ThreadingActor):
         frame: _Frame,
         cont: _Cont,
     ) -> None:
-        path, scope, observers = frame.path, frame.scope, frame.observers
+        path, scope = frame.path, frame.scope
         if isinstance(wf.inner, _Task):
             self._exec_task(wf.inner, ctx, frame, cont, wf.policy)
             return
@@ -490,12 +507,10 @@ class RunCoordinator(pykka.ThreadingActor):
             self._schedule(
                 scope,
                 delay,
-                lambda: self._exec(
-                    wf.inner, copy.deepcopy(snapshot), _Frame(path, scope, observers), after
-                ),
+                lambda: self._exec(wf.inner, copy.deepcopy(snapshot), frame, after),
             )
 
-        self._exec(wf.inner, ctx, _Frame(path, scope, observers), after)
+        self._exec(wf.inner, ctx, frame, after)
 
     # -- tasks ---------------------------------------------------------------------
 
@@ -511,10 +526,15 @@ class RunCoordinator(pykka.ThreadingActor):
         key = self._key(path, wf.name)
         if observers:
             self._monitors[key] = observers
+        if key in self._replay:
+            self._replay_step(key, cont)
+            return
         scope.steps.add(key)
 
         def on_result(result: StepResult) -> None:
             if result.state is NodeState.COMPLETED:
+                if not self._record_completed(key, result, frame.strategy):
+                    return
                 self._report(
                     key,
                     state=NodeState.COMPLETED,
@@ -547,7 +567,8 @@ class RunCoordinator(pykka.ThreadingActor):
                 ev.Failed(self.run_id, key, error, result.attempt, not retry, self._clock.wall())
             )
             if not retry or policy is None:
-                cont(_Err(error))
+                if self._record_failed(key, result, error):
+                    cont(_Err(error))
                 return
             delay = policy.delay(result.attempt)
             self._emit(
@@ -557,6 +578,72 @@ class RunCoordinator(pykka.ThreadingActor):
             self._schedule(scope, delay, lambda: self._dispatch(key, wf, ctx, scope, on_result))
 
         self._dispatch(key, wf, ctx, scope, on_result)
+
+    def _replay_step(self, key: str, cont: _Cont) -> None:
+        """A step recorded completed before a resume: hand on its output, never rerun it."""
+        output, ctx = self._replay.pop(key)
+        self._report(key, state=NodeState.COMPLETED, resumed=True)
+        token = next(self._tokens)
+        # Continue from a fresh message, so replaying a long chain needs no deep stack.
+        self._wakeups[token] = lambda: cont(_Ok(output, ctx))
+        self.actor_ref.tell(_Wake(token))
+
+    def _record_completed(
+        self, key: str, result: StepResult, strategy: CheckpointStrategy | None
+    ) -> bool:
+        """Checkpoint a completed step; False (and the run failed) if the store refused."""
+        if self._recorder is None or not (strategy or self._recorder.strategy).enabled:
+            return True
+        report = self._steps.get(key)
+        try:
+            written = self._recorder.step_completed(
+                key,
+                output=result.output,
+                ctx=result.ctx,
+                attempts=result.attempt,
+                started_at=report.started_at if report else None,
+                finished_at=self._clock.wall(),
+                strategy=strategy,
+            )
+        except Exception as exc:
+            self._fail_persistence(exc)
+            return False
+        if written:
+            self._emit(ev.Checkpointed(self.run_id, key, self._recorder.epoch, self._clock.wall()))
+        return True
+
+    def _record_failed(self, key: str, result: StepResult, error: BaseException) -> bool:
+        if self._recorder is None:
+            return True
+        report = self._steps.get(key)
+        try:
+            self._recorder.step_failed(
+                key,
+                error=error,
+                attempts=result.attempt,
+                started_at=report.started_at if report else None,
+                finished_at=self._clock.wall(),
+            )
+        except Exception as exc:
+            self._fail_persistence(exc)
+            return False
+        return True
+
+    def _fail_persistence(self, exc: Exception) -> None:
+        log.error("run %s: checkpoint write failed, stopping the run: %s", self.run_id, exc)
+        self._recorder = None  # a fenced-off (zombie) or broken writer writes nothing more
+        self._finish(_Err(exc))
+
+    def _renew_lease(self) -> None:
+        if self._finished or self._recorder is None:
+            return
+        try:
+            self._recorder.renew(self._lease)
+        except Exception as exc:
+            self._cancel_scope(self._root, "lost ownership of the run")
+            self._fail_persistence(exc)
+            return
+        self._schedule(self._root, self._lease / 3, self._renew_lease)
 
     def _dispatch(
         self, key: str, wf: _Task, ctx: Any, scope: _Scope, on_result: Callable[[StepResult], None]
@@ -708,6 +795,14 @@ class RunCoordinator(pykka.ThreadingActor):
             state, output, error = NodeState.FAILED, None, outcome.error
             self._cancel_scope(self._root, "run failed")
             self._emit(ev.Failed(self.run_id, None, outcome.error, 1, True, now))
+        if self._recorder is not None:
+            try:
+                self._recorder.finish(state)
+                self._recorder.release()
+            except Exception as exc:
+                log.error("run %s: final checkpoint failed: %s", self.run_id, exc)
+                if error is None:
+                    state, output, error = NodeState.FAILED, None, exc
         handle, unsubscribes, on_finished, run_id = (
             self._handle,
             self._unsubscribes,

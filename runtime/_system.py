@@ -7,7 +7,6 @@ first, and nothing it started outlives it.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 import uuid
@@ -20,16 +19,30 @@ from actors import (
     ChildSpec,
     Clock,
     EventBus,
+    NodeState,
+    PersistenceError,
     RealClock,
     RestartIntensity,
+    RunBusy,
     Strategy,
     Supervisor,
     SystemShutDown,
     WorkflowObserver,
 )
+from runtime._checkpoint import (
+    CheckpointStrategy,
+    Replay,
+    RunRecorder,
+    new_owner_id,
+    owner_is_dead,
+    replay_from,
+)
 from runtime._handle import RunHandle, StepLog
+from runtime._persist import decode_value
 from runtime._run import RunCoordinator, cancel_run
-from runtime._workflow import Workflow
+from runtime._sqlite_store import SQLiteStore
+from runtime._store import CheckpointStore, RunSummary, StepRecord
+from runtime._workflow import Workflow, persists
 
 __all__ = ["ActorSystem"]
 
@@ -39,30 +52,74 @@ Ctx = TypeVar("Ctx")
 Out = TypeVar("Out")
 A = TypeVar("A", bound=pykka.Actor)
 
-_names = itertools.count(1)
-
 
 class ActorSystem:
-    """A local actor system: spawn actors, supervise them, run workflows.
+    """A local actor system: spawn actors, supervise them, run and resume workflows.
 
     Args:
         name: this node's name (the first part of every address it hosts).
-        clock: time source for backoffs, timeouts and intensity windows
+        clock: time source for backoffs, timeouts, leases and intensity windows
             (``ManualClock`` in tests); a ``RealClock`` by default.
+        store: where checkpoints go. Default: a ``SQLiteStore`` at
+            ``./.actorflow/state.db``, opened only when a run first checkpoints.
+        checkpoint: the default strategy of every run (``NONE`` unless set);
+            ``wf.checkpoint(strategy)`` overrides it for part of a workflow.
+        workflows: workflows that ``resume`` and ``recover`` may look up by name.
+        recover: on start, resume every unfinished run in the store whose owner
+            is gone (its lease expired, or its process on this host is dead).
+        lease: seconds a run's ownership lasts without renewal (renewed every third).
     """
 
-    def __init__(self, name: str = "local", *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        name: str = "local",
+        *,
+        clock: Clock | None = None,
+        store: CheckpointStore | None = None,
+        checkpoint: CheckpointStrategy = CheckpointStrategy.NONE,
+        workflows: Iterable[Workflow[Any, Any]] = (),
+        recover: bool = False,
+        lease: float = 10.0,
+    ) -> None:
         if not isinstance(name, str) or not name or "/" in name:
             raise ValueError(f"ActorSystem(name) must be a non-empty str without '/', got {name!r}")
+        if not isinstance(checkpoint, CheckpointStrategy):
+            raise TypeError(f"checkpoint must be a CheckpointStrategy, got {checkpoint!r}")
+        if not isinstance(lease, int | float) or lease <= 0:
+            raise ValueError(f"lease must be a number of seconds > 0, got {lease!r}")
         self.name = name
         self._own_clock = clock is None
         self.clock: Clock = clock if clock is not None else RealClock(f"actorflow-clock-{name}")
         self.events = EventBus(f"actorflow-events-{name}")
+        self.owner = new_owner_id()
+        self.checkpoint = checkpoint
+        self.lease = float(lease)
+        self._store = store
+        self._own_store = False
+        self._workflows: dict[str, Workflow[Any, Any]] = {}
+        for workflow in workflows:
+            self.register_workflow(workflow)
         self._lock = threading.Lock()
         self._closed = False
         self._actors: list[pykka.ActorRef[Any]] = []
         self._runs: dict[str, RunHandle[Any]] = {}
         self._coordinators: dict[str, pykka.ActorRef[RunCoordinator]] = {}
+        if recover:
+            self.recover()
+
+    @property
+    def store(self) -> CheckpointStore:
+        """The checkpoint store (the default SQLite file is opened on first use)."""
+        if self._store is None:
+            self._store = SQLiteStore(clock=self.clock)
+            self._own_store = True
+        return self._store
+
+    def register_workflow(self, workflow: Workflow[Any, Any]) -> None:
+        """Let ``resume``/``recover`` find ``workflow`` by its name (``wf.named(...)``)."""
+        if not isinstance(workflow, Workflow):
+            raise TypeError(f"register_workflow needs a Workflow, got {workflow!r}")
+        self._workflows[workflow.name] = workflow
 
     # -- context manager -------------------------------------------------------------
 
@@ -112,16 +169,147 @@ class ActorSystem:
         run_id: str | None = None,
         observers: Iterable[WorkflowObserver] = (),
     ) -> RunHandle[Out]:
-        """Start ``workflow`` on ``ctx``; returns at once with a handle to the run."""
+        """Start ``workflow`` on ``ctx``; returns at once with a handle to the run.
+
+        Raises:
+            PersistenceError: the run checkpoints and ``ctx`` cannot be encoded
+                (the message names the field and its type), or the store failed.
+        """
         if not isinstance(workflow, Workflow):
             raise TypeError(f"run(workflow) needs a Workflow, got {workflow!r}")
         run_id = run_id or uuid.uuid4().hex[:12]
+        self._check_open("run a workflow")
+        recorder = None
+        if persists(workflow, self.checkpoint):
+            initial = RunRecorder.encode_context(run_id, ctx)
+            epoch = self.store.claim(run_id, owner=self.owner, lease=self.lease)
+            recorder = self._recorder(
+                run_id, workflow, epoch, initial=initial, created_at=self.clock.wall()
+            )
+            recorder.start()
+        return self._start(
+            run_id, workflow, ctx, observers=observers, recorder=recorder, replay=None
+        )
+
+    def resume(
+        self,
+        run_id: str,
+        workflow: Workflow[Any, Any] | None = None,
+        *,
+        force: bool = False,
+        observers: Iterable[WorkflowObserver] = (),
+    ) -> RunHandle[Any]:
+        """Continue run ``run_id`` from its last checkpoint, in this process.
+
+        Steps recorded completed are not run again. ``workflow`` defaults to
+        the registered workflow of the recorded name.
+
+        Raises:
+            PersistenceError: no such run, its checkpoint is unreadable, no
+                workflow of that name is known, or the workflow's structure
+                changed since the run started (``force=True`` resumes anyway).
+            RunBusy: another live process owns the run (``force=True`` takes it
+                over; the old owner's further writes are then refused).
+        """
+        self._check_open("resume a run")
+        checkpoint = self.store.load(run_id)
+        workflow = workflow or self._workflows.get(checkpoint.workflow)
+        if workflow is None:
+            raise PersistenceError(
+                f"run {run_id}: no workflow named {checkpoint.workflow!r} is registered; "
+                "pass it to resume(run_id, workflow) or ActorSystem(workflows=[...])"
+            )
+        if workflow.fingerprint() != checkpoint.fingerprint and not force:
+            raise PersistenceError(
+                f"run {run_id}: the workflow's structure changed since the run started "
+                f"(fingerprint {checkpoint.fingerprint} recorded, {workflow.fingerprint()} now); "
+                "resume with force=True to run it anyway"
+            )
+        replay = replay_from(checkpoint)
+        ctx = decode_value(checkpoint.context, what=f"run {run_id} context")
+        epoch = self._claim_for_resume(run_id, force)
+        recorder = self._recorder(
+            run_id,
+            workflow,
+            epoch,
+            initial=checkpoint.context,
+            created_at=checkpoint.created_at,
+            records=replay.records,
+        )
+        recorder.start()
+        return self._start(
+            run_id, workflow, ctx, observers=observers, recorder=recorder, replay=replay
+        )
+
+    def _claim_for_resume(self, run_id: str, force: bool) -> int:
+        try:
+            return self.store.claim(run_id, owner=self.owner, lease=self.lease, force=force)
+        except RunBusy:
+            owner = next((r.owner for r in self.store.list() if r.run_id == run_id), None)
+            if not owner_is_dead(owner):
+                raise
+            log.warning("run %s: its owner %s is dead; taking the run over", run_id, owner)
+            return self.store.claim(run_id, owner=self.owner, lease=self.lease, force=True)
+
+    def recover(self) -> list[RunHandle[Any]]:
+        """Resume every unfinished run whose owner is gone; returns their handles."""
+        handles = []
+        now = self.clock.wall()
+        for summary in self.store.list():
+            if summary.state not in (str(NodeState.RUNNING), str(NodeState.PENDING)):
+                continue
+            lease_live = summary.lease_until is not None and summary.lease_until > now
+            if lease_live and not owner_is_dead(summary.owner):
+                continue
+            if summary.workflow not in self._workflows:
+                log.warning(
+                    "run %s: cannot recover, workflow %r is not registered",
+                    summary.run_id,
+                    summary.workflow,
+                )
+                continue
+            handles.append(self.resume(summary.run_id, force=True))
+        return handles
+
+    def _recorder(
+        self,
+        run_id: str,
+        workflow: Workflow[Any, Any],
+        epoch: int,
+        *,
+        initial: bytes,
+        created_at: float,
+        records: dict[str, StepRecord] | None = None,
+    ) -> RunRecorder:
+        return RunRecorder(
+            self.store,
+            run_id=run_id,
+            workflow=workflow.name,
+            fingerprint=workflow.fingerprint(),
+            epoch=epoch,
+            strategy=self.checkpoint,
+            clock=self.clock,
+            initial_context=initial,
+            created_at=created_at,
+            records=records,
+        )
+
+    def _start(
+        self,
+        run_id: str,
+        workflow: Workflow[Any, Any],
+        ctx: Any,
+        *,
+        observers: Iterable[WorkflowObserver],
+        recorder: RunRecorder | None,
+        replay: Replay | None,
+    ) -> RunHandle[Any]:
         with self._lock:
             self._check_open("run a workflow")
             if run_id in self._runs and not self._runs[run_id].done():
-                raise ValueError(f"run id {run_id!r} is already running")
+                raise ValueError(f"run id {run_id!r} is already running in this process")
             steps = StepLog(self.name)
-            handle: RunHandle[Out] = RunHandle(
+            handle: RunHandle[Any] = RunHandle(
                 run_id, cancel=lambda: self._cancel(run_id, "canceled by caller"), steps=steps
             )
             self._runs[run_id] = handle
@@ -136,13 +324,41 @@ class ActorSystem:
                 on_finished=self._run_finished,
                 node_name=self.name,
                 observers=tuple(observers),
+                recorder=recorder,
+                replay=replay,
+                lease=self.lease,
             )
             return handle
 
-    def runs(self) -> list[RunHandle[Any]]:
-        """Handles of the runs this system started, oldest first."""
+    def runs(self) -> list[RunSummary]:
+        """Every run this system knows: those in the store, then live unrecorded ones."""
+        summaries = list(self._store.list()) if self._store is not None else []
+        known = {s.run_id for s in summaries}
         with self._lock:
-            return list(self._runs.values())
+            handles = [h for h in self._runs.values() if h.id not in known]
+        for handle in handles:
+            steps = handle.steps()
+            summaries.append(
+                RunSummary(
+                    run_id=handle.id,
+                    workflow="",
+                    state=str(handle.state),
+                    epoch=0,
+                    owner=self.owner,
+                    lease_until=None,
+                    created_at=0.0,
+                    updated_at=0.0,
+                    steps_total=len(steps),
+                    steps_completed=sum(1 for st in steps if st.state is NodeState.COMPLETED),
+                    has_checkpoint=False,
+                )
+            )
+        return summaries
+
+    def handle(self, run_id: str) -> RunHandle[Any]:
+        """The handle of a run started or resumed by this system (KeyError if none)."""
+        with self._lock:
+            return self._runs[run_id]
 
     def _cancel(self, run_id: str, reason: str) -> None:
         with self._lock:
@@ -174,5 +390,7 @@ class ActorSystem:
         for handle in list(self._runs.values()):
             handle.wait(timeout)
         self.events.close(timeout)
+        if self._own_store and self._store is not None:
+            self._store.close()
         if self._own_clock and isinstance(self.clock, RealClock):
             self.clock.close(timeout)

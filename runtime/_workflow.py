@@ -37,9 +37,10 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar, overload
 
 from actors import CompositionError, WorkflowObserver
+from runtime._checkpoint import CheckpointStrategy
 from runtime._retry import RetryPolicy
 
-__all__ = ["Workflow", "dynamic", "parallel", "task"]
+__all__ = ["Workflow", "dynamic", "parallel", "persists", "task"]
 
 Ctx = TypeVar("Ctx")
 Out = TypeVar("Out")
@@ -130,6 +131,14 @@ class Workflow(Generic[Ctx, Out]):
                 )
         return _Monitored(self.name, self, tuple(observers))
 
+    def checkpoint(self, strategy: CheckpointStrategy) -> Workflow[Ctx, Out]:
+        """Write checkpoints for the steps inside per ``strategy`` (overrides the system's)."""
+        if not isinstance(strategy, CheckpointStrategy):
+            raise CompositionError(
+                f"checkpoint(strategy) must be a CheckpointStrategy, got {strategy!r}"
+            )
+        return _Checkpointed(self.name, self, strategy)
+
     def named(self, name: str) -> Workflow[Ctx, Out]:
         if not isinstance(name, str) or not name or "/" in name:
             raise CompositionError(f"named(name) must be a non-empty str without '/', got {name!r}")
@@ -196,6 +205,13 @@ class _Monitored(Workflow[Any, Any]):
 
 
 @dataclass(frozen=True, eq=False)
+class _Checkpointed(Workflow[Any, Any]):
+    name: str
+    inner: Workflow[Any, Any]
+    strategy: CheckpointStrategy
+
+
+@dataclass(frozen=True, eq=False)
 class _Named(Workflow[Any, Any]):
     name: str
     inner: Workflow[Any, Any]
@@ -215,7 +231,7 @@ def _shape(wf: Workflow[Any, Any]) -> tuple[Any, ...]:
         children = wf.steps
     elif isinstance(wf, _Parallel):
         children = wf.branches
-    elif isinstance(wf, _When | _Nested | _Retry | _Monitored | _Named):
+    elif isinstance(wf, _When | _Nested | _Retry | _Monitored | _Named | _Checkpointed):
         children = (wf.inner,)
     else:
         children = ()
@@ -291,3 +307,23 @@ def dynamic(
     if condition is not None:
         _check_callable("dynamic(condition)", condition, 1)
     return _Dynamic(name, factory, condition)
+
+
+def persists(wf: Workflow[Any, Any], default: CheckpointStrategy) -> bool:
+    """Whether running ``wf`` writes checkpoints (with ``default`` as the run's strategy)."""
+    if isinstance(wf, _Checkpointed):
+        return wf.strategy.enabled or persists(wf.inner, wf.strategy)
+    if default.enabled:
+        return True
+    stack: list[Workflow[Any, Any]] = [wf]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, _Checkpointed) and node.strategy.enabled:
+            return True
+        if isinstance(node, _Then):
+            stack.extend(node.steps)
+        elif isinstance(node, _Parallel):
+            stack.extend(node.branches)
+        elif isinstance(node, _When | _Nested | _Retry | _Monitored | _Named | _Checkpointed):
+            stack.append(node.inner)
+    return False

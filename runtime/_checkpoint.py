@@ -1,0 +1,255 @@
+"""Checkpoint strategies, and the recorder that writes a run's checkpoints.
+
+What a run's checkpoint holds (see ``runtime._store``): the run id, the
+workflow's name and structural fingerprint, the context the run started with,
+and one record per finished step: its state, attempts, timings, error text,
+and for a completed step its output together with the context right after it.
+Resuming replays the workflow from the start: a step recorded completed is
+not run again; it hands on its recorded output and context. So a completed
+step never runs twice, and at most the steps in flight at a crash run again
+(at-least-once: key side effects by ``current_step().idempotency_key``).
+
+Writes are fenced: the recorder holds the epoch its claim returned, and the
+store refuses a write from an older epoch (``StaleEpoch``), so a paused
+"zombie" coordinator cannot overwrite the run's new owner.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from actors import Clock, NodeState, PersistenceError
+from runtime._persist import decode_value, encode_value
+from runtime._store import Checkpoint, CheckpointStore, StepRecord
+
+__all__ = [
+    "CheckpointStrategy",
+    "Replay",
+    "RunRecorder",
+    "StepProgress",
+    "new_owner_id",
+    "owner_is_dead",
+    "replay_from",
+]
+
+
+@dataclass(frozen=True)
+class StepProgress:
+    """What a ``custom`` checkpoint predicate is shown after each completed step."""
+
+    run_id: str
+    step: str
+    completed_steps: int
+    seconds_since_checkpoint: float
+
+
+@dataclass(frozen=True)
+class CheckpointStrategy:
+    """When a run writes its checkpoint: ``NONE``, ``AFTER_EACH_STEP``, ``periodic``, ``custom``.
+
+    ``periodic(s)`` writes at the first step boundary at least ``s`` seconds
+    after the previous write; ``custom(predicate)`` when ``predicate(progress)``
+    is true. Whatever the strategy (but ``NONE``), a run's start, a step that
+    fails for good, and the run's end are always written.
+    """
+
+    kind: str
+    seconds: float = 0.0
+    predicate: Callable[[StepProgress], bool] | None = field(default=None, compare=False)
+
+    NONE: ClassVar[CheckpointStrategy]
+    AFTER_EACH_STEP: ClassVar[CheckpointStrategy]
+
+    @classmethod
+    def periodic(cls, seconds: float) -> CheckpointStrategy:
+        if not isinstance(seconds, int | float) or seconds <= 0:
+            raise ValueError(f"periodic(seconds) must be a number > 0, got {seconds!r}")
+        return cls("periodic", float(seconds))
+
+    @classmethod
+    def custom(cls, predicate: Callable[[StepProgress], bool]) -> CheckpointStrategy:
+        if not callable(predicate):
+            raise TypeError(f"custom(predicate) must be callable, got {predicate!r}")
+        return cls("custom", predicate=predicate)
+
+    @property
+    def enabled(self) -> bool:
+        return self.kind != "none"
+
+    def due(self, progress: StepProgress) -> bool:
+        """Whether a completed step should be written now."""
+        if self.kind == "after_each_step":
+            return True
+        if self.kind == "periodic":
+            return progress.seconds_since_checkpoint >= self.seconds
+        if self.kind == "custom" and self.predicate is not None:
+            return bool(self.predicate(progress))
+        return False
+
+
+CheckpointStrategy.NONE = CheckpointStrategy("none")
+CheckpointStrategy.AFTER_EACH_STEP = CheckpointStrategy("after_each_step")
+
+
+def new_owner_id() -> str:
+    """``host:pid:nonce``: who holds a run's lease, readable by people and by ``owner_is_dead``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def owner_is_dead(owner: str | None) -> bool:
+    """True when ``owner`` names a process on this host that no longer exists."""
+    if not owner:
+        return False
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+@dataclass(frozen=True)
+class Replay:
+    """Steps a resumed run will not run again: key -> (output, context after it)."""
+
+    completed: dict[str, tuple[Any, Any]]
+    records: dict[str, StepRecord]
+
+
+class RunRecorder:
+    """Writes one run's checkpoints under the epoch its claim returned.
+
+    Used only from the run coordinator's thread. Every method may raise
+    ``PersistenceError`` (``StaleEpoch`` when another process took the run).
+    """
+
+    def __init__(
+        self,
+        store: CheckpointStore,
+        *,
+        run_id: str,
+        workflow: str,
+        fingerprint: str,
+        epoch: int,
+        strategy: CheckpointStrategy,
+        clock: Clock,
+        initial_context: bytes,
+        created_at: float,
+        records: dict[str, StepRecord] | None = None,
+    ) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.workflow = workflow
+        self.fingerprint = fingerprint
+        self.epoch = epoch
+        self.strategy = strategy
+        self._clock = clock
+        self._context = initial_context
+        self._created_at = created_at
+        self._records: dict[str, StepRecord] = dict(records or {})
+        self._unsaved: set[str] = set()
+        self._last_write = clock.now()
+
+    @staticmethod
+    def encode_context(run_id: str, ctx: Any) -> bytes:
+        return encode_value(ctx, what=f"run {run_id} context", root="context")
+
+    def _write(self, state: str) -> None:
+        checkpoint = Checkpoint(
+            run_id=self.run_id,
+            workflow=self.workflow,
+            fingerprint=self.fingerprint,
+            state=state,
+            context=self._context,
+            steps=self._records,
+            epoch=self.epoch,
+            created_at=self._created_at,
+            updated_at=self._clock.wall(),
+        )
+        self.store.save(checkpoint, changed_steps=sorted(self._unsaved))
+        self._unsaved.clear()
+        self._last_write = self._clock.now()
+
+    def start(self) -> None:
+        self._write(str(NodeState.RUNNING))
+
+    def step_completed(
+        self,
+        key: str,
+        *,
+        output: Any,
+        ctx: Any,
+        attempts: int,
+        started_at: float | None,
+        finished_at: float | None,
+        strategy: CheckpointStrategy | None = None,
+    ) -> bool:
+        """Record a completed step; returns True when it was written now."""
+        data = encode_value(
+            [output, ctx], what=f"run {self.run_id} step {key!r} output", root="[output, context]"
+        )
+        self._records[key] = StepRecord(
+            key, "completed", attempts, data, None, started_at, finished_at
+        )
+        self._unsaved.add(key)
+        completed = sum(1 for r in self._records.values() if r.state == "completed")
+        progress = StepProgress(self.run_id, key, completed, self._clock.now() - self._last_write)
+        if (strategy or self.strategy).due(progress):
+            self._write(str(NodeState.RUNNING))
+            return True
+        return False
+
+    def step_failed(
+        self,
+        key: str,
+        *,
+        error: BaseException,
+        attempts: int,
+        started_at: float | None,
+        finished_at: float | None,
+    ) -> None:
+        """Record a step that failed for good, and write at once."""
+        text = f"{type(error).__module__}.{type(error).__qualname__}: {error}"
+        self._records[key] = StepRecord(
+            key, "failed", attempts, None, text, started_at, finished_at
+        )
+        self._unsaved.add(key)
+        self._write(str(NodeState.RUNNING))
+
+    def finish(self, state: NodeState) -> None:
+        self._write(str(state))
+
+    def renew(self, lease: float) -> None:
+        self.store.renew(self.run_id, epoch=self.epoch, lease=lease)
+
+    def release(self) -> None:
+        self.store.release(self.run_id, epoch=self.epoch)
+
+
+def replay_from(checkpoint: Checkpoint) -> Replay:
+    """Decode the completed steps of ``checkpoint`` (raises PersistenceError if unreadable)."""
+    completed: dict[str, tuple[Any, Any]] = {}
+    for key, record in checkpoint.steps.items():
+        if record.state != "completed":
+            continue
+        if record.output is None:
+            raise PersistenceError(
+                f"run {checkpoint.run_id}: completed step {key!r} has no recorded output"
+            )
+        value = decode_value(record.output, what=f"run {checkpoint.run_id} step {key!r} output")
+        if not (isinstance(value, list) and len(value) == 2):
+            raise PersistenceError(
+                f"run {checkpoint.run_id}: step {key!r} output has an unexpected shape"
+            )
+        completed[key] = (value[0], value[1])
+    return Replay(completed, dict(checkpoint.steps))
