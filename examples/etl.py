@@ -6,13 +6,19 @@ simulated transient error ("database is locked"); the exponential retry policy
 (3 attempts, 1 s initial, x2, 30 s max, temporary errors only) absorbs it.
 Progress prints while it runs; a per-step summary prints at the end.
 
-    python examples/etl.py [--rows N] [--initial-delay S] [--fail-times N] [--workdir DIR]
+The run checkpoints after each step into ``./.actorflow/state.db`` (the
+embedded default), so ``actorflow runs`` / ``actorflow show RUN_ID`` list it and
+``actorflow resume RUN_ID --app examples.etl`` continues a run that failed.
+
+    python examples/etl.py [--rows N] [--initial-delay S] [--fail-times N]
+                           [--workdir DIR] [--db PATH]
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import random
 import sqlite3
@@ -25,14 +31,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgpack
+
 from runtime import (
     ActorSystem,
+    CheckpointStore,
+    CheckpointStrategy,
     Exponential,
     PermanentError,
     RetryPolicy,
     RunHandle,
+    SQLiteStore,
     TemporaryError,
     Workflow,
+    register_persistable,
     task,
 )
 from runtime import events as ev
@@ -40,9 +52,13 @@ from runtime import events as ev
 COUNTRIES = ("DE", "FR", "JP", "US", "BR", "IN", "KE", "NZ")
 
 
+@register_persistable
 @dataclass
 class EtlContext:
-    """What flows between steps: paths and small facts, never the rows themselves."""
+    """What flows between steps: paths and small facts, never the rows themselves.
+
+    Persistable (``to_bytes``/``from_bytes``), so checkpoints can record it.
+    """
 
     workdir: str
     source: str
@@ -52,6 +68,13 @@ class EtlContext:
     totals: dict[str, int] = field(default_factory=dict)
     validated: bool = False
     loaded: int = 0
+
+    def to_bytes(self) -> bytes:
+        return bytes(msgpack.packb(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> EtlContext:
+        return cls(**msgpack.unpackb(data))
 
 
 def generate_dataset(path: Path, rows: int, seed: int = 7) -> None:
@@ -143,6 +166,15 @@ def load(ctx: EtlContext) -> int:
     return ctx.loaded
 
 
+def retry_policy(initial_delay: float = 1.0) -> RetryPolicy:
+    """3 attempts, ``initial_delay`` then x2 up to 30 s, temporary errors only."""
+    return RetryPolicy(
+        max_attempts=3,
+        backoff=Exponential(initial=initial_delay, multiplier=2, max=30),
+        retry_on=(TemporaryError,),
+    )
+
+
 def build_pipeline(retry: RetryPolicy) -> Workflow[EtlContext, int]:
     """The seed design's pipeline, composed."""
     return (
@@ -151,7 +183,13 @@ def build_pipeline(retry: RetryPolicy) -> Workflow[EtlContext, int]:
         .then(task(aggregate).when(lambda ctx: ctx.data_size > 1000, skip=True))
         .then(task(validate).parallel(task(log_summary, name="log")))
         .then(task(load).retry(retry))
+        .named("etl")
     )
+
+
+def workflows() -> list[Workflow[Any, Any]]:
+    """What ``actorflow resume RUN_ID --app examples.etl`` can resume."""
+    return [build_pipeline(retry_policy())]
 
 
 class Progress:
@@ -186,20 +224,22 @@ def summary(handle: RunHandle[Any]) -> str:
 
 
 def run_etl(
-    workdir: Path, rows: int, *, initial_delay: float = 1.0, fail_times: int = 1, out: Any = None
+    workdir: Path,
+    rows: int,
+    *,
+    initial_delay: float = 1.0,
+    fail_times: int = 1,
+    out: Any = None,
+    store: CheckpointStore | None = None,
 ) -> tuple[RunHandle[int], EtlContext]:
     """Generate the data, run the pipeline, wait for it; returns the handle and context."""
     out = out or sys.stdout
     source = workdir / "sales.csv"
     generate_dataset(source, rows)
-    retry = RetryPolicy(
-        max_attempts=3,
-        backoff=Exponential(initial=initial_delay, multiplier=2, max=30),
-        retry_on=(TemporaryError,),
-    )
     ctx = EtlContext(str(workdir), str(source), fail_times=fail_times)
-    with ActorSystem("etl") as system:
-        handle = system.run(build_pipeline(retry), ctx, observers=[Progress(out)])
+    pipeline = build_pipeline(retry_policy(initial_delay))
+    with ActorSystem("etl", store=store, checkpoint=CheckpointStrategy.AFTER_EACH_STEP) as system:
+        handle = system.run(pipeline, ctx, observers=[Progress(out)])
         try:
             handle.result(timeout=300)
         finally:
@@ -213,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--initial-delay", type=float, default=1.0, help="first backoff, s")
     parser.add_argument("--fail-times", type=int, default=1, help="simulated load failures")
     parser.add_argument("--workdir", type=Path, help="where to write (a temp dir by default)")
+    parser.add_argument("--db", type=Path, help="checkpoint database (./.actorflow/state.db)")
     args = parser.parse_args(argv)
     if args.rows < 0:
         parser.error(f"--rows must be >= 0, got {args.rows}")
@@ -221,8 +262,13 @@ def main(argv: list[str] | None = None) -> int:
         workdir.mkdir(parents=True, exist_ok=True)
         print(f"ETL of {args.rows} generated rows in {workdir}")
         try:
+            store = SQLiteStore(args.db) if args.db else None
             handle, ctx = run_etl(
-                workdir, args.rows, initial_delay=args.initial_delay, fail_times=args.fail_times
+                workdir,
+                args.rows,
+                initial_delay=args.initial_delay,
+                fail_times=args.fail_times,
+                store=store,
             )
         except Exception as exc:  # noqa: BLE001 - the summary above says which step
             print(f"run failed: {type(exc).__name__}: {exc}")

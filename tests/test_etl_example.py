@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from examples.etl import run_etl
-from runtime import NodeState, TemporaryError
+from runtime import MemoryStore, NodeState, TemporaryError
 
 pytestmark = pytest.mark.timeout(60)
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,7 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_etl_retries_the_transient_load_failure_and_loads_every_good_row(tmp_path: Path) -> None:
     out = io.StringIO()
-    handle, ctx = run_etl(tmp_path, 3000, initial_delay=0.01, fail_times=1, out=out)
+    handle, ctx = run_etl(
+        tmp_path, 3000, initial_delay=0.01, fail_times=1, out=out, store=MemoryStore()
+    )
     assert handle.state is NodeState.COMPLETED
     steps = {s.key: s for s in handle.steps()}
     assert list(steps) == ["extract", "transform", "aggregate", "validate", "log", "load"]
@@ -34,7 +36,7 @@ def test_etl_retries_the_transient_load_failure_and_loads_every_good_row(tmp_pat
 
 
 def test_etl_skips_the_aggregate_step_for_small_inputs(tmp_path: Path) -> None:
-    handle, ctx = run_etl(tmp_path, 500, initial_delay=0.01, out=io.StringIO())
+    handle, ctx = run_etl(tmp_path, 500, initial_delay=0.01, out=io.StringIO(), store=MemoryStore())
     steps = {s.key: s for s in handle.steps()}
     assert steps["aggregate"].skipped
     assert ctx.totals == {}
@@ -43,7 +45,14 @@ def test_etl_skips_the_aggregate_step_for_small_inputs(tmp_path: Path) -> None:
 
 def test_etl_fails_when_the_failure_outlasts_the_retry_policy(tmp_path: Path) -> None:
     with pytest.raises(TemporaryError, match="attempt 3"):
-        run_etl(tmp_path, 100, initial_delay=0.01, fail_times=3, out=io.StringIO())
+        run_etl(
+            tmp_path,
+            100,
+            initial_delay=0.01,
+            fail_times=3,
+            out=io.StringIO(),
+            store=MemoryStore(),
+        )
 
 
 def test_etl_script_prints_progress_and_a_summary(tmp_path: Path) -> None:

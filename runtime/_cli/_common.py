@@ -1,0 +1,36 @@
+"""Helpers shared by the commands: the store option and time formatting."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+from pathlib import Path
+
+from actors import PersistenceError
+from runtime._sqlite_store import DEFAULT_PATH, SQLiteStore
+
+__all__ = ["add_db_option", "format_time", "open_store"]
+
+
+def add_db_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        type=Path,
+        default=Path(os.environ.get("ACTORFLOW_DB", DEFAULT_PATH)),
+        help=f"checkpoint database (default: $ACTORFLOW_DB or {DEFAULT_PATH})",
+    )
+
+
+def open_store(path: Path) -> SQLiteStore:
+    """Open an existing store; reading must never create an empty database."""
+    if not path.is_file():
+        raise PersistenceError(f"no checkpoint database at {path} (use --db PATH)")
+    return SQLiteStore(path)
+
+
+def format_time(timestamp: float | None) -> str:
+    if not timestamp:
+        return "-"
+    moment = datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S")

@@ -1,0 +1,41 @@
+"""Show one run: its workflow, state, and every recorded step with its state,
+attempts, start time, duration and last error."""
+
+from __future__ import annotations
+
+import argparse
+
+from runtime._cli._common import add_db_option, format_time, open_store
+
+HELP = "show one run's steps, states, attempts and timings"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_id", metavar="RUN_ID", help="a run id, as `actorflow runs` lists it")
+    add_db_option(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    with open_store(args.db) as store:
+        checkpoint = store.load(args.run_id)
+    print(f"run        {checkpoint.run_id}")
+    print(f"workflow   {checkpoint.workflow} (fingerprint {checkpoint.fingerprint})")
+    print(f"state      {checkpoint.state}")
+    print(f"epoch      {checkpoint.epoch}")
+    print(f"created    {format_time(checkpoint.created_at)}")
+    print(f"updated    {format_time(checkpoint.updated_at)}")
+    print()
+    print(f"  {'STEP':<24} {'STATE':<10} {'ATTEMPTS':>8}  {'STARTED':<19} {'DURATION':>9}  ERROR")
+    for step in checkpoint.steps.values():
+        duration = (
+            f"{step.finished_at - step.started_at:.3f}s"
+            if step.started_at is not None and step.finished_at is not None
+            else "-"
+        )
+        print(
+            f"  {step.key[:24]:<24} {step.state:<10} {step.attempts:>8}  "
+            f"{format_time(step.started_at):<19} {duration:>9}  {step.error or ''}"
+        )
+    if not checkpoint.steps:
+        print("  (no step recorded yet)")
+    return 0

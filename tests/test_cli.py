@@ -1,0 +1,107 @@
+"""The actorflow command line against a real SQLite checkpoint file and real processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runtime import ActorSystem, CheckpointStrategy, PermanentError, SQLiteStore
+
+from .cli_app import workflows
+
+pytestmark = pytest.mark.timeout(60)
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def actorflow(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "runtime._cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+
+
+@pytest.fixture
+def failed_run(tmp_path: Path) -> tuple[Path, str, Path]:
+    """A run that failed at its second step, recorded in a real SQLite file."""
+    db, log, marker = tmp_path / "state.db", tmp_path / "side-effects.log", tmp_path / "broken"
+    marker.touch()
+    store = SQLiteStore(db)
+    with ActorSystem("cli-test", store=store, checkpoint=CheckpointStrategy.AFTER_EACH_STEP) as s:
+        handle = s.run(workflows()[0], {"log": str(log), "marker": str(marker)})
+        with pytest.raises(PermanentError):
+            handle.result(10)
+    store.close()
+    return db, handle.id, marker
+
+
+def test_runs_lists_the_recorded_run_with_its_state(failed_run: tuple[Path, str, Path]) -> None:
+    db, run_id, _ = failed_run
+    result = actorflow("runs", "--db", str(db))
+    assert result.returncode == 0, result.stderr
+    line = next(x for x in result.stdout.splitlines() if x.startswith(run_id))
+    assert "cli-demo" in line and "Failed" in line and "1/2" in line
+
+
+def test_show_prints_each_step_with_state_attempts_and_error(
+    failed_run: tuple[Path, str, Path],
+) -> None:
+    db, run_id, _ = failed_run
+    result = actorflow("show", run_id, "--db", str(db))
+    assert result.returncode == 0, result.stderr
+    assert "workflow   cli-demo" in result.stdout
+    rows = {line.split()[0]: line for line in result.stdout.splitlines()[8:] if line.strip()}
+    assert "completed" in rows["first"]
+    assert "failed" in rows["fragile"] and "marker" in rows["fragile"]
+
+
+def test_resume_after_the_cause_is_fixed_continues_without_rerunning_completed_steps(
+    failed_run: tuple[Path, str, Path],
+) -> None:
+    db, run_id, marker = failed_run
+    marker.unlink()  # a person fixes the cause
+    result = actorflow("resume", run_id, "--app", "tests.cli_app", "--db", str(db))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "recorded, not rerun" in result.stdout
+    log = (db.parent / "side-effects.log").read_text().split()
+    assert log == ["first", "fragile", "fragile", "last"]  # first ran once, ever
+    assert "Completed" in actorflow("runs", "--db", str(db)).stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (("show", "nope"), 1, "no checkpoint database"),
+        (("frobnicate",), 2, "invalid choice"),
+        (("resume", "x"), 2, "--app"),
+    ],
+)
+def test_bad_input_gets_a_clear_error_and_exit_code(
+    tmp_path: Path, args: tuple[str, ...], code: int, message: str
+) -> None:
+    result = actorflow(*args, "--db", str(tmp_path / "missing.db"))
+    assert result.returncode == code
+    assert message in result.stderr
+    assert not (tmp_path / "missing.db").exists()  # reading never creates a database
+
+
+def test_show_of_an_unknown_run_names_it(failed_run: tuple[Path, str, Path]) -> None:
+    db, _, _ = failed_run
+    result = actorflow("show", "no-such-run", "--db", str(db))
+    assert result.returncode == 1
+    assert "run no-such-run" in result.stderr and "unknown run" in result.stderr
+
+
+def test_resume_with_an_app_that_cannot_be_imported_is_refused(
+    failed_run: tuple[Path, str, Path],
+) -> None:
+    db, run_id, _ = failed_run
+    result = actorflow("resume", run_id, "--app", "no_such_module_here", "--db", str(db))
+    assert result.returncode == 1
+    assert "cannot be imported" in result.stderr
