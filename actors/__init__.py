@@ -28,7 +28,16 @@ from actors._errors import (
     SystemShutDown,
     TemporaryError,
 )
-from actors._node import CancelNode, NodeActor, Start, StepInfo, StepResult, current_step
+from actors._node import (
+    Assign,
+    CancelNode,
+    NodeActor,
+    Start,
+    StepInfo,
+    StepResult,
+    current_step,
+)
+from actors._pool import NodePool
 from actors._state import TRANSITIONS, NodeState, StateChanged, StateMachine
 from actors._supervisor import (
     ChildSpec,
@@ -43,6 +52,7 @@ from actors.events import Event, EventBus, WorkflowObserver
 
 __all__ = [
     "TRANSITIONS",
+    "Assign",
     "CancelNode",
     "Canceled",
     "ChildSpec",
@@ -57,6 +67,7 @@ __all__ = [
     "LockTimeout",
     "ManualClock",
     "NodeActor",
+    "NodePool",
     "NodeState",
     "NotLockOwner",
     "NotLocked",

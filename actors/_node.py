@@ -27,7 +27,7 @@ from actors._clock import Clock
 from actors._state import NodeState, StateMachine
 from actors.events import Event, Started
 
-__all__ = ["CancelNode", "NodeActor", "Start", "StepInfo", "StepResult", "current_step"]
+__all__ = ["Assign", "CancelNode", "NodeActor", "Start", "StepInfo", "StepResult", "current_step"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,19 @@ class Start:
 
 
 @dataclass(frozen=True)
+class Assign:
+    """Host another step: a pooled node actor is re-bound to a fresh state machine."""
+
+    node_id: str
+    fn: Callable[[Any], Any]
+    run_id: str
+    emit: Callable[[Event], None]
+    report: Callable[[StepResult], None]
+    cancel_event: threading.Event
+    host: str = ""
+
+
+@dataclass(frozen=True)
 class CancelNode:
     """Cancel a node that is Pending or Failed (a running task sees the cancel event)."""
 
@@ -91,7 +104,12 @@ class StepResult:
 
 
 class NodeActor(pykka.ThreadingActor):
-    """Hosts one step. Messages: ``Start`` and ``CancelNode`` (tells only)."""
+    """Hosts one step at a time. Messages (tells only): ``Start``, ``CancelNode``, ``Assign``.
+
+    A finished node actor can be re-bound to another step with ``Assign`` (see
+    ``NodePool``): it keeps its thread and mailbox but gets a fresh state
+    machine, because starting a thread per step would cost more than the step.
+    """
 
     def __init__(
         self,
@@ -106,18 +124,27 @@ class NodeActor(pykka.ThreadingActor):
         host: str = "",
     ) -> None:
         super().__init__()
-        self.node_id = node_id
-        self._fn = fn
-        self._run_id = run_id
         self._clock = clock
-        self._emit = emit
-        self._report = report
-        self._host = host
-        self.cancel_event = cancel_event or threading.Event()
-        self.machine = StateMachine(node_id, clock=clock, emit=emit, run_id=run_id)
+        self._bind(
+            Assign(node_id, fn, run_id, emit, report, cancel_event or threading.Event(), host)
+        )
+
+    def _bind(self, step: Assign) -> None:
+        self.node_id = step.node_id
+        self._fn = step.fn
+        self._run_id = step.run_id
+        self._emit = step.emit
+        self._report = step.report
+        self._host = step.host
+        self.cancel_event = step.cancel_event
+        self.machine = StateMachine(
+            step.node_id, clock=self._clock, emit=step.emit, run_id=step.run_id
+        )
 
     def on_receive(self, message: Any) -> Any:
-        if isinstance(message, Start):
+        if isinstance(message, Assign):
+            self._bind(message)
+        elif isinstance(message, Start):
             self._run(message.ctx)
         elif isinstance(message, CancelNode):
             if self.machine.state in (NodeState.PENDING, NodeState.FAILED):

@@ -174,7 +174,10 @@ class EventBus:
     def subscribe(
         self, observer: WorkflowObserver, accepts: ObserverFilter | None = None
     ) -> Callable[[], None]:
-        """Deliver future events (those ``accepts`` returns True for); returns an unsubscribe."""
+        """Deliver events emitted from now on (those ``accepts`` returns True for).
+
+        Returns a function that unsubscribes.
+        """
         if not callable(getattr(observer, "on_event", None)):
             raise TypeError(f"observer must have an on_event(event) method, got {observer!r}")
         subscription = _Subscription(observer, accepts or (lambda _event: True))
@@ -188,7 +191,9 @@ class EventBus:
         return unsubscribe
 
     def emit(self, event: Event) -> None:
-        if not self._closed:
+        # No subscriber now: nobody can ever see this event, so skip the queue
+        # (an observer only receives events emitted after it subscribed).
+        if self._subscriptions and not self._closed:
             self._queue.put(event)
 
     def emit_all(self, events: Iterable[Event]) -> None:

@@ -32,7 +32,7 @@ from actors import (
     Clock,
     ConditionNotMet,
     EventBus,
-    NodeActor,
+    NodePool,
     NodeState,
     PermanentError,
     Start,
@@ -186,6 +186,7 @@ class RunCoordinator(pykka.ThreadingActor):
         recorder: RunRecorder | None = None,
         replay: Replay | None = None,
         lease: float = 10.0,
+        pool: NodePool | None = None,
     ) -> None:
         super().__init__()
         self.run_id = run_id
@@ -215,6 +216,7 @@ class RunCoordinator(pykka.ThreadingActor):
         self._recorder = recorder
         self._replay = dict(replay.completed) if replay is not None else {}
         self._lease = lease
+        self._pool = pool if pool is not None else NodePool(clock, max_idle=0)
 
     # -- pykka hooks ---------------------------------------------------------------
 
@@ -245,8 +247,11 @@ class RunCoordinator(pykka.ThreadingActor):
 
     def on_stop(self) -> None:
         for node in self._nodes.values():
-            node.cancel_event.set()
-            node.ref.stop(block=False)
+            if node.state is NodeState.RUNNING:  # its task has not returned: never reuse
+                node.cancel_event.set()
+                node.ref.stop(block=False)
+            else:
+                self._pool.release(node.ref)
         self._nodes.clear()
 
     def _guarded(self, action: Callable[[], None]) -> None:
@@ -679,11 +684,10 @@ class RunCoordinator(pykka.ThreadingActor):
         def report(result: StepResult) -> None:
             me.tell(_NodeReport(incarnation, result))
 
-        ref = NodeActor.start(
+        ref = self._pool.acquire(
             key,
             wf.fn,
             run_id=self.run_id,
-            clock=self._clock,
             emit=self._bus.emit,
             report=report,
             cancel_event=cancel_event,
@@ -694,9 +698,10 @@ class RunCoordinator(pykka.ThreadingActor):
         return node
 
     def _retire(self, key: str) -> None:
+        """The step's task returned and the step is over: recycle its actor."""
         node = self._nodes.pop(key, None)
         if node is not None:
-            node.ref.stop(block=False)
+            self._pool.release(node.ref)
 
     def _on_report(self, report: _NodeReport) -> None:
         result = report.result

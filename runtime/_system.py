@@ -19,6 +19,7 @@ from actors import (
     ChildSpec,
     Clock,
     EventBus,
+    NodePool,
     NodeState,
     PersistenceError,
     RealClock,
@@ -91,6 +92,7 @@ class ActorSystem:
         self._own_clock = clock is None
         self.clock: Clock = clock if clock is not None else RealClock(f"actorflow-clock-{name}")
         self.events = EventBus(f"actorflow-events-{name}")
+        self.nodes = NodePool(self.clock)
         self.owner = new_owner_id()
         self.checkpoint = checkpoint
         self.lease = float(lease)
@@ -327,6 +329,7 @@ class ActorSystem:
                 recorder=recorder,
                 replay=replay,
                 lease=self.lease,
+                pool=self.nodes,
             )
             return handle
 
@@ -389,6 +392,7 @@ class ActorSystem:
                 log.error("actor %s did not stop within %.1fs", ref, timeout)
         for handle in list(self._runs.values()):
             handle.wait(timeout)
+        self.nodes.close(timeout)
         self.events.close(timeout)
         if self._own_store and self._store is not None:
             self._store.close()
