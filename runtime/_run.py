@@ -58,6 +58,7 @@ from runtime._workflow import (
     _Task,
     _Then,
     _When,
+    monitors,
 )
 from transport import WorkflowError
 
@@ -212,6 +213,7 @@ class RunCoordinator(pykka.ThreadingActor):
         self._monitors: dict[str, _Observers] = {}
         self._watched: list[WorkflowObserver] = []
         self._unsubscribes = [bus.subscribe(o, _of_run(run_id)) for o in observers]
+        self._watch(tuple(monitors(workflow)))  # before the run's first event
         self._started_at = 0.0
         self._recorder = recorder
         self._replay = dict(replay.completed) if replay is not None else {}

@@ -40,7 +40,7 @@ from actors import CompositionError, WorkflowObserver
 from runtime._checkpoint import CheckpointStrategy
 from runtime._retry import RetryPolicy
 
-__all__ = ["Workflow", "dynamic", "parallel", "persists", "task"]
+__all__ = ["Workflow", "dynamic", "monitors", "parallel", "persists", "task"]
 
 Ctx = TypeVar("Ctx")
 Out = TypeVar("Out")
@@ -309,21 +309,31 @@ def dynamic(
     return _Dynamic(name, factory, condition)
 
 
-def persists(wf: Workflow[Any, Any], default: CheckpointStrategy) -> bool:
-    """Whether running ``wf`` writes checkpoints (with ``default`` as the run's strategy)."""
-    if isinstance(wf, _Checkpointed):
-        return wf.strategy.enabled or persists(wf.inner, wf.strategy)
-    if default.enabled:
-        return True
-    stack: list[Workflow[Any, Any]] = [wf]
+def _walk(wf: Workflow[Any, Any]) -> list[Workflow[Any, Any]]:
+    """Every node of the static tree (dynamic parts are built at run time), no recursion."""
+    found: list[Workflow[Any, Any]] = []
+    stack = [wf]
     while stack:
         node = stack.pop()
-        if isinstance(node, _Checkpointed) and node.strategy.enabled:
-            return True
+        found.append(node)
         if isinstance(node, _Then):
             stack.extend(node.steps)
         elif isinstance(node, _Parallel):
             stack.extend(node.branches)
         elif isinstance(node, _When | _Nested | _Retry | _Monitored | _Named | _Checkpointed):
             stack.append(node.inner)
-    return False
+    return found
+
+
+def monitors(wf: Workflow[Any, Any]) -> list[WorkflowObserver]:
+    """The observers of every ``.monitored`` in the static tree."""
+    return [o for node in _walk(wf) if isinstance(node, _Monitored) for o in node.observers]
+
+
+def persists(wf: Workflow[Any, Any], default: CheckpointStrategy) -> bool:
+    """Whether running ``wf`` writes checkpoints (with ``default`` as the run's strategy)."""
+    if isinstance(wf, _Checkpointed):
+        return wf.strategy.enabled or persists(wf.inner, wf.strategy)
+    if default.enabled:
+        return True
+    return any(isinstance(n, _Checkpointed) and n.strategy.enabled for n in _walk(wf))
