@@ -1,0 +1,243 @@
+"""Workflow step rows: per-step overhead of a long chain, and a wide fan-out.
+
+The chain is ``task(noop).then(task(noop)).then(...)``, the way users write it
+(a left fold: ``_Then(_Then(...), task)``). If the runtime cannot run that shape
+(today: RecursionError, two coordinator frames per ``.then`` level), the row
+says so in its note and measures the same number of steps composed as a
+balanced tree of ``.then`` calls instead (depth log2(n)), which runs the same
+steps one after the other on the same coordinator.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import pykka
+
+from bench._row import Config, Family, Row, Series, Target, interleaved
+from runtime import ActorSystem, Workflow, parallel, task
+
+__all__ = ["FAMILY", "balanced_chain", "chain_for", "linear_chain", "noop"]
+
+_RESULT_TIMEOUT = 600.0  # generous: a slow machine must finish, not fail the row
+
+
+def noop(ctx: Any) -> None:
+    """The step body: does nothing, so the figures are pure runtime overhead."""
+    return None
+
+
+def linear_chain(steps: int) -> Workflow[Any, Any]:
+    """``task(noop).then(task(noop))...`` as a user writes it (left-nested ``_Then``)."""
+    workflow: Workflow[Any, Any] = task(noop)
+    for _ in range(steps - 1):
+        workflow = workflow.then(task(noop))
+    return workflow
+
+
+def balanced_chain(steps: int) -> Workflow[Any, Any]:
+    """The same ``steps`` sequential no-op steps as a balanced tree of ``.then`` (depth log2)."""
+    if steps == 1:
+        return task(noop)
+    half = steps // 2
+    return balanced_chain(half).then(balanced_chain(steps - half))
+
+
+def _recursion_site(error: BaseException) -> str:
+    """Where a RecursionError recursed: the two most repeated frames and the depth."""
+    frames = traceback.extract_tb(error.__traceback__)
+    ours = [f for f in frames if Path(f.filename).parent.name in ("runtime", "actors")]
+    counts = collections.Counter(
+        (Path(f.filename).parent.name, Path(f.filename).name, f.name, f.lineno) for f in ours
+    )
+    top = ", ".join(
+        f"{package}/{file}:{line} {name} x{count}"
+        for (package, file, name, line), count in counts.most_common(2)
+    )
+    return f"{type(error).__name__} after {len(frames)} frames, repeating {top}"
+
+
+def _run_us_per_step(workflow: Workflow[Any, Any], steps: int) -> float:
+    """Microseconds per step of one ``system.run(workflow).result()`` (system setup excluded)."""
+    with ActorSystem("bench-steps") as system:
+        started = time.perf_counter()
+        system.run(workflow, {}).result(timeout=_RESULT_TIMEOUT)
+        return (time.perf_counter() - started) / steps * 1e6
+
+
+def chain_for(steps: int) -> tuple[Workflow[Any, Any], str]:
+    """The chain to measure and a note: the left fold if it runs, else a labelled balanced tree."""
+    linear = linear_chain(steps)
+    notes = []
+    try:
+        linear.fingerprint()
+    except RecursionError as exc:
+        notes.append(f"fingerprint() of the left fold: {_recursion_site(exc)}")
+    coordinator_log = logging.getLogger("runtime._run")
+    level = coordinator_log.level
+    coordinator_log.setLevel(logging.CRITICAL)  # the probe's expected failure, 1000 frames long
+    try:
+        _run_us_per_step(linear, steps)
+    except RecursionError as exc:
+        notes.insert(0, f"left fold .then x{steps} fails: {_recursion_site(exc)}")
+        notes.insert(0, f"MEASURED AS A BALANCED .then TREE (depth {steps.bit_length()})")
+        return balanced_chain(steps), "; ".join(notes)
+    finally:
+        coordinator_log.setLevel(level)
+    return linear, "; ".join(["left fold .then chain", *notes])
+
+
+class _Noop(pykka.ThreadingActor):
+    def on_receive(self, message: Any) -> Any:
+        return noop(message)
+
+
+def _plain_calls_us(steps: int) -> float:
+    ctx: dict[str, Any] = {}
+    started = time.perf_counter()
+    for _ in range(steps):
+        noop(ctx)
+    return (time.perf_counter() - started) / steps * 1e6
+
+
+def _raw_pykka_us(steps: int) -> float:
+    """One fresh actor per step, like a node: start, ask the step, stop (blocking)."""
+    ctx: dict[str, Any] = {}
+    started = time.perf_counter()
+    for _ in range(steps):
+        ref = _Noop.start()
+        ref.ask(ctx, timeout=10)
+        ref.stop(timeout=10)
+    return (time.perf_counter() - started) / steps * 1e6
+
+
+def _chain_rows(config: Config) -> list[Row]:
+    steps = config.size(1000, 20)
+    workflow, note = chain_for(steps)
+    value, raw, plain = interleaved(
+        config.repeats,
+        [
+            ("actorflow chain", lambda: _run_us_per_step(workflow, steps)),
+            ("raw pykka spawn+ask+stop per step", lambda: _raw_pykka_us(steps)),
+            (f"{steps} plain function calls", lambda: _plain_calls_us(steps)),
+        ],
+    )
+    return [
+        Row(
+            "steps",
+            f"per-step overhead, {steps}-step no-op chain, no checkpoint",
+            "us/step",
+            value,
+            (raw, plain),
+            Target("value", "<=", 250),
+            note,
+        )
+    ]
+
+
+def _os_threads() -> int:
+    """Threads of this process as the kernel counts them (falls back to Python's count)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Threads:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return threading.active_count()
+
+
+class ThreadSampler:
+    """Samples the process's thread count every ``interval`` s in a background thread.
+
+    ``peak`` includes the sampler's own thread. Use as a context manager; the
+    sampler thread is joined on exit.
+    """
+
+    def __init__(self, interval: float = 0.001) -> None:
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="bench-thread-sampler")
+        self.peak = _os_threads()
+
+    def __enter__(self) -> ThreadSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.peak = max(self.peak, _os_threads())
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.peak = max(self.peak, _os_threads())
+
+
+def _fan_out_actorflow(branches: int, peaks: list[float]) -> float:
+    workflow = parallel(*[task(noop) for _ in range(branches)])
+    with ActorSystem("bench-fanout") as system, ThreadSampler() as sampler:
+        started = time.perf_counter()
+        system.run(workflow, {}).result(timeout=_RESULT_TIMEOUT)
+        elapsed = time.perf_counter() - started
+    peaks.append(sampler.peak)
+    return elapsed * 1e3
+
+
+def _fan_out_pykka(branches: int, peaks: list[float]) -> float:
+    """Raw pykka: start ``branches`` actors, ask all without blocking, gather, stop all."""
+    ctx: dict[str, Any] = {}
+    with ThreadSampler() as sampler:
+        started = time.perf_counter()
+        refs = [_Noop.start() for _ in range(branches)]
+        futures = [ref.ask(ctx, block=False) for ref in refs]
+        for future in futures:
+            future.get(timeout=60)
+        for ref in refs:
+            ref.stop(block=False)
+        elapsed = time.perf_counter() - started
+        for ref in refs:
+            ref.actor_stopped.wait(60)
+    peaks.append(sampler.peak)
+    return elapsed * 1e3
+
+
+def _fan_out_rows(config: Config) -> list[Row]:
+    branches = config.size(1000, 20)
+    peaks: list[float] = []
+    raw_peaks: list[float] = []
+    value, raw = interleaved(
+        config.repeats,
+        [
+            ("actorflow parallel", lambda: _fan_out_actorflow(branches, peaks)),
+            ("raw pykka start+ask+stop x N", lambda: _fan_out_pykka(branches, raw_peaks)),
+        ],
+    )
+    before = _os_threads()
+    del peaks[0], raw_peaks[0]  # the warm-up runs of interleaved()
+    return [
+        Row("steps", f"fan-out, parallel({branches} no-op steps): time", "ms", value, (raw,)),
+        Row(
+            "steps",
+            f"fan-out, parallel({branches} no-op steps): peak threads",
+            "threads",
+            Series("actorflow parallel", tuple(peaks)),
+            (Series("raw pykka start+ask+stop x N", tuple(raw_peaks)),),
+            note=f"OS threads of the process (incl. 1 sampler); {before} when idle; "
+            f"{os.cpu_count()} cores",
+        ),
+    ]
+
+
+def run(config: Config) -> list[Row]:
+    return [*_chain_rows(config), *_fan_out_rows(config)]
+
+
+FAMILY = Family("steps", run)
