@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Any
 
-from bench._steps import balanced_chain
+from bench._steps import linear_chain
 from runtime import ActorSystem
 
 __all__ = ["profile_chain"]
@@ -41,7 +41,7 @@ def profile_chain(steps: int) -> tuple[pstats.Stats, float]:
         main_profile.enable()
         with ActorSystem("bench-profile") as system:
             started = time.perf_counter()
-            system.run(balanced_chain(steps), {}).result(timeout=600)
+            system.run(linear_chain(steps), {}).result(timeout=600)
             elapsed = time.perf_counter() - started
         main_profile.disable()
     finally:

@@ -1,22 +1,14 @@
 """Workflow step rows: per-step overhead of a long chain, and a wide fan-out.
 
 The chain is ``task(noop).then(task(noop)).then(...)``, the way users write it
-(a left fold: ``_Then(_Then(...), task)``). If the runtime cannot run that shape
-(today: RecursionError, two coordinator frames per ``.then`` level), the row
-says so in its note and measures the same number of steps composed as a
-balanced tree of ``.then`` calls instead (depth log2(n)), which runs the same
-steps one after the other on the same coordinator.
+(a left fold, which the runtime keeps as one flat sequence).
 """
 
 from __future__ import annotations
 
-import collections
-import logging
 import os
 import threading
 import time
-import traceback
-from pathlib import Path
 from typing import Any
 
 import pykka
@@ -24,7 +16,7 @@ import pykka
 from bench._row import Config, Family, Row, Series, Target, interleaved
 from runtime import ActorSystem, Workflow, parallel, task
 
-__all__ = ["FAMILY", "balanced_chain", "chain_for", "linear_chain", "noop"]
+__all__ = ["FAMILY", "chain_for", "linear_chain", "noop"]
 
 _RESULT_TIMEOUT = 600.0  # generous: a slow machine must finish, not fail the row
 
@@ -42,28 +34,6 @@ def linear_chain(steps: int) -> Workflow[Any, Any]:
     return workflow
 
 
-def balanced_chain(steps: int) -> Workflow[Any, Any]:
-    """The same ``steps`` sequential no-op steps as a balanced tree of ``.then`` (depth log2)."""
-    if steps == 1:
-        return task(noop)
-    half = steps // 2
-    return balanced_chain(half).then(balanced_chain(steps - half))
-
-
-def _recursion_site(error: BaseException) -> str:
-    """Where a RecursionError recursed: the two most repeated frames and the depth."""
-    frames = traceback.extract_tb(error.__traceback__)
-    ours = [f for f in frames if Path(f.filename).parent.name in ("runtime", "actors")]
-    counts = collections.Counter(
-        (Path(f.filename).parent.name, Path(f.filename).name, f.name, f.lineno) for f in ours
-    )
-    top = ", ".join(
-        f"{package}/{file}:{line} {name} x{count}"
-        for (package, file, name, line), count in counts.most_common(2)
-    )
-    return f"{type(error).__name__} after {len(frames)} frames, repeating {top}"
-
-
 def _run_us_per_step(workflow: Workflow[Any, Any], steps: int) -> float:
     """Microseconds per step of one ``system.run(workflow).result()`` (system setup excluded)."""
     with ActorSystem("bench-steps") as system:
@@ -73,25 +43,8 @@ def _run_us_per_step(workflow: Workflow[Any, Any], steps: int) -> float:
 
 
 def chain_for(steps: int) -> tuple[Workflow[Any, Any], str]:
-    """The chain to measure and a note: the left fold if it runs, else a labelled balanced tree."""
-    linear = linear_chain(steps)
-    notes = []
-    try:
-        linear.fingerprint()
-    except RecursionError as exc:
-        notes.append(f"fingerprint() of the left fold: {_recursion_site(exc)}")
-    coordinator_log = logging.getLogger("runtime._run")
-    level = coordinator_log.level
-    coordinator_log.setLevel(logging.CRITICAL)  # the probe's expected failure, 1000 frames long
-    try:
-        _run_us_per_step(linear, steps)
-    except RecursionError as exc:
-        notes.insert(0, f"left fold .then x{steps} fails: {_recursion_site(exc)}")
-        notes.insert(0, f"MEASURED AS A BALANCED .then TREE (depth {steps.bit_length()})")
-        return balanced_chain(steps), "; ".join(notes)
-    finally:
-        coordinator_log.setLevel(level)
-    return linear, "; ".join(["left fold .then chain", *notes])
+    """The chain to measure and its note."""
+    return linear_chain(steps), "left fold .then chain"
 
 
 class _Noop(pykka.ThreadingActor):
