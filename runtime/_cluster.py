@@ -187,7 +187,7 @@ class Cluster:
     # -- lifecycle -----------------------------------------------------------------------
 
     def leave(self, drain_timeout: float) -> int:
-        """Finish in-flight steps (bounded), then leave the cluster; returns steps left unfinished."""
+        """Finish in-flight steps (bounded), then leave; returns how many were unfinished."""
         remaining = self.host.drain(drain_timeout)
         self.transport.leave()
         return remaining

@@ -16,7 +16,7 @@ from typing import Any
 import pykka
 from pykka._envelope import Envelope  # pykka <5: the only way to ask without blocking a thread
 
-from transport import Address, AskTimeout, Reply, Transport
+from transport import ActorNotFound, Address, AskTimeout, Reply, Transport
 
 __all__ = ["Ref", "ask_into"]
 
@@ -97,8 +97,6 @@ class Ref:
             raise AskTimeout(f"no answer from {self.address} within {timeout}s") from exc
 
     def _local_ref(self) -> pykka.ActorRef[Any]:
-        from transport import ActorNotFound
-
         ref = self._local()
         if ref is None:
             raise ActorNotFound(f"no actor at {self.address}")

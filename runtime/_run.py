@@ -43,12 +43,12 @@ from actors import (
 )
 from actors import events as ev
 from runtime._checkpoint import CheckpointStrategy, Replay, RunRecorder
-from runtime._persist import decode_value, encode_value
-from runtime._registry import qualified_name
-from runtime._wire import NodeLost, RemoteReport, require, with_names
 from runtime._handle import RunHandle, StepLog
 from runtime._merge import merge_contexts
+from runtime._persist import decode_value, encode_value
+from runtime._registry import qualified_name
 from runtime._retry import RetryPolicy
+from runtime._wire import NodeLost, RemoteReport, require, with_names
 from runtime._workflow import (
     Workflow,
     _Checkpointed,

@@ -43,9 +43,9 @@ from runtime._checkpoint import (
 )
 from runtime._cluster import Cluster
 from runtime._handle import RunHandle, StepLog
+from runtime._persist import decode_value
 from runtime._registry import Registry, qualified_name
 from runtime._remote import Ref
-from runtime._persist import decode_value
 from runtime._run import RunCoordinator, cancel_run
 from runtime._sqlite_store import SQLiteStore
 from runtime._store import CheckpointStore, RunSummary, StepRecord
@@ -227,17 +227,71 @@ class ActorSystem:
 
     # -- actors ------------------------------------------------------------------------
 
-    def spawn(self, actor_class: type[A], *args: Any, **kwargs: Any) -> pykka.ActorRef[A]:
-        """Start ``actor_class(*args, **kwargs)``; it is stopped at shutdown."""
+    def spawn(
+        self, actor_class: type[A], *args: Any, name: str | None = None, **kwargs: Any
+    ) -> pykka.ActorRef[A]:
+        """Start ``actor_class(*args, **kwargs)``; it is stopped at shutdown.
+
+        With ``name``, the actor is reachable at ``<node>/<name>`` through
+        ``ref`` from this and every other node of the cluster.
+        """
         with self._lock:
             self._check_open("spawn")
             if not (isinstance(actor_class, type) and issubclass(actor_class, pykka.Actor)):
                 raise TypeError(
                     f"spawn(actor_class) needs a pykka Actor class, got {actor_class!r}"
                 )
+            if name is not None:
+                if not isinstance(name, str) or not name or name.startswith("$"):
+                    raise ValueError(
+                        f"spawn(name) must be a non-empty path not starting with '$', got {name!r}"
+                    )
+                old = self._named.get(name)
+                if old is not None and old.is_alive():
+                    raise ValueError(f"an actor named {name!r} already runs on {self.name}")
             ref = actor_class.start(*args, **kwargs)
             self._actors.append(ref)
+            if name is not None:
+                self._named[name] = ref
             return ref
+
+    def ref(self, address: str | Address) -> Ref:
+        """A handle on the actor at ``node/path``, local or remote (tell, ask)."""
+        target = address if isinstance(address, Address) else Address.parse(address)
+        transport = self.cluster.transport if self.cluster is not None else None
+        if transport is None and target.node != self.name:
+            raise NodeDown(
+                f"{target}: node {target.node!r} is unknown (this system is not in a cluster)"
+            )
+        return Ref(target, local=lambda: self._named_ref(target.path), transport=transport)
+
+    def spawn_on(
+        self,
+        node: str,
+        actor_class: type[pykka.Actor] | str,
+        *args: Any,
+        name: str,
+        timeout: float = 5.0,
+    ) -> Ref:
+        """Start a registered actor class on ``node`` (by class or registered name).
+
+        Raises:
+            ActorNotFound: the class is not registered on that node.
+            NodeDown / AskTimeout: the node is unreachable or did not answer.
+        """
+        class_name = actor_class if isinstance(actor_class, str) else qualified_name(actor_class)
+        if node == self.name:
+            cls = self.registry.actor(class_name, node=self.name)
+            self.spawn(cls, *args, name=name)
+            return self.ref(Address(self.name, name))
+        if self.cluster is None:
+            raise NodeDown(f"node {node!r} is unknown (this system is not in a cluster)")
+        future = self.cluster.transport.ask(
+            Address(node, "$system"),
+            {"op": "spawn", "class": class_name, "args": list(args), "name": name},
+            timeout=timeout,
+        )
+        return self.ref(future.result(timeout + 1.0))
 
     def supervise(
         self,

@@ -146,6 +146,10 @@ class StepHost:
             wire = event_to_wire(event)
             if wire is None:
                 return
+            if "attempt" in wire:  # number attempts as the coordinator does
+                with self._lock:
+                    hosted = self._hosted.get((wire["run"], wire["step"]))
+                    wire["attempt"] = hosted.attempt if hosted is not None else wire["attempt"]
             try:
                 self._transport.tell(Address(coordinator, f"$run/{wire['run']}"), wire)
             except WorkflowError as exc:
