@@ -60,7 +60,8 @@ class Limits:
         max_array_len: most items in one array. Default 10,000.
         max_map_len: most pairs in one map. Default 10,000.
         max_containers: most arrays + maps + ext values in the whole frame, which
-            is what bounds decoded memory (~25 MB worst case). Default 100,000.
+            is what bounds decoded memory and CPU (~2.5 MB and a few ms per frame
+            worst case). Default 10,000.
         max_ext_depth: deepest nesting of ext values inside ext values. Default 32.
     """
 
@@ -70,7 +71,7 @@ class Limits:
     max_ext_len: int = 1 << 20
     max_array_len: int = 10_000
     max_map_len: int = 10_000
-    max_containers: int = 100_000
+    max_containers: int = 10_000
     max_ext_depth: int = 32
 
     def __post_init__(self) -> None:
@@ -145,6 +146,8 @@ class _Decoder:
         self._ext_depth = 0
 
     def decode(self, data: bytes | bytearray | memoryview) -> Any:
+        # A timestamp ext (-1) needs a 0xff type byte: without one, skip the costly scan.
+        scan = b"\xff" in data if not isinstance(data, memoryview) else b"\xff" in data.tobytes()
         try:
             value = msgpack.unpackb(
                 data,
@@ -152,8 +155,8 @@ class _Decoder:
                 use_list=True,
                 strict_map_key=True,
                 ext_hook=self._ext_hook,
-                list_hook=self._list_hook,
-                object_hook=self._map_hook,
+                list_hook=self._list_hook if scan else self._count_list,
+                object_hook=self._map_hook if scan else self._count_map,
                 max_str_len=self._limits.max_str_len,
                 max_bin_len=self._limits.max_bin_len,
                 max_ext_len=self._limits.max_ext_len,
@@ -172,6 +175,14 @@ class _Decoder:
         self._containers += 1
         if self._containers > self._limits.max_containers:
             raise ProtocolError(f"frame holds over max_containers={self._limits.max_containers}")
+
+    def _count_list(self, items: list[Any]) -> list[Any]:
+        self._count()
+        return items
+
+    def _count_map(self, pairs: dict[Any, Any]) -> dict[Any, Any]:
+        self._count()
+        return pairs
 
     def _list_hook(self, items: list[Any]) -> list[Any]:
         self._count()

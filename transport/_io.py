@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -42,6 +43,7 @@ __all__ = ["IoLoop"]
 log = logging.getLogger(__name__)
 
 _BATCH = 500  # frames handled per socket per loop turn, so ticks and commands stay timely
+_DRAIN_BUDGET = 0.05  # seconds of decoding per loop turn: heartbeats go out even under a flood
 _MONITOR_EVENTS = (
     zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
     | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
@@ -248,7 +250,10 @@ class IoLoop:
         return False
 
     def _drain_router(self, router: zmq.Socket[Any]) -> None:
+        budget_end = time.monotonic() + _DRAIN_BUDGET
         for _ in range(_BATCH):
+            if time.monotonic() > budget_end:
+                return
             try:
                 parts = router.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:

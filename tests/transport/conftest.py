@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import zmq
 
 from transport import (
     ActorNotFound,
@@ -158,6 +159,33 @@ def make_transport() -> Iterator[Callable[..., Transport]]:
     yield make
     for transport in reversed(created):
         transport.close()
+
+
+RawDealer = Callable[..., "zmq.Socket[Any]"]
+
+
+@pytest.fixture
+def raw_dealer() -> Iterator[RawDealer]:
+    """Factory for hand-driven DEALERs (``curve=(public, secret, server)`` optional)."""
+    context: zmq.Context[Any] = zmq.Context()
+    sockets: list[zmq.Socket[Any]] = []
+
+    def make(address: str, curve: tuple[bytes, bytes, bytes] | None = None) -> zmq.Socket[Any]:
+        dealer: zmq.Socket[Any] = context.socket(zmq.DEALER)
+        sockets.append(dealer)
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.setsockopt(zmq.SNDTIMEO, 10_000)
+        if curve is not None:
+            dealer.setsockopt(zmq.CURVE_PUBLICKEY, curve[0])
+            dealer.setsockopt(zmq.CURVE_SECRETKEY, curve[1])
+            dealer.setsockopt(zmq.CURVE_SERVERKEY, curve[2])
+        dealer.connect(address)
+        return dealer
+
+    yield make
+    for dealer in sockets:
+        dealer.close(linger=0)
+    context.term()
 
 
 @dataclass

@@ -112,7 +112,7 @@ MALFORMED: dict[str, bytes] = {
     "ext32 declaring 4 GiB": b"\xc9\xff\xff\xff\xff\x03" + b"a" * 10,
     "array over max_array_len": msgpack.packb([0] * 10_001),
     "map over max_map_len": msgpack.packb({str(i): 0 for i in range(10_001)}),
-    "too many containers": msgpack.packb([[[]] * 1000] * 101),
+    "too many containers": msgpack.packb([[[]] * 1000] * 11),
     "int map key": b"\x81\x01\x01",
     "array map key": b"\x81\x91\x01\x01",
     "unknown ext code 5": _ext(5, b"\x90"),
