@@ -34,10 +34,28 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def start_worker(name: str, seed: str, keys: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "runtime._cli", "node", "--name", name,
-         "--listen", "tcp://127.0.0.1:0", "--join", seed, "--keys", str(keys),
-         "--app", "examples.etl", "--drain-timeout", "5"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "runtime._cli",
+            "node",
+            "--name",
+            name,
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--join",
+            seed,
+            "--keys",
+            str(keys),
+            "--app",
+            "examples.etl",
+            "--drain-timeout",
+            "5",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
@@ -79,16 +97,19 @@ class ClusterProgress:
             if self.victim is not None and event.node == WORKERS[0]:
                 self.placed_on_victim += 1
                 if self.placed_on_victim == 2:
-                    self.say(f"kill -9 {WORKERS[0]} (pid {self.victim.pid}) while it runs "
-                             f"{event.step}")
+                    self.say(
+                        f"kill -9 {WORKERS[0]} (pid {self.victim.pid}) while it runs {event.step}"
+                    )
                     os.kill(self.victim.pid, signal.SIGKILL)
         elif isinstance(event, ev.Completed) and event.step:
             self.say(f"{event.step:<10} completed in {event.duration:.3f}s")
         elif isinstance(event, ev.Failed) and event.step:
             self.say(f"{event.step:<10} failed: {event.error}")
         elif isinstance(event, ev.Retrying):
-            self.say(f"{event.step:<10} retrying as attempt {event.attempt} in "
-                     f"{event.delay:.2f}s ({type(event.error).__name__}: {event.error})")
+            self.say(
+                f"{event.step:<10} retrying as attempt {event.attempt} in "
+                f"{event.delay:.2f}s ({type(event.error).__name__}: {event.error})"
+            )
         elif isinstance(event, ev.NodeDown):
             self.say(f"NODE {event.node} declared {event.reason or 'down'}")
         elif isinstance(event, ev.NodeUp):
@@ -100,13 +121,15 @@ def summary(handle: RunHandle[Any]) -> str:
     for step in handle.steps():
         state = "Skipped" if step.skipped else str(step.state)
         duration = "-" if step.duration is None else f"{step.duration:.3f}s"
-        rows.append(f"  {step.key:<10} {state:<10} {step.attempts:>8} {step.node:<10} "
-                    f"{duration:>9}")
+        rows.append(
+            f"  {step.key:<10} {state:<10} {step.attempts:>8} {step.node:<10} {duration:>9}"
+        )
     return "\n".join(rows)
 
 
-def run_demo(workdir: Path, rows: int, *, initial_delay: float, kill: bool,
-             out: IO[str] = sys.stdout) -> tuple[RunHandle[int], list[int]]:
+def run_demo(
+    workdir: Path, rows: int, *, initial_delay: float, kill: bool, out: IO[str] = sys.stdout
+) -> tuple[RunHandle[int], list[int]]:
     """Run the whole demo in ``workdir``; returns the run and the workers' exit codes."""
     keys = workdir / "keys"
     for name in ("coordinator", *WORKERS):
@@ -115,8 +138,13 @@ def run_demo(workdir: Path, rows: int, *, initial_delay: float, kill: bool,
     generate_dataset(source, rows)
     store = SQLiteStore(workdir / "state.db")
     workers: list[subprocess.Popen[str]] = []
-    with ActorSystem("coordinator", listen="tcp://127.0.0.1:0", keys=keys, store=store,
-                     checkpoint=CheckpointStrategy.AFTER_EACH_STEP) as coordinator:
+    with ActorSystem(
+        "coordinator",
+        listen="tcp://127.0.0.1:0",
+        keys=keys,
+        store=store,
+        checkpoint=CheckpointStrategy.AFTER_EACH_STEP,
+    ) as coordinator:
         print(f"coordinator up at {coordinator.address}", file=out)
         try:
             for name in WORKERS:
@@ -131,15 +159,19 @@ def run_demo(workdir: Path, rows: int, *, initial_delay: float, kill: bool,
             progress = ClusterProgress(out, workers[0] if kill else None)
             coordinator.events.subscribe(progress, lambda e: isinstance(e, ev.NodeUp | ev.NodeDown))
             ctx = EtlContext(str(workdir), str(source))
-            handle = coordinator.run(build_pipeline(retry_policy(initial_delay)), ctx,
-                                     observers=[progress])
+            handle = coordinator.run(
+                build_pipeline(retry_policy(initial_delay)), ctx, observers=[progress]
+            )
             try:
                 handle.result(timeout=300)
             finally:
                 print(summary(handle), file=out)
-            print(f"run {handle.id}: {handle.state}; loaded {ctx.loaded} rows "
-                  "(the coordinator's copy of the context is not updated by remote steps; "
-                  "see the warehouse)", file=out)
+            print(
+                f"run {handle.id}: {handle.state}; loaded {ctx.loaded} rows "
+                "(the coordinator's copy of the context is not updated by remote steps; "
+                "see the warehouse)",
+                file=out,
+            )
         finally:
             for process in workers:
                 if process.poll() is None:

@@ -35,15 +35,15 @@ class ProtocolError(WorkflowError):
     """A received frame broke the wire contract; the frame is dropped, the node serves on."""
 
 
-class ActorNotFound(WorkflowError):  # noqa: N818 - name fixed by DESIGN.md
+class ActorNotFound(WorkflowError):
     """The address names no live actor on its node (the sender gets this, never a timeout)."""
 
 
-class NodeDown(WorkflowError):  # noqa: N818 - name fixed by DESIGN.md
+class NodeDown(WorkflowError):
     """The node is unreachable or was declared down by the failure detector."""
 
 
-class AskTimeout(WorkflowError, TimeoutError):  # noqa: N818 - name fixed by DESIGN.md
+class AskTimeout(WorkflowError, TimeoutError):
     """An ask got no reply within its deadline."""
 
 
