@@ -91,9 +91,20 @@ class Custom:
 RetryOn = tuple[type[BaseException], ...] | Callable[[BaseException], bool]
 
 
+def _public_name(kind: type[BaseException]) -> str:
+    if kind.__module__ == "builtins":
+        return kind.__qualname__
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How often and when to run a failed step again."""
+    """How often and when to run a failed step again.
+
+    A failure from a remote node is a ``RemoteError``; it matches ``retry_on``
+    types by the names of its original classes (a remote ``TemporaryError``
+    is retried by default). A predicate gets the ``RemoteError`` itself.
+    """
 
     max_attempts: int = 3
     backoff: Backoff = field(default_factory=Fixed)
@@ -122,7 +133,12 @@ class RetryPolicy:
         if attempt >= self.max_attempts:
             return False
         if isinstance(self.retry_on, tuple):
-            return isinstance(error, self.retry_on)
+            if isinstance(error, self.retry_on):
+                return True
+            # A failure on another node arrives as RemoteError carrying the names of
+            # its original classes: match those, so TemporaryError stays retryable.
+            remote_names = set(getattr(error, "mro_names", ()) or ())
+            return any(_public_name(kind) in remote_names for kind in self.retry_on)
         return bool(self.retry_on(error))
 
     def delay(self, attempt: int) -> float:

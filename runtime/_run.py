@@ -22,7 +22,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pykka
 
@@ -45,7 +45,10 @@ from actors import events as ev
 from runtime._checkpoint import CheckpointStrategy, Replay, RunRecorder
 from runtime._handle import RunHandle, StepLog
 from runtime._merge import merge_contexts
+from runtime._persist import decode_value, encode_value
+from runtime._registry import qualified_name
 from runtime._retry import RetryPolicy
+from runtime._wire import NodeLost, RemoteReport, require, with_names
 from runtime._workflow import (
     Workflow,
     _Checkpointed,
@@ -60,7 +63,10 @@ from runtime._workflow import (
     _When,
     monitors,
 )
-from transport import WorkflowError
+from transport import NodeDown, RemoteError, WorkflowError
+
+if TYPE_CHECKING:
+    from runtime._cluster import Cluster
 
 __all__ = ["RunCoordinator", "cancel_run"]
 
@@ -114,13 +120,14 @@ class _Frame:
 
 @dataclass(eq=False)
 class _Node:
-    """A live node actor hosting one step key."""
+    """A node actor hosting one step key: local (``ref``) or on node ``host``."""
 
-    ref: pykka.ActorRef[Any]
+    ref: pykka.ActorRef[Any] | None
     incarnation: int
     cancel_event: threading.Event
     state: NodeState = NodeState.PENDING
     starts: int = 0  # Start messages sent; the node numbers its attempts the same way
+    host: str = ""
 
 
 @dataclass(eq=False)
@@ -132,6 +139,8 @@ class _Waiting:
     attempt: int  # the step's attempt number across node incarnations
     scope: _Scope
     cont: Callable[[StepResult], None]
+    wf: _Task  # what and on which context: enough to re-place it if its node is lost
+    ctx: Any
 
 
 @dataclass(frozen=True)
@@ -148,6 +157,14 @@ class _Wake:
 @dataclass(frozen=True)
 class _CancelRun:
     reason: str
+
+
+def _has_wire_name(wf: _Task) -> bool:
+    try:
+        qualified_name(wf.fn)
+    except WorkflowError:
+        return False
+    return True
 
 
 def _of_run(run_id: str) -> Callable[[ev.Event], bool]:
@@ -188,6 +205,7 @@ class RunCoordinator(pykka.ThreadingActor):
         replay: Replay | None = None,
         lease: float = 10.0,
         pool: NodePool | None = None,
+        cluster: Cluster | None = None,
     ) -> None:
         super().__init__()
         self.run_id = run_id
@@ -219,6 +237,8 @@ class RunCoordinator(pykka.ThreadingActor):
         self._replay = dict(replay.completed) if replay is not None else {}
         self._lease = lease
         self._pool = pool if pool is not None else NodePool(clock, max_idle=0)
+        self._cluster = cluster
+        self._hosts_used: set[str] = set()
 
     # -- pykka hooks ---------------------------------------------------------------
 
@@ -241,6 +261,10 @@ class RunCoordinator(pykka.ThreadingActor):
             callback = self._wakeups.pop(message.token, None)
             if callback is not None:
                 self._guarded(callback)
+        elif isinstance(message, RemoteReport):
+            self._guarded(lambda: self._on_remote_report(message))
+        elif isinstance(message, NodeLost):
+            self._guarded(lambda: self._on_node_lost(message))
         elif isinstance(message, _CancelRun):
             self._guarded(lambda: self._cancel_run(message.reason))
         else:
@@ -249,12 +273,17 @@ class RunCoordinator(pykka.ThreadingActor):
 
     def on_stop(self) -> None:
         for node in self._nodes.values():
+            if node.ref is None:
+                continue
             if node.state is NodeState.RUNNING:  # its task has not returned: never reuse
                 node.cancel_event.set()
                 node.ref.stop(block=False)
             else:
                 self._pool.release(node.ref)
         self._nodes.clear()
+        if self._cluster is not None:
+            for host in self._hosts_used:
+                self._cluster.end_run(host, self.run_id)
 
     def _guarded(self, action: Callable[[], None]) -> None:
         """A bug in composition code fails the run; it never leaves a caller waiting."""
@@ -653,29 +682,132 @@ class RunCoordinator(pykka.ThreadingActor):
         self._schedule(self._root, self._lease / 3, self._renew_lease)
 
     def _dispatch(
-        self, key: str, wf: _Task, ctx: Any, scope: _Scope, on_result: Callable[[StepResult], None]
+        self,
+        key: str,
+        wf: _Task,
+        ctx: Any,
+        scope: _Scope,
+        on_result: Callable[[StepResult], None],
+        exclude: frozenset[str] = frozenset(),
     ) -> None:
-        """Start one attempt of ``key``, reusing its node if it sits in Failed."""
+        """Start one attempt of ``key`` here or on a peer, reusing a node that sits in Failed."""
         self._backing_off.discard(key)
         if scope.canceled:
             return
+        host = self._place(wf, exclude)
         node = self._nodes.get(key)
-        if node is None or node.state is not NodeState.FAILED:
-            node = self._spawn_node(key, wf)
+        if node is None or node.state is not NodeState.FAILED or node.host != host:
+            node = self._spawn_node(key, wf) if host == self._node_name else self._remote(key, host)
         node.state = NodeState.RUNNING
         node.starts += 1
         attempt = self._attempts.get(key, 0) + 1
         self._attempts[key] = attempt
-        self._waiting[key] = _Waiting(node.incarnation, node.starts, attempt, scope, on_result)
+        node_attempt = node.starts if node.ref is not None else attempt
+        self._waiting[key] = _Waiting(
+            node.incarnation, node_attempt, attempt, scope, on_result, wf, ctx
+        )
         if attempt == 1:
-            self._report(key, state=NodeState.RUNNING, attempts=1, started_at=self._clock.wall())
+            self._report(
+                key, state=NodeState.RUNNING, attempts=1, started_at=self._clock.wall(), node=host
+            )
         else:
-            self._report(key, state=NodeState.RUNNING, attempts=attempt)
-        node.ref.tell(Start(ctx))
+            self._report(key, state=NodeState.RUNNING, attempts=attempt, node=host)
+        if node.ref is not None:
+            node.ref.tell(Start(ctx))
+        elif not self._send_remote(key, node, wf, ctx, attempt):
+            return
         if wf.timeout is not None:
-            incarnation, starts, timeout = node.incarnation, node.starts, wf.timeout
+            incarnation, timeout = node.incarnation, wf.timeout
             self._schedule(
-                scope, timeout, lambda: self._on_step_timeout(key, incarnation, starts, timeout)
+                scope,
+                timeout,
+                lambda: self._on_step_timeout(key, incarnation, node_attempt, timeout),
+            )
+
+    def _place(self, wf: _Task, exclude: frozenset[str]) -> str:
+        if self._cluster is None or wf.on == self._node_name:
+            return self._node_name
+        if wf.on is None and not _has_wire_name(wf):
+            return self._node_name  # a lambda or local function can only run here
+        return self._cluster.place(wf.on, exclude)
+
+    def _remote(self, key: str, host: str) -> _Node:
+        node = _Node(None, next(self._incarnations), threading.Event(), host=host)
+        self._nodes[key] = node
+        self._hosts_used.add(host)
+        return node
+
+    def _send_remote(self, key: str, node: _Node, wf: _Task, ctx: Any, attempt: int) -> bool:
+        """Ask ``node.host`` to run the step; on a refusal, fail the attempt at once."""
+        assert self._cluster is not None
+        try:
+            request = {
+                "run": self.run_id,
+                "key": key,
+                "inc": node.incarnation,
+                "attempt": attempt,
+                "task": qualified_name(wf.fn),
+                "ctx": encode_value(
+                    ctx, what=f"run {self.run_id} step {key!r} context", root="context"
+                ),
+            }
+            self._cluster.send_step(node.host, request)
+        except WorkflowError as exc:
+            waiting = self._waiting.pop(key)
+            node.state = NodeState.FAILED
+            waiting.cont(StepResult(key, NodeState.FAILED, attempt, error=exc))
+            return False
+        return True
+
+    def _on_remote_report(self, message: RemoteReport) -> None:
+        body = require(
+            message.body,
+            {"key": str, "inc": int, "attempt": int, "state": str, "mro": list},
+            "step result",
+        )
+        key, state = body["key"], NodeState(body["state"])
+        output = ctx = None
+        error = body.get("error")
+        if isinstance(error, RemoteError):
+            with_names(error, [str(n) for n in body["mro"]])
+        payload = body.get("payload")
+        if state is NodeState.COMPLETED and isinstance(payload, bytes):
+            try:
+                output, ctx = decode_value(payload, what=f"run {self.run_id} step {key!r} output")
+            except WorkflowError as exc:
+                state, error = NodeState.FAILED, exc
+        result = StepResult(
+            key,
+            state,
+            body["attempt"],
+            output,
+            ctx,
+            error,
+            "",
+            float(body.get("started") or 0.0),
+            float(body.get("finished") or 0.0),
+        )
+        self._on_report(_NodeReport(body["inc"], result))
+
+    def _on_node_lost(self, lost: NodeLost) -> None:
+        """Re-place, on live nodes, every step in flight on a node that went down or left."""
+        for key, waiting in list(self._waiting.items()):
+            node = self._nodes.get(key)
+            if node is None or node.host != lost.node or waiting.scope.canceled:
+                continue
+            del self._waiting[key]
+            self._nodes.pop(key, None)
+            error = NodeDown(f"node {lost.node} {lost.status} while running step {key!r}")
+            self._emit(
+                ev.Retrying(self.run_id, key, waiting.attempt + 1, 0.0, error, self._clock.wall())
+            )
+            self._dispatch(
+                key,
+                waiting.wf,
+                waiting.ctx,
+                waiting.scope,
+                waiting.cont,
+                exclude=frozenset({lost.node}),
             )
 
     def _spawn_node(self, key: str, wf: _Task) -> _Node:
@@ -695,14 +827,14 @@ class RunCoordinator(pykka.ThreadingActor):
             cancel_event=cancel_event,
             host=self._node_name,
         )
-        node = _Node(ref, incarnation, cancel_event)
+        node = _Node(ref, incarnation, cancel_event, host=self._node_name)
         self._nodes[key] = node
         return node
 
     def _retire(self, key: str) -> None:
         """The step's task returned and the step is over: recycle its actor."""
         node = self._nodes.pop(key, None)
-        if node is not None:
+        if node is not None and node.ref is not None:
             self._pool.release(node.ref)
 
     def _on_report(self, report: _NodeReport) -> None:
@@ -740,8 +872,7 @@ class RunCoordinator(pykka.ThreadingActor):
             return
         node = self._nodes.pop(key, None)  # abandoned: a retry gets a fresh node
         if node is not None:
-            node.cancel_event.set()
-            node.ref.stop(block=False)
+            self._abandon(key, node, "timed out")
         del self._waiting[key]
         error = StepTimeout(f"step {key!r} attempt {waiting.attempt} ran longer than {timeout}s")
         now = self._clock.now()
@@ -758,6 +889,15 @@ class RunCoordinator(pykka.ThreadingActor):
 
     # -- cancel and finish ---------------------------------------------------------
 
+    def _abandon(self, key: str, node: _Node, reason: str) -> None:
+        """Stop waiting for a node whose task may still run: never reuse its actor."""
+        node.cancel_event.set()
+        if node.ref is not None:
+            node.ref.stop(block=False)
+        elif self._cluster is not None:
+            self._cluster.cancel_step(node.host, self.run_id, key)
+        log.info("run %s: step %s abandoned (%s)", self.run_id, key, reason)
+
     def _cancel_scope(self, scope: _Scope, reason: str) -> None:
         if scope.canceled:
             return
@@ -772,7 +912,10 @@ class RunCoordinator(pykka.ThreadingActor):
             node = self._nodes.get(key)
             if node is not None:
                 node.cancel_event.set()
-                node.ref.tell(CancelNode(reason))
+                if node.ref is not None:
+                    node.ref.tell(CancelNode(reason))
+                elif self._cluster is not None:
+                    self._cluster.cancel_step(node.host, self.run_id, key)
             self._report(key, state=NodeState.CANCELED, finished_at=self._clock.wall())
             self._emit(ev.Canceled(self.run_id, key, reason, self._clock.wall()))
         for child in scope.children:

@@ -7,10 +7,12 @@ first, and nothing it started outlives it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import pykka
@@ -18,6 +20,7 @@ import pykka
 from actors import (
     ChildSpec,
     Clock,
+    CompositionError,
     EventBus,
     NodePool,
     NodeState,
@@ -38,12 +41,16 @@ from runtime._checkpoint import (
     owner_is_dead,
     replay_from,
 )
+from runtime._cluster import Cluster
 from runtime._handle import RunHandle, StepLog
 from runtime._persist import decode_value
+from runtime._registry import Registry, qualified_name
+from runtime._remote import Ref
 from runtime._run import RunCoordinator, cancel_run
 from runtime._sqlite_store import SQLiteStore
 from runtime._store import CheckpointStore, RunSummary, StepRecord
-from runtime._workflow import Workflow, persists
+from runtime._workflow import Workflow, persists, tasks_of
+from transport import Address, NodeDown, TransportSettings, load_security
 
 __all__ = ["ActorSystem"]
 
@@ -69,6 +76,14 @@ class ActorSystem:
         recover: on start, resume every unfinished run in the store whose owner
             is gone (its lease expired, or its process on this host is dead).
         lease: seconds a run's ownership lasts without renewal (renewed every third).
+        listen: ZeroMQ endpoint this node binds (``tcp://127.0.0.1:0`` picks a port);
+            with ``listen`` or ``join`` the system is a cluster member.
+        join: seed endpoints of nodes already in the cluster.
+        keys: a keys directory (``actorflow keys generate``): CURVE encryption and
+            the allowlist of node public keys. Without it the node refuses to start
+            unless ``plaintext=True`` and every endpoint is loopback.
+        plaintext: explicitly allow unencrypted TCP on loopback (tests, demos).
+        transport: timing and bounds of the transport (heartbeats, failure detector).
     """
 
     def __init__(
@@ -81,6 +96,11 @@ class ActorSystem:
         workflows: Iterable[Workflow[Any, Any]] = (),
         recover: bool = False,
         lease: float = 10.0,
+        listen: str | None = None,
+        join: Sequence[str] = (),
+        keys: str | os.PathLike[str] | None = None,
+        plaintext: bool = False,
+        transport: TransportSettings | None = None,
     ) -> None:
         if not isinstance(name, str) or not name or "/" in name:
             raise ValueError(f"ActorSystem(name) must be a non-empty str without '/', got {name!r}")
@@ -98,16 +118,83 @@ class ActorSystem:
         self.lease = float(lease)
         self._store = store
         self._own_store = False
+        self.registry = Registry()
         self._workflows: dict[str, Workflow[Any, Any]] = {}
         for workflow in workflows:
             self.register_workflow(workflow)
         self._lock = threading.Lock()
         self._closed = False
         self._actors: list[pykka.ActorRef[Any]] = []
+        self._named: dict[str, pykka.ActorRef[Any]] = {}
         self._runs: dict[str, RunHandle[Any]] = {}
         self._coordinators: dict[str, pykka.ActorRef[RunCoordinator]] = {}
+        self.cluster: Cluster | None = None
+        if listen is not None or join:
+            self._start_cluster(listen, join, keys, plaintext, transport)
         if recover:
             self.recover()
+
+    def _start_cluster(
+        self,
+        listen: str | None,
+        join: Sequence[str],
+        keys: str | os.PathLike[str] | None,
+        plaintext: bool,
+        settings: TransportSettings | None,
+    ) -> None:
+        security = load_security(keys, self.name) if keys is not None else None
+        cluster = Cluster(
+            self.name,
+            listen=listen,
+            security=security,
+            plaintext=plaintext,
+            settings=settings or TransportSettings(),
+            bus=self.events,
+            registry=self.registry,
+            pool=self.nodes,
+            named=self._named_ref,
+            coordinator=self._coordinator_ref,
+            coordinators=self._live_coordinators,
+            spawn=self.spawn,
+        )
+        try:
+            cluster.start(join)
+        except BaseException:
+            cluster.close()
+            self.events.close()
+            raise
+        self.cluster = cluster
+
+    @property
+    def address(self) -> str | None:
+        """The endpoint this node listens on (None when it is not a listening member)."""
+        return self.cluster.address if self.cluster is not None else None
+
+    def members(self) -> dict[str, str]:
+        """Cluster members and their status (``up``/``down``/``left``); just this node alone."""
+        if self.cluster is None:
+            return {self.name: "up"}
+        return {name: m.status for name, m in self.cluster.transport.members().items()}
+
+    def register_task(self, fn: Callable[[Any], Any], name: str | None = None) -> str:
+        """Let peers run ``fn`` as a step here, by ``module:qualname`` (or ``name``)."""
+        return self.registry.register_task(fn, name)
+
+    def register_actor(self, cls: type[pykka.Actor], name: str | None = None) -> str:
+        """Let peers spawn ``cls`` here with ``spawn_on``, by ``module:qualname`` (or ``name``)."""
+        return self.registry.register_actor(cls, name)
+
+    def _named_ref(self, path: str) -> pykka.ActorRef[Any] | None:
+        with self._lock:
+            return self._named.get(path)
+
+    def _coordinator_ref(self, run_id: str) -> pykka.ActorRef[Any] | None:
+        with self._lock:
+            return self._coordinators.get(run_id)
+
+    def _live_coordinators(self) -> list[pykka.ActorRef[Any]]:
+        with self._lock:
+            return list(self._coordinators.values())
 
     @property
     def store(self) -> CheckpointStore:
@@ -122,6 +209,9 @@ class ActorSystem:
         if not isinstance(workflow, Workflow):
             raise TypeError(f"register_workflow needs a Workflow, got {workflow!r}")
         self._workflows[workflow.name] = workflow
+        for step in tasks_of(workflow):
+            with contextlib.suppress(CompositionError):  # lambdas can only run locally
+                self.registry.register_task(step)
 
     # -- context manager -------------------------------------------------------------
 
@@ -137,17 +227,71 @@ class ActorSystem:
 
     # -- actors ------------------------------------------------------------------------
 
-    def spawn(self, actor_class: type[A], *args: Any, **kwargs: Any) -> pykka.ActorRef[A]:
-        """Start ``actor_class(*args, **kwargs)``; it is stopped at shutdown."""
+    def spawn(
+        self, actor_class: type[A], *args: Any, name: str | None = None, **kwargs: Any
+    ) -> pykka.ActorRef[A]:
+        """Start ``actor_class(*args, **kwargs)``; it is stopped at shutdown.
+
+        With ``name``, the actor is reachable at ``<node>/<name>`` through
+        ``ref`` from this and every other node of the cluster.
+        """
         with self._lock:
             self._check_open("spawn")
             if not (isinstance(actor_class, type) and issubclass(actor_class, pykka.Actor)):
                 raise TypeError(
                     f"spawn(actor_class) needs a pykka Actor class, got {actor_class!r}"
                 )
+            if name is not None:
+                if not isinstance(name, str) or not name or name.startswith("$"):
+                    raise ValueError(
+                        f"spawn(name) must be a non-empty path not starting with '$', got {name!r}"
+                    )
+                old = self._named.get(name)
+                if old is not None and old.is_alive():
+                    raise ValueError(f"an actor named {name!r} already runs on {self.name}")
             ref = actor_class.start(*args, **kwargs)
             self._actors.append(ref)
+            if name is not None:
+                self._named[name] = ref
             return ref
+
+    def ref(self, address: str | Address) -> Ref:
+        """A handle on the actor at ``node/path``, local or remote (tell, ask)."""
+        target = address if isinstance(address, Address) else Address.parse(address)
+        transport = self.cluster.transport if self.cluster is not None else None
+        if transport is None and target.node != self.name:
+            raise NodeDown(
+                f"{target}: node {target.node!r} is unknown (this system is not in a cluster)"
+            )
+        return Ref(target, local=lambda: self._named_ref(target.path), transport=transport)
+
+    def spawn_on(
+        self,
+        node: str,
+        actor_class: type[pykka.Actor] | str,
+        *args: Any,
+        name: str,
+        timeout: float = 5.0,
+    ) -> Ref:
+        """Start a registered actor class on ``node`` (by class or registered name).
+
+        Raises:
+            ActorNotFound: the class is not registered on that node.
+            NodeDown / AskTimeout: the node is unreachable or did not answer.
+        """
+        class_name = actor_class if isinstance(actor_class, str) else qualified_name(actor_class)
+        if node == self.name:
+            cls = self.registry.actor(class_name, node=self.name)
+            self.spawn(cls, *args, name=name)
+            return self.ref(Address(self.name, name))
+        if self.cluster is None:
+            raise NodeDown(f"node {node!r} is unknown (this system is not in a cluster)")
+        future = self.cluster.transport.ask(
+            Address(node, "$system"),
+            {"op": "spawn", "class": class_name, "args": list(args), "name": name},
+            timeout=timeout,
+        )
+        return self.ref(future.result(timeout + 1.0))
 
     def supervise(
         self,
@@ -330,6 +474,7 @@ class ActorSystem:
                 replay=replay,
                 lease=self.lease,
                 pool=self.nodes,
+                cluster=self.cluster,
             )
             return handle
 
@@ -375,6 +520,16 @@ class ActorSystem:
 
     # -- shutdown ----------------------------------------------------------------------
 
+    def leave(self, drain_timeout: float = 10.0) -> int:
+        """Leave the cluster gracefully: finish in-flight steps (bounded), tell the peers.
+
+        Returns how many steps were still running when ``drain_timeout`` passed
+        (their coordinators re-place them when they see this node leave).
+        """
+        if self.cluster is None:
+            return 0
+        return self.cluster.leave(drain_timeout)
+
     def shutdown(self, timeout: float = 5.0) -> None:
         """Cancel running runs, stop every actor (last spawned first), stop the threads."""
         with self._lock:
@@ -393,6 +548,8 @@ class ActorSystem:
         for handle in list(self._runs.values()):
             handle.wait(timeout)
         self.nodes.close(timeout)
+        if self.cluster is not None:
+            self.cluster.close(timeout)
         self.events.close(timeout)
         if self._own_store and self._store is not None:
             self._store.close()

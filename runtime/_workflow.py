@@ -40,7 +40,7 @@ from actors import CompositionError, WorkflowObserver
 from runtime._checkpoint import CheckpointStrategy
 from runtime._retry import RetryPolicy
 
-__all__ = ["Workflow", "dynamic", "monitors", "parallel", "persists", "task"]
+__all__ = ["Workflow", "dynamic", "monitors", "parallel", "persists", "task", "tasks_of"]
 
 Ctx = TypeVar("Ctx")
 Out = TypeVar("Out")
@@ -154,6 +154,7 @@ class _Task(Workflow[Any, Any]):
     name: str
     fn: Callable[[Any], Any]
     timeout: float | None = None
+    on: str | None = None  # pinned to this node; None: placed by the run
 
 
 @dataclass(frozen=True, eq=False)
@@ -244,10 +245,22 @@ def _task_name(fn: Callable[..., Any]) -> str:
 
 
 @overload
-def task(fn: Callable[[Ctx], Out], /) -> Workflow[Ctx, Out]: ...
+def task(
+    fn: Callable[[Ctx], Out],
+    /,
+    *,
+    name: str | None = None,
+    retry: RetryPolicy | None = None,
+    timeout: float | None = None,
+    on: str | None = None,
+) -> Workflow[Ctx, Out]: ...
 @overload
 def task(
-    *, name: str | None = None, retry: RetryPolicy | None = None, timeout: float | None = None
+    *,
+    name: str | None = None,
+    retry: RetryPolicy | None = None,
+    timeout: float | None = None,
+    on: str | None = None,
 ) -> Callable[[Callable[[Ctx], Out]], Workflow[Ctx, Out]]: ...
 def task(
     fn: Callable[[Any], Any] | None = None,
@@ -256,6 +269,7 @@ def task(
     name: str | None = None,
     retry: RetryPolicy | None = None,
     timeout: float | None = None,
+    on: str | None = None,
 ) -> Any:
     """Turn ``fn(ctx) -> out`` into a workflow; usable as ``task(fn)``, ``@task`` or ``@task(...)``.
 
@@ -263,6 +277,8 @@ def task(
         name: the step's name (default: the function's name); shown in events and reports.
         retry: a RetryPolicy for this step (same as ``task(fn).retry(policy)``).
         timeout: seconds after which a running attempt fails with ``StepTimeout``.
+        on: run on this cluster node (by name) instead of where the run places it.
+            The function must be registered there (module-level, ``module:qualname``).
     """
 
     def build(function: Callable[[Any], Any]) -> Workflow[Any, Any]:
@@ -272,7 +288,9 @@ def task(
         step_name = name if name is not None else _task_name(function)
         if not step_name or "/" in step_name:
             raise CompositionError(f"task(name) must be non-empty without '/', got {step_name!r}")
-        wf: Workflow[Any, Any] = _Task(step_name, function, timeout)
+        if on is not None and (not isinstance(on, str) or not on or "/" in on):
+            raise CompositionError(f"task(on) must be a node name, got {on!r}")
+        wf: Workflow[Any, Any] = _Task(step_name, function, timeout, on)
         return wf.retry(retry) if retry is not None else wf
 
     if fn is None:
@@ -323,6 +341,11 @@ def _walk(wf: Workflow[Any, Any]) -> list[Workflow[Any, Any]]:
         elif isinstance(node, _When | _Nested | _Retry | _Monitored | _Named | _Checkpointed):
             stack.append(node.inner)
     return found
+
+
+def tasks_of(wf: Workflow[Any, Any]) -> list[Callable[[Any], Any]]:
+    """The functions of every task in the static tree (what a worker must register)."""
+    return [node.fn for node in _walk(wf) if isinstance(node, _Task)]
 
 
 def monitors(wf: Workflow[Any, Any]) -> list[WorkflowObserver]:

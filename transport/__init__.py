@@ -1,9 +1,23 @@
 """actorflow.transport: ZeroMQ + msgpack between actor systems.
 
-Layering: ``transport`` imports neither ``actors`` nor ``runtime``; it knows
-nothing of workflows. The root of the error tree lives here (lowest layer).
+Layering: ``transport`` imports neither ``actors`` nor ``runtime`` (only the
+standard library, ``zmq`` and ``msgpack``); it knows nothing of workflows. The
+root of the error tree lives here (lowest layer).
+
+Modules, one concept each: ``_address`` (Address), ``_codec`` (msgpack, limits,
+ext types), ``_envelope`` (wire message shape), ``_detector`` (failure
+detector), ``_membership`` (member table), ``_security`` (CURVE keys, ZAP,
+loopback rule), ``_sockets`` (socket options, peer DEALERs), ``_protocol``
+(what the I/O thread does per frame and tick), ``_io`` (the I/O thread),
+``_reply`` (handler protocols, pending asks), ``_workers`` (dispatch and notify
+threads), ``_endpoint`` (``Transport``), ``_settings``, ``_stats``, ``_dedup``.
 """
 
+from transport._address import Address
+from transport._codec import Limits, pack, unpack
+from transport._detector import FailureDetector
+from transport._endpoint import Transport
+from transport._envelope import Envelope, Kind, decode_envelope, encode_envelope
 from transport._errors import (
     ActorNotFound,
     AskTimeout,
@@ -12,12 +26,39 @@ from transport._errors import (
     RemoteError,
     WorkflowError,
 )
+from transport._membership import Member, MemberEvent, MemberStatus
+from transport._reply import MessageHandler, Reply
+from transport._security import Security, generate_keys, is_loopback_endpoint, load_security
+from transport._settings import TransportSettings
+from transport._stats import TransportStats
 
+# Plain-sorted, which here is also ruff's isort-style order (no CONSTANT names exported).
 __all__ = [
     "ActorNotFound",
+    "Address",
     "AskTimeout",
+    "Envelope",
+    "FailureDetector",
+    "Kind",
+    "Limits",
+    "Member",
+    "MemberEvent",
+    "MemberStatus",
+    "MessageHandler",
     "NodeDown",
     "ProtocolError",
     "RemoteError",
+    "Reply",
+    "Security",
+    "Transport",
+    "TransportSettings",
+    "TransportStats",
     "WorkflowError",
+    "decode_envelope",
+    "encode_envelope",
+    "generate_keys",
+    "is_loopback_endpoint",
+    "load_security",
+    "pack",
+    "unpack",
 ]

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from runtime._cli import resume, runs, show
+from runtime._cli import keys, node, resume, runs, show
 from transport import WorkflowError
 
 __all__ = ["COMMANDS", "main"]
@@ -23,6 +23,8 @@ COMMANDS: dict[str, ModuleType] = {
     "runs": runs,
     "show": show,
     "resume": resume,
+    "node": node,
+    "keys": keys,
 }
 
 
@@ -51,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         code: int = COMMANDS[args.command].run(args)
-    except WorkflowError as exc:
+    except (WorkflowError, ValueError, OSError) as exc:
         print(f"actorflow {args.command}: {exc}", file=sys.stderr)
         return 1
     return code

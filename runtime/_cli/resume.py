@@ -18,6 +18,7 @@ import importlib
 import os
 import sys
 from collections.abc import Iterable
+from types import ModuleType
 from typing import Any
 
 from actors import CompositionError, PersistenceError
@@ -40,13 +41,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_db_option(parser)
 
 
-def load_workflows(module_name: str) -> list[Workflow[Any, Any]]:
+def import_app(module_name: str) -> ModuleType:
+    """Import a module the user named on the command line (never a name from the wire)."""
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # as `python -m` would: find the user's module
     try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(module_name)
     except ImportError as exc:
         raise CompositionError(f"--app {module_name!r} cannot be imported: {exc}") from exc
+
+
+def load_workflows(module_name: str) -> list[Workflow[Any, Any]]:
+    module = import_app(module_name)
     factory = getattr(module, "workflows", None)
     if not callable(factory):
         raise CompositionError(f"--app {module_name!r} defines no workflows() function")

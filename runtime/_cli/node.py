@@ -1,0 +1,80 @@
+"""Run a cluster member until SIGTERM/SIGINT, then drain in-flight steps, leave, exit 0.
+
+    actorflow node --name worker-1 --listen tcp://127.0.0.1:7101 \\
+                   --join tcp://127.0.0.1:7100 --keys ./keys --app examples.etl
+
+``--app MODULE`` (repeatable) imports a module you name, and registers the
+tasks of the workflows its ``workflows()`` returns (and calls its
+``register(system)`` if it has one) — peers can only run what is registered
+here. ``--keys DIR`` turns on CURVE with the allowlist of the public keys in DIR
+(see ``actorflow keys``); without it, ``--plaintext`` is required and only
+loopback endpoints are accepted. Prints ``node NAME up at ADDRESS`` once
+listening.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from runtime._cli.resume import import_app, load_workflows
+from runtime._daemon import serve
+from runtime._system import ActorSystem
+
+HELP = "run a cluster member until SIGTERM, then drain and leave"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--name", required=True, help="this node's name (unique in the cluster)")
+    parser.add_argument("--listen", help="endpoint to bind, e.g. tcp://127.0.0.1:7101")
+    parser.add_argument(
+        "--join",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="seed endpoint of a member (repeatable)",
+    )
+    parser.add_argument("--keys", type=Path, help="keys directory: CURVE + allowlist")
+    parser.add_argument(
+        "--plaintext", action="store_true", help="allow unencrypted TCP (loopback only)"
+    )
+    parser.add_argument(
+        "--app",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="module whose workflows() tasks this node may run (repeatable)",
+    )
+    parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=10.0,
+        help="seconds in-flight steps get to finish on shutdown (10)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.listen and not args.join:
+        raise SystemExit("actorflow node: give --listen, --join or both")
+    if args.keys is None and not args.plaintext:
+        raise SystemExit("actorflow node: give --keys DIR (CURVE) or --plaintext (loopback only)")
+    flows = [wf for module in args.app for wf in load_workflows(module)]
+    system = ActorSystem(
+        args.name,
+        listen=args.listen,
+        join=args.join,
+        keys=args.keys,
+        plaintext=args.plaintext,
+        workflows=flows,
+    )
+    for module in args.app:
+        register = getattr(import_app(module), "register", None)
+        if callable(register):
+            register(system)
+
+    def ready(node: ActorSystem) -> None:
+        print(f"node {node.name} up at {node.address}", flush=True)
+
+    serve(system, drain_timeout=args.drain_timeout, on_ready=ready)
+    print(f"node {args.name} left the cluster", flush=True)
+    return 0

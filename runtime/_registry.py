@@ -1,0 +1,74 @@
+"""Names a node accepts from the wire: tasks and actor classes, registered explicitly.
+
+A task or actor class named in a message is looked up here, never imported
+from the string: a peer can only run what this process chose to expose.
+Names default to ``module:qualname``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pykka
+
+from actors import CompositionError
+from transport import ActorNotFound
+
+__all__ = ["Registry", "qualified_name"]
+
+
+def qualified_name(obj: Any) -> str:
+    """``module:qualname`` of a function or class (the default registered name)."""
+    module = getattr(obj, "__module__", None)
+    qualname = getattr(obj, "__qualname__", None)
+    if not module or not qualname or "<" in qualname:
+        raise CompositionError(
+            f"{obj!r} has no stable module:qualname (a lambda or a local function?); "
+            "define it at module level or register it under an explicit name"
+        )
+    return f"{module}:{qualname}"
+
+
+class Registry:
+    """Thread-safe tables of the tasks and actor classes a node will run for peers."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tasks: dict[str, Callable[[Any], Any]] = {}
+        self._actors: dict[str, type[pykka.Actor]] = {}
+
+    def register_task(self, fn: Callable[[Any], Any], name: str | None = None) -> str:
+        if not callable(fn):
+            raise CompositionError(f"register_task(fn) needs a callable, got {fn!r}")
+        key = name or qualified_name(fn)
+        with self._lock:
+            self._tasks[key] = fn
+        return key
+
+    def register_actor(self, cls: type[pykka.Actor], name: str | None = None) -> str:
+        if not (isinstance(cls, type) and issubclass(cls, pykka.Actor)):
+            raise CompositionError(f"register_actor(cls) needs a pykka Actor class, got {cls!r}")
+        key = name or qualified_name(cls)
+        with self._lock:
+            self._actors[key] = cls
+        return key
+
+    def task(self, name: str, *, node: str) -> Callable[[Any], Any]:
+        with self._lock:
+            fn = self._tasks.get(name)
+        if fn is None:
+            raise ActorNotFound(f"task {name!r} is not registered on node {node!r}")
+        return fn
+
+    def actor(self, name: str, *, node: str) -> type[pykka.Actor]:
+        with self._lock:
+            cls = self._actors.get(name)
+        if cls is None:
+            raise ActorNotFound(f"actor class {name!r} is not registered on node {node!r}")
+        return cls
+
+    def task_names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._tasks)

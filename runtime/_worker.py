@@ -1,0 +1,234 @@
+"""StepHost: the worker side of remote steps — runs steps that coordinators send here.
+
+A coordinator tells ``$system`` ``{"op": "run_step", ...}``; the host looks the
+task up in this node's registry (never imports a name from the wire), binds a
+pooled ``NodeActor`` to it, and sends the node's state changes and its result
+back to the coordinator's ``$run/<run_id>`` mailbox. A step that failed stays
+bound to its actor until the coordinator retries it (the same node goes
+Failed -> Running) or ends the run (``end_run``).
+
+Draining: after ``drain()`` starts, new steps are refused at once with
+``NodeDown`` (so the coordinator re-places them) while in-flight ones finish.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+
+from actors import NodeActor, NodePool, NodeState, Start, StepResult
+from actors import events as ev
+from runtime._persist import decode_value, encode_value
+from runtime._registry import Registry
+from runtime._wire import error_names, event_to_wire, remote_error, require
+from transport import Address, NodeDown, Transport, WorkflowError
+
+__all__ = ["StepHost"]
+
+log = logging.getLogger(__name__)
+
+_RUN_STEP_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "run": str,
+    "key": str,
+    "inc": int,
+    "attempt": int,
+    "task": str,
+    "ctx": bytes,
+}
+
+
+@dataclass(eq=False)
+class _Hosted:
+    ref: pykka.ActorRef[NodeActor]
+    cancel_event: threading.Event
+    state: NodeState
+    inc: int
+    attempt: int  # the coordinator's attempt number, echoed in the result
+    coordinator: str
+
+
+class StepHost:
+    """Runs remote steps on this node. Thread-safe (called from the dispatch thread)."""
+
+    def __init__(self, node: str, transport: Transport, registry: Registry, pool: NodePool) -> None:
+        self._node = node
+        self._transport = transport
+        self._registry = registry
+        self._pool = pool
+        self._lock = threading.Condition()
+        self._hosted: dict[tuple[str, str], _Hosted] = {}
+        self._draining = False
+
+    # -- requests from coordinators ----------------------------------------------------
+
+    def run_step(self, coordinator: str, message: Any) -> None:
+        request = require(message, _RUN_STEP_FIELDS, "run_step")
+        run_id, key, inc, attempt = (
+            request["run"],
+            request["key"],
+            request["inc"],
+            request["attempt"],
+        )
+        try:
+            if self._draining:
+                raise NodeDown(f"node {self._node} is leaving and takes no new steps")
+            fn = self._registry.task(request["task"], node=self._node)
+            ctx = decode_value(request["ctx"], what=f"run {run_id} step {key!r} context")
+        except WorkflowError as exc:
+            self._send_result(coordinator, run_id, key, inc, attempt, NodeState.FAILED, error=exc)
+            return
+        with self._lock:
+            hosted = self._hosted.get((run_id, key))
+            reuse = hosted is not None and hosted.state is NodeState.FAILED and hosted.inc == inc
+            if not reuse:
+                cancel_event = threading.Event()
+                ref = self._pool.acquire(
+                    key,
+                    fn,
+                    run_id=run_id,
+                    emit=self._forwarder(coordinator),
+                    report=self._reporter(coordinator, run_id, key, inc),
+                    cancel_event=cancel_event,
+                    host=self._node,
+                )
+                hosted = _Hosted(ref, cancel_event, NodeState.RUNNING, inc, attempt, coordinator)
+                self._hosted[(run_id, key)] = hosted
+            assert hosted is not None
+            # On a retry the same node goes Failed -> Running (reuse above).
+            hosted.state, hosted.attempt = NodeState.RUNNING, attempt
+        hosted.ref.tell(Start(ctx))
+
+    def cancel(self, message: Any) -> None:
+        request = require(message, {"run": str, "key": str}, "cancel_step")
+        with self._lock:
+            hosted = self._hosted.get((request["run"], request["key"]))
+        if hosted is not None:
+            hosted.cancel_event.set()
+
+    def end_run(self, message: Any) -> None:
+        """The coordinator is done with a run: free every node still bound to it."""
+        request = require(message, {"run": str}, "end_run")
+        with self._lock:
+            keys = [k for k in self._hosted if k[0] == request["run"]]
+            ended = [self._hosted.pop(k) for k in keys]
+            self._lock.notify_all()
+        for hosted in ended:
+            hosted.cancel_event.set()
+            if hosted.state is NodeState.RUNNING:
+                hosted.ref.stop(block=False)
+            else:
+                self._pool.release(hosted.ref)
+
+    # -- draining -----------------------------------------------------------------------
+
+    def in_flight(self) -> int:
+        with self._lock:
+            return sum(1 for h in self._hosted.values() if h.state is NodeState.RUNNING)
+
+    def drain(self, timeout: float) -> int:
+        """Refuse new steps, wait up to ``timeout`` s for running ones; returns how many remain."""
+        with self._lock:
+            self._draining = True
+            self._lock.wait_for(
+                lambda: not any(h.state is NodeState.RUNNING for h in self._hosted.values()),
+                timeout,
+            )
+            return sum(1 for h in self._hosted.values() if h.state is NodeState.RUNNING)
+
+    # -- back to the coordinator ----------------------------------------------------------
+
+    def _forwarder(self, coordinator: str) -> Any:
+        def forward(event: ev.Event) -> None:
+            wire = event_to_wire(event)
+            if wire is None:
+                return
+            if "attempt" in wire:  # number attempts as the coordinator does
+                with self._lock:
+                    hosted = self._hosted.get((wire["run"], wire["step"]))
+                    wire["attempt"] = hosted.attempt if hosted is not None else wire["attempt"]
+            try:
+                self._transport.tell(Address(coordinator, f"$run/{wire['run']}"), wire)
+            except WorkflowError as exc:
+                log.warning("cannot forward %s to %s: %s", type(event).__name__, coordinator, exc)
+
+        return forward
+
+    def _reporter(self, coordinator: str, run_id: str, key: str, inc: int) -> Any:
+        def report(result: StepResult) -> None:
+            attempt = 0
+            with self._lock:
+                hosted = self._hosted.get((run_id, key))
+                if hosted is not None and hosted.inc == inc:
+                    attempt = hosted.attempt
+                    hosted.state = result.state
+                    if result.state is not NodeState.FAILED:
+                        del self._hosted[(run_id, key)]
+                        self._pool.release(hosted.ref)
+                self._lock.notify_all()
+            self._send_result(
+                coordinator,
+                run_id,
+                key,
+                inc,
+                attempt,
+                result.state,
+                output=result.output,
+                ctx=result.ctx,
+                error=result.error,
+                text=result.traceback,
+                started=result.started_at,
+                finished=result.finished_at,
+            )
+
+        return report
+
+    def _send_result(
+        self,
+        coordinator: str,
+        run_id: str,
+        key: str,
+        inc: int,
+        attempt: int,
+        state: NodeState,
+        *,
+        output: Any = None,
+        ctx: Any = None,
+        error: BaseException | None = None,
+        text: str = "",
+        started: float = 0.0,
+        finished: float = 0.0,
+    ) -> None:
+        payload = None
+        if state is NodeState.COMPLETED:
+            try:
+                payload = encode_value(
+                    [output, ctx], what=f"run {run_id} step {key!r} output", root="[output, ctx]"
+                )
+            except WorkflowError as exc:
+                state, error = NodeState.FAILED, exc
+        message = {
+            "kind": "result",
+            "key": key,
+            "inc": inc,
+            "attempt": attempt,
+            "state": state.value,
+            "payload": payload,
+            "started": started,
+            "finished": finished,
+            "error": None if error is None else remote_error(error, self._node, text),
+            "mro": [] if error is None else error_names(error),
+        }
+        try:
+            self._transport.tell(Address(coordinator, f"$run/{run_id}"), message)
+        except WorkflowError as exc:
+            log.error(
+                "run %s step %s: result lost, coordinator %s unreachable: %s",
+                run_id,
+                key,
+                coordinator,
+                exc,
+            )

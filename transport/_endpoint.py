@@ -1,0 +1,435 @@
+"""``Transport``: one node's endpoint in the cluster, the API the runtime programs against.
+
+Threads of a started Transport (all named, all ended by ``close``):
+
+- ``actorflow-io-<node>``: owns every socket (see ``_io``);
+- ``actorflow-dispatch-<node>``: calls ``MessageHandler.deliver``, in order;
+- ``actorflow-notify-<node>``: completes ask futures and runs ``subscribe``
+  callbacks (done-callbacks and member callbacks must not block);
+- ``actorflow-zap-<node>``: the ZAP authenticator, when CURVE is on.
+
+Local delivery (``target.node`` is this node) skips sockets and codec: the
+message goes straight to the dispatch worker, and answers and errors follow
+the same rules as remote ones, so the runtime can treat every ref alike.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+import zmq
+
+from transport._address import Address
+from transport._detector import FailureDetector
+from transport._envelope import Envelope, Kind, encode_envelope, validate_node_name
+from transport._errors import ActorNotFound, AskTimeout, NodeDown
+from transport._io import IoLoop
+from transport._membership import Member, MemberEvent, Membership
+from transport._reply import (
+    CallbackReply,
+    MessageHandler,
+    PendingAsk,
+    PendingAsks,
+    Reply,
+    error_from_wire,
+    error_to_wire,
+    new_id_counter,
+)
+from transport._security import Security, check_endpoint, start_authenticator
+from transport._settings import DEFAULT_SETTINGS, TransportSettings
+from transport._stats import Counters, TransportStats
+from transport._workers import SerialWorker
+
+__all__ = ["Transport"]
+
+log = logging.getLogger(__name__)
+
+
+class Transport:
+    """A node's endpoint: listens, joins a cluster, sends tells and asks, watches members.
+
+    Args:
+        name: this node's name (1-128 chars, no '/', '@' or spaces).
+        listen: endpoint to bind, e.g. ``"tcp://127.0.0.1:0"`` (port 0 picks a
+            free port; ``address`` reports the real one), or None for a node
+            that only delivers locally.
+        handler: delivers tells and asks addressed to this node.
+        security: CURVE keys and allowlist (``load_security``); None is plaintext.
+        allow_plaintext: permit plaintext, on loopback endpoints only.
+        settings: timing and bounds.
+        now: monotonic clock (injectable for tests).
+
+    Raises:
+        ValueError: an invalid name or endpoint, or plaintext that was not
+            explicitly allowed or would leave this host (checked before any bind).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        listen: str | None,
+        handler: MessageHandler,
+        security: Security | None = None,
+        allow_plaintext: bool = False,
+        settings: TransportSettings = DEFAULT_SETTINGS,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = validate_node_name(name)
+        if listen is not None:
+            check_endpoint(
+                listen, what="listen", secured=security is not None, allow_plaintext=allow_plaintext
+            )
+        if security is not None and security.name != name:
+            raise ValueError(f"security keys belong to node {security.name!r}, not {name!r}")
+        self._listen = listen
+        self._handler = handler
+        self._security = security
+        self._allow_plaintext = allow_plaintext
+        self._settings = settings
+        self._now = now
+        self._ids = new_id_counter()
+        self._state_lock = threading.Lock()
+        self._state = "new"  # new -> running -> closed
+        self._subscribers: list[Callable[[MemberEvent], None]] = []
+        self._counters = Counters()
+        self._pending = PendingAsks(settings.max_pending_asks)
+        detector = FailureDetector(
+            down_after=settings.down_after, pause_tolerance=settings.pause_tolerance
+        )
+        self._membership = Membership(name, None, detector, settings.max_members)
+        self._dispatcher = SerialWorker(f"actorflow-dispatch-{name}", settings.dispatch_queue_size)
+        self._notifier = SerialWorker(f"actorflow-notify-{name}")
+        self._context: zmq.Context[Any] | None = None
+        self._authenticator: Any = None
+        self._io: IoLoop | None = None
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def start(self, timeout: float = 5.0) -> None:
+        """Start the threads, the ZAP authenticator (before binding) and bind ``listen``.
+
+        Raises:
+            RuntimeError: already started or closed, or the authenticator or the
+                I/O thread could not start (fail closed: nothing is left listening).
+            OSError: ``listen`` could not be bound.
+        """
+        with self._state_lock:
+            if self._state != "new":
+                raise RuntimeError(f"transport {self.name} was already started")
+            self._state = "running"
+        self._context = zmq.Context()
+        try:
+            if self._security is not None:
+                self._authenticator = start_authenticator(
+                    self._context, self._security, f"actorflow-zap-{self.name}"
+                )
+            self._io = IoLoop(
+                name=self.name,
+                listen=self._listen,
+                security=self._security,
+                settings=self._settings,
+                now=self._now,
+                context=self._context,
+                membership=self._membership,
+                pending=self._pending,
+                counters=self._counters,
+                next_id=self._next_id,
+                deliver=self._submit,
+                notify=self._publish,
+                complete=self._complete,
+            )
+            self._dispatcher.start()
+            self._notifier.start()
+            self._io.start(timeout)
+        except BaseException:
+            self.close(timeout)
+            raise
+
+    @property
+    def address(self) -> str | None:
+        """The endpoint actually bound (the real port for ``:0``); None before start or unbound."""
+        return self._io.bound_address if self._io is not None else None
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop every thread and close every socket. Idempotent; bounded even if peers are dead.
+
+        Asks still in flight fail with ``NodeDown("transport closed")``.
+        """
+        with self._state_lock:
+            if self._state == "closed":
+                return
+            self._state = "closed"
+        deadline = time.monotonic() + timeout
+        io_stopped = self._io.stop(timeout) if self._io is not None else True
+        if self._authenticator is not None:
+            self._authenticator.stop()
+        if self._context is not None:
+            if io_stopped:
+                self._context.term()
+            else:
+                log.error("%s: I/O thread did not stop; leaving its context open", self.name)
+        for entry in self._pending.take_all():
+            self._complete(entry.future, False, NodeDown("transport closed"))
+        self._dispatcher.stop(max(0.1, deadline - time.monotonic()))
+        self._notifier.stop(max(0.1, deadline - time.monotonic()))
+
+    def __enter__(self) -> Transport:
+        if self._state == "new":
+            self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- membership ----------------------------------------------------------------
+
+    def join(self, seeds: Sequence[str], *, timeout: float = 10.0) -> None:
+        """Join the cluster through ``seeds`` and learn its members; returns on the first welcome.
+
+        A seed is ``"name@tcp://host:port"`` (required with CURVE: the name
+        selects the server key) or ``"tcp://host:port"`` (plaintext only).
+
+        Raises:
+            ValueError: no ``listen`` endpoint, or a malformed or refused seed.
+            NodeDown: no seed answered within ``timeout``.
+        """
+        io = self._running_io()
+        if self._listen is None:
+            raise ValueError("join needs a listen endpoint: peers must be able to reach this node")
+        parsed = [self._parse_seed(seed) for seed in seeds]
+        parsed = [(name, address) for name, address in parsed if address != self.address]
+        if not parsed:
+            return
+        token = self._next_id()
+        done = io.join(token, parsed)
+        if not done.wait(timeout):
+            io.cancel_join(token)
+            raise NodeDown(f"no seed answered within {timeout}s: {list(seeds)}")
+
+    def members(self) -> dict[str, Member]:
+        """Every known node, this one included (always ``up``), keyed by name."""
+        return self._membership.snapshot()
+
+    def subscribe(self, callback: Callable[[MemberEvent], None]) -> None:
+        """Call ``callback(MemberEvent)`` on every up/down/left change, on the notify thread.
+
+        Callbacks must return quickly; one that raises is logged and kept.
+        """
+        with self._state_lock:
+            self._subscribers.append(callback)
+
+    def leave(self, timeout: float = 5.0) -> None:
+        """Tell every up peer this node leaves (they mark it ``left``, not ``down``).
+
+        Waits up to ``timeout`` for their acknowledgements; afterwards no more
+        heartbeats are sent and remote tells and asks raise ``NodeDown``. Call
+        ``close`` next.
+        """
+        io = self._running_io()
+        futures = [self._send_ask(peer, Kind.LEAVE, "", None, timeout) for peer in self._peers_up()]
+        concurrent.futures.wait(futures, timeout)
+        io.protocol.left.set()
+
+    # -- messaging -------------------------------------------------------------------
+
+    def tell(self, target: Address, message: Any) -> None:
+        """Send ``message`` to ``target`` without waiting; delivery is not confirmed.
+
+        Raises:
+            NodeDown: ``target.node`` is unknown, down or left (or this node left).
+            ProtocolError: ``message`` cannot be encoded or is too large.
+        """
+        io = self._running_io()
+        if target.node == self.name:
+            self._deliver_local(target.path, message, None)
+            return
+        self._check_reachable(target.node)
+        envelope = Envelope(Kind.TELL, self._next_id(), 0, self.name, target.path, message)
+        if not io.post(target.node, encode_envelope(envelope, self._settings.limits)):
+            self._counters.dropped("outbox_full")
+
+    def ask(
+        self, target: Address, message: Any, *, timeout: float
+    ) -> concurrent.futures.Future[Any]:
+        """Send ``message`` to ``target`` and return a future for the answer.
+
+        The future fails with ``ActorNotFound`` (no such actor), ``RemoteError``
+        (the handler or actor failed; traceback text included), ``AskTimeout``
+        (no answer within ``timeout`` seconds, or too many asks in flight),
+        ``NodeDown`` (node unknown, down, left, or this transport closed) or
+        ``ProtocolError`` (``message`` cannot be encoded).
+
+        Raises:
+            ValueError: ``timeout`` is not positive.
+        """
+        if not timeout > 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+        self._running_io()
+        if target.node == self.name:
+            return self._ask_local(target.path, message, timeout)
+        return self._send_ask(target.node, Kind.ASK, target.path, message, timeout)
+
+    def stats(self) -> TransportStats:
+        """A frozen snapshot: peers and last heartbeats, in-flight asks, frame counters, drops."""
+        frames_in, frames_out, dropped = self._counters.snapshot()
+        peers = {name: m for name, m in self._membership.snapshot().items() if name != self.name}
+        return TransportStats(
+            node=self.name,
+            address=self.address,
+            peers=peers,
+            in_flight_asks=len(self._pending),
+            frames_in=frames_in,
+            frames_out=frames_out,
+            frames_dropped=dropped,
+            dispatch_queue_depth=self._dispatcher.depth(),
+        )
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _next_id(self) -> int:
+        return next(self._ids)
+
+    def _running_io(self) -> IoLoop:
+        if self._state != "running" or self._io is None:
+            raise RuntimeError(f"transport {self.name} is not running (state {self._state})")
+        return self._io
+
+    def _peers_up(self) -> list[str]:
+        return self._membership.names("up")
+
+    def _check_reachable(self, node: str) -> None:
+        if self._io is not None and self._io.protocol.left.is_set():
+            raise NodeDown(f"this node ({self.name}) has left the cluster")
+        status = self._membership.status(node)
+        if status != "up":
+            raise NodeDown(f"node {node} is {status or 'unknown'}")
+
+    def _parse_seed(self, seed: str) -> tuple[str | None, str]:
+        name, sep, address = seed.rpartition("@") if "@" in seed else (None, "", seed)
+        if sep and name is not None:
+            validate_node_name(name, f"seed {seed!r} node name")
+        elif self._security is not None:
+            raise ValueError(f"with CURVE a seed must be 'name@tcp://host:port', got {seed!r}")
+        check_endpoint(
+            address,
+            what="seed",
+            secured=self._security is not None,
+            allow_plaintext=self._allow_plaintext,
+        )
+        return (name or None), address
+
+    def _send_ask(
+        self, node: str, kind: Kind, path: str, message: Any, timeout: float
+    ) -> concurrent.futures.Future[Any]:
+        future = self._new_future()
+        try:
+            self._check_reachable(node)
+            message_id = self._next_id()
+            frame = encode_envelope(
+                Envelope(kind, message_id, 0, self.name, path, message), self._settings.limits
+            )
+        except Exception as exc:  # noqa: BLE001 - every failure belongs on the future
+            future.set_exception(exc)
+            return future
+        if not self._register(message_id, node, future, timeout):
+            return future
+        io = self._io
+        if io is None or not io.post(node, frame):
+            self._pending.discard(message_id)
+            future.set_exception(NodeDown(f"cannot send to {node}: transport outbox unavailable"))
+        return future
+
+    def _ask_local(self, path: str, message: Any, timeout: float) -> concurrent.futures.Future[Any]:
+        future = self._new_future()
+        message_id = self._next_id()
+        if not self._register(message_id, self.name, future, timeout):
+            return future
+        reply = CallbackReply(partial(self._answer_local, message_id))
+        self._deliver_local(path, message, reply)
+        return future
+
+    def _register(
+        self, message_id: int, node: str, future: concurrent.futures.Future[Any], timeout: float
+    ) -> bool:
+        entry = PendingAsk(future, node, self._now() + timeout)
+        if self._pending.add(message_id, entry):
+            return True
+        future.set_exception(
+            AskTimeout(f"not sent: {self._settings.max_pending_asks} asks already in flight")
+        )
+        return False
+
+    @staticmethod
+    def _new_future() -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        future.set_running_or_notify_cancel()  # callers cannot cancel; we always complete it
+        return future
+
+    def _answer_local(self, message_id: int, ok: bool, value: Any) -> None:
+        entry = self._pending.discard(message_id)
+        if entry is None:
+            return  # timed out or closed already
+        if ok:
+            self._complete(entry.future, True, value)
+        else:
+            self._complete(entry.future, False, error_from_wire(error_to_wire(value, self.name)))
+
+    def _deliver_local(self, path: str, message: Any, reply: Reply | None) -> None:
+        if not self._submit(self.name, path, message, reply):
+            self._counters.dropped("dispatch_full")
+            if reply is not None:
+                reply.error(NodeDown(f"{self.name}: dispatch queue full"))
+
+    def _submit(self, sender: str, target: str, message: Any, reply: Reply | None) -> bool:
+        return self._dispatcher.submit(partial(self._deliver, sender, target, message, reply))
+
+    def _deliver(self, sender: str, target: str, message: Any, reply: Reply | None) -> None:
+        """Runs on the dispatch thread: call the handler, turn its exceptions into answers."""
+        try:
+            self._handler.deliver(sender, target, message, reply)
+        except ActorNotFound as exc:
+            if reply is not None:
+                reply.error(exc)
+            else:
+                log.warning(
+                    "%s: tell from %s to unknown actor %r dropped", self.name, sender, target
+                )
+        except Exception as exc:  # noqa: BLE001 - the handler's failure goes to the asker
+            if reply is not None:
+                reply.error(exc)
+            else:
+                log.error(
+                    "%s: handler failed on a tell from %s to %r:\n%s",
+                    self.name,
+                    sender,
+                    target,
+                    "".join(traceback.format_exception(exc)),
+                )
+
+    def _complete(self, future: concurrent.futures.Future[Any], ok: bool, value: Any) -> None:
+        """Complete ``future`` on the notify thread (never on the I/O thread)."""
+
+        def finish() -> None:
+            if future.done():
+                return
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+        if not self._notifier.submit(finish):
+            finish()  # the notifier has stopped (closing): complete here rather than never
+
+    def _publish(self, event: MemberEvent) -> None:
+        with self._state_lock:
+            callbacks = list(self._subscribers)
+        for callback in callbacks:
+            self._notifier.submit(partial(callback, event))

@@ -1,0 +1,206 @@
+"""The envelope: the one message shape on the wire, versioned and validated after decoding.
+
+A frame is a msgpack array of seven fields (compact, and an array cannot carry
+surprise keys)::
+
+    [version, kind, message_id, correlation_id, sender, target, body]
+
+- ``version``: ``PROTOCOL_VERSION``; any other value is refused.
+- ``kind``: one of ``Kind``.
+- ``message_id``: sender-unique id (> 0), the dedup key together with ``sender``.
+- ``correlation_id``: for ``reply``/``error`` (and a ``members`` answering a
+  ``hello``/``leave``), the ``message_id`` answered; 0 otherwise.
+- ``sender``: the sending node's name; the receiver checks it against the
+  CURVE-authenticated key of the connection (see ``_security``).
+- ``target``: actor path on the receiving node for ``tell``/``ask``; ``""`` otherwise.
+- ``body``: the payload; its shape is checked per kind (see ``decode_envelope``).
+
+``decode_envelope`` raises ``ProtocolError`` naming the first field that is wrong.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from transport._codec import DEFAULT_LIMITS, Limits, pack, unpack
+from transport._errors import ProtocolError, RemoteError
+
+__all__ = [
+    "MAX_ID",
+    "MAX_NODE_NAME",
+    "MAX_TARGET",
+    "MEMBER_STATUSES",
+    "PROTOCOL_VERSION",
+    "Envelope",
+    "Kind",
+    "decode_envelope",
+    "encode_envelope",
+    "validate_node_name",
+]
+
+PROTOCOL_VERSION = 1
+MAX_ID = (1 << 63) - 1
+MAX_NODE_NAME = 128
+MAX_TARGET = 1024
+MAX_ADDRESS = 256
+MEMBER_STATUSES = frozenset({"up", "down", "left"})
+
+
+class Kind(enum.StrEnum):
+    """What an envelope asks of its receiver."""
+
+    TELL = "tell"  # deliver body to target, no answer
+    ASK = "ask"  # deliver body to target, answer with reply/error
+    REPLY = "reply"  # successful answer to an ask (or an ack of hello/leave)
+    ERROR = "error"  # failed answer to an ask; body is a RemoteError
+    HELLO = "hello"  # join: body {"address": str}; answered by members
+    MEMBERS = "members"  # member list [[name, address, status], ...]
+    HEARTBEAT = "heartbeat"  # liveness; body None
+    LEAVE = "leave"  # graceful departure; body None; answered by reply
+
+
+_CONTROL_KINDS = frozenset({Kind.HELLO, Kind.MEMBERS, Kind.HEARTBEAT, Kind.LEAVE})
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One decoded, validated message."""
+
+    kind: Kind
+    message_id: int
+    correlation_id: int
+    sender: str
+    target: str
+    body: Any
+    version: int = PROTOCOL_VERSION
+
+
+def validate_node_name(name: object, what: str = "node name") -> str:
+    """Return ``name`` if it is a usable node name (1-128 chars, no '/', '@' or whitespace).
+
+    Raises:
+        ValueError: naming ``what`` and echoing the rejected value.
+    """
+    if (
+        not isinstance(name, str)
+        or not 0 < len(name) <= MAX_NODE_NAME
+        or any(char in name for char in "/@")
+        or any(char.isspace() for char in name)
+    ):
+        raise ValueError(
+            f"{what} must be 1-{MAX_NODE_NAME} chars without '/', '@' or spaces, got {name!r:.160}"
+        )
+    return name
+
+
+def encode_envelope(envelope: Envelope, limits: Limits = DEFAULT_LIMITS) -> bytes:
+    """Encode an envelope as one frame.
+
+    Raises:
+        ProtocolError: if the body holds a type the wire cannot carry or is too large.
+    """
+    return pack(
+        [
+            envelope.version,
+            envelope.kind.value,
+            envelope.message_id,
+            envelope.correlation_id,
+            envelope.sender,
+            envelope.target,
+            envelope.body,
+        ],
+        limits,
+    )
+
+
+def decode_envelope(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Envelope:
+    """Decode and validate one frame.
+
+    Raises:
+        ProtocolError: the frame is not valid msgpack within ``limits``, or a field
+            has the wrong type or value (the message names the field).
+    """
+    fields = unpack(data, limits)
+    if not isinstance(fields, list) or len(fields) != 7:
+        raise ProtocolError(f"envelope must be an array of 7 fields, got {_describe(fields)}")
+    version, kind_text, message_id, correlation_id, sender, target, body = fields
+    if type(version) is not int or version != PROTOCOL_VERSION:
+        raise ProtocolError(
+            f"unsupported protocol version {version!r:.40} (this node speaks {PROTOCOL_VERSION})"
+        )
+    if not isinstance(kind_text, str):
+        raise ProtocolError(f"envelope kind must be a str, got {_describe(kind_text)}")
+    try:
+        kind = Kind(kind_text)
+    except ValueError as exc:
+        raise ProtocolError(f"unknown envelope kind {kind_text!r:.40}") from exc
+    _check_id("message_id", message_id, minimum=1)
+    _check_id("correlation_id", correlation_id, minimum=0)
+    try:
+        validate_node_name(sender, "envelope sender")
+    except ValueError as exc:
+        raise ProtocolError(str(exc)) from exc
+    if not isinstance(target, str) or len(target) > MAX_TARGET:
+        raise ProtocolError(
+            f"envelope target must be a str of <= {MAX_TARGET} chars, got {_describe(target)}"
+        )
+    if kind in _CONTROL_KINDS and target:
+        raise ProtocolError(f"envelope target must be empty for kind {kind.value!r}")
+    if kind in (Kind.TELL, Kind.ASK) and not target:
+        raise ProtocolError(f"envelope target must be a non-empty path for kind {kind.value!r}")
+    if kind in (Kind.REPLY, Kind.ERROR) and correlation_id == 0:
+        raise ProtocolError(f"envelope correlation_id must be set for kind {kind.value!r}")
+    _check_body(kind, body)
+    return Envelope(kind, message_id, correlation_id, sender, target, body, version)
+
+
+def _check_id(name: str, value: object, *, minimum: int) -> None:
+    if type(value) is not int or not minimum <= value <= MAX_ID:
+        raise ProtocolError(
+            f"envelope {name} must be an int in [{minimum}, 2**63), got {_describe(value)}"
+        )
+
+
+def _check_body(kind: Kind, body: object) -> None:
+    if kind is Kind.ERROR and not isinstance(body, RemoteError):
+        raise ProtocolError(f"error body must be a RemoteError, got {_describe(body)}")
+    if kind in (Kind.HEARTBEAT, Kind.LEAVE) and body is not None:
+        raise ProtocolError(f"{kind.value} body must be nil, got {_describe(body)}")
+    if kind is Kind.HELLO:
+        if not isinstance(body, dict) or set(body) != {"address"}:
+            raise ProtocolError(f"hello body must be {{'address': str}}, got {_describe(body)}")
+        _check_address("hello address", body["address"])
+    if kind is Kind.MEMBERS:
+        if not isinstance(body, list):
+            raise ProtocolError(f"members body must be an array, got {_describe(body)}")
+        for entry in body:
+            _check_member_entry(entry)
+
+
+def _check_member_entry(entry: object) -> None:
+    if not isinstance(entry, list) or len(entry) != 3:
+        raise ProtocolError(f"member entry must be [name, address, status], got {_describe(entry)}")
+    name, address, status = entry
+    try:
+        validate_node_name(name, "member name")
+    except ValueError as exc:
+        raise ProtocolError(str(exc)) from exc
+    _check_address("member address", address)
+    if status not in MEMBER_STATUSES:
+        raise ProtocolError(
+            f"member status must be one of {sorted(MEMBER_STATUSES)}, got {status!r:.40}"
+        )
+
+
+def _check_address(what: str, address: object) -> None:
+    if not isinstance(address, str) or not 0 < len(address) <= MAX_ADDRESS or "://" not in address:
+        raise ProtocolError(
+            f"{what} must be an endpoint like 'tcp://host:port', got {_describe(address)}"
+        )
+
+
+def _describe(value: object) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60]}{'...' if len(text) > 60 else ''}"

@@ -1,0 +1,278 @@
+"""The I/O thread: the one thread that owns every socket of a Transport.
+
+Like pyzmq's ``ThreadAuthenticator``, ``IoLoop`` is a handle with two sides:
+
+- API side (any thread): ``start``, ``post``, ``join``/``cancel_join``,
+  ``stop``. These talk to the thread over one inproc PUSH socket; a lock
+  serializes its users (a ZeroMQ socket may move between threads only across
+  a full memory barrier, which the lock provides) and sends are NOBLOCK.
+- Thread side (``actorflow-io-<node>``): the ROUTER bound to ``listen``, one
+  DEALER per peer (``PeerLinks``), the command PULL and the ROUTER's monitor,
+  polled in one loop; every received frame and every tick goes to
+  ``NodeProtocol``. Sockets are created, used and closed on this thread only.
+
+Traffic flows one way per socket: every message, replies included, goes out
+through the sender's DEALER to the receiver's ROUTER, so each received frame
+passes the same authentication check. The thread never blocks on a send and
+never runs user code.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from transport._codec import pack, unpack
+from transport._errors import NodeDown
+from transport._membership import MemberEvent, Membership
+from transport._protocol import Deliver, NodeProtocol
+from transport._reply import PendingAsks
+from transport._security import Security
+from transport._settings import TransportSettings
+from transport._sockets import PeerLinks, make_router
+from transport._stats import Counters
+
+__all__ = ["IoLoop"]
+
+log = logging.getLogger(__name__)
+
+_BATCH = 500  # frames handled per socket per loop turn, so ticks and commands stay timely
+_DRAIN_BUDGET = 0.05  # seconds of decoding per loop turn: heartbeats go out even under a flood
+_MONITOR_EVENTS = (
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    | zmq.EVENT_DISCONNECTED
+)
+
+
+class IoLoop:
+    """The I/O thread of one Transport and the API to command it. See the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        listen: str | None,
+        security: Security | None,
+        settings: TransportSettings,
+        now: Callable[[], float],
+        context: zmq.Context[Any],
+        membership: Membership,
+        pending: PendingAsks,
+        counters: Counters,
+        next_id: Callable[[], int],
+        deliver: Deliver,
+        notify: Callable[[MemberEvent], None],
+        complete: Callable[[Any, bool, Any], None],
+    ) -> None:
+        self._name = name
+        self._listen = listen
+        self._settings = settings
+        self._now = now
+        self._context = context
+        self._membership = membership
+        self._pending = pending
+        self._complete = complete
+        self._counters = counters
+        self._command_endpoint = f"inproc://actorflow-io-{name}-{id(self):x}"
+        self.thread = threading.Thread(target=self._run, name=f"actorflow-io-{name}", daemon=True)
+        self._started = threading.Event()
+        self._start_error: OSError | None = None
+        self._push: zmq.Socket[Any] | None = None
+        self._push_lock = threading.Lock()
+        self._links = PeerLinks(context, settings, security, counters)
+        self.protocol = NodeProtocol(
+            name=name,
+            security=security,
+            settings=settings,
+            now=now,
+            membership=membership,
+            pending=pending,
+            counters=counters,
+            links=self._links,
+            next_id=next_id,
+            deliver=deliver,
+            notify=notify,
+            complete=complete,
+            post=self.post,
+        )
+
+    # -- API side (any thread) ---------------------------------------------
+
+    @property
+    def bound_address(self) -> str | None:
+        return self.protocol.bound_address
+
+    def start(self, timeout: float) -> None:
+        """Start the thread, wait until its sockets are bound, open the command pipe.
+
+        Raises:
+            RuntimeError: the thread did not come up within ``timeout``.
+            OSError: binding failed (the ZMQError is chained).
+        """
+        self.thread.start()
+        if not self._started.wait(timeout):
+            raise RuntimeError(f"I/O thread {self.thread.name} did not start within {timeout}s")
+        if self._start_error is not None:
+            self.thread.join(timeout)
+            raise self._start_error
+        push: zmq.Socket[Any] = self._context.socket(zmq.PUSH)
+        push.setsockopt(zmq.LINGER, 0)
+        push.setsockopt(zmq.SNDHWM, 100_000)
+        push.connect(self._command_endpoint)
+        with self._push_lock:
+            self._push = push
+
+    def post(self, node: str, frame: bytes) -> bool:
+        """Send ``frame`` to peer ``node`` from any thread; False if it was dropped."""
+        if threading.current_thread() is self.thread:
+            return self._links.send(node, frame)
+        return self._command(b"send", node.encode(), frame)
+
+    def join(self, token: int, seeds: Sequence[tuple[str | None, str]]) -> threading.Event:
+        """Say hello to ``seeds`` until one answers; the event is set on the first welcome.
+
+        Raises:
+            NodeDown: the I/O thread is not running.
+        """
+        done = self.protocol.begin_join(token)
+        if not self._command(b"join", token.to_bytes(8, "big"), pack([list(s) for s in seeds])):
+            self.protocol.forget_join(token)
+            raise NodeDown("cannot join: the transport's I/O thread is not running")
+        return done
+
+    def cancel_join(self, token: int) -> None:
+        self.protocol.forget_join(token)
+        self._command(b"join_cancel", token.to_bytes(8, "big"))
+
+    def stop(self, timeout: float) -> bool:
+        """Stop the thread (it closes its sockets) and close the command pipe; True if it ended."""
+        if self.thread.is_alive():
+            self._command(b"stop")
+            self.thread.join(timeout)
+        with self._push_lock:
+            if self._push is not None:
+                self._push.close(linger=0)
+                self._push = None
+        return not self.thread.is_alive()
+
+    def _command(self, *parts: bytes) -> bool:
+        with self._push_lock:
+            if self._push is None or not self.thread.is_alive():
+                return False
+            try:
+                self._push.send_multipart(parts, zmq.NOBLOCK)
+            except zmq.Again:
+                self._counters.dropped("outbox_full")
+                return False
+            return True
+
+    # -- thread side ----------------------------------------------------------
+
+    def _run(self) -> None:
+        router: zmq.Socket[Any] | None = None
+        monitor: zmq.Socket[Any] | None = None
+        commands: zmq.Socket[Any] = self._context.socket(zmq.PULL)
+        try:
+            commands.setsockopt(zmq.LINGER, 0)
+            commands.bind(self._command_endpoint)
+            if self._listen is not None:
+                router = make_router(self._context, self._settings, self.protocol.security)
+                router.bind(self._listen)
+                self.protocol.bound_address = router.getsockopt_string(zmq.LAST_ENDPOINT)
+                self._membership.self_address = self.protocol.bound_address
+                monitor = router.get_monitor_socket(_MONITOR_EVENTS)
+        except zmq.ZMQError as exc:
+            self._start_error = OSError(f"cannot bind {self._listen!r}: {exc}")
+            self._start_error.__cause__ = exc
+        self._started.set()
+        try:
+            if self._start_error is None:
+                self._loop(commands, router, monitor)
+        except Exception:
+            log.exception("I/O thread %s crashed; the transport is down", self.thread.name)
+        finally:
+            self._links.close_all()
+            if router is not None and monitor is not None:
+                router.disable_monitor()
+                monitor.close(linger=0)
+            if router is not None:
+                router.close()
+            commands.close(linger=0)
+            for entry in self._pending.take_all():
+                self._complete(entry.future, False, NodeDown("transport closed"))
+
+    def _loop(
+        self,
+        commands: zmq.Socket[Any],
+        router: zmq.Socket[Any] | None,
+        monitor: zmq.Socket[Any] | None,
+    ) -> None:
+        poller = zmq.Poller()
+        for socket in (commands, router, monitor):
+            if socket is not None:
+                poller.register(socket, zmq.POLLIN)
+        poll_ms = max(1, int(self._settings.check_interval * 1000))
+        while True:
+            ready = dict(poller.poll(poll_ms))
+            if commands in ready and self._drain_commands(commands):
+                return
+            if router is not None and router in ready:
+                self._drain_router(router)
+            if monitor is not None and monitor in ready:
+                self._drain_monitor(monitor)
+            self.protocol.tick(self._now())
+
+    def _drain_commands(self, commands: zmq.Socket[Any]) -> bool:
+        """Run queued commands; True when told to stop."""
+        for _ in range(_BATCH):
+            try:
+                parts = commands.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return False
+            verb = parts[0]
+            if verb == b"send":
+                self._links.send(parts[1].decode(), parts[2])
+            elif verb == b"join":
+                seeds = [(name, address) for name, address in unpack(parts[2])]
+                self.protocol.start_join(int.from_bytes(parts[1], "big"), seeds)
+            elif verb == b"join_cancel":
+                self.protocol.end_join(int.from_bytes(parts[1], "big"))
+            elif verb == b"stop":
+                return True
+        return False
+
+    def _drain_router(self, router: zmq.Socket[Any]) -> None:
+        budget_end = time.monotonic() + _DRAIN_BUDGET
+        for _ in range(_BATCH):
+            if time.monotonic() > budget_end:
+                return
+            try:
+                parts = router.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            self._counters.received()
+            self.protocol.on_frames(parts)
+
+    def _drain_monitor(self, monitor: zmq.Socket[Any]) -> None:
+        for _ in range(_BATCH):
+            try:
+                event = recv_monitor_message(monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if event["event"] == zmq.EVENT_DISCONNECTED:
+                log.info(
+                    "%s: a peer connection closed (peer gone, or it sent a frame over %d bytes)",
+                    self._name,
+                    self._settings.limits.max_frame_bytes,
+                )
+            else:
+                name = zmq.Event(event["event"]).name
+                self.protocol.refused_connection(f"refused a connection: {name}")

@@ -1,0 +1,348 @@
+"""The node protocol: what the I/O thread does with each received envelope and on each tick.
+
+``NodeProtocol`` holds the thread-side state of a Transport apart from the
+sockets themselves: it authenticates and decodes frames (the envelope sender
+must equal the CURVE User-Id of the connection), drops replays, answers
+hellos with the member list, learns gossiped members, applies membership
+transitions (open or close the peer's DEALER, fail asks waiting on a node that
+went down, notify subscribers), hands tells and asks to the dispatch worker,
+sends heartbeats and gossip, expires asks and retries joins.
+
+Thread: every method runs on the I/O thread, except ``answer`` (any thread,
+it goes through ``post``) and ``begin_join``/``forget_join`` (API threads; a
+lock guards the waiters). Nothing here blocks or runs user code.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import zmq
+
+from transport._dedup import DedupWindow
+from transport._envelope import Envelope, Kind, decode_envelope, encode_envelope
+from transport._errors import AskTimeout, NodeDown, ProtocolError, RemoteError
+from transport._membership import MemberEvent, Membership, Transition
+from transport._reply import CallbackReply, PendingAsks, Reply, error_from_wire, error_to_wire
+from transport._security import Security, check_endpoint
+from transport._settings import TransportSettings
+from transport._sockets import PeerLinks
+from transport._stats import Counters
+
+__all__ = ["Deliver", "NodeProtocol"]
+
+log = logging.getLogger(__name__)
+
+_LOG_EVERY = 5.0  # seconds between two warnings for the same drop reason
+
+Deliver = Callable[[str, str, Any, Reply | None], bool]
+
+
+@dataclass(slots=True)
+class _JoinAttempt:
+    seeds: list[tuple[str | None, str]]
+    next_hello: float
+
+
+class NodeProtocol:
+    """Thread-side protocol state of one Transport. See the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        security: Security | None,
+        settings: TransportSettings,
+        now: Callable[[], float],
+        membership: Membership,
+        pending: PendingAsks,
+        counters: Counters,
+        links: PeerLinks,
+        next_id: Callable[[], int],
+        deliver: Deliver,
+        notify: Callable[[MemberEvent], None],
+        complete: Callable[[Any, bool, Any], None],
+        post: Callable[[str, bytes], bool],
+    ) -> None:
+        self._name = name
+        self.security = security
+        self._settings = settings
+        self._now = now
+        self._membership = membership
+        self._pending = pending
+        self._counters = counters
+        self._links = links
+        self._next_id = next_id
+        self._deliver = deliver
+        self._notify = notify
+        self._complete = complete
+        self._post = post
+        self.bound_address: str | None = None
+        self.left = threading.Event()  # set once this node left: no more heartbeats or gossip
+        self._dedup = DedupWindow(settings.dedup_window)
+        self._joins: dict[int, _JoinAttempt] = {}
+        self._join_hellos: dict[int, int] = {}  # hello message id -> join token
+        self._join_waiters: dict[int, threading.Event] = {}
+        self._join_lock = threading.Lock()
+        self._last_warning: dict[str, float] = {}
+        now_value = now()
+        self._next_check = now_value
+        self._next_heartbeat = now_value
+        self._next_gossip = now_value + settings.gossip_interval
+
+    def begin_join(self, token: int) -> threading.Event:
+        """(API thread) Register a join; the event is set when a seed welcomes us."""
+        done = threading.Event()
+        with self._join_lock:
+            self._join_waiters[token] = done
+        return done
+
+    def forget_join(self, token: int) -> None:
+        """(API thread) The joiner gave up waiting."""
+        with self._join_lock:
+            self._join_waiters.pop(token, None)
+
+    def tick(self, now: float) -> None:
+        """Run the periodic work if a check is due: detector, ask expiry, joins, heartbeats."""
+        if now < self._next_check:
+            return
+        self._next_check = now + self._settings.check_interval
+        self._apply(self._membership.check(now))
+        for entry in self._pending.expire(now):
+            self._complete(entry.future, False, AskTimeout(f"no answer from {entry.node} in time"))
+        self._retry_joins(now)
+        if self.left.is_set():
+            return
+        if now >= self._next_heartbeat:
+            self._next_heartbeat = now + self._settings.heartbeat_interval
+            frame = self._encode(Kind.HEARTBEAT, None)
+            for node in self._membership.names("up", "down"):
+                self._links.send(node, frame)
+        if now >= self._next_gossip:
+            self._next_gossip = now + self._settings.gossip_interval
+            frame = self._encode(Kind.MEMBERS, self._membership.gossip_entries())
+            for node in self._membership.names("up"):
+                self._links.send(node, frame)
+
+    def refused_connection(self, detail: str) -> None:
+        """The ROUTER's monitor saw a failed handshake (bad key, no CURVE, wrong server key)."""
+        self._drop("handshake_failed", detail)
+
+    def on_frames(self, parts: list[zmq.Frame]) -> None:
+        """Handle one message received on the ROUTER: [routing id, payload]."""
+        if len(parts) != 2:
+            self._drop("bad_framing", f"{len(parts) - 1} frames in one message")
+            return
+        payload = parts[1]
+        authenticated: str | None = None
+        if self.security is not None:
+            try:
+                authenticated = str(payload.get("User-Id"))
+            except zmq.ZMQError:
+                authenticated = None
+            if not authenticated:
+                self._drop("unauthenticated", "frame without a User-Id on a CURVE socket")
+                return
+        try:
+            envelope = decode_envelope(payload.bytes, self._settings.limits)
+        except ProtocolError as exc:
+            self._drop("malformed", str(exc))
+            return
+        if authenticated is not None and envelope.sender != authenticated:
+            self._drop(
+                "sender_mismatch",
+                f"node {authenticated!r} sent a message claiming sender {envelope.sender!r}",
+            )
+            return
+        if envelope.sender == self._name:
+            self._drop("sender_mismatch", "a message claiming to come from this node")
+            return
+        self._on_envelope(envelope)
+
+    def _on_envelope(self, envelope: Envelope) -> None:
+        now = self._now()
+        kind, sender = envelope.kind, envelope.sender
+        if kind is Kind.HELLO:
+            self._on_hello(envelope, now)
+            return
+        status = self._membership.status(sender)
+        join_token = (
+            self._join_hellos.get(envelope.correlation_id) if kind is Kind.MEMBERS else None
+        )
+        is_answer = kind in (Kind.REPLY, Kind.ERROR)
+        if (status is None or status == "left") and join_token is None and not is_answer:
+            self._drop("not_member", f"{kind.value} from {sender!r}, which is not a member")
+            return
+        self._apply(self._membership.heard(sender, now))
+        if is_answer:
+            self._on_answer(envelope)
+        elif kind is Kind.MEMBERS:
+            self._learn(envelope.body, now)
+            if join_token is not None:
+                self.end_join(join_token, succeeded=True)
+        elif kind is Kind.LEAVE:
+            self._links.send(sender, self._encode(Kind.REPLY, None, envelope.message_id))
+            self._apply(self._membership.on_leave(sender))
+        elif kind in (Kind.TELL, Kind.ASK):
+            self._on_message(envelope)
+
+    def _on_hello(self, envelope: Envelope, now: float) -> None:
+        sender, address = envelope.sender, envelope.body["address"]
+        try:
+            check_endpoint(
+                address,
+                what="hello address",
+                secured=self.security is not None,
+                allow_plaintext=True,
+            )
+            transitions = self._membership.on_hello(sender, address, now)
+        except (ValueError, OverflowError) as exc:
+            self._drop("refused_hello", f"hello from {sender!r}: {exc}")
+            return
+        self._apply(transitions)
+        entries = self._membership.gossip_entries()
+        self._links.send(sender, self._encode(Kind.MEMBERS, entries, envelope.message_id))
+
+    def _learn(self, entries: list[list[str]], now: float) -> None:
+        usable = []
+        for name, address, status in entries:
+            if name == self._name or status != "up" or self._membership.status(name) is not None:
+                continue
+            if self.security is not None and self.security.public_key_of(name) is None:
+                self._drop("refused_member", f"gossiped node {name!r} has no allowlisted key")
+                continue
+            try:
+                check_endpoint(
+                    address,
+                    what="member address",
+                    secured=self.security is not None,
+                    allow_plaintext=True,
+                )
+            except ValueError as exc:
+                self._drop("refused_member", str(exc))
+                continue
+            usable.append((name, address, status))
+        try:
+            transitions = self._membership.learn(usable, now)
+        except OverflowError as exc:
+            self._drop("refused_member", str(exc))
+            return
+        self._apply(transitions)
+        if self.bound_address is not None:
+            hello = self._encode(Kind.HELLO, {"address": self.bound_address})
+            for transition in transitions:
+                self._links.send(transition.node, hello)
+
+    def _on_answer(self, envelope: Envelope) -> None:
+        entry = self._pending.resolve(envelope.correlation_id, envelope.sender)
+        if entry is None:
+            self._drop("unexpected_reply", f"answer from {envelope.sender!r} to no pending ask")
+            return
+        if envelope.kind is Kind.ERROR:
+            self._complete(entry.future, False, error_from_wire(envelope.body))
+        else:
+            self._complete(entry.future, True, envelope.body)
+
+    def _on_message(self, envelope: Envelope) -> None:
+        if self._dedup.seen_before(envelope.sender, envelope.message_id):
+            self._drop(
+                "duplicate", f"replayed message {envelope.message_id} from {envelope.sender!r}"
+            )
+            return
+        reply: Reply | None = None
+        if envelope.kind is Kind.ASK:
+            reply = CallbackReply(partial(self.answer, envelope.sender, envelope.message_id))
+        if not self._deliver(envelope.sender, envelope.target, envelope.body, reply):
+            self._drop("dispatch_full", f"handler queue full; dropped a {envelope.kind.value}")
+            if reply is not None:
+                reply.error(
+                    RemoteError("transport.Overloaded", "dispatch queue full", "", self._name)
+                )
+
+    def answer(self, node: str, correlation_id: int, ok: bool, value: Any) -> None:
+        """Send the answer to ask ``correlation_id`` back to ``node`` (any thread)."""
+        try:
+            if ok:
+                frame = self._encode(Kind.REPLY, value, correlation_id)
+            else:
+                frame = self._encode(Kind.ERROR, error_to_wire(value, self._name), correlation_id)
+        except ProtocolError as exc:
+            log.warning("answer to %s cannot be encoded: %s", node, exc)
+            frame = self._encode(Kind.ERROR, error_to_wire(exc, self._name), correlation_id)
+        self._post(node, frame)
+
+    # -- membership and joins ----------------------------------------------------
+
+    def _apply(self, transitions: list[Transition]) -> None:
+        for transition in transitions:
+            node = transition.node
+            if transition.new == "up":
+                if not self._links.has(node) or self._links.address(node) != transition.address:
+                    self._links.open(node, transition.address, node)
+            else:
+                if transition.new == "left":
+                    self._links.close(node)
+                reason = "left the cluster" if transition.new == "left" else "was declared down"
+                for entry in self._pending.take_node(node):
+                    self._complete(entry.future, False, NodeDown(f"node {node} {reason}"))
+            log.info("%s: member %s is %s", self._name, node, transition.new)
+            self._notify(MemberEvent(node, transition.new))
+
+    def start_join(self, token: int, seeds: list[tuple[str | None, str]]) -> None:
+        """Open links to the seeds and say hello to each (retried until welcomed)."""
+        for index, (seed_name, address) in enumerate(seeds):
+            self._links.open(f"/seed/{token}/{index}", address, seed_name)
+        self._joins[token] = _JoinAttempt(seeds, next_hello=self._now())
+        self._retry_joins(self._now())
+
+    def _retry_joins(self, now: float) -> None:
+        if self.bound_address is None:
+            return
+        for token, attempt in self._joins.items():
+            if now < attempt.next_hello:
+                continue
+            attempt.next_hello = now + self._settings.join_retry_interval
+            for index in range(len(attempt.seeds)):
+                message_id = self._next_id()
+                self._join_hellos[message_id] = token
+                hello = Envelope(
+                    Kind.HELLO, message_id, 0, self._name, "", {"address": self.bound_address}
+                )
+                self._links.send(
+                    f"/seed/{token}/{index}", encode_envelope(hello, self._settings.limits)
+                )
+
+    def end_join(self, token: int, *, succeeded: bool = False) -> None:
+        """Close the seed links of a join; wake its waiter if a seed welcomed us."""
+        attempt = self._joins.pop(token, None)
+        if attempt is not None:
+            for index in range(len(attempt.seeds)):
+                self._links.close(f"/seed/{token}/{index}")
+        for message_id in [key for key, value in self._join_hellos.items() if value == token]:
+            del self._join_hellos[message_id]
+        with self._join_lock:
+            waiter = self._join_waiters.pop(token, None)
+        if waiter is not None and succeeded:
+            waiter.set()
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _encode(self, kind: Kind, body: Any, correlation_id: int = 0) -> bytes:
+        envelope = Envelope(kind, self._next_id(), correlation_id, self._name, "", body)
+        return encode_envelope(envelope, self._settings.limits)
+
+    def _drop(self, reason: str, detail: str) -> None:
+        """Count a dropped frame; log one warning per reason every few seconds."""
+        self._counters.dropped(reason)
+        now = time.monotonic()
+        if now - self._last_warning.get(reason, -_LOG_EVERY) >= _LOG_EVERY:
+            self._last_warning[reason] = now
+            log.warning("%s dropped a frame (%s): %s", self._name, reason, detail)
+        else:
+            log.debug("%s dropped a frame (%s): %s", self._name, reason, detail)

@@ -1,0 +1,185 @@
+"""What the runtime implements (``MessageHandler``), what it answers asks with (``Reply``),
+and the table of asks waiting for an answer (``PendingAsks``).
+
+Errors crossing a node boundary travel as ``RemoteError`` (type name, message,
+traceback text, node); ``ActorNotFound`` is the one error the asker gets back
+as its own type, so "no such actor" is never confused with a failure inside
+one. Local asks follow the same rule, so a ref behaves the same wherever its
+actor lives.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import threading
+import traceback
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from transport._errors import ActorNotFound, RemoteError
+
+__all__ = [
+    "CallbackReply",
+    "MessageHandler",
+    "PendingAsk",
+    "PendingAsks",
+    "Reply",
+    "error_from_wire",
+    "error_to_wire",
+    "new_id_counter",
+    "type_name_of",
+]
+
+ACTOR_NOT_FOUND_NAME = "runtime.ActorNotFound"
+
+
+class Reply(Protocol):
+    """The answer channel of one ask. Thread-safe; the first call wins, later calls are ignored.
+
+    May be called from any thread and at any later time (e.g. by the actor that
+    handles the message); calling it after the asker gave up is harmless.
+    """
+
+    def ok(self, value: Any) -> None:
+        """Answer with ``value`` (must be msgpack-encodable for a remote asker)."""
+        ...
+
+    def error(self, exc: BaseException) -> None:
+        """Answer with a failure; the asker gets ``RemoteError`` (or ``ActorNotFound``)."""
+        ...
+
+
+class MessageHandler(Protocol):
+    """The runtime's side of the transport: delivers messages to local actors."""
+
+    def deliver(self, sender: str, target: str, message: Any, reply: Reply | None) -> None:
+        """Deliver ``message`` from node ``sender`` to the actor at path ``target``.
+
+        Called on the transport's dispatch thread (never the I/O thread), one
+        message at a time in arrival order: hand the message to a mailbox and
+        return quickly. ``reply`` is None for a tell. Raising ``ActorNotFound``
+        answers an ask with ``ActorNotFound``; raising anything else answers
+        with a ``RemoteError`` carrying the traceback (for a tell it is logged).
+        """
+        ...
+
+
+def type_name_of(exc: BaseException) -> str:
+    """Dotted public name of an exception type (``runtime.NodeDown``, ``ValueError``)."""
+    cls = type(exc)
+    return (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
+
+
+def error_to_wire(exc: BaseException, node: str) -> RemoteError:
+    """The ``RemoteError`` that carries ``exc`` (a RemoteError is passed on unchanged)."""
+    if isinstance(exc, RemoteError):
+        return exc
+    text = "".join(traceback.format_exception(exc)) if exc.__traceback__ is not None else ""
+    return RemoteError(type_name_of(exc), str(exc), text, node)
+
+
+def error_from_wire(error: RemoteError) -> BaseException:
+    """What the asker's future fails with for an error reply."""
+    if error.type_name == ACTOR_NOT_FOUND_NAME:
+        return ActorNotFound(error.message)
+    return error
+
+
+def new_id_counter() -> itertools.count[int]:
+    """Message ids for one transport instance: random 62-bit start, then +1 (thread-safe next)."""
+    return itertools.count(secrets.randbits(62) + 1)
+
+
+class CallbackReply:
+    """A ``Reply`` that forwards the first answer to ``answer(ok, value_or_error)``."""
+
+    __slots__ = ("_answer", "_answered", "_lock")
+
+    def __init__(self, answer: Callable[[bool, Any], None]) -> None:
+        self._answer = answer
+        self._answered = False
+        self._lock = threading.Lock()
+
+    def _claim(self) -> bool:
+        with self._lock:
+            if self._answered:
+                return False
+            self._answered = True
+            return True
+
+    def ok(self, value: Any) -> None:
+        if self._claim():
+            self._answer(True, value)
+
+    def error(self, exc: BaseException) -> None:
+        if self._claim():
+            self._answer(False, exc)
+
+
+@dataclass(slots=True)
+class PendingAsk:
+    """An ask waiting for its answer from ``node`` until ``deadline`` (monotonic)."""
+
+    future: Future[Any]
+    node: str
+    deadline: float
+
+
+class PendingAsks:
+    """Asks in flight, keyed by message id; bounded. Thread-safe.
+
+    Entries leave the table exactly once: answered (``resolve``), expired
+    (``expire``), failed with their node (``take_node``) or at close (``take_all``).
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._entries: dict[int, PendingAsk] = {}
+        self._lock = threading.Lock()
+
+    def add(self, message_id: int, entry: PendingAsk) -> bool:
+        """Register an ask; False if the table is full."""
+        with self._lock:
+            if len(self._entries) >= self._capacity:
+                return False
+            self._entries[message_id] = entry
+            return True
+
+    def resolve(self, message_id: int, node: str) -> PendingAsk | None:
+        """Take the ask answered by ``node``; None if unknown or asked of another node."""
+        with self._lock:
+            entry = self._entries.get(message_id)
+            if entry is None or entry.node != node:
+                return None
+            return self._entries.pop(message_id)
+
+    def discard(self, message_id: int) -> PendingAsk | None:
+        with self._lock:
+            return self._entries.pop(message_id, None)
+
+    def expire(self, now: float) -> list[PendingAsk]:
+        """Take every ask whose deadline has passed."""
+        with self._lock:
+            due = [key for key, entry in self._entries.items() if entry.deadline <= now]
+            return [self._entries.pop(key) for key in due]
+
+    def take_node(self, node: str) -> list[PendingAsk]:
+        """Take every ask waiting on ``node`` (it went down or left)."""
+        with self._lock:
+            keys = [key for key, entry in self._entries.items() if entry.node == node]
+            return [self._entries.pop(key) for key in keys]
+
+    def take_all(self) -> list[PendingAsk]:
+        with self._lock:
+            entries = list(self._entries.values())
+            self._entries.clear()
+            return entries
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)

@@ -1,0 +1,77 @@
+"""Tuning knobs of a Transport, grouped in one frozen object (no 30-keyword constructors)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from transport._codec import DEFAULT_LIMITS, Limits
+
+__all__ = ["DEFAULT_SETTINGS", "TransportSettings"]
+
+
+@dataclass(frozen=True, slots=True)
+class TransportSettings:
+    """Timing, bounds and socket options of one Transport. Defaults suit a LAN or loopback.
+
+    Attributes:
+        heartbeat_interval: seconds between heartbeats to each peer (0.5).
+        down_after: seconds of silence before a peer is declared down (1.5);
+            a dead peer is declared down at most ``down_after + check_interval``
+            (1.6 s) after its last heartbeat.
+        check_interval: how often the I/O thread runs the failure detector and
+            expires asks (0.1 s); also the granularity of ask timeouts.
+        pause_tolerance: a longer stall of this node's I/O thread is absorbed as
+            a local pause instead of declaring every peer down (0.5 s).
+        gossip_interval: seconds between full member-list pushes (5.0); changes
+            are also pushed as they happen.
+        join_retry_interval: seconds between hellos while joining (0.5).
+        linger: seconds a closing socket may spend flushing (0.2).
+        reconnect_interval / reconnect_interval_max: ZMQ reconnect backoff
+            (0.1 s up to 2 s), so a refused peer does not retry every 100 ms.
+        send_hwm / receive_hwm: frames queued per socket before sends are
+            dropped (and counted) rather than blocking (1000).
+        max_pending_asks: asks in flight at once; more fail at once (10,000).
+        dedup_window: (sender, message id) pairs remembered to drop replays (10,000).
+        max_members: most nodes in the member table (256).
+        dispatch_queue_size: inbound tells/asks waiting for the handler (10,000).
+        limits: decoding bounds; ``limits.max_frame_bytes`` is also ZMQ_MAXMSGSIZE.
+    """
+
+    heartbeat_interval: float = 0.5
+    down_after: float = 1.5
+    check_interval: float = 0.1
+    pause_tolerance: float = 0.5
+    gossip_interval: float = 5.0
+    join_retry_interval: float = 0.5
+    linger: float = 0.2
+    reconnect_interval: float = 0.1
+    reconnect_interval_max: float = 2.0
+    send_hwm: int = 1000
+    receive_hwm: int = 1000
+    max_pending_asks: int = 10_000
+    dedup_window: int = 10_000
+    max_members: int = 256
+    dispatch_queue_size: int = 10_000
+    limits: Limits = DEFAULT_LIMITS
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if field.name == "limits":
+                if not isinstance(value, Limits):
+                    raise ValueError(f"TransportSettings.limits must be a Limits, got {value!r}")
+            elif isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ValueError(f"TransportSettings.{field.name} must be > 0, got {value!r}")
+        if self.heartbeat_interval >= self.down_after:
+            raise ValueError(
+                f"TransportSettings.down_after ({self.down_after}) must exceed "
+                f"heartbeat_interval ({self.heartbeat_interval})"
+            )
+        if not self.check_interval < self.pause_tolerance < self.down_after:
+            raise ValueError(
+                "TransportSettings needs check_interval < pause_tolerance < down_after, got "
+                f"{self.check_interval}, {self.pause_tolerance}, {self.down_after}"
+            )
+
+
+DEFAULT_SETTINGS = TransportSettings()

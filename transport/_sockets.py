@@ -1,0 +1,144 @@
+"""Socket construction and the per-peer DEALER links. Used only on the transport's I/O thread.
+
+Every socket gets: a small LINGER (so ``Context.term`` cannot hang on unsent
+frames to a dead peer), bounded HWMs, ``ZMQ_MAXMSGSIZE`` (an oversize frame
+makes libzmq drop the connection), and a reconnect backoff capped by
+``RECONNECT_IVL_MAX`` (a refused peer does not retry every 100 ms forever).
+The ROUTER sets ``ROUTER_MANDATORY`` so a send it cannot route raises instead
+of vanishing (it only receives in this design, but must never drop silently).
+Sends are ``NOBLOCK``: a full HWM drops the frame and counts it, it never
+blocks the I/O thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import zmq
+
+from transport._security import ZAP_DOMAIN, Security
+from transport._settings import TransportSettings
+from transport._stats import Counters
+
+__all__ = ["PeerLinks", "make_router"]
+
+log = logging.getLogger(__name__)
+
+
+def _apply_common(socket: zmq.Socket[Any], settings: TransportSettings) -> None:
+    socket.setsockopt(zmq.LINGER, int(settings.linger * 1000))
+    socket.setsockopt(zmq.SNDHWM, settings.send_hwm)
+    socket.setsockopt(zmq.RCVHWM, settings.receive_hwm)
+    socket.setsockopt(zmq.MAXMSGSIZE, settings.limits.max_frame_bytes)
+    socket.setsockopt(zmq.RECONNECT_IVL, int(settings.reconnect_interval * 1000))
+    socket.setsockopt(zmq.RECONNECT_IVL_MAX, int(settings.reconnect_interval_max * 1000))
+
+
+def make_router(
+    context: zmq.Context[Any], settings: TransportSettings, security: Security | None
+) -> zmq.Socket[Any]:
+    """The receiving socket (not yet bound). With ``security`` it is a CURVE server."""
+    router: zmq.Socket[Any] = context.socket(zmq.ROUTER)
+    try:
+        _apply_common(router, settings)
+        router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        if security is not None:
+            router.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN.encode())
+            router.setsockopt(zmq.CURVE_SERVER, 1)
+            router.setsockopt(zmq.CURVE_PUBLICKEY, security.public_key)
+            router.setsockopt(zmq.CURVE_SECRETKEY, security.secret_key)
+    except zmq.ZMQError:
+        router.close(linger=0)
+        raise
+    return router
+
+
+class PeerLinks:
+    """One DEALER per peer (plus anonymous links to seeds while joining). I/O thread only.
+
+    Args:
+        context: the transport's context.
+        settings: socket options.
+        security: CURVE client keys, or None for plaintext (loopback only).
+        counters: where sends and drops are counted.
+    """
+
+    def __init__(
+        self,
+        context: zmq.Context[Any],
+        settings: TransportSettings,
+        security: Security | None,
+        counters: Counters,
+    ) -> None:
+        self._context = context
+        self._settings = settings
+        self._security = security
+        self._counters = counters
+        self._links: dict[str, tuple[str, zmq.Socket[Any]]] = {}
+
+    def open(self, key: str, address: str, server_name: str | None) -> bool:
+        """Connect a DEALER under ``key`` to ``address`` (replacing any link under ``key``).
+
+        With CURVE, ``server_name`` must be an allowlisted node: its public key
+        is the server key the handshake checks. Returns False (and logs) if the
+        link cannot be made.
+        """
+        self.close(key)
+        dealer: zmq.Socket[Any] = self._context.socket(zmq.DEALER)
+        try:
+            _apply_common(dealer, self._settings)
+            if self._security is not None:
+                server_key = (
+                    self._security.public_key_of(server_name) if server_name is not None else None
+                )
+                if server_key is None:
+                    log.warning(
+                        "not connecting to %r at %s: no allowlisted key", server_name, address
+                    )
+                    dealer.close(linger=0)
+                    return False
+                dealer.setsockopt(zmq.CURVE_SERVERKEY, server_key)
+                dealer.setsockopt(zmq.CURVE_PUBLICKEY, self._security.public_key)
+                dealer.setsockopt(zmq.CURVE_SECRETKEY, self._security.secret_key)
+            dealer.connect(address)
+        except zmq.ZMQError as exc:
+            log.warning("cannot connect to %r at %s: %s", server_name or key, address, exc)
+            dealer.close(linger=0)
+            return False
+        self._links[key] = (address, dealer)
+        return True
+
+    def address(self, key: str) -> str | None:
+        link = self._links.get(key)
+        return link[0] if link is not None else None
+
+    def has(self, key: str) -> bool:
+        return key in self._links
+
+    def send(self, key: str, frame: bytes) -> bool:
+        """Send without blocking; a missing link or full queue drops and counts the frame."""
+        link = self._links.get(key)
+        if link is None:
+            self._counters.dropped("no_route")
+            return False
+        try:
+            link[1].send(frame, zmq.NOBLOCK, copy=len(frame) < 65536)
+        except zmq.Again:
+            self._counters.dropped("send_queue_full")
+            return False
+        except zmq.ZMQError as exc:
+            log.warning("send to %s failed: %s", key, exc)
+            self._counters.dropped("send_failed")
+            return False
+        self._counters.sent()
+        return True
+
+    def close(self, key: str) -> None:
+        link = self._links.pop(key, None)
+        if link is not None:
+            link[1].close()
+
+    def close_all(self) -> None:
+        for key in list(self._links):
+            self.close(key)

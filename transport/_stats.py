@@ -1,0 +1,64 @@
+"""Introspection: a frozen snapshot of a Transport (``Transport.stats()``) and its counters."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from transport._membership import Member
+
+__all__ = ["Counters", "TransportStats"]
+
+
+@dataclass(frozen=True, slots=True)
+class TransportStats:
+    """One consistent-enough snapshot of a transport.
+
+    Attributes:
+        node: this node's name.
+        address: the bound endpoint, or None.
+        peers: every other known node, with status and last heartbeat (monotonic).
+        in_flight_asks: asks waiting for an answer.
+        frames_in / frames_out: frames received on the ROUTER / handed to a DEALER.
+        frames_dropped: dropped frames (and refused connections) by reason, e.g.
+            ``malformed``, ``sender_mismatch``, ``not_member``, ``duplicate``,
+            ``send_queue_full``, ``dispatch_full``, ``handshake_failed``.
+        dispatch_queue_depth: messages waiting for the handler.
+    """
+
+    node: str
+    address: str | None
+    peers: Mapping[str, Member]
+    in_flight_asks: int
+    frames_in: int
+    frames_out: int
+    frames_dropped: Mapping[str, int]
+    dispatch_queue_depth: int
+
+
+class Counters:
+    """Frame counters, written by the I/O thread (and drops by API threads). Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.frames_in = 0
+        self.frames_out = 0
+        self._dropped: Counter[str] = Counter()
+
+    def received(self) -> None:
+        with self._lock:
+            self.frames_in += 1
+
+    def sent(self) -> None:
+        with self._lock:
+            self.frames_out += 1
+
+    def dropped(self, reason: str) -> None:
+        with self._lock:
+            self._dropped[reason] += 1
+
+    def snapshot(self) -> tuple[int, int, dict[str, int]]:
+        with self._lock:
+            return self.frames_in, self.frames_out, dict(sorted(self._dropped.items()))

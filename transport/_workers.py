@@ -1,0 +1,87 @@
+"""A named thread that runs submitted callables one at a time, in order.
+
+The transport uses two: ``actorflow-dispatch-<node>`` calls the message handler
+(never on the I/O thread, so a slow handler cannot stall the sockets), and
+``actorflow-notify-<node>`` completes ask futures and runs member-event
+callbacks (so user callbacks never run on the I/O thread either).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+from collections.abc import Callable
+
+__all__ = ["SerialWorker"]
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+class SerialWorker:
+    """Runs jobs in FIFO order on one named daemon thread.
+
+    A job that raises is logged and the worker carries on. ``submit`` never
+    blocks: with a bounded queue it returns False when full.
+
+    Args:
+        thread_name: name of the worker thread (``actorflow-<role>-<node>``).
+        max_queue: most jobs waiting; 0 means unbounded (used only where the
+            producers are bounded themselves).
+    """
+
+    def __init__(self, thread_name: str, max_queue: int = 0) -> None:
+        self._jobs: queue.Queue[Callable[[], None] | object] = queue.Queue(max_queue)
+        self._thread = threading.Thread(target=self._run, name=thread_name, daemon=True)
+        self._stopping = False
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, job: Callable[[], None]) -> bool:
+        """Queue ``job``; False if the queue is full or the worker is stopping."""
+        if self._stopping:
+            return False
+        try:
+            self._jobs.put_nowait(job)
+        except queue.Full:
+            return False
+        return True
+
+    def depth(self) -> int:
+        """Jobs waiting (approximate)."""
+        return self._jobs.qsize()
+
+    def stop(self, timeout: float) -> bool:
+        """Run the jobs already queued, then end the thread; True if it ended in time."""
+        self._stopping = True
+        if not self._thread.is_alive():
+            return True
+        while True:  # make room for the stop marker in a full bounded queue: drop the oldest
+            try:
+                self._jobs.put_nowait(_STOP)
+                break
+            except queue.Full:
+                with contextlib.suppress(queue.Empty):
+                    self._jobs.get_nowait()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        ended = not self._thread.is_alive()
+        if not ended:
+            log.error(
+                "thread %s did not stop within %.1fs (a job is blocked)", self._thread.name, timeout
+            )
+        return ended
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is _STOP:
+                return
+            try:
+                job()  # type: ignore[operator]
+            except Exception:
+                log.exception("job on %s raised", self._thread.name)
