@@ -22,10 +22,10 @@ $(DEVSTAMP): $(PY) pyproject.toml
 	touch $@ $(STAMP)
 
 demo: $(STAMP)
-	$(PY) examples/etl.py
+	$(PY) -m examples.cluster_demo
 
 demo-local: $(STAMP)
-	$(PY) examples/etl.py
+	$(PY) -m examples.etl
 
 lint: $(DEVSTAMP)
 	$(VENV)/bin/ruff check $(LINTED)
