@@ -24,7 +24,7 @@
 
 from __future__ import annotations
 
-from transport._errors import WorkflowError
+from transport import WorkflowError
 
 __all__ = [
     "Canceled",

@@ -184,28 +184,9 @@ class NodeActor(pykka.ThreadingActor):
 
     def _finish_failed(self, exc: BaseException, attempt: int, started: float) -> StepResult:
         text = "".join(traceback.format_exception(exc))
-        if self.cancel_event.is_set():
-            self.machine.transition(NodeState.CANCELED)
-            return StepResult(
-                self.node_id,
-                NodeState.CANCELED,
-                attempt,
-                None,
-                None,
-                exc,
-                text,
-                started,
-                self._clock.now(),
-            )
-        self.machine.transition(NodeState.FAILED, error=exc)
+        # A failure after a cancel request is a cancel: the error is kept, the state is not Failed.
+        state = NodeState.CANCELED if self.cancel_event.is_set() else NodeState.FAILED
+        self.machine.transition(state, error=exc)
         return StepResult(
-            self.node_id,
-            NodeState.FAILED,
-            attempt,
-            None,
-            None,
-            exc,
-            text,
-            started,
-            self._clock.now(),
+            self.node_id, state, attempt, None, None, exc, text, started, self._clock.now()
         )

@@ -13,8 +13,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
-from actors._clock import Clock, RealClock
-from actors._errors import PersistenceError
+from actors import Clock, PersistenceError, RealClock
 from runtime._store import (
     Checkpoint,
     RunSummary,

@@ -33,7 +33,7 @@ from typing import Any, Final, Protocol, Self, TypeVar, runtime_checkable
 
 import msgpack
 
-from actors._errors import PersistenceError
+from actors import PersistenceError
 
 __all__ = [
     "DEFAULT_REGISTRY",

@@ -53,8 +53,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
-from actors._clock import Clock, RealClock
-from actors._errors import PersistenceError
+from actors import Clock, PersistenceError, RealClock
 from runtime._store import (
     Checkpoint,
     RunSummary,

@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, Protocol, runtime_checkable
 
-from actors._errors import PersistenceError, RunBusy, StaleEpoch
+from actors import PersistenceError, RunBusy, StaleEpoch
 
 __all__ = [
     "COMPLETED_STEP_STATE",

@@ -64,3 +64,14 @@ def test_every_error_has_a_stable_public_name() -> None:
     for error in errors:
         assert issubclass(error, runtime.WorkflowError)
         assert error.__module__ == "runtime", error
+
+
+def test_packages_use_each_others_public_api_only() -> None:
+    for package in FORBIDDEN:
+        for path in (ROOT / package).rglob("*.py"):
+            tree = ast.parse(path.read_text(), filename=str(path))
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    top, _, rest = node.module.partition(".")
+                    if top != package and top in FORBIDDEN and rest.startswith("_"):
+                        raise AssertionError(f"{path.relative_to(ROOT)} imports {node.module}")
