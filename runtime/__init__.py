@@ -45,7 +45,9 @@ from actors import (
 )
 from runtime import events
 from runtime._checkpoint import CheckpointStrategy, StepProgress
+from runtime._daemon import serve
 from runtime._handle import RunHandle, StepReport
+from runtime._remote import Ref
 from runtime._memory_store import MemoryStore
 from runtime._persist import Persistable, PersistableRegistry, register_persistable
 from runtime._retry import Custom, Exponential, Fixed, RetryPolicy
@@ -54,7 +56,17 @@ from runtime._store import Checkpoint, CheckpointStore, RunSummary, StepRecord
 from runtime._system import ActorSystem
 from runtime._workflow import Workflow, dynamic, parallel, task
 from runtime.events import LoggingObserver, WorkflowObserver
-from transport import ActorNotFound, AskTimeout, NodeDown, ProtocolError, RemoteError, WorkflowError
+from transport import (
+    ActorNotFound,
+    Address,
+    AskTimeout,
+    NodeDown,
+    ProtocolError,
+    RemoteError,
+    TransportSettings,
+    WorkflowError,
+    generate_keys,
+)
 
 one_for_one = Strategy.ONE_FOR_ONE
 one_for_all = Strategy.ONE_FOR_ALL
@@ -63,6 +75,7 @@ rest_for_one = Strategy.REST_FOR_ONE
 __all__ = [
     "ActorNotFound",
     "ActorSystem",
+    "Address",
     "AskTimeout",
     "Canceled",
     "Checkpoint",
@@ -92,6 +105,7 @@ __all__ = [
     "PersistenceError",
     "ProtocolError",
     "RealClock",
+    "Ref",
     "RemoteError",
     "Restart",
     "RestartIntensity",
@@ -112,16 +126,19 @@ __all__ = [
     "Supervisor",
     "SystemShutDown",
     "TemporaryError",
+    "TransportSettings",
     "Workflow",
     "WorkflowError",
     "WorkflowObserver",
     "current_step",
     "dynamic",
     "events",
+    "generate_keys",
     "one_for_all",
     "one_for_one",
     "parallel",
     "register_persistable",
     "rest_for_one",
+    "serve",
     "task",
 ]
