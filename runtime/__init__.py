@@ -47,9 +47,9 @@ from runtime import events
 from runtime._checkpoint import CheckpointStrategy, StepProgress
 from runtime._daemon import serve
 from runtime._handle import RunHandle, StepReport
-from runtime._remote import Ref
 from runtime._memory_store import MemoryStore
 from runtime._persist import Persistable, PersistableRegistry, register_persistable
+from runtime._remote import Ref
 from runtime._retry import Custom, Exponential, Fixed, RetryPolicy
 from runtime._sqlite_store import SQLiteStore
 from runtime._store import Checkpoint, CheckpointStore, RunSummary, StepRecord
