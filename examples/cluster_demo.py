@@ -163,13 +163,11 @@ def run_demo(
                 build_pipeline(retry_policy(initial_delay)), ctx, observers=[progress]
             )
             try:
-                handle.result(timeout=300)
+                loaded = handle.result(timeout=300)
             finally:
                 print(summary(handle), file=out)
             print(
-                f"run {handle.id}: {handle.state}; loaded {ctx.loaded} rows "
-                "(the coordinator's copy of the context is not updated by remote steps; "
-                "see the warehouse)",
+                f"run {handle.id}: {handle.state}; loaded {loaded} rows into the warehouse",
                 file=out,
             )
         finally:
