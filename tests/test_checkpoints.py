@@ -1,0 +1,204 @@
+"""Checkpointed runs in one process: strategies, resume by replay, fencing, bad input."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runtime import (
+    ActorSystem,
+    CheckpointStrategy,
+    ManualClock,
+    MemoryStore,
+    PermanentError,
+    PersistenceError,
+    RunBusy,
+    SQLiteStore,
+    StaleEpoch,
+    StepProgress,
+    Workflow,
+    current_step,
+    task,
+)
+from runtime import events as ev
+
+from .conftest import Recorder
+
+pytestmark = pytest.mark.timeout(30)
+AFTER_EACH = CheckpointStrategy.AFTER_EACH_STEP
+
+
+class Journal:
+    """Which steps ran, in order, with their idempotency keys."""
+
+    def __init__(self) -> None:
+        self.ran: list[str] = []
+        self.keys: list[str] = []
+        self.broken: set[str] = set()
+
+    def step(self, name: str) -> Workflow[dict[str, Any], str]:
+        def body(ctx: dict[str, Any]) -> str:
+            self.ran.append(name)
+            self.keys.append(current_step().idempotency_key)
+            if name in self.broken:
+                raise PermanentError(f"{name} is broken")
+            ctx[name] = len(self.ran)
+            return name.upper()
+
+        return task(body, name=name)
+
+    def chain(self, *names: str) -> Workflow[dict[str, Any], str]:
+        flow = self.step(names[0])
+        for name in names[1:]:
+            flow = flow.then(self.step(name))
+        return flow.named("chain")
+
+
+def test_a_failed_run_resumes_from_its_failed_step_without_rerunning_completed_ones() -> None:
+    journal, store = Journal(), MemoryStore()
+    journal.broken.add("c")
+    wf = journal.chain("a", "b", "c", "d")
+    with ActorSystem("ck", store=store, checkpoint=AFTER_EACH) as system:
+        handle = system.run(wf, {})
+        with pytest.raises(PermanentError):
+            handle.result(5)
+        journal.broken.clear()
+        resumed = system.resume(handle.id, wf)
+        assert resumed.result(5) == "D"
+    assert journal.ran == ["a", "b", "c", "c", "d"]
+    assert [s.resumed for s in resumed.steps()] == [True, True, False, False]
+    assert len(set(journal.keys[2:4])) == 1  # the same idempotency key across the retry
+    summary = next(s for s in store.list() if s.run_id == handle.id)
+    assert (summary.state, summary.steps_completed, summary.epoch) == ("Completed", 4, 2)
+
+
+def test_the_resumed_context_includes_every_completed_steps_changes() -> None:
+    journal, store = Journal(), MemoryStore()
+    attempts = {"n": 0}
+
+    def report(ctx: dict[str, Any]) -> dict[str, Any]:
+        attempts["n"] += 1
+        if attempts["n"] == 1:
+            raise PermanentError("first attempt breaks")
+        return dict(ctx)
+
+    wf = journal.chain("a", "b").then(task(report)).named("with-report")
+    with ActorSystem("ctx", store=store, checkpoint=AFTER_EACH) as system:
+        handle = system.run(wf, {"seed": 1})
+        with pytest.raises(PermanentError):
+            handle.result(5)
+    with ActorSystem("ctx2", store=store, workflows=[wf]) as system:  # a new system, same store
+        assert system.resume(handle.id).result(5) == {"seed": 1, "a": 1, "b": 2}
+    assert journal.ran == ["a", "b"]
+
+
+def test_resume_refuses_a_workflow_whose_structure_changed_unless_forced() -> None:
+    journal, store = Journal(), MemoryStore()
+    journal.broken.add("b")
+    with ActorSystem("shape", store=store, checkpoint=AFTER_EACH) as system:
+        handle = system.run(journal.chain("a", "b"), {})
+        with pytest.raises(PermanentError):
+            handle.result(5)
+        journal.broken.clear()
+        changed = journal.chain("a", "b", "extra")
+        with pytest.raises(PersistenceError, match="structure changed"):
+            system.resume(handle.id, changed)
+        assert system.resume(handle.id, changed, force=True).result(5) == "EXTRA"
+
+
+def test_resume_of_an_unknown_run_raises_instead_of_starting_fresh() -> None:
+    with (
+        ActorSystem("unknown", store=MemoryStore()) as system,
+        pytest.raises(PersistenceError, match="no-such-run"),
+    ):
+        system.resume("no-such-run", task(lambda c: c))
+
+
+def test_an_unencodable_context_is_refused_naming_the_field_and_type() -> None:
+    with ActorSystem("enc", store=MemoryStore(), checkpoint=AFTER_EACH) as system:
+        ctx = {"rows": [{"when": datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)}]}
+        with pytest.raises(PersistenceError, match=r"context\['rows'\]\[0\]\['when'\].*datetime"):
+            system.run(task(lambda c: c), ctx)
+
+
+def test_an_unencodable_step_output_fails_the_run_with_a_persistence_error() -> None:
+    with ActorSystem("out", store=MemoryStore(), checkpoint=AFTER_EACH) as system:
+        handle = system.run(task(lambda c: object(), name="weird"), {})
+        with pytest.raises(PersistenceError, match="weird"):
+            handle.result(5)
+
+
+def test_strategy_none_writes_nothing_and_after_each_step_emits_checkpointed() -> None:
+    store, recorder = MemoryStore(), Recorder()
+    journal = Journal()
+    with ActorSystem("none", store=store) as system:
+        system.run(journal.chain("a", "b"), {}).result(5)
+        assert store.list() == []
+        system.run(journal.chain("a", "b").checkpoint(AFTER_EACH), {}, observers=[recorder]).result(
+            5
+        )
+    assert [e.step for e in recorder.events if isinstance(e, ev.Checkpointed)] == ["a", "b"]
+    assert len(store.list()) == 1
+
+
+def test_periodic_and_custom_strategies_decide_when_a_step_is_written() -> None:
+    seen: list[StepProgress] = []
+
+    def every_second(progress: StepProgress) -> bool:
+        seen.append(progress)
+        return progress.completed_steps % 2 == 0
+
+    journal, recorder = Journal(), Recorder()
+    custom = CheckpointStrategy.custom(every_second)
+    with ActorSystem("custom", store=MemoryStore(), checkpoint=custom) as system:
+        system.run(journal.chain("a", "b", "c", "d"), {}, observers=[recorder]).result(5)
+    assert [e.step for e in recorder.events if isinstance(e, ev.Checkpointed)] == ["b", "d"]
+    assert [p.step for p in seen] == ["a", "b", "c", "d"]
+    clock, recorder = ManualClock(), Recorder()
+    periodic = CheckpointStrategy.periodic(60)
+    with ActorSystem(
+        "periodic", store=MemoryStore(clock=clock), checkpoint=periodic, clock=clock
+    ) as system:
+        system.run(journal.chain("a", "b"), {}, observers=[recorder]).result(5)
+    assert [e for e in recorder.events if isinstance(e, ev.Checkpointed)] == []
+    with pytest.raises(ValueError, match="periodic"):
+        CheckpointStrategy.periodic(0)
+
+
+def test_a_second_owner_gets_run_busy_and_a_fenced_zombie_stops_its_run() -> None:
+    clock, store = ManualClock(), None
+    store = MemoryStore(clock=clock)
+    journal = Journal()
+    journal.broken.add("b")
+    wf = journal.chain("a", "b", "c")
+    first = ActorSystem("first", store=store, checkpoint=AFTER_EACH, clock=clock, lease=10)
+    handle = first.run(wf, {})
+    with pytest.raises(PermanentError):
+        handle.result(5)
+    with ActorSystem("second", store=store, clock=clock, lease=10) as second:
+        store.claim(handle.id, owner="someone-else:1:x", lease=10)  # a live owner elsewhere
+        with pytest.raises(RunBusy, match="someone-else"):
+            second.resume(handle.id, wf)
+        journal.broken.clear()
+        taken = second.resume(handle.id, wf, force=True)
+        assert taken.result(5) == "C"
+    first.shutdown()
+    stale = store.load(handle.id)
+    with pytest.raises(StaleEpoch):
+        store.save(stale.__class__(**{**stale.__dict__, "epoch": stale.epoch - 1}))
+
+
+def test_the_default_store_is_a_sqlite_file_under_dot_actorflow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    journal = Journal()
+    with ActorSystem("default", checkpoint=AFTER_EACH) as system:
+        handle = system.run(journal.chain("a"), {})
+        handle.result(5)
+    assert (tmp_path / ".actorflow" / "state.db").is_file()
+    with SQLiteStore(tmp_path / ".actorflow" / "state.db") as store:
+        assert store.load(handle.id).state == "Completed"
