@@ -20,8 +20,8 @@ Modes:
     or with ``--recover`` ``ActorSystem(recover=True)``; prints ``RESUMED
     RUN_ID``, or ``BUSY message`` when the run is owned by a live process.
 ``race``
-    Prints ``READY``; then, for each stdin line ``DB``, resumes ``RUN_ID`` in
-    DB (``--recover``: recovers) and prints the outcome as ``resume`` does, then
+    Prints ``READY``; then, for each stdin line ``DB LOG``, resumes ``RUN_ID``
+    in DB logging to LOG (``--recover``: recovers) and prints the outcome as ``resume`` does, then
     ``RESULT ...``/``ERROR ...``, then ``READY`` again. Used to start two
     resumes of the same run as close together as possible.
 ``exits``
@@ -30,7 +30,7 @@ Modes:
 Every mode prints the run's end as ``RESULT <json>`` or ``ERROR <Type> <message>``.
 
 Options:
-``--gate``          every step blocks until a stdin line arrives.
+``--gate``          every step (of a resumed run too) blocks until a stdin line arrives.
 ``--hold-commit K`` the checkpoint write after ``step_K`` prints ``COMMIT step_K``
                     and blocks inside its transaction, right before ``COMMIT``.
 ``--hold-saved K``  after that write committed, prints ``SAVED step_K`` and blocks.
@@ -69,8 +69,14 @@ CHAIN_LENGTH = 20
 RESULT_TIMEOUT = 30.0
 
 
+_say_lock = threading.Lock()
+
+
 def say(line: str) -> None:
-    print(line, flush=True)
+    """One whole line on stdout (print from two threads can interleave text and newline)."""
+    with _say_lock:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
 
 def wait_go(what: str) -> None:
@@ -160,14 +166,14 @@ def report_end(wait: Callable[[], Any]) -> None:
 
 
 def make_system(
-    store: SQLiteStore, log: Path, lease: float, *, recover: bool = False
+    store: SQLiteStore, log: Path, lease: float, *, recover: bool = False, gate: bool = False
 ) -> ActorSystem:
     """The chain20 system; ``recover=True`` resumes every orphaned run while it starts."""
     return ActorSystem(
         "durability",
         store=store,
         checkpoint=CheckpointStrategy.AFTER_EACH_STEP,
-        workflows=[build_chain(log)],
+        workflows=[build_chain(log, gate=wait_go if gate else None)],
         lease=lease,
         recover=recover,
     )
@@ -190,7 +196,7 @@ def run_main(args: argparse.Namespace) -> None:
 def resume_once(store: SQLiteStore, args: argparse.Namespace) -> None:
     """Resume or recover ``args.run_id``; print the claim's outcome, then the run's."""
     if args.recover:
-        with make_system(store, args.log, args.lease, recover=True) as system:
+        with make_system(store, args.log, args.lease, recover=True, gate=args.gate) as system:
             try:
                 handle = system.handle(args.run_id)
             except KeyError:
@@ -199,7 +205,7 @@ def resume_once(store: SQLiteStore, args: argparse.Namespace) -> None:
             say(f"RESUMED {handle.id}")
             report_end(lambda: handle.result(RESULT_TIMEOUT))
         return
-    with make_system(store, args.log, args.lease) as system:
+    with make_system(store, args.log, args.lease, gate=args.gate) as system:
         deadline = time.monotonic() + RESULT_TIMEOUT
         while True:
             try:
@@ -228,7 +234,9 @@ def resume_main(args: argparse.Namespace) -> None:
 def race_main(args: argparse.Namespace) -> None:
     say("READY")
     for line in sys.stdin:
-        with SQLiteStore(line.strip()) as store:
+        db, log = line.split()
+        args.log = Path(log)
+        with SQLiteStore(db) as store:
             resume_once(store, args)
         say("READY")
 
