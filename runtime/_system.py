@@ -270,7 +270,12 @@ class ActorSystem:
             return self.store.claim(run_id, owner=self.owner, lease=self.lease)
 
     def recover(self) -> list[RunHandle[Any]]:
-        """Resume every unfinished run whose owner is gone; returns their handles."""
+        """Resume every unfinished run whose owner is gone; returns their handles.
+
+        A run that another process recovers at the same time is skipped (only
+        one of them claims it). The workflow's fingerprint is not checked, as
+        with ``resume(force=True)``.
+        """
         handles = []
         now = self.clock.wall()
         for summary in self.store.list():
