@@ -357,6 +357,19 @@ class ActorSystem:
             RunBusy: another live process owns the run (``force=True`` takes it
                 over; the old owner's further writes are then refused).
         """
+        return self._resume(
+            run_id, workflow, claim_force=force, structure_force=force, observers=observers
+        )
+
+    def _resume(
+        self,
+        run_id: str,
+        workflow: Workflow[Any, Any] | None,
+        *,
+        claim_force: bool,
+        structure_force: bool,
+        observers: Iterable[WorkflowObserver] = (),
+    ) -> RunHandle[Any]:
         self._check_open("resume a run")
         checkpoint = self.store.load(run_id)
         workflow = workflow or self._workflows.get(checkpoint.workflow)
@@ -365,7 +378,7 @@ class ActorSystem:
                 f"run {run_id}: no workflow named {checkpoint.workflow!r} is registered; "
                 "pass it to resume(run_id, workflow) or ActorSystem(workflows=[...])"
             )
-        if workflow.fingerprint() != checkpoint.fingerprint and not force:
+        if workflow.fingerprint() != checkpoint.fingerprint and not structure_force:
             raise PersistenceError(
                 f"run {run_id}: the workflow's structure changed since the run started "
                 f"(fingerprint {checkpoint.fingerprint} recorded, {workflow.fingerprint()} now); "
@@ -373,7 +386,7 @@ class ActorSystem:
             )
         replay = replay_from(checkpoint)
         ctx = decode_value(checkpoint.context, what=f"run {run_id} context")
-        epoch = self._claim_for_resume(run_id, force)
+        epoch = self._claim_for_resume(run_id, claim_force)
         recorder = self._recorder(
             run_id,
             workflow,
@@ -391,14 +404,24 @@ class ActorSystem:
         try:
             return self.store.claim(run_id, owner=self.owner, lease=self.lease, force=force)
         except RunBusy:
-            owner = next((r.owner for r in self.store.list() if r.run_id == run_id), None)
-            if not owner_is_dead(owner):
+            summary = next((r for r in self.store.list() if r.run_id == run_id), None)
+            if summary is None or not owner_is_dead(summary.owner):
                 raise
-            log.warning("run %s: its owner %s is dead; taking the run over", run_id, owner)
-            return self.store.claim(run_id, owner=self.owner, lease=self.lease, force=True)
+            log.warning("run %s: its owner %s is dead; taking the run over", run_id, summary.owner)
+            # Free only the dead owner's epoch (a no-op if anyone claimed since), then claim
+            # without force: of two processes taking over at once, the second one's claim
+            # meets the first one's live lease and raises RunBusy. A forced claim here would
+            # let both win, each fencing the other off after both ran the step in flight.
+            self.store.release(run_id, epoch=summary.epoch)
+            return self.store.claim(run_id, owner=self.owner, lease=self.lease)
 
     def recover(self) -> list[RunHandle[Any]]:
-        """Resume every unfinished run whose owner is gone; returns their handles."""
+        """Resume every unfinished run whose owner is gone; returns their handles.
+
+        A run that another process recovers at the same time is skipped (only
+        one of them claims it). The workflow's fingerprint is not checked, as
+        with ``resume(force=True)``.
+        """
         handles = []
         now = self.clock.wall()
         for summary in self.store.list():
@@ -414,7 +437,14 @@ class ActorSystem:
                     summary.workflow,
                 )
                 continue
-            handles.append(self.resume(summary.run_id, force=True))
+            # Not a forced claim: two processes recovering at once must not both take the
+            # run (the owner is gone, so an unforced claim succeeds for the first of them).
+            try:
+                handles.append(
+                    self._resume(summary.run_id, None, claim_force=False, structure_force=True)
+                )
+            except RunBusy:
+                log.info("run %s: another process recovered it first", summary.run_id)
         return handles
 
     def _recorder(
