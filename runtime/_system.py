@@ -129,10 +129,14 @@ class ActorSystem:
         self._runs: dict[str, RunHandle[Any]] = {}
         self._coordinators: dict[str, pykka.ActorRef[RunCoordinator]] = {}
         self.cluster: Cluster | None = None
-        if listen is not None or join:
-            self._start_cluster(listen, join, keys, plaintext, transport)
-        if recover:
-            self.recover()
+        try:
+            if listen is not None or join:
+                self._start_cluster(listen, join, keys, plaintext, transport)
+            if recover:
+                self.recover()
+        except BaseException:
+            self.shutdown()  # a constructor that fails leaves no thread behind
+            raise
 
     def _start_cluster(
         self,
@@ -161,7 +165,6 @@ class ActorSystem:
             cluster.start(join)
         except BaseException:
             cluster.close()
-            self.events.close()
             raise
         self.cluster = cluster
 
@@ -419,8 +422,9 @@ class ActorSystem:
         """Resume every unfinished run whose owner is gone; returns their handles.
 
         A run that another process recovers at the same time is skipped (only
-        one of them claims it). The workflow's fingerprint is not checked, as
-        with ``resume(force=True)``.
+        one of them claims it). A run whose checkpoint is unreadable, or whose
+        workflow's structure changed, is skipped with an error in the log: it
+        is never restarted from scratch; fix it and ``resume`` it by hand.
         """
         handles = []
         now = self.clock.wall()
@@ -441,10 +445,12 @@ class ActorSystem:
             # run (the owner is gone, so an unforced claim succeeds for the first of them).
             try:
                 handles.append(
-                    self._resume(summary.run_id, None, claim_force=False, structure_force=True)
+                    self._resume(summary.run_id, None, claim_force=False, structure_force=False)
                 )
             except RunBusy:
                 log.info("run %s: another process recovered it first", summary.run_id)
+            except PersistenceError as exc:
+                log.error("run %s: not recovered: %s", summary.run_id, exc)
         return handles
 
     def _recorder(
