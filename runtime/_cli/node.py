@@ -47,6 +47,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="module whose workflows() tasks this node may run (repeatable)",
     )
     parser.add_argument(
+        "--switch-interval",
+        type=float,
+        default=0.001,
+        metavar="SECONDS",
+        help="Python thread switch interval for this process (0.001)",
+    )
+    parser.add_argument(
         "--drain-timeout",
         type=float,
         default=10.0,
