@@ -28,6 +28,7 @@ from actors._errors import (
     SystemShutDown,
     TemporaryError,
 )
+from actors._locks import Acquire, Check, LockGrant, LockManager, Release, Renew
 from actors._node import (
     Assign,
     CancelNode,
@@ -52,9 +53,11 @@ from actors.events import Event, EventBus, WorkflowObserver
 
 __all__ = [
     "TRANSITIONS",
+    "Acquire",
     "Assign",
     "CancelNode",
     "Canceled",
+    "Check",
     "ChildSpec",
     "Clock",
     "CompositionError",
@@ -64,6 +67,8 @@ __all__ = [
     "EventBus",
     "IllegalTransition",
     "LockError",
+    "LockGrant",
+    "LockManager",
     "LockTimeout",
     "ManualClock",
     "NodeActor",
@@ -74,6 +79,8 @@ __all__ = [
     "PermanentError",
     "PersistenceError",
     "RealClock",
+    "Release",
+    "Renew",
     "Restart",
     "RestartIntensity",
     "ResultTimeout",

@@ -17,8 +17,8 @@ from __future__ import annotations
 import contextvars
 import threading
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import pykka
@@ -38,6 +38,8 @@ class StepInfo:
     step: str
     attempt: int
     cancel_event: threading.Event
+    fencing_tokens: Mapping[str, int] = field(default_factory=dict)
+    """Tokens of the locks held around this step (``wf.locked(name)``), by lock name."""
 
     @property
     def idempotency_key(self) -> str:
@@ -63,9 +65,10 @@ def current_step() -> StepInfo:
 
 @dataclass(frozen=True)
 class Start:
-    """Run the task once on ``ctx``."""
+    """Run the task once on ``ctx`` (``tokens``: fencing tokens of the locks held around it)."""
 
     ctx: Any
+    tokens: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,7 @@ class NodeActor(pykka.ThreadingActor):
         if isinstance(message, Assign):
             self._bind(message)
         elif isinstance(message, Start):
-            self._run(message.ctx)
+            self._run(message.ctx, message.tokens)
         elif isinstance(message, CancelNode):
             if self.machine.state in (NodeState.PENDING, NodeState.FAILED):
                 self.machine.transition(NodeState.CANCELED)
@@ -153,7 +156,7 @@ class NodeActor(pykka.ThreadingActor):
             raise TypeError(f"node {self.node_id!r} got unknown message {message!r}")
         return None
 
-    def _run(self, ctx: Any) -> None:
+    def _run(self, ctx: Any, tokens: Mapping[str, int]) -> None:
         if self.cancel_event.is_set():
             if not self.machine.state.is_final:
                 self.machine.transition(NodeState.CANCELED)
@@ -163,7 +166,7 @@ class NodeActor(pykka.ThreadingActor):
         attempt = self.machine.attempts
         started = self._clock.now()
         self._emit(Started(self._run_id, self.node_id, attempt, self._host, self._clock.wall()))
-        info = StepInfo(self._run_id, self.node_id, attempt, self.cancel_event)
+        info = StepInfo(self._run_id, self.node_id, attempt, self.cancel_event, tokens)
         token = _current.set(info)
         try:
             output = self._fn(ctx)

@@ -47,6 +47,7 @@ from runtime import events
 from runtime._checkpoint import CheckpointStrategy, StepProgress
 from runtime._daemon import serve
 from runtime._handle import RunHandle, StepReport
+from runtime._locks import Lock
 from runtime._memory_store import MemoryStore
 from runtime._persist import Persistable, PersistableRegistry, register_persistable
 from runtime._remote import Ref
@@ -90,6 +91,7 @@ __all__ = [
     "Exponential",
     "Fixed",
     "IllegalTransition",
+    "Lock",
     "LockError",
     "LockTimeout",
     "LoggingObserver",

@@ -12,6 +12,7 @@ had there.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import threading
@@ -20,8 +21,9 @@ from typing import Any
 
 import pykka
 
-from actors import EventBus, NodePool
+from actors import EventBus, LockGrant, NodePool
 from actors import events as ev
+from runtime._locks import lock_message
 from runtime._registry import Registry
 from runtime._remote import ask_into
 from runtime._wire import NodeLost, RemoteReport, event_from_wire, require
@@ -42,6 +44,7 @@ __all__ = ["Cluster"]
 log = logging.getLogger(__name__)
 
 SYSTEM_PATH = "$system"
+LOCKS_PATH = "$locks"
 RUN_PREFIX = "$run/"
 
 
@@ -63,6 +66,7 @@ class Cluster:
         coordinator: Callable[[str], pykka.ActorRef[Any] | None],
         coordinators: Callable[[], list[pykka.ActorRef[Any]]],
         spawn: Callable[..., Any],
+        lock_manager: Callable[[], pykka.ActorRef[Any]],
     ) -> None:
         self.name = name
         self._bus = bus
@@ -71,6 +75,7 @@ class Cluster:
         self._coordinator = coordinator
         self._coordinators = coordinators
         self._spawn = spawn
+        self._lock_manager = lock_manager
         self.transport = Transport(
             name,
             listen=listen,
@@ -128,6 +133,8 @@ class Cluster:
     def deliver(self, sender: str, target: str, message: Any, reply: Reply | None) -> None:
         if target == SYSTEM_PATH:
             self._system(sender, message, reply)
+        elif target == LOCKS_PATH:
+            self._locks(message, reply)
         elif target.startswith(RUN_PREFIX):
             self._to_run(target[len(RUN_PREFIX) :], message)
         else:
@@ -159,6 +166,27 @@ class Cluster:
                 reply.ok("pong")
         else:
             raise ProtocolError(f"unknown system operation {op!r} from {sender}")
+
+    def _locks(self, message: Any, reply: Reply | None) -> None:
+        request = require(message, {"op": str, "name": str}, "lock request")
+        if reply is None:
+            raise ProtocolError("lock requests must be asks")
+        answer = reply
+
+        def respond(value: Any) -> None:
+            if isinstance(value, BaseException):
+                answer.error(value)
+            elif isinstance(value, LockGrant):
+                answer.ok(dataclasses.asdict(value))
+            else:
+                answer.ok(value)
+
+        fields = {k: v for k, v in request.items() if k != "op"}
+        try:
+            command = lock_message(request["op"], fields, respond)
+        except (KeyError, ValueError) as exc:
+            raise ProtocolError(f"malformed lock request {request!r}: {exc}") from exc
+        self._lock_manager().tell(command)
 
     def _to_run(self, run_id: str, message: Any) -> None:
         body = require(message, {}, f"message for run {run_id}")

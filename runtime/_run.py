@@ -22,7 +22,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pykka
 
@@ -32,6 +32,7 @@ from actors import (
     Clock,
     ConditionNotMet,
     EventBus,
+    LockError,
     NodePool,
     NodeState,
     PermanentError,
@@ -44,6 +45,7 @@ from actors import (
 from actors import events as ev
 from runtime._checkpoint import CheckpointStrategy, Replay, RunRecorder
 from runtime._handle import RunHandle, StepLog
+from runtime._locks import LockClient
 from runtime._merge import merge_contexts
 from runtime._persist import decode_value, encode_value
 from runtime._registry import qualified_name
@@ -53,6 +55,7 @@ from runtime._workflow import (
     Workflow,
     _Checkpointed,
     _Dynamic,
+    _Locked,
     _Monitored,
     _Named,
     _Nested,
@@ -113,6 +116,7 @@ class _Frame:
     scope: _Scope
     observers: _Observers
     strategy: CheckpointStrategy | None  # from the innermost .checkpoint(); None: the run's
+    locks: tuple[tuple[str, int], ...] = ()  # (name, fencing token) of the locks held here
 
     def child(self, *suffix: Any) -> _Frame:
         return dataclasses.replace(self, path=(*self.path, *suffix))
@@ -141,6 +145,7 @@ class _Waiting:
     cont: Callable[[StepResult], None]
     wf: _Task  # what and on which context: enough to re-place it if its node is lost
     ctx: Any
+    tokens: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -188,6 +193,9 @@ def _of_steps(
 class RunCoordinator(pykka.ThreadingActor):
     """Drives one run; created by ``ActorSystem.run``. Only tells are sent to it."""
 
+    # One interpreter method per kind of workflow node (filled in below the class).
+    _HANDLERS: ClassVar[dict[type, Callable[..., None]]] = {}
+
     def __init__(
         self,
         run_id: str,
@@ -206,6 +214,7 @@ class RunCoordinator(pykka.ThreadingActor):
         lease: float = 10.0,
         pool: NodePool | None = None,
         cluster: Cluster | None = None,
+        locks: LockClient | None = None,
     ) -> None:
         super().__init__()
         self.run_id = run_id
@@ -238,6 +247,7 @@ class RunCoordinator(pykka.ThreadingActor):
         self._lease = lease
         self._pool = pool if pool is not None else NodePool(clock, max_idle=0)
         self._cluster = cluster
+        self._locks = locks
         self._hosts_used: set[str] = set()
 
     # -- pykka hooks ---------------------------------------------------------------
@@ -336,34 +346,26 @@ class RunCoordinator(pykka.ThreadingActor):
         frame: _Frame,
         cont: _Cont,
     ) -> None:
-        scope, observers = frame.scope, frame.observers
-        if scope.canceled:
+        if frame.scope.canceled:
             return
-        if isinstance(wf, _Task):
-            self._exec_task(wf, ctx, frame, cont, None)
-        elif isinstance(wf, _Then):
-            self._exec_then(wf, ctx, frame, cont)
-        elif isinstance(wf, _When):
-            self._exec_when(wf, ctx, frame, cont)
-        elif isinstance(wf, _Parallel):
-            self._exec_parallel(wf, ctx, frame, cont)
-        elif isinstance(wf, _Nested):
-            self._exec_nested(wf, ctx, frame, cont)
-        elif isinstance(wf, _Retry):
-            self._exec_retry(wf, ctx, frame, cont)
-        elif isinstance(wf, _Monitored):
-            self._watch(wf.observers)
-            self._exec(
-                wf.inner, ctx, dataclasses.replace(frame, observers=observers + wf.observers), cont
-            )
-        elif isinstance(wf, _Checkpointed):
-            self._exec(wf.inner, ctx, dataclasses.replace(frame, strategy=wf.strategy), cont)
-        elif isinstance(wf, _Named):
-            self._exec(wf.inner, ctx, frame.child(wf.name), cont)
-        elif isinstance(wf, _Dynamic):
-            self._exec_dynamic(wf, ctx, frame, cont)
-        else:
+        handler = self._HANDLERS.get(type(wf))
+        if handler is None:
             raise TypeError(f"unknown workflow node {wf!r}")
+        handler(self, wf, ctx, frame, cont)
+
+    def _exec_plain_task(self, wf: _Task, ctx: Any, frame: _Frame, cont: _Cont) -> None:
+        self._exec_task(wf, ctx, frame, cont, None)
+
+    def _exec_monitored(self, wf: _Monitored, ctx: Any, frame: _Frame, cont: _Cont) -> None:
+        self._watch(wf.observers)
+        watched = dataclasses.replace(frame, observers=frame.observers + wf.observers)
+        self._exec(wf.inner, ctx, watched, cont)
+
+    def _exec_checkpointed(self, wf: _Checkpointed, ctx: Any, frame: _Frame, cont: _Cont) -> None:
+        self._exec(wf.inner, ctx, dataclasses.replace(frame, strategy=wf.strategy), cont)
+
+    def _exec_named(self, wf: _Named, ctx: Any, frame: _Frame, cont: _Cont) -> None:
+        self._exec(wf.inner, ctx, frame.child(wf.name), cont)
 
     def _exec_then(
         self,
@@ -515,6 +517,76 @@ class RunCoordinator(pykka.ThreadingActor):
             return
         self._exec(generated, ctx, frame.child(wf.name), cont)
 
+    def _later(self, handler: Callable[[Any], None]) -> Callable[[Any], None]:
+        """A thread-safe callback that runs ``handler(value)`` in this actor's thread."""
+        me, token = self.actor_ref, next(self._tokens)
+        box: list[Any] = []
+        self._wakeups[token] = lambda: handler(box[0])
+
+        def deliver(value: Any) -> None:
+            box.append(value)
+            with contextlib.suppress(pykka.ActorDeadError):
+                me.tell(_Wake(token))
+
+        return deliver
+
+    def _exec_locked(self, wf: _Locked, ctx: Any, frame: _Frame, cont: _Cont) -> None:
+        """Acquire the lock (waiting in the manager, not here), run inside, release."""
+        if self._locks is None:
+            cont(_Err(LockError(f"no lock manager for lock {wf.lock!r}")))
+            return
+        locks, scope = self._locks, frame.scope
+        state: dict[str, Any] = {"token": None, "lost": None}
+
+        def renew_later() -> None:
+            self._schedule(scope, wf.lease / 3, renew)
+
+        def renew() -> None:
+            if state["token"] is None:
+                return
+            locks.request(
+                "renew",
+                {"name": wf.lock, "token": state["token"], "lease": wf.lease},
+                self._later(renewed),
+            )
+
+        def renewed(answer: Any) -> None:
+            if isinstance(answer, BaseException):
+                state["lost"] = answer  # the lease is gone: the fenced section must not finish OK
+                log.error("run %s: lock %r lost: %s", self.run_id, wf.lock, answer)
+            elif state["token"] is not None:
+                renew_later()
+
+        def after(outcome: _Outcome) -> None:
+            token, state["token"] = state["token"], None
+            locks.request("release", {"name": wf.lock, "token": token}, lambda _answer: None)
+            if isinstance(outcome, _Ok) and state["lost"] is not None:
+                outcome = _Err(state["lost"])
+            cont(outcome)
+
+        def granted(answer: Any) -> None:
+            if isinstance(answer, BaseException):
+                cont(_Err(answer))
+                return
+            if scope.canceled:
+                locks.request("release", {"name": wf.lock, "token": answer.token}, lambda _a: None)
+                return
+            state["token"] = answer.token
+            renew_later()
+            inner = dataclasses.replace(frame, locks=(*frame.locks, (wf.lock, answer.token)))
+            self._exec(wf.inner, ctx, inner, after)
+
+        locks.request(
+            "acquire",
+            {
+                "name": wf.lock,
+                "owner": f"run {self.run_id}",
+                "lease": wf.lease,
+                "timeout": wf.timeout,
+            },
+            self._later(granted),
+        )
+
     def _exec_retry(
         self,
         wf: _Retry,
@@ -559,6 +631,7 @@ class RunCoordinator(pykka.ThreadingActor):
         policy: RetryPolicy | None,
     ) -> None:
         path, scope, observers = frame.path, frame.scope, frame.observers
+        tokens = dict(frame.locks)
         key = self._key(path, wf.name)
         if observers:
             self._monitors[key] = observers
@@ -611,9 +684,11 @@ class RunCoordinator(pykka.ThreadingActor):
                 ev.Retrying(self.run_id, key, result.attempt + 1, delay, error, self._clock.wall())
             )
             self._backing_off.add(key)
-            self._schedule(scope, delay, lambda: self._dispatch(key, wf, ctx, scope, on_result))
+            self._schedule(
+                scope, delay, lambda: self._dispatch(key, wf, ctx, scope, on_result, tokens=tokens)
+            )
 
-        self._dispatch(key, wf, ctx, scope, on_result)
+        self._dispatch(key, wf, ctx, scope, on_result, tokens=tokens)
 
     def _replay_step(self, key: str, cont: _Cont) -> None:
         """A step recorded completed before a resume: hand on its output, never rerun it."""
@@ -689,6 +764,7 @@ class RunCoordinator(pykka.ThreadingActor):
         scope: _Scope,
         on_result: Callable[[StepResult], None],
         exclude: frozenset[str] = frozenset(),
+        tokens: dict[str, int] | None = None,
     ) -> None:
         """Start one attempt of ``key`` here or on a peer, reusing a node that sits in Failed."""
         self._backing_off.discard(key)
@@ -703,8 +779,9 @@ class RunCoordinator(pykka.ThreadingActor):
         attempt = self._attempts.get(key, 0) + 1
         self._attempts[key] = attempt
         node_attempt = node.starts if node.ref is not None else attempt
+        tokens = tokens or {}
         self._waiting[key] = _Waiting(
-            node.incarnation, node_attempt, attempt, scope, on_result, wf, ctx
+            node.incarnation, node_attempt, attempt, scope, on_result, wf, ctx, tokens
         )
         if attempt == 1:
             self._report(
@@ -713,8 +790,8 @@ class RunCoordinator(pykka.ThreadingActor):
         else:
             self._report(key, state=NodeState.RUNNING, attempts=attempt, node=host)
         if node.ref is not None:
-            node.ref.tell(Start(ctx))
-        elif not self._send_remote(key, node, wf, ctx, attempt):
+            node.ref.tell(Start(ctx, tokens))
+        elif not self._send_remote(key, node, wf, ctx, attempt, tokens):
             return
         if wf.timeout is not None:
             incarnation, timeout = node.incarnation, wf.timeout
@@ -737,7 +814,9 @@ class RunCoordinator(pykka.ThreadingActor):
         self._hosts_used.add(host)
         return node
 
-    def _send_remote(self, key: str, node: _Node, wf: _Task, ctx: Any, attempt: int) -> bool:
+    def _send_remote(
+        self, key: str, node: _Node, wf: _Task, ctx: Any, attempt: int, tokens: dict[str, int]
+    ) -> bool:
         """Ask ``node.host`` to run the step; on a refusal, fail the attempt at once."""
         assert self._cluster is not None
         try:
@@ -747,6 +826,7 @@ class RunCoordinator(pykka.ThreadingActor):
                 "inc": node.incarnation,
                 "attempt": attempt,
                 "task": qualified_name(wf.fn),
+                "locks": tokens,
                 "ctx": encode_value(
                     ctx, what=f"run {self.run_id} step {key!r} context", root="context"
                 ),
@@ -808,6 +888,7 @@ class RunCoordinator(pykka.ThreadingActor):
                 waiting.scope,
                 waiting.cont,
                 exclude=frozenset({lost.node}),
+                tokens=waiting.tokens,
             )
 
     def _spawn_node(self, key: str, wf: _Task) -> _Node:
@@ -974,3 +1055,18 @@ def cancel_run(ref: pykka.ActorRef[Any], reason: str) -> None:
     """Ask the coordinator behind ``ref`` to cancel its run (thread-safe, non-blocking)."""
     with contextlib.suppress(pykka.ActorDeadError):  # the run already ended
         ref.tell(_CancelRun(reason))
+
+
+RunCoordinator._HANDLERS = {
+    _Task: RunCoordinator._exec_plain_task,
+    _Then: RunCoordinator._exec_then,
+    _When: RunCoordinator._exec_when,
+    _Parallel: RunCoordinator._exec_parallel,
+    _Nested: RunCoordinator._exec_nested,
+    _Retry: RunCoordinator._exec_retry,
+    _Monitored: RunCoordinator._exec_monitored,
+    _Locked: RunCoordinator._exec_locked,
+    _Checkpointed: RunCoordinator._exec_checkpointed,
+    _Named: RunCoordinator._exec_named,
+    _Dynamic: RunCoordinator._exec_dynamic,
+}

@@ -22,6 +22,7 @@ from actors import (
     Clock,
     CompositionError,
     EventBus,
+    LockManager,
     NodePool,
     NodeState,
     PersistenceError,
@@ -43,6 +44,7 @@ from runtime._checkpoint import (
 )
 from runtime._cluster import Cluster
 from runtime._handle import RunHandle, StepLog
+from runtime._locks import Lock, LockClient
 from runtime._persist import decode_value
 from runtime._registry import Registry, qualified_name
 from runtime._remote import Ref
@@ -84,6 +86,9 @@ class ActorSystem:
             unless ``plaintext=True`` and every endpoint is loopback.
         plaintext: explicitly allow unencrypted TCP on loopback (tests, demos).
         transport: timing and bounds of the transport (heartbeats, failure detector).
+        locks_on: the node whose ``LockManager`` serves ``lock()`` and
+            ``wf.locked()``; this node when omitted. Every member of a cluster
+            should name the same node.
     """
 
     def __init__(
@@ -101,6 +106,7 @@ class ActorSystem:
         keys: str | os.PathLike[str] | None = None,
         plaintext: bool = False,
         transport: TransportSettings | None = None,
+        locks_on: str | None = None,
     ) -> None:
         if not isinstance(name, str) or not name or "/" in name:
             raise ValueError(f"ActorSystem(name) must be a non-empty str without '/', got {name!r}")
@@ -129,6 +135,8 @@ class ActorSystem:
         self._runs: dict[str, RunHandle[Any]] = {}
         self._coordinators: dict[str, pykka.ActorRef[RunCoordinator]] = {}
         self.cluster: Cluster | None = None
+        self.locks_on = locks_on or name
+        self._lock_manager: pykka.ActorRef[LockManager] | None = None
         try:
             if listen is not None or join:
                 self._start_cluster(listen, join, keys, plaintext, transport)
@@ -160,6 +168,7 @@ class ActorSystem:
             coordinator=self._coordinator_ref,
             coordinators=self._live_coordinators,
             spawn=self.spawn,
+            lock_manager=self._local_lock_manager,
         )
         try:
             cluster.start(join)
@@ -186,6 +195,31 @@ class ActorSystem:
     def register_actor(self, cls: type[pykka.Actor], name: str | None = None) -> str:
         """Let peers spawn ``cls`` here with ``spawn_on``, by ``module:qualname`` (or ``name``)."""
         return self.registry.register_actor(cls, name)
+
+    def _local_lock_manager(self) -> pykka.ActorRef[LockManager]:
+        with self._lock:
+            if self._lock_manager is None:
+                self._check_open("serve locks")
+                self._lock_manager = LockManager.start(self.clock)
+                self._actors.append(self._lock_manager)
+            return self._lock_manager
+
+    def _lock_client(self) -> LockClient:
+        if self.locks_on == self.name:
+            return LockClient(local=self._local_lock_manager, node=self.name, transport=None)
+        if self.cluster is None:
+            raise NodeDown(f"locks_on={self.locks_on!r}, but this system is not in a cluster")
+        return LockClient(local=None, node=self.locks_on, transport=self.cluster.transport)
+
+    def lock(self, name: str, *, lease: float = 30.0) -> Lock:
+        """A handle on the distributed lock ``name`` (served on ``locks_on``).
+
+        ``with system.lock("db", lease=10) as held: ... held.token`` holds it
+        while the block runs; pass ``held.token`` to the resource you protect
+        so it can refuse a stale holder (fencing).
+        """
+        self._check_open("lock")
+        return Lock(self._lock_client(), name, lease=lease, owner=self.owner)
 
     def _named_ref(self, path: str) -> pykka.ActorRef[Any] | None:
         with self._lock:
@@ -511,6 +545,7 @@ class ActorSystem:
                 lease=self.lease,
                 pool=self.nodes,
                 cluster=self.cluster,
+                locks=self._lock_client(),
             )
             return handle
 

@@ -100,7 +100,9 @@ class StepHost:
             assert hosted is not None
             # On a retry the same node goes Failed -> Running (reuse above).
             hosted.state, hosted.attempt = NodeState.RUNNING, attempt
-        hosted.ref.tell(Start(ctx))
+        locks = request.get("locks")
+        tokens = {str(k): int(v) for k, v in locks.items()} if isinstance(locks, dict) else {}
+        hosted.ref.tell(Start(ctx, tokens))
 
     def cancel(self, message: Any) -> None:
         request = require(message, {"run": str, "key": str}, "cancel_step")

@@ -139,6 +139,24 @@ class Workflow(Generic[Ctx, Out]):
             )
         return _Checkpointed(self.name, self, strategy)
 
+    def locked(
+        self, name: str, lease: float = 30.0, *, timeout: float | None = None
+    ) -> Workflow[Ctx, Out]:
+        """Hold the distributed lock ``name`` while the wrapped steps run.
+
+        The coordinator waits for the lock without blocking (at most ``timeout``
+        s, then ``LockTimeout``), renews the lease every third of it, and
+        releases it when the wrapped part ends. Steps inside read the fencing
+        token as ``current_step().fencing_tokens[name]``.
+        """
+        if not isinstance(name, str) or not name:
+            raise CompositionError(f"locked(name) must be a non-empty str, got {name!r}")
+        if not isinstance(lease, int | float) or lease <= 0:
+            raise CompositionError(f"locked(lease) must be a number > 0, got {lease!r}")
+        if timeout is not None and (not isinstance(timeout, int | float) or timeout < 0):
+            raise CompositionError(f"locked(timeout) must be a number >= 0, got {timeout!r}")
+        return _Locked(self.name, self, name, float(lease), timeout)
+
     def named(self, name: str) -> Workflow[Ctx, Out]:
         if not isinstance(name, str) or not name or "/" in name:
             raise CompositionError(f"named(name) must be a non-empty str without '/', got {name!r}")
@@ -213,6 +231,15 @@ class _Checkpointed(Workflow[Any, Any]):
 
 
 @dataclass(frozen=True, eq=False)
+class _Locked(Workflow[Any, Any]):
+    name: str
+    inner: Workflow[Any, Any]
+    lock: str
+    lease: float
+    timeout: float | None
+
+
+@dataclass(frozen=True, eq=False)
 class _Named(Workflow[Any, Any]):
     name: str
     inner: Workflow[Any, Any]
@@ -232,7 +259,7 @@ def _shape(wf: Workflow[Any, Any]) -> tuple[Any, ...]:
         children = wf.steps
     elif isinstance(wf, _Parallel):
         children = wf.branches
-    elif isinstance(wf, _When | _Nested | _Retry | _Monitored | _Named | _Checkpointed):
+    elif isinstance(wf, _When | _Nested | _Retry | _Monitored | _Named | _Checkpointed | _Locked):
         children = (wf.inner,)
     else:
         children = ()
@@ -338,7 +365,9 @@ def _walk(wf: Workflow[Any, Any]) -> list[Workflow[Any, Any]]:
             stack.extend(node.steps)
         elif isinstance(node, _Parallel):
             stack.extend(node.branches)
-        elif isinstance(node, _When | _Nested | _Retry | _Monitored | _Named | _Checkpointed):
+        elif isinstance(
+            node, _When | _Nested | _Retry | _Monitored | _Named | _Checkpointed | _Locked
+        ):
             stack.append(node.inner)
     return found
 

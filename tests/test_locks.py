@@ -1,0 +1,146 @@
+"""Lease locks with fencing tokens: local, remote, and around workflow steps."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from runtime import (
+    ActorSystem,
+    LockTimeout,
+    ManualClock,
+    NotLocked,
+    NotLockOwner,
+    current_step,
+    parallel,
+    task,
+)
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def test_a_lock_grants_increasing_tokens_to_one_holder_at_a_time(system: ActorSystem) -> None:
+    first, second = system.lock("db", lease=30), system.lock("db", lease=30)
+    token = first.acquire(timeout=1)
+    with pytest.raises(LockTimeout, match="db"):
+        second.acquire(timeout=0)
+    first.release()
+    assert second.acquire(timeout=1) > token
+    second.release()
+
+
+def test_releasing_a_lock_not_held_raises_not_locked(system: ActorSystem) -> None:
+    lock = system.lock("free", lease=5)
+    with pytest.raises(NotLocked):
+        lock.release()
+    held = system.lock("free", lease=5)
+    token = held.acquire(timeout=1)
+    held.release()
+    with pytest.raises(NotLocked):
+        held.check(token)
+
+
+def test_an_expired_holder_is_fenced_off_by_the_next_token(
+    manual_system: ActorSystem, clock: ManualClock
+) -> None:
+    stale, fresh = manual_system.lock("job", lease=10), manual_system.lock("job", lease=10)
+    old_token = stale.acquire(timeout=0)
+    clock.advance(11)  # the lease runs out without a renewal
+    new_token = fresh.acquire(timeout=0)
+    assert new_token > old_token
+    with pytest.raises(NotLockOwner, match=str(old_token)):
+        stale.renew()
+    with pytest.raises(NotLockOwner):
+        fresh.check(old_token)  # what a fenced resource asks before accepting a write
+    fresh.check(new_token)
+    with pytest.raises(NotLockOwner):
+        stale.release()
+    fresh.release()
+
+
+def test_a_waiter_gets_the_lock_when_the_holder_releases(system: ActorSystem) -> None:
+    holder, waiter = system.lock("q", lease=30), system.lock("q", lease=30)
+    holder.acquire(timeout=1)
+    got: list[int] = []
+    thread = threading.Thread(target=lambda: got.append(waiter.acquire(timeout=10)))
+    thread.start()
+    holder.release()
+    thread.join(10)
+    assert got and got[0] > 0
+    waiter.release()
+
+
+def test_a_waiter_times_out_on_the_injected_clock(
+    manual_system: ActorSystem, clock: ManualClock
+) -> None:
+    manual_system.lock("busy", lease=100).acquire(timeout=0)
+    errors: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            manual_system.lock("busy", lease=100).acquire(timeout=5)
+        except LockTimeout as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    clock.wait_for_timers(2)  # the holder's lease and the waiter's deadline
+    clock.advance(5)
+    thread.join(10)
+    assert errors and "within 5" in str(errors[0])
+
+
+def test_locked_sections_of_two_runs_never_overlap_and_see_their_token(
+    system: ActorSystem,
+) -> None:
+    intervals: list[tuple[float, float, int]] = []
+    lock = threading.Lock()
+
+    def critical(ctx: Any) -> int:
+        start = time.monotonic()
+        token = current_step().fencing_tokens["shared"]
+        time.sleep(0.05)  # the work done while holding the lock
+        with lock:
+            intervals.append((start, time.monotonic(), token))
+        return token
+
+    wf = task(critical).locked("shared", lease=5)
+    tokens = system.run(parallel(wf, wf, wf), {}).result(10)
+    assert len(set(tokens)) == 3
+    ordered = sorted(intervals)
+    for (_, end, _), (start, _, _) in itertools.pairwise(ordered):
+        assert start >= end  # one after the other
+    assert [t for _, _, t in ordered] == sorted(t for _, _, t in ordered)
+
+
+def test_a_locked_section_releases_the_lock_when_it_fails(system: ActorSystem) -> None:
+    def boom(ctx: Any) -> None:
+        raise ValueError("inside the lock")
+
+    with pytest.raises(ValueError, match="inside the lock"):
+        system.run(task(boom).locked("x", lease=5), {}).result(5)
+    system.lock("x", lease=5).acquire(timeout=1)  # free again
+
+
+def test_locks_are_served_by_one_node_for_the_whole_cluster() -> None:
+    with ActorSystem("keeper", listen="tcp://127.0.0.1:0", plaintext=True) as keeper:
+        assert keeper.address is not None
+        with ActorSystem(
+            "client",
+            listen="tcp://127.0.0.1:0",
+            join=[keeper.address],
+            plaintext=True,
+            locks_on="keeper",
+        ) as client:
+            remote = client.lock("global", lease=30)
+            token = remote.acquire(timeout=5)
+            with pytest.raises(LockTimeout):
+                keeper.lock("global", lease=30).acquire(timeout=0)
+            with pytest.raises(NotLockOwner):
+                remote.check(token - 1)
+            remote.release()
+            assert keeper.lock("global", lease=30).acquire(timeout=1) > token
