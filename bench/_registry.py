@@ -17,7 +17,7 @@ FAMILY_MODULES: tuple[str, ...] = (
     "bench._steps",
     "bench._memory",
     "bench._checkpoint",
-    # "bench._remote",  # remote tell/ask over ZeroMQ: add when written
+    "bench._remote",
 )
 
 

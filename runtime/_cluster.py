@@ -86,6 +86,8 @@ class Cluster:
         )
         self.host = StepHost(name, self.transport, registry, pool)
         self._turn = itertools.count()
+        # named actors delivered to before (path -> ref), for the transport's fast path
+        self._known: dict[str, pykka.ActorRef[Any]] = {}
         self._lock = threading.Lock()
 
     def start(self, join: Sequence[str], timeout: float = 10.0) -> None:
@@ -140,11 +142,33 @@ class Cluster:
         else:
             ref = self._named(target)
             if ref is None or not ref.is_alive():
+                self._known.pop(target, None)
                 raise ActorNotFound(f"no actor at {self.name}/{target}")
             if reply is None:
                 ref.tell(message)
             else:
                 ask_into(ref, message, reply)
+            self._known[target] = ref  # after the put: a later message cannot overtake it
+
+    def deliver_nowait(self, sender: str, target: str, message: Any, reply: Reply | None) -> bool:
+        """The transport's I/O-thread fast path: a put into a named actor's mailbox.
+
+        Only for a named actor already delivered to (``_known``, a plain dict
+        read: no lock the system's ``spawn`` holds while user code runs); all
+        else, and a stopped actor, goes to ``deliver`` on the dispatch thread.
+        """
+        ref = self._known.get(target)
+        if ref is None:
+            return False
+        try:
+            if reply is None:
+                ref.tell(message)
+            else:
+                ask_into(ref, message, reply)
+        except pykka.ActorDeadError:
+            self._known.pop(target, None)
+            return False
+        return True
 
     def _system(self, sender: str, message: Any, reply: Reply | None) -> None:
         request = require(message, {"op": str}, "system message")

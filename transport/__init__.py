@@ -27,7 +27,7 @@ from transport._errors import (
     WorkflowError,
 )
 from transport._membership import Member, MemberEvent, MemberStatus
-from transport._reply import MessageHandler, Reply
+from transport._reply import InlineHandler, MessageHandler, Reply
 from transport._security import Security, generate_keys, is_loopback_endpoint, load_security
 from transport._settings import TransportSettings
 from transport._stats import TransportStats
@@ -39,6 +39,7 @@ __all__ = [
     "AskTimeout",
     "Envelope",
     "FailureDetector",
+    "InlineHandler",
     "Kind",
     "Limits",
     "Member",

@@ -138,16 +138,28 @@ def _default(obj: Any) -> msgpack.ExtType:
 class _Decoder:
     """Decodes one frame; counts containers and ext depth across nested ext payloads."""
 
-    __slots__ = ("_containers", "_ext_depth", "_limits")
+    __slots__ = ("_containers", "_counting", "_ext_depth", "_limits")
 
     def __init__(self, limits: Limits) -> None:
         self._limits = limits
         self._containers = 0
         self._ext_depth = 0
+        self._counting = True
 
     def decode(self, data: bytes | bytearray | memoryview) -> Any:
         # A timestamp ext (-1) needs a 0xff type byte: without one, skip the costly scan.
         scan = b"\xff" in data if not isinstance(data, memoryview) else b"\xff" in data.tobytes()
+        # Every array, map or ext value takes at least one byte of the frame (an ext's
+        # nested payload lies inside the frame too), so a whole frame of at most
+        # max_containers bytes cannot exceed the limit: skip the per-container
+        # Python callbacks then (most frames; they cost more than the decoding).
+        # Decided once per frame, at the top level: nested ext payloads of a large
+        # frame are counted even when each of them is small.
+        if self._ext_depth == 0:
+            self._counting = len(data) > self._limits.max_containers
+        count = scan or self._counting
+        list_hook = (self._list_hook if scan else self._count_list) if count else None
+        map_hook = (self._map_hook if scan else self._count_map) if count else None
         try:
             value = msgpack.unpackb(
                 data,
@@ -155,8 +167,8 @@ class _Decoder:
                 use_list=True,
                 strict_map_key=True,
                 ext_hook=self._ext_hook,
-                list_hook=self._list_hook if scan else self._count_list,
-                object_hook=self._map_hook if scan else self._count_map,
+                list_hook=list_hook,
+                object_hook=map_hook,
                 max_str_len=self._limits.max_str_len,
                 max_bin_len=self._limits.max_bin_len,
                 max_ext_len=self._limits.max_ext_len,

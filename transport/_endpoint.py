@@ -52,6 +52,25 @@ __all__ = ["Transport"]
 log = logging.getLogger(__name__)
 
 
+class _AskFuture(concurrent.futures.Future[Any]):
+    """An ask's future: completed on whichever transport thread has the answer (the I/O
+    thread for remote answers, saving a thread hop), while done-callbacks added before
+    completion still run on the notify thread, never on the I/O thread."""
+
+    def __init__(self, relay: SerialWorker) -> None:
+        super().__init__()
+        self._relay = relay
+
+    def add_done_callback(self, fn: Callable[[concurrent.futures.Future[Any]], Any]) -> None:
+        relay = self._relay
+
+        def relayed(future: concurrent.futures.Future[Any]) -> None:
+            if not relay.submit(partial(fn, future)):
+                fn(future)  # the notifier has stopped (closing): run here rather than never
+
+        super().add_done_callback(relayed)
+
+
 class Transport:
     """A node's endpoint: listens, joins a cluster, sends tells and asks, watches members.
 
@@ -91,6 +110,9 @@ class Transport:
             raise ValueError(f"security keys belong to node {security.name!r}, not {name!r}")
         self._listen = listen
         self._handler = handler
+        self._nowait: Callable[[str, str, Any, Reply | None], bool] | None = getattr(
+            handler, "deliver_nowait", None
+        )
         self._security = security
         self._allow_plaintext = allow_plaintext
         self._settings = settings
@@ -142,7 +164,7 @@ class Transport:
                 pending=self._pending,
                 counters=self._counters,
                 next_id=self._next_id,
-                deliver=self._submit,
+                deliver=self._receive,
                 notify=self._publish,
                 complete=self._complete,
             )
@@ -367,9 +389,8 @@ class Transport:
         )
         return False
 
-    @staticmethod
-    def _new_future() -> concurrent.futures.Future[Any]:
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    def _new_future(self) -> concurrent.futures.Future[Any]:
+        future = _AskFuture(self._notifier)
         future.set_running_or_notify_cancel()  # callers cannot cancel; we always complete it
         return future
 
@@ -387,6 +408,23 @@ class Transport:
             self._counters.dropped("dispatch_full")
             if reply is not None:
                 reply.error(NodeDown(f"{self.name}: dispatch queue full"))
+
+    def _receive(self, sender: str, target: str, message: Any, reply: Reply | None) -> bool:
+        """I/O thread: a received tell or ask. Offered to the handler's non-blocking fast
+        path when nothing received earlier still waits for the dispatch thread (the I/O
+        thread is the only remote submitter, so then arrival order is kept), else queued.
+        """
+        if self._nowait is not None and self._dispatcher.idle():
+            try:
+                if self._nowait(sender, target, message, reply):
+                    return True
+            except Exception:
+                log.exception("%s: deliver_nowait failed; message to %r dropped", self.name, target)
+                self._counters.dropped("handler_failed")
+                if reply is not None:
+                    reply.error(RuntimeError("the receiving node failed to deliver the message"))
+                return True
+        return self._submit(sender, target, message, reply)
 
     def _submit(self, sender: str, target: str, message: Any, reply: Reply | None) -> bool:
         return self._dispatcher.submit(partial(self._deliver, sender, target, message, reply))
@@ -414,19 +452,22 @@ class Transport:
                     "".join(traceback.format_exception(exc)),
                 )
 
-    def _complete(self, future: concurrent.futures.Future[Any], ok: bool, value: Any) -> None:
-        """Complete ``future`` on the notify thread (never on the I/O thread)."""
+    @staticmethod
+    def _complete(future: concurrent.futures.Future[Any], ok: bool, value: Any) -> None:
+        """Complete ``future`` here, on any thread, the I/O thread included.
 
-        def finish() -> None:
-            if future.done():
-                return
+        Safe because every ask future is an ``_AskFuture``: completing it wakes
+        the waiters and relays done-callbacks to the notify thread, so no user
+        code runs on the calling thread. A future completed already (a timeout
+        racing an answer) keeps its first outcome.
+        """
+        try:
             if ok:
                 future.set_result(value)
             else:
                 future.set_exception(value)
-
-        if not self._notifier.submit(finish):
-            finish()  # the notifier has stopped (closing): complete here rather than never
+        except concurrent.futures.InvalidStateError:
+            pass  # answered and expired at once: the first outcome stands
 
     def _publish(self, event: MemberEvent) -> None:
         with self._state_lock:

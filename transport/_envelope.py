@@ -21,8 +21,7 @@ surprise keys)::
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from transport._codec import DEFAULT_LIMITS, Limits, pack, unpack
 from transport._errors import ProtocolError, RemoteError
@@ -64,9 +63,8 @@ class Kind(enum.StrEnum):
 _CONTROL_KINDS = frozenset({Kind.HELLO, Kind.MEMBERS, Kind.HEARTBEAT, Kind.LEAVE})
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """One decoded, validated message."""
+class Envelope(NamedTuple):
+    """One decoded, validated message (a named tuple: built on every frame, so kept cheap)."""
 
     kind: Kind
     message_id: int
@@ -77,12 +75,19 @@ class Envelope:
     version: int = PROTOCOL_VERSION
 
 
+_KINDS: dict[str, Kind] = {kind.value: kind for kind in Kind}
+_NAMES_SEEN: set[str] = set()  # valid node names already checked (decoding is hot)
+_NAMES_SEEN_MAX = 4096
+
+
 def validate_node_name(name: object, what: str = "node name") -> str:
     """Return ``name`` if it is a usable node name (1-128 chars, no '/', '@' or whitespace).
 
     Raises:
         ValueError: naming ``what`` and echoing the rejected value.
     """
+    if type(name) is str and name in _NAMES_SEEN:
+        return name
     if (
         not isinstance(name, str)
         or not 0 < len(name) <= MAX_NODE_NAME
@@ -92,6 +97,8 @@ def validate_node_name(name: object, what: str = "node name") -> str:
         raise ValueError(
             f"{what} must be 1-{MAX_NODE_NAME} chars without '/', '@' or spaces, got {name!r:.160}"
         )
+    if type(name) is str and len(_NAMES_SEEN) < _NAMES_SEEN_MAX:
+        _NAMES_SEEN.add(name)  # bounded: past the cap, names are simply checked every time
     return name
 
 
@@ -132,10 +139,9 @@ def decode_envelope(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Envelope:
         )
     if not isinstance(kind_text, str):
         raise ProtocolError(f"envelope kind must be a str, got {_describe(kind_text)}")
-    try:
-        kind = Kind(kind_text)
-    except ValueError as exc:
-        raise ProtocolError(f"unknown envelope kind {kind_text!r:.40}") from exc
+    kind = _KINDS.get(kind_text)
+    if kind is None:
+        raise ProtocolError(f"unknown envelope kind {kind_text!r:.40}")
     _check_id("message_id", message_id, minimum=1)
     _check_id("correlation_id", correlation_id, minimum=0)
     try:
@@ -164,6 +170,8 @@ def _check_id(name: str, value: object, *, minimum: int) -> None:
 
 
 def _check_body(kind: Kind, body: object) -> None:
+    if kind is Kind.TELL or kind is Kind.ASK or kind is Kind.REPLY:
+        return  # any wire value
     if kind is Kind.ERROR and not isinstance(body, RemoteError):
         raise ProtocolError(f"error body must be a RemoteError, got {_describe(body)}")
     if kind in (Kind.HEARTBEAT, Kind.LEAVE) and body is not None:

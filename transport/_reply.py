@@ -23,6 +23,7 @@ from transport._errors import ActorNotFound, RemoteError
 
 __all__ = [
     "CallbackReply",
+    "InlineHandler",
     "MessageHandler",
     "PendingAsk",
     "PendingAsks",
@@ -63,6 +64,25 @@ class MessageHandler(Protocol):
         return quickly. ``reply`` is None for a tell. Raising ``ActorNotFound``
         answers an ask with ``ActorNotFound``; raising anything else answers
         with a ``RemoteError`` carrying the traceback (for a tell it is logged).
+
+        A handler may also define ``deliver_nowait(sender, target, message,
+        reply) -> bool`` (see ``InlineHandler``): the transport then offers it
+        each received message first, on the I/O thread, when no earlier message
+        is still waiting for the dispatch thread (so arrival order is kept).
+        """
+        ...
+
+
+class InlineHandler(Protocol):
+    """The optional fast path of a ``MessageHandler`` (saves a thread hop per message)."""
+
+    def deliver_nowait(self, sender: str, target: str, message: Any, reply: Reply | None) -> bool:
+        """Deliver at once if that cannot block, else return False (``deliver`` gets it).
+
+        Runs on the transport's I/O thread: it must not block, take a lock that
+        user code may hold, or run user code (putting the message into an
+        already-known mailbox is the intended use). It must not raise: the
+        transport logs an exception as a dropped message.
         """
         ...
 

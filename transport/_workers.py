@@ -55,6 +55,11 @@ class SerialWorker:
         """Jobs waiting (approximate)."""
         return self._jobs.qsize()
 
+    def idle(self) -> bool:
+        """True when no job is queued or running (read without a lock: exact for a
+        caller that is the only one submitting, a hint for anyone else)."""
+        return self._jobs.unfinished_tasks == 0
+
     def stop(self, timeout: float) -> bool:
         """Run the jobs already queued, then end the thread; True if it ended in time."""
         self._stopping = True
@@ -85,3 +90,5 @@ class SerialWorker:
                 job()  # type: ignore[operator]
             except Exception:
                 log.exception("job on %s raised", self._thread.name)
+            finally:
+                self._jobs.task_done()
