@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-FAMILIES = {"local", "steps", "memory", "checkpoint"}
+FAMILIES = {"local", "steps", "memory", "checkpoint", "remote"}
 MACHINE_FACTS = {"cores", "python", "pykka", "msgpack", "pyzmq", "libzmq", "platform", "date"}
 
 
