@@ -67,6 +67,8 @@ class Cluster:
         coordinators: Callable[[], list[pykka.ActorRef[Any]]],
         spawn: Callable[..., Any],
         lock_manager: Callable[[], pykka.ActorRef[Any]],
+        stats: Callable[[], dict[str, Any]],
+        control: Callable[[str, str], bool],
     ) -> None:
         self.name = name
         self._bus = bus
@@ -76,6 +78,8 @@ class Cluster:
         self._coordinators = coordinators
         self._spawn = spawn
         self._lock_manager = lock_manager
+        self._stats = stats
+        self._control = control
         self.transport = Transport(
             name,
             listen=listen,
@@ -185,6 +189,14 @@ class Cluster:
             self._spawn(cls, *spec["args"], name=spec["name"])
             if reply is not None:
                 reply.ok(Address(self.name, spec["name"]))
+        elif op == "stats":
+            if reply is not None:
+                reply.ok(self._stats())
+        elif op == "control":
+            spec = require(request, {"run": str, "action": str}, "control")
+            applied = self._control(spec["run"], spec["action"])
+            if reply is not None:
+                reply.ok(applied)
         elif op == "ping":
             if reply is not None:
                 reply.ok("pong")

@@ -73,9 +73,12 @@ class RunHandle(Generic[Out]):
         *,
         cancel: Callable[[], None],
         steps: StepLog,
+        pause: Callable[[bool], None] = lambda _paused: None,
     ) -> None:
         self.id = run_id
         self._cancel = cancel
+        self._pause = pause
+        self._paused = False
         self._steps = steps
         self._done = threading.Event()
         self._state = NodeState.PENDING
@@ -107,6 +110,23 @@ class RunHandle(Generic[Out]):
         """Ask the run to stop: running tasks see ``current_step().cancel_requested``."""
         if not self._done.is_set():
             self._cancel()
+
+    def pause(self) -> None:
+        """Start no new step attempt until ``unpause`` (running ones finish)."""
+        if not self._done.is_set():
+            self._pause(True)
+
+    def unpause(self) -> None:
+        """Let a paused run start its held-back steps again."""
+        if not self._done.is_set():
+            self._pause(False)
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def _set_paused(self, paused: bool) -> None:
+        self._paused = paused
 
     def steps(self) -> list[StepReport]:
         """A snapshot of every step seen so far, in the order they started."""

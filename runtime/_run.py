@@ -71,7 +71,7 @@ from transport import NodeDown, RemoteError, WorkflowError
 if TYPE_CHECKING:
     from runtime._cluster import Cluster
 
-__all__ = ["RunCoordinator", "cancel_run"]
+__all__ = ["RemoteReport", "RunCoordinator", "cancel_run", "pause_run"]
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +164,11 @@ class _CancelRun:
     reason: str
 
 
+@dataclass(frozen=True)
+class _Pause:
+    paused: bool
+
+
 def _has_wire_name(wf: _Task) -> bool:
     try:
         qualified_name(wf.fn)
@@ -248,6 +253,8 @@ class RunCoordinator(pykka.ThreadingActor):
         self._pool = pool if pool is not None else NodePool(clock, max_idle=0)
         self._cluster = cluster
         self._locks = locks
+        self._paused = False
+        self._parked: list[Callable[[], None]] = []  # attempts held back while paused
         self._hosts_used: set[str] = set()
 
     # -- pykka hooks ---------------------------------------------------------------
@@ -277,6 +284,8 @@ class RunCoordinator(pykka.ThreadingActor):
             self._guarded(lambda: self._on_node_lost(message))
         elif isinstance(message, _CancelRun):
             self._guarded(lambda: self._cancel_run(message.reason))
+        elif isinstance(message, _Pause):
+            self._guarded(lambda: self._set_paused(message.paused))
         else:
             log.warning("run %s: coordinator ignored unknown message %r", self.run_id, message)
         return None
@@ -770,6 +779,11 @@ class RunCoordinator(pykka.ThreadingActor):
         self._backing_off.discard(key)
         if scope.canceled:
             return
+        if self._paused:
+            self._parked.append(
+                lambda: self._dispatch(key, wf, ctx, scope, on_result, exclude, tokens)
+            )
+            return
         host = self._place(wf, exclude)
         node = self._nodes.get(key)
         if node is None or node.state is not NodeState.FAILED or node.host != host:
@@ -1002,6 +1016,18 @@ class RunCoordinator(pykka.ThreadingActor):
         for child in scope.children:
             self._cancel_scope(child, reason)
 
+    def _set_paused(self, paused: bool) -> None:
+        """Paused: no new attempt starts (running ones finish); unpaused: the parked ones start."""
+        if self._finished or paused == self._paused:
+            return
+        self._paused = paused
+        self._handle._set_paused(paused)
+        log.info("run %s %s", self.run_id, "paused" if paused else "unpaused")
+        if not paused:
+            parked, self._parked = self._parked, []
+            for start in parked:
+                start()
+
     def _cancel_run(self, reason: str) -> None:
         if self._finished:
             return
@@ -1055,6 +1081,12 @@ def cancel_run(ref: pykka.ActorRef[Any], reason: str) -> None:
     """Ask the coordinator behind ``ref`` to cancel its run (thread-safe, non-blocking)."""
     with contextlib.suppress(pykka.ActorDeadError):  # the run already ended
         ref.tell(_CancelRun(reason))
+
+
+def pause_run(ref: pykka.ActorRef[Any], paused: bool) -> None:
+    """Ask the coordinator behind ``ref`` to pause or unpause its run (non-blocking)."""
+    with contextlib.suppress(pykka.ActorDeadError):
+        ref.tell(_Pause(paused))
 
 
 RunCoordinator._HANDLERS = {

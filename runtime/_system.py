@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
@@ -48,8 +49,9 @@ from runtime._locks import Lock, LockClient
 from runtime._persist import decode_value
 from runtime._registry import Registry, qualified_name
 from runtime._remote import Ref
-from runtime._run import RunCoordinator, cancel_run
+from runtime._run import RunCoordinator, cancel_run, pause_run
 from runtime._sqlite_store import SQLiteStore
+from runtime._stats import RunStats, SystemStats
 from runtime._store import CheckpointStore, RunSummary, StepRecord
 from runtime._workflow import Workflow, persists, tasks_of
 from transport import Address, NodeDown, TransportSettings, load_security
@@ -169,6 +171,8 @@ class ActorSystem:
             coordinators=self._live_coordinators,
             spawn=self.spawn,
             lock_manager=self._local_lock_manager,
+            stats=lambda: self.stats().to_wire(),
+            control=self.control,
         )
         try:
             cluster.start(join)
@@ -526,7 +530,10 @@ class ActorSystem:
                 raise ValueError(f"run id {run_id!r} is already running in this process")
             steps = StepLog(self.name)
             handle: RunHandle[Any] = RunHandle(
-                run_id, cancel=lambda: self._cancel(run_id, "canceled by caller"), steps=steps
+                run_id,
+                cancel=lambda: self._cancel(run_id, "canceled by caller"),
+                steps=steps,
+                pause=lambda paused: self._pause(run_id, paused),
             )
             self._runs[run_id] = handle
             self._coordinators[run_id] = RunCoordinator.start(
@@ -585,11 +592,77 @@ class ActorSystem:
         if ref is not None:
             cancel_run(ref, reason)
 
+    def _pause(self, run_id: str, paused: bool) -> None:
+        with self._lock:
+            ref = self._coordinators.get(run_id)
+        if ref is not None:
+            pause_run(ref, paused)
+
     def _run_finished(self, run_id: str) -> None:
         with self._lock:
             self._coordinators.pop(run_id, None)
 
     # -- shutdown ----------------------------------------------------------------------
+
+    def stats(self) -> SystemStats:
+        """A frozen snapshot: members, runs, actors, node pool, transport counters."""
+        with self._lock:
+            handles = list(self._runs.values())
+            actors = sum(1 for ref in self._actors if ref.is_alive())
+        runs = [
+            RunStats(
+                h.id,
+                str(h.state),
+                h.paused,
+                len(h.steps()),
+                sum(1 for step in h.steps() if step.state is NodeState.COMPLETED),
+            )
+            for h in handles
+        ]
+        members, ages = self.members(), {}
+        frames_in = frames_out = asks = hosted = 0
+        dropped: dict[str, int] = {}
+        if self.cluster is not None:
+            transport = self.cluster.transport.stats()
+            now = time.monotonic()
+            ages = {
+                name: round(now - peer.last_heartbeat, 3)
+                for name, peer in transport.peers.items()
+                if peer.last_heartbeat is not None
+            }
+            frames_in, frames_out = transport.frames_in, transport.frames_out
+            dropped, asks = dict(transport.frames_dropped), transport.in_flight_asks
+            hosted = self.cluster.host.in_flight()
+        return SystemStats(
+            node=self.name,
+            address=self.address,
+            members=members,
+            heartbeat_age=ages,
+            runs=runs,
+            actors=actors,
+            node_actors_idle=self.nodes.idle(),
+            node_actors_spawned=self.nodes.spawned,
+            node_actors_reused=self.nodes.reused,
+            steps_hosted=hosted,
+            frames_in=frames_in,
+            frames_out=frames_out,
+            frames_dropped=dropped,
+            in_flight_asks=asks,
+        )
+
+    def control(self, run_id: str, action: str) -> bool:
+        """``cancel``, ``pause`` or ``unpause`` a run this system coordinates; False if none."""
+        if action not in ("cancel", "pause", "unpause"):
+            raise ValueError(f"action must be cancel, pause or unpause, got {action!r}")
+        with self._lock:
+            handle = self._runs.get(run_id)
+        if handle is None or handle.done():
+            return False
+        if action == "cancel":
+            handle.cancel()
+        else:
+            handle.pause() if action == "pause" else handle.unpause()
+        return True
 
     def leave(self, drain_timeout: float = 10.0) -> int:
         """Leave the cluster gracefully: finish in-flight steps (bounded), tell the peers.

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from runtime._cli import keys, node, resume, runs, show
+from runtime._cli import control, keys, node, resume, runs, show, status
 from transport import WorkflowError
 
 __all__ = ["COMMANDS", "main"]
@@ -25,6 +25,8 @@ COMMANDS: dict[str, ModuleType] = {
     "resume": resume,
     "node": node,
     "keys": keys,
+    "status": status,
+    "control": control,
 }
 
 

@@ -1,0 +1,63 @@
+"""Join a cluster briefly as a member of its own, to ask the other nodes something."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from runtime._system import ActorSystem
+from transport import Address
+
+__all__ = ["add_member_options", "ask_every_member", "temporary_member"]
+
+
+def add_member_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--join",
+        required=True,
+        metavar="SEED",
+        help="a member's endpoint (NAME@tcp://host:port with --keys)",
+    )
+    parser.add_argument("--keys", type=Path, help="keys directory (CURVE); needs --name's key")
+    parser.add_argument(
+        "--name",
+        default=None,
+        help="this tool's node name (default cli-<pid>; with --keys, a name "
+        "whose key pair is in the keys directory)",
+    )
+    parser.add_argument("--plaintext", action="store_true", help="unencrypted, loopback only")
+    parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (5)")
+
+
+def temporary_member(args: argparse.Namespace) -> ActorSystem:
+    if args.keys is None and not args.plaintext:
+        raise SystemExit("give --keys DIR (CURVE) or --plaintext (loopback only)")
+    return ActorSystem(
+        args.name or f"cli-{os.getpid()}",
+        listen="tcp://127.0.0.1:0",
+        join=[args.join],
+        keys=args.keys,
+        plaintext=args.plaintext,
+    )
+
+
+def ask_every_member(
+    system: ActorSystem, message: dict[str, Any], timeout: float
+) -> dict[str, Any]:
+    """Ask ``$system`` of every other up member; answers (or the error) by node name."""
+    assert system.cluster is not None
+    transport = system.cluster.transport
+    futures = {
+        name: transport.ask(Address(name, "$system"), message, timeout=timeout)
+        for name, status in system.members().items()
+        if status == "up" and name != system.name
+    }
+    answers: dict[str, Any] = {}
+    for name, future in sorted(futures.items()):
+        try:
+            answers[name] = future.result(timeout + 1.0)
+        except Exception as exc:  # noqa: BLE001 - reported per node
+            answers[name] = exc
+    return answers

@@ -1,0 +1,84 @@
+"""SystemStats: a frozen snapshot of one actor system, for people and for ``actorflow status``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["RunStats", "SystemStats"]
+
+
+@dataclass(frozen=True)
+class RunStats:
+    """One run this system coordinates (or coordinated)."""
+
+    run_id: str
+    state: str
+    paused: bool
+    steps_total: int
+    steps_completed: int
+
+
+@dataclass(frozen=True)
+class SystemStats:
+    """What a node is doing now.
+
+    Attributes:
+        node / address: its name and listening endpoint (None if not listening).
+        members: every known member and its status (``up``/``down``/``left``).
+        heartbeat_age: seconds since each peer was last heard from.
+        runs: the runs it coordinates, newest last.
+        actors: actors it spawned that are alive.
+        node_actors_idle / node_actors_spawned / node_actors_reused: the node pool.
+        steps_hosted: remote steps running here for other coordinators.
+        frames_in / frames_out / frames_dropped / in_flight_asks: the transport.
+    """
+
+    node: str
+    address: str | None
+    members: dict[str, str]
+    heartbeat_age: dict[str, float]
+    runs: list[RunStats]
+    actors: int
+    node_actors_idle: int
+    node_actors_spawned: int
+    node_actors_reused: int
+    steps_hosted: int
+    frames_in: int = 0
+    frames_out: int = 0
+    frames_dropped: dict[str, int] = field(default_factory=dict)
+    in_flight_asks: int = 0
+
+    def to_wire(self) -> dict[str, Any]:
+        """A msgpack-friendly dict (what ``$system`` answers to ``stats``)."""
+        return asdict(self)
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> SystemStats:
+        runs = [RunStats(**run) for run in data.pop("runs", [])]
+        return cls(runs=runs, **data)
+
+    def render(self) -> str:
+        """Human-readable lines (the CLI prints this)."""
+        lines = [f"node {self.node} at {self.address or '-'}"]
+        for name, status in sorted(self.members.items()):
+            age = self.heartbeat_age.get(name)
+            heard = "" if age is None else f", heard {age:.2f}s ago"
+            lines.append(f"  member {name:<20} {status}{heard}")
+        lines.append(
+            f"  actors {self.actors}; node actors idle {self.node_actors_idle}, "
+            f"spawned {self.node_actors_spawned}, reused {self.node_actors_reused}; "
+            f"remote steps hosted {self.steps_hosted}"
+        )
+        lines.append(
+            f"  frames in {self.frames_in}, out {self.frames_out}, dropped "
+            f"{sum(self.frames_dropped.values())} {dict(self.frames_dropped) or ''}; "
+            f"asks in flight {self.in_flight_asks}"
+        )
+        for run in self.runs:
+            pause = " (paused)" if run.paused else ""
+            lines.append(
+                f"  run {run.run_id} {run.state}{pause}: "
+                f"{run.steps_completed}/{run.steps_total} steps completed"
+            )
+        return "\n".join(lines)
