@@ -44,6 +44,16 @@ from actors import (
     current_step,
 )
 from runtime import events
+from runtime._adaptive import (
+    Fastest,
+    LeastLoaded,
+    MemoPredictor,
+    NodeLoad,
+    PlacementStrategy,
+    Prediction,
+    Predictor,
+    RoundRobin,
+)
 from runtime._checkpoint import CheckpointStrategy, StepProgress
 from runtime._daemon import serve
 from runtime._handle import RunHandle, StepReport
@@ -89,15 +99,19 @@ __all__ = [
     "Custom",
     "EscalationError",
     "Exponential",
+    "Fastest",
     "Fixed",
     "IllegalTransition",
+    "LeastLoaded",
     "Lock",
     "LockError",
     "LockTimeout",
     "LoggingObserver",
     "ManualClock",
+    "MemoPredictor",
     "MemoryStore",
     "NodeDown",
+    "NodeLoad",
     "NodeState",
     "NotLockOwner",
     "NotLocked",
@@ -105,6 +119,9 @@ __all__ = [
     "Persistable",
     "PersistableRegistry",
     "PersistenceError",
+    "PlacementStrategy",
+    "Prediction",
+    "Predictor",
     "ProtocolError",
     "RealClock",
     "Ref",
@@ -113,6 +130,7 @@ __all__ = [
     "RestartIntensity",
     "ResultTimeout",
     "RetryPolicy",
+    "RoundRobin",
     "RunBusy",
     "RunHandle",
     "RunSummary",

@@ -109,15 +109,18 @@ class Cluster:
     def live_nodes(self) -> list[str]:
         return sorted(n for n, m in self.transport.members().items() if m.status == "up")
 
+    def candidates(self, exclude: frozenset[str] = frozenset()) -> list[str]:
+        """Where an unpinned step may run: the live peers, or this node when there are none."""
+        peers = [n for n in self.live_nodes() if n != self.name and n not in exclude]
+        return peers or [self.name]
+
     def place(self, pinned: str | None, exclude: frozenset[str] = frozenset()) -> str:
-        """Where a step runs: ``pinned``, else round-robin over live peers (self if none)."""
+        """Where a step runs: ``pinned``, else round-robin over the candidates."""
         if pinned is not None:
             return pinned
-        peers = [n for n in self.live_nodes() if n != self.name and n not in exclude]
-        if not peers:
-            return self.name
+        nodes = self.candidates(exclude)
         with self._lock:
-            return peers[next(self._turn) % len(peers)]
+            return nodes[next(self._turn) % len(nodes)]
 
     def send_step(self, node: str, request: dict[str, Any]) -> None:
         self.transport.tell(Address(node, SYSTEM_PATH), {"op": "run_step", **request})

@@ -43,6 +43,7 @@ from actors import (
     WorkflowObserver,
 )
 from actors import events as ev
+from runtime._adaptive import LoadBook, PlacementStrategy
 from runtime._checkpoint import CheckpointStrategy, Replay, RunRecorder
 from runtime._handle import RunHandle, StepLog
 from runtime._locks import LockClient
@@ -53,6 +54,7 @@ from runtime._retry import RetryPolicy
 from runtime._wire import NodeLost, RemoteReport, require, with_names
 from runtime._workflow import (
     Workflow,
+    _Adaptive,
     _Checkpointed,
     _Dynamic,
     _Locked,
@@ -60,6 +62,7 @@ from runtime._workflow import (
     _Named,
     _Nested,
     _Parallel,
+    _Predictive,
     _Retry,
     _Task,
     _Then,
@@ -117,6 +120,7 @@ class _Frame:
     observers: _Observers
     strategy: CheckpointStrategy | None  # from the innermost .checkpoint(); None: the run's
     locks: tuple[tuple[str, int], ...] = ()  # (name, fencing token) of the locks held here
+    placement: PlacementStrategy | None = None  # from the innermost .adaptive(); None: default
 
     def child(self, *suffix: Any) -> _Frame:
         return dataclasses.replace(self, path=(*self.path, *suffix))
@@ -146,6 +150,7 @@ class _Waiting:
     wf: _Task  # what and on which context: enough to re-place it if its node is lost
     ctx: Any
     tokens: dict[str, int]
+    placement: PlacementStrategy | None
 
 
 @dataclass(frozen=True)
@@ -254,6 +259,7 @@ class RunCoordinator(pykka.ThreadingActor):
         self._cluster = cluster
         self._locks = locks
         self._paused = False
+        self._book = LoadBook()
         self._parked: list[Callable[[], None]] = []  # attempts held back while paused
         self._hosts_used: set[str] = set()
 
@@ -372,6 +378,39 @@ class RunCoordinator(pykka.ThreadingActor):
 
     def _exec_checkpointed(self, wf: _Checkpointed, ctx: Any, frame: _Frame, cont: _Cont) -> None:
         self._exec(wf.inner, ctx, dataclasses.replace(frame, strategy=wf.strategy), cont)
+
+    def _exec_adaptive(self, wf: _Adaptive, ctx: Any, frame: _Frame, cont: _Cont) -> None:
+        self._exec(wf.inner, ctx, dataclasses.replace(frame, placement=wf.strategy), cont)
+
+    def _exec_predictive(self, wf: _Predictive, ctx: Any, frame: _Frame, cont: _Cont) -> None:
+        """Use the prediction when sure enough; else run, and teach the predictor."""
+        try:
+            prediction = wf.predictor.predict(ctx)
+            seen = copy.deepcopy(ctx)
+        except Exception as exc:
+            error = PermanentError(f"predictor of {wf.name!r} raised {type(exc).__name__}: {exc}")
+            error.__cause__ = exc
+            cont(_Err(error))
+            return
+        if prediction is not None and prediction.confidence >= wf.threshold:
+            log.info(
+                "run %s: %s predicted (confidence %.2f)",
+                self.run_id,
+                wf.name,
+                prediction.confidence,
+            )
+            cont(_Ok(prediction.output, ctx))
+            return
+
+        def learn(outcome: _Outcome) -> None:
+            if isinstance(outcome, _Ok):
+                try:
+                    wf.predictor.observe(seen, outcome.output)
+                except Exception:
+                    log.exception("run %s: predictor of %s failed to learn", self.run_id, wf.name)
+            cont(outcome)
+
+        self._exec(wf.inner, ctx, frame, learn)
 
     def _exec_named(self, wf: _Named, ctx: Any, frame: _Frame, cont: _Cont) -> None:
         self._exec(wf.inner, ctx, frame.child(wf.name), cont)
@@ -694,10 +733,14 @@ class RunCoordinator(pykka.ThreadingActor):
             )
             self._backing_off.add(key)
             self._schedule(
-                scope, delay, lambda: self._dispatch(key, wf, ctx, scope, on_result, tokens=tokens)
+                scope,
+                delay,
+                lambda: self._dispatch(
+                    key, wf, ctx, scope, on_result, tokens=tokens, placement=frame.placement
+                ),
             )
 
-        self._dispatch(key, wf, ctx, scope, on_result, tokens=tokens)
+        self._dispatch(key, wf, ctx, scope, on_result, tokens=tokens, placement=frame.placement)
 
     def _replay_step(self, key: str, cont: _Cont) -> None:
         """A step recorded completed before a resume: hand on its output, never rerun it."""
@@ -774,6 +817,7 @@ class RunCoordinator(pykka.ThreadingActor):
         on_result: Callable[[StepResult], None],
         exclude: frozenset[str] = frozenset(),
         tokens: dict[str, int] | None = None,
+        placement: PlacementStrategy | None = None,
     ) -> None:
         """Start one attempt of ``key`` here or on a peer, reusing a node that sits in Failed."""
         self._backing_off.discard(key)
@@ -781,10 +825,11 @@ class RunCoordinator(pykka.ThreadingActor):
             return
         if self._paused:
             self._parked.append(
-                lambda: self._dispatch(key, wf, ctx, scope, on_result, exclude, tokens)
+                lambda: self._dispatch(key, wf, ctx, scope, on_result, exclude, tokens, placement)
             )
             return
-        host = self._place(wf, exclude)
+        host = self._place(key, wf, exclude, placement)
+        self._book.started(host)
         node = self._nodes.get(key)
         if node is None or node.state is not NodeState.FAILED or node.host != host:
             node = self._spawn_node(key, wf) if host == self._node_name else self._remote(key, host)
@@ -795,7 +840,7 @@ class RunCoordinator(pykka.ThreadingActor):
         node_attempt = node.starts if node.ref is not None else attempt
         tokens = tokens or {}
         self._waiting[key] = _Waiting(
-            node.incarnation, node_attempt, attempt, scope, on_result, wf, ctx, tokens
+            node.incarnation, node_attempt, attempt, scope, on_result, wf, ctx, tokens, placement
         )
         if attempt == 1:
             self._report(
@@ -815,12 +860,26 @@ class RunCoordinator(pykka.ThreadingActor):
                 lambda: self._on_step_timeout(key, incarnation, node_attempt, timeout),
             )
 
-    def _place(self, wf: _Task, exclude: frozenset[str]) -> str:
+    def _place(
+        self,
+        key: str,
+        wf: _Task,
+        exclude: frozenset[str],
+        placement: PlacementStrategy | None,
+    ) -> str:
         if self._cluster is None or wf.on == self._node_name:
             return self._node_name
         if wf.on is None and not _has_wire_name(wf):
             return self._node_name  # a lambda or local function can only run here
-        return self._cluster.place(wf.on, exclude)
+        if wf.on is not None or placement is None:
+            return self._cluster.place(wf.on, exclude)
+        candidates = self._cluster.candidates(exclude)
+        chosen = placement.choose(key, self._book.loads(candidates))
+        if chosen not in candidates:
+            raise PermanentError(
+                f"placement strategy {placement!r} chose {chosen!r}, not one of {candidates}"
+            )
+        return chosen
 
     def _remote(self, key: str, host: str) -> _Node:
         node = _Node(None, next(self._incarnations), threading.Event(), host=host)
@@ -891,6 +950,7 @@ class RunCoordinator(pykka.ThreadingActor):
                 continue
             del self._waiting[key]
             self._nodes.pop(key, None)
+            self._book.finished(lost.node, ok=False, duration=0.0)
             error = NodeDown(f"node {lost.node} {lost.status} while running step {key!r}")
             self._emit(
                 ev.Retrying(self.run_id, key, waiting.attempt + 1, 0.0, error, self._clock.wall())
@@ -903,6 +963,7 @@ class RunCoordinator(pykka.ThreadingActor):
                 waiting.cont,
                 exclude=frozenset({lost.node}),
                 tokens=waiting.tokens,
+                placement=waiting.placement,
             )
 
     def _spawn_node(self, key: str, wf: _Task) -> _Node:
@@ -953,6 +1014,12 @@ class RunCoordinator(pykka.ThreadingActor):
                 self._retire(key)
             return  # stale: canceled, timed out, or superseded
         del self._waiting[key]
+        if node is not None:
+            self._book.finished(
+                node.host,
+                ok=result.state is NodeState.COMPLETED,
+                duration=max(0.0, result.finished_at - result.started_at),
+            )
         waiting.cont(dataclasses.replace(result, attempt=waiting.attempt))
 
     def _on_step_timeout(
@@ -1100,5 +1167,7 @@ RunCoordinator._HANDLERS = {
     _Locked: RunCoordinator._exec_locked,
     _Checkpointed: RunCoordinator._exec_checkpointed,
     _Named: RunCoordinator._exec_named,
+    _Adaptive: RunCoordinator._exec_adaptive,
+    _Predictive: RunCoordinator._exec_predictive,
     _Dynamic: RunCoordinator._exec_dynamic,
 }

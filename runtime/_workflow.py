@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar, overload
 
 from actors import CompositionError, WorkflowObserver
+from runtime._adaptive import PlacementStrategy, Predictor
 from runtime._checkpoint import CheckpointStrategy
 from runtime._retry import RetryPolicy
 
@@ -157,6 +158,26 @@ class Workflow(Generic[Ctx, Out]):
             raise CompositionError(f"locked(timeout) must be a number >= 0, got {timeout!r}")
         return _Locked(self.name, self, name, float(lease), timeout)
 
+    def adaptive(self, strategy: PlacementStrategy) -> Workflow[Ctx, Out]:
+        """Place the steps inside with ``strategy`` (e.g. ``LeastLoaded()``), not round-robin."""
+        if not callable(getattr(strategy, "choose", None)):
+            raise CompositionError(
+                f"adaptive(strategy) needs a choose(step, candidates) method, got {strategy!r}"
+            )
+        return _Adaptive(self.name, self, strategy)
+
+    def predictive(self, predictor: Predictor, threshold: float = 0.9) -> Workflow[Ctx, Out]:
+        """Skip this part when ``predictor`` is at least ``threshold`` sure of its output."""
+        for method in ("predict", "observe"):
+            if not callable(getattr(predictor, method, None)):
+                raise CompositionError(
+                    f"predictive(predictor) needs predict(ctx) and observe(ctx, output), "
+                    f"got {predictor!r}"
+                )
+        if not isinstance(threshold, int | float) or not 0 < threshold <= 1:
+            raise CompositionError(f"predictive(threshold) must be in (0, 1], got {threshold!r}")
+        return _Predictive(self.name, self, predictor, float(threshold))
+
     def named(self, name: str) -> Workflow[Ctx, Out]:
         if not isinstance(name, str) or not name or "/" in name:
             raise CompositionError(f"named(name) must be a non-empty str without '/', got {name!r}")
@@ -240,6 +261,21 @@ class _Locked(Workflow[Any, Any]):
 
 
 @dataclass(frozen=True, eq=False)
+class _Adaptive(Workflow[Any, Any]):
+    name: str
+    inner: Workflow[Any, Any]
+    strategy: PlacementStrategy
+
+
+@dataclass(frozen=True, eq=False)
+class _Predictive(Workflow[Any, Any]):
+    name: str
+    inner: Workflow[Any, Any]
+    predictor: Predictor
+    threshold: float
+
+
+@dataclass(frozen=True, eq=False)
 class _Named(Workflow[Any, Any]):
     name: str
     inner: Workflow[Any, Any]
@@ -252,6 +288,19 @@ class _Dynamic(Workflow[Any, Any]):
     condition: Callable[[Any], bool] | None
 
 
+_WRAPPERS = (
+    _When,
+    _Nested,
+    _Retry,
+    _Monitored,
+    _Named,
+    _Checkpointed,
+    _Locked,
+    _Adaptive,
+    _Predictive,
+)
+
+
 def _shape(wf: Workflow[Any, Any]) -> tuple[Any, ...]:
     kind = type(wf).__name__.lstrip("_")
     children: Sequence[Workflow[Any, Any]]
@@ -259,7 +308,7 @@ def _shape(wf: Workflow[Any, Any]) -> tuple[Any, ...]:
         children = wf.steps
     elif isinstance(wf, _Parallel):
         children = wf.branches
-    elif isinstance(wf, _When | _Nested | _Retry | _Monitored | _Named | _Checkpointed | _Locked):
+    elif isinstance(wf, _WRAPPERS):
         children = (wf.inner,)
     else:
         children = ()
@@ -365,9 +414,7 @@ def _walk(wf: Workflow[Any, Any]) -> list[Workflow[Any, Any]]:
             stack.extend(node.steps)
         elif isinstance(node, _Parallel):
             stack.extend(node.branches)
-        elif isinstance(
-            node, _When | _Nested | _Retry | _Monitored | _Named | _Checkpointed | _Locked
-        ):
+        elif isinstance(node, _WRAPPERS):
             stack.append(node.inner)
     return found
 
