@@ -81,10 +81,14 @@ class StepHost:
         except WorkflowError as exc:
             self._send_result(coordinator, run_id, key, inc, attempt, NodeState.FAILED, error=exc)
             return
+        stale: _Hosted | None = None
         with self._lock:
             hosted = self._hosted.get((run_id, key))
             reuse = hosted is not None and hosted.state is NodeState.FAILED and hosted.inc == inc
             if not reuse:
+                # An older incarnation of this step (failed here, then retried
+                # elsewhere and now back) is replaced: free its actor below.
+                stale = hosted
                 cancel_event = threading.Event()
                 ref = self._pool.acquire(
                     key,
@@ -100,6 +104,8 @@ class StepHost:
             assert hosted is not None
             # On a retry the same node goes Failed -> Running (reuse above).
             hosted.state, hosted.attempt = NodeState.RUNNING, attempt
+        if stale is not None:
+            self._free(stale)
         hosted.ref.tell(Start(ctx))
 
     def cancel(self, message: Any) -> None:
@@ -117,11 +123,15 @@ class StepHost:
             ended = [self._hosted.pop(k) for k in keys]
             self._lock.notify_all()
         for hosted in ended:
-            hosted.cancel_event.set()
-            if hosted.state is NodeState.RUNNING:
-                hosted.ref.stop(block=False)
-            else:
-                self._pool.release(hosted.ref)
+            self._free(hosted)
+
+    def _free(self, hosted: _Hosted) -> None:
+        """Give up a node no longer in the table: stop it if its task runs, else pool it."""
+        hosted.cancel_event.set()
+        if hosted.state is NodeState.RUNNING:
+            hosted.ref.stop(block=False)  # after its task returns; never reused
+        else:
+            self._pool.release(hosted.ref)
 
     # -- draining -----------------------------------------------------------------------
 
