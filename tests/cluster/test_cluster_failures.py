@@ -169,8 +169,12 @@ def test_sigterm_drains_the_running_step_and_new_steps_go_elsewhere(
         "q4": "worker-2",
         "final": "worker-2",
     }
-    hold = next(s for s in handle.steps() if s.key == "hold")
-    assert hold.state is NodeState.COMPLETED and hold.attempts == 1
+    # A refusal by the draining worker is a placement, not an attempt; but a step
+    # sent to it just as it left is lost with it, and re-placed as a second attempt.
+    attempts = {s.key: s.attempts for s in handle.steps()}
+    assert all(s.state is NodeState.COMPLETED for s in handle.steps())
+    assert attempts["hold"] == 1 and attempts["go"] == 1, attempts
+    assert set(attempts.values()) <= {1, 2}, attempts
     # The drained step ran once, on worker-1, and finished after the drain began.
     assert drain_seen.read_text().split() == ["worker-1"]
     assert step_counts(log) == dict.fromkeys(nodes, 1)
