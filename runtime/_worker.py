@@ -7,8 +7,9 @@ back to the coordinator's ``$run/<run_id>`` mailbox. A step that failed stays
 bound to its actor until the coordinator retries it (the same node goes
 Failed -> Running) or ends the run (``end_run``).
 
-Draining: after ``drain()`` starts, new steps are refused at once with
-``NodeDown`` (so the coordinator re-places them) while in-flight ones finish.
+Draining: after ``drain()`` starts, new steps are refused at once (a result
+``refused`` with ``NodeDown``, so the coordinator re-places them) while
+in-flight ones finish.
 """
 
 from __future__ import annotations
@@ -73,9 +74,14 @@ class StepHost:
             request["inc"],
             request["attempt"],
         )
+        if self._draining:
+            # Refused before it ran: the coordinator places it on another node.
+            error = NodeDown(f"node {self._node} is leaving and takes no new steps")
+            self._send_result(
+                coordinator, run_id, key, inc, attempt, NodeState.FAILED, error=error, refused=True
+            )
+            return
         try:
-            if self._draining:
-                raise NodeDown(f"node {self._node} is leaving and takes no new steps")
             fn = self._registry.task(request["task"], node=self._node)
             ctx = decode_value(request["ctx"], what=f"run {run_id} step {key!r} context")
         except WorkflowError as exc:
@@ -211,6 +217,7 @@ class StepHost:
         text: str = "",
         started: float = 0.0,
         finished: float = 0.0,
+        refused: bool = False,
     ) -> None:
         payload = None
         if state is NodeState.COMPLETED:
@@ -231,6 +238,7 @@ class StepHost:
             "finished": finished,
             "error": None if error is None else remote_error(error, self._node, text),
             "mro": [] if error is None else error_names(error),
+            "refused": refused,  # not run at all (draining): place it elsewhere
         }
         try:
             self._transport.tell(Address(coordinator, f"$run/{run_id}"), message)
