@@ -154,6 +154,12 @@ class Cluster:
             self._spawn(cls, *spec["args"], name=spec["name"])
             if reply is not None:
                 reply.ok(Address(self.name, spec["name"]))
+        elif op == "node_lost":
+            # Posted by _on_member through this node's own dispatch queue (see there).
+            if sender != self.name:
+                raise ProtocolError(f"node_lost from {sender}: only this node may send it")
+            lost = require(request, {"node": str, "status": str}, "node_lost")
+            self._tell_coordinators(NodeLost(lost["node"], lost["status"]))
         elif op == "ping":
             if reply is not None:
                 reply.ok("pong")
@@ -178,9 +184,22 @@ class Cluster:
             self._bus.emit(ev.NodeUp(event.node))
             return
         self._bus.emit(ev.NodeDown(event.node, event.status))
+        # Through the dispatch queue, not straight from this notify thread: the
+        # results the node sent before it left are queued there already, and its
+        # coordinators must get them before NodeLost (which re-places the steps
+        # still waiting, and fails those pinned to the node).
+        try:
+            self.transport.tell(
+                Address(self.name, SYSTEM_PATH),
+                {"op": "node_lost", "node": event.node, "status": event.status},
+            )
+        except Exception as exc:  # noqa: BLE001 - closing: nothing left to re-place
+            log.debug("node_lost of %s not queued: %s", event.node, exc)
+
+    def _tell_coordinators(self, message: NodeLost) -> None:
         for ref in self._coordinators():
             try:
-                ref.tell(NodeLost(event.node, event.status))
+                ref.tell(message)
             except pykka.ActorDeadError:
                 continue
 
