@@ -63,6 +63,7 @@ class StepHost:
         self._lock = threading.Condition()
         self._hosted: dict[tuple[str, str], _Hosted] = {}
         self._draining = False
+        self._sending = 0  # results of finished steps not yet handed to the transport
 
     # -- requests from coordinators ----------------------------------------------------
 
@@ -146,11 +147,18 @@ class StepHost:
             return sum(1 for h in self._hosted.values() if h.state is NodeState.RUNNING)
 
     def drain(self, timeout: float) -> int:
-        """Refuse new steps, wait up to ``timeout`` s for running ones; returns how many remain."""
+        """Refuse new steps, wait up to ``timeout`` s for running ones; returns how many remain.
+
+        A finished step counts as running until its result was handed to the
+        transport, so the result goes out before this node's leave.
+        """
         with self._lock:
             self._draining = True
             self._lock.wait_for(
-                lambda: not any(h.state is NodeState.RUNNING for h in self._hosted.values()),
+                lambda: (
+                    self._sending == 0
+                    and not any(h.state is NodeState.RUNNING for h in self._hosted.values())
+                ),
                 timeout,
             )
             return sum(1 for h in self._hosted.values() if h.state is NodeState.RUNNING)
@@ -184,21 +192,26 @@ class StepHost:
                     if result.state is not NodeState.FAILED:
                         del self._hosted[(run_id, key)]
                         self._pool.release(hosted.ref)
-                self._lock.notify_all()
-            self._send_result(
-                coordinator,
-                run_id,
-                key,
-                inc,
-                attempt,
-                result.state,
-                output=result.output,
-                ctx=result.ctx,
-                error=result.error,
-                text=result.traceback,
-                started=result.started_at,
-                finished=result.finished_at,
-            )
+                self._sending += 1  # a drain waits for this result to be on its way
+            try:
+                self._send_result(
+                    coordinator,
+                    run_id,
+                    key,
+                    inc,
+                    attempt,
+                    result.state,
+                    output=result.output,
+                    ctx=result.ctx,
+                    error=result.error,
+                    text=result.traceback,
+                    started=result.started_at,
+                    finished=result.finished_at,
+                )
+            finally:
+                with self._lock:
+                    self._sending -= 1
+                    self._lock.notify_all()
 
         return report
 
