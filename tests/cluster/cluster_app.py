@@ -13,7 +13,10 @@ Every wait here is bounded; no task sleeps for a fixed time.
 
 from __future__ import annotations
 
+import faulthandler
 import os
+import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -166,4 +169,6 @@ def workflows() -> list[Workflow[Any, Any]]:
 def register(system: ActorSystem) -> None:
     global _system  # noqa: PLW0603 - one system per worker process
     _system = system
+    # A worker that hangs can be asked for its threads' stacks (see Worker.stop).
+    faulthandler.register(signal.SIGUSR1, all_threads=True, file=sys.stdout)
     system.register_actor(Echo)

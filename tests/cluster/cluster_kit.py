@@ -112,6 +112,15 @@ class Worker:
     def wait(self, timeout: float) -> int:
         return self.process.wait(timeout)
 
+    def exit_code(self, timeout: float) -> int | None:
+        """The exit code within ``timeout``; else None, with the threads' stacks in output()."""
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGUSR1)  # cluster_app dumps every thread's stack
+            self.wait_line("Current thread", timeout=3)
+            return None
+
     def stop(self, timeout: float = 15.0) -> bool:
         """SIGTERM (drain and leave), SIGKILL if it lingers; always reaped. True: it lingered."""
         lingered = False
@@ -121,6 +130,9 @@ class Worker:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
                 lingered = True
+                self.signal(signal.SIGUSR1)  # cluster_app dumps every thread's stack
+                self.wait_line("Current thread", timeout=3)
+                print(f"worker {self.name} did not exit on SIGTERM:\n{self.output()}")
                 self.process.kill()
                 self.process.wait(5)
         self._reader.join(5)

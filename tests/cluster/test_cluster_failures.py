@@ -16,7 +16,9 @@ from cluster_kit import EventLog, log_lines, step_counts, wait_path
 from conftest import WORKERS, Cluster
 
 from runtime import (
+    Canceled,
     CheckpointStrategy,
+    Fixed,
     NodeDown,
     NodeState,
     RetryPolicy,
@@ -226,4 +228,29 @@ def test_a_retry_that_comes_back_to_a_worker_leaks_no_actor(
     for worker in cluster.workers.values():
         worker.signal(15)
     for worker in cluster.workers.values():
-        assert worker.wait(15) == 0, worker.output()
+        assert worker.exit_code(5) == 0, worker.output()
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_holding_a_step_that_awaits_its_retry_exits_on_sigterm(
+    cluster_factory: Callable[..., Cluster], tmp_path: Path
+) -> None:
+    """A failed step stays bound to its node actor on the worker until the retry comes.
+
+    If the worker leaves meanwhile, shutting down must free that actor, or its
+    (non-daemon) thread keeps the process alive after "left the cluster".
+    """
+    cluster = cluster_factory()
+    events = EventLog()
+    wf = task(cluster_app.flaky, retry=RetryPolicy(max_attempts=2, backoff=Fixed(60)))
+    handle = cluster.system.run(
+        wf, {"counter": str(tmp_path / "calls"), "fail_times": 1}, observers=[events]
+    )
+    _, started = events.wait_for(is_started("flaky"))
+    events.wait_for(lambda e: isinstance(e, ev.Retrying) and e.step == "flaky")
+    worker = cluster.workers[started.node]  # type: ignore[attr-defined]
+    worker.signal(15)
+    assert worker.exit_code(8) == 0, worker.output()
+    handle.cancel()
+    with pytest.raises(Canceled):
+        handle.result(timeout=10)
