@@ -212,4 +212,5 @@ class Cluster:
         return remaining
 
     def close(self, timeout: float = 5.0) -> None:
+        self.host.close()
         self.transport.close(timeout)

@@ -163,6 +163,21 @@ class StepHost:
             )
             return sum(1 for h in self._hosted.values() if h.state is NodeState.RUNNING)
 
+    def close(self) -> None:
+        """This node stops serving: free every node still bound to a step.
+
+        Failed steps wait here for a retry that will not come now, and steps
+        still running after a drain timed out are abandoned; either would keep
+        a (non-daemon) actor thread alive past shutdown.
+        """
+        with self._lock:
+            self._draining = True
+            ended = list(self._hosted.values())
+            self._hosted.clear()
+            self._lock.notify_all()
+        for hosted in ended:
+            self._free(hosted)
+
     # -- back to the coordinator ----------------------------------------------------------
 
     def _forwarder(self, coordinator: str) -> Any:
