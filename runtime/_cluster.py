@@ -17,7 +17,7 @@ import itertools
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import pykka
 
@@ -179,32 +179,57 @@ class Cluster:
 
     def _system(self, sender: str, message: Any, reply: Reply | None) -> None:
         request = require(message, {"op": str}, "system message")
-        op = request["op"]
-        if op == "run_step":
-            self.host.run_step(sender, request)
-        elif op == "cancel_step":
-            self.host.cancel(request)
-        elif op == "end_run":
-            self.host.end_run(request)
-        elif op == "spawn":
-            spec = require(request, {"class": str, "args": list, "name": str}, "spawn")
-            cls = self._registry.actor(spec["class"], node=self.name)
-            self._spawn(cls, *spec["args"], name=spec["name"])
-            if reply is not None:
-                reply.ok(Address(self.name, spec["name"]))
-        elif op == "stats":
-            if reply is not None:
-                reply.ok(self._stats())
-        elif op == "control":
-            spec = require(request, {"run": str, "action": str}, "control")
-            applied = self._control(spec["run"], spec["action"])
-            if reply is not None:
-                reply.ok(applied)
-        elif op == "ping":
-            if reply is not None:
-                reply.ok("pong")
-        else:
-            raise ProtocolError(f"unknown system operation {op!r} from {sender}")
+        handler = self._SYSTEM_OPS.get(request["op"])
+        if handler is None:
+            raise ProtocolError(f"unknown system operation {request['op']!r} from {sender}")
+        answer = handler(self, sender, request)
+        if reply is not None:
+            reply.ok(answer)
+
+    # Each ``$system`` operation: (self, sender, request) -> the answer to an ask.
+
+    def _op_run_step(self, sender: str, request: dict[str, Any]) -> Any:
+        self.host.run_step(sender, request)
+
+    def _op_cancel_step(self, sender: str, request: dict[str, Any]) -> Any:
+        self.host.cancel(request)
+
+    def _op_end_run(self, sender: str, request: dict[str, Any]) -> Any:
+        self.host.end_run(request)
+
+    def _op_spawn(self, sender: str, request: dict[str, Any]) -> Any:
+        spec = require(request, {"class": str, "args": list, "name": str}, "spawn")
+        cls = self._registry.actor(spec["class"], node=self.name)
+        self._spawn(cls, *spec["args"], name=spec["name"])
+        return Address(self.name, spec["name"])
+
+    def _op_stats(self, sender: str, request: dict[str, Any]) -> Any:
+        return self._stats()
+
+    def _op_control(self, sender: str, request: dict[str, Any]) -> Any:
+        spec = require(request, {"run": str, "action": str}, "control")
+        return self._control(spec["run"], spec["action"])
+
+    def _op_node_lost(self, sender: str, request: dict[str, Any]) -> Any:
+        # Posted by _on_member through this node's own dispatch queue (see there).
+        if sender != self.name:
+            raise ProtocolError(f"node_lost from {sender}: only this node may send it")
+        lost = require(request, {"node": str, "status": str}, "node_lost")
+        self._tell_coordinators(NodeLost(lost["node"], lost["status"]))
+
+    def _op_ping(self, sender: str, request: dict[str, Any]) -> Any:
+        return "pong"
+
+    _SYSTEM_OPS: ClassVar[dict[str, Callable[[Cluster, str, dict[str, Any]], Any]]] = {
+        "run_step": _op_run_step,
+        "cancel_step": _op_cancel_step,
+        "end_run": _op_end_run,
+        "spawn": _op_spawn,
+        "stats": _op_stats,
+        "control": _op_control,
+        "node_lost": _op_node_lost,
+        "ping": _op_ping,
+    }
 
     def _locks(self, message: Any, reply: Reply | None) -> None:
         request = require(message, {"op": str, "name": str}, "lock request")
@@ -245,9 +270,22 @@ class Cluster:
             self._bus.emit(ev.NodeUp(event.node))
             return
         self._bus.emit(ev.NodeDown(event.node, event.status))
+        # Through the dispatch queue, not straight from this notify thread: the
+        # results the node sent before it left are queued there already, and its
+        # coordinators must get them before NodeLost (which re-places the steps
+        # still waiting, and fails those pinned to the node).
+        try:
+            self.transport.tell(
+                Address(self.name, SYSTEM_PATH),
+                {"op": "node_lost", "node": event.node, "status": event.status},
+            )
+        except Exception as exc:  # noqa: BLE001 - closing: nothing left to re-place
+            log.debug("node_lost of %s not queued: %s", event.node, exc)
+
+    def _tell_coordinators(self, message: NodeLost) -> None:
         for ref in self._coordinators():
             try:
-                ref.tell(NodeLost(event.node, event.status))
+                ref.tell(message)
             except pykka.ActorDeadError:
                 continue
 
@@ -260,4 +298,5 @@ class Cluster:
         return remaining
 
     def close(self, timeout: float = 5.0) -> None:
+        self.host.close()
         self.transport.close(timeout)

@@ -850,7 +850,7 @@ class RunCoordinator(pykka.ThreadingActor):
             self._report(key, state=NodeState.RUNNING, attempts=attempt, node=host)
         if node.ref is not None:
             node.ref.tell(Start(ctx, tokens))
-        elif not self._send_remote(key, node, wf, ctx, attempt, tokens):
+        elif not self._send_remote(key, node, wf, ctx, attempt, tokens, exclude):
             return
         if wf.timeout is not None:
             incarnation, timeout = node.incarnation, wf.timeout
@@ -888,9 +888,20 @@ class RunCoordinator(pykka.ThreadingActor):
         return node
 
     def _send_remote(
-        self, key: str, node: _Node, wf: _Task, ctx: Any, attempt: int, tokens: dict[str, int]
+        self,
+        key: str,
+        node: _Node,
+        wf: _Task,
+        ctx: Any,
+        attempt: int,
+        tokens: dict[str, int],
+        exclude: frozenset[str],
     ) -> bool:
-        """Ask ``node.host`` to run the step; on a refusal, fail the attempt at once."""
+        """Ask ``node.host`` to run the step; on a refusal, fail the attempt at once.
+
+        A placed (unpinned) step whose node went down or left between placement
+        and sending is placed again, on another node.
+        """
         assert self._cluster is not None
         try:
             request = {
@@ -906,6 +917,10 @@ class RunCoordinator(pykka.ThreadingActor):
             }
             self._cluster.send_step(node.host, request)
         except WorkflowError as exc:
+            if isinstance(exc, NodeDown) and wf.on is None:
+                log.info("run %s: step %s not sent to %s: %s", self.run_id, key, node.host, exc)
+                self._replace(key, node.host, exclude)
+                return False
             waiting = self._waiting.pop(key)
             node.state = NodeState.FAILED
             waiting.cont(StepResult(key, NodeState.FAILED, attempt, error=exc))
@@ -923,6 +938,8 @@ class RunCoordinator(pykka.ThreadingActor):
         error = body.get("error")
         if isinstance(error, RemoteError):
             with_names(error, [str(n) for n in body["mro"]])
+        if body.get("refused") is True and self._replace_refused(key, body["inc"], body["attempt"]):
+            return
         payload = body.get("payload")
         if state is NodeState.COMPLETED and isinstance(payload, bytes):
             try:
@@ -941,6 +958,52 @@ class RunCoordinator(pykka.ThreadingActor):
             float(body.get("finished") or 0.0),
         )
         self._on_report(_NodeReport(body["inc"], result))
+
+    def _replace_refused(self, key: str, incarnation: int, attempt: int) -> bool:
+        """A draining node refused the step before running it: place it on another node.
+
+        Not an attempt (the step never started there), so no retry budget is
+        spent and no ``Retrying`` is emitted. A step pinned to that node, or a
+        stale refusal, is not re-placed (False: it is handled as a failure).
+        """
+        waiting = self._waiting.get(key)
+        node = self._nodes.get(key)
+        if (
+            waiting is None
+            or node is None
+            or waiting.incarnation != incarnation
+            or node.incarnation != incarnation
+            or waiting.node_attempt != attempt
+            or waiting.scope.canceled
+            or waiting.wf.on is not None
+        ):
+            return False
+        log.info(
+            "run %s: step %s refused by draining node %s; re-placing", self.run_id, key, node.host
+        )
+        self._replace(key, node.host, frozenset())
+        return True
+
+    def _replace(self, key: str, host: str, exclude: frozenset[str]) -> None:
+        """Dispatch the step waiting on ``host`` again elsewhere, as the same attempt.
+
+        ``exclude`` grows with every node tried, so this ends: with every peer
+        excluded, the step runs on this node.
+        """
+        waiting = self._waiting.pop(key)
+        self._nodes.pop(key, None)
+        self._book.finished(host, ok=False, duration=0.0)
+        self._attempts[key] = waiting.attempt - 1
+        self._dispatch(
+            key,
+            waiting.wf,
+            waiting.ctx,
+            waiting.scope,
+            waiting.cont,
+            exclude=exclude | {host},
+            tokens=waiting.tokens,
+            placement=waiting.placement,
+        )
 
     def _on_node_lost(self, lost: NodeLost) -> None:
         """Re-place, on live nodes, every step in flight on a node that went down or left."""

@@ -7,8 +7,9 @@ back to the coordinator's ``$run/<run_id>`` mailbox. A step that failed stays
 bound to its actor until the coordinator retries it (the same node goes
 Failed -> Running) or ends the run (``end_run``).
 
-Draining: after ``drain()`` starts, new steps are refused at once with
-``NodeDown`` (so the coordinator re-places them) while in-flight ones finish.
+Draining: after ``drain()`` starts, new steps are refused at once (a result
+``refused`` with ``NodeDown``, so the coordinator re-places them) while
+in-flight ones finish.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class StepHost:
         self._lock = threading.Condition()
         self._hosted: dict[tuple[str, str], _Hosted] = {}
         self._draining = False
+        self._sending = 0  # results of finished steps not yet handed to the transport
 
     # -- requests from coordinators ----------------------------------------------------
 
@@ -73,18 +75,27 @@ class StepHost:
             request["inc"],
             request["attempt"],
         )
+        if self._draining:
+            # Refused before it ran: the coordinator places it on another node.
+            error = NodeDown(f"node {self._node} is leaving and takes no new steps")
+            self._send_result(
+                coordinator, run_id, key, inc, attempt, NodeState.FAILED, error=error, refused=True
+            )
+            return
         try:
-            if self._draining:
-                raise NodeDown(f"node {self._node} is leaving and takes no new steps")
             fn = self._registry.task(request["task"], node=self._node)
             ctx = decode_value(request["ctx"], what=f"run {run_id} step {key!r} context")
         except WorkflowError as exc:
             self._send_result(coordinator, run_id, key, inc, attempt, NodeState.FAILED, error=exc)
             return
+        stale: _Hosted | None = None
         with self._lock:
             hosted = self._hosted.get((run_id, key))
             reuse = hosted is not None and hosted.state is NodeState.FAILED and hosted.inc == inc
             if not reuse:
+                # An older incarnation of this step (failed here, then retried
+                # elsewhere and now back) is replaced: free its actor below.
+                stale = hosted
                 cancel_event = threading.Event()
                 ref = self._pool.acquire(
                     key,
@@ -100,6 +111,8 @@ class StepHost:
             assert hosted is not None
             # On a retry the same node goes Failed -> Running (reuse above).
             hosted.state, hosted.attempt = NodeState.RUNNING, attempt
+        if stale is not None:
+            self._free(stale)
         locks = request.get("locks")
         tokens = {str(k): int(v) for k, v in locks.items()} if isinstance(locks, dict) else {}
         hosted.ref.tell(Start(ctx, tokens))
@@ -119,11 +132,15 @@ class StepHost:
             ended = [self._hosted.pop(k) for k in keys]
             self._lock.notify_all()
         for hosted in ended:
-            hosted.cancel_event.set()
-            if hosted.state is NodeState.RUNNING:
-                hosted.ref.stop(block=False)
-            else:
-                self._pool.release(hosted.ref)
+            self._free(hosted)
+
+    def _free(self, hosted: _Hosted) -> None:
+        """Give up a node no longer in the table: stop it if its task runs, else pool it."""
+        hosted.cancel_event.set()
+        if hosted.state is NodeState.RUNNING:
+            hosted.ref.stop(block=False)  # after its task returns; never reused
+        else:
+            self._pool.release(hosted.ref)
 
     # -- draining -----------------------------------------------------------------------
 
@@ -132,14 +149,36 @@ class StepHost:
             return sum(1 for h in self._hosted.values() if h.state is NodeState.RUNNING)
 
     def drain(self, timeout: float) -> int:
-        """Refuse new steps, wait up to ``timeout`` s for running ones; returns how many remain."""
+        """Refuse new steps, wait up to ``timeout`` s for running ones; returns how many remain.
+
+        A finished step counts as running until its result was handed to the
+        transport, so the result goes out before this node's leave.
+        """
         with self._lock:
             self._draining = True
             self._lock.wait_for(
-                lambda: not any(h.state is NodeState.RUNNING for h in self._hosted.values()),
+                lambda: (
+                    self._sending == 0
+                    and not any(h.state is NodeState.RUNNING for h in self._hosted.values())
+                ),
                 timeout,
             )
             return sum(1 for h in self._hosted.values() if h.state is NodeState.RUNNING)
+
+    def close(self) -> None:
+        """This node stops serving: free every node still bound to a step.
+
+        Failed steps wait here for a retry that will not come now, and steps
+        still running after a drain timed out are abandoned; either would keep
+        a (non-daemon) actor thread alive past shutdown.
+        """
+        with self._lock:
+            self._draining = True
+            ended = list(self._hosted.values())
+            self._hosted.clear()
+            self._lock.notify_all()
+        for hosted in ended:
+            self._free(hosted)
 
     # -- back to the coordinator ----------------------------------------------------------
 
@@ -170,21 +209,26 @@ class StepHost:
                     if result.state is not NodeState.FAILED:
                         del self._hosted[(run_id, key)]
                         self._pool.release(hosted.ref)
-                self._lock.notify_all()
-            self._send_result(
-                coordinator,
-                run_id,
-                key,
-                inc,
-                attempt,
-                result.state,
-                output=result.output,
-                ctx=result.ctx,
-                error=result.error,
-                text=result.traceback,
-                started=result.started_at,
-                finished=result.finished_at,
-            )
+                self._sending += 1  # a drain waits for this result to be on its way
+            try:
+                self._send_result(
+                    coordinator,
+                    run_id,
+                    key,
+                    inc,
+                    attempt,
+                    result.state,
+                    output=result.output,
+                    ctx=result.ctx,
+                    error=result.error,
+                    text=result.traceback,
+                    started=result.started_at,
+                    finished=result.finished_at,
+                )
+            finally:
+                with self._lock:
+                    self._sending -= 1
+                    self._lock.notify_all()
 
         return report
 
@@ -203,6 +247,7 @@ class StepHost:
         text: str = "",
         started: float = 0.0,
         finished: float = 0.0,
+        refused: bool = False,
     ) -> None:
         payload = None
         if state is NodeState.COMPLETED:
@@ -223,6 +268,7 @@ class StepHost:
             "finished": finished,
             "error": None if error is None else remote_error(error, self._node, text),
             "mro": [] if error is None else error_names(error),
+            "refused": refused,  # not run at all (draining): place it elsewhere
         }
         try:
             self._transport.tell(Address(coordinator, f"$run/{run_id}"), message)
