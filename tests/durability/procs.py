@@ -172,6 +172,21 @@ def wait_step(worker: Worker, index: int) -> None:
         return
 
 
+def finish_resumed_run(worker: Worker, run_id: str, first_step: int, length: int = 20) -> str:
+    """Like ``finish_run`` after a resume, whose ``RESUMED`` line may come among the STEPs.
+
+    A resumed run starts at once (inside the constructor with ``recover=True``),
+    so its first steps can print before the main thread prints ``RESUMED``.
+    """
+    lines: list[str] = []
+    while not lines or not lines[-1].startswith(("RESULT", "ERROR")):
+        lines.append(worker.line())
+    assert f"RESUMED {run_id}" in lines, f"{lines}: {worker.describe()}"
+    steps = [int(line.split()[1]) for line in lines if line.startswith("STEP ")]
+    assert steps == list(range(first_step, length)), f"{lines}: {worker.describe()}"
+    return lines[-1]
+
+
 def finish_run(worker: Worker, first_step: int, length: int = 20) -> str:
     """Read ``STEP first_step`` .. ``STEP length-1`` then the run's end line; returns that line."""
     for index in range(first_step, length):

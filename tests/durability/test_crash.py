@@ -24,7 +24,7 @@ from .procs import (
     Worker,
     completed_steps,
     counts,
-    finish_run,
+    finish_resumed_run,
     kill_at_step,
     load,
     read_log,
@@ -40,8 +40,7 @@ def resume_in_new_process(
 ) -> Worker:
     """Resume RUN in a fresh process (``resume(run_id)`` or ``recover=True``); check its output."""
     resumer = spawn("resume", db, RUN, log, *(["--recover"] if how == "recover" else []))
-    resumer.expect(f"RESUMED {RUN}")
-    assert finish_run(resumer, first_step) == f"RESULT {CHAIN_OUTPUT}"
+    assert finish_resumed_run(resumer, RUN, first_step) == f"RESULT {CHAIN_OUTPUT}"
     assert resumer.exit_code() == 0
     return resumer
 

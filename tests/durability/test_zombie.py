@@ -21,7 +21,7 @@ from .procs import (
     CHAIN_OUTPUT,
     Worker,
     counts,
-    finish_run,
+    finish_resumed_run,
     load,
     read_log,
     summary_of,
@@ -83,8 +83,7 @@ def test_a_stopped_owner_blocks_resume_until_forced_and_is_then_fenced_off(
     assert load(db, RUN).epoch == 1  # the refused resume did not bump the epoch
 
     b = spawn("resume", db, RUN, log, "--force")
-    b.expect(f"RESUMED {RUN}")
-    assert finish_run(b, K) == f"RESULT {CHAIN_OUTPUT}"
+    assert finish_resumed_run(b, RUN, K) == f"RESULT {CHAIN_OUTPUT}"
     assert b.exit_code() == 0
 
     # A's lease (30 s) is renewed every 10 s: its first write after SIGCONT is the checkpoint.
@@ -99,8 +98,7 @@ def test_a_stopped_owner_whose_lease_ran_out_loses_the_run_without_force(
     a = stop_at_step(spawn, db, log, lease="1.0")
 
     b = spawn("resume", db, RUN, log, "--wait-lease")  # retries RunBusy until the lease ends
-    b.expect(f"RESUMED {RUN}")
-    assert finish_run(b, K) == f"RESULT {CHAIN_OUTPUT}"
+    assert finish_resumed_run(b, RUN, K) == f"RESULT {CHAIN_OUTPUT}"
     assert b.exit_code() == 0
 
     # A renews its 1 s lease every 0.33 s: on waking, its renewal or its checkpoint write
