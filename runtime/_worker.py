@@ -193,7 +193,7 @@ class StepHost:
                     wire["attempt"] = hosted.attempt if hosted is not None else wire["attempt"]
             try:
                 self._transport.tell(Address(coordinator, f"$run/{wire['run']}"), wire)
-            except WorkflowError as exc:
+            except (WorkflowError, RuntimeError) as exc:  # RuntimeError: transport closed
                 log.warning("cannot forward %s to %s: %s", type(event).__name__, coordinator, exc)
 
         return forward
@@ -272,7 +272,7 @@ class StepHost:
         }
         try:
             self._transport.tell(Address(coordinator, f"$run/{run_id}"), message)
-        except WorkflowError as exc:
+        except (WorkflowError, RuntimeError) as exc:  # RuntimeError: the transport closed
             log.error(
                 "run %s step %s: result lost, coordinator %s unreachable: %s",
                 run_id,
