@@ -1,0 +1,213 @@
+"""Where a step runs (pinned, round-robin, or an adaptive strategy), remote steps, failover.
+
+A remote step is a ``run_step`` request to the chosen node's ``$system``; its
+result comes back as a ``RemoteReport``. A step whose node goes down or leaves
+is placed again on a live node (at-least-once).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from actors import (
+    NodeState,
+    PermanentError,
+    StepResult,
+)
+from actors import events as ev
+from runtime._adaptive import PlacementStrategy
+from runtime._persist import decode_value, encode_value
+from runtime._registry import qualified_name
+from runtime._wire import NodeLost, RemoteReport, require, with_names
+from runtime._workflow import (
+    _Task,
+)
+from transport import NodeDown, RemoteError, WorkflowError
+
+if TYPE_CHECKING:
+    pass
+from runtime._run_model import (
+    CoordinatorBase,
+    _has_wire_name,
+    _Node,
+    _NodeReport,
+)
+
+__all__ = ["RemotePlacement"]
+
+log = logging.getLogger(__name__)
+
+
+class RemotePlacement(CoordinatorBase):
+    """Where a step runs, remote steps, and re-placement when a node is lost."""
+
+    def _place(
+        self,
+        key: str,
+        wf: _Task,
+        exclude: frozenset[str],
+        placement: PlacementStrategy | None,
+    ) -> str:
+        if self._cluster is None or wf.on == self._node_name:
+            return self._node_name
+        if wf.on is None and not _has_wire_name(wf):
+            return self._node_name  # a lambda or local function can only run here
+        if wf.on is not None or placement is None:
+            return self._cluster.place(wf.on, exclude)
+        candidates = self._cluster.candidates(exclude)
+        chosen = placement.choose(key, self._book.loads(candidates))
+        if chosen not in candidates:
+            raise PermanentError(
+                f"placement strategy {placement!r} chose {chosen!r}, not one of {candidates}"
+            )
+        return chosen
+
+    def _remote(self, key: str, host: str) -> _Node:
+        node = _Node(None, next(self._incarnations), threading.Event(), host=host)
+        self._nodes[key] = node
+        self._hosts_used.add(host)
+        return node
+
+    def _send_remote(
+        self,
+        key: str,
+        node: _Node,
+        wf: _Task,
+        ctx: Any,
+        attempt: int,
+        tokens: dict[str, int],
+        exclude: frozenset[str],
+    ) -> bool:
+        """Ask ``node.host`` to run the step; on a refusal, fail the attempt at once.
+
+        A placed (unpinned) step whose node went down or left between placement
+        and sending is placed again, on another node.
+        """
+        assert self._cluster is not None
+        try:
+            request = {
+                "run": self.run_id,
+                "key": key,
+                "inc": node.incarnation,
+                "attempt": attempt,
+                "task": qualified_name(wf.fn),
+                "locks": tokens,
+                "ctx": encode_value(
+                    ctx, what=f"run {self.run_id} step {key!r} context", root="context"
+                ),
+            }
+            self._cluster.send_step(node.host, request)
+        except WorkflowError as exc:
+            if isinstance(exc, NodeDown) and wf.on is None:
+                log.info("run %s: step %s not sent to %s: %s", self.run_id, key, node.host, exc)
+                self._replace(key, node.host, exclude)
+                return False
+            waiting = self._waiting.pop(key)
+            node.state = NodeState.FAILED
+            waiting.cont(StepResult(key, NodeState.FAILED, attempt, error=exc))
+            return False
+        return True
+
+    def _on_remote_report(self, message: RemoteReport) -> None:
+        body = require(
+            message.body,
+            {"key": str, "inc": int, "attempt": int, "state": str, "mro": list},
+            "step result",
+        )
+        key, state = body["key"], NodeState(body["state"])
+        output = ctx = None
+        error = body.get("error")
+        if isinstance(error, RemoteError):
+            with_names(error, [str(n) for n in body["mro"]])
+        if body.get("refused") is True and self._replace_refused(key, body["inc"], body["attempt"]):
+            return
+        payload = body.get("payload")
+        if state is NodeState.COMPLETED and isinstance(payload, bytes):
+            try:
+                output, ctx = decode_value(payload, what=f"run {self.run_id} step {key!r} output")
+            except WorkflowError as exc:
+                state, error = NodeState.FAILED, exc
+        result = StepResult(
+            key,
+            state,
+            body["attempt"],
+            output,
+            ctx,
+            error,
+            "",
+            float(body.get("started") or 0.0),
+            float(body.get("finished") or 0.0),
+        )
+        self._on_report(_NodeReport(body["inc"], result))
+
+    def _replace_refused(self, key: str, incarnation: int, attempt: int) -> bool:
+        """A draining node refused the step before running it: place it on another node.
+
+        Not an attempt (the step never started there), so no retry budget is
+        spent and no ``Retrying`` is emitted. A step pinned to that node, or a
+        stale refusal, is not re-placed (False: it is handled as a failure).
+        """
+        waiting = self._waiting.get(key)
+        node = self._nodes.get(key)
+        if (
+            waiting is None
+            or node is None
+            or waiting.incarnation != incarnation
+            or node.incarnation != incarnation
+            or waiting.node_attempt != attempt
+            or waiting.scope.canceled
+            or waiting.wf.on is not None
+        ):
+            return False
+        log.info(
+            "run %s: step %s refused by draining node %s; re-placing", self.run_id, key, node.host
+        )
+        self._replace(key, node.host, frozenset())
+        return True
+
+    def _replace(self, key: str, host: str, exclude: frozenset[str]) -> None:
+        """Dispatch the step waiting on ``host`` again elsewhere, as the same attempt.
+
+        ``exclude`` grows with every node tried, so this ends: with every peer
+        excluded, the step runs on this node.
+        """
+        waiting = self._waiting.pop(key)
+        self._nodes.pop(key, None)
+        self._book.finished(host, ok=False, duration=0.0)
+        self._attempts[key] = waiting.attempt - 1
+        self._dispatch(
+            key,
+            waiting.wf,
+            waiting.ctx,
+            waiting.scope,
+            waiting.cont,
+            exclude=exclude | {host},
+            tokens=waiting.tokens,
+            placement=waiting.placement,
+        )
+
+    def _on_node_lost(self, lost: NodeLost) -> None:
+        """Re-place, on live nodes, every step in flight on a node that went down or left."""
+        for key, waiting in list(self._waiting.items()):
+            node = self._nodes.get(key)
+            if node is None or node.host != lost.node or waiting.scope.canceled:
+                continue
+            del self._waiting[key]
+            self._nodes.pop(key, None)
+            self._book.finished(lost.node, ok=False, duration=0.0)
+            error = NodeDown(f"node {lost.node} {lost.status} while running step {key!r}")
+            self._emit(
+                ev.Retrying(self.run_id, key, waiting.attempt + 1, 0.0, error, self._clock.wall())
+            )
+            self._dispatch(
+                key,
+                waiting.wf,
+                waiting.ctx,
+                waiting.scope,
+                waiting.cont,
+                exclude=frozenset({lost.node}),
+                tokens=waiting.tokens,
+                placement=waiting.placement,
+            )
