@@ -39,7 +39,9 @@ class TransportStats:
 
 
 class Counters:
-    """Frame counters, written by the I/O thread (and drops by API threads). Thread-safe."""
+    """Frame counters. ``frames_in`` / ``frames_out`` are written by the I/O thread only
+    (plain increments, no lock: one writer; readers take a snapshot); drops come from
+    any thread, under the lock."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -47,17 +49,16 @@ class Counters:
         self.frames_out = 0
         self._dropped: Counter[str] = Counter()
 
-    def received(self) -> None:
-        with self._lock:
-            self.frames_in += 1
+    def received(self, count: int = 1) -> None:
+        self.frames_in += count  # I/O thread only
 
-    def sent(self) -> None:
-        with self._lock:
-            self.frames_out += 1
+    def sent(self, count: int = 1) -> None:
+        self.frames_out += count  # I/O thread only
 
-    def dropped(self, reason: str) -> None:
-        with self._lock:
-            self._dropped[reason] += 1
+    def dropped(self, reason: str, count: int = 1) -> None:
+        if count:
+            with self._lock:
+                self._dropped[reason] += count
 
     def snapshot(self) -> tuple[int, int, dict[str, int]]:
         with self._lock:
