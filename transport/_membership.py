@@ -139,6 +139,12 @@ class Membership:
 
     def heard(self, name: str, now: float) -> list[Transition]:
         """Any valid message from ``name`` proves it alive; revives a down node."""
+        if self._status.get(name) == "up":
+            # The common case, on every received frame: only the detector's timestamp
+            # changes (an existing key of a dict that only this thread writes), so
+            # readers under the lock see either value; no lock needed.
+            self._detector.heartbeat(name, now)
+            return []
         with self._lock:
             status = self._status.get(name)
             if status == "up":
