@@ -17,7 +17,7 @@ Like pyzmq's ``ThreadAuthenticator``, ``IoLoop`` is a handle with two sides:
   the I/O thread) until there is room, up to the timeout. Frames the I/O
   thread posts itself, and answers, are not limited (they are bounded by the
   peers' ask windows). A backlog is dropped, and counted, only when its
-  peer's link goes away (down or left).
+  peer is declared down or leaves (``node_down`` / ``no_route``).
 - Thread side (``actorflow-io-<node>``): the ROUTER bound to ``listen``, one
   DEALER per peer (``PeerLinks``), the command PULL and the ROUTER's monitor,
   polled in one loop; every received frame and every tick goes to
@@ -177,7 +177,7 @@ class IoLoop:
             self._wake_pending = True
             if not self._command(b"wake"):
                 return False
-        return True
+        return self._running
 
     def _wait_for_room(self, node: str, timeout: float) -> None:
         """Block the calling (API) thread until the outbox is below its bound."""
@@ -360,6 +360,12 @@ class IoLoop:
         """I/O thread: retry the peers whose DEALER was full, oldest frame first."""
         for node in list(self._backlogs):
             backlog = self._backlogs[node]
+            if self._membership.status(node) != "up":
+                # A down peer must not hold the outbox bound (and every other peer's
+                # senders) hostage: its frames are dropped, as its pending asks fail.
+                self._counters.dropped("node_down", len(backlog))
+                self._backlogged -= len(backlog)
+                backlog.clear()
             while backlog:
                 result = self._links.try_send(node, backlog[0])
                 if result == FULL:

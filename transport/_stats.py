@@ -24,7 +24,10 @@ class TransportStats:
         frames_in / frames_out: frames received on the ROUTER / handed to a DEALER.
         frames_dropped: dropped frames (and refused connections) by reason, e.g.
             ``malformed``, ``sender_mismatch``, ``not_member``, ``duplicate``,
-            ``send_queue_full``, ``dispatch_full``, ``handshake_failed``.
+            ``send_queue_full`` (heartbeats/gossip skipped for a full DEALER),
+            ``outbox_full`` (a tell/ask refused with ``OutboxFull``), ``node_down``
+            (frames queued to a peer declared down), ``dispatch_full``,
+            ``handshake_failed``.
         dispatch_queue_depth: messages waiting for the handler.
     """
 
