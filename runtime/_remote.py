@@ -21,8 +21,12 @@ from transport import ActorNotFound, Address, AskTimeout, Reply, Transport
 __all__ = ["Ref", "ask_into"]
 
 
-class _ReplyFuture(pykka.ThreadingFuture[Any]):
-    """A pykka future that forwards the actor's answer to a transport ``Reply``."""
+class _ReplyFuture(pykka.Future[Any]):
+    """A pykka future that forwards the actor's answer to a transport ``Reply``.
+
+    Based on ``pykka.Future``, not ``ThreadingFuture``: nothing ever waits on it,
+    so it needs no condition variable (one per remote ask, on the I/O thread).
+    """
 
     def __init__(self, reply: Reply) -> None:
         super().__init__()

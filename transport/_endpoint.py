@@ -11,6 +11,18 @@ Threads of a started Transport (all named, all ended by ``close``):
 Local delivery (``target.node`` is this node) skips sockets and codec: the
 message goes straight to the dispatch worker, and answers and errors follow
 the same rules as remote ones, so the runtime can treat every ref alike.
+
+Flow control (remote ``tell`` and ``ask``): a message is never dropped
+because a peer is slow. Frames wait in the I/O thread's outbox and, when the
+peer's DEALER is at its high-water mark, in a per-peer backlog (in order).
+When those hold ``settings.outbox_size`` frames, ``tell`` and ``ask`` *block
+the calling thread* until there is room, at most ``settings.send_timeout``
+seconds, then raise ``OutboxFull`` (a ``NodeDown``; nothing was sent). The
+I/O thread itself never waits. Answers to asks are queued without that bound
+(they are bounded by the asker's ``max_pending_asks``), so an actor answering
+cannot be blocked. A message can still be lost when its peer goes down or
+leaves with frames queued to it, or when the receiving node's dispatch queue
+is full (counted as ``dispatch_full``): the transport confirms no delivery.
 """
 
 from __future__ import annotations
@@ -29,7 +41,7 @@ import zmq
 from transport._address import Address
 from transport._detector import FailureDetector
 from transport._envelope import Envelope, Kind, encode_envelope, validate_node_name
-from transport._errors import ActorNotFound, AskTimeout, NodeDown
+from transport._errors import ActorNotFound, AskTimeout, NodeDown, OutboxFull
 from transport._io import IoLoop
 from transport._membership import Member, MemberEvent, Membership
 from transport._reply import (
@@ -263,20 +275,27 @@ class Transport:
     # -- messaging -------------------------------------------------------------------
 
     def tell(self, target: Address, message: Any) -> None:
-        """Send ``message`` to ``target`` without waiting; delivery is not confirmed.
+        """Send ``message`` to ``target``; delivery is not confirmed.
+
+        Returns as soon as the message is queued; blocks only while the outbox
+        is full (backpressure, see the module docstring).
 
         Raises:
-            NodeDown: ``target.node`` is unknown, down or left (or this node left).
+            NodeDown: ``target.node`` is unknown, down or left (or this node left,
+                or the transport's I/O thread has stopped).
+            OutboxFull: no room in the outbox within ``settings.send_timeout``.
             ProtocolError: ``message`` cannot be encoded or is too large.
         """
         io = self._running_io()
-        if target.node == self.name:
+        node = target.node
+        if node == self.name:
             self._deliver_local(target.path, message, None)
             return
-        self._check_reachable(target.node)
-        envelope = Envelope(Kind.TELL, self._next_id(), 0, self.name, target.path, message)
-        if not io.post(target.node, encode_envelope(envelope, self._settings.limits)):
-            self._counters.dropped("outbox_full")
+        self._check_reachable(node)
+        envelope = Envelope(Kind.TELL, next(self._ids), 0, self.name, target.path, message)
+        frame = encode_envelope(envelope, self._settings.limits)
+        if not io.post(node, frame, self._settings.send_timeout):
+            raise NodeDown(f"cannot send to {node}: the transport's I/O thread has stopped")
 
     def ask(
         self, target: Address, message: Any, *, timeout: float
@@ -328,11 +347,11 @@ class Transport:
         return self._membership.names("up")
 
     def _check_reachable(self, node: str) -> None:
-        if self._io is not None and self._io.protocol.left.is_set():
-            raise NodeDown(f"this node ({self.name}) has left the cluster")
         status = self._membership.status(node)
         if status != "up":
             raise NodeDown(f"node {node} is {status or 'unknown'}")
+        if self._io is not None and self._io.protocol.left.is_set():
+            raise NodeDown(f"this node ({self.name}) has left the cluster")
 
     def _parse_seed(self, seed: str) -> tuple[str | None, str]:
         name, sep, address = seed.rpartition("@") if "@" in seed else (None, "", seed)
@@ -364,7 +383,13 @@ class Transport:
         if not self._register(message_id, node, future, timeout):
             return future
         io = self._io
-        if io is None or not io.post(node, frame):
+        try:
+            posted = io is not None and io.post(node, frame, self._settings.send_timeout)
+        except OutboxFull as exc:
+            self._pending.discard(message_id)
+            future.set_exception(exc)
+            return future
+        if not posted:
             self._pending.discard(message_id)
             future.set_exception(NodeDown(f"cannot send to {node}: transport outbox unavailable"))
         return future

@@ -76,6 +76,7 @@ class Envelope(NamedTuple):
 
 
 _KINDS: dict[str, Kind] = {kind.value: kind for kind in Kind}
+_KIND_TEXT: dict[Kind, str] = {kind: kind.value for kind in Kind}  # plain str, cheap to look up
 _NAMES_SEEN: set[str] = set()  # valid node names already checked (decoding is hot)
 _NAMES_SEEN_MAX = 4096
 
@@ -111,7 +112,7 @@ def encode_envelope(envelope: Envelope, limits: Limits = DEFAULT_LIMITS) -> byte
     return pack(
         [
             envelope.version,
-            envelope.kind.value,
+            _KIND_TEXT[envelope.kind],
             envelope.message_id,
             envelope.correlation_id,
             envelope.sender,
@@ -130,6 +131,25 @@ def decode_envelope(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Envelope:
             has the wrong type or value (the message names the field).
     """
     fields = unpack(data, limits)
+    if type(fields) is list and len(fields) == 7:
+        # Fast path for the bulk of the traffic: a well-formed tell or ask from a node
+        # name already validated. Anything else takes the full checks below.
+        version, kind_text, message_id, correlation_id, sender, target, body = fields
+        kind = _KINDS.get(kind_text) if type(kind_text) is str else None
+        if (
+            (kind is Kind.TELL or kind is Kind.ASK)
+            and type(version) is int
+            and version == PROTOCOL_VERSION
+            and type(message_id) is int
+            and 0 < message_id <= MAX_ID
+            and type(correlation_id) is int
+            and correlation_id == 0
+            and type(sender) is str
+            and sender in _NAMES_SEEN
+            and type(target) is str
+            and 0 < len(target) <= MAX_TARGET
+        ):
+            return Envelope(kind, message_id, 0, sender, target, body, version)
     if not isinstance(fields, list) or len(fields) != 7:
         raise ProtocolError(f"envelope must be an array of 7 fields, got {_describe(fields)}")
     version, kind_text, message_id, correlation_id, sender, target, body = fields

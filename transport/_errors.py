@@ -7,6 +7,7 @@ the same types and nothing needs translating twice (decided once, see README)::
     ├── ProtocolError             a frame broke the wire contract (bad shape, size, kind)
     ├── ActorNotFound             the target address names no live actor
     ├── NodeDown                  the peer node is unreachable or declared dead
+    │   └── OutboxFull            the peer did not take our frames in time (backpressure)
     ├── AskTimeout                no reply to an ask within its deadline
     └── RemoteError               a failure raised on another node, kept readable
     (actors/_errors.py adds the workflow, lock and persistence branches)
@@ -21,6 +22,7 @@ __all__ = [
     "ActorNotFound",
     "AskTimeout",
     "NodeDown",
+    "OutboxFull",
     "ProtocolError",
     "RemoteError",
     "WorkflowError",
@@ -41,6 +43,13 @@ class ActorNotFound(WorkflowError):
 
 class NodeDown(WorkflowError):
     """The node is unreachable or was declared down by the failure detector."""
+
+
+class OutboxFull(NodeDown):
+    """A send waited its bounded time for room in the transport's outbox and got none:
+    the peer (or the network) does not keep up. Nothing was sent; the caller decides
+    whether to retry, slow down or give up. A ``NodeDown``, as the peer is not reachable
+    at the rate asked of it."""
 
 
 class AskTimeout(WorkflowError, TimeoutError):
@@ -67,5 +76,13 @@ class RemoteError(WorkflowError):
         self.node = node
 
 
-for _cls in (WorkflowError, ProtocolError, ActorNotFound, NodeDown, AskTimeout, RemoteError):
+for _cls in (
+    WorkflowError,
+    ProtocolError,
+    ActorNotFound,
+    NodeDown,
+    OutboxFull,
+    AskTimeout,
+    RemoteError,
+):
     _cls.__module__ = "runtime"

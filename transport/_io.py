@@ -3,9 +3,21 @@
 Like pyzmq's ``ThreadAuthenticator``, ``IoLoop`` is a handle with two sides:
 
 - API side (any thread): ``start``, ``post``, ``join``/``cancel_join``,
-  ``stop``. These talk to the thread over one inproc PUSH socket; a lock
-  serializes its users (a ZeroMQ socket may move between threads only across
-  a full memory barrier, which the lock provides) and sends are NOBLOCK.
+  ``stop``. Outgoing frames go into the *outbox*, a ``collections.deque``
+  (appends and pops are atomic, no lock), and the I/O thread is woken by one
+  ``wake`` frame per batch: a producer sends it only when no wake-up is
+  pending already, so under a flood one pipe send carries thousands of
+  frames. Other commands (join, stop, wake) go over one inproc PUSH socket; a
+  lock serializes its users (a ZeroMQ socket may move between threads only
+  across a full memory barrier, which the lock provides) and sends are NOBLOCK.
+- Flow control: a frame the peer's DEALER cannot take (HWM full) is never
+  dropped; it waits in a per-peer backlog, retried every loop turn, in order.
+  The outbox plus the backlogs hold at most ``settings.outbox_size`` frames
+  posted with a ``timeout``: past that, ``post`` blocks its *caller* (never
+  the I/O thread) until there is room, up to the timeout. Frames the I/O
+  thread posts itself, and answers, are not limited (they are bounded by the
+  peers' ask windows). A backlog is dropped, and counted, only when its
+  peer is declared down or leaves (``node_down`` / ``no_route``).
 - Thread side (``actorflow-io-<node>``): the ROUTER bound to ``listen``, one
   DEALER per peer (``PeerLinks``), the command PULL and the ROUTER's monitor,
   polled in one loop; every received frame and every tick goes to
@@ -22,6 +34,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -29,13 +42,13 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from transport._codec import pack, unpack
-from transport._errors import NodeDown
+from transport._errors import NodeDown, OutboxFull
 from transport._membership import MemberEvent, Membership
 from transport._protocol import Deliver, NodeProtocol
 from transport._reply import PendingAsks
 from transport._security import Security
 from transport._settings import TransportSettings
-from transport._sockets import PeerLinks, make_router
+from transport._sockets import FULL, SENT, PeerLinks, make_router
 from transport._stats import Counters
 
 __all__ = ["IoLoop"]
@@ -43,6 +56,9 @@ __all__ = ["IoLoop"]
 log = logging.getLogger(__name__)
 
 _BATCH = 500  # frames handled per socket per loop turn, so ticks and commands stay timely
+_FLUSH_BATCH = 5000  # outbox frames sent per loop turn
+_BACKLOG_POLL_MS = 1  # poll timeout while a peer's DEALER is full: retry soon
+_ROOM_SLICE = 0.01  # seconds a blocked producer sleeps between two looks at the outbox
 _DRAIN_BUDGET = 0.05  # seconds of decoding per loop turn: heartbeats go out even under a flood
 _MONITOR_EVENTS = (
     zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
@@ -87,6 +103,13 @@ class IoLoop:
         self._start_error: OSError | None = None
         self._push: zmq.Socket[Any] | None = None
         self._push_lock = threading.Lock()
+        self._outbox: deque[tuple[str, bytes]] = deque()
+        self._wake_pending = False  # a wake frame is on its way (or the thread is draining)
+        self._running = False  # the thread is serving the outbox (set by start, cleared on exit)
+        self._backlogs: dict[str, deque[bytes]] = {}  # I/O thread only: peers whose HWM is full
+        self._backlogged = 0  # frames in the backlogs (written by the I/O thread only)
+        self._room = threading.Event()  # set by the I/O thread when the outbox shrank
+        self._waiters = 0  # producers blocked on a full outbox (a hint for the I/O thread)
         self._links = PeerLinks(context, settings, security, counters)
         self.protocol = NodeProtocol(
             name=name,
@@ -129,12 +152,55 @@ class IoLoop:
         push.connect(self._command_endpoint)
         with self._push_lock:
             self._push = push
+        self._running = self.thread.is_alive()
 
-    def post(self, node: str, frame: bytes) -> bool:
-        """Send ``frame`` to peer ``node`` from any thread; False if it was dropped."""
+    def post(self, node: str, frame: bytes, timeout: float | None = None) -> bool:
+        """Queue ``frame`` for peer ``node`` from any thread; False if it cannot be sent.
+
+        With ``timeout``, the frame counts against ``settings.outbox_size``: when
+        the outbox is full, the calling thread waits up to ``timeout`` seconds for
+        room and then raises ``OutboxFull``. Without it (answers, the I/O thread's
+        own frames) the frame is queued regardless.
+
+        Raises:
+            OutboxFull: the outbox stayed full for ``timeout`` seconds.
+        """
         if threading.current_thread() is self.thread:
-            return self._links.send(node, frame)
-        return self._command(b"send", node.encode(), frame)
+            return self._send_or_backlog(node, frame)
+        if not self._running:
+            return False
+        outbox = self._outbox
+        if timeout is not None and len(outbox) + self._backlogged >= self._settings.outbox_size:
+            self._wait_for_room(node, timeout)
+        outbox.append((node, frame))
+        if not self._wake_pending:
+            self._wake_pending = True
+            if not self._command(b"wake"):
+                return False
+        return self._running
+
+    def _wait_for_room(self, node: str, timeout: float) -> None:
+        """Block the calling (API) thread until the outbox is below its bound."""
+        limit = self._settings.outbox_size
+        deadline = time.monotonic() + timeout
+        self._waiters += 1  # a hint only: waiters also look again every _ROOM_SLICE
+        try:
+            while len(self._outbox) + self._backlogged >= limit:
+                if not self._running:
+                    return  # the caller's post reports the failure
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self._counters.dropped("outbox_full")
+                    raise OutboxFull(
+                        f"{self._name}: outbox to {node} full ({limit} frames waiting) "
+                        f"for {timeout}s: the peer does not keep up"
+                    )
+                self._room.clear()
+                if len(self._outbox) + self._backlogged < limit:
+                    break
+                self._room.wait(min(remaining, _ROOM_SLICE))
+        finally:
+            self._waiters -= 1
 
     def join(self, token: int, seeds: Sequence[tuple[str | None, str]]) -> threading.Event:
         """Say hello to ``seeds`` until one answers; the event is set on the first welcome.
@@ -165,7 +231,7 @@ class IoLoop:
 
     def _command(self, *parts: bytes) -> bool:
         with self._push_lock:
-            if self._push is None or not self.thread.is_alive():
+            if self._push is None or not self._running:
                 return False
             try:
                 self._push.send_multipart(parts, zmq.NOBLOCK)
@@ -199,6 +265,8 @@ class IoLoop:
         except Exception:
             log.exception("I/O thread %s crashed; the transport is down", self.thread.name)
         finally:
+            self._running = False
+            self._room.set()
             self._links.close_all()
             if router is not None and monitor is not None:
                 router.disable_monitor()
@@ -221,9 +289,13 @@ class IoLoop:
                 poller.register(socket, zmq.POLLIN)
         poll_ms = max(1, int(self._settings.check_interval * 1000))
         while True:
-            ready = dict(poller.poll(poll_ms))
+            ready = dict(poller.poll(self._poll_timeout(poll_ms)))
             if commands in ready and self._drain_commands(commands):
                 return
+            if self._backlogs:
+                self._flush_backlogs()
+            if self._outbox:
+                self._flush_outbox()
             if router is not None and router in ready:
                 self._drain_router(router)
             if monitor is not None and monitor in ready:
@@ -238,8 +310,8 @@ class IoLoop:
             except zmq.Again:
                 return False
             verb = parts[0]
-            if verb == b"send":
-                self._links.send(parts[1].decode(), parts[2])
+            if verb == b"wake":
+                pass  # the outbox is flushed after the commands
             elif verb == b"join":
                 seeds = [(name, address) for name, address in unpack(parts[2])]
                 self.protocol.start_join(int.from_bytes(parts[1], "big"), seeds)
@@ -249,17 +321,85 @@ class IoLoop:
                 return True
         return False
 
-    def _drain_router(self, router: zmq.Socket[Any]) -> None:
-        budget_end = time.monotonic() + _DRAIN_BUDGET
-        for _ in range(_BATCH):
-            if time.monotonic() > budget_end:
-                return
+    def _poll_timeout(self, idle_ms: int) -> int:
+        if self._outbox:
+            return 0  # a flush stopped at its batch size: go on at once
+        return _BACKLOG_POLL_MS if self._backlogs else idle_ms
+
+    def _flush_outbox(self) -> None:
+        """Send what the API threads queued, in order; a full DEALER starts a backlog."""
+        # Clear the flag before draining: a producer that appends after this line
+        # either sees it clear and sends a wake frame, or its frame is drained here.
+        self._wake_pending = False
+        outbox = self._outbox
+        send = self._send_or_backlog
+        for _ in range(_FLUSH_BATCH):
             try:
-                parts = router.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return
-            self._counters.received()
-            self.protocol.on_frames(parts)
+                node, frame = outbox.popleft()
+            except IndexError:
+                break
+            send(node, frame)
+        else:
+            self._wake_pending = True  # more left: the next turn goes on without a wake frame
+        if self._waiters:
+            self._room.set()
+
+    def _send_or_backlog(self, node: str, frame: bytes) -> bool:
+        """I/O thread: send now, or queue behind earlier frames the peer has not taken yet."""
+        backlog = self._backlogs.get(node)
+        if backlog is not None:
+            backlog.append(frame)
+            self._backlogged += 1
+            return True
+        if self._links.try_send(node, frame) == FULL:
+            self._backlogs[node] = deque((frame,))
+            self._backlogged += 1
+        return True
+
+    def _flush_backlogs(self) -> None:
+        """I/O thread: retry the peers whose DEALER was full, oldest frame first."""
+        for node in list(self._backlogs):
+            backlog = self._backlogs[node]
+            if self._membership.status(node) != "up":
+                # A down peer must not hold the outbox bound (and every other peer's
+                # senders) hostage: its frames are dropped, as its pending asks fail.
+                self._counters.dropped("node_down", len(backlog))
+                self._backlogged -= len(backlog)
+                backlog.clear()
+            while backlog:
+                result = self._links.try_send(node, backlog[0])
+                if result == FULL:
+                    break
+                backlog.popleft()
+                self._backlogged -= 1
+                if result != SENT:  # the link is gone (node down or left): drop the rest
+                    self._counters.dropped("no_route", len(backlog))
+                    self._backlogged -= len(backlog)
+                    backlog.clear()
+            if not backlog:
+                del self._backlogs[node]
+        if self._waiters:
+            self._room.set()
+
+    def _drain_router(self, router: zmq.Socket[Any]) -> None:
+        # With CURVE each payload's User-Id is read from its zmq.Frame; plaintext frames
+        # are copied to bytes at once (cheaper than a Frame object for small messages).
+        copy = self.protocol.security is None
+        on_frames = self.protocol.on_frames
+        budget_end = time.monotonic() + _DRAIN_BUDGET
+        received = 0
+        try:
+            for index in range(_BATCH):
+                if index & 31 == 0 and time.monotonic() > budget_end:
+                    return
+                try:
+                    parts = router.recv_multipart(zmq.NOBLOCK, copy=copy)
+                except zmq.Again:
+                    return
+                received += 1
+                on_frames(parts)
+        finally:
+            self._counters.received(received)
 
     def _drain_monitor(self, monitor: zmq.Socket[Any]) -> None:
         for _ in range(_BATCH):

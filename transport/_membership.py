@@ -8,7 +8,9 @@ authoritative; gossip only *introduces* peers, it never marks one down)::
     up | down --leave--> left --hello--> up   (a node that rejoins)
 
 Thread-safety: mutations come from the transport's I/O thread; ``snapshot``,
-``status`` and ``address`` are read from API threads. One lock guards all.
+``status`` and ``address`` are read from API threads. One lock guards all,
+except ``status``: one ``dict.get`` of a value the single writer replaces
+whole, atomic in CPython, read on every send and every received frame.
 Each mutation returns the ``Transition`` list it caused, so the I/O thread can
 open or close sockets, fail pending asks and notify subscribers outside the lock.
 """
@@ -98,9 +100,8 @@ class Membership:
         return dict(sorted(members.items()))
 
     def status(self, name: str) -> MemberStatus | None:
-        """The status of peer ``name``, or None if unknown."""
-        with self._lock:
-            return self._status.get(name)
+        """The status of peer ``name``, or None if unknown (no lock: see the module docstring)."""
+        return self._status.get(name)
 
     def address(self, name: str) -> str | None:
         with self._lock:
@@ -138,6 +139,12 @@ class Membership:
 
     def heard(self, name: str, now: float) -> list[Transition]:
         """Any valid message from ``name`` proves it alive; revives a down node."""
+        if self._status.get(name) == "up":
+            # The common case, on every received frame: only the detector's timestamp
+            # changes (an existing key of a dict that only this thread writes), so
+            # readers under the lock see either value; no lock needed.
+            self._detector.heartbeat(name, now)
+            return []
         with self._lock:
             status = self._status.get(name)
             if status == "up":

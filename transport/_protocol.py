@@ -134,23 +134,34 @@ class NodeProtocol:
         """The ROUTER's monitor saw a failed handshake (bad key, no CURVE, wrong server key)."""
         self._drop("handshake_failed", detail)
 
-    def on_frames(self, parts: list[zmq.Frame]) -> None:
-        """Handle one message received on the ROUTER: [routing id, payload]."""
+    def on_frames(self, parts: list[zmq.Frame] | list[bytes]) -> None:
+        """Handle one message received on the ROUTER: [routing id, payload].
+
+        Parts are ``zmq.Frame``s (needed with CURVE, for the User-Id) or, on a
+        plaintext socket, ``bytes``.
+        """
         if len(parts) != 2:
             self._drop("bad_framing", f"{len(parts) - 1} frames in one message")
             return
         payload = parts[1]
         authenticated: str | None = None
-        if self.security is not None:
-            try:
-                authenticated = str(payload.get("User-Id"))
-            except zmq.ZMQError:
-                authenticated = None
-            if not authenticated:
+        if isinstance(payload, bytes):
+            if self.security is not None:  # never on a CURVE socket: fail closed
                 self._drop("unauthenticated", "frame without a User-Id on a CURVE socket")
                 return
+            data = payload
+        else:
+            if self.security is not None:
+                try:
+                    authenticated = str(payload.get("User-Id"))
+                except zmq.ZMQError:
+                    authenticated = None
+                if not authenticated:
+                    self._drop("unauthenticated", "frame without a User-Id on a CURVE socket")
+                    return
+            data = payload.bytes
         try:
-            envelope = decode_envelope(payload.bytes, self._settings.limits)
+            envelope = decode_envelope(data, self._settings.limits)
         except ProtocolError as exc:
             self._drop("malformed", str(exc))
             return

@@ -34,6 +34,11 @@ class TransportSettings:
         dedup_window: (sender, message id) pairs remembered to drop replays (10,000).
         max_members: most nodes in the member table (256).
         dispatch_queue_size: inbound tells/asks waiting for the handler (10,000).
+        outbox_size: outgoing tells/asks queued for the I/O thread, plus those
+            waiting for a peer's full DEALER (10,000); past it, ``tell`` and
+            ``ask`` block their caller (backpressure, see ``Transport``).
+        send_timeout: longest such a caller waits for room before
+            ``OutboxFull`` is raised (5.0 s).
         limits: decoding bounds; ``limits.max_frame_bytes`` is also ZMQ_MAXMSGSIZE.
     """
 
@@ -52,6 +57,8 @@ class TransportSettings:
     dedup_window: int = 10_000
     max_members: int = 256
     dispatch_queue_size: int = 10_000
+    outbox_size: int = 10_000
+    send_timeout: float = 5.0
     limits: Limits = DEFAULT_LIMITS
 
     def __post_init__(self) -> None:

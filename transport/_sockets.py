@@ -6,8 +6,10 @@ makes libzmq drop the connection), and a reconnect backoff capped by
 ``RECONNECT_IVL_MAX`` (a refused peer does not retry every 100 ms forever).
 The ROUTER sets ``ROUTER_MANDATORY`` so a send it cannot route raises instead
 of vanishing (it only receives in this design, but must never drop silently).
-Sends are ``NOBLOCK``: a full HWM drops the frame and counts it, it never
-blocks the I/O thread.
+Sends are ``NOBLOCK``: they never block the I/O thread. ``send`` drops and
+counts a frame a full HWM refuses (heartbeats and gossip: the next one will
+do); ``try_send`` reports ``FULL`` instead, so the I/O loop can keep the frame
+in a backlog (tells, asks and answers are never dropped for a full HWM).
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from transport._security import ZAP_DOMAIN, Security
 from transport._settings import TransportSettings
 from transport._stats import Counters
 
-__all__ = ["PeerLinks", "make_router"]
+__all__ = ["FAILED", "FULL", "SENT", "PeerLinks", "make_router"]
+
+SENT, FULL, FAILED = 0, 1, 2  # outcomes of ``PeerLinks.try_send``
 
 log = logging.getLogger(__name__)
 
@@ -118,21 +122,28 @@ class PeerLinks:
 
     def send(self, key: str, frame: bytes) -> bool:
         """Send without blocking; a missing link or full queue drops and counts the frame."""
+        result = self.try_send(key, frame)
+        if result == FULL:
+            self._counters.dropped("send_queue_full")
+        return result == SENT
+
+    def try_send(self, key: str, frame: bytes) -> int:
+        """Send without blocking: ``SENT``; ``FULL`` (HWM reached, the frame is the caller's
+        to keep, not counted); or ``FAILED`` (no link or a socket error: dropped, counted)."""
         link = self._links.get(key)
         if link is None:
             self._counters.dropped("no_route")
-            return False
+            return FAILED
         try:
             link[1].send(frame, zmq.NOBLOCK, copy=len(frame) < 65536)
         except zmq.Again:
-            self._counters.dropped("send_queue_full")
-            return False
+            return FULL
         except zmq.ZMQError as exc:
             log.warning("send to %s failed: %s", key, exc)
             self._counters.dropped("send_failed")
-            return False
-        self._counters.sent()
-        return True
+            return FAILED
+        self._counters.frames_out += 1  # I/O thread only (see Counters)
+        return SENT
 
     def close(self, key: str) -> None:
         link = self._links.pop(key, None)

@@ -24,7 +24,10 @@ class TransportStats:
         frames_in / frames_out: frames received on the ROUTER / handed to a DEALER.
         frames_dropped: dropped frames (and refused connections) by reason, e.g.
             ``malformed``, ``sender_mismatch``, ``not_member``, ``duplicate``,
-            ``send_queue_full``, ``dispatch_full``, ``handshake_failed``.
+            ``send_queue_full`` (heartbeats/gossip skipped for a full DEALER),
+            ``outbox_full`` (a tell/ask refused with ``OutboxFull``), ``node_down``
+            (frames queued to a peer declared down), ``dispatch_full``,
+            ``handshake_failed``.
         dispatch_queue_depth: messages waiting for the handler.
     """
 
@@ -39,7 +42,9 @@ class TransportStats:
 
 
 class Counters:
-    """Frame counters, written by the I/O thread (and drops by API threads). Thread-safe."""
+    """Frame counters. ``frames_in`` / ``frames_out`` are written by the I/O thread only
+    (plain increments, no lock: one writer; readers take a snapshot); drops come from
+    any thread, under the lock."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -47,17 +52,16 @@ class Counters:
         self.frames_out = 0
         self._dropped: Counter[str] = Counter()
 
-    def received(self) -> None:
-        with self._lock:
-            self.frames_in += 1
+    def received(self, count: int = 1) -> None:
+        self.frames_in += count  # I/O thread only
 
-    def sent(self) -> None:
-        with self._lock:
-            self.frames_out += 1
+    def sent(self, count: int = 1) -> None:
+        self.frames_out += count  # I/O thread only
 
-    def dropped(self, reason: str) -> None:
-        with self._lock:
-            self._dropped[reason] += 1
+    def dropped(self, reason: str, count: int = 1) -> None:
+        if count:
+            with self._lock:
+                self._dropped[reason] += count
 
     def snapshot(self) -> tuple[int, int, dict[str, int]]:
         with self._lock:
