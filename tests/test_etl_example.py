@@ -66,6 +66,8 @@ def test_etl_script_prints_progress_and_a_summary(tmp_path: Path) -> None:
             "0.01",
             "--workdir",
             str(tmp_path),
+            "--db",
+            str(tmp_path / "state.db"),
         ],
         cwd=ROOT,
         capture_output=True,
@@ -76,6 +78,7 @@ def test_etl_script_prints_progress_and_a_summary(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "step       state      attempts   duration" in result.stdout
     assert "Completed; loaded 1498 rows" in result.stdout
+    assert (tmp_path / "state.db").is_file()  # checkpointed where asked, not in the repo
 
 
 def test_etl_script_rejects_a_bad_argument(tmp_path: Path) -> None:
