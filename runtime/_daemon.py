@@ -3,10 +3,14 @@
 On the signal it leaves the cluster gracefully — in-flight steps get up to
 ``drain_timeout`` seconds to finish, new ones are refused so coordinators
 re-place them, peers are told — then shuts the system down and returns.
+SIGUSR1 writes every thread's stack to stderr (named threads: ``actorflow-io-*``,
+``actorflow-dispatch-*``, pykka actors...), the first thing to look at when a
+member seems stuck.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import signal
 import threading
@@ -43,6 +47,8 @@ def serve(
 
         for signum in (signal.SIGTERM, signal.SIGINT):
             previous[signum] = signal.signal(signum, on_signal)
+        if not faulthandler.is_enabled():
+            faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         if on_ready is not None:
             on_ready(system)
