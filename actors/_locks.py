@@ -117,6 +117,17 @@ class LockManager(pykka.ThreadingActor):
         self._waiter_ids = itertools.count(1)
 
     def on_receive(self, message: Any) -> Any:
+        try:
+            return self._handle(message)
+        except Exception as exc:  # a bad request is answered, never allowed to stop the manager
+            reply = getattr(message, "reply", None)
+            if reply is None:
+                raise
+            log.warning("lock manager refused %r: %s", message, exc)
+            self._answer(reply, exc)
+            return None
+
+    def _handle(self, message: Any) -> Any:
         if isinstance(message, Acquire):
             self._acquire(message)
         elif isinstance(message, Release):

@@ -225,7 +225,7 @@ class EventBus:
             if isinstance(item, _Call):
                 try:
                     item.callback()
-                except Exception:
+                except BaseException:  # user code: even SystemExit must not kill the bus
                     log.exception("event bus callback %r raised", item.callback)
                 continue
             for subscription in self._subscriptions:
@@ -236,7 +236,7 @@ class EventBus:
         try:
             if subscription.accepts(event):
                 subscription.observer.on_event(event)
-        except Exception:
+        except BaseException:  # observers are user code: SystemExit must not kill the bus
             log.exception(
                 "observer %r raised on %r; it stays subscribed", subscription.observer, event
             )

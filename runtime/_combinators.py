@@ -314,9 +314,13 @@ class Combinators(CoordinatorBase):
             elif state["token"] is not None:
                 renew_later()
 
-        def after(outcome: _Outcome) -> None:
+        def release() -> None:
             token, state["token"] = state["token"], None
-            locks.request("release", {"name": wf.lock, "token": token}, lambda _answer: None)
+            if token is not None:
+                locks.request("release", {"name": wf.lock, "token": token}, lambda _answer: None)
+
+        def after(outcome: _Outcome) -> None:
+            release()
             if isinstance(outcome, _Ok) and state["lost"] is not None:
                 outcome = _Err(state["lost"])
             cont(outcome)
@@ -329,6 +333,7 @@ class Combinators(CoordinatorBase):
                 locks.request("release", {"name": wf.lock, "token": answer.token}, lambda _a: None)
                 return
             state["token"] = answer.token
+            scope.on_cancel.append(release)  # a canceled section gives the lock back at once
             renew_later()
             inner = dataclasses.replace(frame, locks=(*frame.locks, (wf.lock, answer.token)))
             self._exec(wf.inner, ctx, inner, after)

@@ -9,6 +9,7 @@ back to ``NotLockOwner`` / ``NotLocked`` / ``LockTimeout``.
 from __future__ import annotations
 
 import concurrent.futures
+import math
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -111,8 +112,40 @@ def _message(op: str, fields: dict[str, Any], reply: Callable[[Any], None]) -> A
     raise ValueError(f"unknown lock operation {op!r}")
 
 
+_FIELDS: dict[str, tuple[str, ...]] = {
+    "acquire": ("name", "owner", "lease", "timeout"),
+    "release": ("name", "token"),
+    "renew": ("name", "token", "lease"),
+    "check": ("name", "token"),
+}
+
+
+def _number(value: Any, *, positive: bool) -> bool:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    return ok and (value > 0 if positive else value >= 0)
+
+
 def lock_message(op: str, fields: dict[str, Any], reply: Callable[[Any], None]) -> Any:
-    """The manager message for a request that came over the wire (validated by the caller)."""
+    """The manager message for a request that came over the wire, checked field by field.
+
+    Raises:
+        ValueError: naming the operation or field that is missing or of the wrong type.
+    """
+    if op not in _FIELDS:
+        raise ValueError(f"unknown lock operation {op!r}")
+    missing = [name for name in _FIELDS[op] if name not in fields]
+    if missing:
+        raise ValueError(f"lock {op}: missing {missing}")
+    checks = {
+        "name": lambda v: isinstance(v, str) and bool(v),
+        "owner": lambda v: isinstance(v, str),
+        "lease": lambda v: _number(v, positive=True),
+        "timeout": lambda v: v is None or _number(v, positive=False),
+        "token": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    }
+    for name in _FIELDS[op]:
+        if not checks[name](fields[name]):
+            raise ValueError(f"lock {op}: bad {name} {fields[name]!r}")
     return _message(op, fields, reply)
 
 
@@ -139,6 +172,8 @@ class Lock:
         Raises:
             LockTimeout: not acquired within ``timeout``.
         """
+        if timeout is not None and not _number(timeout, positive=False):
+            raise TypeError(f"acquire(timeout) must be None or a number >= 0, got {timeout!r}")
         fields = {"name": self.name, "owner": self._owner, "lease": self.lease, "timeout": timeout}
         grant = self._client.call("acquire", fields, wait=timeout if timeout is not None else 1e9)
         self.token = int(grant.token)

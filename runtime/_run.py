@@ -247,6 +247,8 @@ class RunCoordinator(Combinators, StepDriver, RemotePlacement):
         scope.canceled = True
         for timer in scope.timers:
             timer.cancel()
+        for cleanup in scope.on_cancel:
+            cleanup()
         for key in scope.steps:
             was_waiting = self._waiting.pop(key, None) is not None
             if not (was_waiting or key in self._backing_off):

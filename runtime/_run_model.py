@@ -63,6 +63,7 @@ class _Scope:
     children: list[_Scope] = field(default_factory=list)
     steps: set[str] = field(default_factory=set)
     timers: list[TimerHandle] = field(default_factory=list)
+    on_cancel: list[Callable[[], None]] = field(default_factory=list)  # e.g. release a lock
 
     def child(self) -> _Scope:
         scope = _Scope(self)

@@ -214,6 +214,16 @@ class StepDriver(CoordinatorBase):
         host = self._place(key, wf, exclude, placement)
         self._book.started(host)
         node = self._nodes.get(key)
+        if node is not None and node.cancel_event.is_set():
+            # Canceled before (a failed sibling, then an outer retry): never reuse it, and
+            # never drop it untracked: a running one stops after its task returns.
+            del self._nodes[key]
+            if node.ref is not None:
+                if node.state is NodeState.RUNNING:
+                    node.ref.stop(block=False)
+                else:
+                    self._pool.release(node.ref)
+            node = None
         if node is None or node.state is not NodeState.FAILED or node.host != host:
             node = self._spawn_node(key, wf) if host == self._node_name else self._remote(key, host)
         node.state = NodeState.RUNNING

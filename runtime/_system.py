@@ -366,6 +366,7 @@ class ActorSystem:
             raise TypeError(f"run(workflow) needs a Workflow, got {workflow!r}")
         run_id = run_id or uuid.uuid4().hex[:12]
         self._check_open("run a workflow")
+        self._check_not_running(run_id)  # before claiming: a claim would fence the live run off
         recorder = None
         if persists(workflow, self.checkpoint):
             initial = RunRecorder.encode_context(run_id, ctx)
@@ -373,10 +374,35 @@ class ActorSystem:
             recorder = self._recorder(
                 run_id, workflow, epoch, initial=initial, created_at=self.clock.wall()
             )
-            recorder.start()
-        return self._start(
-            run_id, workflow, ctx, observers=observers, recorder=recorder, replay=None
-        )
+        return self._start_recorded(run_id, workflow, ctx, observers, recorder, None)
+
+    def _check_not_running(self, run_id: str) -> None:
+        with self._lock:
+            handle = self._runs.get(run_id)
+        if handle is not None and not handle.done():
+            raise ValueError(f"run id {run_id!r} is already running in this process")
+
+    def _start_recorded(
+        self,
+        run_id: str,
+        workflow: Workflow[Any, Any],
+        ctx: Any,
+        observers: Iterable[WorkflowObserver],
+        recorder: RunRecorder | None,
+        replay: Replay | None,
+    ) -> RunHandle[Any]:
+        """Write the run's first checkpoint and start it; give the claim back if that fails."""
+        try:
+            if recorder is not None:
+                recorder.start()
+            return self._start(
+                run_id, workflow, ctx, observers=observers, recorder=recorder, replay=replay
+            )
+        except BaseException:
+            if recorder is not None:
+                with contextlib.suppress(PersistenceError):
+                    recorder.release()
+            raise
 
     def resume(
         self,
@@ -427,6 +453,7 @@ class ActorSystem:
             )
         replay = replay_from(checkpoint)
         ctx = decode_value(checkpoint.context, what=f"run {run_id} context")
+        self._check_not_running(run_id)
         epoch = self._claim_for_resume(run_id, claim_force)
         recorder = self._recorder(
             run_id,
@@ -436,10 +463,7 @@ class ActorSystem:
             created_at=checkpoint.created_at,
             records=replay.records,
         )
-        recorder.start()
-        return self._start(
-            run_id, workflow, ctx, observers=observers, recorder=recorder, replay=replay
-        )
+        return self._start_recorded(run_id, workflow, ctx, observers, recorder, replay)
 
     def _claim_for_resume(self, run_id: str, force: bool) -> int:
         try:
