@@ -145,7 +145,7 @@ class Cluster:
         elif target == LOCKS_PATH:
             self._locks(message, reply)
         elif target.startswith(RUN_PREFIX):
-            self._to_run(target[len(RUN_PREFIX) :], message)
+            self._to_run(target[len(RUN_PREFIX) :], message, sender)
         else:
             ref = self._named(target)
             if ref is None or not ref.is_alive():
@@ -252,7 +252,7 @@ class Cluster:
             raise ProtocolError(f"malformed lock request {request!r}: {exc}") from exc
         self._lock_manager().tell(command)
 
-    def _to_run(self, run_id: str, message: Any) -> None:
+    def _to_run(self, run_id: str, message: Any, sender: str) -> None:
         body = require(message, {}, f"message for run {run_id}")
         if "ev" in body:
             self._bus.emit(event_from_wire(body))
@@ -261,7 +261,7 @@ class Cluster:
         if ref is None:
             log.info("result for run %s dropped: the run is not active here", run_id)
             return
-        ref.tell(RemoteReport(body))
+        ref.tell(RemoteReport(body, sender))
 
     # -- membership -----------------------------------------------------------------------
 

@@ -117,6 +117,16 @@ class RemotePlacement(CoordinatorBase):
             "step result",
         )
         key, state = body["key"], NodeState(body["state"])
+        node = self._nodes.get(key)
+        if message.sender and (node is None or node.host != message.sender):
+            # Only the node the step was placed on may report it (by its authenticated name).
+            log.warning(
+                "run %s: result for %s from %s dropped (not its node)",
+                self.run_id,
+                key,
+                message.sender,
+            )
+            return
         output = ctx = None
         error = body.get("error")
         if isinstance(error, RemoteError):

@@ -32,6 +32,7 @@ class RemoteReport:
     """A coordinator's mailbox message: a result from one of its remote steps."""
 
     body: dict[str, Any]
+    sender: str = ""  # the authenticated node it came from
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from runtime import (
 )
 from runtime import CheckpointStrategy as Strategy
 from runtime import events as ev
+from runtime._wire import RemoteReport
 
 from .conftest import Recorder, gate
 
@@ -133,3 +134,18 @@ def test_an_observer_raising_system_exit_does_not_stop_the_event_bus(
 
     assert system.run(task(lambda c: 1), {}, observers=[Exits()]).result(5) == 1
     assert system.run(task(lambda c: 2), {}).result(5) == 2
+
+
+def test_a_result_claimed_by_a_node_that_did_not_run_the_step_is_dropped(
+    system: ActorSystem,
+) -> None:
+    # Any member could report any run's step; only the node it was placed on may.
+    release, blocked = gate()
+    handle = system.run(task(blocked, name="held"), {})
+    coordinator = system._coordinator_ref(handle.id)
+    assert coordinator is not None
+    forged = {"key": "held", "inc": 1, "attempt": 1, "state": "Completed", "mro": []}
+    coordinator.tell(RemoteReport(forged, "intruder"))
+    assert not handle.wait(0.3)  # still running: the forged completion was ignored
+    release.set()
+    assert handle.result(5) == "released"
