@@ -93,6 +93,7 @@ class Cluster:
         # named actors delivered to before (path -> ref), for the transport's fast path
         self._known: dict[str, pykka.ActorRef[Any]] = {}
         self._lock = threading.Lock()
+        self._placed: dict[str, set[str]] = {}  # run id -> nodes its steps were sent to
 
     def start(self, join: Sequence[str], timeout: float = 10.0) -> None:
         self.transport.start()
@@ -123,12 +124,16 @@ class Cluster:
             return nodes[next(self._turn) % len(nodes)]
 
     def send_step(self, node: str, request: dict[str, Any]) -> None:
+        with self._lock:
+            self._placed.setdefault(str(request["run"]), set()).add(node)
         self.transport.tell(Address(node, SYSTEM_PATH), {"op": "run_step", **request})
 
     def cancel_step(self, node: str, run_id: str, key: str) -> None:
         self._tell_quietly(node, {"op": "cancel_step", "run": run_id, "key": key})
 
     def end_run(self, node: str, run_id: str) -> None:
+        with self._lock:
+            self._placed.pop(run_id, None)
         self._tell_quietly(node, {"op": "end_run", "run": run_id})
 
     def _tell_quietly(self, node: str, message: dict[str, Any]) -> None:
@@ -255,6 +260,11 @@ class Cluster:
     def _to_run(self, run_id: str, message: Any, sender: str) -> None:
         body = require(message, {}, f"message for run {run_id}")
         if "ev" in body:
+            with self._lock:
+                placed = sender in self._placed.get(run_id, ())
+            if not placed:  # only a node running one of the run's steps may speak for it
+                log.warning("event for run %s from %s dropped (no step there)", run_id, sender)
+                return
             self._bus.emit(event_from_wire(body))
             return
         ref = self._coordinator(run_id)
