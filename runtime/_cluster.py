@@ -13,7 +13,6 @@ had there.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -23,6 +22,7 @@ import pykka
 
 from actors import EventBus, LockGrant, NodePool
 from actors import events as ev
+from runtime._adaptive import NodeLoad, RoundRobin
 from runtime._locks import lock_message
 from runtime._registry import Registry
 from runtime._remote import ask_into
@@ -89,7 +89,7 @@ class Cluster:
             settings=settings,
         )
         self.host = StepHost(name, self.transport, registry, pool)
-        self._turn = itertools.count()
+        self._round_robin = RoundRobin()  # shared by every run without its own strategy
         # named actors delivered to before (path -> ref), for the transport's fast path
         self._known: dict[str, pykka.ActorRef[Any]] = {}
         self._lock = threading.Lock()
@@ -119,9 +119,7 @@ class Cluster:
         """Where a step runs: ``pinned``, else round-robin over the candidates."""
         if pinned is not None:
             return pinned
-        nodes = self.candidates(exclude)
-        with self._lock:
-            return nodes[next(self._turn) % len(nodes)]
+        return self._round_robin.choose("", [NodeLoad(n) for n in self.candidates(exclude)])
 
     def send_step(self, node: str, request: dict[str, Any]) -> None:
         with self._lock:

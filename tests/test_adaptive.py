@@ -20,6 +20,9 @@ from runtime import (
     parallel,
     task,
 )
+from runtime import events as ev
+
+from .conftest import Recorder
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -96,15 +99,15 @@ def hold(ctx: dict[str, Any]) -> str:
 def three_nodes() -> Iterator[tuple[ActorSystem, ActorSystem, ActorSystem]]:
     wf = task(hold)
     coordinator = ActorSystem("coord", listen="tcp://127.0.0.1:0", plaintext=True)
+    joined = Recorder()
+    coordinator.events.subscribe(joined, lambda e: isinstance(e, ev.NodeUp))
     seed = [str(coordinator.address)]
     workers = [
         ActorSystem(name, listen="tcp://127.0.0.1:0", join=seed, plaintext=True, workflows=[wf])
         for name in ("w1", "w2")
     ]
-    deadline = time.monotonic() + 10
-    while sum(s == "up" for s in coordinator.members().values()) < 3:
-        assert time.monotonic() < deadline, coordinator.members()
-        time.sleep(0.02)  # polling the member table, bounded by the deadline
+    for name in ("w1", "w2"):
+        joined.wait_for(lambda e, name=name: getattr(e, "node", None) == name, timeout=10)
     yield coordinator, workers[0], workers[1]
     for system in (*workers, coordinator):
         system.shutdown()
