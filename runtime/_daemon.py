@@ -10,8 +10,11 @@ member seems stuck.
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import logging
+import os
+import select
 import signal
 import threading
 from collections.abc import Callable
@@ -34,16 +37,27 @@ def serve(
     """Serve until SIGTERM/SIGINT (or ``stop`` is set), then drain, leave and shut down.
 
     Signal handlers are installed only when called from the main thread
-    (elsewhere, set ``stop``). Returns the number of steps still running when
-    the drain timed out (0 after a clean drain).
+    (elsewhere, set ``stop``); repeated signals during the drain are ignored, and
+    the handlers found on entry are put back on return. Returns the number of
+    steps still running when the drain timed out (0 after a clean drain).
     """
     stop = stop or threading.Event()
     previous: dict[signal.Signals, object] = {}
+    wakeup: tuple[int, int] | None = None
+    received: list[int] = []
     if threading.current_thread() is threading.main_thread():
+        wakeup = os.pipe()
+        os.set_blocking(wakeup[1], False)
+        write_end = wakeup[1]
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
-            log.info("signal %s: draining and leaving", signal.Signals(signum).name)
-            stop.set()
+            # Runs on the main thread between bytecodes, possibly inside a lock the
+            # main thread holds (Event.set/wait) or inside itself on a second
+            # signal: it must take no lock, so it only records and wakes the pipe.
+            if not received:  # the first one decides; repeats change nothing
+                received.append(signum)
+            with contextlib.suppress(OSError):  # pipe full: a wake-up is pending
+                os.write(write_end, b"\0")
 
         for signum in (signal.SIGTERM, signal.SIGINT):
             previous[signum] = signal.signal(signum, on_signal)
@@ -52,8 +66,9 @@ def serve(
     try:
         if on_ready is not None:
             on_ready(system)
-        while not stop.wait(1.0):
-            pass
+        _wait_for_stop(stop, received, wakeup[0] if wakeup else None)
+        if received:
+            log.info("signal %s: draining and leaving", signal.Signals(received[0]).name)
         remaining = system.leave(drain_timeout)
         if remaining:
             log.warning(
@@ -64,3 +79,22 @@ def serve(
         system.shutdown()
         for signum, handler in previous.items():
             signal.signal(signum, handler)  # type: ignore[arg-type]
+        if wakeup is not None:
+            os.close(wakeup[0])
+            os.close(wakeup[1])
+
+
+def _wait_for_stop(stop: threading.Event, received: list[int], wakeup_fd: int | None) -> None:
+    """Block until a signal was received or ``stop`` is set (by another thread).
+
+    With a wake-up pipe a signal ends the wait at once; ``stop`` is looked at
+    every ``_STOP_POLL`` seconds, without taking its lock.
+    """
+    if wakeup_fd is None:
+        stop.wait()
+        return
+    while not received and not stop.is_set():
+        select.select([wakeup_fd], [], [], _STOP_POLL)
+
+
+_STOP_POLL = 0.2

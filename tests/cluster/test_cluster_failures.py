@@ -254,3 +254,27 @@ def test_a_worker_holding_a_step_that_awaits_its_retry_exits_on_sigterm(
     handle.cancel()
     with pytest.raises(Canceled):
         handle.result(timeout=10)
+
+
+@pytest.mark.timeout(60)
+def test_a_burst_of_stop_signals_still_ends_in_a_clean_exit(
+    cluster_factory: Callable[..., Cluster],
+) -> None:
+    """Regression: a second SIGTERM arriving inside the first one's handler deadlocked.
+
+    The handler used to call ``Event.set()``, whose lock is not reentrant; it now
+    takes no lock at all. Each worker gets SIGTERM/SIGINT back to back for a
+    second (or until it has exited), then must exit 0.
+    """
+    cluster = cluster_factory()
+    workers = list(cluster.workers.values())
+    deadline = time.monotonic() + 1.0
+    sent = 0
+    while time.monotonic() < deadline and any(w.process.poll() is None for w in workers):
+        for worker in workers:
+            if worker.process.poll() is None:
+                worker.signal(15 if sent % 2 == 0 else 2)
+        sent += 1
+    assert sent > 1
+    for worker in workers:
+        assert worker.exit_code(15) == 0, worker.output()
