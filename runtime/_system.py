@@ -12,7 +12,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -25,35 +24,23 @@ from actors import (
     EventBus,
     LockManager,
     NodePool,
-    NodeState,
-    PersistenceError,
     RealClock,
     RestartIntensity,
-    RunBusy,
     Strategy,
     Supervisor,
     SystemShutDown,
     WorkflowObserver,
 )
-from runtime._checkpoint import (
-    CheckpointStrategy,
-    Replay,
-    RunRecorder,
-    new_owner_id,
-    owner_is_dead,
-    replay_from,
-)
+from runtime._checkpoint import CheckpointStrategy, new_owner_id
 from runtime._cluster import Cluster
-from runtime._handle import RunHandle, StepLog
+from runtime._handle import RunHandle
 from runtime._locks import Lock, LockClient
-from runtime._persist import decode_value
 from runtime._registry import Registry, qualified_name
 from runtime._remote import Ref
-from runtime._run import RunCoordinator, cancel_run, pause_run
-from runtime._sqlite_store import SQLiteStore
-from runtime._stats import RunStats, SystemStats
-from runtime._store import CheckpointStore, RunSummary, StepRecord
-from runtime._workflow import Workflow, persists, tasks_of
+from runtime._runs import Runs
+from runtime._stats import SystemStats
+from runtime._store import CheckpointStore, RunSummary
+from runtime._workflow import Workflow, tasks_of
 from transport import Address, NodeDown, TransportSettings, load_security
 
 __all__ = ["ActorSystem"]
@@ -124,19 +111,26 @@ class ActorSystem:
         self.owner = new_owner_id()
         self.checkpoint = checkpoint
         self.lease = float(lease)
-        self._store = store
-        self._own_store = False
+        self.cluster: Cluster | None = None
+        self._runs = Runs(
+            name,
+            owner=self.owner,
+            clock=self.clock,
+            events=self.events,
+            nodes=self.nodes,
+            store=store,
+            checkpoint=checkpoint,
+            lease=self.lease,
+            cluster=lambda: self.cluster,
+            locks=self._lock_client,
+        )
         self.registry = Registry()
-        self._workflows: dict[str, Workflow[Any, Any]] = {}
         for workflow in workflows:
             self.register_workflow(workflow)
         self._lock = threading.Lock()
         self._closed = False
         self._actors: list[pykka.ActorRef[Any]] = []
         self._named: dict[str, pykka.ActorRef[Any]] = {}
-        self._runs: dict[str, RunHandle[Any]] = {}
-        self._coordinators: dict[str, pykka.ActorRef[RunCoordinator]] = {}
-        self.cluster: Cluster | None = None
         self.locks_on = locks_on or name
         self._lock_manager: pykka.ActorRef[LockManager] | None = None
         try:
@@ -167,8 +161,8 @@ class ActorSystem:
             registry=self.registry,
             pool=self.nodes,
             named=self._named_ref,
-            coordinator=self._coordinator_ref,
-            coordinators=self._live_coordinators,
+            coordinator=self._runs.coordinator,
+            coordinators=self._runs.live_coordinators,
             spawn=self.spawn,
             lock_manager=self._local_lock_manager,
             stats=lambda: self.stats().to_wire(),
@@ -230,26 +224,18 @@ class ActorSystem:
             return self._named.get(path)
 
     def _coordinator_ref(self, run_id: str) -> pykka.ActorRef[Any] | None:
-        with self._lock:
-            return self._coordinators.get(run_id)
-
-    def _live_coordinators(self) -> list[pykka.ActorRef[Any]]:
-        with self._lock:
-            return list(self._coordinators.values())
+        return self._runs.coordinator(run_id)
 
     @property
     def store(self) -> CheckpointStore:
         """The checkpoint store (the default SQLite file is opened on first use)."""
-        if self._store is None:
-            self._store = SQLiteStore(clock=self.clock)
-            self._own_store = True
-        return self._store
+        return self._runs.store
 
     def register_workflow(self, workflow: Workflow[Any, Any]) -> None:
         """Let ``resume``/``recover`` find ``workflow`` by its name (``wf.named(...)``)."""
         if not isinstance(workflow, Workflow):
             raise TypeError(f"register_workflow needs a Workflow, got {workflow!r}")
-        self._workflows[workflow.name] = workflow
+        self._runs.workflows[workflow.name] = workflow
         for step in tasks_of(workflow):
             with contextlib.suppress(CompositionError):  # lambdas can only run locally
                 self.registry.register_task(step)
@@ -362,47 +348,7 @@ class ActorSystem:
             PersistenceError: the run checkpoints and ``ctx`` cannot be encoded
                 (the message names the field and its type), or the store failed.
         """
-        if not isinstance(workflow, Workflow):
-            raise TypeError(f"run(workflow) needs a Workflow, got {workflow!r}")
-        run_id = run_id or uuid.uuid4().hex[:12]
-        self._check_open("run a workflow")
-        self._check_not_running(run_id)  # before claiming: a claim would fence the live run off
-        recorder = None
-        if persists(workflow, self.checkpoint):
-            initial = RunRecorder.encode_context(run_id, ctx)
-            epoch = self.store.claim(run_id, owner=self.owner, lease=self.lease)
-            recorder = self._recorder(
-                run_id, workflow, epoch, initial=initial, created_at=self.clock.wall()
-            )
-        return self._start_recorded(run_id, workflow, ctx, observers, recorder, None)
-
-    def _check_not_running(self, run_id: str) -> None:
-        with self._lock:
-            handle = self._runs.get(run_id)
-        if handle is not None and not handle.done():
-            raise ValueError(f"run id {run_id!r} is already running in this process")
-
-    def _start_recorded(
-        self,
-        run_id: str,
-        workflow: Workflow[Any, Any],
-        ctx: Any,
-        observers: Iterable[WorkflowObserver],
-        recorder: RunRecorder | None,
-        replay: Replay | None,
-    ) -> RunHandle[Any]:
-        """Write the run's first checkpoint and start it; give the claim back if that fails."""
-        try:
-            if recorder is not None:
-                recorder.start()
-            return self._start(
-                run_id, workflow, ctx, observers=observers, recorder=recorder, replay=replay
-            )
-        except BaseException:
-            if recorder is not None:
-                with contextlib.suppress(PersistenceError):
-                    recorder.release()
-            raise
+        return self._runs.run(workflow, ctx, run_id=run_id, observers=observers)
 
     def resume(
         self,
@@ -424,61 +370,9 @@ class ActorSystem:
             RunBusy: another live process owns the run (``force=True`` takes it
                 over; the old owner's further writes are then refused).
         """
-        return self._resume(
+        return self._runs.resume(
             run_id, workflow, claim_force=force, structure_force=force, observers=observers
         )
-
-    def _resume(
-        self,
-        run_id: str,
-        workflow: Workflow[Any, Any] | None,
-        *,
-        claim_force: bool,
-        structure_force: bool,
-        observers: Iterable[WorkflowObserver] = (),
-    ) -> RunHandle[Any]:
-        self._check_open("resume a run")
-        checkpoint = self.store.load(run_id)
-        workflow = workflow or self._workflows.get(checkpoint.workflow)
-        if workflow is None:
-            raise PersistenceError(
-                f"run {run_id}: no workflow named {checkpoint.workflow!r} is registered; "
-                "pass it to resume(run_id, workflow) or ActorSystem(workflows=[...])"
-            )
-        if workflow.fingerprint() != checkpoint.fingerprint and not structure_force:
-            raise PersistenceError(
-                f"run {run_id}: the workflow's structure changed since the run started "
-                f"(fingerprint {checkpoint.fingerprint} recorded, {workflow.fingerprint()} now); "
-                "resume with force=True to run it anyway"
-            )
-        replay = replay_from(checkpoint)
-        ctx = decode_value(checkpoint.context, what=f"run {run_id} context")
-        self._check_not_running(run_id)
-        epoch = self._claim_for_resume(run_id, claim_force)
-        recorder = self._recorder(
-            run_id,
-            workflow,
-            epoch,
-            initial=checkpoint.context,
-            created_at=checkpoint.created_at,
-            records=replay.records,
-        )
-        return self._start_recorded(run_id, workflow, ctx, observers, recorder, replay)
-
-    def _claim_for_resume(self, run_id: str, force: bool) -> int:
-        try:
-            return self.store.claim(run_id, owner=self.owner, lease=self.lease, force=force)
-        except RunBusy:
-            summary = next((r for r in self.store.list() if r.run_id == run_id), None)
-            if summary is None or not owner_is_dead(summary.owner):
-                raise
-            log.warning("run %s: its owner %s is dead; taking the run over", run_id, summary.owner)
-            # Free only the dead owner's epoch (a no-op if anyone claimed since), then claim
-            # without force: of two processes taking over at once, the second one's claim
-            # meets the first one's live lease and raises RunBusy. A forced claim here would
-            # let both win, each fencing the other off after both ran the step in flight.
-            self.store.release(run_id, epoch=summary.epoch)
-            return self.store.claim(run_id, owner=self.owner, lease=self.lease)
 
     def recover(self) -> list[RunHandle[Any]]:
         """Resume every unfinished run whose owner is gone; returns their handles.
@@ -488,161 +382,26 @@ class ActorSystem:
         workflow's structure changed, is skipped with an error in the log: it
         is never restarted from scratch; fix it and ``resume`` it by hand.
         """
-        handles = []
-        now = self.clock.wall()
-        for summary in self.store.list():
-            if summary.state not in (str(NodeState.RUNNING), str(NodeState.PENDING)):
-                continue
-            lease_live = summary.lease_until is not None and summary.lease_until > now
-            if lease_live and not owner_is_dead(summary.owner):
-                continue
-            if summary.workflow not in self._workflows:
-                log.warning(
-                    "run %s: cannot recover, workflow %r is not registered",
-                    summary.run_id,
-                    summary.workflow,
-                )
-                continue
-            # Not a forced claim: two processes recovering at once must not both take the
-            # run (the owner is gone, so an unforced claim succeeds for the first of them).
-            try:
-                handles.append(
-                    self._resume(summary.run_id, None, claim_force=False, structure_force=False)
-                )
-            except RunBusy:
-                log.info("run %s: another process recovered it first", summary.run_id)
-            except PersistenceError as exc:
-                log.error("run %s: not recovered: %s", summary.run_id, exc)
-        return handles
-
-    def _recorder(
-        self,
-        run_id: str,
-        workflow: Workflow[Any, Any],
-        epoch: int,
-        *,
-        initial: bytes,
-        created_at: float,
-        records: dict[str, StepRecord] | None = None,
-    ) -> RunRecorder:
-        return RunRecorder(
-            self.store,
-            run_id=run_id,
-            workflow=workflow.name,
-            fingerprint=workflow.fingerprint(),
-            epoch=epoch,
-            strategy=self.checkpoint,
-            clock=self.clock,
-            initial_context=initial,
-            created_at=created_at,
-            records=records,
-        )
-
-    def _start(
-        self,
-        run_id: str,
-        workflow: Workflow[Any, Any],
-        ctx: Any,
-        *,
-        observers: Iterable[WorkflowObserver],
-        recorder: RunRecorder | None,
-        replay: Replay | None,
-    ) -> RunHandle[Any]:
-        with self._lock:
-            self._check_open("run a workflow")
-            if run_id in self._runs and not self._runs[run_id].done():
-                raise ValueError(f"run id {run_id!r} is already running in this process")
-            steps = StepLog(self.name)
-            handle: RunHandle[Any] = RunHandle(
-                run_id,
-                cancel=lambda: self._cancel(run_id, "canceled by caller"),
-                steps=steps,
-                pause=lambda paused: self._pause(run_id, paused),
-            )
-            self._runs[run_id] = handle
-            self._coordinators[run_id] = RunCoordinator.start(
-                run_id,
-                workflow,
-                ctx,
-                handle=handle,
-                steps=steps,
-                bus=self.events,
-                clock=self.clock,
-                on_finished=self._run_finished,
-                node_name=self.name,
-                observers=tuple(observers),
-                recorder=recorder,
-                replay=replay,
-                lease=self.lease,
-                pool=self.nodes,
-                cluster=self.cluster,
-                locks=self._lock_client(),
-            )
-            return handle
+        return self._runs.recover()
 
     def runs(self) -> list[RunSummary]:
         """Every run this system knows: those in the store, then live unrecorded ones."""
-        summaries = list(self._store.list()) if self._store is not None else []
-        known = {s.run_id for s in summaries}
-        with self._lock:
-            handles = [h for h in self._runs.values() if h.id not in known]
-        for handle in handles:
-            steps = handle.steps()
-            summaries.append(
-                RunSummary(
-                    run_id=handle.id,
-                    workflow="",
-                    state=str(handle.state),
-                    epoch=0,
-                    owner=self.owner,
-                    lease_until=None,
-                    created_at=0.0,
-                    updated_at=0.0,
-                    steps_total=len(steps),
-                    steps_completed=sum(1 for st in steps if st.state is NodeState.COMPLETED),
-                    has_checkpoint=False,
-                )
-            )
-        return summaries
+        return self._runs.summaries()
 
     def handle(self, run_id: str) -> RunHandle[Any]:
         """The handle of a run started or resumed by this system (KeyError if none)."""
-        with self._lock:
-            return self._runs[run_id]
+        return self._runs.handle(run_id)
 
-    def _cancel(self, run_id: str, reason: str) -> None:
-        with self._lock:
-            ref = self._coordinators.get(run_id)
-        if ref is not None:
-            cancel_run(ref, reason)
+    def control(self, run_id: str, action: str) -> bool:
+        """``cancel``, ``pause`` or ``unpause`` a run this system coordinates; False if none."""
+        return self._runs.control(run_id, action)
 
-    def _pause(self, run_id: str, paused: bool) -> None:
-        with self._lock:
-            ref = self._coordinators.get(run_id)
-        if ref is not None:
-            pause_run(ref, paused)
-
-    def _run_finished(self, run_id: str) -> None:
-        with self._lock:
-            self._coordinators.pop(run_id, None)
-
-    # -- shutdown ----------------------------------------------------------------------
+    # -- looking -----------------------------------------------------------------------
 
     def stats(self) -> SystemStats:
         """A frozen snapshot: members, runs, actors, node pool, transport counters."""
         with self._lock:
-            handles = list(self._runs.values())
             actors = sum(1 for ref in self._actors if ref.is_alive())
-        runs = [
-            RunStats(
-                h.id,
-                str(h.state),
-                h.paused,
-                len(h.steps()),
-                sum(1 for step in h.steps() if step.state is NodeState.COMPLETED),
-            )
-            for h in handles
-        ]
         members, ages = self.members(), {}
         frames_in = frames_out = asks = hosted = 0
         dropped: dict[str, int] = {}
@@ -662,7 +421,7 @@ class ActorSystem:
             address=self.address,
             members=members,
             heartbeat_age=ages,
-            runs=runs,
+            runs=self._runs.stats(),
             actors=actors,
             node_actors_idle=self.nodes.idle(),
             node_actors_spawned=self.nodes.spawned,
@@ -674,19 +433,7 @@ class ActorSystem:
             in_flight_asks=asks,
         )
 
-    def control(self, run_id: str, action: str) -> bool:
-        """``cancel``, ``pause`` or ``unpause`` a run this system coordinates; False if none."""
-        if action not in ("cancel", "pause", "unpause"):
-            raise ValueError(f"action must be cancel, pause or unpause, got {action!r}")
-        with self._lock:
-            handle = self._runs.get(run_id)
-        if handle is None or handle.done():
-            return False
-        if action == "cancel":
-            handle.cancel()
-        else:
-            handle.pause() if action == "pause" else handle.unpause()
-        return True
+    # -- shutdown ----------------------------------------------------------------------
 
     def leave(self, drain_timeout: float = 10.0) -> int:
         """Leave the cluster gracefully: finish in-flight steps (bounded), tell the peers.
@@ -704,22 +451,18 @@ class ActorSystem:
             if self._closed:
                 return
             self._closed = True
-            coordinators = list(self._coordinators.values())
             actors = list(reversed(self._actors))
-        for ref in coordinators:
-            cancel_run(ref, "actor system shutting down")
+        self._runs.close_to_new_runs("actor system shutting down")
         for ref in actors:
             try:
                 ref.stop(block=True, timeout=timeout)
             except pykka.Timeout:
                 log.error("actor %s did not stop within %.1fs", ref, timeout)
-        for handle in list(self._runs.values()):
-            handle.wait(timeout)
+        self._runs.wait_all(timeout)
         self.nodes.close(timeout)
         if self.cluster is not None:
             self.cluster.close(timeout)
         self.events.close(timeout)
-        if self._own_store and self._store is not None:
-            self._store.close()
+        self._runs.close_store()
         if self._own_clock and isinstance(self.clock, RealClock):
             self.clock.close(timeout)

@@ -1,0 +1,396 @@
+"""The runs of one ActorSystem: start, resume, recover, list and control them.
+
+Kept apart from ``ActorSystem`` (which builds the parts and owns actors, the
+cluster and locks) because everything here is about one concept: a run's
+lifecycle and its claim on the checkpoint store. Starting a run and shutting
+down are serialised by one lock, so no coordinator can start after
+``close_to_new_runs`` has collected the ones to cancel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import pykka
+
+from actors import (
+    Clock,
+    EventBus,
+    NodePool,
+    NodeState,
+    PersistenceError,
+    RunBusy,
+    SystemShutDown,
+    WorkflowObserver,
+)
+from runtime._checkpoint import (
+    CheckpointStrategy,
+    Replay,
+    RunRecorder,
+    owner_is_dead,
+    replay_from,
+)
+from runtime._cluster import Cluster
+from runtime._handle import RunHandle, StepLog
+from runtime._locks import LockClient
+from runtime._persist import decode_value
+from runtime._run import RunCoordinator, cancel_run, pause_run
+from runtime._sqlite_store import SQLiteStore
+from runtime._stats import RunStats
+from runtime._store import CheckpointStore, RunSummary, StepRecord
+from runtime._workflow import Workflow, persists
+
+__all__ = ["Runs"]
+
+log = logging.getLogger(__name__)
+
+Ctx = TypeVar("Ctx")
+Out = TypeVar("Out")
+
+
+class Runs:
+    """Every run one system started or resumed, and the store their checkpoints go to."""
+
+    def __init__(
+        self,
+        node_name: str,
+        *,
+        owner: str,
+        clock: Clock,
+        events: EventBus,
+        nodes: NodePool,
+        store: CheckpointStore | None,
+        checkpoint: CheckpointStrategy,
+        lease: float,
+        cluster: Callable[[], Cluster | None],
+        locks: Callable[[], LockClient],
+    ) -> None:
+        self._node_name = node_name
+        self.owner = owner
+        self._clock = clock
+        self._events = events
+        self._nodes = nodes
+        self._store = store
+        self._own_store = False
+        self.checkpoint = checkpoint
+        self.lease = lease
+        self._cluster = cluster
+        self._locks = locks
+        self.workflows: dict[str, Workflow[Any, Any]] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+        self._handles: dict[str, RunHandle[Any]] = {}
+        self._coordinators: dict[str, pykka.ActorRef[RunCoordinator]] = {}
+
+    @property
+    def store(self) -> CheckpointStore:
+        """The checkpoint store (the default SQLite file is opened on first use)."""
+        if self._store is None:
+            self._store = SQLiteStore(clock=self._clock)
+            self._own_store = True
+        return self._store
+
+    def _check_open(self, what: str) -> None:
+        if self._closed:
+            raise SystemShutDown(f"cannot {what}: actor system {self._node_name!r} is shut down")
+
+    # -- starting ----------------------------------------------------------------------
+
+    def run(
+        self,
+        workflow: Workflow[Ctx, Out],
+        ctx: Ctx,
+        *,
+        run_id: str | None,
+        observers: Iterable[WorkflowObserver],
+    ) -> RunHandle[Out]:
+        if not isinstance(workflow, Workflow):
+            raise TypeError(f"run(workflow) needs a Workflow, got {workflow!r}")
+        run_id = run_id or uuid.uuid4().hex[:12]
+        self._check_open("run a workflow")
+        self._check_not_running(run_id)  # before claiming: a claim would fence the live run off
+        recorder = None
+        if persists(workflow, self.checkpoint):
+            initial = RunRecorder.encode_context(run_id, ctx)
+            epoch = self.store.claim(run_id, owner=self.owner, lease=self.lease)
+            recorder = self._recorder(
+                run_id, workflow, epoch, initial=initial, created_at=self._clock.wall()
+            )
+        return self._start_recorded(run_id, workflow, ctx, observers, recorder, None)
+
+    def _check_not_running(self, run_id: str) -> None:
+        with self._lock:
+            handle = self._handles.get(run_id)
+        if handle is not None and not handle.done():
+            raise ValueError(f"run id {run_id!r} is already running in this process")
+
+    def _start_recorded(
+        self,
+        run_id: str,
+        workflow: Workflow[Any, Any],
+        ctx: Any,
+        observers: Iterable[WorkflowObserver],
+        recorder: RunRecorder | None,
+        replay: Replay | None,
+    ) -> RunHandle[Any]:
+        """Write the run's first checkpoint and start it; give the claim back if that fails."""
+        try:
+            if recorder is not None:
+                recorder.start()
+            return self._start(run_id, workflow, ctx, observers, recorder, replay)
+        except BaseException:
+            if recorder is not None:
+                with contextlib.suppress(PersistenceError):
+                    recorder.release()
+            raise
+
+    def _start(
+        self,
+        run_id: str,
+        workflow: Workflow[Any, Any],
+        ctx: Any,
+        observers: Iterable[WorkflowObserver],
+        recorder: RunRecorder | None,
+        replay: Replay | None,
+    ) -> RunHandle[Any]:
+        with self._lock:
+            self._check_open("run a workflow")
+            if run_id in self._handles and not self._handles[run_id].done():
+                raise ValueError(f"run id {run_id!r} is already running in this process")
+            steps = StepLog(self._node_name)
+            handle: RunHandle[Any] = RunHandle(
+                run_id,
+                cancel=lambda: self._cancel(run_id, "canceled by caller"),
+                steps=steps,
+                pause=lambda paused: self._pause(run_id, paused),
+            )
+            self._handles[run_id] = handle
+            self._coordinators[run_id] = RunCoordinator.start(
+                run_id,
+                workflow,
+                ctx,
+                handle=handle,
+                steps=steps,
+                bus=self._events,
+                clock=self._clock,
+                on_finished=self._finished,
+                node_name=self._node_name,
+                observers=tuple(observers),
+                recorder=recorder,
+                replay=replay,
+                lease=self.lease,
+                pool=self._nodes,
+                cluster=self._cluster(),
+                locks=self._locks(),
+            )
+            return handle
+
+    def _recorder(
+        self,
+        run_id: str,
+        workflow: Workflow[Any, Any],
+        epoch: int,
+        *,
+        initial: bytes,
+        created_at: float,
+        records: dict[str, StepRecord] | None = None,
+    ) -> RunRecorder:
+        return RunRecorder(
+            self.store,
+            run_id=run_id,
+            workflow=workflow.name,
+            fingerprint=workflow.fingerprint(),
+            epoch=epoch,
+            strategy=self.checkpoint,
+            clock=self._clock,
+            initial_context=initial,
+            created_at=created_at,
+            records=records,
+        )
+
+    # -- resuming ----------------------------------------------------------------------
+
+    def resume(
+        self,
+        run_id: str,
+        workflow: Workflow[Any, Any] | None,
+        *,
+        claim_force: bool,
+        structure_force: bool,
+        observers: Iterable[WorkflowObserver] = (),
+    ) -> RunHandle[Any]:
+        self._check_open("resume a run")
+        checkpoint = self.store.load(run_id)
+        workflow = workflow or self.workflows.get(checkpoint.workflow)
+        if workflow is None:
+            raise PersistenceError(
+                f"run {run_id}: no workflow named {checkpoint.workflow!r} is registered; "
+                "pass it to resume(run_id, workflow) or ActorSystem(workflows=[...])"
+            )
+        if workflow.fingerprint() != checkpoint.fingerprint and not structure_force:
+            raise PersistenceError(
+                f"run {run_id}: the workflow's structure changed since the run started "
+                f"(fingerprint {checkpoint.fingerprint} recorded, {workflow.fingerprint()} now); "
+                "resume with force=True to run it anyway"
+            )
+        replay = replay_from(checkpoint)
+        ctx = decode_value(checkpoint.context, what=f"run {run_id} context")
+        self._check_not_running(run_id)
+        epoch = self._claim_for_resume(run_id, claim_force)
+        recorder = self._recorder(
+            run_id,
+            workflow,
+            epoch,
+            initial=checkpoint.context,
+            created_at=checkpoint.created_at,
+            records=replay.records,
+        )
+        return self._start_recorded(run_id, workflow, ctx, observers, recorder, replay)
+
+    def _claim_for_resume(self, run_id: str, force: bool) -> int:
+        try:
+            return self.store.claim(run_id, owner=self.owner, lease=self.lease, force=force)
+        except RunBusy:
+            summary = next((r for r in self.store.list() if r.run_id == run_id), None)
+            if summary is None or not owner_is_dead(summary.owner):
+                raise
+            log.warning("run %s: its owner %s is dead; taking the run over", run_id, summary.owner)
+            # Free only the dead owner's epoch (a no-op if anyone claimed since), then claim
+            # without force: of two processes taking over at once, the second one's claim
+            # meets the first one's live lease and raises RunBusy. A forced claim here would
+            # let both win, each fencing the other off after both ran the step in flight.
+            self.store.release(run_id, epoch=summary.epoch)
+            return self.store.claim(run_id, owner=self.owner, lease=self.lease)
+
+    def recover(self) -> list[RunHandle[Any]]:
+        handles = []
+        now = self._clock.wall()
+        for summary in self.store.list():
+            if summary.state not in (str(NodeState.RUNNING), str(NodeState.PENDING)):
+                continue
+            lease_live = summary.lease_until is not None and summary.lease_until > now
+            if lease_live and not owner_is_dead(summary.owner):
+                continue
+            if summary.workflow not in self.workflows:
+                log.warning(
+                    "run %s: cannot recover, workflow %r is not registered",
+                    summary.run_id,
+                    summary.workflow,
+                )
+                continue
+            # Not a forced claim: two processes recovering at once must not both take the
+            # run (the owner is gone, so an unforced claim succeeds for the first of them).
+            try:
+                handles.append(
+                    self.resume(summary.run_id, None, claim_force=False, structure_force=False)
+                )
+            except RunBusy:
+                log.info("run %s: another process recovered it first", summary.run_id)
+            except PersistenceError as exc:
+                log.error("run %s: not recovered: %s", summary.run_id, exc)
+        return handles
+
+    # -- looking and steering ----------------------------------------------------------
+
+    def summaries(self) -> list[RunSummary]:
+        summaries = list(self._store.list()) if self._store is not None else []
+        known = {s.run_id for s in summaries}
+        with self._lock:
+            handles = [h for h in self._handles.values() if h.id not in known]
+        for handle in handles:
+            steps = handle.steps()
+            summaries.append(
+                RunSummary(
+                    run_id=handle.id,
+                    workflow="",
+                    state=str(handle.state),
+                    epoch=0,
+                    owner=self.owner,
+                    lease_until=None,
+                    created_at=0.0,
+                    updated_at=0.0,
+                    steps_total=len(steps),
+                    steps_completed=sum(1 for st in steps if st.state is NodeState.COMPLETED),
+                    has_checkpoint=False,
+                )
+            )
+        return summaries
+
+    def stats(self) -> list[RunStats]:
+        with self._lock:
+            handles = list(self._handles.values())
+        return [
+            RunStats(
+                h.id,
+                str(h.state),
+                h.paused,
+                len(h.steps()),
+                sum(1 for step in h.steps() if step.state is NodeState.COMPLETED),
+            )
+            for h in handles
+        ]
+
+    def handle(self, run_id: str) -> RunHandle[Any]:
+        with self._lock:
+            return self._handles[run_id]
+
+    def control(self, run_id: str, action: str) -> bool:
+        if action not in ("cancel", "pause", "unpause"):
+            raise ValueError(f"action must be cancel, pause or unpause, got {action!r}")
+        with self._lock:
+            handle = self._handles.get(run_id)
+        if handle is None or handle.done():
+            return False
+        if action == "cancel":
+            handle.cancel()
+        else:
+            handle.pause() if action == "pause" else handle.unpause()
+        return True
+
+    def coordinator(self, run_id: str) -> pykka.ActorRef[Any] | None:
+        with self._lock:
+            return self._coordinators.get(run_id)
+
+    def live_coordinators(self) -> list[pykka.ActorRef[Any]]:
+        with self._lock:
+            return list(self._coordinators.values())
+
+    def _cancel(self, run_id: str, reason: str) -> None:
+        ref = self.coordinator(run_id)
+        if ref is not None:
+            cancel_run(ref, reason)
+
+    def _pause(self, run_id: str, paused: bool) -> None:
+        ref = self.coordinator(run_id)
+        if ref is not None:
+            pause_run(ref, paused)
+
+    def _finished(self, run_id: str) -> None:
+        with self._lock:
+            self._coordinators.pop(run_id, None)
+
+    # -- shutdown ----------------------------------------------------------------------
+
+    def close_to_new_runs(self, reason: str) -> None:
+        """Refuse new runs from now on and cancel every live one."""
+        with self._lock:
+            self._closed = True
+            coordinators = list(self._coordinators.values())
+        for ref in coordinators:
+            cancel_run(ref, reason)
+
+    def wait_all(self, timeout: float) -> None:
+        with self._lock:
+            handles = list(self._handles.values())
+        for handle in handles:
+            handle.wait(timeout)
+
+    def close_store(self) -> None:
+        """Close the default store if this system opened it (a given store is the caller's)."""
+        if self._own_store and self._store is not None:
+            self._store.close()
