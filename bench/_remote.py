@@ -39,7 +39,7 @@ import zmq
 
 from bench._failover_app import workflows
 from bench._row import Config, Family, Row, Series, Target, interleaved
-from runtime import ActorSystem
+from runtime import ActorSystem, node_command
 from runtime import events as ev
 from runtime._remote import Ref
 from transport import TransportSettings
@@ -387,23 +387,9 @@ def _messaging_rows(config: Config) -> list[Row]:
 
 def _start_worker(name: str, seed: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "runtime._cli",
-            "node",
-            "--name",
-            name,
-            "--listen",
-            "tcp://127.0.0.1:0",
-            "--join",
-            seed,
-            "--plaintext",
-            "--app",
-            "bench._failover_app",
-            "--drain-timeout",
-            "1",
-        ],
+        node_command(
+            name, join=[seed], plaintext=True, apps=["bench._failover_app"], drain_timeout=1
+        ),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from examples.etl import EtlContext, build_pipeline, generate_dataset, retry_policy
-from runtime import ActorSystem, CheckpointStrategy, RunHandle, SQLiteStore
+from runtime import ActorSystem, CheckpointStrategy, RunHandle, SQLiteStore, node_command
 from runtime import events as ev
 from transport import generate_keys
 
@@ -34,24 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def start_worker(name: str, seed: str, keys: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "runtime._cli",
-            "node",
-            "--name",
-            name,
-            "--listen",
-            "tcp://127.0.0.1:0",
-            "--join",
-            seed,
-            "--keys",
-            str(keys),
-            "--app",
-            "examples.etl",
-            "--drain-timeout",
-            "5",
-        ],
+        node_command(name, join=[seed], keys=keys, apps=["examples.etl"], drain_timeout=5),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -55,7 +55,7 @@ from runtime._adaptive import (
     RoundRobin,
 )
 from runtime._checkpoint import CheckpointStrategy, StepProgress
-from runtime._daemon import serve
+from runtime._daemon import node_command, serve
 from runtime._handle import RunHandle, StepReport
 from runtime._locks import Lock
 from runtime._memory_store import MemoryStore
@@ -156,6 +156,7 @@ __all__ = [
     "dynamic",
     "events",
     "generate_keys",
+    "node_command",
     "one_for_all",
     "one_for_one",
     "parallel",

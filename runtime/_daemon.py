@@ -16,13 +16,14 @@ import logging
 import os
 import select
 import signal
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import FrameType
 
 from runtime._system import ActorSystem
 
-__all__ = ["serve"]
+__all__ = ["node_command", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -98,3 +99,30 @@ def _wait_for_stop(stop: threading.Event, received: list[int], wakeup_fd: int | 
 
 
 _STOP_POLL = 0.2
+
+
+def node_command(
+    name: str,
+    *,
+    join: Sequence[str] = (),
+    listen: str = "tcp://127.0.0.1:0",
+    apps: Sequence[str] = (),
+    keys: str | os.PathLike[str] | None = None,
+    plaintext: bool = False,
+    drain_timeout: float = 10.0,
+) -> list[str]:
+    """The argv that runs ``actorflow node`` with this interpreter (for ``subprocess``).
+
+    For programs that start members themselves (demos, tests, process
+    supervisors): the same options as the CLI, checked the same way there.
+    """
+    command = [sys.executable, "-m", "runtime._cli", "node", "--name", name, "--listen", listen]
+    for seed in join:
+        command += ["--join", seed]
+    for app in apps:
+        command += ["--app", app]
+    if keys is not None:
+        command += ["--keys", os.fspath(keys)]
+    if plaintext:
+        command.append("--plaintext")
+    return [*command, "--drain-timeout", str(drain_timeout)]

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from runtime import ActorSystem, CheckpointStrategy, PermanentError, SQLiteStore
+from runtime import ActorSystem, CheckpointStrategy, PermanentError, SQLiteStore, node_command
+from runtime._cli import build_parser
 
 from .cli_app import workflows
 
@@ -105,3 +106,21 @@ def test_resume_with_an_app_that_cannot_be_imported_is_refused(
     result = actorflow("resume", run_id, "--app", "no_such_module_here", "--db", str(db))
     assert result.returncode == 1
     assert "cannot be imported" in result.stderr
+
+
+def test_node_command_is_what_the_node_cli_parses(tmp_path: Path) -> None:
+    argv = node_command(
+        "w1",
+        join=["tcp://127.0.0.1:7100", "tcp://127.0.0.1:7101"],
+        apps=["examples.etl", "cluster_app"],
+        keys=tmp_path,
+        drain_timeout=2.5,
+    )
+    assert argv[:4] == [sys.executable, "-m", "runtime._cli", "node"]
+    args = build_parser().parse_args(argv[3:])
+    assert (args.command, args.name, args.listen) == ("node", "w1", "tcp://127.0.0.1:0")
+    assert args.join == ["tcp://127.0.0.1:7100", "tcp://127.0.0.1:7101"]
+    assert args.app == ["examples.etl", "cluster_app"]
+    assert (args.keys, args.plaintext, args.drain_timeout) == (tmp_path, False, 2.5)
+    plain = build_parser().parse_args(node_command("w2", plaintext=True)[3:])
+    assert (plain.keys, plain.plaintext, plain.join) == (None, True, [])

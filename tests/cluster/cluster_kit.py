@@ -10,14 +10,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from runtime import ActorSystem
+from runtime import ActorSystem, node_command
 from runtime import events as ev
 
 HERE = Path(__file__).resolve().parent
@@ -39,23 +38,14 @@ class Worker:
         drain_timeout: float = 10.0,
     ) -> None:
         self.name = name
-        command = [
-            sys.executable,
-            "-m",
-            "runtime._cli",
-            "node",
-            "--name",
+        command = node_command(
             name,
-            "--listen",
-            LOOPBACK,
-            "--join",
-            seed,
-            "--app",
-            "cluster_app",
-            "--drain-timeout",
-            str(drain_timeout),
-        ]
-        command += ["--keys", str(keys)] if keys is not None else ["--plaintext"]
+            join=[seed],
+            keys=keys,
+            plaintext=keys is None,
+            apps=["cluster_app"],
+            drain_timeout=drain_timeout,
+        )
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), env.get("PYTHONPATH", "")) if p)
         env[NODE_ENV] = name
