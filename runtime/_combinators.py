@@ -13,7 +13,7 @@ import dataclasses
 import functools
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pykka
 
@@ -24,6 +24,15 @@ from actors import (
 )
 from actors import events as ev
 from runtime._merge import merge_contexts
+from runtime._run_model import (
+    CoordinatorBase,
+    _Cont,
+    _Err,
+    _Frame,
+    _Ok,
+    _Outcome,
+    _Wake,
+)
 from runtime._workflow import (
     Workflow,
     _Adaptive,
@@ -39,18 +48,6 @@ from runtime._workflow import (
     _Task,
     _Then,
     _When,
-)
-
-if TYPE_CHECKING:
-    pass
-from runtime._run_model import (
-    CoordinatorBase,
-    _Cont,
-    _Err,
-    _Frame,
-    _Ok,
-    _Outcome,
-    _Wake,
 )
 
 __all__ = ["Combinators"]
