@@ -184,7 +184,7 @@ def _fan_out_rows(config: Config) -> list[Row]:
             Series("actorflow parallel", tuple(peaks)),
             (Series("raw pykka start+ask+stop x N", tuple(raw_peaks)),),
             note=f"OS threads of the process (incl. 1 sampler); {before} when idle; "
-            f"{os.cpu_count()} cores",
+            f"{os.cpu_count()} cores; default max_running_steps=256",
         ),
     ]
 

@@ -13,6 +13,7 @@ failed parallel branch or a cancel can stop its siblings.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import logging
@@ -103,6 +104,7 @@ class RunCoordinator(Combinators, StepDriver, RemotePlacement):
         pool: NodePool | None = None,
         cluster: Cluster | None = None,
         locks: LockClient | None = None,
+        max_running: int | None = None,
     ) -> None:
         super().__init__()
         self.run_id = run_id
@@ -139,6 +141,8 @@ class RunCoordinator(Combinators, StepDriver, RemotePlacement):
         self._paused = False
         self._book = LoadBook()
         self._parked: list[Callable[[], None]] = []  # attempts held back while paused
+        self._max_running = max_running
+        self._queued: collections.deque[Callable[[], None]] = collections.deque()
         self._hosts_used: set[str] = set()
 
     # -- pykka hooks ---------------------------------------------------------------
@@ -154,6 +158,7 @@ class RunCoordinator(Combinators, StepDriver, RemotePlacement):
                 self._workflow, self._ctx, _Frame((), self._root, (), None), self._finish
             )
         )
+        self._guarded(self._admit_queued)
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, _NodeReport):
@@ -172,6 +177,9 @@ class RunCoordinator(Combinators, StepDriver, RemotePlacement):
             self._guarded(lambda: self._set_paused(message.paused))
         else:
             log.warning("run %s: coordinator ignored unknown message %r", self.run_id, message)
+        # Every attempt ends while handling some message: admitting the queued ones
+        # here, in one place, covers results, timeouts, cancels and lost nodes alike.
+        self._guarded(self._admit_queued)
         return None
 
     def on_stop(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import threading
 from collections.abc import Callable, Iterator
@@ -206,6 +207,8 @@ class CoordinatorBase(pykka.ThreadingActor):
     _paused: bool
     _book: LoadBook
     _parked: list[Callable[[], None]]
+    _max_running: int | None
+    _queued: collections.deque[Callable[[], None]]
     _hosts_used: set[str]
 
     if TYPE_CHECKING:

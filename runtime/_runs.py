@@ -69,6 +69,7 @@ class Runs:
         lease: float,
         cluster: Callable[[], Cluster | None],
         locks: Callable[[], LockClient],
+        max_running_steps: int | None,
     ) -> None:
         self._node_name = node_name
         self.owner = owner
@@ -81,6 +82,7 @@ class Runs:
         self.lease = lease
         self._cluster = cluster
         self._locks = locks
+        self.max_running_steps = max_running_steps
         self.workflows: dict[str, Workflow[Any, Any]] = {}
         self._lock = threading.Lock()
         self._closed = False
@@ -187,6 +189,7 @@ class Runs:
                 pool=self._nodes,
                 cluster=self._cluster(),
                 locks=self._locks(),
+                max_running=self.max_running_steps,
             )
             return handle
 

@@ -206,8 +206,9 @@ class StepDriver(CoordinatorBase):
         self._backing_off.discard(key)
         if scope.canceled:
             return
-        if self._paused:
-            self._parked.append(
+        if self._paused or (self._at_capacity() and key not in self._waiting):
+            # Held back: parked until unpaused, or queued until an attempt ends.
+            (self._parked if self._paused else self._queued).append(
                 lambda: self._dispatch(key, wf, ctx, scope, on_result, exclude, tokens, placement)
             )
             return
@@ -252,6 +253,14 @@ class StepDriver(CoordinatorBase):
                 timeout,
                 lambda: self._on_step_timeout(key, incarnation, node_attempt, timeout),
             )
+
+    def _at_capacity(self) -> bool:
+        return self._max_running is not None and len(self._waiting) >= self._max_running
+
+    def _admit_queued(self) -> None:
+        """Start queued attempts, oldest first, while fewer than ``max_running`` run."""
+        while self._queued and not self._at_capacity() and not self._finished:
+            self._queued.popleft()()
 
     def _spawn_node(self, key: str, wf: _Task) -> _Node:
         incarnation = next(self._incarnations)

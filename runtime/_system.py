@@ -78,6 +78,10 @@ class ActorSystem:
         locks_on: the node whose ``LockManager`` serves ``lock()`` and
             ``wf.locked()``; this node when omitted. Every member of a cluster
             should name the same node.
+        max_running_steps: how many step attempts of one run may be in flight
+            at once (here or on workers); the rest wait, in the order they
+            became ready. Bounds threads and load under a wide ``parallel``.
+            ``None``: no bound.
     """
 
     def __init__(
@@ -96,6 +100,7 @@ class ActorSystem:
         plaintext: bool = False,
         transport: TransportSettings | None = None,
         locks_on: str | None = None,
+        max_running_steps: int | None = 256,
     ) -> None:
         if not isinstance(name, str) or not name or "/" in name:
             raise ValueError(f"ActorSystem(name) must be a non-empty str without '/', got {name!r}")
@@ -103,6 +108,14 @@ class ActorSystem:
             raise TypeError(f"checkpoint must be a CheckpointStrategy, got {checkpoint!r}")
         if not isinstance(lease, int | float) or lease <= 0:
             raise ValueError(f"lease must be a number of seconds > 0, got {lease!r}")
+        if max_running_steps is not None and (
+            isinstance(max_running_steps, bool)
+            or not isinstance(max_running_steps, int)
+            or max_running_steps < 1
+        ):
+            raise ValueError(
+                f"max_running_steps must be an int >= 1 or None, got {max_running_steps!r}"
+            )
         self.name = name
         self._own_clock = clock is None
         self.clock: Clock = clock if clock is not None else RealClock(f"actorflow-clock-{name}")
@@ -123,6 +136,7 @@ class ActorSystem:
             lease=self.lease,
             cluster=lambda: self.cluster,
             locks=self._lock_client,
+            max_running_steps=max_running_steps,
         )
         self.registry = Registry()
         for workflow in workflows:
