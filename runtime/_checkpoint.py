@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 from actors import Clock, NodeState, PersistenceError
 from runtime._persist import decode_value, encode_value
-from runtime._store import Checkpoint, CheckpointStore, StepRecord
+from runtime._store import Checkpoint, CheckpointStore, StepRecord, is_completed
 
 __all__ = [
     "CheckpointStrategy",
@@ -199,10 +199,10 @@ class RunRecorder:
             [output, ctx], what=f"run {self.run_id} step {key!r} output", root="[output, context]"
         )
         self._records[key] = StepRecord(
-            key, "completed", attempts, data, None, started_at, finished_at
+            key, str(NodeState.COMPLETED), attempts, data, None, started_at, finished_at
         )
         self._unsaved.add(key)
-        completed = sum(1 for r in self._records.values() if r.state == "completed")
+        completed = sum(1 for r in self._records.values() if is_completed(r.state))
         progress = StepProgress(self.run_id, key, completed, self._clock.now() - self._last_write)
         if (strategy or self.strategy).due(progress):
             self._write(str(NodeState.RUNNING))
@@ -221,7 +221,7 @@ class RunRecorder:
         """Record a step that failed for good, and write at once."""
         text = f"{type(error).__module__}.{type(error).__qualname__}: {error}"
         self._records[key] = StepRecord(
-            key, "failed", attempts, None, text, started_at, finished_at
+            key, str(NodeState.FAILED), attempts, None, text, started_at, finished_at
         )
         self._unsaved.add(key)
         self._write(str(NodeState.RUNNING))
@@ -240,7 +240,7 @@ def replay_from(checkpoint: Checkpoint) -> Replay:
     """Decode the completed steps of ``checkpoint`` (raises PersistenceError if unreadable)."""
     completed: dict[str, tuple[Any, Any]] = {}
     for key, record in checkpoint.steps.items():
-        if record.state != "completed":
+        if not is_completed(record.state):
             continue
         if record.output is None:
             raise PersistenceError(

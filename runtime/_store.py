@@ -39,10 +39,14 @@ __all__ = [
     "CheckpointStore",
     "RunSummary",
     "StepRecord",
+    "is_completed",
 ]
 
 COMPLETED_STEP_STATE: Final = "completed"
-"""A step whose state equals this, case-insensitively, counts in ``steps_completed``."""
+"""A step whose state equals this, case-insensitively, counts in ``steps_completed``.
+
+Steps are written as ``NodeState`` names (``Completed``, ``Failed``, like run
+states); files written before that hold lowercase names, read the same way."""
 
 
 @dataclass(frozen=True)
@@ -234,4 +238,5 @@ def unsaved_run(run_id: str) -> PersistenceError:
 
 
 def is_completed(state: str) -> bool:
+    """Whether a step record's state means completed (either spelling)."""
     return state.lower() == COMPLETED_STEP_STATE

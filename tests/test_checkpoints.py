@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,29 @@ def test_a_failed_run_resumes_from_its_failed_step_without_rerunning_completed_o
     assert len(set(journal.keys[2:4])) == 1  # the same idempotency key across the retry
     summary = next(s for s in store.list() if s.run_id == handle.id)
     assert (summary.state, summary.steps_completed, summary.epoch) == ("Completed", 4, 2)
+
+
+def test_steps_are_recorded_with_state_names_and_old_lowercase_files_still_resume(
+    tmp_path: Path,
+) -> None:
+    """Step records say ``Completed``/``Failed`` like runs; lowercase ones (older files) replay."""
+    journal, db = Journal(), tmp_path / "state.db"
+    journal.broken.add("c")
+    wf = journal.chain("a", "b", "c")
+    with SQLiteStore(db) as store, ActorSystem("ck", store=store, checkpoint=AFTER_EACH) as system:
+        handle = system.run(wf, {})
+        with pytest.raises(PermanentError):
+            handle.result(5)
+        states = {k: r.state for k, r in store.load(handle.id).steps.items()}
+        assert states == {"a": "Completed", "b": "Completed", "c": "Failed"}
+    with sqlite3.connect(db) as conn:  # what a file written by an earlier version holds
+        conn.execute("UPDATE steps SET state = lower(state) WHERE run_id = ?", (handle.id,))
+    conn.close()
+    journal.broken.clear()
+    with SQLiteStore(db) as store, ActorSystem("ck", store=store, checkpoint=AFTER_EACH) as system:
+        assert next(s for s in store.list() if s.run_id == handle.id).steps_completed == 2
+        assert system.resume(handle.id, wf).result(5) == "C"
+    assert journal.ran == ["a", "b", "c", "c"]
 
 
 def test_the_resumed_context_includes_every_completed_steps_changes() -> None:

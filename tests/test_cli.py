@@ -58,8 +58,8 @@ def test_show_prints_each_step_with_state_attempts_and_error(
     assert result.returncode == 0, result.stderr
     assert "workflow   cli-demo" in result.stdout
     rows = {line.split()[0]: line for line in result.stdout.splitlines()[8:] if line.strip()}
-    assert "completed" in rows["first"]
-    assert "failed" in rows["fragile"] and "marker" in rows["fragile"]
+    assert "Completed" in rows["first"]
+    assert "Failed" in rows["fragile"] and "marker" in rows["fragile"]
 
 
 def test_resume_after_the_cause_is_fixed_continues_without_rerunning_completed_steps(

@@ -107,11 +107,11 @@ def test_kill_9_of_a_worker_mid_step_replaces_the_step_on_the_other(
     checkpoint = store.load(handle.id)
     assert checkpoint.state == str(NodeState.COMPLETED)
     assert {k: (r.state, r.attempts) for k, r in checkpoint.steps.items()} == {
-        "s1": ("completed", 1),
-        "s2": ("completed", 1),
-        "block": ("completed", 2),
-        "s4": ("completed", 1),
-        "s5": ("completed", 1),
+        "s1": ("Completed", 1),
+        "s2": ("Completed", 1),
+        "block": ("Completed", 2),
+        "s4": ("Completed", 1),
+        "s5": ("Completed", 1),
     }
     store.close()
 

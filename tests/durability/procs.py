@@ -152,7 +152,7 @@ def summary_of(db: Path, run_id: str) -> RunSummary:
 
 
 def completed_steps(db: Path, run_id: str) -> list[str]:
-    return [key for key, record in load(db, run_id).steps.items() if record.state == "completed"]
+    return [key for key, record in load(db, run_id).steps.items() if record.state == "Completed"]
 
 
 def settle(db: Path) -> None:

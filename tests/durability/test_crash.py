@@ -49,7 +49,7 @@ def assert_completed_run(db: Path, epoch: int = 2) -> None:
     checkpoint = load(db, RUN)
     assert checkpoint.state == "Completed"
     assert checkpoint.epoch == epoch
-    assert [k for k, r in checkpoint.steps.items() if r.state == "completed"] == CHAIN
+    assert [k for k, r in checkpoint.steps.items() if r.state == "Completed"] == CHAIN
 
 
 @pytest.mark.timeout(60)
@@ -103,7 +103,7 @@ def test_kill_9_inside_the_checkpoint_transaction_reruns_the_unrecorded_step(
         # read: opening a SQLiteStore would wait for the lock, as it checks the schema in
         # a BEGIN IMMEDIATE transaction.)
         rows = conn.execute(
-            "SELECT key FROM steps WHERE run_id = ? AND state = 'completed' ORDER BY rowid",
+            "SELECT key FROM steps WHERE run_id = ? AND state = 'Completed' ORDER BY rowid",
             (RUN,),
         ).fetchall()
         assert [key for (key,) in rows] == CHAIN[:9]

@@ -37,9 +37,9 @@ def test_a_task_raising_a_base_exception_fails_its_step_and_the_process_goes_on(
 
     failed = load(db, "exits-1")
     assert failed.state == "Failed"
-    assert failed.steps["ok_branch"].state == "completed"
+    assert failed.steps["ok_branch"].state == "Completed"
     exit_step = failed.steps["exit_branch"]
-    assert exit_step.state == "failed"
+    assert exit_step.state == "Failed"
     assert exit_step.error is not None
     assert exit_step.error.startswith(f"builtins.{kind}")
     assert load(db, "exits-2").state == "Completed"

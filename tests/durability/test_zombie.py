@@ -64,7 +64,7 @@ def wake_and_check_fenced(a: Worker, b: Worker, db: Path, log: Path, refused: st
     # The zombie overwrote nothing: B's completed checkpoint stands.
     checkpoint = load(db, RUN)
     assert (checkpoint.state, checkpoint.epoch) == ("Completed", 2)
-    assert [k for k, r in checkpoint.steps.items() if r.state == "completed"] == CHAIN
+    assert [k for k, r in checkpoint.steps.items() if r.state == "Completed"] == CHAIN
     assert summary_of(db, RUN).owner is None
 
 
