@@ -360,6 +360,13 @@ class Combinators(CoordinatorBase):
         key = self._key((*path, "retry"), wf.name)
         attempt = 1
         snapshot = copy.deepcopy(ctx)
+        inner = dataclasses.replace(
+            frame,
+            outer_retries=(
+                *frame.outer_retries,
+                lambda error: wf.policy.should_retry(error, attempt),
+            ),
+        )
 
         def after(outcome: _Outcome) -> None:
             nonlocal attempt
@@ -374,7 +381,7 @@ class Combinators(CoordinatorBase):
             self._schedule(
                 scope,
                 delay,
-                lambda: self._exec(wf.inner, copy.deepcopy(snapshot), frame, after),
+                lambda: self._exec(wf.inner, copy.deepcopy(snapshot), inner, after),
             )
 
-        self._exec(wf.inner, ctx, frame, after)
+        self._exec(wf.inner, ctx, inner, after)

@@ -82,6 +82,9 @@ class _Frame:
     strategy: CheckpointStrategy | None  # from the innermost .checkpoint(); None: the run's
     locks: tuple[tuple[str, int], ...] = ()  # (name, fencing token) of the locks held here
     placement: PlacementStrategy | None = None  # from the innermost .adaptive(); None: default
+    # One per enclosing composite .retry(): would it run its part again after this error?
+    # A step's Failed event is final only if neither its own policy nor any of these retries.
+    outer_retries: tuple[Callable[[BaseException], bool], ...] = ()
 
     def child(self, *suffix: Any) -> _Frame:
         return dataclasses.replace(self, path=(*self.path, *suffix))

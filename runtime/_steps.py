@@ -103,8 +103,9 @@ class StepDriver(CoordinatorBase):
                 error=error,
                 finished_at=self._clock.wall(),
             )
+            final = not retry and not any(again(error) for again in frame.outer_retries)
             self._emit(
-                ev.Failed(self.run_id, key, error, result.attempt, not retry, self._clock.wall())
+                ev.Failed(self.run_id, key, error, result.attempt, final, self._clock.wall())
             )
             if not retry or policy is None:
                 if self._record_failed(key, result, error):

@@ -160,3 +160,27 @@ def test_retry_of_a_composite_reruns_the_whole_sub_workflow(system: ActorSystem)
     handle = system.run(task(first).then(task(second)).retry(RetryPolicy(2, Fixed(0))), {})
     assert handle.result(5) == 2
     assert calls == ["first", "second", "first", "second"]
+
+
+def test_a_step_under_a_composite_retry_says_final_only_when_nothing_will_retry(
+    system: ActorSystem, recorder: Recorder
+) -> None:
+    """Inside ``(a.then(b)).retry(2 attempts)`` b's first failure is not final; its last is.
+
+    A PermanentError is refused by the outer policy, so it is final at once.
+    """
+    flaky = failing(5)
+    wf = task(lambda ctx: None, name="a").then(task(flaky, name="b"))
+    handle = system.run(wf.retry(RetryPolicy(2, Fixed(0))), {}, observers=[recorder])
+    with pytest.raises(TemporaryError):
+        handle.result(5)
+    finals = [e.final for e in recorder.events if isinstance(e, ev.Failed) and e.step == "b"]
+    assert finals == [False, True]
+
+    permanent = Recorder()
+    wf = task(failing(1, PermanentError), name="p").then(task(lambda ctx: None, name="q"))
+    handle = system.run(wf.retry(RetryPolicy(3, Fixed(0))), {}, observers=[permanent])
+    with pytest.raises(PermanentError):
+        handle.result(5)
+    steps = [(e.step, e.final) for e in permanent.events if isinstance(e, ev.Failed) and e.step]
+    assert steps == [("p", True)]
