@@ -32,6 +32,7 @@ from transport import (
     ActorNotFound,
     Address,
     MemberEvent,
+    OutboxFull,
     ProtocolError,
     Reply,
     Security,
@@ -282,13 +283,18 @@ class Cluster:
         # results the node sent before it left are queued there already, and its
         # coordinators must get them before NodeLost (which re-places the steps
         # still waiting, and fails those pinned to the node).
-        try:
-            self.transport.tell(
-                Address(self.name, SYSTEM_PATH),
-                {"op": "node_lost", "node": event.node, "status": event.status},
-            )
-        except Exception as exc:  # noqa: BLE001 - closing: nothing left to re-place
-            log.debug("node_lost of %s not queued: %s", event.node, exc)
+        # Never dropped while this node runs: a lost notice would leave the runs
+        # waiting for the dead node's steps forever, so a full queue is waited out.
+        notice = {"op": "node_lost", "node": event.node, "status": event.status}
+        while True:
+            try:
+                self.transport.tell(Address(self.name, SYSTEM_PATH), notice)
+                return
+            except OutboxFull:
+                log.warning("node_lost of %s: dispatch queue full, still trying", event.node)
+            except Exception as exc:  # noqa: BLE001 - closing: nothing left to re-place
+                log.debug("node_lost of %s not queued: %s", event.node, exc)
+                return
 
     def _tell_coordinators(self, message: NodeLost) -> None:
         for ref in self._coordinators():

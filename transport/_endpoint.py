@@ -23,6 +23,9 @@ I/O thread itself never waits. Answers to asks are queued without that bound
 cannot be blocked. A message can still be lost when its peer goes down or
 leaves with frames queued to it, or when the receiving node's dispatch queue
 is full (counted as ``dispatch_full``): the transport confirms no delivery.
+A local ``tell`` waits for room in a full dispatch queue the same way (not on
+the dispatch thread itself, which would wait for itself) and raises
+``OutboxFull`` when there is none.
 """
 
 from __future__ import annotations
@@ -289,7 +292,13 @@ class Transport:
         io = self._running_io()
         node = target.node
         if node == self.name:
-            self._deliver_local(target.path, message, None)
+            # The dispatch queue is this node's own outbox: the same backpressure applies.
+            job = partial(self._deliver, self.name, target.path, message, None)
+            if not self._dispatcher.submit(job, wait=self._settings.send_timeout):
+                if self._dispatcher.stopping:
+                    raise NodeDown(f"{self.name} is closing; {target} not told")
+                self._counters.dropped("dispatch_full")
+                raise OutboxFull(f"{self.name}: dispatch queue full; {target} not told")
             return
         self._check_reachable(node)
         envelope = Envelope(Kind.TELL, next(self._ids), 0, self.name, target.path, message)

@@ -41,15 +41,26 @@ class SerialWorker:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, job: Callable[[], None]) -> bool:
-        """Queue ``job``; False if the queue is full or the worker is stopping."""
+    def submit(self, job: Callable[[], None], wait: float = 0.0) -> bool:
+        """Queue ``job``; False if the queue is (still) full or the worker is stopping.
+
+        With ``wait`` > 0 a full queue is waited on for that long, except from the
+        worker's own thread, which would only be waiting for itself.
+        """
         if self._stopping:
             return False
         try:
-            self._jobs.put_nowait(job)
+            if wait > 0 and threading.current_thread() is not self._thread:
+                self._jobs.put(job, timeout=wait)
+            else:
+                self._jobs.put_nowait(job)
         except queue.Full:
             return False
         return True
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
 
     def depth(self) -> int:
         """Jobs waiting (approximate)."""

@@ -16,6 +16,7 @@ from transport import (
     Address,
     AskTimeout,
     NodeDown,
+    OutboxFull,
     ProtocolError,
     RemoteError,
     Reply,
@@ -262,3 +263,50 @@ def test_stats_count_frames_and_report_peers(make_transport: MakeTransport) -> N
     assert stats.frames_in >= 2
     assert stats.frames_out >= 2
     assert stats.in_flight_asks == 0
+
+
+class BlockingHandler(RecordingHandler):
+    """``block`` holds the dispatch thread until ``release`` is set."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def deliver(self, sender: str, target: str, message: Any, reply: Reply | None) -> None:
+        if target == "block":
+            self.entered.set()
+            self.release.wait(10)
+            return
+        super().deliver(sender, target, message, reply)
+
+
+def test_a_local_tell_into_a_full_dispatch_queue_waits_then_raises_outbox_full(
+    make_transport: MakeTransport,
+) -> None:
+    """Local tells get the same backpressure as remote ones: never a silent drop."""
+    handler = BlockingHandler("solo")
+    settings = TransportSettings(dispatch_queue_size=2, send_timeout=0.5)
+    solo = make_transport("solo", handler, settings=settings)
+    solo.tell(Address("solo", "block"), 0)
+    assert handler.entered.wait(5)
+    solo.tell(Address("solo", "sink"), 1)
+    solo.tell(Address("solo", "sink"), 2)  # the queue is full now
+    with pytest.raises(OutboxFull, match="dispatch queue full"):
+        solo.tell(Address("solo", "sink"), "refused")
+    errors: list[BaseException] = []
+
+    def tell_late() -> None:
+        try:
+            solo.tell(Address("solo", "sink"), 3)
+        except BaseException as exc:  # the test's own thread reports, never swallows
+            errors.append(exc)
+
+    teller = threading.Thread(target=tell_late)
+    teller.start()
+    handler.release.set()
+    teller.join(5)
+    assert not errors
+    assert handler.wait_for(3)
+    assert [m for _, target, m in handler.deliveries if target == "sink"] == [1, 2, 3]
+    assert solo.stats().frames_dropped.get("dispatch_full") == 1
