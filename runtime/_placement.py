@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from actors import (
     NodeState,
@@ -20,20 +20,17 @@ from actors import events as ev
 from runtime._adaptive import PlacementStrategy
 from runtime._persist import decode_value, encode_value
 from runtime._registry import qualified_name
-from runtime._wire import NodeLost, RemoteReport, require, with_names
-from runtime._workflow import (
-    _Task,
-)
-from transport import NodeDown, RemoteError, WorkflowError
-
-if TYPE_CHECKING:
-    pass
 from runtime._run_model import (
     CoordinatorBase,
     _has_wire_name,
     _Node,
     _NodeReport,
 )
+from runtime._wire import NodeLost, RemoteReport, require, with_names
+from runtime._workflow import (
+    _Task,
+)
+from transport import NodeDown, RemoteError, WorkflowError
 
 __all__ = ["RemotePlacement"]
 

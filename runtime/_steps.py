@@ -11,7 +11,7 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from actors import (
     NodeState,
@@ -23,13 +23,6 @@ from actors import events as ev
 from runtime._adaptive import PlacementStrategy
 from runtime._checkpoint import CheckpointStrategy
 from runtime._retry import RetryPolicy
-from runtime._workflow import (
-    _Task,
-)
-from transport import WorkflowError
-
-if TYPE_CHECKING:
-    pass
 from runtime._run_model import (
     CoordinatorBase,
     _Cont,
@@ -42,6 +35,10 @@ from runtime._run_model import (
     _Waiting,
     _Wake,
 )
+from runtime._workflow import (
+    _Task,
+)
+from transport import WorkflowError
 
 __all__ = ["StepDriver"]
 
