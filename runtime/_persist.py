@@ -1,10 +1,13 @@
-"""The value codec for checkpoints: msgpack, tuples, and registered Persistables.
+"""The value codec for checkpoints: msgpack, tuples, registered Persistables and dataclasses.
 
 Accepted values: ``None``, ``bool``, ``int`` (64-bit), ``float``, ``str``,
 ``bytes``, ``list``, ``tuple`` (decoded as a tuple, not a list), ``dict`` (keys
 are str or int; any other encodable hashable key also round-trips), and
-instances of classes that implement :class:`Persistable` and were registered
-with :func:`register_persistable`. Types are checked exactly (msgpack
+instances of classes registered with :func:`register_persistable`: either
+:class:`Persistable` (``to_bytes``/``from_bytes``), or a dataclass, encoded as
+its ``init`` fields (each by these same rules) and rebuilt with
+``cls(**fields)`` (so ``__post_init__`` runs again and ``init=False`` fields
+are recomputed, not stored). Types are checked exactly (msgpack
 ``strict_types``): a ``str`` subclass, an ``OrderedDict`` or an ``IntEnum`` is
 refused rather than silently decoded as its base type.
 
@@ -27,6 +30,7 @@ Thread-safety: encoding and decoding are pure; the registry is guarded by a lock
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable
 from typing import Any, Final, Protocol, Self, TypeVar, runtime_checkable
@@ -46,6 +50,7 @@ __all__ = [
 
 _TUPLE_EXT: Final = 1
 _PERSISTABLE_EXT: Final = 2
+_DATACLASS_EXT: Final = 3
 _MAX_DEPTH: Final = 500  # below msgpack's packer recursion limit (511) and unpacker stack (1024)
 _INT_MIN: Final = -(2**63)
 _INT_MAX: Final = 2**64 - 1
@@ -65,7 +70,16 @@ class Persistable(Protocol):
         ...
 
 
-_PersistableT = TypeVar("_PersistableT", bound=type[Persistable])
+_PersistableT = TypeVar("_PersistableT", bound=type[Any])
+
+
+def _by_fields(cls: type[Any]) -> bool:
+    """A registered class encoded field by field: a dataclass without its own to_bytes."""
+    return dataclasses.is_dataclass(cls) and not callable(getattr(cls, "to_bytes", None))
+
+
+def _init_fields(obj: Any) -> dict[str, Any]:
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.init}
 
 
 def _type_name(cls: type[Any]) -> str:
@@ -79,24 +93,28 @@ def _persistable_name(cls: type[Any]) -> str:
 
 
 class PersistableRegistry:
-    """Names (``module:qualname``) of the Persistable classes allowed to be decoded.
+    """Names (``module:qualname``) of the Persistable classes and dataclasses allowed to be decoded.
 
     Thread-safe. Registering the same class twice is a no-op; registering a
     different class under a name already taken raises ``ValueError``.
     """
 
     def __init__(self) -> None:
-        self._classes: dict[str, type[Persistable]] = {}
+        self._classes: dict[str, type[Any]] = {}
         self._lock = threading.Lock()
 
     def register(self, cls: _PersistableT) -> _PersistableT:
         """Allow ``cls`` to be encoded and decoded; returns it (usable as a decorator)."""
         if not isinstance(cls, type) or not (
-            callable(getattr(cls, "to_bytes", None)) and callable(getattr(cls, "from_bytes", None))
+            _by_fields(cls)
+            or (
+                callable(getattr(cls, "to_bytes", None))
+                and callable(getattr(cls, "from_bytes", None))
+            )
         ):
             raise TypeError(
-                f"register_persistable: cls={cls!r} must be a class with to_bytes() "
-                "and a classmethod from_bytes()"
+                f"register_persistable: cls={cls!r} must be a dataclass, or a class with "
+                "to_bytes() and a classmethod from_bytes()"
             )
         name = _persistable_name(cls)
         with self._lock:
@@ -114,7 +132,7 @@ class PersistableRegistry:
         with self._lock:
             return name if self._classes.get(name) is cls else None
 
-    def lookup(self, name: str) -> type[Persistable] | None:
+    def lookup(self, name: str) -> type[Any] | None:
         """The class registered under ``name``, or None."""
         with self._lock:
             return self._classes.get(name)
@@ -159,6 +177,8 @@ def encode_value(
         name = registry.name_of(cls)
         if name is None:
             raise _UnencodableError
+        if _by_fields(cls):
+            return msgpack.ExtType(_DATACLASS_EXT, pack([name, _init_fields(obj)]))
         payload = obj.to_bytes()
         if type(payload) is not bytes:
             raise _UnencodableError
@@ -197,6 +217,9 @@ def _find_problem(value: Any, root: str, registry: PersistableRegistry) -> str |
                 return problem
             pairs = list(obj.items())
             stack.extend((item, f"{path}[{key!r}]", depth + 1) for key, item in reversed(pairs))
+        elif _by_fields(cls) and registry.name_of(cls) is not None:
+            fields = list(_init_fields(obj).items())
+            stack.extend((item, f"{path}.{name}", depth + 1) for name, item in reversed(fields))
         else:
             problem = _check_leaf(obj, path, registry)
             if problem is not None:
@@ -228,7 +251,7 @@ def _check_leaf(obj: Any, path: str, registry: PersistableRegistry) -> str | Non
         return f"cannot encode {path}: int {obj} does not fit in 64 bits"
     if registry.name_of(cls) is not None:
         return _check_persistable(obj, path)
-    if isinstance(obj, Persistable):
+    if isinstance(obj, Persistable) or dataclasses.is_dataclass(cls):
         return (
             f"cannot encode {path}: {_type_name(cls)} is not registered "
             "(decorate it with @register_persistable)"
@@ -282,11 +305,38 @@ def _make_ext_hook(registry: PersistableRegistry) -> Callable[[int, bytes], Any]
                     f"Persistable {name!r} is not registered in this process "
                     "(import the module that registers it before loading)"
                 )
+            if _by_fields(cls):
+                raise _UndecodableError(f"{name} is a dataclass, but was stored as bytes")
             try:
                 return cls.from_bytes(payload)
             except Exception as exc:
                 raise _UndecodableError(f"{name}.from_bytes() raised {exc!r}") from exc
+        if code == _DATACLASS_EXT:
+            return dataclass_from(unpack(data))
         raise _UndecodableError(f"unknown ext type code {code}")
+
+    def dataclass_from(pair: Any) -> Any:
+        if not (
+            type(pair) is list
+            and len(pair) == 2
+            and type(pair[0]) is str
+            and type(pair[1]) is dict
+            and all(type(key) is str for key in pair[1])
+        ):
+            raise _UndecodableError("malformed dataclass ext (expected [name, {field: value}])")
+        name, fields = pair
+        cls = registry.lookup(name)
+        if cls is None:
+            raise _UndecodableError(
+                f"dataclass {name!r} is not registered in this process "
+                "(import the module that registers it before loading)"
+            )
+        if not _by_fields(cls):
+            raise _UndecodableError(f"{name} is not a dataclass encoded by fields")
+        try:
+            return cls(**fields)
+        except Exception as exc:  # fields renamed or removed since it was written, ...
+            raise _UndecodableError(f"{name}(**{sorted(fields)}) raised {exc!r}") from exc
 
     return ext_hook
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from runtime import (
     StepProgress,
     Workflow,
     current_step,
+    register_persistable,
     task,
 )
 from runtime import events as ev
@@ -226,3 +228,38 @@ def test_the_default_store_is_a_sqlite_file_under_dot_actorflow(
     assert (tmp_path / ".actorflow" / "state.db").is_file()
     with SQLiteStore(tmp_path / ".actorflow" / "state.db") as store:
         assert store.load(handle.id).state == "Completed"
+
+
+@register_persistable
+@dataclass
+class Tally:
+    """A dataclass context: registered, it needs no to_bytes/from_bytes."""
+
+    seen: list[str]
+    label: str = "t"
+
+
+def test_a_registered_dataclass_context_is_checkpointed_and_resumed(tmp_path: Path) -> None:
+    broken = {"c"}
+
+    def add(name: str) -> Workflow[Tally, int]:
+        def body(ctx: Tally) -> int:
+            assert type(ctx) is Tally
+            if name in broken:
+                raise PermanentError(f"{name} is broken")
+            ctx.seen.append(name)
+            return len(ctx.seen)
+
+        return task(body, name=name)
+
+    wf = add("a").then(add("b")).then(add("c")).named("tally")
+    with (
+        SQLiteStore(tmp_path / "s.db") as store,
+        ActorSystem("ck", store=store, checkpoint=AFTER_EACH) as system,
+    ):
+        handle = system.run(wf, Tally([]))
+        with pytest.raises(PermanentError):
+            handle.result(5)
+        broken.clear()
+        # 3: "a" and "b" came back inside the Tally decoded from the file.
+        assert system.resume(handle.id, wf).result(5) == 3

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import enum
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Self
 
 import msgpack
@@ -239,3 +239,87 @@ def test_a_persistable_whose_from_bytes_raises_is_reported_with_the_cause() -> N
 def test_decode_rejects_a_non_bytes_argument() -> None:
     with pytest.raises(PersistenceError, match="expected bytes"):
         decode_value("text", what="ctx")  # type: ignore[arg-type]
+
+
+@register_persistable
+@dataclass
+class Order:
+    id: int
+    lines: list[Money]
+    note: str | None = None
+    tags: tuple[str, ...] = ()
+    total: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        self.total = sum(line.cents for line in self.lines)
+
+
+@register_persistable
+@dataclass
+class Batch:
+    orders: dict[str, Order]
+
+
+def test_a_registered_dataclass_round_trips_field_by_field_with_nesting() -> None:
+    batch = Batch({"a": Order(1, [Money(250, "EUR"), Money(100, "EUR")], tags=("x", "y"))})
+    back = round_trip({"batch": batch, "list": [Order(2, [])]})
+    assert back == {"batch": batch, "list": [Order(2, [])]}
+    order = back["batch"].orders["a"]
+    assert (type(order), order.tags, order.total) == (Order, ("x", "y"), 350)  # post_init ran
+
+
+def test_an_unregistered_dataclass_is_refused_naming_the_path_and_the_fix() -> None:
+    @dataclass
+    class Loose:
+        n: int
+
+    with pytest.raises(PersistenceError, match=r"context\['x'\]: .*Loose is not registered"):
+        encode_value({"x": Loose(1)}, what="run r", root="context")
+
+
+def test_a_bad_field_inside_a_dataclass_is_named_by_its_attribute_path() -> None:
+    order = Order(1, [Money(1, "EUR")], note=datetime.date(2026, 1, 1))  # type: ignore[arg-type]
+    with pytest.raises(PersistenceError, match=r"context\.note: .*datetime\.date"):
+        encode_value(order, what="run r", root="context")
+
+
+def test_a_dataclass_whose_fields_changed_since_it_was_written_is_refused_clearly() -> None:
+    registry = PersistableRegistry()
+
+    @dataclass
+    class Point:
+        x: int
+        y: int
+
+    registry.register(Point)
+    data = encode_value(Point(1, 2), what="w", registry=registry)
+
+    @dataclass
+    class Renamed:  # the same name, registered in another process after a refactor
+        x: int
+        z: int
+
+    Renamed.__qualname__ = Point.__qualname__
+    other = PersistableRegistry()
+    other.register(Renamed)
+    with pytest.raises(PersistenceError, match=r"Point\(\*\*\['x', 'y'\]\) raised TypeError"):
+        decode_value(data, what="run r context", registry=other)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        ["tests.store.test_persist:Order"],  # no fields
+        ["tests.store.test_persist:Order", {1: 2}],  # non-str field name
+        ["tests.store.test_persist:Money", {"cents": 1, "currency": "EUR"}],  # not by fields
+        ["os:system", {"command": "true"}],  # never imported
+    ],
+)
+def test_malformed_or_foreign_dataclass_payloads_are_refused(payload: Any) -> None:
+    def ext(obj: Any) -> Any:
+        raise TypeError(obj)
+
+    inner = msgpack.packb(payload, use_bin_type=True, strict_types=True, default=ext)
+    data = msgpack.packb(msgpack.ExtType(3, inner), use_bin_type=True)
+    with pytest.raises(PersistenceError, match="cannot decode"):
+        decode_value(data, what="run r context")
