@@ -35,6 +35,7 @@ from runtime._checkpoint import CheckpointStrategy, new_owner_id
 from runtime._cluster import Cluster
 from runtime._handle import RunHandle
 from runtime._locks import Lock, LockClient
+from runtime._prune import FINISHED_STATES, prune_runs
 from runtime._registry import Registry, qualified_name
 from runtime._remote import Ref
 from runtime._runs import Runs
@@ -401,6 +402,27 @@ class ActorSystem:
     def runs(self) -> list[RunSummary]:
         """Every run this system knows: those in the store, then live unrecorded ones."""
         return self._runs.summaries()
+
+    def prune(
+        self,
+        older_than: float,
+        *,
+        states: Iterable[str] = FINISHED_STATES,
+        dry_run: bool = False,
+    ) -> list[str]:
+        """Forget runs in ``states`` (default Completed, Canceled) idle for ``older_than`` s.
+
+        Returns the ids deleted. A run someone holds is never deleted; see
+        ``actorflow prune`` for the same from the command line.
+        """
+        return prune_runs(
+            self.store,
+            older_than=older_than,
+            now=self.clock.wall(),
+            owner=self.owner,
+            states=states,
+            dry_run=dry_run,
+        )
 
     def handle(self, run_id: str) -> RunHandle[Any]:
         """The handle of a run started or resumed by this system (KeyError if none)."""

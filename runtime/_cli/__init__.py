@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from runtime._cli import control, keys, node, resume, runs, show, status
+from runtime._cli import control, keys, node, prune, resume, runs, show, status
 from transport import WorkflowError
 
 __all__ = ["COMMANDS", "main"]
@@ -23,6 +23,7 @@ COMMANDS: dict[str, ModuleType] = {
     "runs": runs,
     "show": show,
     "resume": resume,
+    "prune": prune,
     "node": node,
     "keys": keys,
     "status": status,

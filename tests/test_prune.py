@@ -1,0 +1,149 @@
+"""Retention: prune forgets finished runs past a cut-off, never one that someone holds."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runtime import (
+    ActorSystem,
+    Canceled,
+    CheckpointStrategy,
+    ManualClock,
+    MemoryStore,
+    PermanentError,
+    SQLiteStore,
+    task,
+)
+from runtime._prune import parse_duration
+
+from .conftest import Recorder
+
+pytestmark = pytest.mark.timeout(30)
+ROOT = Path(__file__).resolve().parent.parent
+HOUR = 3600.0
+
+
+def ok(ctx: Any) -> str:
+    return "ok"
+
+
+def broken(ctx: Any) -> None:
+    raise PermanentError("broken")
+
+
+def three_finished_runs(system: ActorSystem, recorder: Recorder) -> dict[str, str]:
+    """One Completed, one Failed and one Canceled run, all checkpointed; state -> run id."""
+    done = system.run(task(ok), {})
+    done.result(5)
+    failed = system.run(task(broken), {})
+    with pytest.raises(PermanentError):
+        failed.result(5)
+    release = threading.Event()
+    blocked = system.run(task(lambda ctx: release.wait(10), name="block"), {}, observers=[recorder])
+    recorder.wait_for(lambda e: getattr(e, "step", None) == "block")
+    blocked.cancel()
+    with pytest.raises(Canceled):
+        blocked.result(5)
+    release.set()
+    return {"Completed": done.id, "Failed": failed.id, "Canceled": blocked.id}
+
+
+def test_prune_forgets_old_completed_and_canceled_runs_and_keeps_failed_ones(
+    clock: ManualClock, recorder: Recorder
+) -> None:
+    store = MemoryStore(clock=clock)
+    with ActorSystem(
+        "prune", clock=clock, store=store, checkpoint=CheckpointStrategy.AFTER_EACH_STEP
+    ) as system:
+        ids = three_finished_runs(system, recorder)
+        assert system.prune(HOUR) == []  # nothing is an hour old yet
+        clock.advance(2 * HOUR)
+        assert system.prune(HOUR, dry_run=True) == [ids["Completed"], ids["Canceled"]]
+        assert {r.run_id for r in system.runs()} == set(ids.values())  # dry run kept all
+        assert system.prune(HOUR) == [ids["Completed"], ids["Canceled"]]
+        assert [r.run_id for r in store.list()] == [ids["Failed"]]
+        assert system.prune(HOUR, states=["Failed"]) == [ids["Failed"]]
+        assert store.list() == []
+
+
+def test_a_run_that_someone_holds_is_never_pruned(clock: ManualClock) -> None:
+    store = MemoryStore(clock=clock)
+    with ActorSystem(
+        "held", clock=clock, store=store, checkpoint=CheckpointStrategy.AFTER_EACH_STEP
+    ) as system:
+        handle = system.run(task(ok), {})
+        handle.result(5)
+        clock.advance(2 * HOUR)
+        store.claim(handle.id, owner="a resumer elsewhere", lease=60)  # e.g. resuming it now
+        assert system.prune(HOUR) == []
+        assert [r.run_id for r in store.list()] == [handle.id]
+        clock.advance(61)  # its lease ran out and nobody renewed it
+        assert system.prune(HOUR) == [handle.id]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"older_than": -1}, "older_than"),
+        ({"older_than": HOUR, "states": ["Running"]}, "finished runs only"),
+        ({"older_than": HOUR, "states": "Completed"}, "states"),
+        ({"older_than": HOUR, "states": []}, "states"),
+    ],
+)
+def test_bad_prune_arguments_are_refused_naming_them(kwargs: dict[str, Any], message: str) -> None:
+    with (
+        ActorSystem("bad", store=MemoryStore()) as system,
+        pytest.raises(ValueError, match=message),
+    ):
+        system.prune(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90", 90.0), ("45s", 45.0), ("30m", 1800.0), ("12h", 43200.0), ("7d", 604800.0), ("0", 0)],
+)
+def test_durations_parse(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "d", "7w", "-1h", "inf", "nan", "1e999s"])
+def test_bad_durations_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)
+
+
+def actorflow(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "runtime._cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=25,
+        check=False,
+    )
+
+
+def test_the_prune_command_on_a_real_database(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    with (
+        SQLiteStore(db) as store,
+        ActorSystem("cli", store=store, checkpoint=CheckpointStrategy.AFTER_EACH_STEP) as s,
+    ):
+        done = s.run(task(ok), {})
+        done.result(5)
+    listed = actorflow("prune", "--db", str(db), "--older-than", "0", "--dry-run")
+    assert listed.returncode == 0, listed.stderr
+    assert "would prune 1 run(s)" in listed.stdout and done.id in listed.stdout
+    pruned = actorflow("prune", "--db", str(db), "--older-than", "0s")
+    assert pruned.returncode == 0, pruned.stderr
+    assert f"pruned 1 run(s) from {db}" in pruned.stdout
+    assert "no runs recorded" in actorflow("runs", "--db", str(db)).stdout
+    bad = actorflow("prune", "--db", str(db), "--older-than", "soon")
+    assert bad.returncode == 2
+    assert "not a duration: 'soon'" in bad.stderr
