@@ -21,6 +21,7 @@ from actors import (
     ConditionNotMet,
     LockError,
     PermanentError,
+    StepTimeout,
 )
 from actors import events as ev
 from runtime._merge import merge_contexts
@@ -37,6 +38,7 @@ from runtime._workflow import (
     Workflow,
     _Adaptive,
     _Checkpointed,
+    _Deadline,
     _Dynamic,
     _Locked,
     _Monitored,
@@ -117,6 +119,32 @@ class Combinators(CoordinatorBase):
             cont(outcome)
 
         self._exec(wf.inner, ctx, frame, learn)
+
+    def _exec_deadline(self, wf: _Deadline, ctx: Any, frame: _Frame, cont: _Cont) -> None:
+        """Run the inner part in a scope of its own; at the deadline cancel it and fail."""
+        inner = frame.scope.child()
+        done = False
+
+        def expire() -> None:
+            nonlocal done
+            if done:
+                return
+            done = True
+            reason = f"{wf.name!r} ran longer than its {wf.seconds}s timeout"
+            self._cancel_scope(inner, reason)
+            cont(_Err(StepTimeout(reason)))
+
+        cancel_timer = self._schedule(frame.scope, wf.seconds, expire)
+
+        def finished(outcome: _Outcome) -> None:
+            nonlocal done
+            if done:
+                return
+            done = True
+            cancel_timer()
+            cont(outcome)
+
+        self._exec(wf.inner, ctx, dataclasses.replace(frame, scope=inner), finished)
 
     def _exec_named(self, wf: _Named, ctx: Any, frame: _Frame, cont: _Cont) -> None:
         self._exec(wf.inner, ctx, frame.child(wf.name), cont)
@@ -341,7 +369,7 @@ class Combinators(CoordinatorBase):
                 "name": wf.lock,
                 "owner": f"run {self.run_id}",
                 "lease": wf.lease,
-                "timeout": wf.timeout,
+                "timeout": wf.wait_timeout,
             },
             self._later(granted),
         )

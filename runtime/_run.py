@@ -41,6 +41,7 @@ from runtime._workflow import (
     Workflow,
     _Adaptive,
     _Checkpointed,
+    _Deadline,
     _Dynamic,
     _Locked,
     _Monitored,
@@ -222,11 +223,26 @@ class RunCoordinator(Combinators, StepDriver, RemotePlacement):
     def _report(self, key: str, **changes: Any) -> None:
         self._steps.update(key, **changes)
 
-    def _schedule(self, scope: _Scope, delay: float, callback: Callable[[], None]) -> None:
+    def _schedule(
+        self, scope: _Scope, delay: float, callback: Callable[[], None]
+    ) -> Callable[[], None]:
+        """Run ``callback`` on this actor after ``delay`` s (unless ``scope`` is canceled).
+
+        Returns a function that cancels it (timer and callback, nothing left behind).
+        """
         token = next(self._tokens)
         self._wakeups[token] = callback
         me = self.actor_ref
-        scope.timers.append(self._clock.call_later(delay, lambda: me.tell(_Wake(token))))
+        timer = self._clock.call_later(delay, lambda: me.tell(_Wake(token)))
+        scope.timers.append(timer)
+
+        def cancel() -> None:
+            timer.cancel()
+            self._wakeups.pop(token, None)
+            with contextlib.suppress(ValueError):
+                scope.timers.remove(timer)
+
+        return cancel
 
     def _watch(self, observers: _Observers) -> None:
         """Subscribe ``.monitored`` observers to this run's events of their steps."""
@@ -361,4 +377,5 @@ RunCoordinator._HANDLERS = {
     _Adaptive: RunCoordinator._exec_adaptive,
     _Predictive: RunCoordinator._exec_predictive,
     _Dynamic: RunCoordinator._exec_dynamic,
+    _Deadline: RunCoordinator._exec_deadline,
 }

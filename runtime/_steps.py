@@ -244,8 +244,8 @@ class StepDriver(CoordinatorBase):
             node.ref.tell(Start(ctx, tokens))
         elif not self._send_remote(key, node, wf, ctx, attempt, tokens, exclude):
             return
-        if wf.timeout is not None:
-            incarnation, timeout = node.incarnation, wf.timeout
+        if wf.attempt_timeout is not None:
+            incarnation, timeout = node.incarnation, wf.attempt_timeout
             self._schedule(
                 scope,
                 timeout,

@@ -158,6 +158,17 @@ class Workflow(Generic[Ctx, Out]):
             raise CompositionError(f"locked(timeout) must be a number >= 0, got {timeout!r}")
         return _Locked(self.name, self, name, float(lease), timeout)
 
+    def timeout(self, seconds: float) -> Workflow[Ctx, Out]:
+        """Fail with ``StepTimeout`` when the wrapped part runs longer than ``seconds``.
+
+        Its running steps are canceled then. Unlike ``task(timeout=)`` (each
+        attempt), this bounds everything inside: ``a.retry(p).timeout(60)`` is
+        60 s for all attempts, ``a.timeout(60).retry(p)`` 60 s for each.
+        """
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
+            raise CompositionError(f"timeout(seconds) must be a number > 0, got {seconds!r}")
+        return _Deadline(self.name, self, float(seconds))
+
     def adaptive(self, strategy: PlacementStrategy) -> Workflow[Ctx, Out]:
         """Place the steps inside with ``strategy`` (e.g. ``LeastLoaded()``), not round-robin."""
         if not callable(getattr(strategy, "choose", None)):
@@ -192,7 +203,7 @@ class Workflow(Generic[Ctx, Out]):
 class _Task(Workflow[Any, Any]):
     name: str
     fn: Callable[[Any], Any]
-    timeout: float | None = None
+    attempt_timeout: float | None = None
     on: str | None = None  # pinned to this node; None: placed by the run
 
 
@@ -257,7 +268,14 @@ class _Locked(Workflow[Any, Any]):
     inner: Workflow[Any, Any]
     lock: str
     lease: float
-    timeout: float | None
+    wait_timeout: float | None
+
+
+@dataclass(frozen=True, eq=False)
+class _Deadline(Workflow[Any, Any]):
+    name: str
+    inner: Workflow[Any, Any]
+    seconds: float
 
 
 @dataclass(frozen=True, eq=False)
@@ -298,6 +316,7 @@ _WRAPPERS = (
     _Locked,
     _Adaptive,
     _Predictive,
+    _Deadline,
 )
 
 

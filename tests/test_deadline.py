@@ -1,0 +1,115 @@
+"""``wf.timeout(seconds)``: a deadline on a whole sub-workflow, on the injected clock."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from runtime import (
+    ActorSystem,
+    CompositionError,
+    Fixed,
+    ManualClock,
+    RetryPolicy,
+    StepTimeout,
+    task,
+)
+from runtime import events as ev
+
+from .conftest import Recorder
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def started(step: str, attempt: int = 1) -> Any:
+    return lambda e: isinstance(e, ev.Started) and e.step == step and e.attempt == attempt
+
+
+def test_a_part_past_its_deadline_fails_with_step_timeout_and_its_step_is_canceled(
+    manual_system: ActorSystem, clock: ManualClock, recorder: Recorder
+) -> None:
+    release = threading.Event()
+    first = task(lambda ctx: None, name="first")
+    slow = task(lambda ctx: release.wait(10), name="slow")
+    handle = manual_system.run(first.then(slow).timeout(30), {}, observers=[recorder])
+    recorder.wait_for(started("slow"))
+    clock.advance(29)
+    assert not handle.done()
+    clock.advance(1)
+    with pytest.raises(StepTimeout, match=r"longer than its 30\.0s timeout"):
+        handle.result(5)
+    release.set()
+    recorder.wait_for(lambda e: isinstance(e, ev.Canceled) and e.step == "slow")
+
+
+def test_a_part_that_finishes_in_time_leaves_no_timer_behind(
+    manual_system: ActorSystem, clock: ManualClock
+) -> None:
+    wf = task(lambda ctx: 1, name="a").then(task(lambda ctx: 2, name="b")).timeout(60)
+    assert manual_system.run(wf, {}).result(5) == 2
+    assert clock.next_delay() is None
+
+
+def test_timeout_inside_retry_bounds_each_attempt(
+    manual_system: ActorSystem, clock: ManualClock, recorder: Recorder
+) -> None:
+    calls: list[int] = []
+    release = threading.Event()
+
+    def hangs_once(ctx: Any) -> int:
+        calls.append(len(calls) + 1)
+        if len(calls) == 1:
+            release.wait(10)
+        return len(calls)
+
+    policy = RetryPolicy(max_attempts=2, backoff=Fixed(0), retry_on=(StepTimeout,))
+    wf = task(hangs_once, name="call").then(task(lambda ctx: "done", name="after"))
+    handle = manual_system.run(wf.timeout(5).retry(policy), {}, observers=[recorder])
+    recorder.wait_for(started("call"))
+    clock.advance(5)  # attempt 1 of the whole part times out; the retry starts it again
+    recorder.wait_for(lambda e: isinstance(e, ev.Retrying) and e.attempt == 2)
+    clock.advance(0)  # the retry's zero backoff
+    assert handle.result(5) == "done"
+    release.set()
+    assert calls == [1, 2]
+
+
+def test_retry_inside_timeout_shares_one_deadline_across_attempts(
+    manual_system: ActorSystem, clock: ManualClock, recorder: Recorder
+) -> None:
+    def always_fails(ctx: Any) -> None:
+        raise StepTimeout("slow backend")
+
+    policy = RetryPolicy(max_attempts=10, backoff=Fixed(4), retry_on=(StepTimeout,))
+    wf = task(always_fails, name="call", retry=policy).timeout(10)
+    handle = manual_system.run(wf, {}, observers=[recorder])
+    for attempt in (1, 2, 3):
+        recorder.wait_for(lambda e, n=attempt: isinstance(e, ev.Failed) and e.attempts == n)
+        clock.wait_for_timers(2)  # the deadline and this attempt's backoff
+        clock.advance(4)
+    with pytest.raises(StepTimeout, match=r"longer than its 10\.0s timeout"):
+        handle.result(5)
+    attempts = [e.attempts for e in recorder.events if isinstance(e, ev.Failed) and e.step]
+    assert attempts == [1, 2, 3]
+
+
+@pytest.mark.parametrize("bad", [0, -1, "5", None, True])
+def test_a_bad_timeout_is_refused_at_composition(bad: Any) -> None:
+    with pytest.raises(CompositionError, match="timeout"):
+        task(lambda ctx: None).timeout(bad)
+
+
+def test_the_deadline_is_part_of_the_structure_fingerprint() -> None:
+    wf = task(lambda ctx: None, name="a")
+    assert wf.timeout(5).fingerprint() != wf.fingerprint()
+
+
+def test_real_clock_deadline_cuts_a_hanging_step_short() -> None:
+    release = threading.Event()
+    with ActorSystem("deadline") as system:
+        handle = system.run(task(lambda ctx: release.wait(10), name="hang").timeout(0.2), {})
+        with pytest.raises(StepTimeout):
+            handle.result(5)
+        release.set()
