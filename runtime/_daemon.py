@@ -14,7 +14,7 @@ import contextlib
 import faulthandler
 import logging
 import os
-import select
+import selectors
 import signal
 import sys
 import threading
@@ -77,12 +77,14 @@ def serve(
             )
         return remaining
     finally:
-        system.shutdown()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)  # type: ignore[arg-type]
-        if wakeup is not None:
-            os.close(wakeup[0])
-            os.close(wakeup[1])
+        try:
+            system.shutdown()
+        finally:  # even if shutdown raised: else SIGTERM would only write a closed pipe
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)  # type: ignore[arg-type]
+            if wakeup is not None:
+                os.close(wakeup[0])
+                os.close(wakeup[1])
 
 
 def _wait_for_stop(stop: threading.Event, received: list[int], wakeup_fd: int | None) -> None:
@@ -94,8 +96,12 @@ def _wait_for_stop(stop: threading.Event, received: list[int], wakeup_fd: int | 
     if wakeup_fd is None:
         stop.wait()
         return
-    while not received and not stop.is_set():
-        select.select([wakeup_fd], [], [], _STOP_POLL)
+    # A selector, not select.select(): that refuses descriptors >= FD_SETSIZE (1024),
+    # which a member with many sockets or files open gets for its pipe.
+    with selectors.DefaultSelector() as selector:
+        selector.register(wakeup_fd, selectors.EVENT_READ)
+        while not received and not stop.is_set():
+            selector.select(_STOP_POLL)
 
 
 _STOP_POLL = 0.2

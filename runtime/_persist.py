@@ -31,6 +31,7 @@ Thread-safety: encoding and decoding are pure; the registry is guarded by a lock
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import threading
 from collections.abc import Callable
 from typing import Any, Final, Protocol, Self, TypeVar, runtime_checkable
@@ -78,6 +79,28 @@ def _by_fields(cls: type[Any]) -> bool:
     return dataclasses.is_dataclass(cls) and not callable(getattr(cls, "to_bytes", None))
 
 
+def _init_mismatch(cls: type[Any]) -> str | None:
+    """Why ``cls(**init_fields)`` cannot rebuild ``cls`` (an InitVar, an own __init__), or None."""
+    fields = {f.name for f in dataclasses.fields(cls) if f.init}
+    try:
+        params = list(inspect.signature(cls).parameters.values())
+    except (TypeError, ValueError):  # no signature to check: decoding will tell
+        return None
+    keywords = {
+        p.name
+        for p in params
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    }
+    positional_only = [p.name for p in params if p.kind is inspect.Parameter.POSITIONAL_ONLY]
+    if keywords == fields and not positional_only:
+        return None
+    return (
+        f"its __init__ takes {sorted(keywords | set(positional_only))}, but only the init "
+        f"fields {sorted(fields)} are stored (InitVar or an own __init__?); give it "
+        "to_bytes()/from_bytes() instead"
+    )
+
+
 def _init_fields(obj: Any) -> dict[str, Any]:
     return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.init}
 
@@ -116,6 +139,9 @@ class PersistableRegistry:
                 f"register_persistable: cls={cls!r} must be a dataclass, or a class with "
                 "to_bytes() and a classmethod from_bytes()"
             )
+        mismatch = _init_mismatch(cls) if _by_fields(cls) else None
+        if mismatch is not None:
+            raise TypeError(f"register_persistable: dataclass {cls.__qualname__}: {mismatch}")
         name = _persistable_name(cls)
         with self._lock:
             existing = self._classes.get(name)

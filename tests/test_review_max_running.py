@@ -1,0 +1,51 @@
+"""max_running_steps and steps that wait for a lock a locked section of the same run holds."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from runtime import ActorSystem, LockTimeout, parallel, task
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def _run(max_running: int | None) -> Any:
+    with ActorSystem("cap-lock", max_running_steps=max_running) as system:
+
+        def inside(ctx: Any) -> str:
+            return "inside"
+
+        def waits_for_the_lock(ctx: Any) -> str:
+            lock = system.lock("db", lease=5)
+            deadline = time.monotonic() + 5
+            while True:  # until the locked section holds "db" (then acquire() must queue)
+                try:
+                    lock.acquire(timeout=0)
+                except LockTimeout:
+                    break
+                lock.release()
+                assert time.monotonic() < deadline, "the locked section never took the lock"
+            lock.acquire(timeout=3)  # the section gives it back once `inside` ran
+            lock.release()
+            return "after"
+
+        wf = parallel(task(inside).locked("db", lease=5), task(waits_for_the_lock))
+        return system.run(wf, {}).result(timeout=10)
+
+
+def test_without_a_bound_the_step_waiting_for_the_lock_gets_it() -> None:
+    assert _run(None) == ("inside", "after")
+
+
+@pytest.mark.xfail(
+    reason="review finding: a locked section's step queues behind a step waiting for its lock",
+    raises=LockTimeout,
+    strict=True,
+)
+def test_with_a_bound_the_step_waiting_for_the_lock_still_gets_it() -> None:
+    """max_running_steps=1: `inside` (holding the lock) must not queue behind the step
+    that waits for that lock, else neither ever ends (here: LockTimeout after 3 s)."""
+    assert _run(1) == ("inside", "after")
