@@ -127,6 +127,7 @@ class RunCoordinator(Combinators, StepDriver, RemotePlacement):
         self._incarnations = itertools.count(1)
         self._attempts: dict[str, int] = {}
         self._backing_off: set[str] = set()  # failed steps waiting for their retry timer
+        self._outer_retry: set[str] = set()  # failed, not final: an enclosing .retry() reruns them
         self._steps = steps
         self._monitors: dict[str, _Observers] = {}
         self._watched: list[WorkflowObserver] = []
@@ -275,9 +276,10 @@ class RunCoordinator(Combinators, StepDriver, RemotePlacement):
             cleanup()
         for key in scope.steps:
             was_waiting = self._waiting.pop(key, None) is not None
-            if not (was_waiting or key in self._backing_off):
+            if not (was_waiting or key in self._backing_off or key in self._outer_retry):
                 continue  # finished (or failed for good): its state stays
             self._backing_off.discard(key)
+            self._outer_retry.discard(key)
             node = self._nodes.get(key)
             if node is not None:
                 node.cancel_event.set()

@@ -196,6 +196,7 @@ class CoordinatorBase(pykka.ThreadingActor):
     _incarnations: Iterator[int]
     _attempts: dict[str, int]
     _backing_off: set[str]
+    _outer_retry: set[str]
     _steps: StepLog
     _monitors: dict[str, _Observers]
     _watched: list[WorkflowObserver]

@@ -101,6 +101,8 @@ class StepDriver(CoordinatorBase):
                 finished_at=self._clock.wall(),
             )
             final = not retry and not any(again(error) for again in frame.outer_retries)
+            if not retry and not final:
+                self._outer_retry.add(key)  # a cancel before that rerun still ends its story
             self._emit(
                 ev.Failed(self.run_id, key, error, result.attempt, final, self._clock.wall())
             )
@@ -202,9 +204,12 @@ class StepDriver(CoordinatorBase):
     ) -> None:
         """Start one attempt of ``key`` here or on a peer, reusing a node that sits in Failed."""
         self._backing_off.discard(key)
+        self._outer_retry.discard(key)
         if scope.canceled:
             return
-        if self._paused or (self._at_capacity() and key not in self._waiting):
+        # A step inside a held lock is never queued: queued behind a step that waits for
+        # that lock, neither would ever end (priority inversion). It may exceed the bound.
+        if self._paused or (self._at_capacity() and key not in self._waiting and not tokens):
             # Held back: parked until unpaused, or queued until an attempt ends.
             (self._parked if self._paused else self._queued).append(
                 lambda: self._dispatch(key, wf, ctx, scope, on_result, exclude, tokens, placement)

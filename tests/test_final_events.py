@@ -14,11 +14,6 @@ from .conftest import Recorder
 pytestmark = pytest.mark.timeout(30)
 
 
-@pytest.mark.xfail(
-    reason="review finding: no Canceled/final event once the composite retry is canceled",
-    raises=AssertionError,
-    strict=True,
-)
 def test_a_non_final_failure_whose_outer_retry_is_canceled_gets_a_terminal_event() -> None:
     """``parallel((a.then(b)).retry(...), c)``: a fails (not final: the outer retry will
     rerun it after 30 s), then c fails and cancels the branch during that backoff. An

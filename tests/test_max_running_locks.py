@@ -40,11 +40,6 @@ def test_without_a_bound_the_step_waiting_for_the_lock_gets_it() -> None:
     assert _run(None) == ("inside", "after")
 
 
-@pytest.mark.xfail(
-    reason="review finding: a locked section's step queues behind a step waiting for its lock",
-    raises=LockTimeout,
-    strict=True,
-)
 def test_with_a_bound_the_step_waiting_for_the_lock_still_gets_it() -> None:
     """max_running_steps=1: `inside` (holding the lock) must not queue behind the step
     that waits for that lock, else neither ever ends (here: LockTimeout after 3 s)."""
