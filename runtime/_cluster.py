@@ -283,18 +283,19 @@ class Cluster:
         # results the node sent before it left are queued there already, and its
         # coordinators must get them before NodeLost (which re-places the steps
         # still waiting, and fails those pinned to the node).
-        # Never dropped while this node runs: a lost notice would leave the runs
-        # waiting for the dead node's steps forever, so a full queue is waited out.
+        # Never dropped: a lost notice would leave the runs waiting for the dead node's
+        # steps forever. If the queue stays full for send_timeout, the coordinators are
+        # told directly (this thread must not stall longer: ask callbacks run on it);
+        # a result of that node still queued then arrives after its step was re-placed
+        # and is dropped as not from the step's node (the step runs again: at-least-once).
         notice = {"op": "node_lost", "node": event.node, "status": event.status}
-        while True:
-            try:
-                self.transport.tell(Address(self.name, SYSTEM_PATH), notice)
-                return
-            except OutboxFull:
-                log.warning("node_lost of %s: dispatch queue full, still trying", event.node)
-            except Exception as exc:  # noqa: BLE001 - closing: nothing left to re-place
-                log.debug("node_lost of %s not queued: %s", event.node, exc)
-                return
+        try:
+            self.transport.tell(Address(self.name, SYSTEM_PATH), notice)
+        except OutboxFull:
+            log.warning("node_lost of %s: dispatch queue full; telling runs directly", event.node)
+            self._tell_coordinators(NodeLost(event.node, event.status))
+        except Exception as exc:  # noqa: BLE001 - closing: nothing left to re-place
+            log.debug("node_lost of %s not queued: %s", event.node, exc)
 
     def _tell_coordinators(self, message: NodeLost) -> None:
         for ref in self._coordinators():

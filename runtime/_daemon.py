@@ -34,13 +34,17 @@ def serve(
     drain_timeout: float = 10.0,
     stop: threading.Event | None = None,
     on_ready: Callable[[ActorSystem], None] | None = None,
+    exit_after: bool = False,
 ) -> int:
     """Serve until SIGTERM/SIGINT (or ``stop`` is set), then drain, leave and shut down.
 
     Signal handlers are installed only when called from the main thread
     (elsewhere, set ``stop``); repeated signals during the drain are ignored, and
-    the handlers found on entry are put back on return. Returns the number of
-    steps still running when the drain timed out (0 after a clean drain).
+    the handlers found on entry are put back on return — or, with
+    ``exit_after=True`` (the process exits next, as ``actorflow node`` does),
+    stop signals are ignored from then on, so a repeated SIGTERM cannot kill
+    the process on its way out. Returns the number of steps still running when
+    the drain timed out (0 after a clean drain).
     """
     stop = stop or threading.Event()
     previous: dict[signal.Signals, object] = {}
@@ -81,7 +85,7 @@ def serve(
             system.shutdown()
         finally:  # even if shutdown raised: else SIGTERM would only write a closed pipe
             for signum, handler in previous.items():
-                signal.signal(signum, handler)  # type: ignore[arg-type]
+                signal.signal(signum, signal.SIG_IGN if exit_after else handler)  # type: ignore[arg-type]
             if wakeup is not None:
                 os.close(wakeup[0])
                 os.close(wakeup[1])

@@ -71,7 +71,12 @@ class Ref:
         return hash(self.address)
 
     def tell(self, message: Any) -> None:
-        """Send without waiting (raises ActorNotFound/NodeDown when known to be unreachable)."""
+        """Send without waiting for an answer.
+
+        Waits only for room when the transport's outbox (or, for an actor on
+        this node, its dispatch queue) is full, then raises ``OutboxFull``;
+        raises ActorNotFound/NodeDown when the target is known to be unreachable.
+        """
         if self._transport is not None:
             self._transport.tell(self.address, message)
             return

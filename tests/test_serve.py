@@ -79,3 +79,17 @@ def test_a_sigterm_while_serve_waits_drains_and_returns(many_fds: None) -> None:
     later.join(5)
     assert remaining == 0
     assert signal.getsignal(signal.SIGTERM) is found
+
+
+def test_with_exit_after_stop_signals_stay_ignored_once_serve_returns() -> None:
+    """What ``actorflow node`` uses: no window in which a repeated SIGTERM kills it."""
+    found = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    stop = threading.Event()
+    try:
+        with ActorSystem("exit-after") as system:
+            serve(system, stop=stop, on_ready=lambda _s: stop.set(), exit_after=True)
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        for signum, handler in found.items():
+            signal.signal(signum, handler)

@@ -15,7 +15,6 @@ listening.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from pathlib import Path
 
@@ -89,11 +88,8 @@ def run(args: argparse.Namespace) -> int:
     def ready(node: ActorSystem) -> None:
         print(f"node {node.name} up at {node.address}", flush=True)
 
-    # serve() handles SIGTERM/SIGINT while it runs and then puts back what it found;
-    # with SIG_IGN found, a stop signal repeated after the drain (supervisors and
-    # test harnesses repeat them) cannot kill the process on its way out (-15).
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, signal.SIG_IGN)
-    serve(system, drain_timeout=args.drain_timeout, on_ready=ready)
+    # exit_after: a stop signal repeated after the drain (supervisors and test
+    # harnesses repeat them) must not kill the process on its way out (-15).
+    serve(system, drain_timeout=args.drain_timeout, on_ready=ready, exit_after=True)
     print(f"node {args.name} left the cluster", flush=True)
     return 0
