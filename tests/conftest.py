@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from runtime import ActorSystem, ManualClock
 from runtime.events import Event
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def actorflow(*args: str, timeout: float = 50) -> subprocess.CompletedProcess[str]:
+    """Run the ``actorflow`` CLI in a fresh interpreter, as a user would (bounded)."""
+    return subprocess.run(
+        [sys.executable, "-m", "runtime._cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 class Recorder:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,20 +11,9 @@ from runtime import ActorSystem, CheckpointStrategy, PermanentError, SQLiteStore
 from runtime._cli import build_parser
 
 from .cli_app import workflows
+from .conftest import actorflow
 
 pytestmark = pytest.mark.timeout(60)
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def actorflow(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "runtime._cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=50,
-        check=False,
-    )
 
 
 @pytest.fixture

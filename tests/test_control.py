@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,10 +10,9 @@ import pytest
 from runtime import ActorSystem, Canceled, task
 from runtime import events as ev
 
-from .conftest import Recorder
+from .conftest import Recorder, actorflow
 
 pytestmark = pytest.mark.timeout(60)
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def gated_chain(release: threading.Event) -> Any:
@@ -49,17 +45,6 @@ def test_stats_describe_runs_actors_and_the_node_pool(system: ActorSystem) -> No
     assert [(r.state, r.steps_completed) for r in stats.runs] == [("Completed", 1)]
     assert stats.node_actors_spawned >= 1
     assert "run " in stats.render()
-
-
-def actorflow(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "runtime._cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=50,
-        check=False,
-    )
 
 
 def test_status_and_control_from_the_cli_reach_a_live_coordinator() -> None:

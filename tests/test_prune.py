@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -22,10 +20,9 @@ from runtime import (
 )
 from runtime._prune import parse_duration
 
-from .conftest import Recorder
+from .conftest import Recorder, actorflow
 
 pytestmark = pytest.mark.timeout(30)
-ROOT = Path(__file__).resolve().parent.parent
 HOUR = 3600.0
 
 
@@ -117,17 +114,6 @@ def test_durations_parse(text: str, seconds: float) -> None:
 def test_bad_durations_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_duration(text)
-
-
-def actorflow(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "runtime._cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=25,
-        check=False,
-    )
 
 
 def test_the_prune_command_on_a_real_database(tmp_path: Path) -> None:
