@@ -10,6 +10,11 @@ Like pyzmq's ``ThreadAuthenticator``, ``IoLoop`` is a handle with two sides:
   frames. Other commands (join, stop, wake) go over one inproc PUSH socket; a
   lock serializes its users (a ZeroMQ socket may move between threads only
   across a full memory barrier, which the lock provides) and sends are NOBLOCK.
+- Batching: frames queued for the same peer when the I/O thread gets to them
+  (a burst, or a backlog) go out as one ``batch`` frame (up to
+  ``_BATCH_FRAMES`` frames or ``_BATCH_BYTES``), so a burst costs one send, one
+  receive and one GIL hand-off per batch instead of per message. Nothing waits
+  to fill a batch: a lone frame goes out alone, at once.
 - Flow control: a frame the peer's DEALER cannot take (HWM full) is never
   dropped; it waits in a per-peer backlog, retried every loop turn, in order.
   The outbox plus the backlogs hold at most ``settings.outbox_size`` frames
@@ -42,6 +47,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from transport._codec import pack, unpack
+from transport._envelope import encode_batch
 from transport._errors import NodeDown, OutboxFull
 from transport._membership import MemberEvent, Membership
 from transport._protocol import Deliver, NodeProtocol
@@ -57,6 +63,8 @@ log = logging.getLogger(__name__)
 
 _BATCH = 500  # frames handled per socket per loop turn, so ticks and commands stay timely
 _FLUSH_BATCH = 5000  # outbox frames sent per loop turn
+_BATCH_FRAMES = 256  # most queued frames sent together as one batch frame
+_BATCH_BYTES = 256 * 1024  # most bytes of queued frames in one batch frame
 _BACKLOG_POLL_MS = 1  # poll timeout while a peer's DEALER is full: retry soon
 _ROOM_SLICE = 0.01  # seconds a blocked producer sleeps between two looks at the outbox
 _DRAIN_BUDGET = 0.05  # seconds of decoding per loop turn: heartbeats go out even under a flood
@@ -97,6 +105,7 @@ class IoLoop:
         self._pending = pending
         self._complete = complete
         self._counters = counters
+        self._next_id = next_id
         self._command_endpoint = f"inproc://actorflow-io-{name}-{id(self):x}"
         self.thread = threading.Thread(target=self._run, name=f"actorflow-io-{name}", daemon=True)
         self._started = threading.Event()
@@ -111,6 +120,8 @@ class IoLoop:
         self._room = threading.Event()  # set by the I/O thread when the outbox shrank
         self._waiters = 0  # producers blocked on a full outbox (a hint for the I/O thread)
         self._links = PeerLinks(context, settings, security, counters)
+        # Room left for a batch's own header (at most ~1 KiB with a 128-char sender name).
+        self._batch_bytes = min(_BATCH_BYTES, settings.limits.max_frame_bytes - 2048)
         self.protocol = NodeProtocol(
             name=name,
             security=security,
@@ -327,20 +338,29 @@ class IoLoop:
         return _BACKLOG_POLL_MS if self._backlogs else idle_ms
 
     def _flush_outbox(self) -> None:
-        """Send what the API threads queued, in order; a full DEALER starts a backlog."""
+        """Send what the API threads queued, in order per peer; a full DEALER starts a backlog."""
         # Clear the flag before draining: a producer that appends after this line
         # either sees it clear and sends a wake frame, or its frame is drained here.
         self._wake_pending = False
         outbox = self._outbox
-        send = self._send_or_backlog
-        for _ in range(_FLUSH_BATCH):
-            try:
-                node, frame = outbox.popleft()
-            except IndexError:
-                break
-            send(node, frame)
-        else:
+        taken = min(len(outbox), _FLUSH_BATCH)
+        # Counted as backlogged before they leave the outbox, so the bound producers
+        # check never reads low; _send_queue uncounts each frame as it goes out.
+        self._backlogged += taken
+        queues: dict[str, deque[bytes]] = {}
+        for _ in range(taken):
+            node, frame = outbox.popleft()
+            queue = queues.get(node)
+            if queue is None:
+                queue = queues[node] = self._backlogs.get(node) or deque()
+            queue.append(frame)
+        if taken == _FLUSH_BATCH:
             self._wake_pending = True  # more left: the next turn goes on without a wake frame
+        for node, queue in queues.items():
+            if node not in self._backlogs:  # behind a backlog, frames wait their turn
+                self._send_queue(node, queue)
+                if queue:
+                    self._backlogs[node] = queue
         if self._waiters:
             self._room.set()
 
@@ -366,20 +386,44 @@ class IoLoop:
                 self._counters.dropped("node_down", len(backlog))
                 self._backlogged -= len(backlog)
                 backlog.clear()
-            while backlog:
-                result = self._links.try_send(node, backlog[0])
-                if result == FULL:
-                    break
-                backlog.popleft()
-                self._backlogged -= 1
-                if result != SENT:  # the link is gone (node down or left): drop the rest
-                    self._counters.dropped("no_route", len(backlog))
-                    self._backlogged -= len(backlog)
-                    backlog.clear()
+            self._send_queue(node, backlog)
             if not backlog:
                 del self._backlogs[node]
         if self._waiters:
             self._room.set()
+
+    def _send_queue(self, node: str, queue: deque[bytes]) -> None:
+        """Send ``queue`` (counted in ``_backlogged``) from its head until it is empty or the
+        peer's DEALER is full; several frames in a row travel as one batch frame."""
+        while queue:
+            frame, count = self._next_frame(queue)
+            result = self._links.try_send(node, frame, count)
+            if result == FULL:
+                return
+            for _ in range(count):
+                queue.popleft()
+            self._backlogged -= count
+            if result != SENT:  # the link is gone (node down or left): drop the rest
+                self._counters.dropped("no_route", len(queue))
+                self._backlogged -= len(queue)
+                queue.clear()
+
+    def _next_frame(self, queue: deque[bytes]) -> tuple[bytes, int]:
+        """The frame that carries the head of ``queue`` and how many queued frames it holds."""
+        first = queue[0]
+        if len(queue) == 1 or len(first) > self._batch_bytes:
+            return first, 1
+        frames: list[bytes] = []
+        size = 0
+        for frame in queue:
+            size += len(frame) + 5  # a bin item's header takes at most 5 bytes
+            if len(frames) == _BATCH_FRAMES or size > self._batch_bytes:
+                break
+            frames.append(frame)
+        if len(frames) == 1:
+            return first, 1
+        batch = encode_batch(self._next_id(), self._name, frames, self._settings.limits)
+        return batch, len(frames)
 
     def _drain_router(self, router: zmq.Socket[Any]) -> None:
         # With CURVE each payload's User-Id is read from its zmq.Frame; plaintext frames
@@ -389,8 +433,8 @@ class IoLoop:
         budget_end = time.monotonic() + _DRAIN_BUDGET
         received = 0
         try:
-            for index in range(_BATCH):
-                if index & 31 == 0 and time.monotonic() > budget_end:
+            for _ in range(_BATCH):
+                if time.monotonic() > budget_end:  # every frame: a batch frame is much work
                     return
                 try:
                     parts = router.recv_multipart(zmq.NOBLOCK, copy=copy)
