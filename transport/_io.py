@@ -4,12 +4,13 @@ Like pyzmq's ``ThreadAuthenticator``, ``IoLoop`` is a handle with two sides:
 
 - API side (any thread): ``start``, ``post``, ``join``/``cancel_join``,
   ``stop``. Outgoing frames go into the *outbox*, a ``collections.deque``
-  (appends and pops are atomic, no lock), and the I/O thread is woken by one
-  ``wake`` frame per batch: a producer sends it only when no wake-up is
-  pending already, so under a flood one pipe send carries thousands of
-  frames. Other commands (join, stop, wake) go over one inproc PUSH socket; a
-  lock serializes its users (a ZeroMQ socket may move between threads only
-  across a full memory barrier, which the lock provides) and sends are NOBLOCK.
+  (appends and pops are atomic, no lock), and the I/O thread is woken by an
+  eventfd (``_Wakeup``, polled beside the sockets): a producer sets it only
+  when no wake-up is pending already, so under a flood one wake-up carries
+  thousands of frames. Other commands (join, stop) go over one inproc PUSH
+  socket; a lock serializes its users and the eventfd's (a ZeroMQ socket may
+  move between threads only across a full memory barrier, which the lock
+  provides) and sends are NOBLOCK.
 - Batching: frames queued for the same peer when the I/O thread gets to them
   (a burst, or a backlog) go out as one ``batch`` frame (up to
   ``_BATCH_FRAMES`` frames or ``_BATCH_BYTES``), so a burst costs one send, one
@@ -36,7 +37,10 @@ never runs user code.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
 import threading
 import time
 from collections import deque
@@ -65,6 +69,7 @@ _BATCH = 500  # frames handled per socket per loop turn, so ticks and commands s
 _FLUSH_BATCH = 5000  # outbox frames sent per loop turn
 _BATCH_FRAMES = 256  # most queued frames sent together as one batch frame
 _BATCH_BYTES = 256 * 1024  # most bytes of queued frames in one batch frame
+_ONE = (1).to_bytes(8, sys.byteorder)  # an eventfd takes an 8-byte counter increment
 _BACKLOG_POLL_MS = 1  # poll timeout while a peer's DEALER is full: retry soon
 _ROOM_SLICE = 0.01  # seconds a blocked producer sleeps between two looks at the outbox
 _DRAIN_BUDGET = 0.05  # seconds of decoding per loop turn: heartbeats go out even under a flood
@@ -74,6 +79,37 @@ _MONITOR_EVENTS = (
     | zmq.EVENT_HANDSHAKE_FAILED_AUTH
     | zmq.EVENT_DISCONNECTED
 )
+
+
+class _Wakeup:
+    """What a producer sets to wake the I/O thread, polled beside its sockets: an eventfd
+    (one syscall to set, one to clear; a ``wake`` frame on the command socket cost
+    several times that on both threads), or a non-blocking pipe where there is none.
+
+    Not thread-safe by itself: ``IoLoop`` sets it under its command lock and
+    closes it under that lock once the thread has ended.
+    """
+
+    def __init__(self) -> None:
+        if hasattr(os, "eventfd"):
+            self.fd = self._write_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        else:  # pragma: no cover - not Linux
+            self.fd, self._write_fd = os.pipe()
+            os.set_blocking(self.fd, False)
+            os.set_blocking(self._write_fd, False)
+
+    def set(self) -> None:
+        with contextlib.suppress(BlockingIOError):  # full: a wake-up is pending anyway
+            os.write(self._write_fd, _ONE)
+
+    def clear(self) -> None:
+        with contextlib.suppress(BlockingIOError):  # nothing to clear
+            os.read(self.fd, 4096)
+
+    def close(self) -> None:
+        os.close(self.fd)
+        if self._write_fd != self.fd:  # pragma: no cover - not Linux
+            os.close(self._write_fd)
 
 
 def _readable(socket: zmq.Socket[Any]) -> bool:
@@ -118,7 +154,8 @@ class IoLoop:
         self._push: zmq.Socket[Any] | None = None
         self._push_lock = threading.Lock()
         self._outbox: deque[tuple[str, bytes]] = deque()
-        self._wake_pending = False  # a wake frame is on its way (or the thread is draining)
+        self._wakeup: _Wakeup | None = _Wakeup()  # closed (None) by stop, under _push_lock
+        self._wake_pending = False  # a wake-up is on its way (or the thread is draining)
         self._running = False  # the thread is serving the outbox (set by start, cleared on exit)
         self._backlogs: dict[str, deque[bytes]] = {}  # I/O thread only: peers whose HWM is full
         self._backlogged = 0  # frames in the backlogs (written by the I/O thread only)
@@ -191,8 +228,10 @@ class IoLoop:
         outbox.append((node, frame))
         if not self._wake_pending:
             self._wake_pending = True
-            if not self._command(b"wake"):
-                return False
+            with self._push_lock:
+                if self._wakeup is None:
+                    return False
+                self._wakeup.set()
         return self._running
 
     def _wait_for_room(self, node: str, timeout: float) -> None:
@@ -239,11 +278,15 @@ class IoLoop:
         if self.thread.is_alive():
             self._command(b"stop")
             self.thread.join(timeout)
+        stopped = not self.thread.is_alive()
         with self._push_lock:
             if self._push is not None:
                 self._push.close(linger=0)
                 self._push = None
-        return not self.thread.is_alive()
+            if self._wakeup is not None and stopped:  # never under a live thread's poll
+                self._wakeup.close()
+                self._wakeup = None
+        return stopped
 
     def _command(self, *parts: bytes) -> bool:
         with self._push_lock:
@@ -303,9 +346,14 @@ class IoLoop:
         for socket in (commands, router, monitor):
             if socket is not None:
                 poller.register(socket, zmq.POLLIN)
+        wakeup = self._wakeup
+        assert wakeup is not None  # closed only once this thread has ended
+        poller.register(wakeup.fd, zmq.POLLIN)
         poll_ms = max(1, int(self._settings.check_interval * 1000))
         while True:
             ready = dict(poller.poll(self._poll_timeout(poll_ms)))
+            if wakeup.fd in ready:
+                wakeup.clear()  # before the flush: a later post sets it again
             if commands in ready and self._drain_commands(commands):
                 return
             if self._backlogs:
@@ -326,11 +374,7 @@ class IoLoop:
             except zmq.Again:
                 return False
             verb = parts[0]
-            if verb == b"wake" and not _readable(commands):
-                return False  # the usual case: cheaper than ending on zmq.Again
-            if verb == b"wake":
-                pass  # the outbox is flushed after the commands
-            elif verb == b"join":
+            if verb == b"join":
                 seeds = [(name, address) for name, address in unpack(parts[2])]
                 self.protocol.start_join(int.from_bytes(parts[1], "big"), seeds)
             elif verb == b"join_cancel":
@@ -347,7 +391,7 @@ class IoLoop:
     def _flush_outbox(self) -> None:
         """Send what the API threads queued, in order per peer; a full DEALER starts a backlog."""
         # Clear the flag before draining: a producer that appends after this line
-        # either sees it clear and sends a wake frame, or its frame is drained here.
+        # either sees it clear and sets the wake-up, or its frame is drained here.
         self._wake_pending = False
         outbox = self._outbox
         taken = min(len(outbox), _FLUSH_BATCH)
@@ -362,7 +406,7 @@ class IoLoop:
                 queue = queues[node] = self._backlogs.get(node) or deque()
             queue.append(frame)
         if taken == _FLUSH_BATCH:
-            self._wake_pending = True  # more left: the next turn goes on without a wake frame
+            self._wake_pending = True  # more left: the next turn goes on without a wake-up
         for node, queue in queues.items():
             if node not in self._backlogs:  # behind a backlog, frames wait their turn
                 self._send_queue(node, queue)
