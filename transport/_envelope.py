@@ -153,25 +153,9 @@ def decode_envelope(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Envelope:
             has the wrong type or value (the message names the field).
     """
     fields = unpack(data, limits)
-    if type(fields) is list and len(fields) == 7:
-        # Fast path for the bulk of the traffic: a well-formed tell or ask from a node
-        # name already validated. Anything else takes the full checks below.
-        version, kind_text, message_id, correlation_id, sender, target, body = fields
-        kind = _KINDS.get(kind_text) if type(kind_text) is str else None
-        if (
-            (kind is Kind.TELL or kind is Kind.ASK)
-            and type(version) is int
-            and version == PROTOCOL_VERSION
-            and type(message_id) is int
-            and 0 < message_id <= MAX_ID
-            and type(correlation_id) is int
-            and correlation_id == 0
-            and type(sender) is str
-            and sender in _NAMES_SEEN
-            and type(target) is str
-            and 0 < len(target) <= MAX_TARGET
-        ):
-            return Envelope(kind, message_id, 0, sender, target, body, version)
+    envelope = _common_envelope(fields)
+    if envelope is not None:
+        return envelope
     if not isinstance(fields, list) or len(fields) != 7:
         raise ProtocolError(f"envelope must be an array of 7 fields, got {_describe(fields)}")
     version, kind_text, message_id, correlation_id, sender, target, body = fields
@@ -202,6 +186,33 @@ def decode_envelope(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Envelope:
         raise ProtocolError(f"envelope correlation_id must be set for kind {kind.value!r}")
     _check_body(kind, body)
     return Envelope(kind, message_id, correlation_id, sender, target, body, version)
+
+
+def _common_envelope(fields: Any) -> Envelope | None:
+    """The bulk of the traffic, checked in one pass: a well-formed tell, ask or reply
+    from a node name already validated; None sends anything else to the full checks."""
+    if type(fields) is not list or len(fields) != 7:
+        return None
+    version, kind_text, message_id, correlation_id, sender, target, body = fields
+    if not (
+        type(version) is int
+        and version == PROTOCOL_VERSION
+        and type(message_id) is int
+        and 0 < message_id <= MAX_ID
+        and type(correlation_id) is int
+        and type(sender) is str
+        and sender in _NAMES_SEEN
+        and type(target) is str
+    ):
+        return None
+    kind = _KINDS.get(kind_text) if type(kind_text) is str else None
+    if (kind is Kind.TELL or kind is Kind.ASK) and (
+        correlation_id == 0 and 0 < len(target) <= MAX_TARGET
+    ):
+        return Envelope(kind, message_id, 0, sender, target, body, version)
+    if kind is Kind.REPLY and 0 < correlation_id <= MAX_ID and not target:
+        return Envelope(kind, message_id, correlation_id, sender, "", body, version)
+    return None
 
 
 def _check_id(name: str, value: object, *, minimum: int) -> None:
