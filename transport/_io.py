@@ -159,6 +159,7 @@ class IoLoop:
         self._running = False  # the thread is serving the outbox (set by start, cleared on exit)
         self._backlogs: dict[str, deque[bytes]] = {}  # I/O thread only: peers whose HWM is full
         self._backlogged = 0  # frames in the backlogs (written by the I/O thread only)
+        self._refused: dict[str, tuple[bytes, int]] = {}  # I/O thread: batch a full DEALER refused
         self._room = threading.Event()  # set by the I/O thread when the outbox shrank
         self._waiters = 0  # producers blocked on a full outbox (a hint for the I/O thread)
         self._links = PeerLinks(context, settings, security, counters)
@@ -437,6 +438,7 @@ class IoLoop:
                 self._counters.dropped("node_down", len(backlog))
                 self._backlogged -= len(backlog)
                 backlog.clear()
+                self._refused.pop(node, None)
             self._send_queue(node, backlog)
             if not backlog:
                 del self._backlogs[node]
@@ -447,9 +449,12 @@ class IoLoop:
         """Send ``queue`` (counted in ``_backlogged``) from its head until it is empty or the
         peer's DEALER is full; several frames in a row travel as one batch frame."""
         while queue:
-            frame, count = self._next_frame(queue)
+            refused = self._refused.pop(node, None)
+            frame, count = refused if refused is not None else self._next_frame(queue)
             result = self._links.try_send(node, frame, count)
             if result == FULL:
+                if count > 1:  # its frames stay at the head: the retry reuses the batch
+                    self._refused[node] = (frame, count)
                 return
             for _ in range(count):
                 queue.popleft()
