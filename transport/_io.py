@@ -51,7 +51,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from transport._codec import pack, unpack
-from transport._envelope import encode_batch
+from transport._envelope import MAX_BATCH, encode_batch
 from transport._errors import NodeDown, OutboxFull
 from transport._membership import MemberEvent, Membership
 from transport._protocol import Deliver, NodeProtocol
@@ -163,8 +163,11 @@ class IoLoop:
         self._room = threading.Event()  # set by the I/O thread when the outbox shrank
         self._waiters = 0  # producers blocked on a full outbox (a hint for the I/O thread)
         self._links = PeerLinks(context, settings, security, counters)
-        # Room left for a batch's own header (at most ~1 KiB with a 128-char sender name).
-        self._batch_bytes = min(_BATCH_BYTES, settings.limits.max_frame_bytes - 2048)
+        # A batch must decode within the limits (every node of a cluster shares them):
+        # room is left for its own header (at most ~1 KiB with a 128-char sender name).
+        limits = settings.limits
+        self._batch_bytes = min(_BATCH_BYTES, limits.max_frame_bytes - 2048)
+        self._batch_frames = min(_BATCH_FRAMES, limits.max_array_len, MAX_BATCH)
         self.protocol = NodeProtocol(
             name=name,
             security=security,
@@ -473,7 +476,7 @@ class IoLoop:
         size = 0
         for frame in queue:
             size += len(frame) + 5  # a bin item's header takes at most 5 bytes
-            if len(frames) == _BATCH_FRAMES or size > self._batch_bytes:
+            if len(frames) == self._batch_frames or size > self._batch_bytes:
                 break
             frames.append(frame)
         if len(frames) == 1:

@@ -15,7 +15,7 @@ import msgpack
 import pytest
 from conftest import LOOPBACK, LogWatcher, RawDealer, RecordingHandler
 
-from transport import Address, ProtocolError, Security, Transport
+from transport import Address, Limits, ProtocolError, Security, Transport, TransportSettings
 from transport._envelope import (
     MAX_BATCH,
     PROTOCOL_VERSION,
@@ -96,6 +96,21 @@ def test_a_burst_of_tells_travels_in_batches_in_order(make_transport: MakeTransp
     # Far fewer frames than messages went out: the outbox was drained in batches.
     assert client.stats().frames_out - frames_before < sent
     assert client.ask(Address("p1", "echo"), "after", timeout=5).result(6) == ["p1", "after"]
+
+
+def test_batches_stay_within_small_array_limits(make_transport: MakeTransport) -> None:
+    settings = TransportSettings(limits=Limits(max_array_len=8))
+    handler = RecordingHandler("p1")
+    server = make_transport("p1", handler, settings=settings)
+    client = make_transport("test", listen=LOOPBACK, settings=settings)
+    assert server.address is not None
+    client.join([server.address], timeout=10)
+    sent = 2000
+    for index in range(sent):
+        client.tell(Address("p1", "sink"), index)
+    assert handler.wait_for(sent, timeout=20)
+    assert [message for _, _, message in handler.deliveries] == list(range(sent))
+    assert "malformed" not in server.stats().frames_dropped
 
 
 def test_bad_items_of_a_batch_are_dropped_and_the_valid_ones_delivered(
