@@ -23,6 +23,7 @@ with the original exception as ``__cause__``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import msgpack
@@ -108,6 +109,18 @@ def unpack(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Any:
     Raises:
         ProtocolError: for any malformed, oversized, over-nested or unknown-ext input.
     """
+    small = _small
+    if small.limits is not limits:
+        small = _set_small(limits)
+    if type(data) is bytes and len(data) <= small.largest and b"\xff" not in data:
+        # Most frames: too small to hold over max_containers containers and no
+        # timestamp ext possible (see _Decoder.decode), so no hooks but ext_hook.
+        try:
+            return msgpack.unpackb(data, **small.options)
+        except ProtocolError:
+            raise
+        except _DECODE_ERRORS as exc:
+            raise ProtocolError(f"malformed msgpack frame: {type(exc).__name__}: {exc}") from exc
     if not isinstance(data, bytes | bytearray | memoryview):
         raise ProtocolError(f"frame must be bytes, got {type(data).__name__}")
     if len(data) > limits.max_frame_bytes:
@@ -115,6 +128,43 @@ def unpack(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Any:
             f"frame is {len(data)} bytes, over max_frame_bytes={limits.max_frame_bytes}"
         )
     return _Decoder(limits).decode(data)
+
+
+class _SmallFrames:
+    """The ``unpackb`` options for small frames under one ``Limits`` (built once, not per frame)."""
+
+    __slots__ = ("largest", "limits", "options")
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.largest = min(limits.max_containers, limits.max_frame_bytes)
+        self.options: dict[str, Any] = {
+            "raw": False,
+            "use_list": True,
+            "strict_map_key": True,
+            "ext_hook": partial(_small_frame_ext, limits),
+            "max_str_len": limits.max_str_len,
+            "max_bin_len": limits.max_bin_len,
+            "max_ext_len": limits.max_ext_len,
+            "max_array_len": limits.max_array_len,
+            "max_map_len": limits.max_map_len,
+        }
+
+
+def _small_frame_ext(limits: Limits, code: int, payload: bytes) -> Any:
+    """A top-level ext value of a small frame: decoded as ``_Decoder.decode`` would."""
+    decoder = _Decoder(limits)
+    decoder._counting = False  # the whole frame is small: its ext payloads are too
+    return decoder._ext_hook(code, payload)
+
+
+_small = _SmallFrames(DEFAULT_LIMITS)  # the limits last used (one transport: always the same)
+
+
+def _set_small(limits: Limits) -> _SmallFrames:
+    global _small  # noqa: PLW0603 - a one-entry cache; swapping it is atomic
+    _small = _SmallFrames(limits)
+    return _small
 
 
 def _pack_value(obj: Any) -> bytes:

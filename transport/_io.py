@@ -4,12 +4,18 @@ Like pyzmq's ``ThreadAuthenticator``, ``IoLoop`` is a handle with two sides:
 
 - API side (any thread): ``start``, ``post``, ``join``/``cancel_join``,
   ``stop``. Outgoing frames go into the *outbox*, a ``collections.deque``
-  (appends and pops are atomic, no lock), and the I/O thread is woken by one
-  ``wake`` frame per batch: a producer sends it only when no wake-up is
-  pending already, so under a flood one pipe send carries thousands of
-  frames. Other commands (join, stop, wake) go over one inproc PUSH socket; a
-  lock serializes its users (a ZeroMQ socket may move between threads only
-  across a full memory barrier, which the lock provides) and sends are NOBLOCK.
+  (appends and pops are atomic, no lock), and the I/O thread is woken by an
+  eventfd (``_Wakeup``, polled beside the sockets): a producer sets it only
+  when no wake-up is pending already, so under a flood one wake-up carries
+  thousands of frames. Other commands (join, stop) go over one inproc PUSH
+  socket; a lock serializes its users and the eventfd's (a ZeroMQ socket may
+  move between threads only across a full memory barrier, which the lock
+  provides) and sends are NOBLOCK.
+- Batching: frames queued for the same peer when the I/O thread gets to them
+  (a burst, or a backlog) go out as one ``batch`` frame (up to
+  ``_BATCH_FRAMES`` frames or ``_BATCH_BYTES``), so a burst costs one send, one
+  receive and one GIL hand-off per batch instead of per message. Nothing waits
+  to fill a batch: a lone frame goes out alone, at once.
 - Flow control: a frame the peer's DEALER cannot take (HWM full) is never
   dropped; it waits in a per-peer backlog, retried every loop turn, in order.
   The outbox plus the backlogs hold at most ``settings.outbox_size`` frames
@@ -31,17 +37,21 @@ never runs user code.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from transport._codec import pack, unpack
+from transport._envelope import MAX_BATCH, encode_batch
 from transport._errors import NodeDown, OutboxFull
 from transport._membership import MemberEvent, Membership
 from transport._protocol import Deliver, NodeProtocol
@@ -57,6 +67,9 @@ log = logging.getLogger(__name__)
 
 _BATCH = 500  # frames handled per socket per loop turn, so ticks and commands stay timely
 _FLUSH_BATCH = 5000  # outbox frames sent per loop turn
+_BATCH_FRAMES = 256  # most queued frames sent together as one batch frame
+_BATCH_BYTES = 256 * 1024  # most bytes of queued frames in one batch frame
+_ONE = (1).to_bytes(8, sys.byteorder)  # an eventfd takes an 8-byte counter increment
 _BACKLOG_POLL_MS = 1  # poll timeout while a peer's DEALER is full: retry soon
 _ROOM_SLICE = 0.01  # seconds a blocked producer sleeps between two looks at the outbox
 _DRAIN_BUDGET = 0.05  # seconds of decoding per loop turn: heartbeats go out even under a flood
@@ -66,6 +79,42 @@ _MONITOR_EVENTS = (
     | zmq.EVENT_HANDSHAKE_FAILED_AUTH
     | zmq.EVENT_DISCONNECTED
 )
+
+
+class _Wakeup:
+    """What a producer sets to wake the I/O thread, polled beside its sockets: an eventfd
+    (one syscall to set, one to clear; a ``wake`` frame on the command socket cost
+    several times that on both threads), or a non-blocking pipe where there is none.
+
+    Not thread-safe by itself: ``IoLoop`` sets it under its command lock and
+    closes it under that lock once the thread has ended.
+    """
+
+    def __init__(self) -> None:
+        if hasattr(os, "eventfd"):
+            self.fd = self._write_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        else:  # pragma: no cover - not Linux
+            self.fd, self._write_fd = os.pipe()
+            os.set_blocking(self.fd, False)
+            os.set_blocking(self._write_fd, False)
+
+    def set(self) -> None:
+        with contextlib.suppress(BlockingIOError):  # full: a wake-up is pending anyway
+            os.write(self._write_fd, _ONE)
+
+    def clear(self) -> None:
+        with contextlib.suppress(BlockingIOError):  # nothing to clear
+            os.read(self.fd, 4096)
+
+    def close(self) -> None:
+        os.close(self.fd)
+        if self._write_fd != self.fd:  # pragma: no cover - not Linux
+            os.close(self._write_fd)
+
+
+def _readable(socket: zmq.Socket[Any]) -> bool:
+    """Whether a message waits on ``socket`` (asked without raising ``zmq.Again``)."""
+    return bool(cast(int, socket.get(zmq.EVENTS)) & zmq.POLLIN)
 
 
 class IoLoop:
@@ -97,6 +146,7 @@ class IoLoop:
         self._pending = pending
         self._complete = complete
         self._counters = counters
+        self._next_id = next_id
         self._command_endpoint = f"inproc://actorflow-io-{name}-{id(self):x}"
         self.thread = threading.Thread(target=self._run, name=f"actorflow-io-{name}", daemon=True)
         self._started = threading.Event()
@@ -104,13 +154,20 @@ class IoLoop:
         self._push: zmq.Socket[Any] | None = None
         self._push_lock = threading.Lock()
         self._outbox: deque[tuple[str, bytes]] = deque()
-        self._wake_pending = False  # a wake frame is on its way (or the thread is draining)
+        self._wakeup: _Wakeup | None = _Wakeup()  # closed (None) by stop, under _push_lock
+        self._wake_pending = False  # a wake-up is on its way (or the thread is draining)
         self._running = False  # the thread is serving the outbox (set by start, cleared on exit)
         self._backlogs: dict[str, deque[bytes]] = {}  # I/O thread only: peers whose HWM is full
         self._backlogged = 0  # frames in the backlogs (written by the I/O thread only)
+        self._refused: dict[str, tuple[bytes, int]] = {}  # I/O thread: batch a full DEALER refused
         self._room = threading.Event()  # set by the I/O thread when the outbox shrank
         self._waiters = 0  # producers blocked on a full outbox (a hint for the I/O thread)
         self._links = PeerLinks(context, settings, security, counters)
+        # A batch must decode within the limits (every node of a cluster shares them):
+        # room is left for its own header (at most ~1 KiB with a 128-char sender name).
+        limits = settings.limits
+        self._batch_bytes = min(_BATCH_BYTES, limits.max_frame_bytes - 2048)
+        self._batch_frames = min(_BATCH_FRAMES, limits.max_array_len, MAX_BATCH)
         self.protocol = NodeProtocol(
             name=name,
             security=security,
@@ -175,8 +232,10 @@ class IoLoop:
         outbox.append((node, frame))
         if not self._wake_pending:
             self._wake_pending = True
-            if not self._command(b"wake"):
-                return False
+            with self._push_lock:
+                if self._wakeup is None:
+                    return False
+                self._wakeup.set()
         return self._running
 
     def _wait_for_room(self, node: str, timeout: float) -> None:
@@ -223,11 +282,15 @@ class IoLoop:
         if self.thread.is_alive():
             self._command(b"stop")
             self.thread.join(timeout)
+        stopped = not self.thread.is_alive()
         with self._push_lock:
             if self._push is not None:
                 self._push.close(linger=0)
                 self._push = None
-        return not self.thread.is_alive()
+            if self._wakeup is not None and stopped:  # never under a live thread's poll
+                self._wakeup.close()
+                self._wakeup = None
+        return stopped
 
     def _command(self, *parts: bytes) -> bool:
         with self._push_lock:
@@ -287,9 +350,14 @@ class IoLoop:
         for socket in (commands, router, monitor):
             if socket is not None:
                 poller.register(socket, zmq.POLLIN)
+        wakeup = self._wakeup
+        assert wakeup is not None  # closed only once this thread has ended
+        poller.register(wakeup.fd, zmq.POLLIN)
         poll_ms = max(1, int(self._settings.check_interval * 1000))
         while True:
             ready = dict(poller.poll(self._poll_timeout(poll_ms)))
+            if wakeup.fd in ready:
+                wakeup.clear()  # before the flush: a later post sets it again
             if commands in ready and self._drain_commands(commands):
                 return
             if self._backlogs:
@@ -310,9 +378,7 @@ class IoLoop:
             except zmq.Again:
                 return False
             verb = parts[0]
-            if verb == b"wake":
-                pass  # the outbox is flushed after the commands
-            elif verb == b"join":
+            if verb == b"join":
                 seeds = [(name, address) for name, address in unpack(parts[2])]
                 self.protocol.start_join(int.from_bytes(parts[1], "big"), seeds)
             elif verb == b"join_cancel":
@@ -327,20 +393,29 @@ class IoLoop:
         return _BACKLOG_POLL_MS if self._backlogs else idle_ms
 
     def _flush_outbox(self) -> None:
-        """Send what the API threads queued, in order; a full DEALER starts a backlog."""
+        """Send what the API threads queued, in order per peer; a full DEALER starts a backlog."""
         # Clear the flag before draining: a producer that appends after this line
-        # either sees it clear and sends a wake frame, or its frame is drained here.
+        # either sees it clear and sets the wake-up, or its frame is drained here.
         self._wake_pending = False
         outbox = self._outbox
-        send = self._send_or_backlog
-        for _ in range(_FLUSH_BATCH):
-            try:
-                node, frame = outbox.popleft()
-            except IndexError:
-                break
-            send(node, frame)
-        else:
-            self._wake_pending = True  # more left: the next turn goes on without a wake frame
+        taken = min(len(outbox), _FLUSH_BATCH)
+        # Counted as backlogged before they leave the outbox, so the bound producers
+        # check never reads low; _send_queue uncounts each frame as it goes out.
+        self._backlogged += taken
+        queues: dict[str, deque[bytes]] = {}
+        for _ in range(taken):
+            node, frame = outbox.popleft()
+            queue = queues.get(node)
+            if queue is None:
+                queue = queues[node] = self._backlogs.get(node) or deque()
+            queue.append(frame)
+        if taken == _FLUSH_BATCH:
+            self._wake_pending = True  # more left: the next turn goes on without a wake-up
+        for node, queue in queues.items():
+            if node not in self._backlogs:  # behind a backlog, frames wait their turn
+                self._send_queue(node, queue)
+                if queue:
+                    self._backlogs[node] = queue
         if self._waiters:
             self._room.set()
 
@@ -366,38 +441,79 @@ class IoLoop:
                 self._counters.dropped("node_down", len(backlog))
                 self._backlogged -= len(backlog)
                 backlog.clear()
-            while backlog:
-                result = self._links.try_send(node, backlog[0])
-                if result == FULL:
-                    break
-                backlog.popleft()
-                self._backlogged -= 1
-                if result != SENT:  # the link is gone (node down or left): drop the rest
-                    self._counters.dropped("no_route", len(backlog))
-                    self._backlogged -= len(backlog)
-                    backlog.clear()
+                self._refused.pop(node, None)
+            self._send_queue(node, backlog)
             if not backlog:
                 del self._backlogs[node]
         if self._waiters:
             self._room.set()
 
+    def _send_queue(self, node: str, queue: deque[bytes]) -> None:
+        """Send ``queue`` (counted in ``_backlogged``) from its head until it is empty or the
+        peer's DEALER is full; several frames in a row travel as one batch frame."""
+        while queue:
+            refused = self._refused.pop(node, None)
+            frame, count = refused if refused is not None else self._next_frame(queue)
+            result = self._links.try_send(node, frame, count)
+            if result == FULL:
+                if count > 1:  # its frames stay at the head: the retry reuses the batch
+                    self._refused[node] = (frame, count)
+                return
+            for _ in range(count):
+                queue.popleft()
+            self._backlogged -= count
+            if result != SENT:  # the link is gone (node down or left): drop the rest
+                self._counters.dropped("no_route", len(queue))
+                self._backlogged -= len(queue)
+                queue.clear()
+
+    def _next_frame(self, queue: deque[bytes]) -> tuple[bytes, int]:
+        """The frame that carries the head of ``queue`` and how many queued frames it holds."""
+        first = queue[0]
+        if len(queue) == 1 or len(first) > self._batch_bytes:
+            return first, 1
+        frames: list[bytes] = []
+        size = 0
+        for frame in queue:
+            size += len(frame) + 5  # a bin item's header takes at most 5 bytes
+            if len(frames) == self._batch_frames or size > self._batch_bytes:
+                break
+            frames.append(frame)
+        if len(frames) == 1:
+            return first, 1
+        batch = encode_batch(self._next_id(), self._name, frames, self._settings.limits)
+        return batch, len(frames)
+
     def _drain_router(self, router: zmq.Socket[Any]) -> None:
-        # With CURVE each payload's User-Id is read from its zmq.Frame; plaintext frames
-        # are copied to bytes at once (cheaper than a Frame object for small messages).
-        copy = self.protocol.security is None
+        """Hand the waiting [routing id, payload] messages to the protocol, as many as
+        ``_BATCH`` and ``_DRAIN_BUDGET`` allow.
+
+        Two ``recv`` calls and a look at ``EVENTS`` before the next message cost a
+        fraction of ``recv_multipart`` (which reads ``RCVMORE`` per part) and of the
+        ``zmq.Again`` that would end the loop; this runs right after a delivery,
+        while the woken actor or asker waits for the GIL.
+        """
+        secured = self.protocol.security is not None
         on_frames = self.protocol.on_frames
+        recv = router.recv
         budget_end = time.monotonic() + _DRAIN_BUDGET
         received = 0
         try:
-            for index in range(_BATCH):
-                if index & 31 == 0 and time.monotonic() > budget_end:
-                    return
+            for _ in range(_BATCH):
                 try:
-                    parts = router.recv_multipart(zmq.NOBLOCK, copy=copy)
+                    frame = recv(zmq.NOBLOCK, copy=False)
+                    parts: list[Any] = [frame]
+                    while frame.more:  # the rest of a message is there already
+                        frame = recv(zmq.NOBLOCK, copy=False)
+                        parts.append(frame)
                 except zmq.Again:
                     return
+                if not secured and len(parts) == 2:
+                    parts[1] = frame.bytes  # plaintext: no User-Id to read, plain bytes
                 received += 1
                 on_frames(parts)
+                if time.monotonic() > budget_end or not _readable(router):
+                    return
         finally:
             self._counters.received(received)
 

@@ -163,7 +163,8 @@ class NodeProtocol:
         try:
             envelope = decode_envelope(data, self._settings.limits)
         except ProtocolError as exc:
-            self._drop("malformed", str(exc))
+            peer = f" from {authenticated!r}" if authenticated is not None else ""
+            self._drop("malformed", f"frame{peer}: {exc}")
             return
         if authenticated is not None and envelope.sender != authenticated:
             self._drop(
@@ -174,11 +175,49 @@ class NodeProtocol:
         if envelope.sender == self._name:
             self._drop("sender_mismatch", "a message claiming to come from this node")
             return
-        self._on_envelope(envelope)
+        if envelope.kind is Kind.BATCH:
+            self._on_batch(envelope)
+        else:
+            self._on_envelope(envelope)
+
+    def _on_batch(self, batch: Envelope) -> None:
+        """Handle each envelope of a batch as if it had arrived alone, in order.
+
+        The batch's sender was checked against the connection already; each item
+        must claim the same sender. A bad item is dropped and logged, naming the
+        peer; the other items are still handled.
+        """
+        sender, limits = batch.sender, self._settings.limits
+        for index, item in enumerate(batch.body):
+            try:
+                envelope = decode_envelope(item, limits)
+            except ProtocolError as exc:
+                self._drop("malformed", f"item {index} of a batch from {sender!r}: {exc}")
+                continue
+            if envelope.sender != sender:
+                self._drop(
+                    "sender_mismatch",
+                    f"item {index} of a batch from {sender!r} claims sender {envelope.sender!r}",
+                )
+            elif envelope.kind is Kind.BATCH:
+                self._drop("malformed", f"item {index} of a batch from {sender!r} is a batch")
+            else:
+                self._on_envelope(envelope)
 
     def _on_envelope(self, envelope: Envelope) -> None:
-        now = self._now()
         kind, sender = envelope.kind, envelope.sender
+        if (
+            kind is Kind.TELL or kind is Kind.ASK or kind is Kind.REPLY or kind is Kind.ERROR
+        ) and self._membership.status(sender) == "up":
+            # The bulk of the traffic, from a live member: the same steps as below
+            # without the checks that only other kinds or statuses need.
+            self._apply(self._membership.heard(sender, self._now()))
+            if kind is Kind.TELL or kind is Kind.ASK:
+                self._on_message(envelope)
+            else:
+                self._on_answer(envelope)
+            return
+        now = self._now()
         if kind is Kind.HELLO:
             self._on_hello(envelope, now)
             return

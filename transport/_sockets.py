@@ -127,12 +127,13 @@ class PeerLinks:
             self._counters.dropped("send_queue_full")
         return result == SENT
 
-    def try_send(self, key: str, frame: bytes) -> int:
+    def try_send(self, key: str, frame: bytes, messages: int = 1) -> int:
         """Send without blocking: ``SENT``; ``FULL`` (HWM reached, the frame is the caller's
-        to keep, not counted); or ``FAILED`` (no link or a socket error: dropped, counted)."""
+        to keep, not counted); or ``FAILED`` (no link or a socket error: dropped, counted
+        as ``messages`` drops, the number of envelopes the frame carries)."""
         link = self._links.get(key)
         if link is None:
-            self._counters.dropped("no_route")
+            self._counters.dropped("no_route", messages)
             return FAILED
         try:
             link[1].send(frame, zmq.NOBLOCK, copy=len(frame) < 65536)
@@ -140,7 +141,7 @@ class PeerLinks:
             return FULL
         except zmq.ZMQError as exc:
             log.warning("send to %s failed: %s", key, exc)
-            self._counters.dropped("send_failed")
+            self._counters.dropped("send_failed", messages)
             return FAILED
         self._counters.frames_out += 1  # I/O thread only (see Counters)
         return SENT

@@ -21,7 +21,8 @@ class TransportStats:
         address: the bound endpoint, or None.
         peers: every other known node, with status and last heartbeat (monotonic).
         in_flight_asks: asks waiting for an answer.
-        frames_in / frames_out: frames received on the ROUTER / handed to a DEALER.
+        frames_in / frames_out: frames received on the ROUTER / handed to a DEALER
+            (a batch frame counts once, however many envelopes it carries).
         frames_dropped: dropped frames (and refused connections) by reason, e.g.
             ``malformed``, ``sender_mismatch``, ``not_member``, ``duplicate``,
             ``send_queue_full`` (heartbeats/gossip skipped for a full DEALER),

@@ -16,7 +16,7 @@ import msgpack
 from conftest import Peer, RawDealer
 
 from transport import Address, Security, Transport
-from transport._envelope import PROTOCOL_VERSION
+from transport._envelope import MAX_BATCH, PROTOCOL_VERSION, encode_batch
 
 MakeTransport = Callable[..., Transport]
 SpawnPeers = Callable[..., list[Peer]]
@@ -47,7 +47,7 @@ def pack(fields: list[Any]) -> bytes:
 def hostile_frame(rng: random.Random, index: int) -> bytes:
     """One hostile frame; the mix covers every malformed-input class of the codec."""
     valid = pack(envelope(message_id=index + 1, body={"n": index, "pad": "y" * rng.randrange(50)}))
-    choice = index % 14
+    choice = index % 17
     if choice == 0:
         return rng.randbytes(rng.randrange(0, 300))
     if choice == 1:
@@ -82,6 +82,15 @@ def hostile_frame(rng: random.Random, index: int) -> bytes:
     if choice == 12:
         answer = rng.choice(["reply", "error"])
         return pack(envelope(kind=answer, target="", correlation_id=rng.randrange(1, 2**62)))
+    if choice == 14:  # a batch holding one hostile frame of the kinds above
+        return encode_batch(
+            index + 1, "fuzzer", [hostile_frame(rng, index - 14 + rng.randrange(14))]
+        )
+    if choice == 15:  # a batch whose body is malformed: dropped whole
+        body = rng.choice([[], [b"x"] * (MAX_BATCH + 1), ["str"], b"bin", [[b"x"]], None])
+        return pack(envelope(kind="batch", target="", body=body))
+    if choice == 16:  # a batch claiming a sender other than the fuzzer's key
+        return encode_batch(index + 1, rng.choice(["test", "victim", "p1"]), [valid])
     return valid  # well-formed, but "fuzzer" never said hello: not a member
 
 

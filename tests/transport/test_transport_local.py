@@ -23,7 +23,7 @@ from transport import (
     Transport,
     TransportSettings,
 )
-from transport._envelope import Envelope, Kind, encode_envelope
+from transport._envelope import PROTOCOL_VERSION, Envelope, Kind, encode_envelope
 
 MakeTransport = Callable[..., Transport]
 
@@ -225,7 +225,7 @@ def test_messages_from_non_members_are_dropped(
     handler = RecordingHandler("a")
     a = make_transport("a", handler)
     assert a.address is not None
-    raw = msgpack.packb([1, "tell", 5, 0, "stranger", "sink", "hi"])
+    raw = msgpack.packb([PROTOCOL_VERSION, "tell", 5, 0, "stranger", "sink", "hi"])
     raw_dealer(a.address).send(raw)
     assert log_watcher.wait_for("not a member")
     assert handler.deliveries == []
