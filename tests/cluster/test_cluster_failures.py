@@ -278,3 +278,44 @@ def test_a_burst_of_stop_signals_still_ends_in_a_clean_exit(
     assert sent > 1
     for worker in workers:
         assert worker.exit_code(15) == 0, worker.output()
+
+
+def wait_lines(log: Path, count: int, timeout: float = 15.0) -> list[tuple[str, str]]:
+    """The side-effect log once it has at least ``count`` lines (bounded poll)."""
+    deadline = time.monotonic() + timeout
+    while len(lines := log_lines(log)) < count:
+        assert time.monotonic() < deadline, lines
+        time.sleep(0.01)  # polling the side-effect log, bounded
+    return lines
+
+
+@pytest.mark.timeout(90)
+def test_the_running_bound_holds_across_workers_and_a_kill_9_frees_no_extra_slot(
+    cluster_factory: Callable[..., Cluster], tmp_path: Path
+) -> None:
+    """max_running_steps=2 over two workers: 2 of 6 branches run; a worker killed -9
+    hands its step to the other worker (first in line, before the queued four), and
+    still only 2 run; once the gate opens every branch completes."""
+    cluster = cluster_factory(max_running_steps=2)
+    events = EventLog()
+    cluster.system.events.subscribe(events)
+    log, gate = tmp_path / "steps.log", tmp_path / "gate"
+    names = [f"b{i}" for i in range(6)]
+    wf = parallel(*(task(cluster_app.block, name=name) for name in names))
+    handle = cluster.system.run(wf, {"log": str(log), "gate": str(gate)})
+
+    first_two = wait_lines(log, 2)
+    assert sorted(name for name, _ in first_two) == ["b0", "b1"]  # queued in ready order
+    victim_step, victim_node = first_two[0]
+    victim = cluster.workers[victim_node]
+    victim.process.kill()
+    assert victim.wait(5) == -9
+    events.wait_for(is_started(victim_step, 2), timeout=15)
+    lines = wait_lines(log, 3)
+    assert len(lines) == 3, lines  # the re-placed step took the freed slot; b2..b5 wait
+    assert lines[2][0] == victim_step and lines[2][1] != victim_node
+
+    gate.touch()
+    outputs = handle.result(timeout=30)  # each branch returns the node it ran on
+    assert len(outputs) == 6 and victim_node not in outputs, outputs
+    assert step_counts(log) == {name: 2 if name == victim_step else 1 for name in names}
