@@ -16,16 +16,20 @@ store refuses a write from an older epoch (``StaleEpoch``), so a paused
 
 from __future__ import annotations
 
+import base64
+import logging
 import os
 import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from actors import Clock, NodeState, PersistenceError
 from runtime._persist import decode_value, encode_value
 from runtime._store import Checkpoint, CheckpointStore, StepRecord, is_completed
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "CheckpointStrategy",
@@ -35,6 +39,7 @@ __all__ = [
     "new_owner_id",
     "owner_is_dead",
     "replay_from",
+    "stored_output",
 ]
 
 
@@ -164,7 +169,7 @@ class RunRecorder:
     def encode_context(run_id: str, ctx: Any) -> bytes:
         return encode_value(ctx, what=f"run {run_id} context", root="context")
 
-    def _write(self, state: str) -> None:
+    def _write(self, state: str, meta: dict[str, str] | None = None) -> None:
         checkpoint = Checkpoint(
             run_id=self.run_id,
             workflow=self.workflow,
@@ -175,6 +180,7 @@ class RunRecorder:
             epoch=self.epoch,
             created_at=self._created_at,
             updated_at=self._clock.wall(),
+            meta=meta or {},
         )
         self.store.save(checkpoint, changed_steps=sorted(self._unsaved))
         self._unsaved.clear()
@@ -226,14 +232,62 @@ class RunRecorder:
         self._unsaved.add(key)
         self._write(str(NodeState.RUNNING))
 
-    def finish(self, state: NodeState) -> None:
-        self._write(str(state))
+    def finish(
+        self, state: NodeState, output: Any = None, error: BaseException | None = None
+    ) -> None:
+        """Write the final state with the run's outcome, for ``stored_result`` to read."""
+        self._write(str(state), outcome_meta(self.run_id, state, output, error))
 
     def renew(self, lease: float) -> None:
         self.store.renew(self.run_id, epoch=self.epoch, lease=lease)
 
     def release(self) -> None:
         self.store.release(self.run_id, epoch=self.epoch)
+
+
+_OUTPUT_KEY: Final = "output"  # base64 of the encoded output of a Completed run
+_ERROR_KEY: Final = "error"  # "module.Type: message" of a Failed or Canceled run
+_NO_OUTPUT_KEY: Final = "output_unrecorded"  # why a Completed run's output is not kept
+
+
+def outcome_meta(
+    run_id: str, state: NodeState, output: Any, error: BaseException | None
+) -> dict[str, str]:
+    """The outcome as checkpoint meta: an output that cannot be encoded is noted, not fatal."""
+    if state is NodeState.COMPLETED:
+        try:
+            data = encode_value(output, what=f"run {run_id} output", root="output")
+        except PersistenceError as exc:
+            log.warning("run %s: output not recorded: %s", run_id, exc)
+            return {_NO_OUTPUT_KEY: str(exc)}
+        return {_OUTPUT_KEY: base64.b64encode(data).decode("ascii")}
+    if error is not None:
+        return {_ERROR_KEY: f"{type(error).__module__}.{type(error).__qualname__}: {error}"}
+    return {}
+
+
+def stored_output(checkpoint: Checkpoint) -> Any:
+    """The output recorded for a Completed run.
+
+    Raises:
+        PersistenceError: the run is not Completed (naming its state and error),
+            its output was not recorded (and why), or the record is unreadable.
+    """
+    run_id, meta = checkpoint.run_id, checkpoint.meta
+    if checkpoint.state != str(NodeState.COMPLETED):
+        error = meta.get(_ERROR_KEY)
+        detail = f" ({error})" if error else ""
+        raise PersistenceError(
+            f"run {run_id} is {checkpoint.state or 'not started'}{detail}: it has no output"
+        )
+    if _OUTPUT_KEY not in meta:
+        why = meta.get(_NO_OUTPUT_KEY, "written by a version that did not record outputs")
+        raise PersistenceError(f"run {run_id}: its output was not recorded: {why}")
+    try:
+        data = base64.b64decode(meta[_OUTPUT_KEY], validate=True)
+    except (ValueError, TypeError) as exc:
+        raise PersistenceError(f"run {run_id}: recorded output is not base64: {exc}") from exc
+    return decode_value(data, what=f"run {run_id} output")
 
 
 def replay_from(checkpoint: Checkpoint) -> Replay:

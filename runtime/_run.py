@@ -330,7 +330,7 @@ class RunCoordinator(Combinators, StepDriver, RemotePlacement):
             self._emit(ev.Failed(self.run_id, None, outcome.error, 1, True, now))
         if self._recorder is not None:
             try:
-                self._recorder.finish(state)
+                self._recorder.finish(state, output, error)
                 self._recorder.release()
             except Exception as exc:
                 log.error("run %s: final checkpoint failed: %s", self.run_id, exc)

@@ -31,7 +31,7 @@ from actors import (
     SystemShutDown,
     WorkflowObserver,
 )
-from runtime._checkpoint import CheckpointStrategy, new_owner_id
+from runtime._checkpoint import CheckpointStrategy, new_owner_id, stored_output
 from runtime._cluster import Cluster
 from runtime._handle import RunHandle
 from runtime._locks import Lock, LockClient
@@ -423,6 +423,18 @@ class ActorSystem:
             states=states,
             dry_run=dry_run,
         )
+
+    def stored_result(self, run_id: str) -> Any:
+        """The output of run ``run_id`` as recorded in the store, from any process.
+
+        For a run that finished elsewhere or earlier (a live run here also has
+        ``handle(run_id).result()``).
+
+        Raises:
+            PersistenceError: unknown run; not Completed (the message gives its
+                state and error); or its output could not be recorded.
+        """
+        return stored_output(self.store.load(run_id))
 
     def handle(self, run_id: str) -> RunHandle[Any]:
         """The handle of a run started or resumed by this system (KeyError if none)."""

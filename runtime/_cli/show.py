@@ -1,11 +1,15 @@
-"""Show one run: its workflow, state, and every recorded step with its state,
-attempts, start time, duration and last error."""
+"""Show one run: its workflow, state, every recorded step with its state,
+attempts, start time, duration and last error, and its outcome (the output of
+a Completed run, the error of a Failed one)."""
 
 from __future__ import annotations
 
 import argparse
 
+from actors import PersistenceError
+from runtime._checkpoint import stored_output
 from runtime._cli._common import add_db_option, format_time, open_store
+from runtime._store import Checkpoint
 
 HELP = "show one run's steps, states, attempts and timings"
 
@@ -38,4 +42,18 @@ def run(args: argparse.Namespace) -> int:
         )
     if not checkpoint.steps:
         print("  (no step recorded yet)")
+    print()
+    print(f"outcome    {_outcome(checkpoint)}")
     return 0
+
+
+def _outcome(checkpoint: Checkpoint) -> str:
+    """The recorded output (shortened) or why there is none; never raises."""
+    try:
+        text = repr(stored_output(checkpoint))
+    except PersistenceError as exc:
+        return str(exc)
+    return text if len(text) <= _OUTPUT_CHARS else f"{text[:_OUTPUT_CHARS]}... ({len(text)} chars)"
+
+
+_OUTPUT_CHARS = 200
