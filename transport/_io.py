@@ -13,9 +13,10 @@ Like pyzmq's ``ThreadAuthenticator``, ``IoLoop`` is a handle with two sides:
   provides) and sends are NOBLOCK.
 - Batching: frames queued for the same peer when the I/O thread gets to them
   (a burst, or a backlog) go out as one ``batch`` frame (up to
-  ``_BATCH_FRAMES`` frames or ``_BATCH_BYTES``), so a burst costs one send, one
-  receive and one GIL hand-off per batch instead of per message. Nothing waits
-  to fill a batch: a lone frame goes out alone, at once.
+  ``_BATCH_FRAMES`` frames or ``_BATCH_BYTES``; a frame over ``max_bin_len``,
+  which a batch would carry as a bin item, goes alone), so a burst costs one
+  send, one receive and one GIL hand-off per batch instead of per message.
+  Nothing waits to fill a batch: a lone frame goes out alone, at once.
 - Flow control: a frame the peer's DEALER cannot take (HWM full) is never
   dropped; it waits in a per-peer backlog, retried every loop turn, in order.
   The outbox plus the backlogs hold at most ``settings.outbox_size`` frames
@@ -168,6 +169,7 @@ class IoLoop:
         limits = settings.limits
         self._batch_bytes = min(_BATCH_BYTES, limits.max_frame_bytes - 2048)
         self._batch_frames = min(_BATCH_FRAMES, limits.max_array_len, MAX_BATCH)
+        self._batch_item_bytes = limits.max_bin_len  # a batched frame travels as a bin item
         self.protocol = NodeProtocol(
             name=name,
             security=security,
@@ -409,8 +411,11 @@ class IoLoop:
             if queue is None:
                 queue = queues[node] = self._backlogs.get(node) or deque()
             queue.append(frame)
-        if taken == _FLUSH_BATCH:
-            self._wake_pending = True  # more left: the next turn goes on without a wake-up
+        if taken == _FLUSH_BATCH and outbox:
+            # More left: the next turn goes on without a wake-up (it polls with no wait).
+            # Never when the outbox is empty: the flag would stay set and the next post
+            # would skip the wake-up, its frame waiting for the idle poll timeout.
+            self._wake_pending = True
         for node, queue in queues.items():
             if node not in self._backlogs:  # behind a backlog, frames wait their turn
                 self._send_queue(node, queue)
@@ -470,13 +475,16 @@ class IoLoop:
     def _next_frame(self, queue: deque[bytes]) -> tuple[bytes, int]:
         """The frame that carries the head of ``queue`` and how many queued frames it holds."""
         first = queue[0]
-        if len(queue) == 1 or len(first) > self._batch_bytes:
+        item_max = self._batch_item_bytes
+        if len(queue) == 1 or len(first) > self._batch_bytes or len(first) > item_max:
             return first, 1
         frames: list[bytes] = []
         size = 0
         for frame in queue:
             size += len(frame) + 5  # a bin item's header takes at most 5 bytes
             if len(frames) == self._batch_frames or size > self._batch_bytes:
+                break
+            if len(frame) > item_max:  # over max_bin_len: it goes alone, after this batch
                 break
             frames.append(frame)
         if len(frames) == 1:
