@@ -62,7 +62,8 @@ class Limits:
         max_map_len: most pairs in one map. Default 10,000.
         max_containers: most arrays + maps + ext values in the whole frame, which
             is what bounds decoded memory and CPU (~2.5 MB and a few ms per frame
-            worst case). Default 10,000.
+            worst case); also the longest batch frame in bytes, which bounds the
+            containers of all its items together. Default 10,000.
         max_ext_depth: deepest nesting of ext values inside ext values. Default 32.
     """
 

@@ -20,7 +20,9 @@ surprise keys)::
 A ``batch`` envelope carries several encoded envelopes from one sender in one
 ZeroMQ frame (body: 1 to ``MAX_BATCH`` bin items), so a burst costs one send and
 one receive instead of one per message. Each item is decoded and checked on its
-own, exactly like a frame that arrived alone; a batch never nests a batch.
+own, like a frame that arrived alone; a batch never nests a batch, and is no
+longer than ``Limits.max_containers`` bytes, so all its items together hold no
+more containers than one frame may (receivers drop a longer one).
 Version 2 introduced it: a version-1 node refuses every frame of a version-2
 node (and the other way round) instead of dropping batches it cannot read.
 """

@@ -164,10 +164,12 @@ class IoLoop:
         self._room = threading.Event()  # set by the I/O thread when the outbox shrank
         self._waiters = 0  # producers blocked on a full outbox (a hint for the I/O thread)
         self._links = PeerLinks(context, settings, security, counters)
-        # A batch must decode within the limits (every node of a cluster shares them):
-        # room is left for its own header (at most ~1 KiB with a 128-char sender name).
+        # A batch must decode within the limits (every node of a cluster shares them),
+        # and a receiver takes one only up to max_containers bytes: that bounds the
+        # containers its items hold in all, so a batch costs no more than one frame.
+        # Room is left for its own header (at most ~1 KiB with a 128-char sender name).
         limits = settings.limits
-        self._batch_bytes = min(_BATCH_BYTES, limits.max_frame_bytes - 2048)
+        self._batch_bytes = min(_BATCH_BYTES, limits.max_frame_bytes, limits.max_containers) - 2048
         self._batch_frames = min(_BATCH_FRAMES, limits.max_array_len, MAX_BATCH)
         self._batch_item_bytes = limits.max_bin_len  # a batched frame travels as a bin item
         self.protocol = NodeProtocol(

@@ -176,11 +176,11 @@ class NodeProtocol:
             self._drop("sender_mismatch", "a message claiming to come from this node")
             return
         if envelope.kind is Kind.BATCH:
-            self._on_batch(envelope)
+            self._on_batch(envelope, len(data))
         else:
             self._on_envelope(envelope)
 
-    def _on_batch(self, batch: Envelope) -> None:
+    def _on_batch(self, batch: Envelope, size: int) -> None:
         """Handle each envelope of a batch as if it had arrived alone, in order.
 
         The batch's sender was checked against the connection already; each item
@@ -188,6 +188,16 @@ class NodeProtocol:
         peer; the other items are still handled.
         """
         sender, limits = batch.sender, self._settings.limits
+        if size > limits.max_containers:
+            # Items are decoded one by one; a batch of at most max_containers bytes
+            # holds at most that many containers in all (each takes a byte at least),
+            # so one batch costs no more than one frame may: no amplification.
+            self._drop(
+                "malformed",
+                f"batch from {sender!r} is {size} bytes, over max_containers="
+                f"{limits.max_containers}",
+            )
+            return
         for index, item in enumerate(batch.body):
             try:
                 envelope = decode_envelope(item, limits)
