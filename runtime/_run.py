@@ -123,6 +123,7 @@ class RunCoordinator(Combinators, StepDriver, RemotePlacement):
         self._nodes: dict[str, _Node] = {}
         self._waiting: dict[str, _Waiting] = {}
         self._wakeups: dict[int, Callable[[], None]] = {}
+        self._orphans: dict[int, Callable[[], None]] = {}  # see Combinators._later
         self._tokens = itertools.count(1)
         self._incarnations = itertools.count(1)
         self._attempts: dict[str, int] = {}
@@ -185,6 +186,9 @@ class RunCoordinator(Combinators, StepDriver, RemotePlacement):
         return None
 
     def on_stop(self) -> None:
+        for orphaned in list(self._orphans.values()):  # e.g. a lock granted as the run ended
+            orphaned()
+        self._orphans.clear()
         for node in self._nodes.values():
             if node.ref is None:
                 continue
