@@ -93,3 +93,22 @@ def test_a_paused_run_is_failed_by_its_deadline_while_paused(
     clock.advance(5)  # b is parked; nothing runs
     with pytest.raises(StepTimeout):
         handle.result(5)
+
+
+def test_a_checkpointed_run_leaves_no_timer_behind_when_it_completes(
+    clock: ManualClock, tmp_path: Any
+) -> None:
+    """Its lease-renewal timer outlived it: firing later, it told a dead coordinator
+    (ActorDeadError logged as 'timer callback ... raised')."""
+    from runtime import CheckpointStrategy, SQLiteStore
+
+    with ActorSystem(
+        "timers",
+        clock=clock,
+        store=SQLiteStore(tmp_path / "s.db", clock=clock),
+        checkpoint=CheckpointStrategy.AFTER_EACH_STEP,
+    ) as system:
+        wf = task(lambda ctx: 1, name="a").timeout(60)
+        assert system.run(wf, {}).result(5) == 1
+        print("pending timers after the run:", clock.pending(), "next in", clock.next_delay())
+        assert clock.pending() == 0
