@@ -7,11 +7,11 @@ coordinator's thread, never blocking (waits are timers and messages).
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import functools
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -299,16 +299,56 @@ class Combinators(CoordinatorBase):
             return
         self._exec(generated, ctx, frame.child(wf.name), cont)
 
-    def _later(self, handler: Callable[[Any], None]) -> Callable[[Any], None]:
-        """A thread-safe callback that runs ``handler(value)`` in this actor's thread."""
+    def _later(
+        self, handler: Callable[[Any], None], on_dead: Callable[[Any], None] | None = None
+    ) -> Callable[[Any], None]:
+        """A thread-safe callback that runs ``handler(value)`` in this actor's thread.
+
+        With ``on_dead``, a value this actor can no longer handle (it stopped before or
+        while the value came) goes to ``on_dead(value)`` instead, in some other thread.
+        """
         me, token = self.actor_ref, next(self._tokens)
         box: list[Any] = []
-        self._wakeups[token] = lambda: handler(box[0])
+        guard = threading.Lock()
+        settled = [False]  # handler or on_dead took the value: never both, never twice
+        gone = [False]  # this actor stopped: on_dead takes what comes
+
+        def take() -> bool:
+            with guard:
+                if not box or settled[0]:
+                    return False
+                settled[0] = True
+                return True
+
+        def here() -> None:
+            self._orphans.pop(token, None)
+            if take():
+                handler(box[0])
+
+        self._wakeups[token] = here
+        if on_dead is not None:
+            dead = on_dead
+
+            def orphaned() -> None:  # from on_stop: a value told but never handled
+                with guard:
+                    gone[0] = True
+                if take():
+                    dead(box[0])
+
+            self._orphans[token] = orphaned
 
         def deliver(value: Any) -> None:
-            box.append(value)
-            with contextlib.suppress(pykka.ActorDeadError):
-                me.tell(_Wake(token))
+            with guard:
+                box.append(value)
+                stopped = gone[0]
+            if not stopped:
+                try:
+                    me.tell(_Wake(token))
+                    return
+                except pykka.ActorDeadError:
+                    pass
+            if on_dead is not None and take():
+                on_dead(value)
 
         return deliver
 
@@ -350,6 +390,10 @@ class Combinators(CoordinatorBase):
                 outcome = _Err(state["lost"])
             cont(outcome)
 
+        def give_back(answer: Any) -> None:
+            if not isinstance(answer, BaseException):
+                locks.request("release", {"name": wf.lock, "token": answer.token}, lambda _a: None)
+
         def granted(answer: Any) -> None:
             if isinstance(answer, BaseException):
                 cont(_Err(answer))
@@ -371,7 +415,9 @@ class Combinators(CoordinatorBase):
                 "lease": wf.lease,
                 "timeout": wf.wait_timeout,
             },
-            self._later(granted),
+            # A grant that comes after the run ended (its deadline passed, it was canceled
+            # or failed while waiting) is given back, not held until its lease runs out.
+            self._later(granted, on_dead=give_back),
         )
 
     def _exec_retry(

@@ -123,6 +123,7 @@ class RunCoordinator(Combinators, StepDriver, RemotePlacement):
         self._nodes: dict[str, _Node] = {}
         self._waiting: dict[str, _Waiting] = {}
         self._wakeups: dict[int, Callable[[], None]] = {}
+        self._orphans: dict[int, Callable[[], None]] = {}  # see Combinators._later
         self._tokens = itertools.count(1)
         self._incarnations = itertools.count(1)
         self._attempts: dict[str, int] = {}
@@ -185,6 +186,9 @@ class RunCoordinator(Combinators, StepDriver, RemotePlacement):
         return None
 
     def on_stop(self) -> None:
+        for orphaned in list(self._orphans.values()):  # e.g. a lock granted as the run ended
+            orphaned()
+        self._orphans.clear()
         for node in self._nodes.values():
             if node.ref is None:
                 continue
@@ -232,18 +236,33 @@ class RunCoordinator(Combinators, StepDriver, RemotePlacement):
         Returns a function that cancels it (timer and callback, nothing left behind).
         """
         token = next(self._tokens)
-        self._wakeups[token] = callback
         me = self.actor_ref
         timer = self._clock.call_later(delay, lambda: me.tell(_Wake(token)))
         scope.timers.append(timer)
 
-        def cancel() -> None:
-            timer.cancel()
-            self._wakeups.pop(token, None)
+        def forget() -> None:  # fired or canceled: the scope need not keep it (renewals add up)
             with contextlib.suppress(ValueError):
                 scope.timers.remove(timer)
 
+        def fired() -> None:
+            forget()
+            callback()
+
+        def cancel() -> None:
+            timer.cancel()
+            self._wakeups.pop(token, None)
+            forget()
+
+        self._wakeups[token] = fired
         return cancel
+
+    def _drop_timers(self, scope: _Scope) -> None:
+        """The run is over: no timer of it may fire later (into a stopped coordinator)."""
+        for timer in scope.timers:
+            timer.cancel()
+        scope.timers.clear()
+        for child in scope.children:
+            self._drop_timers(child)
 
     def _watch(self, observers: _Observers) -> None:
         """Subscribe ``.monitored`` observers to this run's events of their steps."""
@@ -314,6 +333,7 @@ class RunCoordinator(Combinators, StepDriver, RemotePlacement):
         if self._finished:
             return
         self._finished = True
+        self._drop_timers(self._root)
         now = self._clock.wall()
         error: BaseException | None
         if isinstance(outcome, _Ok):

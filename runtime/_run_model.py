@@ -192,6 +192,7 @@ class CoordinatorBase(pykka.ThreadingActor):
     _nodes: dict[str, _Node]
     _waiting: dict[str, _Waiting]
     _wakeups: dict[int, Callable[[], None]]
+    _orphans: dict[int, Callable[[], None]]  # answers owed to a stopped coordinator
     _tokens: Iterator[int]
     _incarnations: Iterator[int]
     _attempts: dict[str, int]

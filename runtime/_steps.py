@@ -203,8 +203,6 @@ class StepDriver(CoordinatorBase):
         placement: PlacementStrategy | None = None,
     ) -> None:
         """Start one attempt of ``key`` here or on a peer, reusing a node that sits in Failed."""
-        self._backing_off.discard(key)
-        self._outer_retry.discard(key)
         if scope.canceled:
             return
         # A step inside a held lock is never queued: queued behind a step that waits for
@@ -214,7 +212,9 @@ class StepDriver(CoordinatorBase):
             (self._parked if self._paused else self._queued).append(
                 lambda: self._dispatch(key, wf, ctx, scope, on_result, exclude, tokens, placement)
             )
-            return
+            return  # a held-back retry stays backing off: a cancel still ends its story
+        self._backing_off.discard(key)
+        self._outer_retry.discard(key)
         host = self._place(key, wf, exclude, placement)
         self._book.started(host)
         node = self._nodes.get(key)

@@ -419,7 +419,9 @@ class ActorSystem:
             self.store,
             older_than=older_than,
             now=self.clock.wall(),
-            owner=self.owner,
+            # Not self.owner: a claim by the owner of a run passes over its live lease,
+            # so prune would take (and fence off) a run this system resumed meanwhile.
+            owner=new_owner_id(),
             states=states,
             dry_run=dry_run,
         )

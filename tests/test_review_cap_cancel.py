@@ -1,0 +1,81 @@
+"""A retry held back (queued at max_running_steps, or parked while paused) then canceled."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from runtime import (
+    ActorSystem,
+    Canceled,
+    Fixed,
+    ManualClock,
+    RetryPolicy,
+    TemporaryError,
+    parallel,
+    task,
+)
+from runtime import events as ev
+
+from .conftest import Recorder
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def _story(recorder: Recorder, step: str) -> list[tuple[str, Any]]:
+    return [
+        (type(e).__name__, getattr(e, "final", None))
+        for e in recorder.events
+        if getattr(e, "step", None) == step
+    ]
+
+
+def _flaky(ctx: Any) -> None:
+    raise TemporaryError("flaky broke")
+
+
+def test_a_retry_queued_at_the_cap_then_canceled_gets_a_terminal_event(
+    clock: ManualClock, recorder: Recorder
+) -> None:
+    release = threading.Event()
+
+    def block(ctx: Any) -> str:
+        release.wait(10)
+        return "late"
+
+    wf = parallel(
+        task(_flaky, name="flaky", retry=RetryPolicy(3, Fixed(1))), task(block, name="block")
+    )
+    with ActorSystem("cap-cancel", clock=clock, max_running_steps=1) as system:
+        handle = system.run(wf, {}, observers=[recorder])
+        recorder.wait_for(lambda e: isinstance(e, ev.Started) and e.step == "block")
+        clock.wait_for_timers(1)  # flaky's backoff
+        clock.advance(1)  # its retry is due, but `block` fills the cap: it queues
+        handle.cancel()  # told after the wake-up: the coordinator sees them in this order
+        with pytest.raises(Canceled):
+            handle.result(timeout=10)
+        release.set()
+        state = {s.key: s.state for s in handle.steps()}
+    story = _story(recorder, "flaky")
+    print("flaky:", story, "state:", state.get("flaky"))
+    assert story[-1] in {("Failed", True), ("Canceled", None)}, story
+
+
+def test_a_retry_parked_by_pause_then_canceled_gets_a_terminal_event(
+    clock: ManualClock, recorder: Recorder
+) -> None:
+    wf = task(_flaky, name="flaky", retry=RetryPolicy(3, Fixed(1)))
+    with ActorSystem("park-cancel", clock=clock) as system:
+        handle = system.run(wf, {}, observers=[recorder])
+        recorder.wait_for(lambda e: isinstance(e, ev.Retrying) and e.step == "flaky")
+        clock.wait_for_timers(1)
+        handle.pause()
+        clock.advance(1)  # the retry is due while paused: parked
+        handle.cancel()
+        with pytest.raises(Canceled):
+            handle.result(timeout=10)
+    story = _story(recorder, "flaky")
+    print("flaky:", story)
+    assert story[-1] in {("Failed", True), ("Canceled", None)}, story
