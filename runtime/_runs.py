@@ -229,6 +229,12 @@ class Runs:
     ) -> RunHandle[Any]:
         self._check_open("resume a run")
         checkpoint = self.store.load(run_id)
+        if checkpoint.state == str(NodeState.COMPLETED):
+            # Nothing left to do, and a resume would overwrite its recorded outcome.
+            raise PersistenceError(
+                f"run {run_id} is already Completed: there is nothing to resume "
+                "(system.stored_result(run_id) gives its output)"
+            )
         workflow = workflow or self.workflows.get(checkpoint.workflow)
         if workflow is None:
             raise PersistenceError(

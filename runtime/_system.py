@@ -379,9 +379,10 @@ class ActorSystem:
         the registered workflow of the recorded name.
 
         Raises:
-            PersistenceError: no such run, its checkpoint is unreadable, no
-                workflow of that name is known, or the workflow's structure
-                changed since the run started (``force=True`` resumes anyway).
+            PersistenceError: no such run, it is already Completed, its
+                checkpoint is unreadable, no workflow of that name is known, or
+                the workflow's structure changed since the run started
+                (``force=True`` resumes anyway).
             RunBusy: another live process owns the run (``force=True`` takes it
                 over; the old owner's further writes are then refused).
         """

@@ -87,3 +87,14 @@ def test_an_unknown_run_has_no_result(tmp_path: Path) -> None:
         pytest.raises(PersistenceError, match="no-such-run"),
     ):
         system.stored_result("no-such-run")
+
+
+def test_a_completed_run_cannot_be_resumed_so_its_outcome_stays(tmp_path: Path) -> None:
+    wf = task(lambda ctx: 7, name="seven").named("seven")
+    with system_on(tmp_path / "state.db") as system:
+        handle = system.run(wf, {})
+        handle.result(5)
+        for force in (False, True):
+            with pytest.raises(PersistenceError, match="already Completed"):
+                system.resume(handle.id, wf, force=force)
+        assert system.stored_result(handle.id) == 7
