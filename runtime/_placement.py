@@ -25,6 +25,7 @@ from runtime._run_model import (
     _has_wire_name,
     _Node,
     _NodeReport,
+    _Waiting,
 )
 from runtime._wire import NodeLost, RemoteReport, require, with_names
 from runtime._workflow import (
@@ -184,13 +185,17 @@ class RemotePlacement(CoordinatorBase):
         self._nodes.pop(key, None)
         self._book.finished(host, ok=False, duration=0.0)
         self._attempts[key] = waiting.attempt - 1
+        self._dispatch_again(key, waiting, exclude | {host})
+
+    def _dispatch_again(self, key: str, waiting: _Waiting, exclude: frozenset[str]) -> None:
+        """Dispatch the step ``waiting`` describes once more, away from ``exclude``."""
         self._dispatch(
             key,
             waiting.wf,
             waiting.ctx,
             waiting.scope,
             waiting.cont,
-            exclude=exclude | {host},
+            exclude=exclude,
             tokens=waiting.tokens,
             placement=waiting.placement,
         )
@@ -208,13 +213,4 @@ class RemotePlacement(CoordinatorBase):
             self._emit(
                 ev.Retrying(self.run_id, key, waiting.attempt + 1, 0.0, error, self._clock.wall())
             )
-            self._dispatch(
-                key,
-                waiting.wf,
-                waiting.ctx,
-                waiting.scope,
-                waiting.cont,
-                exclude=frozenset({lost.node}),
-                tokens=waiting.tokens,
-                placement=waiting.placement,
-            )
+            self._dispatch_again(key, waiting, frozenset({lost.node}))

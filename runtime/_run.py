@@ -127,8 +127,9 @@ class RunCoordinator(Combinators, StepDriver, RemotePlacement):
         self._tokens = itertools.count(1)
         self._incarnations = itertools.count(1)
         self._attempts: dict[str, int] = {}
-        self._backing_off: set[str] = set()  # failed steps waiting for their retry timer
-        self._outer_retry: set[str] = set()  # failed, not final: an enclosing .retry() reruns them
+        # Failed, not final: waiting for a rerun (its own retry timer, or an enclosing
+        # .retry()); a cancel before that rerun still ends its story with Canceled.
+        self._rerun_pending: set[str] = set()
         self._steps = steps
         self._monitors: dict[str, _Observers] = {}
         self._watched: list[WorkflowObserver] = []
@@ -161,7 +162,8 @@ class RunCoordinator(Combinators, StepDriver, RemotePlacement):
                 self._workflow, self._ctx, _Frame((), self._root, (), None), self._finish
             )
         )
-        self._guarded(self._admit_queued)
+        if self._queued:
+            self._guarded(self._admit_queued)
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, _NodeReport):
@@ -182,7 +184,8 @@ class RunCoordinator(Combinators, StepDriver, RemotePlacement):
             log.warning("run %s: coordinator ignored unknown message %r", self.run_id, message)
         # Every attempt ends while handling some message: admitting the queued ones
         # here, in one place, covers results, timeouts, cancels and lost nodes alike.
-        self._guarded(self._admit_queued)
+        if self._queued:
+            self._guarded(self._admit_queued)
         return None
 
     def on_stop(self) -> None:
@@ -295,10 +298,9 @@ class RunCoordinator(Combinators, StepDriver, RemotePlacement):
             cleanup()
         for key in scope.steps:
             was_waiting = self._waiting.pop(key, None) is not None
-            if not (was_waiting or key in self._backing_off or key in self._outer_retry):
+            if not (was_waiting or key in self._rerun_pending):
                 continue  # finished (or failed for good): its state stays
-            self._backing_off.discard(key)
-            self._outer_retry.discard(key)
+            self._rerun_pending.discard(key)
             node = self._nodes.get(key)
             if node is not None:
                 node.cancel_event.set()

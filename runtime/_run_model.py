@@ -196,8 +196,7 @@ class CoordinatorBase(pykka.ThreadingActor):
     _tokens: Iterator[int]
     _incarnations: Iterator[int]
     _attempts: dict[str, int]
-    _backing_off: set[str]
-    _outer_retry: set[str]
+    _rerun_pending: set[str]
     _steps: StepLog
     _monitors: dict[str, _Observers]
     _watched: list[WorkflowObserver]

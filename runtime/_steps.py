@@ -101,8 +101,8 @@ class StepDriver(CoordinatorBase):
                 finished_at=self._clock.wall(),
             )
             final = not retry and not any(again(error) for again in frame.outer_retries)
-            if not retry and not final:
-                self._outer_retry.add(key)  # a cancel before that rerun still ends its story
+            if not final:
+                self._rerun_pending.add(key)
             self._emit(
                 ev.Failed(self.run_id, key, error, result.attempt, final, self._clock.wall())
             )
@@ -114,7 +114,6 @@ class StepDriver(CoordinatorBase):
             self._emit(
                 ev.Retrying(self.run_id, key, result.attempt + 1, delay, error, self._clock.wall())
             )
-            self._backing_off.add(key)
             self._schedule(
                 scope,
                 delay,
@@ -212,9 +211,8 @@ class StepDriver(CoordinatorBase):
             (self._parked if self._paused else self._queued).append(
                 lambda: self._dispatch(key, wf, ctx, scope, on_result, exclude, tokens, placement)
             )
-            return  # a held-back retry stays backing off: a cancel still ends its story
-        self._backing_off.discard(key)
-        self._outer_retry.discard(key)
+            return  # a held-back rerun stays pending: a cancel still ends its story
+        self._rerun_pending.discard(key)
         host = self._place(key, wf, exclude, placement)
         self._book.started(host)
         node = self._nodes.get(key)

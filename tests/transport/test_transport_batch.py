@@ -98,18 +98,28 @@ def test_a_burst_of_tells_travels_in_batches_in_order(make_transport: MakeTransp
     assert client.ask(Address("p1", "echo"), "after", timeout=5).result(6) == ["p1", "after"]
 
 
-def test_batches_stay_within_small_array_limits(make_transport: MakeTransport) -> None:
-    settings = TransportSettings(limits=Limits(max_array_len=8))
+@pytest.mark.parametrize(
+    ("limits", "sent", "pad"),
+    [
+        (Limits(max_array_len=8), 2000, 0),  # a batch holds at most 8 items then
+        (Limits(max_bin_len=1000), 300, 2000),  # ~2 KB frames, fine alone, are not batched
+    ],
+    ids=["max_array_len", "max_bin_len"],
+)
+def test_batches_stay_within_small_limits(
+    make_transport: MakeTransport, limits: Limits, sent: int, pad: int
+) -> None:
+    """Every node shares the limits; a batch the receiver would refuse is never sent."""
+    settings = TransportSettings(limits=limits)
     handler = RecordingHandler("p1")
     server = make_transport("p1", handler, settings=settings)
     client = make_transport("test", listen=LOOPBACK, settings=settings)
     assert server.address is not None
     client.join([server.address], timeout=10)
-    sent = 2000
     for index in range(sent):
-        client.tell(Address("p1", "sink"), index)
+        client.tell(Address("p1", "sink"), [index, "x" * pad])
     assert handler.wait_for(sent, timeout=20)
-    assert [message for _, _, message in handler.deliveries] == list(range(sent))
+    assert [message[0] for _, _, message in handler.deliveries] == list(range(sent))
     assert "malformed" not in server.stats().frames_dropped
 
 

@@ -31,28 +31,6 @@ def _containers(value: Any) -> int:
 
 
 @pytest.mark.timeout(30)
-def test_batches_respect_a_max_bin_len_smaller_than_a_frame(
-    make_transport: MakeTransport,
-) -> None:
-    """A batch carries each frame as a bin item: a frame over ``max_bin_len`` (fine
-    alone) must not be batched, or the receiver drops the whole batch as malformed."""
-    settings = TransportSettings(limits=Limits(max_bin_len=1000))
-    handler = RecordingHandler("p1")
-    server = make_transport("p1", handler, settings=settings)
-    client = make_transport("test", listen=LOOPBACK, settings=settings)
-    assert server.address is not None
-    client.join([server.address], timeout=10)
-    sent = 300
-    for index in range(sent):
-        client.tell(Address("p1", "sink"), [index, "x" * 2000])  # ~2 KB frames
-    delivered = handler.wait_for(sent, timeout=10)
-    print("delivered", len(handler.deliveries), "dropped", server.stats().frames_dropped)
-    assert delivered
-    assert [message[0] for _, _, message in handler.deliveries] == list(range(sent))
-    assert "malformed" not in server.stats().frames_dropped
-
-
-@pytest.mark.timeout(30)
 def test_one_batch_frame_decodes_at_most_max_containers(
     make_transport: MakeTransport, raw_dealer: RawDealer
 ) -> None:
