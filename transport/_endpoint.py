@@ -293,8 +293,7 @@ class Transport:
         node = target.node
         if node == self.name:
             # The dispatch queue is this node's own outbox: the same backpressure applies.
-            job = partial(self._deliver, self.name, target.path, message, None)
-            if not self._dispatcher.submit(job, wait=self._settings.send_timeout):
+            if not self._submit(self.name, target.path, message, None, self._settings.send_timeout):
                 if self._dispatcher.stopping:
                     raise NodeDown(f"{self.name} is closing; {target} not told")
                 self._counters.dropped("dispatch_full")
@@ -460,8 +459,11 @@ class Transport:
                 return True
         return self._submit(sender, target, message, reply)
 
-    def _submit(self, sender: str, target: str, message: Any, reply: Reply | None) -> bool:
-        return self._dispatcher.submit(partial(self._deliver, sender, target, message, reply))
+    def _submit(
+        self, sender: str, target: str, message: Any, reply: Reply | None, wait: float = 0.0
+    ) -> bool:
+        job = partial(self._deliver, sender, target, message, reply)
+        return self._dispatcher.submit(job, wait)
 
     def _deliver(self, sender: str, target: str, message: Any, reply: Reply | None) -> None:
         """Runs on the dispatch thread: call the handler, turn its exceptions into answers."""
