@@ -23,8 +23,7 @@ import runtime
 from bench._row import Config, Family, Row, interleaved
 from bench._steps import chain_for
 from runtime import ActorSystem, Workflow
-from runtime._memory_store import MemoryStore
-from runtime._sqlite_store import SQLiteStore
+from runtime.store import MemoryStore, SQLiteStore
 
 __all__ = ["FAMILY", "missing"]
 

@@ -41,7 +41,7 @@ from bench._failover_app import workflows
 from bench._row import Config, Family, Row, Series, Target, interleaved
 from runtime import ActorSystem, node_command
 from runtime import events as ev
-from runtime._remote import Ref
+from runtime.cluster import Ref
 from transport import TransportSettings
 
 __all__ = ["FAMILY"]

@@ -27,7 +27,7 @@ def noop(ctx: Any) -> None:
 
 
 def linear_chain(steps: int) -> Workflow[Any, Any]:
-    """``task(noop).then(task(noop))...`` as a user writes it (left-nested ``_Then``)."""
+    """``task(noop).then(task(noop))...`` as a user writes it (left-nested ``Then``)."""
     workflow: Workflow[Any, Any] = task(noop)
     for _ in range(steps - 1):
         workflow = workflow.then(task(noop))

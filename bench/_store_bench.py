@@ -16,10 +16,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from runtime._memory_store import MemoryStore
-from runtime._persist import decode_value, encode_value
-from runtime._sqlite_store import SQLiteStore
-from runtime._store import Checkpoint, CheckpointStore, StepRecord
+from runtime.store import (
+    Checkpoint,
+    CheckpointStore,
+    MemoryStore,
+    SQLiteStore,
+    StepRecord,
+    decode_value,
+    encode_value,
+)
 
 
 def _checkpoint(

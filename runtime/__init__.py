@@ -44,29 +44,42 @@ from actors import (
     current_step,
 )
 from runtime import events
-from runtime._adaptive import (
+from runtime._daemon import node_command, serve
+from runtime._system import ActorSystem
+from runtime.cluster import Lock, Ref
+from runtime.engine import RunHandle, StepReport
+from runtime.events import LoggingObserver, WorkflowObserver
+from runtime.store import (
+    Checkpoint,
+    CheckpointStore,
+    MemoryStore,
+    Persistable,
+    PersistableRegistry,
+    RunSummary,
+    SQLiteStore,
+    StepRecord,
+    register_persistable,
+)
+from runtime.workflow import (
+    CheckpointStrategy,
+    Custom,
+    Exponential,
     Fastest,
+    Fixed,
     LeastLoaded,
     MemoPredictor,
     NodeLoad,
     PlacementStrategy,
     Prediction,
     Predictor,
+    RetryPolicy,
     RoundRobin,
+    StepProgress,
+    Workflow,
+    dynamic,
+    parallel,
+    task,
 )
-from runtime._checkpoint import CheckpointStrategy, StepProgress
-from runtime._daemon import node_command, serve
-from runtime._handle import RunHandle, StepReport
-from runtime._locks import Lock
-from runtime._memory_store import MemoryStore
-from runtime._persist import Persistable, PersistableRegistry, register_persistable
-from runtime._remote import Ref
-from runtime._retry import Custom, Exponential, Fixed, RetryPolicy
-from runtime._sqlite_store import SQLiteStore
-from runtime._store import Checkpoint, CheckpointStore, RunSummary, StepRecord
-from runtime._system import ActorSystem
-from runtime._workflow import Workflow, dynamic, parallel, task
-from runtime.events import LoggingObserver, WorkflowObserver
 from transport import (
     ActorNotFound,
     Address,

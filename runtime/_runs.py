@@ -28,22 +28,21 @@ from actors import (
     SystemShutDown,
     WorkflowObserver,
 )
-from runtime._checkpoint import (
-    CheckpointStrategy,
+from runtime._stats import RunStats
+from runtime.cluster import Cluster, LockClient
+from runtime.engine import RunCoordinator, RunHandle, StepLog, cancel_run, pause_run
+from runtime.store import (
+    CheckpointStore,
     Replay,
     RunRecorder,
+    RunSummary,
+    SQLiteStore,
+    StepRecord,
+    decode_value,
     owner_is_dead,
     replay_from,
 )
-from runtime._cluster import Cluster
-from runtime._handle import RunHandle, StepLog
-from runtime._locks import LockClient
-from runtime._persist import decode_value
-from runtime._run import RunCoordinator, cancel_run, pause_run
-from runtime._sqlite_store import SQLiteStore
-from runtime._stats import RunStats
-from runtime._store import CheckpointStore, RunSummary, StepRecord
-from runtime._workflow import Workflow, persists
+from runtime.workflow import CheckpointStrategy, Workflow, persists
 
 __all__ = ["Runs"]
 

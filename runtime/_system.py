@@ -31,17 +31,19 @@ from actors import (
     SystemShutDown,
     WorkflowObserver,
 )
-from runtime._checkpoint import CheckpointStrategy, new_owner_id, stored_output
-from runtime._cluster import Cluster
-from runtime._handle import RunHandle
-from runtime._locks import Lock, LockClient
-from runtime._prune import FINISHED_STATES, prune_runs
-from runtime._registry import Registry, qualified_name
-from runtime._remote import Ref
 from runtime._runs import Runs
 from runtime._stats import SystemStats
-from runtime._store import CheckpointStore, RunSummary
-from runtime._workflow import Workflow, tasks_of
+from runtime.cluster import Cluster, Lock, LockClient, Ref, Registry
+from runtime.engine import RunHandle
+from runtime.store import (
+    FINISHED_STATES,
+    CheckpointStore,
+    RunSummary,
+    new_owner_id,
+    prune_runs,
+    stored_output,
+)
+from runtime.workflow import CheckpointStrategy, Workflow, qualified_name, tasks_of
 from transport import Address, NodeDown, TransportSettings, load_security
 
 __all__ = ["ActorSystem"]

@@ -18,7 +18,7 @@ from runtime import (
     SQLiteStore,
     task,
 )
-from runtime._prune import parse_duration
+from runtime.store import parse_duration
 
 from .conftest import Recorder, actorflow
 

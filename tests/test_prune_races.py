@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 
 from runtime import ActorSystem, CheckpointStrategy, PermanentError, SQLiteStore, task
-from runtime._prune import parse_duration
-from runtime._store import RunSummary
+from runtime.store import RunSummary, parse_duration
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -22,8 +22,8 @@ from runtime import (
 )
 from runtime import CheckpointStrategy as Strategy
 from runtime import events as ev
-from runtime._run_model import _Pause
-from runtime._wire import RemoteReport
+from runtime.cluster import RemoteReport
+from runtime.engine._run_model import _Pause
 
 from .conftest import Recorder, gate
 

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from actors import PersistenceError
-from runtime._sqlite_store import DEFAULT_PATH, SQLiteStore
+from runtime.store import DEFAULT_PATH, SQLiteStore
 
 __all__ = ["add_db_option", "format_time", "open_store"]
 

@@ -14,9 +14,8 @@ import argparse
 import os
 import time
 
-from runtime._checkpoint import new_owner_id
 from runtime._cli._common import add_db_option, open_store
-from runtime._prune import FINISHED_STATES, parse_duration, prune_runs
+from runtime.store import FINISHED_STATES, new_owner_id, parse_duration, prune_runs
 
 HELP = "forget finished runs older than a cut-off"
 

@@ -24,7 +24,7 @@ from typing import Any
 from actors import CompositionError, PersistenceError
 from runtime._cli._common import add_db_option, open_store
 from runtime._system import ActorSystem
-from runtime._workflow import Workflow
+from runtime.workflow import Workflow
 
 HELP = "resume a run from its last checkpoint"
 

@@ -7,9 +7,8 @@ from __future__ import annotations
 import argparse
 
 from actors import PersistenceError
-from runtime._checkpoint import stored_output
 from runtime._cli._common import add_db_option, format_time, open_store
-from runtime._store import Checkpoint
+from runtime.store import Checkpoint, stored_output
 
 HELP = "show one run's steps, states, attempts and timings"
 

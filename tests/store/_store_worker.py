@@ -20,7 +20,7 @@ import sys
 from store_testkit import checkpoint, step
 
 from actors._errors import RunBusy, StaleEpoch
-from runtime._sqlite_store import SQLiteStore
+from runtime.store import SQLiteStore
 
 
 def say(line: str) -> None:

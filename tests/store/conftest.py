@@ -13,9 +13,7 @@ from pathlib import Path
 import pytest
 
 from actors._clock import ManualClock
-from runtime._memory_store import MemoryStore
-from runtime._sqlite_store import SQLiteStore
-from runtime._store import CheckpointStore
+from runtime.store import CheckpointStore, MemoryStore, SQLiteStore
 
 StoreFactory = Callable[[Path, ManualClock], CheckpointStore]
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from runtime._persist import decode_value, encode_value
-from runtime._store import Checkpoint, StepRecord
+from runtime.store import Checkpoint, StepRecord, decode_value, encode_value
 
 
 def step(

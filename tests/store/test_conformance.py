@@ -10,7 +10,7 @@ from store_testkit import checkpoint, context_of, step
 
 from actors._clock import ManualClock
 from actors._errors import PersistenceError, RunBusy, StaleEpoch
-from runtime._store import CheckpointStore
+from runtime.store import CheckpointStore
 
 
 def test_store_satisfies_the_protocol(store: CheckpointStore) -> None:

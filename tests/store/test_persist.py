@@ -12,7 +12,7 @@ import msgpack
 import pytest
 
 from actors._errors import PersistenceError
-from runtime._persist import (
+from runtime.store import (
     PersistableRegistry,
     decode_value,
     encode_value,

@@ -8,7 +8,7 @@ from dataclasses import InitVar, dataclass, field
 import pytest
 
 from actors._errors import PersistenceError
-from runtime._persist import PersistableRegistry, decode_value, encode_value
+from runtime.store import PersistableRegistry, decode_value, encode_value
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -21,8 +21,7 @@ import pytest
 from store_testkit import checkpoint, context_of
 
 from actors._errors import RunBusy
-from runtime._persist import decode_value
-from runtime._sqlite_store import SQLiteStore
+from runtime.store import SQLiteStore, decode_value
 
 WORKER = Path(__file__).with_name("_store_worker.py")
 LINE_TIMEOUT = 15.0

@@ -13,7 +13,7 @@ from store_testkit import checkpoint, context_of, step
 
 from actors._clock import ManualClock
 from actors._errors import PersistenceError, RunBusy
-from runtime._sqlite_store import SCHEMA_VERSION, SQLiteStore
+from runtime.store._sqlite import SCHEMA_VERSION, SQLiteStore
 
 
 @contextmanager

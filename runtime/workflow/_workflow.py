@@ -37,9 +37,9 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar, overload
 
 from actors import CompositionError, WorkflowObserver
-from runtime._adaptive import PlacementStrategy, Predictor
-from runtime._checkpoint import CheckpointStrategy
-from runtime._retry import RetryPolicy
+from runtime.workflow._adaptive import PlacementStrategy, Predictor
+from runtime.workflow._checkpoint_strategy import CheckpointStrategy
+from runtime.workflow._retry import RetryPolicy
 
 __all__ = ["Workflow", "dynamic", "monitors", "parallel", "persists", "task", "tasks_of"]
 
@@ -84,10 +84,10 @@ class Workflow(Generic[Ctx, Out]):
         second = _as_workflow("then(next_step)", next_step)
         # Chains stay flat (a.then(b).then(c) is one sequence), so a 10,000-step
         # pipeline needs no deep recursion anywhere.
-        steps = (self.steps if isinstance(self, _Then) else (self,)) + (
-            second.steps if isinstance(second, _Then) else (second,)
+        steps = (self.steps if isinstance(self, Then) else (self,)) + (
+            second.steps if isinstance(second, Then) else (second,)
         )
-        return _Then(_sequence_name(steps), steps)
+        return Then(_sequence_name(steps), steps)
 
     @overload
     def when(
@@ -99,7 +99,7 @@ class Workflow(Generic[Ctx, Out]):
     ) -> Workflow[Ctx, Out | None]: ...
     def when(self, condition: Callable[[Ctx], bool], *, skip: bool = False) -> Workflow[Ctx, Any]:
         _check_callable("when(condition)", condition, 1)
-        return _When(f"{self.name}?", self, condition, skip)
+        return When(f"{self.name}?", self, condition, skip)
 
     @overload
     def parallel(self, other: Workflow[Ctx, Out2], /) -> Workflow[Ctx, tuple[Out, Out2]]: ...
@@ -117,12 +117,12 @@ class Workflow(Generic[Ctx, Out]):
     ) -> Workflow[Ctx, Out2]:
         _check_callable("nested(ctx_mapper)", ctx_mapper, 1)
         _check_callable("nested(out_mapper)", out_mapper, 2)
-        return _Nested(f"[{self.name}]", self, ctx_mapper, out_mapper)
+        return Nested(f"[{self.name}]", self, ctx_mapper, out_mapper)
 
     def retry(self, policy: RetryPolicy) -> Workflow[Ctx, Out]:
         if not isinstance(policy, RetryPolicy):
             raise CompositionError(f"retry(policy) must be a RetryPolicy, got {policy!r}")
-        return _Retry(self.name, self, policy)
+        return Retry(self.name, self, policy)
 
     def monitored(self, *observers: WorkflowObserver) -> Workflow[Ctx, Out]:
         for observer in observers:
@@ -130,7 +130,7 @@ class Workflow(Generic[Ctx, Out]):
                 raise CompositionError(
                     f"monitored(*observers) needs objects with on_event(event), got {observer!r}"
                 )
-        return _Monitored(self.name, self, tuple(observers))
+        return Monitored(self.name, self, tuple(observers))
 
     def checkpoint(self, strategy: CheckpointStrategy) -> Workflow[Ctx, Out]:
         """Write checkpoints for the steps inside per ``strategy`` (overrides the system's)."""
@@ -138,7 +138,7 @@ class Workflow(Generic[Ctx, Out]):
             raise CompositionError(
                 f"checkpoint(strategy) must be a CheckpointStrategy, got {strategy!r}"
             )
-        return _Checkpointed(self.name, self, strategy)
+        return Checkpointed(self.name, self, strategy)
 
     def locked(
         self, name: str, lease: float = 30.0, *, timeout: float | None = None
@@ -156,7 +156,7 @@ class Workflow(Generic[Ctx, Out]):
             raise CompositionError(f"locked(lease) must be a number > 0, got {lease!r}")
         if timeout is not None and (not isinstance(timeout, int | float) or timeout < 0):
             raise CompositionError(f"locked(timeout) must be a number >= 0, got {timeout!r}")
-        return _Locked(self.name, self, name, float(lease), timeout)
+        return Locked(self.name, self, name, float(lease), timeout)
 
     def timeout(self, seconds: float) -> Workflow[Ctx, Out]:
         """Fail with ``StepTimeout`` when the wrapped part runs longer than ``seconds``.
@@ -167,7 +167,7 @@ class Workflow(Generic[Ctx, Out]):
         """
         if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
             raise CompositionError(f"timeout(seconds) must be a number > 0, got {seconds!r}")
-        return _Deadline(self.name, self, float(seconds))
+        return Deadline(self.name, self, float(seconds))
 
     def adaptive(self, strategy: PlacementStrategy) -> Workflow[Ctx, Out]:
         """Place the steps inside with ``strategy`` (e.g. ``LeastLoaded()``), not round-robin."""
@@ -175,7 +175,7 @@ class Workflow(Generic[Ctx, Out]):
             raise CompositionError(
                 f"adaptive(strategy) needs a choose(step, candidates) method, got {strategy!r}"
             )
-        return _Adaptive(self.name, self, strategy)
+        return Adaptive(self.name, self, strategy)
 
     def predictive(self, predictor: Predictor, threshold: float = 0.9) -> Workflow[Ctx, Out]:
         """Skip this part when ``predictor`` is at least ``threshold`` sure of its output."""
@@ -187,12 +187,12 @@ class Workflow(Generic[Ctx, Out]):
                 )
         if not isinstance(threshold, int | float) or not 0 < threshold <= 1:
             raise CompositionError(f"predictive(threshold) must be in (0, 1], got {threshold!r}")
-        return _Predictive(self.name, self, predictor, float(threshold))
+        return Predictive(self.name, self, predictor, float(threshold))
 
     def named(self, name: str) -> Workflow[Ctx, Out]:
         if not isinstance(name, str) or not name or "/" in name:
             raise CompositionError(f"named(name) must be a non-empty str without '/', got {name!r}")
-        return _Named(name, self)
+        return Named(name, self)
 
     def fingerprint(self) -> str:
         """A digest of the structure (kinds, names, order): changes when the graph changes."""
@@ -200,7 +200,7 @@ class Workflow(Generic[Ctx, Out]):
 
 
 @dataclass(frozen=True, eq=False)
-class _Task(Workflow[Any, Any]):
+class Task(Workflow[Any, Any]):
     name: str
     fn: Callable[[Any], Any]
     attempt_timeout: float | None = None
@@ -208,7 +208,7 @@ class _Task(Workflow[Any, Any]):
 
 
 @dataclass(frozen=True, eq=False)
-class _Then(Workflow[Any, Any]):
+class Then(Workflow[Any, Any]):
     name: str
     steps: tuple[Workflow[Any, Any], ...]
 
@@ -220,7 +220,7 @@ def _sequence_name(steps: Sequence[Workflow[Any, Any]]) -> str:
 
 
 @dataclass(frozen=True, eq=False)
-class _When(Workflow[Any, Any]):
+class When(Workflow[Any, Any]):
     name: str
     inner: Workflow[Any, Any]
     condition: Callable[[Any], bool]
@@ -228,13 +228,13 @@ class _When(Workflow[Any, Any]):
 
 
 @dataclass(frozen=True, eq=False)
-class _Parallel(Workflow[Any, Any]):
+class Parallel(Workflow[Any, Any]):
     name: str
     branches: tuple[Workflow[Any, Any], ...]
 
 
 @dataclass(frozen=True, eq=False)
-class _Nested(Workflow[Any, Any]):
+class Nested(Workflow[Any, Any]):
     name: str
     inner: Workflow[Any, Any]
     ctx_mapper: Callable[[Any], Any]
@@ -242,28 +242,28 @@ class _Nested(Workflow[Any, Any]):
 
 
 @dataclass(frozen=True, eq=False)
-class _Retry(Workflow[Any, Any]):
+class Retry(Workflow[Any, Any]):
     name: str
     inner: Workflow[Any, Any]
     policy: RetryPolicy
 
 
 @dataclass(frozen=True, eq=False)
-class _Monitored(Workflow[Any, Any]):
+class Monitored(Workflow[Any, Any]):
     name: str
     inner: Workflow[Any, Any]
     observers: tuple[WorkflowObserver, ...] = field(default=())
 
 
 @dataclass(frozen=True, eq=False)
-class _Checkpointed(Workflow[Any, Any]):
+class Checkpointed(Workflow[Any, Any]):
     name: str
     inner: Workflow[Any, Any]
     strategy: CheckpointStrategy
 
 
 @dataclass(frozen=True, eq=False)
-class _Locked(Workflow[Any, Any]):
+class Locked(Workflow[Any, Any]):
     name: str
     inner: Workflow[Any, Any]
     lock: str
@@ -272,21 +272,21 @@ class _Locked(Workflow[Any, Any]):
 
 
 @dataclass(frozen=True, eq=False)
-class _Deadline(Workflow[Any, Any]):
+class Deadline(Workflow[Any, Any]):
     name: str
     inner: Workflow[Any, Any]
     seconds: float
 
 
 @dataclass(frozen=True, eq=False)
-class _Adaptive(Workflow[Any, Any]):
+class Adaptive(Workflow[Any, Any]):
     name: str
     inner: Workflow[Any, Any]
     strategy: PlacementStrategy
 
 
 @dataclass(frozen=True, eq=False)
-class _Predictive(Workflow[Any, Any]):
+class Predictive(Workflow[Any, Any]):
     name: str
     inner: Workflow[Any, Any]
     predictor: Predictor
@@ -294,38 +294,38 @@ class _Predictive(Workflow[Any, Any]):
 
 
 @dataclass(frozen=True, eq=False)
-class _Named(Workflow[Any, Any]):
+class Named(Workflow[Any, Any]):
     name: str
     inner: Workflow[Any, Any]
 
 
 @dataclass(frozen=True, eq=False)
-class _Dynamic(Workflow[Any, Any]):
+class Dynamic(Workflow[Any, Any]):
     name: str
     factory: Callable[[Any], Workflow[Any, Any]]
     condition: Callable[[Any], bool] | None
 
 
 _WRAPPERS = (
-    _When,
-    _Nested,
-    _Retry,
-    _Monitored,
-    _Named,
-    _Checkpointed,
-    _Locked,
-    _Adaptive,
-    _Predictive,
-    _Deadline,
+    When,
+    Nested,
+    Retry,
+    Monitored,
+    Named,
+    Checkpointed,
+    Locked,
+    Adaptive,
+    Predictive,
+    Deadline,
 )
 
 
 def _shape(wf: Workflow[Any, Any]) -> tuple[Any, ...]:
     kind = type(wf).__name__.lstrip("_")
     children: Sequence[Workflow[Any, Any]]
-    if isinstance(wf, _Then):
+    if isinstance(wf, Then):
         children = wf.steps
-    elif isinstance(wf, _Parallel):
+    elif isinstance(wf, Parallel):
         children = wf.branches
     elif isinstance(wf, _WRAPPERS):
         children = (wf.inner,)
@@ -385,7 +385,7 @@ def task(
             raise CompositionError(f"task(name) must be non-empty without '/', got {step_name!r}")
         if on is not None and (not isinstance(on, str) or not on or "/" in on):
             raise CompositionError(f"task(on) must be a node name, got {on!r}")
-        wf: Workflow[Any, Any] = _Task(step_name, function, timeout, on)
+        wf: Workflow[Any, Any] = Task(step_name, function, timeout, on)
         return wf.retry(retry) if retry is not None else wf
 
     if fn is None:
@@ -406,7 +406,7 @@ def parallel(*branches: Any) -> Workflow[Any, Any]:
     if len(branches) < 2:
         raise CompositionError(f"parallel needs at least 2 branches, got {len(branches)}")
     flows = tuple(_as_workflow(f"parallel branch {i}", b) for i, b in enumerate(branches))
-    return _Parallel("(" + "|".join(f.name for f in flows) + ")", flows)
+    return Parallel("(" + "|".join(f.name for f in flows) + ")", flows)
 
 
 def dynamic(
@@ -419,7 +419,7 @@ def dynamic(
     _check_callable("dynamic(factory)", factory, 1)
     if condition is not None:
         _check_callable("dynamic(condition)", condition, 1)
-    return _Dynamic(name, factory, condition)
+    return Dynamic(name, factory, condition)
 
 
 def _walk(wf: Workflow[Any, Any]) -> list[Workflow[Any, Any]]:
@@ -429,9 +429,9 @@ def _walk(wf: Workflow[Any, Any]) -> list[Workflow[Any, Any]]:
     while stack:
         node = stack.pop()
         found.append(node)
-        if isinstance(node, _Then):
+        if isinstance(node, Then):
             stack.extend(node.steps)
-        elif isinstance(node, _Parallel):
+        elif isinstance(node, Parallel):
             stack.extend(node.branches)
         elif isinstance(node, _WRAPPERS):
             stack.append(node.inner)
@@ -440,18 +440,18 @@ def _walk(wf: Workflow[Any, Any]) -> list[Workflow[Any, Any]]:
 
 def tasks_of(wf: Workflow[Any, Any]) -> list[Callable[[Any], Any]]:
     """The functions of every task in the static tree (what a worker must register)."""
-    return [node.fn for node in _walk(wf) if isinstance(node, _Task)]
+    return [node.fn for node in _walk(wf) if isinstance(node, Task)]
 
 
 def monitors(wf: Workflow[Any, Any]) -> list[WorkflowObserver]:
     """The observers of every ``.monitored`` in the static tree."""
-    return [o for node in _walk(wf) if isinstance(node, _Monitored) for o in node.observers]
+    return [o for node in _walk(wf) if isinstance(node, Monitored) for o in node.observers]
 
 
 def persists(wf: Workflow[Any, Any], default: CheckpointStrategy) -> bool:
     """Whether running ``wf`` writes checkpoints (with ``default`` as the run's strategy)."""
-    if isinstance(wf, _Checkpointed):
+    if isinstance(wf, Checkpointed):
         return wf.strategy.enabled or persists(wf.inner, wf.strategy)
     if default.enabled:
         return True
-    return any(isinstance(n, _Checkpointed) and n.strategy.enabled for n in _walk(wf))
+    return any(isinstance(n, Checkpointed) and n.strategy.enabled for n in _walk(wf))

@@ -23,9 +23,9 @@ import pykka
 
 from actors import NodeActor, NodePool, NodeState, Start, StepResult
 from actors import events as ev
-from runtime._persist import decode_value, encode_value
-from runtime._registry import Registry
-from runtime._wire import error_names, event_to_wire, remote_error, require
+from runtime.cluster._registry import Registry
+from runtime.cluster._wire import error_names, event_to_wire, remote_error, require
+from runtime.store import decode_value, encode_value
 from transport import Address, NodeDown, Transport, WorkflowError
 
 __all__ = ["StepHost"]

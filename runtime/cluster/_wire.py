@@ -1,6 +1,6 @@
 """The runtime's messages between nodes: step requests, results and events, as msgpack maps.
 
-Contexts and outputs travel as bytes encoded by ``runtime._persist`` (so
+Contexts and outputs travel as bytes encoded by ``runtime.store._codec`` (so
 ``Persistable`` user types and tuples survive); errors travel as
 ``RemoteError`` with the names of the original type's classes (``mro``), so a
 retry policy on the coordinator can still tell a ``TemporaryError``.

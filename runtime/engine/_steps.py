@@ -20,10 +20,7 @@ from actors import (
     StepTimeout,
 )
 from actors import events as ev
-from runtime._adaptive import PlacementStrategy
-from runtime._checkpoint import CheckpointStrategy
-from runtime._retry import RetryPolicy
-from runtime._run_model import (
+from runtime.engine._run_model import (
     CoordinatorBase,
     _Cont,
     _Err,
@@ -35,8 +32,11 @@ from runtime._run_model import (
     _Waiting,
     _Wake,
 )
-from runtime._workflow import (
-    _Task,
+from runtime.workflow import (
+    CheckpointStrategy,
+    PlacementStrategy,
+    RetryPolicy,
+    Task,
 )
 from transport import WorkflowError
 
@@ -52,7 +52,7 @@ class StepDriver(CoordinatorBase):
 
     def _exec_task(
         self,
-        wf: _Task,
+        wf: Task,
         ctx: Any,
         frame: _Frame,
         cont: _Cont,
@@ -193,7 +193,7 @@ class StepDriver(CoordinatorBase):
     def _dispatch(
         self,
         key: str,
-        wf: _Task,
+        wf: Task,
         ctx: Any,
         scope: _Scope,
         on_result: Callable[[StepResult], None],
@@ -263,7 +263,7 @@ class StepDriver(CoordinatorBase):
         while self._queued and not self._at_capacity() and not self._finished:
             self._queued.popleft()()
 
-    def _spawn_node(self, key: str, wf: _Task) -> _Node:
+    def _spawn_node(self, key: str, wf: Task) -> _Node:
         incarnation = next(self._incarnations)
         cancel_event = threading.Event()
         me = self.actor_ref

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from actors import Clock, PersistenceError, RealClock
-from runtime._store import (
+from runtime.store._protocol import (
     Checkpoint,
     RunSummary,
     StepRecord,

@@ -32,35 +32,34 @@ from actors import (
     WorkflowObserver,
 )
 from actors import events as ev
-from runtime._adaptive import LoadBook
-from runtime._checkpoint import Replay, RunRecorder
-from runtime._handle import RunHandle, StepLog
-from runtime._locks import LockClient
-from runtime._wire import NodeLost, RemoteReport
-from runtime._workflow import (
+from runtime.cluster import LockClient, NodeLost, RemoteReport
+from runtime.engine._handle import RunHandle, StepLog
+from runtime.engine._load import LoadBook
+from runtime.store import Replay, RunRecorder
+from runtime.workflow import (
+    Adaptive,
+    Checkpointed,
+    Deadline,
+    Dynamic,
+    Locked,
+    Monitored,
+    Named,
+    Nested,
+    Parallel,
+    Predictive,
+    Retry,
+    Task,
+    Then,
+    When,
     Workflow,
-    _Adaptive,
-    _Checkpointed,
-    _Deadline,
-    _Dynamic,
-    _Locked,
-    _Monitored,
-    _Named,
-    _Nested,
-    _Parallel,
-    _Predictive,
-    _Retry,
-    _Task,
-    _Then,
-    _When,
     monitors,
 )
 
 if TYPE_CHECKING:
-    from runtime._cluster import Cluster
-from runtime._combinators import Combinators
-from runtime._placement import RemotePlacement
-from runtime._run_model import (
+    from runtime.cluster._cluster import Cluster
+from runtime.engine._combinators import Combinators
+from runtime.engine._placement import RemotePlacement
+from runtime.engine._run_model import (
     _CancelRun,
     _Err,
     _Frame,
@@ -76,7 +75,7 @@ from runtime._run_model import (
     _Waiting,
     _Wake,
 )
-from runtime._steps import StepDriver
+from runtime.engine._steps import StepDriver
 
 __all__ = ["RemoteReport", "RunCoordinator", "cancel_run", "pause_run"]
 
@@ -388,18 +387,18 @@ def pause_run(ref: pykka.ActorRef[Any], paused: bool) -> None:
 
 
 RunCoordinator._HANDLERS = {
-    _Task: RunCoordinator._exec_plain_task,
-    _Then: RunCoordinator._exec_then,
-    _When: RunCoordinator._exec_when,
-    _Parallel: RunCoordinator._exec_parallel,
-    _Nested: RunCoordinator._exec_nested,
-    _Retry: RunCoordinator._exec_retry,
-    _Monitored: RunCoordinator._exec_monitored,
-    _Locked: RunCoordinator._exec_locked,
-    _Checkpointed: RunCoordinator._exec_checkpointed,
-    _Named: RunCoordinator._exec_named,
-    _Adaptive: RunCoordinator._exec_adaptive,
-    _Predictive: RunCoordinator._exec_predictive,
-    _Dynamic: RunCoordinator._exec_dynamic,
-    _Deadline: RunCoordinator._exec_deadline,
+    Task: RunCoordinator._exec_plain_task,
+    Then: RunCoordinator._exec_then,
+    When: RunCoordinator._exec_when,
+    Parallel: RunCoordinator._exec_parallel,
+    Nested: RunCoordinator._exec_nested,
+    Retry: RunCoordinator._exec_retry,
+    Monitored: RunCoordinator._exec_monitored,
+    Locked: RunCoordinator._exec_locked,
+    Checkpointed: RunCoordinator._exec_checkpointed,
+    Named: RunCoordinator._exec_named,
+    Adaptive: RunCoordinator._exec_adaptive,
+    Predictive: RunCoordinator._exec_predictive,
+    Dynamic: RunCoordinator._exec_dynamic,
+    Deadline: RunCoordinator._exec_deadline,
 }

@@ -14,21 +14,10 @@ from typing import Any
 import pykka
 
 from actors import CompositionError
+from runtime.workflow import qualified_name
 from transport import ActorNotFound
 
-__all__ = ["Registry", "qualified_name"]
-
-
-def qualified_name(obj: Any) -> str:
-    """``module:qualname`` of a function or class (the default registered name)."""
-    module = getattr(obj, "__module__", None)
-    qualname = getattr(obj, "__qualname__", None)
-    if not module or not qualname or "<" in qualname:
-        raise CompositionError(
-            f"{obj!r} has no stable module:qualname (a lambda or a local function?); "
-            "define it at module level or register it under an explicit name"
-        )
-    return f"{module}:{qualname}"
+__all__ = ["Registry"]
 
 
 class Registry:

@@ -1,6 +1,6 @@
-"""Checkpoint strategies, and the recorder that writes a run's checkpoints.
+"""The recorder that writes a run's checkpoints.
 
-What a run's checkpoint holds (see ``runtime._store``): the run id, the
+What a run's checkpoint holds (see ``runtime.store._protocol``): the run id, the
 workflow's name and structural fingerprint, the context the run started with,
 and one record per finished step: its state, attempts, timings, error text,
 and for a completed step its output together with the context right after it.
@@ -21,84 +21,24 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Final
+from dataclasses import dataclass
+from typing import Any, Final
 
 from actors import Clock, NodeState, PersistenceError
-from runtime._persist import decode_value, encode_value
-from runtime._store import Checkpoint, CheckpointStore, StepRecord, is_completed
+from runtime.store._codec import decode_value, encode_value
+from runtime.store._protocol import Checkpoint, CheckpointStore, StepRecord, is_completed
+from runtime.workflow import CheckpointStrategy, StepProgress
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "CheckpointStrategy",
     "Replay",
     "RunRecorder",
-    "StepProgress",
     "new_owner_id",
     "owner_is_dead",
     "replay_from",
     "stored_output",
 ]
-
-
-@dataclass(frozen=True)
-class StepProgress:
-    """What a ``custom`` checkpoint predicate is shown after each completed step."""
-
-    run_id: str
-    step: str
-    completed_steps: int
-    seconds_since_checkpoint: float
-
-
-@dataclass(frozen=True)
-class CheckpointStrategy:
-    """When a run writes its checkpoint: ``NONE``, ``AFTER_EACH_STEP``, ``periodic``, ``custom``.
-
-    ``periodic(s)`` writes at the first step boundary at least ``s`` seconds
-    after the previous write; ``custom(predicate)`` when ``predicate(progress)``
-    is true. Whatever the strategy (but ``NONE``), a run's start, a step that
-    fails for good, and the run's end are always written.
-    """
-
-    kind: str
-    seconds: float = 0.0
-    predicate: Callable[[StepProgress], bool] | None = field(default=None, compare=False)
-
-    NONE: ClassVar[CheckpointStrategy]
-    AFTER_EACH_STEP: ClassVar[CheckpointStrategy]
-
-    @classmethod
-    def periodic(cls, seconds: float) -> CheckpointStrategy:
-        if not isinstance(seconds, int | float) or seconds <= 0:
-            raise ValueError(f"periodic(seconds) must be a number > 0, got {seconds!r}")
-        return cls("periodic", float(seconds))
-
-    @classmethod
-    def custom(cls, predicate: Callable[[StepProgress], bool]) -> CheckpointStrategy:
-        if not callable(predicate):
-            raise TypeError(f"custom(predicate) must be callable, got {predicate!r}")
-        return cls("custom", predicate=predicate)
-
-    @property
-    def enabled(self) -> bool:
-        return self.kind != "none"
-
-    def due(self, progress: StepProgress) -> bool:
-        """Whether a completed step should be written now."""
-        if self.kind == "after_each_step":
-            return True
-        if self.kind == "periodic":
-            return progress.seconds_since_checkpoint >= self.seconds
-        if self.kind == "custom" and self.predicate is not None:
-            return bool(self.predicate(progress))
-        return False
-
-
-CheckpointStrategy.NONE = CheckpointStrategy("none")
-CheckpointStrategy.AFTER_EACH_STEP = CheckpointStrategy("after_each_step")
 
 
 def new_owner_id() -> str:

@@ -21,20 +21,22 @@ from actors import (
     WorkflowObserver,
 )
 from actors import events as ev
-from runtime._adaptive import LoadBook, PlacementStrategy
-from runtime._checkpoint import CheckpointStrategy, RunRecorder
-from runtime._handle import RunHandle, StepLog
-from runtime._locks import LockClient
-from runtime._registry import qualified_name
-from runtime._retry import RetryPolicy
-from runtime._workflow import (
+from runtime.cluster import LockClient
+from runtime.engine._handle import RunHandle, StepLog
+from runtime.engine._load import LoadBook
+from runtime.store import RunRecorder
+from runtime.workflow import (
+    CheckpointStrategy,
+    PlacementStrategy,
+    RetryPolicy,
+    Task,
     Workflow,
-    _Task,
+    qualified_name,
 )
 from transport import WorkflowError
 
 if TYPE_CHECKING:
-    from runtime._cluster import Cluster
+    from runtime.cluster._cluster import Cluster
 
 __all__ = ["CoordinatorBase"]
 
@@ -111,7 +113,7 @@ class _Waiting:
     attempt: int  # the step's attempt number across node incarnations
     scope: _Scope
     cont: Callable[[StepResult], None]
-    wf: _Task  # what and on which context: enough to re-place it if its node is lost
+    wf: Task  # what and on which context: enough to re-place it if its node is lost
     ctx: Any
     tokens: dict[str, int]
     placement: PlacementStrategy | None
@@ -138,7 +140,7 @@ class _Pause:
     paused: bool
 
 
-def _has_wire_name(wf: _Task) -> bool:
+def _has_wire_name(wf: Task) -> bool:
     try:
         qualified_name(wf.fn)
     except WorkflowError:
@@ -227,7 +229,7 @@ class CoordinatorBase(pykka.ThreadingActor):
 
         def _exec_task(
             self,
-            wf: _Task,
+            wf: Task,
             ctx: Any,
             frame: _Frame,
             cont: _Cont,
@@ -255,7 +257,7 @@ class CoordinatorBase(pykka.ThreadingActor):
         def _dispatch(
             self,
             key: str,
-            wf: _Task,
+            wf: Task,
             ctx: Any,
             scope: _Scope,
             on_result: Callable[[StepResult], None],
@@ -269,7 +271,7 @@ class CoordinatorBase(pykka.ThreadingActor):
         def _place(
             self,
             key: str,
-            wf: _Task,
+            wf: Task,
             exclude: frozenset[str],
             placement: PlacementStrategy | None,
         ) -> str: ...
@@ -280,7 +282,7 @@ class CoordinatorBase(pykka.ThreadingActor):
             self,
             key: str,
             node: _Node,
-            wf: _Task,
+            wf: Task,
             ctx: Any,
             attempt: int,
             tokens: dict[str, int],
@@ -291,7 +293,7 @@ class CoordinatorBase(pykka.ThreadingActor):
 
         def _retire(self, key: str) -> None: ...
 
-        def _spawn_node(self, key: str, wf: _Task) -> _Node: ...
+        def _spawn_node(self, key: str, wf: Task) -> _Node: ...
 
         def _fail_persistence(self, exc: Exception) -> None: ...
 

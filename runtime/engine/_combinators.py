@@ -24,8 +24,8 @@ from actors import (
     StepTimeout,
 )
 from actors import events as ev
-from runtime._merge import merge_contexts
-from runtime._run_model import (
+from runtime.engine._merge import merge_contexts
+from runtime.engine._run_model import (
     CoordinatorBase,
     _Cont,
     _Err,
@@ -34,22 +34,22 @@ from runtime._run_model import (
     _Outcome,
     _Wake,
 )
-from runtime._workflow import (
+from runtime.workflow import (
+    Adaptive,
+    Checkpointed,
+    Deadline,
+    Dynamic,
+    Locked,
+    Monitored,
+    Named,
+    Nested,
+    Parallel,
+    Predictive,
+    Retry,
+    Task,
+    Then,
+    When,
     Workflow,
-    _Adaptive,
-    _Checkpointed,
-    _Deadline,
-    _Dynamic,
-    _Locked,
-    _Monitored,
-    _Named,
-    _Nested,
-    _Parallel,
-    _Predictive,
-    _Retry,
-    _Task,
-    _Then,
-    _When,
 )
 
 __all__ = ["Combinators"]
@@ -76,21 +76,21 @@ class Combinators(CoordinatorBase):
             raise TypeError(f"unknown workflow node {wf!r}")
         handler(self, wf, ctx, frame, cont)
 
-    def _exec_plain_task(self, wf: _Task, ctx: Any, frame: _Frame, cont: _Cont) -> None:
+    def _exec_plain_task(self, wf: Task, ctx: Any, frame: _Frame, cont: _Cont) -> None:
         self._exec_task(wf, ctx, frame, cont, None)
 
-    def _exec_monitored(self, wf: _Monitored, ctx: Any, frame: _Frame, cont: _Cont) -> None:
+    def _exec_monitored(self, wf: Monitored, ctx: Any, frame: _Frame, cont: _Cont) -> None:
         self._watch(wf.observers)
         watched = dataclasses.replace(frame, observers=frame.observers + wf.observers)
         self._exec(wf.inner, ctx, watched, cont)
 
-    def _exec_checkpointed(self, wf: _Checkpointed, ctx: Any, frame: _Frame, cont: _Cont) -> None:
+    def _exec_checkpointed(self, wf: Checkpointed, ctx: Any, frame: _Frame, cont: _Cont) -> None:
         self._exec(wf.inner, ctx, dataclasses.replace(frame, strategy=wf.strategy), cont)
 
-    def _exec_adaptive(self, wf: _Adaptive, ctx: Any, frame: _Frame, cont: _Cont) -> None:
+    def _exec_adaptive(self, wf: Adaptive, ctx: Any, frame: _Frame, cont: _Cont) -> None:
         self._exec(wf.inner, ctx, dataclasses.replace(frame, placement=wf.strategy), cont)
 
-    def _exec_predictive(self, wf: _Predictive, ctx: Any, frame: _Frame, cont: _Cont) -> None:
+    def _exec_predictive(self, wf: Predictive, ctx: Any, frame: _Frame, cont: _Cont) -> None:
         """Use the prediction when sure enough; else run, and teach the predictor."""
         try:
             prediction = wf.predictor.predict(ctx)
@@ -120,7 +120,7 @@ class Combinators(CoordinatorBase):
 
         self._exec(wf.inner, ctx, frame, learn)
 
-    def _exec_deadline(self, wf: _Deadline, ctx: Any, frame: _Frame, cont: _Cont) -> None:
+    def _exec_deadline(self, wf: Deadline, ctx: Any, frame: _Frame, cont: _Cont) -> None:
         """Run the inner part in a scope of its own; at the deadline cancel it and fail."""
         inner = frame.scope.child()
         done = False
@@ -146,12 +146,12 @@ class Combinators(CoordinatorBase):
 
         self._exec(wf.inner, ctx, dataclasses.replace(frame, scope=inner), finished)
 
-    def _exec_named(self, wf: _Named, ctx: Any, frame: _Frame, cont: _Cont) -> None:
+    def _exec_named(self, wf: Named, ctx: Any, frame: _Frame, cont: _Cont) -> None:
         self._exec(wf.inner, ctx, frame.child(wf.name), cont)
 
     def _exec_then(
         self,
-        wf: _Then,
+        wf: Then,
         ctx: Any,
         frame: _Frame,
         cont: _Cont,
@@ -170,7 +170,7 @@ class Combinators(CoordinatorBase):
 
     def _exec_when(
         self,
-        wf: _When,
+        wf: When,
         ctx: Any,
         frame: _Frame,
         cont: _Cont,
@@ -192,12 +192,12 @@ class Combinators(CoordinatorBase):
             cont(_Err(ConditionNotMet(f"condition of {wf.name!r} was false")))
 
     def _record_skipped(self, wf: Workflow[Any, Any], path: tuple[Any, ...]) -> None:
-        if isinstance(wf, _Task):
+        if isinstance(wf, Task):
             self._report(self._key((*path, 0), wf.name), skipped=True)
 
     def _exec_parallel(
         self,
-        wf: _Parallel,
+        wf: Parallel,
         ctx: Any,
         frame: _Frame,
         cont: _Cont,
@@ -241,7 +241,7 @@ class Combinators(CoordinatorBase):
 
     def _exec_nested(
         self,
-        wf: _Nested,
+        wf: Nested,
         ctx: Any,
         frame: _Frame,
         cont: _Cont,
@@ -266,14 +266,14 @@ class Combinators(CoordinatorBase):
         self._exec(wf.inner, inner_ctx, frame.child(0), after_inner)
 
     @staticmethod
-    def _mapper_error(wf: _Nested, which: str, exc: Exception) -> PermanentError:
+    def _mapper_error(wf: Nested, which: str, exc: Exception) -> PermanentError:
         error = PermanentError(f"{which} of {wf.name!r} raised {type(exc).__name__}: {exc}")
         error.__cause__ = exc
         return error
 
     def _exec_dynamic(
         self,
-        wf: _Dynamic,
+        wf: Dynamic,
         ctx: Any,
         frame: _Frame,
         cont: _Cont,
@@ -352,7 +352,7 @@ class Combinators(CoordinatorBase):
 
         return deliver
 
-    def _exec_locked(self, wf: _Locked, ctx: Any, frame: _Frame, cont: _Cont) -> None:
+    def _exec_locked(self, wf: Locked, ctx: Any, frame: _Frame, cont: _Cont) -> None:
         """Acquire the lock (waiting in the manager, not here), run inside, release."""
         if self._locks is None:
             cont(_Err(LockError(f"no lock manager for lock {wf.lock!r}")))
@@ -422,13 +422,13 @@ class Combinators(CoordinatorBase):
 
     def _exec_retry(
         self,
-        wf: _Retry,
+        wf: Retry,
         ctx: Any,
         frame: _Frame,
         cont: _Cont,
     ) -> None:
         path, scope = frame.path, frame.scope
-        if isinstance(wf.inner, _Task):
+        if isinstance(wf.inner, Task):
             self._exec_task(wf.inner, ctx, frame, cont, wf.policy)
             return
         key = self._key((*path, "retry"), wf.name)

@@ -22,12 +22,12 @@ import pykka
 
 from actors import EventBus, LockGrant, NodePool
 from actors import events as ev
-from runtime._adaptive import NodeLoad, RoundRobin
-from runtime._locks import lock_message
-from runtime._registry import Registry
-from runtime._remote import ask_into
-from runtime._wire import NodeLost, RemoteReport, event_from_wire, require
-from runtime._worker import StepHost
+from runtime.cluster._locks import lock_message
+from runtime.cluster._refs import ask_into
+from runtime.cluster._registry import Registry
+from runtime.cluster._step_host import StepHost
+from runtime.cluster._wire import NodeLost, RemoteReport, event_from_wire, require
+from runtime.workflow import NodeLoad, RoundRobin
 from transport import (
     ActorNotFound,
     Address,

@@ -17,19 +17,19 @@ from actors import (
     StepResult,
 )
 from actors import events as ev
-from runtime._adaptive import PlacementStrategy
-from runtime._persist import decode_value, encode_value
-from runtime._registry import qualified_name
-from runtime._run_model import (
+from runtime.cluster._wire import NodeLost, RemoteReport, require, with_names  # step protocol
+from runtime.engine._run_model import (
     CoordinatorBase,
     _has_wire_name,
     _Node,
     _NodeReport,
     _Waiting,
 )
-from runtime._wire import NodeLost, RemoteReport, require, with_names
-from runtime._workflow import (
-    _Task,
+from runtime.store import decode_value, encode_value
+from runtime.workflow import (
+    PlacementStrategy,
+    Task,
+    qualified_name,
 )
 from transport import NodeDown, RemoteError, WorkflowError
 
@@ -44,7 +44,7 @@ class RemotePlacement(CoordinatorBase):
     def _place(
         self,
         key: str,
-        wf: _Task,
+        wf: Task,
         exclude: frozenset[str],
         placement: PlacementStrategy | None,
     ) -> str:
@@ -72,7 +72,7 @@ class RemotePlacement(CoordinatorBase):
         self,
         key: str,
         node: _Node,
-        wf: _Task,
+        wf: Task,
         ctx: Any,
         attempt: int,
         tokens: dict[str, int],

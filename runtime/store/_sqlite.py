@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from actors import Clock, PersistenceError, RealClock
-from runtime._store import (
+from runtime.store._protocol import (
     Checkpoint,
     RunSummary,
     StepRecord,

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Final
 
 from actors import NodeState, PersistenceError, RunBusy
-from runtime._store import CheckpointStore
+from runtime.store._protocol import CheckpointStore
 
 __all__ = ["FINISHED_STATES", "parse_duration", "prune_runs"]
 
