@@ -30,7 +30,15 @@ from actors import (
 )
 from runtime._stats import RunStats
 from runtime.cluster import Cluster, LockClient
-from runtime.engine import RunCoordinator, RunHandle, StepLog, cancel_run, pause_run
+from runtime.engine import (
+    Engine,
+    RunCoordinator,
+    RunHandle,
+    RunSpec,
+    StepLog,
+    cancel_run,
+    pause_run,
+)
 from runtime.store import (
     CheckpointStore,
     Replay,
@@ -171,25 +179,28 @@ class Runs:
                 pause=lambda paused: self._pause(run_id, paused),
             )
             self._handles[run_id] = handle
-            self._coordinators[run_id] = RunCoordinator.start(
+            spec = RunSpec(
                 run_id,
                 workflow,
                 ctx,
-                handle=handle,
-                steps=steps,
-                bus=self._events,
-                clock=self._clock,
-                on_finished=self._finished,
-                node_name=self._node_name,
+                handle,
+                steps,
                 observers=tuple(observers),
                 recorder=recorder,
                 replay=replay,
-                lease=self.lease,
-                pool=self._nodes,
+            )
+            engine = Engine(
+                self._node_name,
+                self._events,
+                self._clock,
+                self._nodes,
+                owner=self,
                 cluster=self._cluster(),
                 locks=self._locks(),
+                lease=self.lease,
                 max_running=self.max_running_steps,
             )
+            self._coordinators[run_id] = RunCoordinator.start(spec, engine)
             return handle
 
     def _recorder(
@@ -378,7 +389,7 @@ class Runs:
         if ref is not None:
             pause_run(ref, paused)
 
-    def _finished(self, run_id: str) -> None:
+    def run_finished(self, run_id: str) -> None:
         with self._lock:
             self._coordinators.pop(run_id, None)
 

@@ -75,3 +75,70 @@ def test_packages_use_each_others_public_api_only() -> None:
                     top, _, rest = node.module.partition(".")
                     if top != package and top in FORBIDDEN and rest.startswith("_"):
                         raise AssertionError(f"{path.relative_to(ROOT)} imports {node.module}")
+
+
+# Inside runtime: which sub-packages each may import (beside actors and transport).
+# workflow: pure descriptions; store: history of descriptions; engine: runs one
+# workflow and reaches the cluster only through the step protocol's messages
+# (the cluster object itself it knows only as the ``StepCluster`` protocol).
+RUNTIME_LAYERS = {
+    "workflow": set(),
+    "store": {"workflow"},
+    "engine": {"workflow", "store", "cluster"},
+    "cluster": {"workflow", "store"},
+}
+ENGINE_FROM_CLUSTER = {"NodeLost", "RemoteReport", "require", "with_names"}
+
+
+def runtime_imports(sub: str) -> list[tuple[str, str, list[str]]]:
+    """(file, imported runtime module, imported names) for every runtime import in ``sub``."""
+    found = []
+    for path in (ROOT / "runtime" / sub).rglob("*.py"):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                if node.module.startswith("runtime"):
+                    names = [alias.name for alias in node.names]
+                    found.append((str(path.relative_to(ROOT)), node.module, names))
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.startswith("runtime"):
+                        found.append((str(path.relative_to(ROOT)), alias.name, []))
+    return found
+
+
+@pytest.mark.parametrize("sub", sorted(RUNTIME_LAYERS))
+def test_runtime_sub_packages_import_only_their_layers(sub: str) -> None:
+    violations = []
+    for path, module, _names in runtime_imports(sub):
+        parts = module.split(".")
+        target = parts[1] if len(parts) > 1 else ""
+        if target != sub and target not in RUNTIME_LAYERS[sub]:
+            violations.append(f"{path} imports {module}")
+    assert violations == []
+
+
+def test_the_engine_reaches_the_cluster_only_through_step_messages() -> None:
+    violations = [
+        f"{path} imports {names} from {module}"
+        for path, module, names in runtime_imports("engine")
+        if module.startswith("runtime.cluster") and not set(names) <= ENGINE_FROM_CLUSTER
+    ]
+    assert violations == []
+
+
+def test_sub_packages_use_each_others_public_api() -> None:
+    """A sub-package imports another's ``__init__``, never its private modules.
+
+    (The engine's step-protocol helpers from ``runtime.cluster._wire`` are the one
+    exception, until the step protocol has typed messages.)
+    """
+    violations = []
+    for sub in RUNTIME_LAYERS:
+        for path, module, names in runtime_imports(sub):
+            parts = module.split(".")
+            private = len(parts) > 2 and parts[1] != sub and parts[2].startswith("_")
+            step_protocol = sub == "engine" and set(names) <= ENGINE_FROM_CLUSTER
+            if private and not step_protocol:
+                violations.append(f"{path} imports {module}")
+    assert violations == []

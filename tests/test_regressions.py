@@ -23,7 +23,7 @@ from runtime import (
 from runtime import CheckpointStrategy as Strategy
 from runtime import events as ev
 from runtime.cluster import RemoteReport
-from runtime.engine._run_model import _Pause
+from runtime.engine._coordinator import _Pause
 
 from .conftest import Recorder, gate
 

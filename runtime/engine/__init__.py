@@ -5,7 +5,20 @@ It interprets ``runtime.workflow`` descriptions, records through a
 protocol it is handed (a ``Cluster``); it never opens a socket itself.
 """
 
-from runtime.engine._coordinator import RunCoordinator, cancel_run, pause_run
+from runtime.engine._coordinator import RunCoordinator, RunSpec, cancel_run, pause_run
 from runtime.engine._handle import RunHandle, StepLog, StepReport
+from runtime.engine._ports import Engine, LockService, RunOwner, StepCluster
 
-__all__ = ["RunCoordinator", "RunHandle", "StepLog", "StepReport", "cancel_run", "pause_run"]
+__all__ = [
+    "Engine",
+    "LockService",
+    "RunCoordinator",
+    "RunHandle",
+    "RunOwner",
+    "RunSpec",
+    "StepCluster",
+    "StepLog",
+    "StepReport",
+    "cancel_run",
+    "pause_run",
+]

@@ -1,376 +1,238 @@
-"""The run coordinator: one actor that walks a workflow and drives its node actors.
+"""The run coordinator: one actor that runs one workflow to its outcome.
 
-All composition logic (conditions, mappers, merges, retry decisions, timers)
-runs in the coordinator's own thread, one message at a time; task functions run
-in node actors. The coordinator never blocks on a node: nodes report with a
-tell, backoffs and step timeouts are clock timers that come back as messages.
+It is made of collaborators that each own their state, all used only from
+the coordinator's thread, one message at a time:
 
-Execution is continuation-passing: ``_exec(workflow, ctx, ...)`` starts a
-sub-workflow and later calls its continuation with ``_Ok(output, ctx)`` or
-``_Err(error)``. A ``_Scope`` groups what a sub-workflow has in flight, so a
-failed parallel branch or a cancel can stop its siblings.
+- ``Interpreter`` walks the workflow (one method per kind of part);
+- ``StepRunner`` runs a task step: attempts, retry decisions;
+- ``AttemptTable`` owns the attempts in flight (dispatch, queueing, parking,
+  timeouts, reports, re-placement after a lost member), with ``Placement``
+  choosing hosts and talking to remote ones;
+- ``Timers`` owns timers and cross-thread hand-overs (each comes back as a
+  message); ``CancelScope`` trees say what to stop together;
+- ``Journal`` turns step transitions into the step log, events and checkpoints.
+
+The coordinator never blocks on a node: nodes report with a tell.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
-import itertools
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import pykka
 
-from actors import (
-    Canceled,
-    CancelNode,
-    Clock,
-    EventBus,
-    NodePool,
-    NodeState,
-    WorkflowObserver,
-)
+from actors import Canceled, NodeState, WorkflowObserver
 from actors import events as ev
-from runtime.cluster import LockClient, NodeLost, RemoteReport
+from runtime.cluster import NodeLost, RemoteReport
+from runtime.engine._attempts import AttemptTable, NodeReport
+from runtime.engine._frame import Frame
 from runtime.engine._handle import RunHandle, StepLog
-from runtime.engine._load import LoadBook
+from runtime.engine._interpreter import Interpreter
+from runtime.engine._journal import Journal
+from runtime.engine._outcome import Err, Ok, Outcome
+from runtime.engine._placement import Placement
+from runtime.engine._ports import Engine
+from runtime.engine._scope import CancelScope
+from runtime.engine._steps import StepRunner
+from runtime.engine._timers import Timers, Wake
 from runtime.store import Replay, RunRecorder
-from runtime.workflow import (
-    Adaptive,
-    Checkpointed,
-    Deadline,
-    Dynamic,
-    Locked,
-    Monitored,
-    Named,
-    Nested,
-    Parallel,
-    Predictive,
-    Retry,
-    Task,
-    Then,
-    When,
-    Workflow,
-    monitors,
-)
+from runtime.workflow import Workflow, monitors
 
-if TYPE_CHECKING:
-    from runtime.cluster._cluster import Cluster
-from runtime.engine._combinators import Combinators
-from runtime.engine._placement import RemotePlacement
-from runtime.engine._run_model import (
-    _CancelRun,
-    _Err,
-    _Frame,
-    _Node,
-    _NodeReport,
-    _Observers,
-    _of_run,
-    _of_steps,
-    _Ok,
-    _Outcome,
-    _Pause,
-    _Scope,
-    _Waiting,
-    _Wake,
-)
-from runtime.engine._steps import StepDriver
-
-__all__ = ["RemoteReport", "RunCoordinator", "cancel_run", "pause_run"]
+__all__ = ["RunCoordinator", "RunSpec", "cancel_run", "pause_run"]
 
 log = logging.getLogger(__name__)
 
 
-class RunCoordinator(Combinators, StepDriver, RemotePlacement):
-    """Drives one run; created by ``ActorSystem.run``. Only tells are sent to it."""
+@dataclass(frozen=True)
+class RunSpec:
+    """What one run is: its id, workflow and context, where it reports, what it replays."""
 
-    def __init__(
-        self,
-        run_id: str,
-        workflow: Workflow[Any, Any],
-        ctx: Any,
-        *,
-        handle: RunHandle[Any],
-        steps: StepLog,
-        bus: EventBus,
-        clock: Clock,
-        on_finished: Callable[[str], None],
-        node_name: str = "local",
-        observers: tuple[WorkflowObserver, ...] = (),
-        recorder: RunRecorder | None = None,
-        replay: Replay | None = None,
-        lease: float = 10.0,
-        pool: NodePool | None = None,
-        cluster: Cluster | None = None,
-        locks: LockClient | None = None,
-        max_running: int | None = None,
-    ) -> None:
+    run_id: str
+    workflow: Workflow[Any, Any]
+    ctx: Any
+    handle: RunHandle[Any]
+    steps: StepLog
+    observers: tuple[WorkflowObserver, ...] = ()
+    recorder: RunRecorder | None = None  # None: the run writes no checkpoints
+    replay: Replay | None = None  # steps recorded completed before a resume
+
+
+@dataclass(frozen=True)
+class _CancelRun:
+    reason: str
+
+
+@dataclass(frozen=True)
+class _Pause:
+    paused: bool
+
+
+class RunCoordinator(pykka.ThreadingActor):
+    """Drives one run; started by the system's ``Runs``. Only tells are sent to it."""
+
+    def __init__(self, spec: RunSpec, engine: Engine) -> None:
         super().__init__()
-        self.run_id = run_id
-        self._workflow = workflow
-        self._ctx = ctx
-        self._handle = handle
-        self._bus = bus
-        self._clock = clock
-        self._on_finished = on_finished
-        self._node_name = node_name
-        self._root = _Scope()
+        self.run_id = spec.run_id
+        self._spec = spec
+        self._engine = engine
+        self._root = CancelScope()
         self._finished = False
-        self._keys: dict[tuple[Any, ...], str] = {}
-        self._key_counts: dict[str, int] = {}
-        self._nodes: dict[str, _Node] = {}
-        self._waiting: dict[str, _Waiting] = {}
-        self._wakeups: dict[int, Callable[[], None]] = {}
-        self._orphans: dict[int, Callable[[], None]] = {}  # see Combinators._later
-        self._tokens = itertools.count(1)
-        self._incarnations = itertools.count(1)
-        self._attempts: dict[str, int] = {}
-        # Failed, not final: waiting for a rerun (its own retry timer, or an enclosing
-        # .retry()); a cancel before that rerun still ends its story with Canceled.
-        self._rerun_pending: set[str] = set()
-        self._steps = steps
-        self._monitors: dict[str, _Observers] = {}
-        self._watched: list[WorkflowObserver] = []
-        self._unsubscribes = [bus.subscribe(o, _of_run(run_id)) for o in observers]
-        self._watch(tuple(monitors(workflow)))  # before the run's first event
         self._started_at = 0.0
-        self._recorder = recorder
-        self._replay = dict(replay.completed) if replay is not None else {}
-        self._lease = lease
-        self._pool = pool if pool is not None else NodePool(clock, max_idle=0)
-        self._cluster = cluster
-        self._locks = locks
-        self._paused = False
-        self._book = LoadBook()
-        self._parked: list[Callable[[], None]] = []  # attempts held back while paused
-        self._max_running = max_running
-        self._queued: collections.deque[Callable[[], None]] = collections.deque()
-        self._hosts_used: set[str] = set()
+        self._timers = Timers(engine.clock, self.actor_ref)
+        self._journal = Journal(
+            spec.run_id, spec.steps, engine.bus, engine.clock, spec.recorder, spec.replay, self
+        )
+        self._journal.subscribe_run(spec.observers)
+        self._journal.watch(tuple(monitors(spec.workflow)))  # before the run's first event
+        self._attempts = AttemptTable(
+            spec.run_id,
+            engine.pool,
+            Placement(spec.run_id, engine.node_name, engine.cluster),
+            self._journal,
+            self._timers,
+            engine.max_running,
+        )
+        self._interpreter = Interpreter(
+            spec.run_id,
+            StepRunner(self._attempts, self._journal, self._timers),
+            self._journal,
+            self._timers,
+            engine.locks,
+        )
 
-    # -- pykka hooks ---------------------------------------------------------------
+    # -- pykka hooks ---------------------------------------------------------------------
 
     def on_start(self) -> None:
-        self._started_at = self._clock.now()
-        self._handle._set_state(NodeState.RUNNING)
-        self._emit(ev.Started(self.run_id, None, 1, self._node_name, self._clock.wall()))
-        if self._recorder is not None:
-            self._schedule(self._root, self._lease / 3, self._renew_lease)
-        self._guarded(
-            lambda: self._exec(
-                self._workflow, self._ctx, _Frame((), self._root, (), None), self._finish
+        spec, engine = self._spec, self._engine
+        self._started_at = engine.clock.now()
+        spec.handle._set_state(NodeState.RUNNING)
+        self._journal.emit(ev.Started(self.run_id, None, 1, engine.node_name, engine.clock.wall()))
+        if spec.recorder is not None:
+            self._timers.schedule(self._root, engine.lease / 3, self._renew_lease)
+        self._handle(
+            lambda: self._interpreter.run(
+                spec.workflow, spec.ctx, Frame((), self._root), self._finish
             )
         )
-        if self._queued:
-            self._guarded(self._admit_queued)
+        self._admit_queued()
 
     def on_receive(self, message: Any) -> Any:
-        if isinstance(message, _NodeReport):
-            self._guarded(lambda: self._on_report(message))
-        elif isinstance(message, _Wake):
-            callback = self._wakeups.pop(message.token, None)
-            if callback is not None:
-                self._guarded(callback)
-        elif isinstance(message, RemoteReport):
-            self._guarded(lambda: self._on_remote_report(message))
-        elif isinstance(message, NodeLost):
-            self._guarded(lambda: self._on_node_lost(message))
-        elif isinstance(message, _CancelRun):
-            self._guarded(lambda: self._cancel_run(message.reason))
-        elif isinstance(message, _Pause):
-            self._guarded(lambda: self._set_paused(message.paused))
-        else:
+        handler = self._MESSAGES.get(type(message))
+        if handler is None:
             log.warning("run %s: coordinator ignored unknown message %r", self.run_id, message)
+        else:
+            self._handle(lambda: handler(self, message))
         # Every attempt ends while handling some message: admitting the queued ones
-        # here, in one place, covers results, timeouts, cancels and lost nodes alike.
-        if self._queued:
-            self._guarded(self._admit_queued)
+        # here, in one place, covers results, timeouts, cancels and lost members alike.
+        self._admit_queued()
         return None
 
     def on_stop(self) -> None:
-        for orphaned in list(self._orphans.values()):  # e.g. a lock granted as the run ended
-            orphaned()
-        self._orphans.clear()
-        for node in self._nodes.values():
-            if node.ref is None:
-                continue
-            if node.state is NodeState.RUNNING:  # its task has not returned: never reuse
-                node.cancel_event.set()
-                node.ref.stop(block=False)
-            else:
-                self._pool.release(node.ref)
-        self._nodes.clear()
-        if self._cluster is not None:
-            for host in self._hosts_used:
-                self._cluster.end_run(host, self.run_id)
+        self._timers.settle_orphans()  # e.g. a lock granted as the run ended
+        self._attempts.close()
 
-    def _guarded(self, action: Callable[[], None]) -> None:
+    def _handle(self, action: Callable[[], None]) -> None:
         """A bug in composition code fails the run; it never leaves a caller waiting."""
         try:
             action()
         except Exception as exc:
             log.exception("run %s: coordinator error", self.run_id)
-            self._finish(_Err(exc))
+            self._finish(Err(exc))
 
-    # -- helpers -------------------------------------------------------------------
+    def _admit_queued(self) -> None:
+        if self._attempts.has_queued:
+            self._handle(self._attempts.admit_queued)
 
-    def _emit(self, event: ev.Event) -> None:
-        self._bus.emit(event)
+    # -- messages ------------------------------------------------------------------------
 
-    def _key(self, path: tuple[Any, ...], name: str) -> str:
-        """A stable, readable key per position: the step name, ``#n`` on repeats."""
-        key = self._keys.get(path)
-        if key is None:
-            count = self._key_counts.get(name, 0) + 1
-            self._key_counts[name] = count
-            key = name if count == 1 else f"{name}#{count}"
-            self._keys[path] = key
-        return key
+    def _on_node_report(self, report: NodeReport) -> None:
+        self._attempts.on_report(report.incarnation, report.result)
 
-    def _report(self, key: str, **changes: Any) -> None:
-        self._steps.update(key, **changes)
+    def _on_wake(self, wake: Wake) -> None:
+        self._timers.fire(wake)
 
-    def _schedule(
-        self, scope: _Scope, delay: float, callback: Callable[[], None]
-    ) -> Callable[[], None]:
-        """Run ``callback`` on this actor after ``delay`` s (unless ``scope`` is canceled).
+    def _on_remote_report(self, report: RemoteReport) -> None:
+        self._attempts.on_remote_report(report)
 
-        Returns a function that cancels it (timer and callback, nothing left behind).
-        """
-        token = next(self._tokens)
-        me = self.actor_ref
-        timer = self._clock.call_later(delay, lambda: me.tell(_Wake(token)))
-        scope.timers.append(timer)
+    def _on_node_lost(self, lost: NodeLost) -> None:
+        self._attempts.on_node_lost(lost)
 
-        def forget() -> None:  # fired or canceled: the scope need not keep it (renewals add up)
-            with contextlib.suppress(ValueError):
-                scope.timers.remove(timer)
+    def _on_cancel(self, message: _CancelRun) -> None:
+        if not self._finished:
+            self._root.cancel(message.reason)
+            self._finish(Err(Canceled(f"run {self.run_id} canceled: {message.reason}")))
 
-        def fired() -> None:
-            forget()
-            callback()
-
-        def cancel() -> None:
-            timer.cancel()
-            self._wakeups.pop(token, None)
-            forget()
-
-        self._wakeups[token] = fired
-        return cancel
-
-    def _drop_timers(self, scope: _Scope) -> None:
-        """The run is over: no timer of it may fire later (into a stopped coordinator)."""
-        for timer in scope.timers:
-            timer.cancel()
-        scope.timers.clear()
-        for child in scope.children:
-            self._drop_timers(child)
-
-    def _watch(self, observers: _Observers) -> None:
-        """Subscribe ``.monitored`` observers to this run's events of their steps."""
-        for observer in observers:
-            if any(o is observer for o in self._watched):
-                continue
-            self._watched.append(observer)
-            self._unsubscribes.append(
-                self._bus.subscribe(observer, _of_steps(self.run_id, self._monitors, observer))
-            )
-
-    # -- cancel and finish ---------------------------------------------------------
-
-    def _abandon(self, key: str, node: _Node, reason: str) -> None:
-        """Stop waiting for a node whose task may still run: never reuse its actor."""
-        node.cancel_event.set()
-        if node.ref is not None:
-            node.ref.stop(block=False)
-        elif self._cluster is not None:
-            self._cluster.cancel_step(node.host, self.run_id, key)
-        log.info("run %s: step %s abandoned (%s)", self.run_id, key, reason)
-
-    def _cancel_scope(self, scope: _Scope, reason: str) -> None:
-        if scope.canceled:
+    def _on_pause(self, message: _Pause) -> None:
+        """Paused: no new attempt starts (running ones finish); unpaused: parked ones start."""
+        if self._finished or message.paused == self._attempts.paused:
             return
-        scope.canceled = True
-        for timer in scope.timers:
-            timer.cancel()
-        for cleanup in scope.on_cancel:
-            cleanup()
-        for key in scope.steps:
-            was_waiting = self._waiting.pop(key, None) is not None
-            if not (was_waiting or key in self._rerun_pending):
-                continue  # finished (or failed for good): its state stays
-            self._rerun_pending.discard(key)
-            node = self._nodes.get(key)
-            if node is not None:
-                node.cancel_event.set()
-                if node.ref is not None:
-                    node.ref.tell(CancelNode(reason))
-                elif self._cluster is not None:
-                    self._cluster.cancel_step(node.host, self.run_id, key)
-            self._report(key, state=NodeState.CANCELED, finished_at=self._clock.wall())
-            self._emit(ev.Canceled(self.run_id, key, reason, self._clock.wall()))
-        for child in scope.children:
-            self._cancel_scope(child, reason)
+        self._spec.handle._set_paused(message.paused)
+        log.info("run %s %s", self.run_id, "paused" if message.paused else "unpaused")
+        self._attempts.set_paused(message.paused)
 
-    def _set_paused(self, paused: bool) -> None:
-        """Paused: no new attempt starts (running ones finish); unpaused: the parked ones start."""
-        if self._finished or paused == self._paused:
+    _MESSAGES: ClassVar[dict[type, Callable[[RunCoordinator, Any], None]]] = {
+        NodeReport: _on_node_report,
+        Wake: _on_wake,
+        RemoteReport: _on_remote_report,
+        NodeLost: _on_node_lost,
+        _CancelRun: _on_cancel,
+        _Pause: _on_pause,
+    }
+
+    # -- ownership and the end -----------------------------------------------------------
+
+    def _renew_lease(self) -> None:
+        if self._finished or self._journal.recorder is None:
             return
-        self._paused = paused
-        self._handle._set_paused(paused)
-        log.info("run %s %s", self.run_id, "paused" if paused else "unpaused")
-        if not paused:
-            parked, self._parked = self._parked, []
-            for start in parked:
-                start()
-
-    def _cancel_run(self, reason: str) -> None:
-        if self._finished:
+        try:
+            self._journal.renew_lease(self._engine.lease)
+        except Exception as exc:
+            log.error("run %s: lost ownership of the run: %s", self.run_id, exc)
+            self._journal.recorder = None  # fenced off: write nothing more
+            self._root.cancel("lost ownership of the run")
+            self._finish(Err(exc))
             return
-        self._cancel_scope(self._root, reason)
-        self._finish(_Err(Canceled(f"run {self.run_id} canceled: {reason}")))
+        self._timers.schedule(self._root, self._engine.lease / 3, self._renew_lease)
 
-    def _finish(self, outcome: _Outcome) -> None:
+    def fail(self, error: BaseException) -> None:
+        """The journal could not write: the run ends Failed (its outcome is not written)."""
+        self._finish(Err(error))
+
+    def _finish(self, outcome: Outcome) -> None:
         if self._finished:
             return
         self._finished = True
-        self._drop_timers(self._root)
-        now = self._clock.wall()
+        self._attempts.closed = True
+        self._timers.cancel_all()
+        clock, run_id = self._engine.clock, self.run_id
+        now = clock.wall()
         error: BaseException | None
-        if isinstance(outcome, _Ok):
+        if isinstance(outcome, Ok):
             state, output, error = NodeState.COMPLETED, outcome.output, None
-            self._emit(
-                ev.Completed(self.run_id, None, 1, self._clock.now() - self._started_at, now)
-            )
+            duration = clock.now() - self._started_at
+            self._journal.emit(ev.Completed(run_id, None, 1, duration, now))
         elif isinstance(outcome.error, Canceled):
             state, output, error = NodeState.CANCELED, None, outcome.error
-            self._emit(ev.Canceled(self.run_id, None, str(outcome.error), now))
+            self._journal.emit(ev.Canceled(run_id, None, str(outcome.error), now))
         else:
             state, output, error = NodeState.FAILED, None, outcome.error
-            self._cancel_scope(self._root, "run failed")
-            self._emit(ev.Failed(self.run_id, None, outcome.error, 1, True, now))
-        if self._recorder is not None:
-            try:
-                self._recorder.finish(state, output, error)
-                self._recorder.release()
-            except Exception as exc:
-                log.error("run %s: final checkpoint failed: %s", self.run_id, exc)
-                if error is None:
-                    state, output, error = NodeState.FAILED, None, exc
-        handle, unsubscribes, on_finished, run_id = (
-            self._handle,
-            self._unsubscribes,
-            self._on_finished,
-            self.run_id,
-        )
+            self._root.cancel("run failed")
+            self._journal.emit(ev.Failed(run_id, None, outcome.error, 1, True, now))
+        state, output, error = self._journal.record_outcome(state, output, error)
+        handle, owner = self._spec.handle, self._engine.owner
+        unsubscribes = self._journal.unsubscribe_all()
 
-        def resolve() -> None:
+        def resolve() -> None:  # on the event thread, after every event of the run
             for unsubscribe in unsubscribes:
                 unsubscribe()
             handle._resolve(state, output, error)
-            on_finished(run_id)
+            owner.run_finished(run_id)
 
-        self._bus.call_soon(resolve)
+        self._engine.bus.call_soon(resolve)
         self.actor_ref.stop(block=False)
 
 
@@ -384,21 +246,3 @@ def pause_run(ref: pykka.ActorRef[Any], paused: bool) -> None:
     """Ask the coordinator behind ``ref`` to pause or unpause its run (non-blocking)."""
     with contextlib.suppress(pykka.ActorDeadError):
         ref.tell(_Pause(paused))
-
-
-RunCoordinator._HANDLERS = {
-    Task: RunCoordinator._exec_plain_task,
-    Then: RunCoordinator._exec_then,
-    When: RunCoordinator._exec_when,
-    Parallel: RunCoordinator._exec_parallel,
-    Nested: RunCoordinator._exec_nested,
-    Retry: RunCoordinator._exec_retry,
-    Monitored: RunCoordinator._exec_monitored,
-    Locked: RunCoordinator._exec_locked,
-    Checkpointed: RunCoordinator._exec_checkpointed,
-    Named: RunCoordinator._exec_named,
-    Adaptive: RunCoordinator._exec_adaptive,
-    Predictive: RunCoordinator._exec_predictive,
-    Dynamic: RunCoordinator._exec_dynamic,
-    Deadline: RunCoordinator._exec_deadline,
-}

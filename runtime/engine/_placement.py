@@ -1,144 +1,128 @@
-"""Where a step runs (pinned, round-robin, or an adaptive strategy), remote steps, failover.
+"""Where a step attempt runs (pinned, round-robin, or an adaptive strategy), and remote steps.
 
-A remote step is a ``run_step`` request to the chosen node's ``$system``; its
-result comes back as a ``RemoteReport``. A step whose node goes down or leaves
-is placed again on a live node (at-least-once).
+A remote step is a ``run_step`` request to the chosen member; its result
+comes back as a ``RemoteReport`` that is decoded here into a ``StepResult``.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
+from dataclasses import dataclass
 from typing import Any
 
-from actors import (
-    NodeState,
-    PermanentError,
-    StepResult,
-)
-from actors import events as ev
-from runtime.cluster._wire import NodeLost, RemoteReport, require, with_names  # step protocol
-from runtime.engine._run_model import (
-    CoordinatorBase,
-    _has_wire_name,
-    _Node,
-    _NodeReport,
-    _Waiting,
-)
+from actors import NodeState, PermanentError, StepResult
+from runtime.cluster import RemoteReport
+from runtime.cluster._wire import require, with_names
+from runtime.engine._load import LoadBook
+from runtime.engine._ports import StepCluster
 from runtime.store import decode_value, encode_value
-from runtime.workflow import (
-    PlacementStrategy,
-    Task,
-    qualified_name,
-)
-from transport import NodeDown, RemoteError, WorkflowError
+from runtime.workflow import PlacementStrategy, Task, qualified_name
+from transport import RemoteError, WorkflowError
 
-__all__ = ["RemotePlacement"]
+__all__ = ["Placement", "RemoteResult"]
 
 log = logging.getLogger(__name__)
 
+_RESULT_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "key": str,
+    "inc": int,
+    "attempt": int,
+    "state": str,
+    "mro": list,
+}
 
-class RemotePlacement(CoordinatorBase):
-    """Where a step runs, remote steps, and re-placement when a node is lost."""
 
-    def _place(
-        self,
-        key: str,
-        wf: Task,
-        exclude: frozenset[str],
-        placement: PlacementStrategy | None,
+def _has_wire_name(task: Task) -> bool:
+    try:
+        qualified_name(task.fn)
+    except WorkflowError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class RemoteResult:
+    """A decoded remote report: which incarnation it answers, and whether it was refused."""
+
+    incarnation: int
+    result: StepResult
+    refused: bool
+
+
+class Placement:
+    """Chooses hosts and talks to remote ones for one run (coordinator thread only)."""
+
+    def __init__(self, run_id: str, node_name: str, cluster: StepCluster | None) -> None:
+        self._run_id = run_id
+        self.node_name = node_name
+        self._cluster = cluster
+        self.book = LoadBook()  # what this run has seen of each host
+        self._hosts_used: set[str] = set()
+
+    def choose(
+        self, step: str, task: Task, exclude: frozenset[str], strategy: PlacementStrategy | None
     ) -> str:
-        if self._cluster is None or wf.on == self._node_name:
-            return self._node_name
-        if wf.on is None and not _has_wire_name(wf):
-            return self._node_name  # a lambda or local function can only run here
-        if wf.on is not None or placement is None:
-            return self._cluster.place(wf.on, exclude)
-        candidates = self._cluster.candidates(exclude)
-        chosen = placement.choose(key, self._book.loads(candidates))
+        """The host of the next attempt of ``step``: this member unless it can run elsewhere."""
+        if self._cluster is None or task.on == self.node_name:
+            return self.node_name
+        if task.on is None and not _has_wire_name(task):
+            return self.node_name  # a lambda or local function can only run here
+        if task.on is not None or strategy is None:
+            return self._cluster.place(task.on, exclude)
+        candidates = list(self._cluster.candidates(exclude))
+        chosen = strategy.choose(step, self.book.loads(candidates))
         if chosen not in candidates:
             raise PermanentError(
-                f"placement strategy {placement!r} chose {chosen!r}, not one of {candidates}"
+                f"placement strategy {strategy!r} chose {chosen!r}, not one of {candidates}"
             )
         return chosen
 
-    def _remote(self, key: str, host: str) -> _Node:
-        node = _Node(None, next(self._incarnations), threading.Event(), host=host)
-        self._nodes[key] = node
-        self._hosts_used.add(host)
-        return node
-
-    def _send_remote(
+    def send(
         self,
-        key: str,
-        node: _Node,
-        wf: Task,
+        host: str,
+        step: str,
+        task: Task,
         ctx: Any,
+        incarnation: int,
         attempt: int,
         tokens: dict[str, int],
-        exclude: frozenset[str],
-    ) -> bool:
-        """Ask ``node.host`` to run the step; on a refusal, fail the attempt at once.
-
-        A placed (unpinned) step whose node went down or left between placement
-        and sending is placed again, on another node.
-        """
+    ) -> None:
+        """Ask ``host`` to run the step; raises a ``WorkflowError`` if it could not be sent."""
         assert self._cluster is not None
-        try:
-            request = {
-                "run": self.run_id,
-                "key": key,
-                "inc": node.incarnation,
-                "attempt": attempt,
-                "task": qualified_name(wf.fn),
-                "locks": tokens,
-                "ctx": encode_value(
-                    ctx, what=f"run {self.run_id} step {key!r} context", root="context"
-                ),
-            }
-            self._cluster.send_step(node.host, request)
-        except WorkflowError as exc:
-            if isinstance(exc, NodeDown) and wf.on is None:
-                log.info("run %s: step %s not sent to %s: %s", self.run_id, key, node.host, exc)
-                self._replace(key, node.host, exclude)
-                return False
-            waiting = self._waiting.pop(key)
-            node.state = NodeState.FAILED
-            waiting.cont(StepResult(key, NodeState.FAILED, attempt, error=exc))
-            return False
-        return True
+        self._hosts_used.add(host)
+        request = {
+            "run": self._run_id,
+            "key": step,
+            "inc": incarnation,
+            "attempt": attempt,
+            "task": qualified_name(task.fn),
+            "locks": tokens,
+            "ctx": encode_value(
+                ctx, what=f"run {self._run_id} step {step!r} context", root="context"
+            ),
+        }
+        self._cluster.send_step(host, request)
 
-    def _on_remote_report(self, message: RemoteReport) -> None:
-        body = require(
-            message.body,
-            {"key": str, "inc": int, "attempt": int, "state": str, "mro": list},
-            "step result",
-        )
-        key, state = body["key"], NodeState(body["state"])
-        node = self._nodes.get(key)
-        if message.sender and (node is None or node.host != message.sender):
-            # Only the node the step was placed on may report it (by its authenticated name).
-            log.warning(
-                "run %s: result for %s from %s dropped (not its node)",
-                self.run_id,
-                key,
-                message.sender,
-            )
-            return
+    def cancel(self, host: str, step: str) -> None:
+        if self._cluster is not None:
+            self._cluster.cancel_step(host, self._run_id, step)
+
+    def decode(self, message: RemoteReport) -> RemoteResult:
+        """A remote step's report as a ``StepResult`` (an undecodable output fails the step)."""
+        body = require(message.body, _RESULT_FIELDS, "step result")
+        step, state = body["key"], NodeState(body["state"])
         output = ctx = None
         error = body.get("error")
         if isinstance(error, RemoteError):
             with_names(error, [str(n) for n in body["mro"]])
-        if body.get("refused") is True and self._replace_refused(key, body["inc"], body["attempt"]):
-            return
         payload = body.get("payload")
         if state is NodeState.COMPLETED and isinstance(payload, bytes):
             try:
-                output, ctx = decode_value(payload, what=f"run {self.run_id} step {key!r} output")
+                output, ctx = decode_value(payload, what=f"run {self._run_id} step {step!r} output")
             except WorkflowError as exc:
                 state, error = NodeState.FAILED, exc
         result = StepResult(
-            key,
+            step,
             state,
             body["attempt"],
             output,
@@ -148,69 +132,10 @@ class RemotePlacement(CoordinatorBase):
             float(body.get("started") or 0.0),
             float(body.get("finished") or 0.0),
         )
-        self._on_report(_NodeReport(body["inc"], result))
+        return RemoteResult(body["inc"], result, body.get("refused") is True)
 
-    def _replace_refused(self, key: str, incarnation: int, attempt: int) -> bool:
-        """A draining node refused the step before running it: place it on another node.
-
-        Not an attempt (the step never started there), so no retry budget is
-        spent and no ``Retrying`` is emitted. A step pinned to that node, or a
-        stale refusal, is not re-placed (False: it is handled as a failure).
-        """
-        waiting = self._waiting.get(key)
-        node = self._nodes.get(key)
-        if (
-            waiting is None
-            or node is None
-            or waiting.incarnation != incarnation
-            or node.incarnation != incarnation
-            or waiting.node_attempt != attempt
-            or waiting.scope.canceled
-            or waiting.wf.on is not None
-        ):
-            return False
-        log.info(
-            "run %s: step %s refused by draining node %s; re-placing", self.run_id, key, node.host
-        )
-        self._replace(key, node.host, frozenset())
-        return True
-
-    def _replace(self, key: str, host: str, exclude: frozenset[str]) -> None:
-        """Dispatch the step waiting on ``host`` again elsewhere, as the same attempt.
-
-        ``exclude`` grows with every node tried, so this ends: with every peer
-        excluded, the step runs on this node.
-        """
-        waiting = self._waiting.pop(key)
-        self._nodes.pop(key, None)
-        self._book.finished(host, ok=False, duration=0.0)
-        self._attempts[key] = waiting.attempt - 1
-        self._dispatch_again(key, waiting, exclude | {host})
-
-    def _dispatch_again(self, key: str, waiting: _Waiting, exclude: frozenset[str]) -> None:
-        """Dispatch the step ``waiting`` describes once more, away from ``exclude``."""
-        self._dispatch(
-            key,
-            waiting.wf,
-            waiting.ctx,
-            waiting.scope,
-            waiting.cont,
-            exclude=exclude,
-            tokens=waiting.tokens,
-            placement=waiting.placement,
-        )
-
-    def _on_node_lost(self, lost: NodeLost) -> None:
-        """Re-place, on live nodes, every step in flight on a node that went down or left."""
-        for key, waiting in list(self._waiting.items()):
-            node = self._nodes.get(key)
-            if node is None or node.host != lost.node or waiting.scope.canceled:
-                continue
-            del self._waiting[key]
-            self._nodes.pop(key, None)
-            self._book.finished(lost.node, ok=False, duration=0.0)
-            error = NodeDown(f"node {lost.node} {lost.status} while running step {key!r}")
-            self._emit(
-                ev.Retrying(self.run_id, key, waiting.attempt + 1, 0.0, error, self._clock.wall())
-            )
-            self._dispatch_again(key, waiting, frozenset({lost.node}))
+    def end_run(self) -> None:
+        """The run is over: tell every host it used, so they forget it."""
+        if self._cluster is not None:
+            for host in self._hosts_used:
+                self._cluster.end_run(host, self._run_id)

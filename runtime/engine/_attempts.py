@@ -1,0 +1,428 @@
+"""The attempt table: the only owner of a run's step attempts in flight.
+
+Invariant: ``_in_flight[step]`` exists exactly while an attempt of ``step`` is
+running (here or on another member) and the coordinator waits for its report;
+its incarnation and attempt number match the node that runs it, so a report
+from an older node or attempt (canceled, timed out, re-placed) is ignored.
+
+Attempts that may not start yet wait here too: ``_parked`` while the run is
+paused, ``_queued`` (in the order they became ready) while ``max_running``
+attempts are in flight. Every call comes from the coordinator's thread.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import itertools
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+
+from actors import CancelNode, NodePool, NodeState, Start, StepResult, StepTimeout
+from runtime.cluster import NodeLost, RemoteReport
+from runtime.engine._journal import Journal
+from runtime.engine._placement import Placement
+from runtime.engine._scope import CancelScope
+from runtime.engine._timers import Timers
+from runtime.workflow import PlacementStrategy, Task
+from transport import NodeDown, WorkflowError
+
+__all__ = ["Attempt", "AttemptTable", "NodeReport", "StepCall"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class StepCall:
+    """One step to run: what, on which context, where it belongs, and who gets its results."""
+
+    step: str
+    task: Task
+    ctx: Any
+    scope: CancelScope
+    on_result: Callable[[StepResult], None]
+    tokens: dict[str, int]  # fencing tokens of the locks held around it
+    placement: PlacementStrategy | None
+
+
+@dataclass(frozen=True, eq=False)
+class Attempt:
+    """A dispatched attempt the coordinator expects a report for."""
+
+    call: StepCall
+    number: int  # the step's attempt number across node incarnations
+    incarnation: int
+    node_attempt: int  # the node's own attempt number, to match its report
+
+
+@dataclass(frozen=True)
+class NodeReport:
+    """Coordinator message: a local node actor's result for one of its attempts."""
+
+    incarnation: int
+    result: StepResult
+
+
+@dataclass(eq=False)
+class _Node:
+    """A node actor hosting one step: local (``ref``) or on member ``host``."""
+
+    ref: pykka.ActorRef[Any] | None
+    incarnation: int
+    cancel_event: threading.Event
+    host: str
+    state: NodeState = NodeState.PENDING
+    starts: int = 0  # Start messages sent; a local node numbers its attempts the same way
+
+
+class AttemptTable:
+    """Dispatch, queueing under ``max_running``, parking, timeouts, reports and re-placement."""
+
+    def __init__(
+        self,
+        run_id: str,
+        pool: NodePool,
+        placement: Placement,
+        journal: Journal,
+        timers: Timers,
+        max_running: int | None,
+    ) -> None:
+        self._run_id = run_id
+        self._pool = pool
+        self._placement = placement
+        self._journal = journal
+        self._timers = timers
+        self._max_running = max_running
+        self._in_flight: dict[str, Attempt] = {}
+        self._nodes: dict[str, _Node] = {}
+        self._numbers: dict[str, int] = {}  # step -> attempts started so far
+        self._incarnations = itertools.count(1)
+        # Failed, not final: waiting for a rerun (its own retry timer, or an enclosing
+        # .retry()); a cancel before that rerun still ends its story with Canceled.
+        self._rerun_pending: set[str] = set()
+        self._queued: collections.deque[tuple[StepCall, frozenset[str]]] = collections.deque()
+        self._parked: list[tuple[StepCall, frozenset[str]]] = []
+        self.paused = False
+        self.closed = False  # the run has finished: nothing more starts
+
+    # -- starting ------------------------------------------------------------------------
+
+    def dispatch(self, call: StepCall, exclude: frozenset[str] = frozenset()) -> None:
+        """Start one attempt of ``call.step`` now, or hold it back (paused, or at the bound)."""
+        if call.scope.canceled:
+            return
+        call.scope.on_cancel(lambda reason: self.cancel(call.step, reason), key=call.step)
+        # A step inside a held lock is never queued: queued behind a step that waits for
+        # that lock, neither would ever end (priority inversion). It may exceed the bound.
+        if self.paused:
+            self._parked.append((call, exclude))
+            return  # a held-back rerun stays pending: a cancel still ends its story
+        if self._at_capacity() and call.step not in self._in_flight and not call.tokens:
+            self._queued.append((call, exclude))
+            return
+        self._start(call, exclude)
+
+    def _start(self, call: StepCall, exclude: frozenset[str]) -> None:
+        step, task = call.step, call.task
+        self._rerun_pending.discard(step)
+        host = self._placement.choose(step, task, exclude, call.placement)
+        self._placement.book.started(host)
+        node = self._reusable_node(step, host)
+        if node is None:
+            node = self._new_node(step, task, host)
+        node.state = NodeState.RUNNING
+        node.starts += 1
+        number = self._numbers.get(step, 0) + 1
+        self._numbers[step] = number
+        node_attempt = node.starts if node.ref is not None else number
+        self._in_flight[step] = Attempt(call, number, node.incarnation, node_attempt)
+        self._journal.step_started(step, number, host)
+        if node.ref is not None:
+            node.ref.tell(Start(call.ctx, call.tokens))
+        elif not self._send_remote(call, node, number, exclude):
+            return
+        timeout = task.attempt_timeout
+        if timeout is not None:
+            incarnation = node.incarnation
+            self._timers.schedule(
+                call.scope,
+                timeout,
+                lambda: self._timed_out(step, incarnation, node_attempt, timeout),
+            )
+
+    def _reusable_node(self, step: str, host: str) -> _Node | None:
+        """The step's node if it sits in Failed on ``host`` (a retry reuses it), else None."""
+        node = self._nodes.get(step)
+        if node is not None and node.cancel_event.is_set():
+            # Canceled before (a failed sibling, then an outer retry): never reuse it, and
+            # never drop it untracked: a running one stops after its task returns.
+            del self._nodes[step]
+            self._let_go(node)
+            return None
+        if node is None or node.state is not NodeState.FAILED or node.host != host:
+            return None
+        return node
+
+    def _new_node(self, step: str, task: Task, host: str) -> _Node:
+        incarnation = next(self._incarnations)
+        cancel_event = threading.Event()
+        ref: pykka.ActorRef[Any] | None = None
+        if host == self._placement.node_name:
+            ref = self._pool.acquire(
+                step,
+                task.fn,
+                run_id=self._run_id,
+                emit=self._journal.emit,
+                report=_Reporter(self._timers.inbox, incarnation),
+                cancel_event=cancel_event,
+                host=host,
+            )
+        node = _Node(ref, incarnation, cancel_event, host)
+        self._nodes[step] = node
+        return node
+
+    def _send_remote(
+        self, call: StepCall, node: _Node, number: int, exclude: frozenset[str]
+    ) -> bool:
+        """Send the attempt to its member; on a refusal, fail the attempt at once.
+
+        A placed (unpinned) step whose member went down or left between placement
+        and sending is placed again, on another member.
+        """
+        try:
+            self._placement.send(
+                node.host, call.step, call.task, call.ctx, node.incarnation, number, call.tokens
+            )
+        except WorkflowError as exc:
+            if isinstance(exc, NodeDown) and call.task.on is None:
+                log.info(
+                    "run %s: step %s not sent to %s: %s", self._run_id, call.step, node.host, exc
+                )
+                self._replace(call.step, node.host, exclude)
+                return False
+            del self._in_flight[call.step]
+            node.state = NodeState.FAILED
+            call.on_result(StepResult(call.step, NodeState.FAILED, number, error=exc))
+            return False
+        return True
+
+    def _at_capacity(self) -> bool:
+        return self._max_running is not None and len(self._in_flight) >= self._max_running
+
+    def admit_queued(self) -> None:
+        """Start queued attempts, oldest first, while fewer than ``max_running`` run."""
+        while self._queued and not self._at_capacity() and not self.closed:
+            self.dispatch(*self._queued.popleft())
+
+    @property
+    def has_queued(self) -> bool:
+        return bool(self._queued)
+
+    def set_paused(self, paused: bool) -> None:
+        """Paused: no new attempt starts (running ones finish); unpaused: the parked ones start."""
+        self.paused = paused
+        if not paused:
+            parked, self._parked = self._parked, []
+            for call, exclude in parked:
+                self.dispatch(call, exclude)
+
+    def await_rerun(self, step: str) -> None:
+        """``step`` failed but will run again (its retry, or an enclosing one)."""
+        self._rerun_pending.add(step)
+
+    # -- reports -------------------------------------------------------------------------
+
+    def on_report(self, incarnation: int, result: StepResult) -> None:
+        """A node's result: hand it on if it answers the attempt in flight, else drop it."""
+        step = result.node_id
+        attempt = self._in_flight.get(step)
+        node = self._nodes.get(step)
+        if node is not None and node.incarnation == incarnation:
+            node.state = result.state
+        if (
+            attempt is None
+            or attempt.incarnation != incarnation
+            or attempt.node_attempt != result.attempt
+            or attempt.call.scope.canceled
+        ):
+            if (
+                node is not None
+                and node.incarnation == incarnation
+                and result.state is not NodeState.FAILED
+            ):
+                self.retire(step)
+            return  # stale: canceled, timed out, or superseded
+        del self._in_flight[step]
+        if node is not None:
+            self._placement.book.finished(
+                node.host,
+                ok=result.state is NodeState.COMPLETED,
+                duration=max(0.0, result.finished_at - result.started_at),
+            )
+        attempt.call.on_result(dataclasses.replace(result, attempt=attempt.number))
+
+    def on_remote_report(self, message: RemoteReport) -> None:
+        remote = self._placement.decode(message)
+        step = remote.result.node_id
+        node = self._nodes.get(step)
+        if message.sender and (node is None or node.host != message.sender):
+            # Only the member the step was placed on may report it (by its authenticated name).
+            log.warning(
+                "run %s: result for %s from %s dropped (not its node)",
+                self._run_id,
+                step,
+                message.sender,
+            )
+            return
+        if remote.refused and self._replace_refused(
+            step, remote.incarnation, remote.result.attempt
+        ):
+            return
+        self.on_report(remote.incarnation, remote.result)
+
+    def _timed_out(self, step: str, incarnation: int, node_attempt: int, timeout: float) -> None:
+        attempt = self._in_flight.get(step)
+        if (
+            attempt is None
+            or attempt.incarnation != incarnation
+            or attempt.node_attempt != node_attempt
+        ):
+            return
+        node = self._nodes.pop(step, None)  # abandoned: a retry gets a fresh node
+        if node is not None:
+            self._abandon(step, node, "timed out")
+        del self._in_flight[step]
+        error = StepTimeout(f"step {step!r} attempt {attempt.number} ran longer than {timeout}s")
+        now = self._timers.now()
+        attempt.call.on_result(
+            StepResult(
+                step,
+                NodeState.FAILED,
+                attempt.number,
+                error=error,
+                started_at=now - timeout,
+                finished_at=now,
+            )
+        )
+
+    # -- lost members --------------------------------------------------------------------
+
+    def _replace_refused(self, step: str, incarnation: int, node_attempt: int) -> bool:
+        """A draining member refused the step before running it: place it on another member.
+
+        Not an attempt (the step never started there), so no retry budget is
+        spent and no ``Retrying`` is emitted. A step pinned to that member, or a
+        stale refusal, is not re-placed (False: it is handled as a failure).
+        """
+        attempt = self._in_flight.get(step)
+        node = self._nodes.get(step)
+        if (
+            attempt is None
+            or node is None
+            or attempt.incarnation != incarnation
+            or node.incarnation != incarnation
+            or attempt.node_attempt != node_attempt
+            or attempt.call.scope.canceled
+            or attempt.call.task.on is not None
+        ):
+            return False
+        log.info(
+            "run %s: step %s refused by draining node %s; re-placing", self._run_id, step, node.host
+        )
+        self._replace(step, node.host, frozenset())
+        return True
+
+    def _replace(self, step: str, host: str, exclude: frozenset[str]) -> None:
+        """Dispatch the attempt waiting on ``host`` again elsewhere, as the same attempt.
+
+        ``exclude`` grows with every member tried, so this ends: with every peer
+        excluded, the step runs on this member.
+        """
+        attempt = self._in_flight.pop(step)
+        self._nodes.pop(step, None)
+        self._placement.book.finished(host, ok=False, duration=0.0)
+        self._numbers[step] = attempt.number - 1
+        self.dispatch(attempt.call, exclude | {host})
+
+    def on_node_lost(self, lost: NodeLost) -> None:
+        """Re-place, on live members, every attempt in flight on a member that went down or left."""
+        for step, attempt in list(self._in_flight.items()):
+            node = self._nodes.get(step)
+            if node is None or node.host != lost.node or attempt.call.scope.canceled:
+                continue
+            del self._in_flight[step]
+            self._nodes.pop(step, None)
+            self._placement.book.finished(lost.node, ok=False, duration=0.0)
+            error = NodeDown(f"node {lost.node} {lost.status} while running step {step!r}")
+            self._journal.step_retrying(step, attempt.number + 1, 0.0, error)
+            self.dispatch(attempt.call, frozenset({lost.node}))
+
+    # -- ending --------------------------------------------------------------------------
+
+    def cancel(self, step: str, reason: str) -> None:
+        """Cancel ``step`` if it is in flight or waits for a rerun (its scope was canceled)."""
+        was_in_flight = self._in_flight.pop(step, None) is not None
+        if not (was_in_flight or step in self._rerun_pending):
+            return  # finished (or failed for good): its state stays
+        self._rerun_pending.discard(step)
+        node = self._nodes.get(step)
+        if node is not None:
+            node.cancel_event.set()
+            if node.ref is not None:
+                node.ref.tell(CancelNode(reason))
+            else:
+                self._placement.cancel(node.host, step)
+        self._journal.step_canceled(step, reason)
+
+    def retire(self, step: str) -> None:
+        """The step's task returned and the step is over: recycle its actor."""
+        node = self._nodes.pop(step, None)
+        if node is not None and node.ref is not None:
+            self._pool.release(node.ref)
+
+    def _abandon(self, step: str, node: _Node, reason: str) -> None:
+        """Stop waiting for a node whose task may still run: never reuse its actor."""
+        node.cancel_event.set()
+        if node.ref is not None:
+            node.ref.stop(block=False)
+        else:
+            self._placement.cancel(node.host, step)
+        log.info("run %s: step %s abandoned (%s)", self._run_id, step, reason)
+
+    def _let_go(self, node: _Node) -> None:
+        """Give a local node back: to the pool if its task returned, else stop it after."""
+        if node.ref is None:
+            return
+        if node.state is NodeState.RUNNING:  # its task has not returned: never reuse
+            node.ref.stop(block=False)
+        else:
+            self._pool.release(node.ref)
+
+    def close(self) -> None:
+        """The coordinator stops: let every node go, and tell remote hosts the run ended."""
+        for node in self._nodes.values():
+            if node.state is NodeState.RUNNING:
+                node.cancel_event.set()
+            self._let_go(node)
+        self._nodes.clear()
+        self._placement.end_run()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+
+@dataclass(frozen=True)
+class _Reporter:
+    """A local node's report callback: its result goes to the coordinator as a message."""
+
+    inbox: pykka.ActorRef[Any]
+    incarnation: int
+
+    def __call__(self, result: StepResult) -> None:
+        self.inbox.tell(NodeReport(self.incarnation, result))

@@ -1,0 +1,220 @@
+"""The journal: turns a run's step transitions into its step log, events and checkpoints.
+
+Every state change of a step goes through one method here, so the step log
+that ``RunHandle.steps()`` shows, the events observers get and the records the
+store keeps cannot disagree. A store that refuses a write (fenced off by a
+newer owner, or broken) stops the run: nothing more is written after that.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from actors import Clock, EventBus, NodeState, StepResult, WorkflowObserver
+from actors import events as ev
+from runtime.engine._frame import Observers
+from runtime.engine._handle import StepLog
+from runtime.store import Replay, RunRecorder
+from runtime.workflow import CheckpointStrategy
+
+__all__ = ["Journal", "RunStopper"]
+
+log = logging.getLogger(__name__)
+
+
+class RunStopper(Protocol):
+    """The coordinator, as the journal sees it: a failed write ends the run."""
+
+    def fail(self, error: BaseException) -> None: ...
+
+
+class Journal:
+    """One run's record keeper (coordinator thread only, except ``emit``)."""
+
+    def __init__(
+        self,
+        run_id: str,
+        steps: StepLog,
+        bus: EventBus,
+        clock: Clock,
+        recorder: RunRecorder | None,
+        replay: Replay | None,
+        stopper: RunStopper,
+    ) -> None:
+        self.run_id = run_id
+        self._steps = steps
+        self._bus = bus
+        self._clock = clock
+        self.recorder = recorder  # None: this run writes nothing (or may write no more)
+        self._replay = dict(replay.completed) if replay is not None else {}
+        self._stopper = stopper
+        self._monitors: dict[str, Observers] = {}  # step -> its .monitored observers
+        self._watched: list[WorkflowObserver] = []
+        self._unsubscribes: list[Callable[[], None]] = []
+
+    # -- observers -----------------------------------------------------------------------
+
+    def subscribe_run(self, observers: Observers) -> None:
+        """Observers of the whole run (``system.run(..., observers=...)``)."""
+        run_id = self.run_id
+        for observer in observers:
+            self._unsubscribes.append(
+                self._bus.subscribe(observer, lambda e: getattr(e, "run_id", None) == run_id)
+            )
+
+    def watch(self, observers: Observers) -> None:
+        """Subscribe ``.monitored`` observers to this run's events of their steps."""
+        for observer in observers:
+            if any(o is observer for o in self._watched):
+                continue
+            self._watched.append(observer)
+            self._unsubscribes.append(self._bus.subscribe(observer, self._monitored_by(observer)))
+
+    def _monitored_by(self, observer: WorkflowObserver) -> Callable[[ev.Event], bool]:
+        """Run-level events, and events of the steps ``observer`` monitors."""
+        run_id, monitors = self.run_id, self._monitors
+
+        def accepts(event: ev.Event) -> bool:
+            if getattr(event, "run_id", None) != run_id:
+                return False
+            step = getattr(event, "step", None) or getattr(event, "node_id", None)
+            return step is None or any(o is observer for o in monitors.get(step, ()))
+
+        return accepts
+
+    def monitor(self, step: str, observers: Observers) -> None:
+        if observers:
+            self._monitors[step] = observers
+
+    def unsubscribe_all(self) -> list[Callable[[], None]]:
+        """Hand over the unsubscriptions (the run's end runs them after its last event)."""
+        unsubscribes, self._unsubscribes = self._unsubscribes, []
+        return unsubscribes
+
+    def emit(self, event: ev.Event) -> None:
+        """Any thread (node actors emit their own Started and StateChanged)."""
+        self._bus.emit(event)
+
+    # -- step transitions ----------------------------------------------------------------
+
+    def replayed(self, step: str) -> tuple[Any, Any] | None:
+        """``(output, ctx)`` of a step recorded completed before a resume, once; else None."""
+        recorded = self._replay.pop(step, None)
+        if recorded is not None:
+            self._steps.update(step, state=NodeState.COMPLETED, resumed=True)
+        return recorded
+
+    def step_started(self, step: str, attempt: int, host: str) -> None:
+        if attempt == 1:
+            self._steps.update(
+                step, state=NodeState.RUNNING, attempts=1, started_at=self._clock.wall(), node=host
+            )
+        else:
+            self._steps.update(step, state=NodeState.RUNNING, attempts=attempt, node=host)
+
+    def step_completed(
+        self, step: str, result: StepResult, strategy: CheckpointStrategy | None
+    ) -> bool:
+        """Checkpoint (per the strategy), log and announce; False if the store refused."""
+        if not self._checkpoint_completed(step, result, strategy):
+            return False
+        now = self._clock.wall()
+        self._steps.update(
+            step, state=NodeState.COMPLETED, attempts=result.attempt, finished_at=now, error=None
+        )
+        duration = result.finished_at - result.started_at
+        self.emit(ev.Completed(self.run_id, step, result.attempt, duration, now))
+        return True
+
+    def _checkpoint_completed(
+        self, step: str, result: StepResult, strategy: CheckpointStrategy | None
+    ) -> bool:
+        recorder = self.recorder
+        if recorder is None or not (strategy or recorder.strategy).enabled:
+            return True
+        report = self._steps.get(step)
+        try:
+            written = recorder.step_completed(
+                step,
+                output=result.output,
+                ctx=result.ctx,
+                attempts=result.attempt,
+                started_at=report.started_at if report else None,
+                finished_at=self._clock.wall(),
+                strategy=strategy,
+            )
+        except Exception as exc:
+            self._store_failed(exc)
+            return False
+        if written:
+            self.emit(ev.Checkpointed(self.run_id, step, recorder.epoch, self._clock.wall()))
+        return True
+
+    def step_failed(self, step: str, attempt: int, error: BaseException, final: bool) -> None:
+        now = self._clock.wall()
+        self._steps.update(
+            step, state=NodeState.FAILED, attempts=attempt, error=error, finished_at=now
+        )
+        self.emit(ev.Failed(self.run_id, step, error, attempt, final, now))
+
+    def step_failed_for_good(self, step: str, attempt: int, error: BaseException) -> bool:
+        """Record a step no retry will run again; False if the store refused."""
+        if self.recorder is None:
+            return True
+        report = self._steps.get(step)
+        try:
+            self.recorder.step_failed(
+                step,
+                error=error,
+                attempts=attempt,
+                started_at=report.started_at if report else None,
+                finished_at=self._clock.wall(),
+            )
+        except Exception as exc:
+            self._store_failed(exc)
+            return False
+        return True
+
+    def step_retrying(self, step: str, attempt: int, delay: float, error: BaseException) -> None:
+        """``step`` (or a composite part's key) runs again as ``attempt`` after ``delay`` s."""
+        self.emit(ev.Retrying(self.run_id, step, attempt, delay, error, self._clock.wall()))
+
+    def step_canceled(self, step: str, reason: str) -> None:
+        now = self._clock.wall()
+        self._steps.update(step, state=NodeState.CANCELED, finished_at=now)
+        self.emit(ev.Canceled(self.run_id, step, reason, now))
+
+    def step_skipped(self, step: str) -> None:
+        self._steps.update(step, skipped=True)
+
+    # -- the run -------------------------------------------------------------------------
+
+    def renew_lease(self, lease: float) -> None:
+        """Extend the run's ownership; raises if another owner took it (or the store failed)."""
+        if self.recorder is not None:
+            self.recorder.renew(lease)
+
+    def record_outcome(
+        self, state: NodeState, output: Any, error: BaseException | None
+    ) -> tuple[NodeState, Any, BaseException | None]:
+        """Write the run's final checkpoint and give its lease back.
+
+        Returns the outcome to report: a run whose final write failed is Failed.
+        """
+        if self.recorder is None:
+            return state, output, error
+        try:
+            self.recorder.finish(state, output, error)
+            self.recorder.release()
+        except Exception as exc:
+            log.error("run %s: final checkpoint failed: %s", self.run_id, exc)
+            if error is None:
+                return NodeState.FAILED, None, exc
+        return state, output, error
+
+    def _store_failed(self, exc: Exception) -> None:
+        log.error("run %s: checkpoint write failed, stopping the run: %s", self.run_id, exc)
+        self.recorder = None  # a fenced-off (zombie) or broken writer writes nothing more
+        self._stopper.fail(exc)

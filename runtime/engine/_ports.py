@@ -1,0 +1,63 @@
+"""What the engine needs from outside a run, as protocols: the cluster, locks, the run owner.
+
+The engine never imports the cluster: the system hands each coordinator an
+object with these methods (``runtime.cluster.Cluster``, ``LockClient``), and
+the step messages it receives come from ``runtime.cluster``'s step protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from actors import Clock, EventBus, NodePool
+
+__all__ = ["Engine", "LockService", "RunOwner", "StepCluster"]
+
+
+class StepCluster(Protocol):
+    """Where remote steps go: placement over live members, and the step messages."""
+
+    def candidates(self, exclude: frozenset[str] = ...) -> Sequence[str]:
+        """Live members an unpinned step may run on (this member when it has no peers)."""
+        ...
+
+    def place(self, pinned: str | None, exclude: frozenset[str] = ...) -> str:
+        """``pinned``, else the next candidate round-robin."""
+        ...
+
+    def send_step(self, node: str, request: dict[str, Any]) -> None:
+        """Ask ``node`` to run a step; raises ``NodeDown`` (or another error) if not sent."""
+        ...
+
+    def cancel_step(self, node: str, run_id: str, key: str) -> None: ...
+
+    def end_run(self, node: str, run_id: str) -> None: ...
+
+
+class LockService(Protocol):
+    """The lock manager, local or remote: answers come back through ``callback``."""
+
+    def request(self, op: str, fields: dict[str, Any], callback: Callable[[Any], None]) -> None: ...
+
+
+class RunOwner(Protocol):
+    """Who keeps a system's runs: told (from the event thread) when one has ended."""
+
+    def run_finished(self, run_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Engine:
+    """What a system lends to every run it coordinates."""
+
+    node_name: str
+    bus: EventBus
+    clock: Clock
+    pool: NodePool
+    owner: RunOwner
+    cluster: StepCluster | None = None
+    locks: LockService | None = None
+    lease: float = 10.0  # seconds a run's ownership lease lasts; renewed every third of it
+    max_running: int | None = None  # attempts in flight per run; None: no bound
