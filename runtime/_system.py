@@ -33,7 +33,7 @@ from actors import (
 )
 from runtime._runs import Runs
 from runtime._stats import SystemStats
-from runtime.cluster import Cluster, Lock, LockClient, Ref, Registry
+from runtime.cluster import SYSTEM_PATH, Cluster, Lock, LockClient, Ref, Registry
 from runtime.engine import RunHandle
 from runtime.store import (
     FINISHED_STATES,
@@ -331,7 +331,7 @@ class ActorSystem:
         if self.cluster is None:
             raise NodeDown(f"node {node!r} is unknown (this system is not in a cluster)")
         future = self.cluster.transport.ask(
-            Address(node, "$system"),
+            Address(node, SYSTEM_PATH),
             {"op": "spawn", "class": class_name, "args": list(args), "name": name},
             timeout=timeout,
         )

@@ -1,9 +1,10 @@
 """Cluster: joins one ActorSystem to others through its Transport.
 
-Paths on a node: ``$system`` (this module: step requests, remote spawn,
-ping), ``$run/<run_id>`` (the mailbox of a run coordinator, for results and
-events of its remote steps), and any other path names an actor spawned with
-``ActorSystem.spawn(..., name=path)``.
+Paths on a node (``_paths``): ``$system`` (this module: step requests, remote
+spawn, ping), ``$locks``, ``$run/<run_id>`` (the mailbox of a run coordinator,
+for results and events of its remote steps), and any other path names an
+actor spawned with ``ActorSystem.spawn(..., name=path)``. Step messages are
+decoded here (``_messages``), so a coordinator only ever gets typed ones.
 
 Member events become ``NodeUp`` / ``NodeDown`` events on the system's bus, and
 every run coordinator is told when a node is lost, so it re-places the steps it
@@ -23,10 +24,20 @@ import pykka
 from actors import EventBus, LockGrant, NodePool
 from actors import events as ev
 from runtime.cluster._locks import lock_message
+from runtime.cluster._messages import (
+    CancelStep,
+    EndRun,
+    NodeLost,
+    RunStep,
+    StepOutcome,
+    event_from_wire,
+    is_step_event,
+)
+from runtime.cluster._paths import LOCKS_PATH, RUN_PREFIX, SYSTEM_PATH
 from runtime.cluster._refs import ask_into
 from runtime.cluster._registry import Registry
 from runtime.cluster._step_host import StepHost
-from runtime.cluster._wire import NodeLost, RemoteReport, event_from_wire, require
+from runtime.cluster._wire import require
 from runtime.workflow import NodeLoad, RoundRobin
 from transport import (
     ActorNotFound,
@@ -43,10 +54,6 @@ from transport import (
 __all__ = ["Cluster"]
 
 log = logging.getLogger(__name__)
-
-SYSTEM_PATH = "$system"
-LOCKS_PATH = "$locks"
-RUN_PREFIX = "$run/"
 
 
 class Cluster:
@@ -122,24 +129,24 @@ class Cluster:
             return pinned
         return self._round_robin.choose("", [NodeLoad(n) for n in self.candidates(exclude)])
 
-    def send_step(self, node: str, request: dict[str, Any]) -> None:
+    def send_step(self, node: str, request: RunStep) -> None:
         with self._lock:
-            self._placed.setdefault(str(request["run"]), set()).add(node)
-        self.transport.tell(Address(node, SYSTEM_PATH), {"op": "run_step", **request})
+            self._placed.setdefault(request.run, set()).add(node)
+        self.transport.tell(Address(node, SYSTEM_PATH), request.encode())
 
     def cancel_step(self, node: str, run_id: str, key: str) -> None:
-        self._tell_quietly(node, {"op": "cancel_step", "run": run_id, "key": key})
+        self._tell_quietly(node, CancelStep(run_id, key))
 
     def end_run(self, node: str, run_id: str) -> None:
         with self._lock:
             self._placed.pop(run_id, None)
-        self._tell_quietly(node, {"op": "end_run", "run": run_id})
+        self._tell_quietly(node, EndRun(run_id))
 
-    def _tell_quietly(self, node: str, message: dict[str, Any]) -> None:
+    def _tell_quietly(self, node: str, message: CancelStep | EndRun) -> None:
         try:
-            self.transport.tell(Address(node, SYSTEM_PATH), message)
+            self.transport.tell(Address(node, SYSTEM_PATH), message.encode())
         except Exception as exc:  # noqa: BLE001 - best effort: the node may be gone
-            log.debug("%s to %s not sent: %s", message.get("op"), node, exc)
+            log.debug("%s to %s not sent: %s", message.OP, node, exc)
 
     # -- MessageHandler ---------------------------------------------------------------------
 
@@ -193,13 +200,13 @@ class Cluster:
     # Each ``$system`` operation: (self, sender, request) -> the answer to an ask.
 
     def _op_run_step(self, sender: str, request: dict[str, Any]) -> Any:
-        self.host.run_step(sender, request)
+        self.host.run_step(sender, RunStep.decode(request))
 
     def _op_cancel_step(self, sender: str, request: dict[str, Any]) -> Any:
-        self.host.cancel(request)
+        self.host.cancel(CancelStep.decode(request))
 
     def _op_end_run(self, sender: str, request: dict[str, Any]) -> Any:
-        self.host.end_run(request)
+        self.host.end_run(EndRun.decode(request))
 
     def _op_spawn(self, sender: str, request: dict[str, Any]) -> Any:
         spec = require(request, {"class": str, "args": list, "name": str}, "spawn")
@@ -218,20 +225,19 @@ class Cluster:
         # Posted by _on_member through this node's own dispatch queue (see there).
         if sender != self.name:
             raise ProtocolError(f"node_lost from {sender}: only this node may send it")
-        lost = require(request, {"node": str, "status": str}, "node_lost")
-        self._tell_coordinators(NodeLost(lost["node"], lost["status"]))
+        self._tell_coordinators(NodeLost.decode(request))
 
     def _op_ping(self, sender: str, request: dict[str, Any]) -> Any:
         return "pong"
 
     _SYSTEM_OPS: ClassVar[dict[str, Callable[[Cluster, str, dict[str, Any]], Any]]] = {
-        "run_step": _op_run_step,
-        "cancel_step": _op_cancel_step,
-        "end_run": _op_end_run,
+        RunStep.OP: _op_run_step,
+        CancelStep.OP: _op_cancel_step,
+        EndRun.OP: _op_end_run,
         "spawn": _op_spawn,
         "stats": _op_stats,
         "control": _op_control,
-        "node_lost": _op_node_lost,
+        NodeLost.OP: _op_node_lost,
         "ping": _op_ping,
     }
 
@@ -257,20 +263,20 @@ class Cluster:
         self._lock_manager().tell(command)
 
     def _to_run(self, run_id: str, message: Any, sender: str) -> None:
-        body = require(message, {}, f"message for run {run_id}")
-        if "ev" in body:
+        if is_step_event(message):
             with self._lock:
                 placed = sender in self._placed.get(run_id, ())
             if not placed:  # only a node running one of the run's steps may speak for it
                 log.warning("event for run %s from %s dropped (no step there)", run_id, sender)
                 return
-            self._bus.emit(event_from_wire(body))
+            self._bus.emit(event_from_wire(message))
             return
+        outcome = StepOutcome.decode(message, run=run_id, sender=sender)
         ref = self._coordinator(run_id)
         if ref is None:
             log.info("result for run %s dropped: the run is not active here", run_id)
             return
-        ref.tell(RemoteReport(body, sender))
+        ref.tell(outcome)
 
     # -- membership -----------------------------------------------------------------------
 
@@ -288,12 +294,12 @@ class Cluster:
         # told directly (this thread must not stall longer: ask callbacks run on it);
         # a result of that node still queued then arrives after its step was re-placed
         # and is dropped as not from the step's node (the step runs again: at-least-once).
-        notice = {"op": "node_lost", "node": event.node, "status": event.status}
+        notice = NodeLost(event.node, event.status)
         try:
-            self.transport.tell(Address(self.name, SYSTEM_PATH), notice)
+            self.transport.tell(Address(self.name, SYSTEM_PATH), notice.encode())
         except OutboxFull:
             log.warning("node_lost of %s: dispatch queue full; telling runs directly", event.node)
-            self._tell_coordinators(NodeLost(event.node, event.status))
+            self._tell_coordinators(notice)
         except Exception as exc:  # noqa: BLE001 - closing: nothing left to re-place
             log.debug("node_lost of %s not queued: %s", event.node, exc)
 

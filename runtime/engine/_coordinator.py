@@ -32,7 +32,7 @@ from actors import (
     WorkflowObserver,
 )
 from actors import events as ev
-from runtime.cluster import LockClient, NodeLost, RemoteReport
+from runtime.cluster import LockClient, NodeLost, StepOutcome
 from runtime.engine._handle import RunHandle, StepLog
 from runtime.engine._load import LoadBook
 from runtime.store import Replay, RunRecorder
@@ -77,7 +77,7 @@ from runtime.engine._run_model import (
 )
 from runtime.engine._steps import StepDriver
 
-__all__ = ["RemoteReport", "RunCoordinator", "cancel_run", "pause_run"]
+__all__ = ["RunCoordinator", "cancel_run", "pause_run"]
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ class RunCoordinator(Combinators, StepDriver, RemotePlacement):
             callback = self._wakeups.pop(message.token, None)
             if callback is not None:
                 self._guarded(callback)
-        elif isinstance(message, RemoteReport):
+        elif isinstance(message, StepOutcome):
             self._guarded(lambda: self._on_remote_report(message))
         elif isinstance(message, NodeLost):
             self._guarded(lambda: self._on_node_lost(message))

@@ -1,7 +1,7 @@
 """Where a step runs (pinned, round-robin, or an adaptive strategy), remote steps, failover.
 
 A remote step is a ``run_step`` request to the chosen node's ``$system``; its
-result comes back as a ``RemoteReport``. A step whose node goes down or leaves
+result comes back as a ``StepOutcome``. A step whose node goes down or leaves
 is placed again on a live node (at-least-once).
 """
 
@@ -17,7 +17,7 @@ from actors import (
     StepResult,
 )
 from actors import events as ev
-from runtime.cluster._wire import NodeLost, RemoteReport, require, with_names  # step protocol
+from runtime.cluster import NodeLost, RunStep, StepOutcome  # step protocol
 from runtime.engine._run_model import (
     CoordinatorBase,
     _has_wire_name,
@@ -31,7 +31,7 @@ from runtime.workflow import (
     Task,
     qualified_name,
 )
-from transport import NodeDown, RemoteError, WorkflowError
+from transport import NodeDown, WorkflowError
 
 __all__ = ["RemotePlacement"]
 
@@ -85,17 +85,15 @@ class RemotePlacement(CoordinatorBase):
         """
         assert self._cluster is not None
         try:
-            request = {
-                "run": self.run_id,
-                "key": key,
-                "inc": node.incarnation,
-                "attempt": attempt,
-                "task": qualified_name(wf.fn),
-                "locks": tokens,
-                "ctx": encode_value(
-                    ctx, what=f"run {self.run_id} step {key!r} context", root="context"
-                ),
-            }
+            request = RunStep(
+                self.run_id,
+                key,
+                node.incarnation,
+                attempt,
+                qualified_name(wf.fn),
+                tokens,
+                encode_value(ctx, what=f"run {self.run_id} step {key!r} context", root="context"),
+            )
             self._cluster.send_step(node.host, request)
         except WorkflowError as exc:
             if isinstance(exc, NodeDown) and wf.on is None:
@@ -108,13 +106,8 @@ class RemotePlacement(CoordinatorBase):
             return False
         return True
 
-    def _on_remote_report(self, message: RemoteReport) -> None:
-        body = require(
-            message.body,
-            {"key": str, "inc": int, "attempt": int, "state": str, "mro": list},
-            "step result",
-        )
-        key, state = body["key"], NodeState(body["state"])
+    def _on_remote_report(self, message: StepOutcome) -> None:
+        key, state = message.key, message.state
         node = self._nodes.get(key)
         if message.sender and (node is None or node.host != message.sender):
             # Only the node the step was placed on may report it (by its authenticated name).
@@ -126,13 +119,11 @@ class RemotePlacement(CoordinatorBase):
             )
             return
         output = ctx = None
-        error = body.get("error")
-        if isinstance(error, RemoteError):
-            with_names(error, [str(n) for n in body["mro"]])
-        if body.get("refused") is True and self._replace_refused(key, body["inc"], body["attempt"]):
+        error: BaseException | None = message.error
+        if message.refused and self._replace_refused(key, message.incarnation, message.attempt):
             return
-        payload = body.get("payload")
-        if state is NodeState.COMPLETED and isinstance(payload, bytes):
+        payload = message.payload
+        if state is NodeState.COMPLETED and payload is not None:
             try:
                 output, ctx = decode_value(payload, what=f"run {self.run_id} step {key!r} output")
             except WorkflowError as exc:
@@ -140,15 +131,15 @@ class RemotePlacement(CoordinatorBase):
         result = StepResult(
             key,
             state,
-            body["attempt"],
+            message.attempt,
             output,
             ctx,
             error,
             "",
-            float(body.get("started") or 0.0),
-            float(body.get("finished") or 0.0),
+            message.started,
+            message.finished,
         )
-        self._on_report(_NodeReport(body["inc"], result))
+        self._on_report(_NodeReport(message.incarnation, result))
 
     def _replace_refused(self, key: str, incarnation: int, attempt: int) -> bool:
         """A draining node refused the step before running it: place it on another node.
