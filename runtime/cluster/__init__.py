@@ -5,7 +5,8 @@ Builds on ``transport`` (sockets, envelopes) and names tasks the way
 (the message classes of ``_messages``).
 """
 
-from runtime.cluster._cluster import Cluster
+from runtime.cluster._cluster import Cluster, ClusterSettings
+from runtime.cluster._local import LocalNode
 from runtime.cluster._locks import Lock, LockClient
 from runtime.cluster._messages import CancelStep, EndRun, NodeLost, RunStep, StepOutcome
 from runtime.cluster._paths import LOCKS_PATH, RUN_PREFIX, SYSTEM_PATH, run_path
@@ -18,7 +19,9 @@ __all__ = [
     "SYSTEM_PATH",
     "CancelStep",
     "Cluster",
+    "ClusterSettings",
     "EndRun",
+    "LocalNode",
     "Lock",
     "LockClient",
     "NodeLost",

@@ -17,12 +17,14 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import pykka
 
 from actors import EventBus, LockGrant, NodePool
 from actors import events as ev
+from runtime.cluster._local import LocalNode
 from runtime.cluster._locks import lock_message
 from runtime.cluster._messages import (
     CancelStep,
@@ -51,50 +53,53 @@ from transport import (
     TransportSettings,
 )
 
-__all__ = ["Cluster"]
+__all__ = ["Cluster", "ClusterSettings"]
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class ClusterSettings:
+    """How a node meets its peers: where it listens, its keys, and the transport's timing.
+
+    Without ``security`` the transport refuses to start unless ``plaintext``
+    is set and every endpoint is loopback.
+    """
+
+    listen: str | None = None
+    security: Security | None = None
+    plaintext: bool = False
+    transport: TransportSettings = field(default_factory=TransportSettings)
+
+
 class Cluster:
-    """The ``MessageHandler`` of one node, and its placement of remote steps."""
+    """The ``MessageHandler`` of one node, and its placement of remote steps.
+
+    ``local`` answers what peers ask of this node (named actors, run
+    coordinators, spawn, locks, stats, control).
+    """
 
     def __init__(
         self,
         name: str,
         *,
-        listen: str | None,
-        security: Security | None,
-        plaintext: bool,
-        settings: TransportSettings,
+        settings: ClusterSettings,
         bus: EventBus,
         registry: Registry,
         pool: NodePool,
-        named: Callable[[str], pykka.ActorRef[Any] | None],
-        coordinator: Callable[[str], pykka.ActorRef[Any] | None],
-        coordinators: Callable[[], list[pykka.ActorRef[Any]]],
-        spawn: Callable[..., Any],
-        lock_manager: Callable[[], pykka.ActorRef[Any]],
-        stats: Callable[[], dict[str, Any]],
-        control: Callable[[str, str], bool],
+        local: LocalNode,
     ) -> None:
         self.name = name
         self._bus = bus
         self._registry = registry
-        self._named = named
-        self._coordinator = coordinator
-        self._coordinators = coordinators
-        self._spawn = spawn
-        self._lock_manager = lock_manager
-        self._stats = stats
-        self._control = control
+        self._local = local
         self.transport = Transport(
             name,
-            listen=listen,
+            listen=settings.listen,
             handler=self,
-            security=security,
-            allow_plaintext=plaintext,
-            settings=settings,
+            security=settings.security,
+            allow_plaintext=settings.plaintext,
+            settings=settings.transport,
         )
         self.host = StepHost(name, self.transport, registry, pool)
         self._round_robin = RoundRobin()  # shared by every run without its own strategy
@@ -158,7 +163,7 @@ class Cluster:
         elif target.startswith(RUN_PREFIX):
             self._to_run(target[len(RUN_PREFIX) :], message, sender)
         else:
-            ref = self._named(target)
+            ref = self._local.named(target)
             if ref is None or not ref.is_alive():
                 self._known.pop(target, None)
                 raise ActorNotFound(f"no actor at {self.name}/{target}")
@@ -211,15 +216,15 @@ class Cluster:
     def _op_spawn(self, sender: str, request: dict[str, Any]) -> Any:
         spec = require(request, {"class": str, "args": list, "name": str}, "spawn")
         cls = self._registry.actor(spec["class"], node=self.name)
-        self._spawn(cls, *spec["args"], name=spec["name"])
+        self._local.spawn(cls, spec["args"], spec["name"])
         return Address(self.name, spec["name"])
 
     def _op_stats(self, sender: str, request: dict[str, Any]) -> Any:
-        return self._stats()
+        return self._local.stats()
 
     def _op_control(self, sender: str, request: dict[str, Any]) -> Any:
         spec = require(request, {"run": str, "action": str}, "control")
-        return self._control(spec["run"], spec["action"])
+        return self._local.control(spec["run"], spec["action"])
 
     def _op_node_lost(self, sender: str, request: dict[str, Any]) -> Any:
         # Posted by _on_member through this node's own dispatch queue (see there).
@@ -260,7 +265,7 @@ class Cluster:
             command = lock_message(request["op"], fields, respond)
         except (KeyError, ValueError) as exc:
             raise ProtocolError(f"malformed lock request {request!r}: {exc}") from exc
-        self._lock_manager().tell(command)
+        self._local.lock_manager().tell(command)
 
     def _to_run(self, run_id: str, message: Any, sender: str) -> None:
         if is_step_event(message):
@@ -272,7 +277,7 @@ class Cluster:
             self._bus.emit(event_from_wire(message))
             return
         outcome = StepOutcome.decode(message, run=run_id, sender=sender)
-        ref = self._coordinator(run_id)
+        ref = self._local.coordinator(run_id)
         if ref is None:
             log.info("result for run %s dropped: the run is not active here", run_id)
             return
@@ -304,7 +309,7 @@ class Cluster:
             log.debug("node_lost of %s not queued: %s", event.node, exc)
 
     def _tell_coordinators(self, message: NodeLost) -> None:
-        for ref in self._coordinators():
+        for ref in self._local.coordinators():
             try:
                 ref.tell(message)
             except pykka.ActorDeadError:
