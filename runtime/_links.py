@@ -1,26 +1,41 @@
-"""The calls a system's Cluster makes back into it, answered by one object.
+"""The calls a system's Cluster and Runs make back into it, answered by one object.
 
-Instead of callables the cluster gets ``SystemLinks`` and asks it when a
-message arrives; its methods are the whole list of those calls (``LocalNode``).
+Each is built before a part it calls (the cluster needs the runs to find
+coordinators, a starting run needs the cluster), so instead of callables they
+get ``SystemLinks`` and ask it when a message or a run arrives. Its methods
+are the whole list of those calls: ``LocalNode`` for the cluster,
+``RunLinks`` for the runs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pykka
 
-from runtime.cluster import LocalNode
+from runtime.cluster import Cluster, LocalNode, LockClient
 
 if TYPE_CHECKING:
     from runtime._system import ActorSystem
 
-__all__ = ["SystemLinks"]
+__all__ = ["RunLinks", "SystemLinks"]
 
 
-class SystemLinks(LocalNode):
-    """``system`` as its Cluster (``LocalNode``) reaches it."""
+class RunLinks(Protocol):
+    """What a starting run gets from its system (asked per run: the cluster comes later)."""
+
+    def cluster(self) -> Cluster | None:
+        """This system's cluster membership, None when it is not a member."""
+        ...
+
+    def lock_client(self) -> LockClient:
+        """A client of the lock manager on ``locks_on`` (``NodeDown`` if unreachable)."""
+        ...
+
+
+class SystemLinks(LocalNode, RunLinks):
+    """``system`` as its Cluster (``LocalNode``) and its Runs (``RunLinks``) reach it."""
 
     def __init__(self, system: ActorSystem) -> None:
         self._system = system
@@ -47,3 +62,11 @@ class SystemLinks(LocalNode):
 
     def control(self, run_id: str, action: str) -> bool:
         return self._system.control(run_id, action)
+
+    # -- RunLinks: what a starting run needs -------------------------------------------
+
+    def cluster(self) -> Cluster | None:
+        return self._system.cluster
+
+    def lock_client(self) -> LockClient:
+        return self._system._lock_client()

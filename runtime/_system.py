@@ -32,7 +32,7 @@ from actors import (
     WorkflowObserver,
 )
 from runtime._links import SystemLinks
-from runtime._runs import Runs
+from runtime._runs import Runs, RunSettings
 from runtime._stats import SystemStats
 from runtime.cluster import (
     SYSTEM_PATH,
@@ -137,19 +137,20 @@ class ActorSystem:
         self.checkpoint = checkpoint
         self.lease = float(lease)
         self.cluster: Cluster | None = None
-        self._links = SystemLinks(self)  # what the cluster calls back into
+        self._links = SystemLinks(self)  # what the runs and the cluster call back into
         self._runs = Runs(
             name,
-            owner=self.owner,
             clock=self.clock,
             events=self.events,
             nodes=self.nodes,
             store=store,
-            checkpoint=checkpoint,
-            lease=self.lease,
-            cluster=lambda: self.cluster,
-            locks=self._lock_client,
-            max_running_steps=max_running_steps,
+            settings=RunSettings(
+                owner=self.owner,
+                lease=self.lease,
+                checkpoint=checkpoint,
+                max_running_steps=max_running_steps,
+            ),
+            links=self._links,
         )
         self.registry = Registry()
         for workflow in workflows:
