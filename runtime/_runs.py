@@ -13,7 +13,8 @@ import contextlib
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pykka
@@ -28,8 +29,8 @@ from actors import (
     SystemShutDown,
     WorkflowObserver,
 )
+from runtime._links import RunLinks
 from runtime._stats import RunStats
-from runtime.cluster import Cluster, LockClient
 from runtime.engine import (
     Engine,
     RunCoordinator,
@@ -52,7 +53,7 @@ from runtime.store import (
 )
 from runtime.workflow import CheckpointStrategy, Workflow, persists
 
-__all__ = ["Runs"]
+__all__ = ["RunSettings", "Runs"]
 
 log = logging.getLogger(__name__)
 
@@ -60,36 +61,41 @@ Ctx = TypeVar("Ctx")
 Out = TypeVar("Out")
 
 
+@dataclass(frozen=True)
+class RunSettings:
+    """What every run of one system shares: its claim on the store, and its defaults."""
+
+    owner: str  # this system's id in the store's claims
+    lease: float  # seconds a claim lasts without renewal
+    checkpoint: CheckpointStrategy  # unless the workflow says otherwise
+    max_running_steps: int | None  # step attempts of one run in flight at once; None: no bound
+
+
 class Runs:
-    """Every run one system started or resumed, and the store their checkpoints go to."""
+    """Every run one system started or resumed, and the store their checkpoints go to.
+
+    ``links`` gives a starting run the system's cluster and lock client (``RunLinks``).
+    """
 
     def __init__(
         self,
         node_name: str,
         *,
-        owner: str,
         clock: Clock,
         events: EventBus,
         nodes: NodePool,
         store: CheckpointStore | None,
-        checkpoint: CheckpointStrategy,
-        lease: float,
-        cluster: Callable[[], Cluster | None],
-        locks: Callable[[], LockClient],
-        max_running_steps: int | None,
+        settings: RunSettings,
+        links: RunLinks,
     ) -> None:
         self._node_name = node_name
-        self.owner = owner
         self._clock = clock
         self._events = events
         self._nodes = nodes
         self._store = store
         self._own_store = False
-        self.checkpoint = checkpoint
-        self.lease = lease
-        self._cluster = cluster
-        self._locks = locks
-        self.max_running_steps = max_running_steps
+        self.settings = settings
+        self._links = links
         self.workflows: dict[str, Workflow[Any, Any]] = {}
         self._lock = threading.Lock()
         self._closed = False
@@ -124,9 +130,9 @@ class Runs:
         self._check_open("run a workflow")
         self._check_not_running(run_id)  # before claiming: a claim would fence the live run off
         recorder = None
-        if persists(workflow, self.checkpoint):
+        if persists(workflow, self.settings.checkpoint):
             initial = RunRecorder.encode_context(run_id, ctx)
-            epoch = self.store.claim(run_id, owner=self.owner, lease=self.lease)
+            epoch = self.store.claim(run_id, owner=self.settings.owner, lease=self.settings.lease)
             recorder = self._recorder(
                 run_id, workflow, epoch, initial=initial, created_at=self._clock.wall()
             )
@@ -195,10 +201,10 @@ class Runs:
                 self._clock,
                 self._nodes,
                 owner=self,
-                cluster=self._cluster(),
-                locks=self._locks(),
-                lease=self.lease,
-                max_running=self.max_running_steps,
+                cluster=self._links.cluster(),
+                locks=self._links.lock_client(),
+                lease=self.settings.lease,
+                max_running=self.settings.max_running_steps,
             )
             self._coordinators[run_id] = RunCoordinator.start(spec, engine)
             return handle
@@ -219,7 +225,7 @@ class Runs:
             workflow=workflow.name,
             fingerprint=workflow.fingerprint(),
             epoch=epoch,
-            strategy=self.checkpoint,
+            strategy=self.settings.checkpoint,
             clock=self._clock,
             initial_context=initial,
             created_at=created_at,
@@ -273,7 +279,9 @@ class Runs:
 
     def _claim_for_resume(self, run_id: str, force: bool) -> int:
         try:
-            return self.store.claim(run_id, owner=self.owner, lease=self.lease, force=force)
+            return self.store.claim(
+                run_id, owner=self.settings.owner, lease=self.settings.lease, force=force
+            )
         except RunBusy:
             summary = next((r for r in self.store.list() if r.run_id == run_id), None)
             if summary is None or not owner_is_dead(summary.owner):
@@ -284,7 +292,7 @@ class Runs:
             # meets the first one's live lease and raises RunBusy. A forced claim here would
             # let both win, each fencing the other off after both ran the step in flight.
             self.store.release(run_id, epoch=summary.epoch)
-            return self.store.claim(run_id, owner=self.owner, lease=self.lease)
+            return self.store.claim(run_id, owner=self.settings.owner, lease=self.settings.lease)
 
     def recover(self) -> list[RunHandle[Any]]:
         handles = []
@@ -329,7 +337,7 @@ class Runs:
                     workflow="",
                     state=str(handle.state),
                     epoch=0,
-                    owner=self.owner,
+                    owner=self.settings.owner,
                     lease_until=None,
                     created_at=0.0,
                     updated_at=0.0,

@@ -31,9 +31,18 @@ from actors import (
     SystemShutDown,
     WorkflowObserver,
 )
-from runtime._runs import Runs
+from runtime._links import SystemLinks
+from runtime._runs import Runs, RunSettings
 from runtime._stats import SystemStats
-from runtime.cluster import Cluster, Lock, LockClient, Ref, Registry
+from runtime.cluster import (
+    SYSTEM_PATH,
+    Cluster,
+    ClusterSettings,
+    Lock,
+    LockClient,
+    Ref,
+    Registry,
+)
 from runtime.engine import RunHandle
 from runtime.store import (
     FINISHED_STATES,
@@ -128,18 +137,20 @@ class ActorSystem:
         self.checkpoint = checkpoint
         self.lease = float(lease)
         self.cluster: Cluster | None = None
+        self._links = SystemLinks(self)  # what the runs and the cluster call back into
         self._runs = Runs(
             name,
-            owner=self.owner,
             clock=self.clock,
             events=self.events,
             nodes=self.nodes,
             store=store,
-            checkpoint=checkpoint,
-            lease=self.lease,
-            cluster=lambda: self.cluster,
-            locks=self._lock_client,
-            max_running_steps=max_running_steps,
+            settings=RunSettings(
+                owner=self.owner,
+                lease=self.lease,
+                checkpoint=checkpoint,
+                max_running_steps=max_running_steps,
+            ),
+            links=self._links,
         )
         self.registry = Registry()
         for workflow in workflows:
@@ -152,38 +163,28 @@ class ActorSystem:
         self._lock_manager: pykka.ActorRef[LockManager] | None = None
         try:
             if listen is not None or join:
-                self._start_cluster(listen, join, keys, plaintext, transport)
+                security = load_security(keys, name) if keys is not None else None
+                settings = ClusterSettings(
+                    listen=listen,
+                    security=security,
+                    plaintext=plaintext,
+                    transport=transport or TransportSettings(),
+                )
+                self._start_cluster(settings, join)
             if recover:
                 self.recover()
         except BaseException:
             self.shutdown()  # a constructor that fails leaves no thread behind
             raise
 
-    def _start_cluster(
-        self,
-        listen: str | None,
-        join: Sequence[str],
-        keys: str | os.PathLike[str] | None,
-        plaintext: bool,
-        settings: TransportSettings | None,
-    ) -> None:
-        security = load_security(keys, self.name) if keys is not None else None
+    def _start_cluster(self, settings: ClusterSettings, join: Sequence[str]) -> None:
         cluster = Cluster(
             self.name,
-            listen=listen,
-            security=security,
-            plaintext=plaintext,
-            settings=settings or TransportSettings(),
+            settings=settings,
             bus=self.events,
             registry=self.registry,
             pool=self.nodes,
-            named=self._named_ref,
-            coordinator=self._runs.coordinator,
-            coordinators=self._runs.live_coordinators,
-            spawn=self.spawn,
-            lock_manager=self._local_lock_manager,
-            stats=lambda: self.stats().to_wire(),
-            control=self.control,
+            local=self._links,
         )
         try:
             cluster.start(join)
@@ -331,7 +332,7 @@ class ActorSystem:
         if self.cluster is None:
             raise NodeDown(f"node {node!r} is unknown (this system is not in a cluster)")
         future = self.cluster.transport.ask(
-            Address(node, "$system"),
+            Address(node, SYSTEM_PATH),
             {"op": "spawn", "class": class_name, "args": list(args), "name": name},
             timeout=timeout,
         )

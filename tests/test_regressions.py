@@ -22,7 +22,7 @@ from runtime import (
 )
 from runtime import CheckpointStrategy as Strategy
 from runtime import events as ev
-from runtime.cluster import RemoteReport
+from runtime.cluster import LOCKS_PATH, SYSTEM_PATH, StepOutcome, run_path
 from runtime.engine._coordinator import _Pause
 
 from .conftest import Recorder, gate
@@ -100,7 +100,7 @@ def test_a_malformed_lock_request_from_the_wire_gets_an_error_and_locks_keep_wor
         ) as peer:
             assert peer.cluster is not None
             bad = {"op": "acquire", "name": "db", "owner": "x", "lease": "ten", "timeout": None}
-            future = peer.cluster.transport.ask(Address("keeper", "$locks"), bad, timeout=5)
+            future = peer.cluster.transport.ask(Address("keeper", LOCKS_PATH), bad, timeout=5)
             with pytest.raises(RemoteError, match="lease"):
                 future.result(6)
         lock = keeper.lock("db", lease=5)
@@ -146,8 +146,8 @@ def test_a_result_claimed_by_a_node_that_did_not_run_the_step_is_dropped(
     handle = system.run(task(blocked, name="held"), {})
     coordinator = system._coordinator_ref(handle.id)
     assert coordinator is not None
-    forged = {"key": "held", "inc": 1, "attempt": 1, "state": "Completed", "mro": []}
-    coordinator.tell(RemoteReport(forged, "intruder"))
+    forged = StepOutcome(handle.id, "held", 1, 1, NodeState.COMPLETED, sender="intruder")
+    coordinator.tell(forged)
     # An ask behind the tell, answered once the coordinator handled the forged report
     # (unpausing a run that is not paused changes nothing).
     coordinator.ask(_Pause(False), timeout=5)
@@ -177,9 +177,9 @@ def test_step_events_from_a_node_that_runs_none_of_the_runs_steps_are_dropped(
             "at": 0.0,
         }
         transport = peer.cluster.transport
-        transport.tell(Address("coord", f"$run/{handle.id}"), forged)
+        transport.tell(Address("coord", run_path(handle.id)), forged)
         # An ask behind the tell on the same connection: once answered, the tell was handled.
-        assert transport.ask(Address("coord", "$system"), {"op": "ping"}, timeout=5).result(6)
+        assert transport.ask(Address("coord", SYSTEM_PATH), {"op": "ping"}, timeout=5).result(6)
         assert coordinator.events.flush(5)
         assert not any(getattr(e, "attempt", 0) == 9 for e in recorder.events)
         release.set()

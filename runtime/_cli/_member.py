@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime._system import ActorSystem
+from runtime.cluster import SYSTEM_PATH
 from transport import Address
 
 __all__ = ["add_member_options", "ask_every_member", "temporary_member"]
@@ -50,7 +51,7 @@ def ask_every_member(
     assert system.cluster is not None
     transport = system.cluster.transport
     futures = {
-        name: transport.ask(Address(name, "$system"), message, timeout=timeout)
+        name: transport.ask(Address(name, SYSTEM_PATH), message, timeout=timeout)
         for name, status in system.members().items()
         if status == "up" and name != system.name
     }

@@ -1,13 +1,33 @@
 """Membership in a cluster: the node's message handler, remote steps, refs, registry, locks.
 
 Builds on ``transport`` (sockets, envelopes) and names tasks the way
-``runtime.workflow`` does; the engine sees it only through the step protocol.
+``runtime.workflow`` does; the engine sees it only through the step protocol
+(the message classes of ``_messages``).
 """
 
-from runtime.cluster._cluster import Cluster
+from runtime.cluster._cluster import Cluster, ClusterSettings
+from runtime.cluster._local import LocalNode
 from runtime.cluster._locks import Lock, LockClient
+from runtime.cluster._messages import CancelStep, EndRun, NodeLost, RunStep, StepOutcome
+from runtime.cluster._paths import LOCKS_PATH, RUN_PREFIX, SYSTEM_PATH, run_path
 from runtime.cluster._refs import Ref
 from runtime.cluster._registry import Registry
-from runtime.cluster._wire import NodeLost, RemoteReport
 
-__all__ = ["Cluster", "Lock", "LockClient", "NodeLost", "Ref", "Registry", "RemoteReport"]
+__all__ = [
+    "LOCKS_PATH",
+    "RUN_PREFIX",
+    "SYSTEM_PATH",
+    "CancelStep",
+    "Cluster",
+    "ClusterSettings",
+    "EndRun",
+    "LocalNode",
+    "Lock",
+    "LockClient",
+    "NodeLost",
+    "Ref",
+    "Registry",
+    "RunStep",
+    "StepOutcome",
+    "run_path",
+]

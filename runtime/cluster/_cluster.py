@@ -1,9 +1,10 @@
 """Cluster: joins one ActorSystem to others through its Transport.
 
-Paths on a node: ``$system`` (this module: step requests, remote spawn,
-ping), ``$run/<run_id>`` (the mailbox of a run coordinator, for results and
-events of its remote steps), and any other path names an actor spawned with
-``ActorSystem.spawn(..., name=path)``.
+Paths on a node (``_paths``): ``$system`` (this module: step requests, remote
+spawn, ping), ``$locks``, ``$run/<run_id>`` (the mailbox of a run coordinator,
+for results and events of its remote steps), and any other path names an
+actor spawned with ``ActorSystem.spawn(..., name=path)``. Step messages are
+decoded here (``_messages``), so a coordinator only ever gets typed ones.
 
 Member events become ``NodeUp`` / ``NodeDown`` events on the system's bus, and
 every run coordinator is told when a node is lost, so it re-places the steps it
@@ -16,17 +17,29 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import pykka
 
 from actors import EventBus, LockGrant, NodePool
 from actors import events as ev
+from runtime.cluster._local import LocalNode
 from runtime.cluster._locks import lock_message
+from runtime.cluster._messages import (
+    CancelStep,
+    EndRun,
+    NodeLost,
+    RunStep,
+    StepOutcome,
+    event_from_wire,
+    is_step_event,
+)
+from runtime.cluster._paths import LOCKS_PATH, RUN_PREFIX, SYSTEM_PATH
 from runtime.cluster._refs import ask_into
 from runtime.cluster._registry import Registry
 from runtime.cluster._step_host import StepHost
-from runtime.cluster._wire import NodeLost, RemoteReport, event_from_wire, require
+from runtime.cluster._wire import require
 from runtime.workflow import NodeLoad, RoundRobin
 from transport import (
     ActorNotFound,
@@ -40,54 +53,53 @@ from transport import (
     TransportSettings,
 )
 
-__all__ = ["Cluster"]
+__all__ = ["Cluster", "ClusterSettings"]
 
 log = logging.getLogger(__name__)
 
-SYSTEM_PATH = "$system"
-LOCKS_PATH = "$locks"
-RUN_PREFIX = "$run/"
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """How a node meets its peers: where it listens, its keys, and the transport's timing.
+
+    Without ``security`` the transport refuses to start unless ``plaintext``
+    is set and every endpoint is loopback.
+    """
+
+    listen: str | None = None
+    security: Security | None = None
+    plaintext: bool = False
+    transport: TransportSettings = field(default_factory=TransportSettings)
 
 
 class Cluster:
-    """The ``MessageHandler`` of one node, and its placement of remote steps."""
+    """The ``MessageHandler`` of one node, and its placement of remote steps.
+
+    ``local`` answers what peers ask of this node (named actors, run
+    coordinators, spawn, locks, stats, control).
+    """
 
     def __init__(
         self,
         name: str,
         *,
-        listen: str | None,
-        security: Security | None,
-        plaintext: bool,
-        settings: TransportSettings,
+        settings: ClusterSettings,
         bus: EventBus,
         registry: Registry,
         pool: NodePool,
-        named: Callable[[str], pykka.ActorRef[Any] | None],
-        coordinator: Callable[[str], pykka.ActorRef[Any] | None],
-        coordinators: Callable[[], list[pykka.ActorRef[Any]]],
-        spawn: Callable[..., Any],
-        lock_manager: Callable[[], pykka.ActorRef[Any]],
-        stats: Callable[[], dict[str, Any]],
-        control: Callable[[str, str], bool],
+        local: LocalNode,
     ) -> None:
         self.name = name
         self._bus = bus
         self._registry = registry
-        self._named = named
-        self._coordinator = coordinator
-        self._coordinators = coordinators
-        self._spawn = spawn
-        self._lock_manager = lock_manager
-        self._stats = stats
-        self._control = control
+        self._local = local
         self.transport = Transport(
             name,
-            listen=listen,
+            listen=settings.listen,
             handler=self,
-            security=security,
-            allow_plaintext=plaintext,
-            settings=settings,
+            security=settings.security,
+            allow_plaintext=settings.plaintext,
+            settings=settings.transport,
         )
         self.host = StepHost(name, self.transport, registry, pool)
         self._round_robin = RoundRobin()  # shared by every run without its own strategy
@@ -122,24 +134,24 @@ class Cluster:
             return pinned
         return self._round_robin.choose("", [NodeLoad(n) for n in self.candidates(exclude)])
 
-    def send_step(self, node: str, request: dict[str, Any]) -> None:
+    def send_step(self, node: str, request: RunStep) -> None:
         with self._lock:
-            self._placed.setdefault(str(request["run"]), set()).add(node)
-        self.transport.tell(Address(node, SYSTEM_PATH), {"op": "run_step", **request})
+            self._placed.setdefault(request.run, set()).add(node)
+        self.transport.tell(Address(node, SYSTEM_PATH), request.encode())
 
     def cancel_step(self, node: str, run_id: str, key: str) -> None:
-        self._tell_quietly(node, {"op": "cancel_step", "run": run_id, "key": key})
+        self._tell_quietly(node, CancelStep(run_id, key))
 
     def end_run(self, node: str, run_id: str) -> None:
         with self._lock:
             self._placed.pop(run_id, None)
-        self._tell_quietly(node, {"op": "end_run", "run": run_id})
+        self._tell_quietly(node, EndRun(run_id))
 
-    def _tell_quietly(self, node: str, message: dict[str, Any]) -> None:
+    def _tell_quietly(self, node: str, message: CancelStep | EndRun) -> None:
         try:
-            self.transport.tell(Address(node, SYSTEM_PATH), message)
+            self.transport.tell(Address(node, SYSTEM_PATH), message.encode())
         except Exception as exc:  # noqa: BLE001 - best effort: the node may be gone
-            log.debug("%s to %s not sent: %s", message.get("op"), node, exc)
+            log.debug("%s to %s not sent: %s", message.OP, node, exc)
 
     # -- MessageHandler ---------------------------------------------------------------------
 
@@ -151,7 +163,7 @@ class Cluster:
         elif target.startswith(RUN_PREFIX):
             self._to_run(target[len(RUN_PREFIX) :], message, sender)
         else:
-            ref = self._named(target)
+            ref = self._local.named(target)
             if ref is None or not ref.is_alive():
                 self._known.pop(target, None)
                 raise ActorNotFound(f"no actor at {self.name}/{target}")
@@ -193,45 +205,44 @@ class Cluster:
     # Each ``$system`` operation: (self, sender, request) -> the answer to an ask.
 
     def _op_run_step(self, sender: str, request: dict[str, Any]) -> Any:
-        self.host.run_step(sender, request)
+        self.host.run_step(sender, RunStep.decode(request))
 
     def _op_cancel_step(self, sender: str, request: dict[str, Any]) -> Any:
-        self.host.cancel(request)
+        self.host.cancel(CancelStep.decode(request))
 
     def _op_end_run(self, sender: str, request: dict[str, Any]) -> Any:
-        self.host.end_run(request)
+        self.host.end_run(EndRun.decode(request))
 
     def _op_spawn(self, sender: str, request: dict[str, Any]) -> Any:
         spec = require(request, {"class": str, "args": list, "name": str}, "spawn")
         cls = self._registry.actor(spec["class"], node=self.name)
-        self._spawn(cls, *spec["args"], name=spec["name"])
+        self._local.spawn(cls, spec["args"], spec["name"])
         return Address(self.name, spec["name"])
 
     def _op_stats(self, sender: str, request: dict[str, Any]) -> Any:
-        return self._stats()
+        return self._local.stats()
 
     def _op_control(self, sender: str, request: dict[str, Any]) -> Any:
         spec = require(request, {"run": str, "action": str}, "control")
-        return self._control(spec["run"], spec["action"])
+        return self._local.control(spec["run"], spec["action"])
 
     def _op_node_lost(self, sender: str, request: dict[str, Any]) -> Any:
         # Posted by _on_member through this node's own dispatch queue (see there).
         if sender != self.name:
             raise ProtocolError(f"node_lost from {sender}: only this node may send it")
-        lost = require(request, {"node": str, "status": str}, "node_lost")
-        self._tell_coordinators(NodeLost(lost["node"], lost["status"]))
+        self._tell_coordinators(NodeLost.decode(request))
 
     def _op_ping(self, sender: str, request: dict[str, Any]) -> Any:
         return "pong"
 
     _SYSTEM_OPS: ClassVar[dict[str, Callable[[Cluster, str, dict[str, Any]], Any]]] = {
-        "run_step": _op_run_step,
-        "cancel_step": _op_cancel_step,
-        "end_run": _op_end_run,
+        RunStep.OP: _op_run_step,
+        CancelStep.OP: _op_cancel_step,
+        EndRun.OP: _op_end_run,
         "spawn": _op_spawn,
         "stats": _op_stats,
         "control": _op_control,
-        "node_lost": _op_node_lost,
+        NodeLost.OP: _op_node_lost,
         "ping": _op_ping,
     }
 
@@ -254,23 +265,23 @@ class Cluster:
             command = lock_message(request["op"], fields, respond)
         except (KeyError, ValueError) as exc:
             raise ProtocolError(f"malformed lock request {request!r}: {exc}") from exc
-        self._lock_manager().tell(command)
+        self._local.lock_manager().tell(command)
 
     def _to_run(self, run_id: str, message: Any, sender: str) -> None:
-        body = require(message, {}, f"message for run {run_id}")
-        if "ev" in body:
+        if is_step_event(message):
             with self._lock:
                 placed = sender in self._placed.get(run_id, ())
             if not placed:  # only a node running one of the run's steps may speak for it
                 log.warning("event for run %s from %s dropped (no step there)", run_id, sender)
                 return
-            self._bus.emit(event_from_wire(body))
+            self._bus.emit(event_from_wire(message))
             return
-        ref = self._coordinator(run_id)
+        outcome = StepOutcome.decode(message, run=run_id, sender=sender)
+        ref = self._local.coordinator(run_id)
         if ref is None:
             log.info("result for run %s dropped: the run is not active here", run_id)
             return
-        ref.tell(RemoteReport(body, sender))
+        ref.tell(outcome)
 
     # -- membership -----------------------------------------------------------------------
 
@@ -288,17 +299,17 @@ class Cluster:
         # told directly (this thread must not stall longer: ask callbacks run on it);
         # a result of that node still queued then arrives after its step was re-placed
         # and is dropped as not from the step's node (the step runs again: at-least-once).
-        notice = {"op": "node_lost", "node": event.node, "status": event.status}
+        notice = NodeLost(event.node, event.status)
         try:
-            self.transport.tell(Address(self.name, SYSTEM_PATH), notice)
+            self.transport.tell(Address(self.name, SYSTEM_PATH), notice.encode())
         except OutboxFull:
             log.warning("node_lost of %s: dispatch queue full; telling runs directly", event.node)
-            self._tell_coordinators(NodeLost(event.node, event.status))
+            self._tell_coordinators(notice)
         except Exception as exc:  # noqa: BLE001 - closing: nothing left to re-place
             log.debug("node_lost of %s not queued: %s", event.node, exc)
 
     def _tell_coordinators(self, message: NodeLost) -> None:
-        for ref in self._coordinators():
+        for ref in self._local.coordinators():
             try:
                 ref.tell(message)
             except pykka.ActorDeadError:

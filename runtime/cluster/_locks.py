@@ -27,11 +27,11 @@ from actors import (
     Release,
     Renew,
 )
+from runtime.cluster._paths import LOCKS_PATH
 from transport import Address, RemoteError, Transport
 
 __all__ = ["Lock", "LockClient"]
 
-LOCKS_PATH = "$locks"
 _ERRORS: dict[str, type[LockError]] = {
     "runtime.NotLockOwner": NotLockOwner,
     "runtime.NotLocked": NotLocked,

@@ -1,13 +1,13 @@
 """StepHost: the worker side of remote steps — runs steps that coordinators send here.
 
-A coordinator tells ``$system`` ``{"op": "run_step", ...}``; the host looks the
+A coordinator sends ``$system`` a ``RunStep``; the host looks the
 task up in this node's registry (never imports a name from the wire), binds a
 pooled ``NodeActor`` to it, and sends the node's state changes and its result
-back to the coordinator's ``$run/<run_id>`` mailbox. A step that failed stays
+back to the coordinator's ``$run/<run_id>`` mailbox (a ``StepOutcome``). A step that failed stays
 bound to its actor until the coordinator retries it (the same node goes
 Failed -> Running) or ends the run (``end_run``).
 
-Draining: after ``drain()`` starts, new steps are refused at once (a result
+Draining: after ``drain()`` starts, new steps are refused at once (an outcome
 ``refused`` with ``NodeDown``, so the coordinator re-places them) while
 in-flight ones finish.
 """
@@ -23,23 +23,16 @@ import pykka
 
 from actors import NodeActor, NodePool, NodeState, Start, StepResult
 from actors import events as ev
+from runtime.cluster._messages import CancelStep, EndRun, RunStep, StepOutcome, event_to_wire
+from runtime.cluster._paths import run_path
 from runtime.cluster._registry import Registry
-from runtime.cluster._wire import error_names, event_to_wire, remote_error, require
+from runtime.cluster._wire import error_names, remote_error
 from runtime.store import decode_value, encode_value
 from transport import Address, NodeDown, Transport, WorkflowError
 
 __all__ = ["StepHost"]
 
 log = logging.getLogger(__name__)
-
-_RUN_STEP_FIELDS: dict[str, type | tuple[type, ...]] = {
-    "run": str,
-    "key": str,
-    "inc": int,
-    "attempt": int,
-    "task": str,
-    "ctx": bytes,
-}
 
 
 @dataclass(eq=False)
@@ -67,14 +60,8 @@ class StepHost:
 
     # -- requests from coordinators ----------------------------------------------------
 
-    def run_step(self, coordinator: str, message: Any) -> None:
-        request = require(message, _RUN_STEP_FIELDS, "run_step")
-        run_id, key, inc, attempt = (
-            request["run"],
-            request["key"],
-            request["inc"],
-            request["attempt"],
-        )
+    def run_step(self, coordinator: str, request: RunStep) -> None:
+        run_id, key, inc, attempt = request.run, request.key, request.incarnation, request.attempt
         if self._draining:
             # Refused before it ran: the coordinator places it on another node.
             error = NodeDown(f"node {self._node} is leaving and takes no new steps")
@@ -83,8 +70,8 @@ class StepHost:
             )
             return
         try:
-            fn = self._registry.task(request["task"], node=self._node)
-            ctx = decode_value(request["ctx"], what=f"run {run_id} step {key!r} context")
+            fn = self._registry.task(request.task, node=self._node)
+            ctx = decode_value(request.context, what=f"run {run_id} step {key!r} context")
         except WorkflowError as exc:
             self._send_result(coordinator, run_id, key, inc, attempt, NodeState.FAILED, error=exc)
             return
@@ -113,22 +100,18 @@ class StepHost:
             hosted.state, hosted.attempt = NodeState.RUNNING, attempt
         if stale is not None:
             self._free(stale)
-        locks = request.get("locks")
-        tokens = {str(k): int(v) for k, v in locks.items()} if isinstance(locks, dict) else {}
-        hosted.ref.tell(Start(ctx, tokens))
+        hosted.ref.tell(Start(ctx, dict(request.locks)))
 
-    def cancel(self, message: Any) -> None:
-        request = require(message, {"run": str, "key": str}, "cancel_step")
+    def cancel(self, request: CancelStep) -> None:
         with self._lock:
-            hosted = self._hosted.get((request["run"], request["key"]))
+            hosted = self._hosted.get((request.run, request.key))
         if hosted is not None:
             hosted.cancel_event.set()
 
-    def end_run(self, message: Any) -> None:
+    def end_run(self, request: EndRun) -> None:
         """The coordinator is done with a run: free every node still bound to it."""
-        request = require(message, {"run": str}, "end_run")
         with self._lock:
-            keys = [k for k in self._hosted if k[0] == request["run"]]
+            keys = [k for k in self._hosted if k[0] == request.run]
             ended = [self._hosted.pop(k) for k in keys]
             self._lock.notify_all()
         for hosted in ended:
@@ -192,7 +175,7 @@ class StepHost:
                     hosted = self._hosted.get((wire["run"], wire["step"]))
                     wire["attempt"] = hosted.attempt if hosted is not None else wire["attempt"]
             try:
-                self._transport.tell(Address(coordinator, f"$run/{wire['run']}"), wire)
+                self._transport.tell(Address(coordinator, run_path(wire["run"])), wire)
             except (WorkflowError, RuntimeError) as exc:  # RuntimeError: transport closed
                 log.warning("cannot forward %s to %s: %s", type(event).__name__, coordinator, exc)
 
@@ -257,21 +240,21 @@ class StepHost:
                 )
             except WorkflowError as exc:
                 state, error = NodeState.FAILED, exc
-        message = {
-            "kind": "result",
-            "key": key,
-            "inc": inc,
-            "attempt": attempt,
-            "state": state.value,
-            "payload": payload,
-            "started": started,
-            "finished": finished,
-            "error": None if error is None else remote_error(error, self._node, text),
-            "mro": [] if error is None else error_names(error),
-            "refused": refused,  # not run at all (draining): place it elsewhere
-        }
+        outcome = StepOutcome(
+            run_id,
+            key,
+            inc,
+            attempt,
+            state,
+            payload,
+            None if error is None else remote_error(error, self._node, text),
+            () if error is None else tuple(error_names(error)),
+            started,
+            finished,
+            refused,
+        )
         try:
-            self._transport.tell(Address(coordinator, f"$run/{run_id}"), message)
+            self._transport.tell(Address(coordinator, outcome.path), outcome.encode())
         except (WorkflowError, RuntimeError) as exc:  # RuntimeError: the transport closed
             log.error(
                 "run %s step %s: result lost, coordinator %s unreachable: %s",

@@ -24,7 +24,7 @@ from typing import Any
 import pykka
 
 from actors import CancelNode, NodePool, NodeState, Start, StepResult, StepTimeout
-from runtime.cluster import NodeLost, RemoteReport
+from runtime.cluster import NodeLost, StepOutcome
 from runtime.engine._journal import Journal
 from runtime.engine._placement import Placement
 from runtime.engine._scope import CancelScope
@@ -266,7 +266,7 @@ class AttemptTable:
             )
         attempt.call.on_result(dataclasses.replace(result, attempt=attempt.number))
 
-    def on_remote_report(self, message: RemoteReport) -> None:
+    def on_remote_report(self, message: StepOutcome) -> None:
         remote = self._placement.decode(message)
         step = remote.result.node_id
         node = self._nodes.get(step)

@@ -27,7 +27,7 @@ import pykka
 
 from actors import Canceled, NodeState, WorkflowObserver
 from actors import events as ev
-from runtime.cluster import NodeLost, RemoteReport
+from runtime.cluster import NodeLost, StepOutcome
 from runtime.engine._attempts import AttemptTable, NodeReport
 from runtime.engine._frame import Frame
 from runtime.engine._handle import RunHandle, StepLog
@@ -155,7 +155,7 @@ class RunCoordinator(pykka.ThreadingActor):
     def _on_wake(self, wake: Wake) -> None:
         self._timers.fire(wake)
 
-    def _on_remote_report(self, report: RemoteReport) -> None:
+    def _on_remote_report(self, report: StepOutcome) -> None:
         self._attempts.on_remote_report(report)
 
     def _on_node_lost(self, lost: NodeLost) -> None:
@@ -177,7 +177,7 @@ class RunCoordinator(pykka.ThreadingActor):
     _MESSAGES: ClassVar[dict[type, Callable[[RunCoordinator, Any], None]]] = {
         NodeReport: _on_node_report,
         Wake: _on_wake,
-        RemoteReport: _on_remote_report,
+        StepOutcome: _on_remote_report,
         NodeLost: _on_node_lost,
         _CancelRun: _on_cancel,
         _Pause: _on_pause,

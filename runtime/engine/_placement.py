@@ -1,7 +1,8 @@
 """Where a step attempt runs (pinned, round-robin, or an adaptive strategy), and remote steps.
 
 A remote step is a ``run_step`` request to the chosen member; its result
-comes back as a ``RemoteReport`` that is decoded here into a ``StepResult``.
+comes back as a ``StepOutcome`` (decoded by the cluster) that becomes a
+``StepResult`` here.
 """
 
 from __future__ import annotations
@@ -11,25 +12,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from actors import NodeState, PermanentError, StepResult
-from runtime.cluster import RemoteReport
-from runtime.cluster._wire import require, with_names
+from runtime.cluster import RunStep, StepOutcome
 from runtime.engine._load import LoadBook
 from runtime.engine._ports import StepCluster
 from runtime.store import decode_value, encode_value
 from runtime.workflow import PlacementStrategy, Task, qualified_name
-from transport import RemoteError, WorkflowError
+from transport import WorkflowError
 
 __all__ = ["Placement", "RemoteResult"]
 
 log = logging.getLogger(__name__)
-
-_RESULT_FIELDS: dict[str, type | tuple[type, ...]] = {
-    "key": str,
-    "inc": int,
-    "attempt": int,
-    "state": str,
-    "mro": list,
-}
 
 
 def _has_wire_name(task: Task) -> bool:
@@ -90,49 +82,33 @@ class Placement:
         """Ask ``host`` to run the step; raises a ``WorkflowError`` if it could not be sent."""
         assert self._cluster is not None
         self._hosts_used.add(host)
-        request = {
-            "run": self._run_id,
-            "key": step,
-            "inc": incarnation,
-            "attempt": attempt,
-            "task": qualified_name(task.fn),
-            "locks": tokens,
-            "ctx": encode_value(
-                ctx, what=f"run {self._run_id} step {step!r} context", root="context"
-            ),
-        }
+        context = encode_value(
+            ctx, what=f"run {self._run_id} step {step!r} context", root="context"
+        )
+        request = RunStep(
+            self._run_id, step, incarnation, attempt, qualified_name(task.fn), tokens, context
+        )
         self._cluster.send_step(host, request)
 
     def cancel(self, host: str, step: str) -> None:
         if self._cluster is not None:
             self._cluster.cancel_step(host, self._run_id, step)
 
-    def decode(self, message: RemoteReport) -> RemoteResult:
-        """A remote step's report as a ``StepResult`` (an undecodable output fails the step)."""
-        body = require(message.body, _RESULT_FIELDS, "step result")
-        step, state = body["key"], NodeState(body["state"])
+    def decode(self, message: StepOutcome) -> RemoteResult:
+        """A remote step's outcome as a ``StepResult`` (an undecodable output fails the step)."""
+        step, state = message.key, message.state
         output = ctx = None
-        error = body.get("error")
-        if isinstance(error, RemoteError):
-            with_names(error, [str(n) for n in body["mro"]])
-        payload = body.get("payload")
-        if state is NodeState.COMPLETED and isinstance(payload, bytes):
+        error: BaseException | None = message.error
+        if state is NodeState.COMPLETED and message.payload is not None:
+            what = f"run {self._run_id} step {step!r} output"
             try:
-                output, ctx = decode_value(payload, what=f"run {self._run_id} step {step!r} output")
+                output, ctx = decode_value(message.payload, what=what)
             except WorkflowError as exc:
                 state, error = NodeState.FAILED, exc
         result = StepResult(
-            step,
-            state,
-            body["attempt"],
-            output,
-            ctx,
-            error,
-            "",
-            float(body.get("started") or 0.0),
-            float(body.get("finished") or 0.0),
+            step, state, message.attempt, output, ctx, error, "", message.started, message.finished
         )
-        return RemoteResult(body["inc"], result, body.get("refused") is True)
+        return RemoteResult(message.incarnation, result, message.refused)
 
     def end_run(self) -> None:
         """The run is over: tell every host it used, so they forget it."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from actors import Clock, EventBus, NodePool
+from runtime.cluster import RunStep
 
 __all__ = ["Engine", "LockService", "RunOwner", "StepCluster"]
 
@@ -27,7 +28,7 @@ class StepCluster(Protocol):
         """``pinned``, else the next candidate round-robin."""
         ...
 
-    def send_step(self, node: str, request: dict[str, Any]) -> None:
+    def send_step(self, node: str, request: RunStep) -> None:
         """Ask ``node`` to run a step; raises ``NodeDown`` (or another error) if not sent."""
         ...
 

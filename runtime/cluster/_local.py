@@ -1,0 +1,47 @@
+"""What a Cluster needs from the node it joins: the calls a message from a peer makes into it.
+
+A ``Protocol`` rather than a bundle of callables, so each call has a name and
+a signature, and "find implementations" leads to the one object that answers
+them (``runtime._links.SystemLinks``, built by ``ActorSystem``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import pykka
+
+__all__ = ["LocalNode"]
+
+
+class LocalNode(Protocol):
+    """This node's actors, runs and services, as its Cluster reaches them."""
+
+    def named(self, path: str) -> pykka.ActorRef[Any] | None:
+        """The actor spawned here under ``path`` (``spawn(..., name=path)``), if any."""
+        ...
+
+    def coordinator(self, run_id: str) -> pykka.ActorRef[Any] | None:
+        """The coordinator of run ``run_id``, while the run is live here."""
+        ...
+
+    def coordinators(self) -> list[pykka.ActorRef[Any]]:
+        """Every live run coordinator (each is told when a node is lost)."""
+        ...
+
+    def spawn(self, actor_class: type[pykka.Actor], args: Sequence[Any], name: str) -> None:
+        """Start ``actor_class(*args)`` here under ``name`` (a peer's ``spawn_on``)."""
+        ...
+
+    def lock_manager(self) -> pykka.ActorRef[Any]:
+        """This node's ``LockManager`` (started on first use), for requests at ``$locks``."""
+        ...
+
+    def stats(self) -> dict[str, Any]:
+        """A snapshot of this node, in its wire form (``SystemStats.to_wire``)."""
+        ...
+
+    def control(self, run_id: str, action: str) -> bool:
+        """``cancel``, ``pause`` or ``unpause`` a run coordinated here; False if none."""
+        ...
