@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["RunStats", "SystemStats"]
+from transport import TransportStats
+
+__all__ = ["RunStats", "SystemStats", "transport_figures"]
 
 
 @dataclass(frozen=True)
@@ -37,13 +40,13 @@ class SystemStats:
     node: str
     address: str | None
     members: dict[str, str]
-    heartbeat_age: dict[str, float]
     runs: list[RunStats]
     actors: int
     node_actors_idle: int
     node_actors_spawned: int
     node_actors_reused: int
     steps_hosted: int
+    heartbeat_age: dict[str, float] = field(default_factory=dict)
     frames_in: int = 0
     frames_out: int = 0
     frames_dropped: dict[str, int] = field(default_factory=dict)
@@ -82,3 +85,21 @@ class SystemStats:
                 f"{run.steps_completed}/{run.steps_total} steps completed"
             )
         return "\n".join(lines)
+
+
+def transport_figures(stats: TransportStats | None) -> dict[str, Any]:
+    """The ``SystemStats`` fields read from the transport (none when not listening)."""
+    if stats is None:
+        return {}
+    now = time.monotonic()
+    return {
+        "heartbeat_age": {
+            name: round(now - peer.last_heartbeat, 3)
+            for name, peer in stats.peers.items()
+            if peer.last_heartbeat is not None
+        },
+        "frames_in": stats.frames_in,
+        "frames_out": stats.frames_out,
+        "frames_dropped": dict(stats.frames_dropped),
+        "in_flight_asks": stats.in_flight_asks,
+    }

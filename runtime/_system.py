@@ -11,7 +11,6 @@ import contextlib
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -33,9 +32,8 @@ from actors import (
 )
 from runtime._links import SystemLinks
 from runtime._runs import Runs, RunSettings
-from runtime._stats import SystemStats
+from runtime._stats import SystemStats, transport_figures
 from runtime.cluster import (
-    SYSTEM_PATH,
     Cluster,
     ClusterSettings,
     Lock,
@@ -62,6 +60,24 @@ log = logging.getLogger(__name__)
 Ctx = TypeVar("Ctx")
 Out = TypeVar("Out")
 A = TypeVar("A", bound=pykka.Actor)
+
+
+def _check_options(name: Any, checkpoint: Any, lease: Any, max_running_steps: Any) -> None:
+    """Refuse bad ``ActorSystem`` arguments at once, naming the argument and the value."""
+    if not isinstance(name, str) or not name or "/" in name:
+        raise ValueError(f"ActorSystem(name) must be a non-empty str without '/', got {name!r}")
+    if not isinstance(checkpoint, CheckpointStrategy):
+        raise TypeError(f"checkpoint must be a CheckpointStrategy, got {checkpoint!r}")
+    if not isinstance(lease, int | float) or lease <= 0:
+        raise ValueError(f"lease must be a number of seconds > 0, got {lease!r}")
+    if max_running_steps is not None and (
+        isinstance(max_running_steps, bool)
+        or not isinstance(max_running_steps, int)
+        or max_running_steps < 1
+    ):
+        raise ValueError(
+            f"max_running_steps must be an int >= 1 or None, got {max_running_steps!r}"
+        )
 
 
 class ActorSystem:
@@ -114,20 +130,7 @@ class ActorSystem:
         locks_on: str | None = None,
         max_running_steps: int | None = 256,
     ) -> None:
-        if not isinstance(name, str) or not name or "/" in name:
-            raise ValueError(f"ActorSystem(name) must be a non-empty str without '/', got {name!r}")
-        if not isinstance(checkpoint, CheckpointStrategy):
-            raise TypeError(f"checkpoint must be a CheckpointStrategy, got {checkpoint!r}")
-        if not isinstance(lease, int | float) or lease <= 0:
-            raise ValueError(f"lease must be a number of seconds > 0, got {lease!r}")
-        if max_running_steps is not None and (
-            isinstance(max_running_steps, bool)
-            or not isinstance(max_running_steps, int)
-            or max_running_steps < 1
-        ):
-            raise ValueError(
-                f"max_running_steps must be an int >= 1 or None, got {max_running_steps!r}"
-            )
+        _check_options(name, checkpoint, lease, max_running_steps)
         self.name = name
         self._own_clock = clock is None
         self.clock: Clock = clock if clock is not None else RealClock(f"actorflow-clock-{name}")
@@ -331,12 +334,7 @@ class ActorSystem:
             return self.ref(Address(self.name, name))
         if self.cluster is None:
             raise NodeDown(f"node {node!r} is unknown (this system is not in a cluster)")
-        future = self.cluster.transport.ask(
-            Address(node, SYSTEM_PATH),
-            {"op": "spawn", "class": class_name, "args": list(args), "name": name},
-            timeout=timeout,
-        )
-        return self.ref(future.result(timeout + 1.0))
+        return self.ref(self.cluster.spawn_on(node, class_name, args, name, timeout))
 
     def supervise(
         self,
@@ -456,35 +454,19 @@ class ActorSystem:
         """A frozen snapshot: members, runs, actors, node pool, transport counters."""
         with self._lock:
             actors = sum(1 for ref in self._actors if ref.is_alive())
-        members, ages = self.members(), {}
-        frames_in = frames_out = asks = hosted = 0
-        dropped: dict[str, int] = {}
-        if self.cluster is not None:
-            transport = self.cluster.transport.stats()
-            now = time.monotonic()
-            ages = {
-                name: round(now - peer.last_heartbeat, 3)
-                for name, peer in transport.peers.items()
-                if peer.last_heartbeat is not None
-            }
-            frames_in, frames_out = transport.frames_in, transport.frames_out
-            dropped, asks = dict(transport.frames_dropped), transport.in_flight_asks
-            hosted = self.cluster.host.in_flight()
+        transport = self.cluster.transport.stats() if self.cluster is not None else None
+        hosted = self.cluster.host.in_flight() if self.cluster is not None else 0
         return SystemStats(
             node=self.name,
             address=self.address,
-            members=members,
-            heartbeat_age=ages,
+            members=self.members(),
             runs=self._runs.stats(),
             actors=actors,
             node_actors_idle=self.nodes.idle(),
             node_actors_spawned=self.nodes.spawned,
             node_actors_reused=self.nodes.reused,
             steps_hosted=hosted,
-            frames_in=frames_in,
-            frames_out=frames_out,
-            frames_dropped=dropped,
-            in_flight_asks=asks,
+            **transport_figures(transport),
         )
 
     # -- shutdown ----------------------------------------------------------------------

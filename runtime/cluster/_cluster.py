@@ -139,6 +139,18 @@ class Cluster:
             self._placed.setdefault(request.run, set()).add(node)
         self.transport.tell(Address(node, SYSTEM_PATH), request.encode())
 
+    def spawn_on(
+        self, node: str, class_name: str, args: Sequence[Any], name: str, timeout: float
+    ) -> Address:
+        """Ask ``node`` to start its registered actor class ``class_name`` as ``name``."""
+        future = self.transport.ask(
+            Address(node, SYSTEM_PATH),
+            {"op": "spawn", "class": class_name, "args": list(args), "name": name},
+            timeout=timeout,
+        )
+        address: Address = future.result(timeout + 1.0)
+        return address
+
     def cancel_step(self, node: str, run_id: str, key: str) -> None:
         self._tell_quietly(node, CancelStep(run_id, key))
 
