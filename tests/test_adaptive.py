@@ -21,8 +21,7 @@ from runtime import (
     task,
 )
 from runtime import events as ev
-
-from .conftest import Recorder
+from tests.support import EventRecorder
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -99,7 +98,7 @@ def hold(ctx: dict[str, Any]) -> str:
 def three_nodes() -> Iterator[tuple[ActorSystem, ActorSystem, ActorSystem]]:
     wf = task(hold)
     coordinator = ActorSystem("coord", listen="tcp://127.0.0.1:0", plaintext=True)
-    joined = Recorder()
+    joined = EventRecorder()
     coordinator.events.subscribe(joined, lambda e: isinstance(e, ev.NodeUp))
     seed = [str(coordinator.address)]
     workers = [

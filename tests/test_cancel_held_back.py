@@ -18,13 +18,12 @@ from runtime import (
     task,
 )
 from runtime import events as ev
-
-from .conftest import Recorder
+from tests.support import EventRecorder
 
 pytestmark = pytest.mark.timeout(30)
 
 
-def _story(recorder: Recorder, step: str) -> list[tuple[str, Any]]:
+def _story(recorder: EventRecorder, step: str) -> list[tuple[str, Any]]:
     return [
         (type(e).__name__, getattr(e, "final", None))
         for e in recorder.events
@@ -37,7 +36,7 @@ def _flaky(ctx: Any) -> None:
 
 
 def test_a_retry_queued_at_the_cap_then_canceled_gets_a_terminal_event(
-    clock: ManualClock, recorder: Recorder
+    clock: ManualClock, recorder: EventRecorder
 ) -> None:
     release = threading.Event()
 
@@ -64,7 +63,7 @@ def test_a_retry_queued_at_the_cap_then_canceled_gets_a_terminal_event(
 
 
 def test_a_retry_parked_by_pause_then_canceled_gets_a_terminal_event(
-    clock: ManualClock, recorder: Recorder
+    clock: ManualClock, recorder: EventRecorder
 ) -> None:
     wf = task(_flaky, name="flaky", retry=RetryPolicy(3, Fixed(1)))
     with ActorSystem("park-cancel", clock=clock) as system:

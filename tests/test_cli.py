@@ -9,9 +9,9 @@ import pytest
 
 from runtime import ActorSystem, CheckpointStrategy, PermanentError, SQLiteStore, node_command
 from runtime._cli import build_parser
+from tests.support import actorflow
 
 from .cli_app import workflows
-from .conftest import actorflow
 
 pytestmark = pytest.mark.timeout(60)
 

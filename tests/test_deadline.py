@@ -17,8 +17,7 @@ from runtime import (
     task,
 )
 from runtime import events as ev
-
-from .conftest import Recorder
+from tests.support import EventRecorder
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -28,7 +27,7 @@ def started(step: str, attempt: int = 1) -> Any:
 
 
 def test_a_part_past_its_deadline_fails_with_step_timeout_and_its_step_is_canceled(
-    manual_system: ActorSystem, clock: ManualClock, recorder: Recorder
+    manual_system: ActorSystem, clock: ManualClock, recorder: EventRecorder
 ) -> None:
     release = threading.Event()
     first = task(lambda ctx: None, name="first")
@@ -53,7 +52,7 @@ def test_a_part_that_finishes_in_time_leaves_no_timer_behind(
 
 
 def test_timeout_inside_retry_bounds_each_attempt(
-    manual_system: ActorSystem, clock: ManualClock, recorder: Recorder
+    manual_system: ActorSystem, clock: ManualClock, recorder: EventRecorder
 ) -> None:
     calls: list[int] = []
     release = threading.Event()
@@ -77,7 +76,7 @@ def test_timeout_inside_retry_bounds_each_attempt(
 
 
 def test_retry_inside_timeout_shares_one_deadline_across_attempts(
-    manual_system: ActorSystem, clock: ManualClock, recorder: Recorder
+    manual_system: ActorSystem, clock: ManualClock, recorder: EventRecorder
 ) -> None:
     def always_fails(ctx: Any) -> None:
         raise StepTimeout("slow backend")

@@ -9,14 +9,13 @@ import pytest
 
 from runtime import ActorSystem, LockTimeout, ManualClock, StepTimeout, parallel, task
 from runtime import events as ev
-
-from .conftest import Recorder
+from tests.support import EventRecorder
 
 pytestmark = pytest.mark.timeout(30)
 
 
 def test_a_lock_held_inside_a_part_is_given_back_when_its_deadline_cancels_it(
-    manual_system: ActorSystem, clock: ManualClock, recorder: Recorder
+    manual_system: ActorSystem, clock: ManualClock, recorder: EventRecorder
 ) -> None:
     release = threading.Event()
     wf = task(lambda ctx: release.wait(10), name="hold").locked("db", lease=60).timeout(5)
@@ -56,7 +55,7 @@ def test_a_lock_still_awaited_when_the_deadline_passes_is_not_granted_to_the_dea
 
 
 def test_a_queued_step_canceled_by_its_deadline_never_starts_and_the_cap_slot_frees(
-    clock: ManualClock, recorder: Recorder
+    clock: ManualClock, recorder: EventRecorder
 ) -> None:
     release = threading.Event()
 
@@ -80,7 +79,7 @@ def test_a_queued_step_canceled_by_its_deadline_never_starts_and_the_cap_slot_fr
 
 
 def test_a_paused_run_is_failed_by_its_deadline_while_paused(
-    manual_system: ActorSystem, clock: ManualClock, recorder: Recorder
+    manual_system: ActorSystem, clock: ManualClock, recorder: EventRecorder
 ) -> None:
     """Documents today's behaviour: the deadline is wall time, pause does not stop it."""
     release = threading.Event()

@@ -9,14 +9,13 @@ import pytest
 
 from runtime import ActorSystem, Fixed, LoggingObserver, RetryPolicy, TemporaryError, task
 from runtime import events as ev
-
-from .conftest import Recorder
+from tests.support import EventRecorder
 
 pytestmark = pytest.mark.timeout(30)
 
 
 def test_observers_see_the_exact_event_sequence_of_a_run_with_one_retry(
-    system: ActorSystem, recorder: Recorder
+    system: ActorSystem, recorder: EventRecorder
 ) -> None:
     calls = {"n": 0}
 
@@ -48,7 +47,7 @@ def test_observers_see_the_exact_event_sequence_of_a_run_with_one_retry(
 
 
 def test_monitored_observers_see_only_their_own_steps(
-    system: ActorSystem, recorder: Recorder
+    system: ActorSystem, recorder: EventRecorder
 ) -> None:
     wf = task(lambda c: 1, name="outside").then(
         task(lambda c: 2, name="inside").monitored(recorder)
@@ -58,7 +57,9 @@ def test_monitored_observers_see_only_their_own_steps(
     assert steps == {None, "inside"}
 
 
-def test_system_wide_subscribers_see_every_run(system: ActorSystem, recorder: Recorder) -> None:
+def test_system_wide_subscribers_see_every_run(
+    system: ActorSystem, recorder: EventRecorder
+) -> None:
     system.events.subscribe(recorder)
     first = system.run(task(lambda c: 1), {})
     second = system.run(task(lambda c: 2), {})
@@ -70,7 +71,7 @@ def test_system_wide_subscribers_see_every_run(system: ActorSystem, recorder: Re
 
 
 def test_a_raising_observer_is_logged_and_never_breaks_a_run(
-    system: ActorSystem, recorder: Recorder, caplog: pytest.LogCaptureFixture
+    system: ActorSystem, recorder: EventRecorder, caplog: pytest.LogCaptureFixture
 ) -> None:
     class Broken:
         def on_event(self, event: ev.Event) -> None:

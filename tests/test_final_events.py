@@ -8,8 +8,7 @@ import pytest
 
 from runtime import ActorSystem, Fixed, PermanentError, RetryPolicy, TemporaryError, parallel, task
 from runtime import events as ev
-
-from .conftest import Recorder
+from tests.support import EventRecorder
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -18,7 +17,7 @@ def test_a_non_final_failure_whose_outer_retry_is_canceled_gets_a_terminal_event
     """``parallel((a.then(b)).retry(...), c)``: a fails (not final: the outer retry will
     rerun it after 30 s), then c fails and cancels the branch during that backoff. An
     observer of step a must not be left with only ``Failed(final=False)``."""
-    recorder = Recorder()
+    recorder = EventRecorder()
 
     def a(ctx: Any) -> None:
         raise TemporaryError("a broke")

@@ -9,8 +9,7 @@ import pytest
 
 from runtime import ActorSystem, Canceled, parallel, task
 from runtime import events as ev
-
-from .conftest import Recorder
+from tests.support import EventRecorder
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -79,7 +78,7 @@ def test_queued_steps_start_in_the_order_they_became_ready() -> None:
     assert order == list("abcde")
 
 
-def test_cancel_while_steps_are_queued_never_starts_them(recorder: Recorder) -> None:
+def test_cancel_while_steps_are_queued_never_starts_them(recorder: EventRecorder) -> None:
     release = threading.Event()
 
     def block(ctx: Any) -> str:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
 
 from runtime import ActorSystem, LockTimeout, parallel, task
+from tests.support import wait_until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -20,14 +20,18 @@ def _run(max_running: int | None) -> Any:
 
         def waits_for_the_lock(ctx: Any) -> str:
             lock = system.lock("db", lease=5)
-            deadline = time.monotonic() + 5
-            while True:  # until the locked section holds "db" (then acquire() must queue)
+
+            def held_by_the_section() -> bool:  # then acquire() below must queue
                 try:
                     lock.acquire(timeout=0)
                 except LockTimeout:
-                    break
+                    return True
                 lock.release()
-                assert time.monotonic() < deadline, "the locked section never took the lock"
+                return False
+
+            assert wait_until(held_by_the_section, timeout=5), (
+                "the locked section never took the lock"
+            )
             lock.acquire(timeout=3)  # the section gives it back once `inside` ran
             lock.release()
             return "after"

@@ -19,8 +19,7 @@ from runtime import (
     task,
 )
 from runtime.store import parse_duration
-
-from .conftest import Recorder, actorflow
+from tests.support import EventRecorder, actorflow
 
 pytestmark = pytest.mark.timeout(30)
 HOUR = 3600.0
@@ -34,7 +33,7 @@ def broken(ctx: Any) -> None:
     raise PermanentError("broken")
 
 
-def three_finished_runs(system: ActorSystem, recorder: Recorder) -> dict[str, str]:
+def three_finished_runs(system: ActorSystem, recorder: EventRecorder) -> dict[str, str]:
     """One Completed, one Failed and one Canceled run, all checkpointed; state -> run id."""
     done = system.run(task(ok), {})
     done.result(5)
@@ -52,7 +51,7 @@ def three_finished_runs(system: ActorSystem, recorder: Recorder) -> dict[str, st
 
 
 def test_prune_forgets_old_completed_and_canceled_runs_and_keeps_failed_ones(
-    clock: ManualClock, recorder: Recorder
+    clock: ManualClock, recorder: EventRecorder
 ) -> None:
     store = MemoryStore(clock=clock)
     with ActorSystem(

@@ -24,8 +24,7 @@ from runtime import CheckpointStrategy as Strategy
 from runtime import events as ev
 from runtime.cluster import RemoteReport
 from runtime.engine._run_model import _Pause
-
-from .conftest import Recorder, gate
+from tests.support import EventRecorder, gate
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -41,7 +40,7 @@ def fails_first(name: str, calls: dict[str, int]) -> Any:
 
 
 def test_an_outer_retry_reruns_a_step_that_was_canceled_while_backing_off(
-    system: ActorSystem, recorder: Recorder
+    system: ActorSystem, recorder: EventRecorder
 ) -> None:
     # b fails and waits an hour for its retry; a's failure cancels b; the outer retry
     # must run b again on a fresh node (it used to reuse the canceled one and hang).
@@ -157,7 +156,7 @@ def test_a_result_claimed_by_a_node_that_did_not_run_the_step_is_dropped(
 
 
 def test_step_events_from_a_node_that_runs_none_of_the_runs_steps_are_dropped(
-    recorder: Recorder,
+    recorder: EventRecorder,
 ) -> None:
     with (
         ActorSystem("coord", listen="tcp://127.0.0.1:0", plaintext=True) as coordinator,

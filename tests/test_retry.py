@@ -22,8 +22,7 @@ from runtime import (
     task,
 )
 from runtime import events as ev
-
-from .conftest import Recorder
+from tests.support import EventRecorder
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -133,7 +132,7 @@ def test_exponential_backoff_is_timed_by_the_injected_clock(
 
 
 def test_while_one_step_backs_off_the_others_progress(
-    manual_system: ActorSystem, clock: ManualClock, recorder: Recorder
+    manual_system: ActorSystem, clock: ManualClock, recorder: EventRecorder
 ) -> None:
     slow_retry = task(failing(1), name="flaky").retry(RetryPolicy(2, Fixed(3600)))
     other = task(lambda ctx: "other done", name="other")
@@ -163,7 +162,7 @@ def test_retry_of_a_composite_reruns_the_whole_sub_workflow(system: ActorSystem)
 
 
 def test_a_step_under_a_composite_retry_says_final_only_when_nothing_will_retry(
-    system: ActorSystem, recorder: Recorder
+    system: ActorSystem, recorder: EventRecorder
 ) -> None:
     """Inside ``(a.then(b)).retry(2 attempts)`` b's first failure is not final; its last is.
 
@@ -177,7 +176,7 @@ def test_a_step_under_a_composite_retry_says_final_only_when_nothing_will_retry(
     finals = [e.final for e in recorder.events if isinstance(e, ev.Failed) and e.step == "b"]
     assert finals == [False, True]
 
-    permanent = Recorder()
+    permanent = EventRecorder()
     wf = task(failing(1, PermanentError), name="p").then(task(lambda ctx: None, name="q"))
     handle = system.run(wf.retry(RetryPolicy(3, Fixed(0))), {}, observers=[permanent])
     with pytest.raises(PermanentError):

@@ -26,8 +26,7 @@ from runtime import (
     parallel,
     task,
 )
-
-from .conftest import gate
+from tests.support import gate, wait_until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -249,9 +248,7 @@ def test_cancel_of_a_running_run_ends_it_canceled(system: ActorSystem) -> None:
 
     def cooperative(ctx: Any) -> str:
         started.set()
-        deadline = time.monotonic() + 10
-        while not current_step().cancel_requested and time.monotonic() < deadline:
-            seen_cancel.wait(0.01)
+        wait_until(lambda: current_step().cancel_requested, timeout=10)
         seen_cancel.set()
         return "finished anyway"
 

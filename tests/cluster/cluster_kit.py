@@ -1,8 +1,9 @@
-"""Helpers of the cluster tests: worker processes, a timed event log, bounded waits.
+"""Helpers of the cluster tests: worker processes, side-effect logs, bounded waits.
 
 Workers are real ``python -m runtime._cli node`` processes serving
-``cluster_app``. Tests wait on their stdout lines, on events, or poll state
-with a deadline; nothing sleeps to wait for something to happen.
+``cluster_app``. Tests wait on their stdout lines, on events (``EventRecorder``
+of ``tests.support``), or poll state with ``wait_until``; nothing sleeps to
+wait for something to happen.
 """
 
 from __future__ import annotations
@@ -11,16 +12,13 @@ import os
 import signal
 import subprocess
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from runtime import ActorSystem, node_command
 from runtime import events as ev
+from tests.support import ROOT, wait_until
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent.parent
 LOOPBACK = "tcp://127.0.0.1:0"
 NODE_ENV = "CLUSTER_TEST_NODE"
 START_TIMEOUT = 30.0
@@ -47,7 +45,9 @@ class Worker:
             drain_timeout=drain_timeout,
         )
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), env.get("PYTHONPATH", "")) if p)
+        # cluster_app by its plain name, and tests.support (which cluster_app uses) from the root.
+        paths = (str(HERE), str(ROOT), env.get("PYTHONPATH", ""))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
         env[NODE_ENV] = name
         self.process = subprocess.Popen(
             command,
@@ -131,58 +131,18 @@ class Worker:
         return lingered
 
 
-class EventLog:
-    """An observer keeping every event with its arrival time; waits have deadlines."""
-
-    def __init__(self, on_event: Callable[[ev.Event], None] | None = None) -> None:
-        self.events: list[tuple[float, ev.Event]] = []
-        self._cond = threading.Condition()
-        self._hook = on_event
-
-    def on_event(self, event: ev.Event) -> None:
-        stamp = time.monotonic()
-        if self._hook is not None:
-            self._hook(event)
-        with self._cond:
-            self.events.append((stamp, event))
-            self._cond.notify_all()
-
-    def wait_for(
-        self, predicate: Callable[[ev.Event], bool], timeout: float = 15.0
-    ) -> tuple[float, ev.Event]:
-        """The first matching event and when it arrived; fails after ``timeout``."""
-
-        def match() -> tuple[float, ev.Event] | None:
-            return next(((t, e) for t, e in self.events if predicate(e)), None)
-
-        with self._cond:
-            if not self._cond.wait_for(lambda: match() is not None, timeout):
-                raise AssertionError(f"no matching event within {timeout}s; saw {self.list()}")
-            found = match()
-            assert found is not None
-            return found
-
-    def list(self) -> list[ev.Event]:
-        with self._cond:
-            return [e for _, e in self.events]
-
-
 def wait_members(system: ActorSystem, names: set[str], timeout: float = START_TIMEOUT) -> None:
     """Poll the member table (with a deadline) until every one of ``names`` is up."""
-    deadline = time.monotonic() + timeout
-    while not all(system.members().get(name) == "up" for name in names):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"members not all up within {timeout}s: {system.members()}")
-        time.sleep(0.02)
+    if not wait_until(
+        lambda: all(system.members().get(name) == "up" for name in names), timeout, interval=0.02
+    ):
+        raise AssertionError(f"members not all up within {timeout}s: {system.members()}")
 
 
 def wait_path(path: Path, timeout: float = 15.0) -> None:
     """Poll (with a deadline) until ``path`` exists."""
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{path} did not appear within {timeout}s")
-        time.sleep(0.01)
+    if not wait_until(path.exists, timeout):
+        raise AssertionError(f"{path} did not appear within {timeout}s")
 
 
 def log_lines(path: Path) -> list[tuple[str, str]]:
@@ -202,7 +162,3 @@ def step_counts(path: Path) -> dict[str, int]:
 def started_nodes(events: list[ev.Event]) -> dict[str, str]:
     """Step -> node of its last ``Started`` event."""
     return {e.step: e.node for e in events if isinstance(e, ev.Started) and e.step is not None}
-
-
-def any_of(*kinds: type[Any]) -> Callable[[ev.Event], bool]:
-    return lambda event: isinstance(event, kinds)

@@ -12,7 +12,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
@@ -22,6 +21,7 @@ from store_testkit import checkpoint, context_of
 
 from actors._errors import RunBusy
 from runtime.store import SQLiteStore, decode_value
+from tests.support import wait_until
 
 WORKER = Path(__file__).with_name("_store_worker.py")
 LINE_TIMEOUT = 15.0
@@ -154,7 +154,7 @@ def test_a_paused_zombie_that_lost_its_lease_cannot_save_or_renew(
     assert zombie.line() == "claimed 1"
     zombie.signal(signal.SIGSTOP)
     with SQLiteStore(db) as store:
-        epoch = claim_when_lease_expires(store, "run-1", deadline=time.monotonic() + 10)
+        epoch = claim_when_lease_expires(store, "run-1", timeout=10)
         assert epoch == 2
         store.save(checkpoint("run-1", epoch, context="successor"))
         zombie.signal(signal.SIGCONT)
@@ -168,18 +168,19 @@ def test_a_paused_zombie_that_lost_its_lease_cannot_save_or_renew(
         assert summary.owner == "successor"
 
 
-def claim_when_lease_expires(store: SQLiteStore, run_id: str, *, deadline: float) -> int:
-    """Claim ``run_id`` as soon as the holder's lease (read from the store) runs out."""
-    while True:
+def claim_when_lease_expires(store: SQLiteStore, run_id: str, *, timeout: float) -> int:
+    """Claim ``run_id`` as soon as the holder's lease runs out (bounded poll of the store)."""
+    epochs: list[int] = []
+
+    def claimed() -> bool:
         try:
-            return store.claim(run_id, owner="successor", lease=30)
+            epochs.append(store.claim(run_id, owner="successor", lease=30))
         except RunBusy:
-            if time.monotonic() > deadline:
-                raise
-        [summary] = [s for s in store.list() if s.run_id == run_id]
-        assert summary.lease_until is not None
-        # Wait on the wall clock for the lease the store reports, not a guessed duration.
-        time.sleep(min(max(summary.lease_until - time.time(), 0.0) + 0.01, 0.5))
+            return False
+        return True
+
+    assert wait_until(claimed, timeout, interval=0.05), f"{run_id} stayed busy for {timeout} s"
+    return epochs[0]
 
 
 @pytest.mark.timeout(60)
