@@ -55,7 +55,7 @@ def test_resume_after_the_cause_is_fixed_continues_without_rerunning_completed_s
 ) -> None:
     db, run_id, marker = failed_run
     marker.unlink()  # a person fixes the cause
-    result = actorflow("resume", run_id, "--app", "tests.cli_app", "--db", str(db))
+    result = actorflow("resume", run_id, "--app", "tests.cli.cli_app", "--db", str(db))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "recorded, not rerun" in result.stdout
     log = (db.parent / "side-effects.log").read_text().split()
