@@ -1,4 +1,4 @@
-"""Events and observers: exact sequences, monitored scopes, raising observers."""
+"""Events and observers: exact sequences, monitored scopes, raising observers, final events."""
 
 from __future__ import annotations
 
@@ -7,7 +7,16 @@ from typing import Any
 
 import pytest
 
-from runtime import ActorSystem, Fixed, LoggingObserver, RetryPolicy, TemporaryError, task
+from runtime import (
+    ActorSystem,
+    Fixed,
+    LoggingObserver,
+    PermanentError,
+    RetryPolicy,
+    TemporaryError,
+    parallel,
+    task,
+)
 from runtime import events as ev
 from tests.support import EventRecorder
 
@@ -97,3 +106,30 @@ def test_logging_observer_writes_failures_at_warning(
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings and "bad row" in warnings[0].getMessage()
     assert any("Pending -> Running" in r.getMessage() for r in caplog.records)
+
+
+# Regression (review 2026-11-27, 021ec94 as xfail, fixed in 9558454).
+def test_a_non_final_failure_whose_outer_retry_is_canceled_gets_a_terminal_event() -> None:
+    """``parallel((a.then(b)).retry(...), c)``: a fails (not final: the outer retry will
+    rerun it after 30 s), then c fails and cancels the branch during that backoff. An
+    observer of step a must not be left with only ``Failed(final=False)``."""
+    recorder = EventRecorder()
+
+    def a(ctx: Any) -> None:
+        raise TemporaryError("a broke")
+
+    def c(ctx: Any) -> None:
+        recorder.wait_for(lambda e: isinstance(e, ev.Failed) and e.step == "a", timeout=10)
+        raise PermanentError("c broke")
+
+    retried = task(a).then(task(lambda ctx: None, name="b")).retry(RetryPolicy(3, Fixed(30)))
+    with ActorSystem("final") as system:
+        handle = system.run(parallel(retried, task(c)), {}, observers=[recorder])
+        with pytest.raises(PermanentError):
+            handle.result(timeout=10)
+    about_a = [
+        (type(e).__name__, getattr(e, "final", None))
+        for e in recorder.events
+        if getattr(e, "step", None) == "a"
+    ]
+    assert about_a[-1] in {("Failed", True), ("Canceled", None)}, about_a
