@@ -1,4 +1,8 @@
-"""A retry held back (queued at max_running_steps, or parked while paused) then canceled."""
+"""Canceling a run: the running step is asked to stop, and every step's story ends.
+
+A retry held back (queued at max_running_steps, or parked while paused) and
+then canceled still gets a terminal event.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +16,37 @@ from runtime import (
     Canceled,
     Fixed,
     ManualClock,
+    NodeState,
     RetryPolicy,
     TemporaryError,
+    current_step,
     parallel,
     task,
 )
 from runtime import events as ev
-from tests.support import EventRecorder
+from tests.support import EventRecorder, wait_until
 
 pytestmark = pytest.mark.timeout(30)
+
+
+def test_cancel_of_a_running_run_ends_it_canceled(system: ActorSystem) -> None:
+    started = threading.Event()
+    seen_cancel = threading.Event()
+
+    def cooperative(ctx: Any) -> str:
+        started.set()
+        wait_until(lambda: current_step().cancel_requested, timeout=10)
+        seen_cancel.set()
+        return "finished anyway"
+
+    handle = system.run(task(cooperative).then(task(lambda c: "never")), {})
+    assert started.wait(5)
+    handle.cancel()
+    with pytest.raises(Canceled):
+        handle.result(5)
+    assert handle.state is NodeState.CANCELED
+    assert seen_cancel.wait(5)
+    assert [s.key for s in handle.steps()] == ["cooperative"]
 
 
 def _story(recorder: EventRecorder, step: str) -> list[tuple[str, Any]]:
@@ -35,6 +61,7 @@ def _flaky(ctx: Any) -> None:
     raise TemporaryError("flaky broke")
 
 
+# Regression (review 2026-11-27, e354e3a): it was left at Failed(final=False).
 def test_a_retry_queued_at_the_cap_then_canceled_gets_a_terminal_event(
     clock: ManualClock, recorder: EventRecorder
 ) -> None:
@@ -62,6 +89,7 @@ def test_a_retry_queued_at_the_cap_then_canceled_gets_a_terminal_event(
     assert story[-1] in {("Failed", True), ("Canceled", None)}, story
 
 
+# Regression (review 2026-11-27, e354e3a): it was left at Failed(final=False).
 def test_a_retry_parked_by_pause_then_canceled_gets_a_terminal_event(
     clock: ManualClock, recorder: EventRecorder
 ) -> None:

@@ -1,7 +1,7 @@
-"""``wf.timeout(seconds)``: a deadline on a whole sub-workflow, on the injected clock.
+"""Timeouts: ``wf.timeout(seconds)`` on a whole sub-workflow, a step's own, a result's.
 
-Also what a deadline leaves behind when it strikes: locks, queued steps, paused
-runs, timers.
+Deadlines run on the injected clock; also tested: what a deadline leaves behind
+when it strikes (locks, queued steps, paused runs, timers).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from runtime import (
     Fixed,
     LockTimeout,
     ManualClock,
+    ResultTimeout,
     RetryPolicy,
     SQLiteStore,
     StepTimeout,
@@ -25,7 +26,7 @@ from runtime import (
     task,
 )
 from runtime import events as ev
-from tests.support import EventRecorder
+from tests.support import EventRecorder, gate
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -222,3 +223,20 @@ def test_a_checkpointed_run_leaves_no_timer_behind_when_it_completes(
         assert system.run(wf, {}).result(5) == 1
         print("pending timers after the run:", clock.pending(), "next in", clock.next_delay())
         assert clock.pending() == 0
+
+
+def test_a_step_timeout_fails_the_step_with_step_timeout(system: ActorSystem) -> None:
+    release, blocked = gate()
+    handle = system.run(task(blocked, timeout=0.05), {})
+    with pytest.raises(StepTimeout, match=r"longer than 0\.05s"):
+        handle.result(5)
+    release.set()
+
+
+def test_result_past_its_deadline_raises_a_timeout_not_a_hang(system: ActorSystem) -> None:
+    release, blocked = gate()
+    handle = system.run(task(blocked), {})
+    with pytest.raises(ResultTimeout, match=handle.id):
+        handle.result(0.05)
+    release.set()
+    assert handle.result(5) == "released"
