@@ -8,10 +8,12 @@ import pytest
 
 from runtime import (
     ActorSystem,
+    Address,
     LockTimeout,
     ManualClock,
     NotLocked,
     NotLockOwner,
+    RemoteError,
 )
 
 pytestmark = pytest.mark.timeout(30)
@@ -106,3 +108,27 @@ def test_locks_are_served_by_one_node_for_the_whole_cluster() -> None:
                 remote.check(token - 1)
             remote.release()
             assert keeper.lock("global", lease=30).acquire(timeout=1) > token
+
+
+# Regression (review 2026-11-27, fe11a14): a malformed wire request could stop the lock manager.
+def test_a_malformed_lock_request_from_the_wire_gets_an_error_and_locks_keep_working() -> None:
+    with ActorSystem("keeper", listen="tcp://127.0.0.1:0", plaintext=True) as keeper:
+        with ActorSystem(
+            "peer", listen="tcp://127.0.0.1:0", join=[str(keeper.address)], plaintext=True
+        ) as peer:
+            assert peer.cluster is not None
+            bad = {"op": "acquire", "name": "db", "owner": "x", "lease": "ten", "timeout": None}
+            future = peer.cluster.transport.ask(Address("keeper", "$locks"), bad, timeout=5)
+            with pytest.raises(RemoteError, match="lease"):
+                future.result(6)
+        lock = keeper.lock("db", lease=5)
+        assert lock.acquire(timeout=1) > 0
+        with pytest.raises(LockTimeout):
+            keeper.lock("db", lease=5).acquire(timeout=0)
+
+
+# Regression (review 2026-11-27, fe11a14): a bad acquire(timeout) could stop the lock manager.
+def test_a_bad_local_lock_argument_is_answered_not_fatal(system: ActorSystem) -> None:
+    with pytest.raises(TypeError):
+        system.lock("x", lease=5).acquire(timeout="soon")  # type: ignore[arg-type]
+    assert system.lock("x", lease=5).acquire(timeout=1) > 0

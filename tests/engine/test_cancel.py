@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pykka
 import pytest
 
 from runtime import (
@@ -24,7 +25,7 @@ from runtime import (
     task,
 )
 from runtime import events as ev
-from tests.support import EventRecorder, wait_until
+from tests.support import EventRecorder, gate, wait_until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -106,3 +107,33 @@ def test_a_retry_parked_by_pause_then_canceled_gets_a_terminal_event(
     story = _story(recorder, "flaky")
     print("flaky:", story)
     assert story[-1] in {("Failed", True), ("Canceled", None)}, story
+
+
+# Regression (review 2026-11-27, fe11a14): a canceled node's thread outlived its system.
+def test_a_canceled_step_still_running_is_not_leaked_past_shutdown() -> None:
+    calls: dict[str, int] = {}
+    release, blocked = gate()
+    started = threading.Event()
+
+    def slow(ctx: Any) -> str:
+        calls["b"] = calls.get("b", 0) + 1
+        if calls["b"] == 1:
+            started.set()
+            blocked(ctx)  # ignores the cancel until released
+        return "b"
+
+    def a(ctx: Any) -> str:
+        calls["a"] = calls.get("a", 0) + 1
+        if calls["a"] == 1:
+            assert started.wait(5)
+            raise TemporaryError("a fails once")
+        return "a"
+
+    with ActorSystem("leak") as system:
+        wf = task(a).parallel(task(slow)).retry(RetryPolicy(2, Fixed(0.01)))
+        handle = system.run(wf, {})
+        release.set()
+        assert handle.result(10) == ("a", "b")
+    leaked = [r for r in pykka.ActorRegistry.get_all() if r.actor_class.__name__ == "NodeActor"]
+    for ref in leaked:
+        assert ref.actor_stopped.wait(5), "a node actor outlived its system"

@@ -133,3 +133,15 @@ def test_a_non_final_failure_whose_outer_retry_is_canceled_gets_a_terminal_event
         if getattr(e, "step", None) == "a"
     ]
     assert about_a[-1] in {("Failed", True), ("Canceled", None)}, about_a
+
+
+# Regression (review 2026-11-27, fe11a14): an observer's SystemExit stopped the event bus.
+def test_an_observer_raising_system_exit_does_not_stop_the_event_bus(
+    system: ActorSystem,
+) -> None:
+    class Exits:
+        def on_event(self, event: ev.Event) -> None:
+            raise SystemExit("observer bug")
+
+    assert system.run(task(lambda c: 1), {}, observers=[Exits()]).result(5) == 1
+    assert system.run(task(lambda c: 2), {}).result(5) == 2

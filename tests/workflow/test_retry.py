@@ -22,7 +22,7 @@ from runtime import (
     task,
 )
 from runtime import events as ev
-from tests.support import EventRecorder
+from tests.support import EventRecorder, gate
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -183,3 +183,38 @@ def test_a_step_under_a_composite_retry_says_final_only_when_nothing_will_retry(
         handle.result(5)
     steps = [(e.step, e.final) for e in permanent.events if isinstance(e, ev.Failed) and e.step]
     assert steps == [("p", True)]
+
+
+def fails_first(name: str, calls: dict[str, int]) -> Any:
+    def step(ctx: Any) -> str:
+        calls[name] = calls.get(name, 0) + 1
+        if calls[name] == 1:
+            raise TemporaryError(f"{name} fails once")
+        return name
+
+    return task(step, name=name)
+
+
+# Regression (review 2026-11-27, fe11a14): the outer retry reused the canceled node and hung.
+def test_an_outer_retry_reruns_a_step_that_was_canceled_while_backing_off(
+    system: ActorSystem, recorder: EventRecorder
+) -> None:
+    # b fails and waits an hour for its retry; a's failure cancels b; the outer retry
+    # must run b again on a fresh node (it used to reuse the canceled one and hang).
+    calls: dict[str, int] = {}
+    inner_b = fails_first("b", calls).retry(RetryPolicy(3, Fixed(3600)))
+    release, blocked = gate()
+
+    def a(ctx: Any) -> str:
+        calls["a"] = calls.get("a", 0) + 1
+        if calls["a"] == 1:
+            blocked(ctx)  # fail only after b is backing off
+            raise TemporaryError("a fails once")
+        return "a"
+
+    wf = task(a).parallel(inner_b).retry(RetryPolicy(2, Fixed(0.01)))
+    handle = system.run(wf, {}, observers=[recorder])
+    recorder.wait_for(lambda e: isinstance(e, ev.Retrying) and e.step == "b")
+    release.set()
+    assert handle.result(10) == ("a", "b")
+    assert calls == {"a": 2, "b": 2}
