@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runtime import ActorSystem, CheckpointStrategy, PermanentError, SQLiteStore, node_command
-from runtime._cli import build_parser
+from runtime._cli import build_parser  # no public name: the CLI's own parser
 from tests.support import actorflow
 
 from .cli_app import workflows

@@ -19,7 +19,7 @@ import sys
 
 from store_testkit import checkpoint, step
 
-from actors._errors import RunBusy, StaleEpoch
+from actors import RunBusy, StaleEpoch
 from runtime.store import SQLiteStore
 
 

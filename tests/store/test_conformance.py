@@ -8,8 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from store_testkit import checkpoint, context_of, step
 
-from actors._clock import ManualClock
-from actors._errors import PersistenceError, RunBusy, StaleEpoch
+from actors import ManualClock, PersistenceError, RunBusy, StaleEpoch
 from runtime.store import CheckpointStore
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from store_testkit import checkpoint, context_of
 
-from actors._errors import RunBusy
+from actors import RunBusy
 from runtime.store import SQLiteStore, decode_value
 from tests.support import wait_until
 

@@ -16,8 +16,7 @@ import pytest
 from conftest import LOOPBACK, RecordingHandler
 
 from tests.support import wait_until
-from transport import Address, Reply, Transport, TransportSettings
-from transport._errors import NodeDown, OutboxFull
+from transport import Address, NodeDown, OutboxFull, Reply, Transport, TransportSettings
 
 MakeTransport = Callable[..., Transport]
 
