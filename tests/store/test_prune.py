@@ -133,7 +133,7 @@ def test_bad_durations_are_refused_as_not_a_duration(text: str) -> None:
         parse_duration(text)
 
 
-def test_the_prune_command_on_a_real_database(tmp_path: Path) -> None:
+def test_the_prune_command_lists_then_prunes_runs_of_a_real_database(tmp_path: Path) -> None:
     db = tmp_path / "state.db"
     with (
         SQLiteStore(db) as store,

@@ -26,7 +26,7 @@ from tests.support import EventRecorder
 pytestmark = pytest.mark.timeout(60)
 
 
-def test_strategies_choose_as_documented() -> None:
+def test_each_placement_strategy_chooses_as_documented() -> None:
     loads = [
         NodeLoad("a", in_flight=2, completed=5, mean_duration=0.5),
         NodeLoad("b", in_flight=0, completed=9, mean_duration=0.1),

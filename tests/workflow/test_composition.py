@@ -37,7 +37,7 @@ def test_a_task_returns_its_output(system: ActorSystem) -> None:
     assert system.run(task(lambda ctx: ctx * 2), 21).result(5) == 42
 
 
-def test_task_decorator_with_and_without_options(system: ActorSystem) -> None:
+def test_the_task_decorator_works_with_and_without_options(system: ActorSystem) -> None:
     @task
     def plain(ctx: int) -> int:
         return ctx + 1

@@ -40,7 +40,7 @@ def failing(times: int, error: type[Exception] = TemporaryError) -> Any:
     return flaky
 
 
-def test_fixed_backoff_delays() -> None:
+def test_fixed_backoff_waits_the_same_delay_before_every_attempt() -> None:
     assert [Fixed(0.25).delay(n) for n in (1, 2, 3)] == [0.25, 0.25, 0.25]
 
 
