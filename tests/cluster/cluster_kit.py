@@ -12,9 +12,13 @@ import os
 import signal
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from runtime import ActorSystem, node_command
+import cluster_app
+
+from runtime import ActorSystem, node_command, task
 from runtime import events as ev
 from tests.support import ROOT, wait_until
 
@@ -162,3 +166,16 @@ def step_counts(path: Path) -> dict[str, int]:
 def started_nodes(events: list[ev.Event]) -> dict[str, str]:
     """Step -> node of its last ``Started`` event."""
     return {e.step: e.node for e in events if isinstance(e, ev.Started) and e.step is not None}
+
+
+def steps_of(*names: str, **options: Any) -> Any:
+    """``step`` tasks named ``names``, one after the other."""
+    wf = task(cluster_app.step, name=names[0], **options)
+    for name in names[1:]:
+        wf = wf.then(task(cluster_app.step, name=name, **options))
+    return wf
+
+
+def is_started(step: str, attempt: int | None = None) -> Callable[[ev.Event], bool]:
+    """A ``Started`` event of ``step`` (of its attempt ``attempt``, when given)."""
+    return lambda e: isinstance(e, ev.Started) and e.step == step and attempt in (None, e.attempt)

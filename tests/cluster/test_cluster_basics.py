@@ -16,7 +16,7 @@ from typing import Any
 import cluster_app
 import pykka
 import pytest
-from cluster_kit import log_lines, started_nodes, step_counts
+from cluster_kit import log_lines, started_nodes, step_counts, steps_of
 from conftest import WORKERS, Cluster
 
 from runtime import (
@@ -34,14 +34,6 @@ from tests.support import EventRecorder, wait_until
 from transport import Address
 
 MEMBERS = {"coordinator", *WORKERS}
-
-
-def steps_of(*names: str, **options: Any) -> Any:
-    """``step`` tasks named ``names``, one after the other."""
-    wf = task(cluster_app.step, name=names[0], **options)
-    for name in names[1:]:
-        wf = wf.then(task(cluster_app.step, name=name, **options))
-    return wf
 
 
 class Inbox(pykka.ThreadingActor):

@@ -8,11 +8,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import cluster_app
 import pytest
-from cluster_kit import log_lines, step_counts, wait_path
+from cluster_kit import is_started, log_lines, step_counts, steps_of, wait_path
 from conftest import WORKERS, Cluster
 
 from runtime import (
@@ -28,17 +27,6 @@ from runtime import (
 )
 from runtime import events as ev
 from tests.support import EventRecorder, wait_until
-
-
-def steps_of(*names: str, **options: Any) -> Any:
-    wf = task(cluster_app.step, name=names[0], **options)
-    for name in names[1:]:
-        wf = wf.then(task(cluster_app.step, name=name, **options))
-    return wf
-
-
-def is_started(step: str, attempt: int | None = None) -> Callable[[ev.Event], bool]:
-    return lambda e: isinstance(e, ev.Started) and e.step == step and attempt in (None, e.attempt)
 
 
 @pytest.mark.timeout(90)
