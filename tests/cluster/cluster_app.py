@@ -1,11 +1,10 @@
-"""The app the cluster tests' worker processes serve: ``actorflow node --app cluster_app``.
+"""The app the cluster tests' workers serve: ``actorflow node --app tests.cluster.cluster_app``.
 
-Workers import this module by its plain name (``PYTHONPATH`` points at this
-folder, and at the repository root for ``tests.support``) and the test process
-imports it by basename too (pytest puts this
-folder on ``sys.path``), so every task has the same ``cluster_app:<name>`` on
-both sides. The node a task runs on is read from ``$CLUSTER_TEST_NODE``, which
-the tests set per worker process.
+Workers and the test process both import it as ``tests.cluster.cluster_app``
+(workers have the repository root on ``PYTHONPATH``), so every task has the
+same name ``tests.cluster.cluster_app:<name>`` on both sides. The node a task
+runs on is read from ``$CLUSTER_TEST_NODE``, which the tests set per worker
+process.
 
 Side effects go to files named in the context (append + fsync per line), so a
 test can count how often each step really ran, even in a process killed -9.
@@ -143,7 +142,7 @@ class Unregistered(pykka.ThreadingActor):
         append_line(marker, f"Unregistered started on {node_name()}")
 
 
-# -- the app hooks (``actorflow node --app cluster_app``) -----------------------------------
+# -- the app hooks (``actorflow node --app tests.cluster.cluster_app``) ---------------------
 
 
 def workflows() -> list[Workflow[Any, Any]]:

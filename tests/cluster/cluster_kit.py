@@ -1,9 +1,10 @@
 """Helpers of the cluster tests: worker processes, side-effect logs, bounded waits.
 
 Workers are real ``python -m runtime._cli node`` processes serving
-``cluster_app``. Tests wait on their stdout lines, on events (``EventRecorder``
-of ``tests.support``), or poll state with ``wait_until``; nothing sleeps to
-wait for something to happen.
+``tests.cluster.cluster_app``; ``start_cluster`` starts a coordinator (this
+process) and its workers. Tests wait on their stdout lines, on events
+(``EventRecorder`` of ``tests.support``), or poll state with ``wait_until``;
+nothing sleeps to wait for something to happen.
 """
 
 from __future__ import annotations
@@ -13,19 +14,20 @@ import signal
 import subprocess
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cluster_app
-
 from runtime import ActorSystem, node_command, task
 from runtime import events as ev
+from tests.cluster import cluster_app
 from tests.support import ROOT, wait_until
+from transport import generate_keys
 
-HERE = Path(__file__).resolve().parent
 LOOPBACK = "tcp://127.0.0.1:0"
 NODE_ENV = "CLUSTER_TEST_NODE"
 START_TIMEOUT = 30.0
+WORKERS = ("worker-1", "worker-2")
 
 
 class Worker:
@@ -45,13 +47,12 @@ class Worker:
             join=[seed],
             keys=keys,
             plaintext=keys is None,
-            apps=["cluster_app"],
+            apps=["tests.cluster.cluster_app"],
             drain_timeout=drain_timeout,
         )
         env = dict(os.environ)
-        # cluster_app by its plain name, and tests.support (which cluster_app uses) from the root.
-        paths = (str(HERE), str(ROOT), env.get("PYTHONPATH", ""))
-        env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+        # tests.cluster.cluster_app (and tests.support) from the root, whatever the cwd.
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
         env[NODE_ENV] = name
         self.process = subprocess.Popen(
             command,
@@ -133,6 +134,61 @@ class Worker:
         if self.process.stdout is not None:
             self.process.stdout.close()
         return lingered
+
+
+@dataclass
+class Cluster:
+    system: ActorSystem
+    workers: dict[str, Worker] = field(default_factory=dict)
+    keys: Path | None = None
+
+    @property
+    def seed(self) -> str:
+        address = self.system.address
+        assert address is not None
+        return f"coordinator@{address}" if self.keys is not None else address
+
+    def add_worker(self, name: str, *, keys: Path | None = None, wait: bool = True) -> Worker:
+        worker = Worker(name, self.seed, keys=keys or self.keys)
+        self.workers[name] = worker
+        if wait:
+            worker.wait_up()
+        return worker
+
+    def stop(self) -> list[str]:
+        """Stop every worker (SIGTERM), then the coordinator; returns the workers that lingered."""
+        for worker in self.workers.values():
+            if worker.process.poll() is None:
+                worker.signal(signal.SIGTERM)
+        lingered = [name for name, worker in self.workers.items() if worker.stop()]
+        self.system.shutdown()
+        return lingered
+
+
+def make_keys(directory: Path, names: tuple[str, ...] = ("coordinator", *WORKERS)) -> Path:
+    for name in names:
+        generate_keys(directory, name)
+    return directory
+
+
+def start_cluster(
+    workers: tuple[str, ...] = WORKERS, *, keys: Path | None = None, **options: Any
+) -> Cluster:
+    """A coordinator named ``coordinator`` and one process per worker name, all up."""
+    system = ActorSystem(
+        "coordinator", listen=LOOPBACK, keys=keys, plaintext=keys is None, **options
+    )
+    cluster = Cluster(system, keys=keys)
+    try:
+        for name in workers:  # start them all, then wait: they boot in parallel
+            cluster.add_worker(name, wait=False)
+        for worker in cluster.workers.values():
+            worker.wait_up()
+        wait_members(system, {"coordinator", *workers})
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
 
 
 def wait_members(system: ActorSystem, names: set[str], timeout: float = START_TIMEOUT) -> None:

@@ -13,11 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import cluster_app
 import pykka
 import pytest
-from cluster_kit import log_lines, started_nodes, step_counts, steps_of
-from conftest import WORKERS, Cluster
 
 from runtime import (
     ActorNotFound,
@@ -30,6 +27,15 @@ from runtime import (
     task,
 )
 from runtime import events as ev
+from tests.cluster import cluster_app
+from tests.cluster.cluster_kit import (
+    WORKERS,
+    Cluster,
+    log_lines,
+    started_nodes,
+    step_counts,
+    steps_of,
+)
 from tests.support import EventRecorder, wait_until
 from transport import Address
 
@@ -72,7 +78,7 @@ def test_tell_and_ask_an_actor_spawned_remotely(shared_cluster: Cluster) -> None
     # One sender, one connection, one mailbox: the tells are in before the ask.
     assert ref.ask({"op": "told"}, timeout=5) == [{"n": 1}, "told-1", ["told", 2]]
     # By registered name, with no class object at hand.
-    system.spawn_on("worker-2", "cluster_app:Echo", "hi2", name="echo")
+    system.spawn_on("worker-2", "tests.cluster.cluster_app:Echo", "hi2", name="echo")
     assert system.ref("worker-2/echo").ask("x", timeout=5) == ["worker-2", "hi2", "x"]
     # An actor that raises answers the ask with a readable RemoteError.
     with pytest.raises(RemoteError) as failed:

@@ -9,10 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import cluster_app
 import pytest
-from cluster_kit import is_started, log_lines, step_counts, steps_of, wait_path
-from conftest import WORKERS, Cluster
 
 from runtime import (
     Canceled,
@@ -26,6 +23,16 @@ from runtime import (
     task,
 )
 from runtime import events as ev
+from tests.cluster import cluster_app
+from tests.cluster.cluster_kit import (
+    WORKERS,
+    Cluster,
+    is_started,
+    log_lines,
+    step_counts,
+    steps_of,
+    wait_path,
+)
 from tests.support import EventRecorder, wait_until
 
 
