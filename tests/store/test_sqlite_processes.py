@@ -17,13 +17,13 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from store_testkit import checkpoint, context_of
 
 from actors import RunBusy
 from runtime.store import SQLiteStore, decode_value
-from tests.support import wait_until
+from tests.store.store_testkit import checkpoint, context_of
+from tests.support import ROOT, wait_until
 
-WORKER = Path(__file__).with_name("_store_worker.py")
+WORKER = "tests.store._store_worker"  # run as a module from the root
 LINE_TIMEOUT = 15.0
 
 
@@ -32,7 +32,8 @@ class Worker:
 
     def __init__(self, *args: str) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, str(WORKER), *args],
+            [sys.executable, "-m", WORKER, *args],
+            cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
