@@ -9,9 +9,8 @@ import pytest
 
 from runtime import ActorSystem, CheckpointStrategy, PermanentError, SQLiteStore, node_command
 from runtime._cli import build_parser  # no public name: the CLI's own parser
+from tests.cli.cli_app import workflows
 from tests.support import actorflow
-
-from .cli_app import workflows
 
 pytestmark = pytest.mark.timeout(60)
 
