@@ -3,9 +3,10 @@
 The node runs its task in its own actor thread when it receives ``Start`` and
 reports a ``StepResult`` through the ``report`` callback (a ``tell`` to the run
 coordinator: never a blocking ask, so no cycle can deadlock). The task runs
-inside a guard that catches ``BaseException``: a task raising ``SystemExit`` or
-``KeyboardInterrupt`` fails its step instead of stopping every actor in the
-process (PITFALLS: pykka's ``stop_all`` on BaseException).
+inside a guard that catches ``BaseException``, because pykka stops every actor
+of the process (``ActorRegistry.stop_all()``) when a ``SystemExit`` or
+``KeyboardInterrupt`` escapes any actor: a task raising either fails its step
+instead.
 
 Cancellation is cooperative: the coordinator sets the node's cancel event; a
 running task can poll ``current_step().cancel_requested``; whatever the task

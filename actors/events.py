@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, TypeAlias, runtime_checkable
 
@@ -195,10 +195,6 @@ class EventBus:
         # (an observer only receives events emitted after it subscribed).
         if self._subscriptions and not self._closed:
             self._queue.put(event)
-
-    def emit_all(self, events: Iterable[Event]) -> None:
-        for event in events:
-            self.emit(event)
 
     def call_soon(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` on the dispatcher after every event emitted so far."""

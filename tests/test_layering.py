@@ -34,7 +34,7 @@ def test_packages_import_only_downward(package: str) -> None:
     assert violations == {}
 
 
-def test_transport_uses_no_pickle() -> None:
+def test_no_package_imports_pickle() -> None:
     for package in ("transport", "actors", "runtime"):
         assert "pickle" not in imported_packages(package), package
 

@@ -57,7 +57,3 @@ class Registry:
         if cls is None:
             raise ActorNotFound(f"actor class {name!r} is not registered on node {node!r}")
         return cls
-
-    def task_names(self) -> list[str]:
-        with self._lock:
-            return sorted(self._tasks)

@@ -1,6 +1,7 @@
 """``SQLiteStore``: the embedded, durable ``CheckpointStore`` (one file, WAL mode).
 
-Durability (WAL journal; see PITFALLS.md, SQLite):
+Durability (WAL journal): ``FULL`` syncs every commit; WAL + ``NORMAL`` survives
+kill -9 but may lose the last commits on power loss. In detail:
 
 * ``synchronous="FULL"`` (default): every commit fsyncs the WAL before ``save``
   returns. An acknowledged save survives kill -9, an OS crash and power loss

@@ -1,14 +1,14 @@
-"""The app the cluster tests' worker processes serve: ``actorflow node --app cluster_app``.
+"""The app the cluster tests' workers serve: ``actorflow node --app tests.cluster.cluster_app``.
 
-Workers import this module by its plain name (``PYTHONPATH`` points at this
-folder) and the test process imports it by basename too (pytest puts this
-folder on ``sys.path``), so every task has the same ``cluster_app:<name>`` on
-both sides. The node a task runs on is read from ``$CLUSTER_TEST_NODE``, which
-the tests set per worker process.
+Workers and the test process both import it as ``tests.cluster.cluster_app``
+(workers have the repository root on ``PYTHONPATH``), so every task has the
+same name ``tests.cluster.cluster_app:<name>`` on both sides. The node a task
+runs on is read from ``$CLUSTER_TEST_NODE``, which the tests set per worker
+process.
 
 Side effects go to files named in the context (append + fsync per line), so a
 test can count how often each step really ran, even in a process killed -9.
-Every wait here is bounded; no task sleeps for a fixed time.
+Every wait here is bounded (``wait_until``); no task sleeps for a fixed time.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ import faulthandler
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pykka
 
 from runtime import ActorSystem, TemporaryError, Workflow, current_step, parallel, task
+from tests.support import wait_until
 from transport import Address
 
 NODE_ENV = "CLUSTER_TEST_NODE"
@@ -54,16 +54,6 @@ def record(ctx: dict[str, Any]) -> str:
     return step
 
 
-def wait_until(condition: Any, limit: float = WAIT_LIMIT) -> bool:
-    """Poll ``condition()`` until true, at most ``limit`` seconds (a bounded poll, not a sleep)."""
-    deadline = time.monotonic() + limit
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
 # -- tasks -------------------------------------------------------------------------------
 
 
@@ -92,7 +82,7 @@ def flaky(ctx: dict[str, Any]) -> int:
 def block(ctx: dict[str, Any]) -> str:
     """Logs, then blocks until the file ``ctx["gate"]`` exists (bounded)."""
     record(ctx)
-    if not wait_until(lambda: Path(ctx["gate"]).exists()):
+    if not wait_until(Path(ctx["gate"]).exists, WAIT_LIMIT):
         raise TimeoutError(f"gate {ctx['gate']} never appeared")
     return node_name()
 
@@ -105,10 +95,10 @@ def _draining() -> bool:
 def hold_for_drain(ctx: dict[str, Any]) -> str:
     """Runs until its node drains (it then writes ``ctx["drain_seen"]``) and ``ctx["release"]``."""
     record(ctx)
-    seen = wait_until(_draining)
+    seen = wait_until(_draining, WAIT_LIMIT)
     if seen:
         append_line(ctx["drain_seen"], node_name())
-    if not wait_until(lambda: Path(ctx["release"]).exists()):
+    if not wait_until(Path(ctx["release"]).exists, WAIT_LIMIT):
         raise TimeoutError(f"release file {ctx['release']} never appeared")
     return f"held on {node_name()}, saw drain: {seen}"
 
@@ -152,7 +142,7 @@ class Unregistered(pykka.ThreadingActor):
         append_line(marker, f"Unregistered started on {node_name()}")
 
 
-# -- the app hooks (``actorflow node --app cluster_app``) -----------------------------------
+# -- the app hooks (``actorflow node --app tests.cluster.cluster_app``) ---------------------
 
 
 def workflows() -> list[Workflow[Any, Any]]:

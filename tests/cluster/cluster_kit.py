@@ -1,8 +1,10 @@
-"""Helpers of the cluster tests: worker processes, a timed event log, bounded waits.
+"""Helpers of the cluster tests: worker processes, side-effect logs, bounded waits.
 
 Workers are real ``python -m runtime._cli node`` processes serving
-``cluster_app``. Tests wait on their stdout lines, on events, or poll state
-with a deadline; nothing sleeps to wait for something to happen.
+``tests.cluster.cluster_app``; ``start_cluster`` starts a coordinator (this
+process) and its workers. Tests wait on their stdout lines, on events
+(``EventRecorder`` of ``tests.support``), or poll state with ``wait_until``;
+nothing sleeps to wait for something to happen.
 """
 
 from __future__ import annotations
@@ -11,19 +13,21 @@ import os
 import signal
 import subprocess
 import threading
-import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runtime import ActorSystem, node_command
+from runtime import ActorSystem, node_command, task
 from runtime import events as ev
+from tests.cluster import cluster_app
+from tests.support import ROOT, wait_until
+from transport import generate_keys
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent.parent
 LOOPBACK = "tcp://127.0.0.1:0"
 NODE_ENV = "CLUSTER_TEST_NODE"
 START_TIMEOUT = 30.0
+WORKERS = ("worker-1", "worker-2")
 
 
 class Worker:
@@ -43,11 +47,12 @@ class Worker:
             join=[seed],
             keys=keys,
             plaintext=keys is None,
-            apps=["cluster_app"],
+            apps=["tests.cluster.cluster_app"],
             drain_timeout=drain_timeout,
         )
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), env.get("PYTHONPATH", "")) if p)
+        # tests.cluster.cluster_app (and tests.support) from the root, whatever the cwd.
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
         env[NODE_ENV] = name
         self.process = subprocess.Popen(
             command,
@@ -131,58 +136,73 @@ class Worker:
         return lingered
 
 
-class EventLog:
-    """An observer keeping every event with its arrival time; waits have deadlines."""
+@dataclass
+class Cluster:
+    system: ActorSystem
+    workers: dict[str, Worker] = field(default_factory=dict)
+    keys: Path | None = None
 
-    def __init__(self, on_event: Callable[[ev.Event], None] | None = None) -> None:
-        self.events: list[tuple[float, ev.Event]] = []
-        self._cond = threading.Condition()
-        self._hook = on_event
+    @property
+    def seed(self) -> str:
+        address = self.system.address
+        assert address is not None
+        return f"coordinator@{address}" if self.keys is not None else address
 
-    def on_event(self, event: ev.Event) -> None:
-        stamp = time.monotonic()
-        if self._hook is not None:
-            self._hook(event)
-        with self._cond:
-            self.events.append((stamp, event))
-            self._cond.notify_all()
+    def add_worker(self, name: str, *, keys: Path | None = None, wait: bool = True) -> Worker:
+        worker = Worker(name, self.seed, keys=keys or self.keys)
+        self.workers[name] = worker
+        if wait:
+            worker.wait_up()
+        return worker
 
-    def wait_for(
-        self, predicate: Callable[[ev.Event], bool], timeout: float = 15.0
-    ) -> tuple[float, ev.Event]:
-        """The first matching event and when it arrived; fails after ``timeout``."""
+    def stop(self) -> list[str]:
+        """Stop every worker (SIGTERM), then the coordinator; returns the workers that lingered."""
+        for worker in self.workers.values():
+            if worker.process.poll() is None:
+                worker.signal(signal.SIGTERM)
+        lingered = [name for name, worker in self.workers.items() if worker.stop()]
+        self.system.shutdown()
+        return lingered
 
-        def match() -> tuple[float, ev.Event] | None:
-            return next(((t, e) for t, e in self.events if predicate(e)), None)
 
-        with self._cond:
-            if not self._cond.wait_for(lambda: match() is not None, timeout):
-                raise AssertionError(f"no matching event within {timeout}s; saw {self.list()}")
-            found = match()
-            assert found is not None
-            return found
+def make_keys(directory: Path, names: tuple[str, ...] = ("coordinator", *WORKERS)) -> Path:
+    for name in names:
+        generate_keys(directory, name)
+    return directory
 
-    def list(self) -> list[ev.Event]:
-        with self._cond:
-            return [e for _, e in self.events]
+
+def start_cluster(
+    workers: tuple[str, ...] = WORKERS, *, keys: Path | None = None, **options: Any
+) -> Cluster:
+    """A coordinator named ``coordinator`` and one process per worker name, all up."""
+    system = ActorSystem(
+        "coordinator", listen=LOOPBACK, keys=keys, plaintext=keys is None, **options
+    )
+    cluster = Cluster(system, keys=keys)
+    try:
+        for name in workers:  # start them all, then wait: they boot in parallel
+            cluster.add_worker(name, wait=False)
+        for worker in cluster.workers.values():
+            worker.wait_up()
+        wait_members(system, {"coordinator", *workers})
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
 
 
 def wait_members(system: ActorSystem, names: set[str], timeout: float = START_TIMEOUT) -> None:
     """Poll the member table (with a deadline) until every one of ``names`` is up."""
-    deadline = time.monotonic() + timeout
-    while not all(system.members().get(name) == "up" for name in names):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"members not all up within {timeout}s: {system.members()}")
-        time.sleep(0.02)
+    if not wait_until(
+        lambda: all(system.members().get(name) == "up" for name in names), timeout, interval=0.02
+    ):
+        raise AssertionError(f"members not all up within {timeout}s: {system.members()}")
 
 
 def wait_path(path: Path, timeout: float = 15.0) -> None:
     """Poll (with a deadline) until ``path`` exists."""
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{path} did not appear within {timeout}s")
-        time.sleep(0.01)
+    if not wait_until(path.exists, timeout):
+        raise AssertionError(f"{path} did not appear within {timeout}s")
 
 
 def log_lines(path: Path) -> list[tuple[str, str]]:
@@ -204,5 +224,14 @@ def started_nodes(events: list[ev.Event]) -> dict[str, str]:
     return {e.step: e.node for e in events if isinstance(e, ev.Started) and e.step is not None}
 
 
-def any_of(*kinds: type[Any]) -> Callable[[ev.Event], bool]:
-    return lambda event: isinstance(event, kinds)
+def steps_of(*names: str, **options: Any) -> Any:
+    """``step`` tasks named ``names``, one after the other."""
+    wf = task(cluster_app.step, name=names[0], **options)
+    for name in names[1:]:
+        wf = wf.then(task(cluster_app.step, name=name, **options))
+    return wf
+
+
+def is_started(step: str, attempt: int | None = None) -> Callable[[ev.Event], bool]:
+    """A ``Started`` event of ``step`` (of its attempt ``attempt``, when given)."""
+    return lambda e: isinstance(e, ev.Started) and e.step == step and attempt in (None, e.attempt)

@@ -6,74 +6,12 @@ and are killed only if they linger; the coordinator's system is shut down last.
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster_kit import LOOPBACK, Worker, wait_members
 
-from runtime import ActorSystem
-from transport import generate_keys
-
-WORKERS = ("worker-1", "worker-2")
-
-
-@dataclass
-class Cluster:
-    system: ActorSystem
-    workers: dict[str, Worker] = field(default_factory=dict)
-    keys: Path | None = None
-
-    @property
-    def seed(self) -> str:
-        address = self.system.address
-        assert address is not None
-        return f"coordinator@{address}" if self.keys is not None else address
-
-    def add_worker(self, name: str, *, keys: Path | None = None, wait: bool = True) -> Worker:
-        worker = Worker(name, self.seed, keys=keys or self.keys)
-        self.workers[name] = worker
-        if wait:
-            worker.wait_up()
-        return worker
-
-    def stop(self) -> list[str]:
-        """Stop every worker (SIGTERM), then the coordinator; returns the workers that lingered."""
-        for worker in self.workers.values():
-            if worker.process.poll() is None:
-                worker.signal(signal.SIGTERM)
-        lingered = [name for name, worker in self.workers.items() if worker.stop()]
-        self.system.shutdown()
-        return lingered
-
-
-def make_keys(directory: Path, names: tuple[str, ...] = ("coordinator", *WORKERS)) -> Path:
-    for name in names:
-        generate_keys(directory, name)
-    return directory
-
-
-def start_cluster(
-    workers: tuple[str, ...] = WORKERS, *, keys: Path | None = None, **options: Any
-) -> Cluster:
-    """A coordinator named ``coordinator`` and one process per worker name, all up."""
-    system = ActorSystem(
-        "coordinator", listen=LOOPBACK, keys=keys, plaintext=keys is None, **options
-    )
-    cluster = Cluster(system, keys=keys)
-    try:
-        for name in workers:  # start them all, then wait: they boot in parallel
-            cluster.add_worker(name, wait=False)
-        for worker in cluster.workers.values():
-            worker.wait_up()
-        wait_members(system, {"coordinator", *workers})
-    except BaseException:
-        cluster.stop()
-        raise
-    return cluster
+from tests.cluster.cluster_kit import Cluster, start_cluster
 
 
 @pytest.fixture

@@ -13,11 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import cluster_app
 import pykka
 import pytest
-from cluster_kit import EventLog, log_lines, started_nodes, step_counts
-from conftest import WORKERS, Cluster
 
 from runtime import (
     ActorNotFound,
@@ -30,17 +27,19 @@ from runtime import (
     task,
 )
 from runtime import events as ev
+from tests.cluster import cluster_app
+from tests.cluster.cluster_kit import (
+    WORKERS,
+    Cluster,
+    log_lines,
+    started_nodes,
+    step_counts,
+    steps_of,
+)
+from tests.support import EventRecorder, wait_until
 from transport import Address
 
 MEMBERS = {"coordinator", *WORKERS}
-
-
-def steps_of(*names: str, **options: Any) -> Any:
-    """``step`` tasks named ``names``, one after the other."""
-    wf = task(cluster_app.step, name=names[0], **options)
-    for name in names[1:]:
-        wf = wf.then(task(cluster_app.step, name=name, **options))
-    return wf
 
 
 class Inbox(pykka.ThreadingActor):
@@ -79,7 +78,7 @@ def test_tell_and_ask_an_actor_spawned_remotely(shared_cluster: Cluster) -> None
     # One sender, one connection, one mailbox: the tells are in before the ask.
     assert ref.ask({"op": "told"}, timeout=5) == [{"n": 1}, "told-1", ["told", 2]]
     # By registered name, with no class object at hand.
-    system.spawn_on("worker-2", "cluster_app:Echo", "hi2", name="echo")
+    system.spawn_on("worker-2", "tests.cluster.cluster_app:Echo", "hi2", name="echo")
     assert system.ref("worker-2/echo").ask("x", timeout=5) == ["worker-2", "hi2", "x"]
     # An actor that raises answers the ask with a readable RemoteError.
     with pytest.raises(RemoteError) as failed:
@@ -138,9 +137,13 @@ def test_an_address_sent_in_a_message_is_a_usable_ref(shared_cluster: Cluster) -
     # worker-1 tells worker-2's actor directly.
     relay.tell({"op": "forward", "to": Address("worker-2", "relay-2"), "body": "peer"})
     peer = system.ref("worker-2/relay-2")
-    deadline = time.monotonic() + 5
-    while (told := peer.ask({"op": "told"}, timeout=5)) == [] and time.monotonic() < deadline:
-        time.sleep(0.02)  # polling the remote actor's state, bounded
+    told: list[Any] = []
+
+    def arrived() -> bool:  # polling the remote actor's state, bounded
+        told[:] = peer.ask({"op": "told"}, timeout=5)
+        return told != []
+
+    wait_until(arrived, timeout=5, interval=0.02)
     assert told == [["from", "worker-1", "peer"]]
     # An Address comes back in an answer, and works as a ref.
     address = peer.ask({"op": "whoami"}, timeout=5)
@@ -153,7 +156,7 @@ def test_a_workflow_runs_on_both_workers_with_ordered_events(
     shared_cluster: Cluster, tmp_path: Path
 ) -> None:
     system = shared_cluster.system
-    events = EventLog()
+    events = EventRecorder()
     log = tmp_path / "steps.log"
     wf = steps_of("a", "b", "c", "d").then(
         parallel(task(cluster_app.step, name="p1"), task(cluster_app.step, name="p2"))
@@ -167,7 +170,7 @@ def test_a_workflow_runs_on_both_workers_with_ordered_events(
     nodes = {key: s.node for key, s in steps.items()}
     assert set(nodes.values()) == set(WORKERS), nodes  # spread over both, none local
     assert all(s.state is NodeState.COMPLETED and s.attempts == 1 for s in steps.values())
-    recorded = events.list()
+    recorded = events.events
     assert started_nodes(recorded) == nodes
     assert {step: node for step, node in log_lines(log)} == nodes
     assert step_counts(log) == dict.fromkeys(nodes, 1)
@@ -227,7 +230,7 @@ def test_a_remote_temporary_error_is_retried_by_the_default_policy(
 ) -> None:
     system = shared_cluster.system
     counter = tmp_path / "calls"
-    events = EventLog()
+    events = EventRecorder()
     policy = RetryPolicy(max_attempts=4)
     assert policy.retry_on == (TemporaryError,)
     wf = task(cluster_app.flaky, retry=policy)
@@ -239,7 +242,7 @@ def test_a_remote_temporary_error_is_retried_by_the_default_policy(
     assert flaky.node in WORKERS
     calls = counter.read_text().splitlines()
     assert len(calls) == 3 and set(calls) <= set(WORKERS)
-    recorded = events.list()
+    recorded = events.events
     retrying = [e for e in recorded if isinstance(e, ev.Retrying)]
     assert [e.attempt for e in retrying] == [2, 3]
     assert all(isinstance(e.error, RemoteError) for e in retrying)

@@ -8,12 +8,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import cluster_app
 import pytest
-from cluster_kit import EventLog, log_lines, step_counts, wait_path
-from conftest import WORKERS, Cluster
 
 from runtime import (
     Canceled,
@@ -27,17 +23,17 @@ from runtime import (
     task,
 )
 from runtime import events as ev
-
-
-def steps_of(*names: str, **options: Any) -> Any:
-    wf = task(cluster_app.step, name=names[0], **options)
-    for name in names[1:]:
-        wf = wf.then(task(cluster_app.step, name=name, **options))
-    return wf
-
-
-def is_started(step: str, attempt: int | None = None) -> Callable[[ev.Event], bool]:
-    return lambda e: isinstance(e, ev.Started) and e.step == step and attempt in (None, e.attempt)
+from tests.cluster import cluster_app
+from tests.cluster.cluster_kit import (
+    WORKERS,
+    Cluster,
+    is_started,
+    log_lines,
+    step_counts,
+    steps_of,
+    wait_path,
+)
+from tests.support import EventRecorder, wait_until
 
 
 @pytest.mark.timeout(90)
@@ -47,7 +43,7 @@ def test_kill_9_of_a_worker_mid_step_replaces_the_step_on_the_other(
     store = SQLiteStore(tmp_path / "state.db")
     cluster = cluster_factory(store=store, checkpoint=CheckpointStrategy.AFTER_EACH_STEP)
     system = cluster.system
-    events = EventLog()
+    events = EventRecorder()
     system.events.subscribe(events)  # every event, NodeDown included
     log, gate = tmp_path / "steps.log", tmp_path / "gate"
     wf = (
@@ -58,26 +54,26 @@ def test_kill_9_of_a_worker_mid_step_replaces_the_step_on_the_other(
     )
     handle = system.run(wf, {"log": str(log), "gate": str(gate)})
 
-    _, first = events.wait_for(is_started("block", 1))
+    first = events.wait_for(is_started("block", 1), timeout=15)
     victim = cluster.workers[first.node]  # type: ignore[attr-defined]
     (survivor,) = (w for name, w in cluster.workers.items() if name != victim.name)
     # The step is in flight on the victim: it logged its start and waits for the gate.
     wait_path(log)
-    deadline = time.monotonic() + 10
-    while ("block", victim.name) not in log_lines(log):
-        assert time.monotonic() < deadline, log.read_text()
-        time.sleep(0.01)  # polling the side-effect log, bounded
+    assert wait_until(lambda: ("block", victim.name) in log_lines(log), timeout=10), log.read_text()
 
     victim.process.kill()
     killed_at = time.monotonic()
     assert victim.wait(5) == -9
     gate.touch()  # the re-placed attempt may pass at once
 
-    down_at, down = events.wait_for(
+    down = events.wait_for(
         lambda e: isinstance(e, ev.NodeDown) and e.node == victim.name, timeout=15
     )
-    _, retrying = events.wait_for(lambda e: isinstance(e, ev.Retrying) and e.step == "block")
-    restarted_at, restarted = events.wait_for(is_started("block", 2), timeout=15)
+    retrying = events.wait_for(
+        lambda e: isinstance(e, ev.Retrying) and e.step == "block", timeout=15
+    )
+    restarted = events.wait_for(is_started("block", 2), timeout=15)
+    down_at, restarted_at = events.arrival(down), events.arrival(restarted)
     replaced_after = restarted_at - killed_at
     print(
         f"\nkill -9 {victim.name} -> declared down after {down_at - killed_at:.2f}s, "
@@ -122,7 +118,7 @@ def test_sigterm_drains_the_running_step_and_new_steps_go_elsewhere(
 ) -> None:
     cluster = cluster_factory()
     system = cluster.system
-    events = EventLog()
+    events = EventRecorder()
     system.events.subscribe(events)
     log, go = tmp_path / "steps.log", tmp_path / "go"
     drain_seen, release = tmp_path / "drain-seen", tmp_path / "release"
@@ -137,8 +133,8 @@ def test_sigterm_drains_the_running_step_and_new_steps_go_elsewhere(
         "release": str(release),
     }
     handle = system.run(wf, ctx)
-    events.wait_for(is_started("hold"))
-    events.wait_for(is_started("go"))
+    events.wait_for(is_started("hold"), timeout=15)
+    events.wait_for(is_started("go"), timeout=15)
 
     leaving = cluster.workers["worker-1"]
     leaving.signal(15)  # SIGTERM: drain, leave, exit 0
@@ -181,11 +177,10 @@ def test_sigterm_drains_the_running_step_and_new_steps_go_elsewhere(
     assert drain_seen.read_text().split() == ["worker-1"]
     assert step_counts(log) == dict.fromkeys(nodes, 1)
     assert dict(log_lines(log)) == nodes
-    deadline = time.monotonic() + 10
-    while system.members().get("worker-1") != "left":
-        assert time.monotonic() < deadline, system.members()
-        time.sleep(0.02)  # polling the member table, bounded
-    assert not any(isinstance(e, ev.NodeDown) and e.reason == "down" for e in events.list())
+    assert wait_until(
+        lambda: system.members().get("worker-1") == "left", timeout=10, interval=0.02
+    ), system.members()
+    assert not any(isinstance(e, ev.NodeDown) and e.reason == "down" for e in events.events)
 
 
 @pytest.mark.timeout(90)
@@ -195,14 +190,14 @@ def test_sigterm_drain_hands_the_result_of_the_running_step_back(
     """The simplest drain: the only running step finishes after SIGTERM; its result arrives."""
     cluster = cluster_factory(workers=("worker-1",))
     release, drain_seen = tmp_path / "release", tmp_path / "drain-seen"
-    events = EventLog()
+    events = EventRecorder()
     wf = task(cluster_app.hold_for_drain, name="hold")
     ctx = {"release": str(release), "drain_seen": str(drain_seen)}
     handle = cluster.system.run(wf, ctx, observers=[events])
     worker = cluster.workers["worker-1"]
     # Started comes from the worker's node actor: the step really runs there (the
     # coordinator's own step report says Running as soon as the request is sent).
-    events.wait_for(is_started("hold"))
+    events.wait_for(is_started("hold"), timeout=15)
     worker.signal(15)
     wait_path(drain_seen)
     release.touch()
@@ -241,13 +236,13 @@ def test_a_worker_holding_a_step_that_awaits_its_retry_exits_on_sigterm(
     (non-daemon) thread keeps the process alive after "left the cluster".
     """
     cluster = cluster_factory()
-    events = EventLog()
+    events = EventRecorder()
     wf = task(cluster_app.flaky, retry=RetryPolicy(max_attempts=2, backoff=Fixed(60)))
     handle = cluster.system.run(
         wf, {"counter": str(tmp_path / "calls"), "fail_times": 1}, observers=[events]
     )
-    _, started = events.wait_for(is_started("flaky"))
-    events.wait_for(lambda e: isinstance(e, ev.Retrying) and e.step == "flaky")
+    started = events.wait_for(is_started("flaky"), timeout=15)
+    events.wait_for(lambda e: isinstance(e, ev.Retrying) and e.step == "flaky", timeout=15)
     worker = cluster.workers[started.node]  # type: ignore[attr-defined]
     worker.signal(15)
     assert worker.exit_code(8) == 0, worker.output()
@@ -282,11 +277,8 @@ def test_a_burst_of_stop_signals_still_ends_in_a_clean_exit(
 
 def wait_lines(log: Path, count: int, timeout: float = 15.0) -> list[tuple[str, str]]:
     """The side-effect log once it has at least ``count`` lines (bounded poll)."""
-    deadline = time.monotonic() + timeout
-    while len(lines := log_lines(log)) < count:
-        assert time.monotonic() < deadline, lines
-        time.sleep(0.01)  # polling the side-effect log, bounded
-    return lines
+    assert wait_until(lambda: len(log_lines(log)) >= count, timeout), log_lines(log)
+    return log_lines(log)
 
 
 @pytest.mark.timeout(90)
@@ -297,7 +289,7 @@ def test_the_running_bound_holds_across_workers_and_a_kill_9_frees_no_extra_slot
     hands its step to the other worker (first in line, before the queued four), and
     still only 2 run; once the gate opens every branch completes."""
     cluster = cluster_factory(max_running_steps=2)
-    events = EventLog()
+    events = EventRecorder()
     cluster.system.events.subscribe(events)
     log, gate = tmp_path / "steps.log", tmp_path / "gate"
     names = [f"b{i}" for i in range(6)]

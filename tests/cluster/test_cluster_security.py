@@ -6,12 +6,11 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-import cluster_app
 import pytest
-from cluster_kit import log_lines
-from conftest import WORKERS, Cluster, make_keys
 
 from runtime import task
+from tests.cluster import cluster_app
+from tests.cluster.cluster_kit import WORKERS, Cluster, log_lines, make_keys
 from transport import generate_keys
 
 

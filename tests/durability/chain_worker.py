@@ -1,7 +1,8 @@
 """A worker process for the durability tests; talks line by line on stdin/stdout.
 
-Run by path (``python chain_worker.py MODE DB RUN_ID LOG [options]``); the
-tests import ``build_chain`` from it too, so importing it has no side effects.
+Run from the repository root as ``python -m tests.durability.chain_worker MODE
+DB RUN_ID LOG [options]`` (so ``tests.support`` imports); the tests import
+``build_chain`` from it too, so importing it has no side effects.
 
 The workflow is ``chain20``: ``step_0.then(step_1)...then(step_19)``. Step ``i``
 appends ``step_i PID ATTEMPT IDEMPOTENCY_KEY`` to the side-effect log LOG
@@ -44,7 +45,6 @@ import json
 import os
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,7 @@ from runtime import (
     CheckpointStrategy,
     PersistenceError,
     RunBusy,
+    RunHandle,
     SQLiteStore,
     Workflow,
     current_step,
@@ -63,6 +64,7 @@ from runtime import (
     task,
 )
 from runtime.events import Completed, Event
+from tests.support import wait_until
 
 CHAIN_NAME = "chain20"
 CHAIN_LENGTH = 20
@@ -206,24 +208,28 @@ def resume_once(store: SQLiteStore, args: argparse.Namespace) -> None:
             report_end(lambda: handle.result(RESULT_TIMEOUT))
         return
     with make_system(store, args.log, args.lease, gate=args.gate) as system:
-        deadline = time.monotonic() + RESULT_TIMEOUT
-        while True:
+        outcome: list[RunHandle[Any] | RunBusy] = []
+
+        def claimed() -> bool:
+            """Resumed, or busy and not to wait (``--wait-lease``: until the lease ran out)."""
             try:
-                handle = system.resume(args.run_id, force=args.force)
-                break
+                outcome[:] = [system.resume(args.run_id, force=args.force)]
             except RunBusy as exc:
-                if not args.wait_lease or time.monotonic() > deadline:
-                    say(f"BUSY {exc}")
-                    return
-                [summary] = [s for s in store.list() if s.run_id == args.run_id]
-                remaining = (summary.lease_until or 0.0) - time.time()
-                # The lease the store reports, not a guessed duration (bounded, then re-read).
-                time.sleep(min(max(remaining, 0.0) + 0.01, 0.5))
-            except PersistenceError as exc:
-                say(f"ERROR {type(exc).__name__} {exc}")
-                return
-        say(f"RESUMED {handle.id}")
-        report_end(lambda: handle.result(RESULT_TIMEOUT))
+                outcome[:] = [exc]
+                return not args.wait_lease
+            return True
+
+        try:
+            wait_until(claimed, RESULT_TIMEOUT, interval=0.05)
+        except PersistenceError as exc:
+            say(f"ERROR {type(exc).__name__} {exc}")
+            return
+        [claim] = outcome
+        if isinstance(claim, RunBusy):
+            say(f"BUSY {claim}")
+            return
+        say(f"RESUMED {claim.id}")
+        report_end(lambda: claim.result(RESULT_TIMEOUT))
 
 
 def resume_main(args: argparse.Namespace) -> None:

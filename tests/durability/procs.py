@@ -18,20 +18,22 @@ from pathlib import Path
 import pytest
 
 from runtime import Checkpoint, RunSummary, SQLiteStore
+from tests.support import ROOT
 
-WORKER = Path(__file__).with_name("chain_worker.py")
+WORKER = "tests.durability.chain_worker"  # run as a module from ROOT: it imports tests.support
 LINE_TIMEOUT = 20.0
 CHAIN = [f"step_{index}" for index in range(20)]
 CHAIN_OUTPUT = list(range(20))
 
 
 class Worker:
-    """A ``chain_worker.py`` subprocess whose stdout lines are read with a deadline."""
+    """A ``chain_worker`` subprocess whose stdout lines are read with a deadline."""
 
     def __init__(self, mode: str, db: Path, run_id: str, log: Path, *options: str) -> None:
-        self.args = [sys.executable, str(WORKER), mode, str(db), run_id, str(log), *options]
+        self.args = [mode, str(db), run_id, str(log), *options]
         self.process = subprocess.Popen(
-            self.args,
+            [sys.executable, "-m", WORKER, *self.args],
+            cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -60,7 +62,7 @@ class Worker:
         self.stderr = self.process.stderr.read()
 
     def describe(self) -> str:
-        return f"worker {self.pid} {self.args[2:]!r}; stdout so far {self.seen!r}"
+        return f"worker {self.pid} {self.args!r}; stdout so far {self.seen!r}"
 
     def line(self, timeout: float = LINE_TIMEOUT) -> str:
         """The next stdout line; fails the test if none comes before the deadline."""

@@ -1,6 +1,6 @@
 """A subprocess for the multi-process store tests; talks line by line on stdin/stdout.
 
-Usage (``python _store_worker.py MODE ...``):
+Usage, from the repository root (``python -m tests.store._store_worker MODE ...``):
 
 ``saver DB SYNCHRONOUS RUN_ID``
     Claims the run, then saves forever, adding one step per save; prints
@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import sys
 
-from store_testkit import checkpoint, step
-
-from actors._errors import RunBusy, StaleEpoch
+from actors import RunBusy, StaleEpoch
 from runtime.store import SQLiteStore
+from tests.store.store_testkit import checkpoint, step
 
 
 def say(line: str) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from actors._clock import ManualClock
+from actors import ManualClock
 from runtime.store import CheckpointStore, MemoryStore, SQLiteStore
 
 StoreFactory = Callable[[Path, ManualClock], CheckpointStore]

@@ -6,11 +6,10 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from store_testkit import checkpoint, context_of, step
 
-from actors._clock import ManualClock
-from actors._errors import PersistenceError, RunBusy, StaleEpoch
+from actors import ManualClock, PersistenceError, RunBusy, StaleEpoch
 from runtime.store import CheckpointStore
+from tests.store.store_testkit import checkpoint, context_of, step
 
 
 def test_store_satisfies_the_protocol(store: CheckpointStore) -> None:

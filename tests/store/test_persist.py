@@ -11,7 +11,7 @@ from typing import Any, Self
 import msgpack
 import pytest
 
-from actors._errors import PersistenceError
+from actors import PersistenceError
 from runtime.store import (
     PersistableRegistry,
     decode_value,

@@ -7,7 +7,7 @@ from dataclasses import InitVar, dataclass, field
 
 import pytest
 
-from actors._errors import PersistenceError
+from actors import PersistenceError
 from runtime.store import PersistableRegistry, decode_value, encode_value
 
 pytestmark = pytest.mark.timeout(10)

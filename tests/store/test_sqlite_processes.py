@@ -12,18 +12,18 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
 
 import pytest
-from store_testkit import checkpoint, context_of
 
-from actors._errors import RunBusy
+from actors import RunBusy
 from runtime.store import SQLiteStore, decode_value
+from tests.store.store_testkit import checkpoint, context_of
+from tests.support import ROOT, wait_until
 
-WORKER = Path(__file__).with_name("_store_worker.py")
+WORKER = "tests.store._store_worker"  # run as a module from the root
 LINE_TIMEOUT = 15.0
 
 
@@ -32,7 +32,8 @@ class Worker:
 
     def __init__(self, *args: str) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, str(WORKER), *args],
+            [sys.executable, "-m", WORKER, *args],
+            cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -154,7 +155,7 @@ def test_a_paused_zombie_that_lost_its_lease_cannot_save_or_renew(
     assert zombie.line() == "claimed 1"
     zombie.signal(signal.SIGSTOP)
     with SQLiteStore(db) as store:
-        epoch = claim_when_lease_expires(store, "run-1", deadline=time.monotonic() + 10)
+        epoch = claim_when_lease_expires(store, "run-1", timeout=10)
         assert epoch == 2
         store.save(checkpoint("run-1", epoch, context="successor"))
         zombie.signal(signal.SIGCONT)
@@ -168,18 +169,19 @@ def test_a_paused_zombie_that_lost_its_lease_cannot_save_or_renew(
         assert summary.owner == "successor"
 
 
-def claim_when_lease_expires(store: SQLiteStore, run_id: str, *, deadline: float) -> int:
-    """Claim ``run_id`` as soon as the holder's lease (read from the store) runs out."""
-    while True:
+def claim_when_lease_expires(store: SQLiteStore, run_id: str, *, timeout: float) -> int:
+    """Claim ``run_id`` as soon as the holder's lease runs out (bounded poll of the store)."""
+    epochs: list[int] = []
+
+    def claimed() -> bool:
         try:
-            return store.claim(run_id, owner="successor", lease=30)
+            epochs.append(store.claim(run_id, owner="successor", lease=30))
         except RunBusy:
-            if time.monotonic() > deadline:
-                raise
-        [summary] = [s for s in store.list() if s.run_id == run_id]
-        assert summary.lease_until is not None
-        # Wait on the wall clock for the lease the store reports, not a guessed duration.
-        time.sleep(min(max(summary.lease_until - time.time(), 0.0) + 0.01, 0.5))
+            return False
+        return True
+
+    assert wait_until(claimed, timeout, interval=0.05), f"{run_id} stayed busy for {timeout} s"
+    return epochs[0]
 
 
 @pytest.mark.timeout(60)

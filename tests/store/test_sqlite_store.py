@@ -9,11 +9,11 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 
 import pytest
-from store_testkit import checkpoint, context_of, step
 
-from actors._clock import ManualClock
-from actors._errors import PersistenceError, RunBusy
-from runtime.store._sqlite import SCHEMA_VERSION, SQLiteStore
+from actors import ManualClock, PersistenceError, RunBusy
+from runtime import SQLiteStore
+from runtime.store._sqlite import SCHEMA_VERSION  # no public name: the file format's version
+from tests.store.store_testkit import checkpoint, context_of, step
 
 
 @contextmanager

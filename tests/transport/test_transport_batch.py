@@ -15,16 +15,19 @@ import msgpack
 import pytest
 from conftest import LOOPBACK, LogWatcher, RawDealer, RecordingHandler
 
-from transport import Address, Limits, ProtocolError, Security, Transport, TransportSettings
-from transport._envelope import (
-    MAX_BATCH,
-    PROTOCOL_VERSION,
+from transport import (
+    Address,
     Envelope,
     Kind,
+    Limits,
+    ProtocolError,
+    Security,
+    Transport,
+    TransportSettings,
     decode_envelope,
-    encode_batch,
     encode_envelope,
 )
+from transport._envelope import MAX_BATCH, PROTOCOL_VERSION, encode_batch
 
 MakeTransport = Callable[..., Transport]
 SecurityOf = Callable[[str], Security]

@@ -15,8 +15,17 @@ import msgpack
 import pytest
 from conftest import LOOPBACK, RawDealer, RecordingHandler
 
-from transport import Address, Limits, Reply, Transport, TransportSettings
-from transport._envelope import PROTOCOL_VERSION, Envelope, Kind, encode_batch, encode_envelope
+from transport import (
+    Address,
+    Envelope,
+    Kind,
+    Limits,
+    Reply,
+    Transport,
+    TransportSettings,
+    encode_envelope,
+)
+from transport._envelope import PROTOCOL_VERSION, encode_batch
 from transport._sockets import FULL
 
 MakeTransport = Callable[..., Transport]

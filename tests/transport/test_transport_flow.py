@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from conftest import LOOPBACK, RecordingHandler
 
-from transport import Address, Reply, Transport, TransportSettings
-from transport._errors import NodeDown, OutboxFull
+from tests.support import wait_until
+from transport import Address, NodeDown, OutboxFull, Reply, Transport, TransportSettings
 
 MakeTransport = Callable[..., Transport]
 
@@ -50,15 +50,6 @@ def _pair(
     return client, server
 
 
-def _wait(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)  # polling a counter, bounded by the deadline
-    return True
-
-
 def test_a_full_outbox_blocks_the_caller_until_the_peer_catches_up(
     make_transport: MakeTransport,
 ) -> None:
@@ -74,7 +65,7 @@ def test_a_full_outbox_blocks_the_caller_until_the_peer_catches_up(
     for index in range(sent):
         client.tell(target, [index, _PAYLOAD])
     blocked = time.monotonic() - started
-    assert _wait(lambda: handler.count >= sent, 10), handler.count
+    assert wait_until(lambda: handler.count >= sent, timeout=10), handler.count
     assert handler.order == list(range(sent))  # nothing lost, nothing reordered
     assert blocked >= 0.15  # the caller was held back while the peer stalled
     assert "outbox_full" not in client.stats().frames_dropped
@@ -100,6 +91,6 @@ def test_a_peer_that_never_catches_up_makes_tell_raise_outbox_full(
     finally:
         handler.gate.set()
     # every tell that returned normally is delivered, in order
-    assert _wait(lambda: handler.count >= accepted, 10), (handler.count, accepted)
+    assert wait_until(lambda: handler.count >= accepted, timeout=10), (handler.count, accepted)
     assert handler.order[:accepted] == list(range(accepted))
     # (a heartbeat may be skipped for the full DEALER: "send_queue_full" counts those)

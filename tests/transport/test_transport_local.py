@@ -15,6 +15,8 @@ from transport import (
     ActorNotFound,
     Address,
     AskTimeout,
+    Envelope,
+    Kind,
     NodeDown,
     OutboxFull,
     ProtocolError,
@@ -22,8 +24,9 @@ from transport import (
     Reply,
     Transport,
     TransportSettings,
+    encode_envelope,
 )
-from transport._envelope import PROTOCOL_VERSION, Envelope, Kind, encode_envelope
+from transport._envelope import PROTOCOL_VERSION
 
 MakeTransport = Callable[..., Transport]
 

@@ -14,15 +14,17 @@ from zmq.auth.thread import ThreadAuthenticator
 
 from transport import (
     Address,
+    Envelope,
+    Kind,
     NodeDown,
     Security,
     Transport,
     TransportSettings,
+    encode_envelope,
     generate_keys,
     is_loopback_endpoint,
     load_security,
 )
-from transport._envelope import Envelope, Kind, encode_envelope
 
 MakeTransport = Callable[..., Transport]
 SecurityOf = Callable[[str], Security]

@@ -6,7 +6,8 @@ import subprocess
 import sys
 
 import pytest
-from cluster_kit import ROOT
+
+from tests.support import ROOT
 
 
 @pytest.mark.timeout(90)

@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support import ROOT
+
 FAMILIES = {"local", "steps", "memory", "checkpoint", "remote"}
 MACHINE_FACTS = {"cores", "python", "pykka", "msgpack", "pyzmq", "libzmq", "platform", "date"}
 

@@ -1,4 +1,4 @@
-"""A tiny app for the CLI tests: ``actorflow resume --app tests.cli_app``."""
+"""A tiny app for the CLI tests: ``actorflow resume --app tests.cli.cli_app``."""
 
 from __future__ import annotations
 

@@ -16,8 +16,7 @@ from runtime import (
     SQLiteStore,
     task,
 )
-
-from .conftest import actorflow
+from tests.support import actorflow
 
 pytestmark = pytest.mark.timeout(30)
 AFTER_EACH = CheckpointStrategy.AFTER_EACH_STEP

@@ -9,8 +9,7 @@ import pytest
 
 from runtime import ActorSystem, Canceled, task
 from runtime import events as ev
-
-from .conftest import Recorder, actorflow
+from tests.support import EventRecorder, actorflow
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -25,7 +24,7 @@ def gated_chain(release: threading.Event) -> Any:
 
 
 def test_a_paused_run_starts_no_new_step_until_unpaused(system: ActorSystem) -> None:
-    release, recorder = threading.Event(), Recorder()
+    release, recorder = threading.Event(), EventRecorder()
     handle = system.run(gated_chain(release), {}, observers=[recorder])
     recorder.wait_for(lambda e: isinstance(e, ev.Started) and e.step == "first")
     handle.pause()
@@ -48,7 +47,7 @@ def test_stats_describe_runs_actors_and_the_node_pool(system: ActorSystem) -> No
 
 
 def test_status_and_control_from_the_cli_reach_a_live_coordinator() -> None:
-    release, recorder = threading.Event(), Recorder()
+    release, recorder = threading.Event(), EventRecorder()
     with ActorSystem("coord", listen="tcp://127.0.0.1:0", plaintext=True) as coordinator:
         seed = str(coordinator.address)
         handle = coordinator.run(gated_chain(release), {}, observers=[recorder])

@@ -12,9 +12,9 @@ import pytest
 
 from examples.etl import run_etl
 from runtime import MemoryStore, NodeState, TemporaryError
+from tests.support import ROOT
 
 pytestmark = pytest.mark.timeout(60)
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_etl_retries_the_transient_load_failure_and_loads_every_good_row(tmp_path: Path) -> None:

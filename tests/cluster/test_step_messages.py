@@ -18,9 +18,8 @@ from runtime.cluster import (
     run_path,
 )
 from runtime.cluster._wire import error_names
+from tests.support import gate
 from transport import ProtocolError, pack, unpack
-
-from .conftest import gate
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from runtime import ActorSystem
-from runtime._daemon import serve
+from runtime import ActorSystem, serve
 
 pytestmark = pytest.mark.timeout(30)
 

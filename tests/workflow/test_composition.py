@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,22 +11,16 @@ import pytest
 
 from runtime import (
     ActorSystem,
-    Canceled,
     CompositionError,
     ConditionNotMet,
     NodeState,
     PermanentError,
-    ResultTimeout,
-    StepTimeout,
-    SystemShutDown,
     Workflow,
-    current_step,
     dynamic,
     parallel,
     task,
 )
-
-from .conftest import gate
+from tests.support import gate
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -44,7 +37,7 @@ def test_a_task_returns_its_output(system: ActorSystem) -> None:
     assert system.run(task(lambda ctx: ctx * 2), 21).result(5) == 42
 
 
-def test_task_decorator_with_and_without_options(system: ActorSystem) -> None:
+def test_the_task_decorator_works_with_and_without_options(system: ActorSystem) -> None:
     @task
     def plain(ctx: int) -> int:
         return ctx + 1
@@ -225,87 +218,3 @@ def test_repeated_step_names_get_distinct_keys(system: ActorSystem) -> None:
 def test_bad_composition_fails_at_once_naming_the_argument(build: Any, message: str) -> None:
     with pytest.raises(CompositionError, match=re.escape(message)):
         build()
-
-
-def test_result_past_its_deadline_raises_a_timeout_not_a_hang(system: ActorSystem) -> None:
-    release, blocked = gate()
-    handle = system.run(task(blocked), {})
-    with pytest.raises(ResultTimeout, match=handle.id):
-        handle.result(0.05)
-    release.set()
-    assert handle.result(5) == "released"
-
-
-def test_running_on_a_shut_down_system_raises_a_clear_error() -> None:
-    system = ActorSystem("short-lived")
-    system.shutdown()
-    with pytest.raises(SystemShutDown, match="short-lived"):
-        system.run(task(lambda c: c), 1)
-
-
-def test_cancel_of_a_running_run_ends_it_canceled(system: ActorSystem) -> None:
-    started = threading.Event()
-    seen_cancel = threading.Event()
-
-    def cooperative(ctx: Any) -> str:
-        started.set()
-        deadline = time.monotonic() + 10
-        while not current_step().cancel_requested and time.monotonic() < deadline:
-            seen_cancel.wait(0.01)
-        seen_cancel.set()
-        return "finished anyway"
-
-    handle = system.run(task(cooperative).then(task(lambda c: "never")), {})
-    assert started.wait(5)
-    handle.cancel()
-    with pytest.raises(Canceled):
-        handle.result(5)
-    assert handle.state is NodeState.CANCELED
-    assert seen_cancel.wait(5)
-    assert [s.key for s in handle.steps()] == ["cooperative"]
-
-
-def test_a_task_swallowing_exceptions_cannot_turn_a_cancel_into_success(
-    system: ActorSystem,
-) -> None:
-    started = threading.Event()
-    release, _ = gate()
-
-    def stubborn(ctx: Any) -> str:
-        started.set()
-        try:
-            release.wait(10)
-        except Exception:  # a bare except Exception must not hide the cancel
-            return "swallowed"
-        return "done"
-
-    handle = system.run(task(stubborn), {})
-    assert started.wait(5)
-    handle.cancel()
-    release.set()
-    with pytest.raises(Canceled):
-        handle.result(5)
-
-
-def test_system_exit_in_a_task_fails_the_step_and_the_system_keeps_working(
-    system: ActorSystem,
-) -> None:
-    def exits(ctx: Any) -> None:
-        raise SystemExit(3)
-
-    def interrupts(ctx: Any) -> None:
-        raise KeyboardInterrupt
-
-    with pytest.raises(SystemExit):
-        system.run(task(exits), {}).result(5)
-    with pytest.raises(KeyboardInterrupt):
-        system.run(task(interrupts), {}).result(5)
-    assert system.run(task(lambda c: "alive"), {}).result(5) == "alive"
-
-
-def test_a_step_timeout_fails_the_step_with_step_timeout(system: ActorSystem) -> None:
-    release, blocked = gate()
-    handle = system.run(task(blocked, timeout=0.05), {})
-    with pytest.raises(StepTimeout, match=r"longer than 0\.05s"):
-        handle.result(5)
-    release.set()

@@ -1,24 +1,21 @@
-"""Lease locks with fencing tokens: local, remote, and around workflow steps."""
+"""Lease locks with fencing tokens (``system.lock``): served locally, or by one node for all."""
 
 from __future__ import annotations
 
-import itertools
 import threading
-import time
-from typing import Any
 
 import pytest
 
 from runtime import (
     ActorSystem,
+    Address,
     LockTimeout,
     ManualClock,
     NotLocked,
     NotLockOwner,
-    current_step,
-    parallel,
-    task,
+    RemoteError,
 )
+from runtime.cluster import LOCKS_PATH
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -94,38 +91,6 @@ def test_a_waiter_times_out_on_the_injected_clock(
     assert errors and "within 5" in str(errors[0])
 
 
-def test_locked_sections_of_two_runs_never_overlap_and_see_their_token(
-    system: ActorSystem,
-) -> None:
-    intervals: list[tuple[float, float, int]] = []
-    lock = threading.Lock()
-
-    def critical(ctx: Any) -> int:
-        start = time.monotonic()
-        token = current_step().fencing_tokens["shared"]
-        time.sleep(0.05)  # the work done while holding the lock
-        with lock:
-            intervals.append((start, time.monotonic(), token))
-        return token
-
-    wf = task(critical).locked("shared", lease=5)
-    tokens = system.run(parallel(wf, wf, wf), {}).result(10)
-    assert len(set(tokens)) == 3
-    ordered = sorted(intervals)
-    for (_, end, _), (start, _, _) in itertools.pairwise(ordered):
-        assert start >= end  # one after the other
-    assert [t for _, _, t in ordered] == sorted(t for _, _, t in ordered)
-
-
-def test_a_locked_section_releases_the_lock_when_it_fails(system: ActorSystem) -> None:
-    def boom(ctx: Any) -> None:
-        raise ValueError("inside the lock")
-
-    with pytest.raises(ValueError, match="inside the lock"):
-        system.run(task(boom).locked("x", lease=5), {}).result(5)
-    system.lock("x", lease=5).acquire(timeout=1)  # free again
-
-
 def test_locks_are_served_by_one_node_for_the_whole_cluster() -> None:
     with ActorSystem("keeper", listen="tcp://127.0.0.1:0", plaintext=True) as keeper:
         assert keeper.address is not None
@@ -144,3 +109,27 @@ def test_locks_are_served_by_one_node_for_the_whole_cluster() -> None:
                 remote.check(token - 1)
             remote.release()
             assert keeper.lock("global", lease=30).acquire(timeout=1) > token
+
+
+# Regression (review 2026-11-27, fe11a14): a malformed wire request could stop the lock manager.
+def test_a_malformed_lock_request_from_the_wire_gets_an_error_and_locks_keep_working() -> None:
+    with ActorSystem("keeper", listen="tcp://127.0.0.1:0", plaintext=True) as keeper:
+        with ActorSystem(
+            "peer", listen="tcp://127.0.0.1:0", join=[str(keeper.address)], plaintext=True
+        ) as peer:
+            assert peer.cluster is not None
+            bad = {"op": "acquire", "name": "db", "owner": "x", "lease": "ten", "timeout": None}
+            future = peer.cluster.transport.ask(Address("keeper", LOCKS_PATH), bad, timeout=5)
+            with pytest.raises(RemoteError, match="lease"):
+                future.result(6)
+        lock = keeper.lock("db", lease=5)
+        assert lock.acquire(timeout=1) > 0
+        with pytest.raises(LockTimeout):
+            keeper.lock("db", lease=5).acquire(timeout=0)
+
+
+# Regression (review 2026-11-27, fe11a14): a bad acquire(timeout) could stop the lock manager.
+def test_a_bad_local_lock_argument_is_answered_not_fatal(system: ActorSystem) -> None:
+    with pytest.raises(TypeError):
+        system.lock("x", lease=5).acquire(timeout="soon")  # type: ignore[arg-type]
+    assert system.lock("x", lease=5).acquire(timeout=1) > 0

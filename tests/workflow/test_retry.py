@@ -22,8 +22,7 @@ from runtime import (
     task,
 )
 from runtime import events as ev
-
-from .conftest import Recorder
+from tests.support import EventRecorder, gate
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -41,7 +40,7 @@ def failing(times: int, error: type[Exception] = TemporaryError) -> Any:
     return flaky
 
 
-def test_fixed_backoff_delays() -> None:
+def test_fixed_backoff_waits_the_same_delay_before_every_attempt() -> None:
     assert [Fixed(0.25).delay(n) for n in (1, 2, 3)] == [0.25, 0.25, 0.25]
 
 
@@ -133,7 +132,7 @@ def test_exponential_backoff_is_timed_by_the_injected_clock(
 
 
 def test_while_one_step_backs_off_the_others_progress(
-    manual_system: ActorSystem, clock: ManualClock, recorder: Recorder
+    manual_system: ActorSystem, clock: ManualClock, recorder: EventRecorder
 ) -> None:
     slow_retry = task(failing(1), name="flaky").retry(RetryPolicy(2, Fixed(3600)))
     other = task(lambda ctx: "other done", name="other")
@@ -163,7 +162,7 @@ def test_retry_of_a_composite_reruns_the_whole_sub_workflow(system: ActorSystem)
 
 
 def test_a_step_under_a_composite_retry_says_final_only_when_nothing_will_retry(
-    system: ActorSystem, recorder: Recorder
+    system: ActorSystem, recorder: EventRecorder
 ) -> None:
     """Inside ``(a.then(b)).retry(2 attempts)`` b's first failure is not final; its last is.
 
@@ -177,10 +176,45 @@ def test_a_step_under_a_composite_retry_says_final_only_when_nothing_will_retry(
     finals = [e.final for e in recorder.events if isinstance(e, ev.Failed) and e.step == "b"]
     assert finals == [False, True]
 
-    permanent = Recorder()
+    permanent = EventRecorder()
     wf = task(failing(1, PermanentError), name="p").then(task(lambda ctx: None, name="q"))
     handle = system.run(wf.retry(RetryPolicy(3, Fixed(0))), {}, observers=[permanent])
     with pytest.raises(PermanentError):
         handle.result(5)
     steps = [(e.step, e.final) for e in permanent.events if isinstance(e, ev.Failed) and e.step]
     assert steps == [("p", True)]
+
+
+def fails_first(name: str, calls: dict[str, int]) -> Any:
+    def step(ctx: Any) -> str:
+        calls[name] = calls.get(name, 0) + 1
+        if calls[name] == 1:
+            raise TemporaryError(f"{name} fails once")
+        return name
+
+    return task(step, name=name)
+
+
+# Regression (review 2026-11-27, fe11a14): the outer retry reused the canceled node and hung.
+def test_an_outer_retry_reruns_a_step_that_was_canceled_while_backing_off(
+    system: ActorSystem, recorder: EventRecorder
+) -> None:
+    # b fails and waits an hour for its retry; a's failure cancels b; the outer retry
+    # must run b again on a fresh node (it used to reuse the canceled one and hang).
+    calls: dict[str, int] = {}
+    inner_b = fails_first("b", calls).retry(RetryPolicy(3, Fixed(3600)))
+    release, blocked = gate()
+
+    def a(ctx: Any) -> str:
+        calls["a"] = calls.get("a", 0) + 1
+        if calls["a"] == 1:
+            blocked(ctx)  # fail only after b is backing off
+            raise TemporaryError("a fails once")
+        return "a"
+
+    wf = task(a).parallel(inner_b).retry(RetryPolicy(2, Fixed(0.01)))
+    handle = system.run(wf, {}, observers=[recorder])
+    recorder.wait_for(lambda e: isinstance(e, ev.Retrying) and e.step == "b")
+    release.set()
+    assert handle.result(10) == ("a", "b")
+    assert calls == {"a": 2, "b": 2}

@@ -21,13 +21,12 @@ from runtime import (
     task,
 )
 from runtime import events as ev
-
-from .conftest import Recorder
+from tests.support import EventRecorder
 
 pytestmark = pytest.mark.timeout(60)
 
 
-def test_strategies_choose_as_documented() -> None:
+def test_each_placement_strategy_chooses_as_documented() -> None:
     loads = [
         NodeLoad("a", in_flight=2, completed=5, mean_duration=0.5),
         NodeLoad("b", in_flight=0, completed=9, mean_duration=0.1),
@@ -99,7 +98,7 @@ def hold(ctx: dict[str, Any]) -> str:
 def three_nodes() -> Iterator[tuple[ActorSystem, ActorSystem, ActorSystem]]:
     wf = task(hold)
     coordinator = ActorSystem("coord", listen="tcp://127.0.0.1:0", plaintext=True)
-    joined = Recorder()
+    joined = EventRecorder()
     coordinator.events.subscribe(joined, lambda e: isinstance(e, ev.NodeUp))
     seed = [str(coordinator.address)]
     workers = [

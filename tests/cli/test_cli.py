@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 
 from runtime import ActorSystem, CheckpointStrategy, PermanentError, SQLiteStore, node_command
-from runtime._cli import build_parser
-
-from .cli_app import workflows
-from .conftest import actorflow
+from runtime._cli import build_parser  # no public name: the CLI's own parser
+from tests.cli.cli_app import workflows
+from tests.support import actorflow
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -55,7 +54,7 @@ def test_resume_after_the_cause_is_fixed_continues_without_rerunning_completed_s
 ) -> None:
     db, run_id, marker = failed_run
     marker.unlink()  # a person fixes the cause
-    result = actorflow("resume", run_id, "--app", "tests.cli_app", "--db", str(db))
+    result = actorflow("resume", run_id, "--app", "tests.cli.cli_app", "--db", str(db))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "recorded, not rerun" in result.stdout
     log = (db.parent / "side-effects.log").read_text().split()

@@ -27,8 +27,7 @@ from runtime import (
     task,
 )
 from runtime import events as ev
-
-from .conftest import Recorder
+from tests.support import EventRecorder
 
 pytestmark = pytest.mark.timeout(30)
 AFTER_EACH = CheckpointStrategy.AFTER_EACH_STEP
@@ -158,7 +157,7 @@ def test_an_unencodable_step_output_fails_the_run_with_a_persistence_error() -> 
 
 
 def test_strategy_none_writes_nothing_and_after_each_step_emits_checkpointed() -> None:
-    store, recorder = MemoryStore(), Recorder()
+    store, recorder = MemoryStore(), EventRecorder()
     journal = Journal()
     with ActorSystem("none", store=store) as system:
         system.run(journal.chain("a", "b"), {}).result(5)
@@ -177,13 +176,13 @@ def test_periodic_and_custom_strategies_decide_when_a_step_is_written() -> None:
         seen.append(progress)
         return progress.completed_steps % 2 == 0
 
-    journal, recorder = Journal(), Recorder()
+    journal, recorder = Journal(), EventRecorder()
     custom = CheckpointStrategy.custom(every_second)
     with ActorSystem("custom", store=MemoryStore(), checkpoint=custom) as system:
         system.run(journal.chain("a", "b", "c", "d"), {}, observers=[recorder]).result(5)
     assert [e.step for e in recorder.events if isinstance(e, ev.Checkpointed)] == ["b", "d"]
     assert [p.step for p in seen] == ["a", "b", "c", "d"]
-    clock, recorder = ManualClock(), Recorder()
+    clock, recorder = ManualClock(), EventRecorder()
     periodic = CheckpointStrategy.periodic(60)
     with ActorSystem(
         "periodic", store=MemoryStore(clock=clock), checkpoint=periodic, clock=clock

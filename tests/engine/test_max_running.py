@@ -1,4 +1,7 @@
-"""ActorSystem(max_running_steps=N): at most N attempts of a run in flight; the rest wait."""
+"""ActorSystem(max_running_steps=N): at most N attempts of a run in flight; the rest wait.
+
+A step inside a locked section never queues behind a step waiting for that lock.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +10,9 @@ from typing import Any
 
 import pytest
 
-from runtime import ActorSystem, Canceled, parallel, task
+from runtime import ActorSystem, Canceled, LockTimeout, parallel, task
 from runtime import events as ev
-
-from .conftest import Recorder
+from tests.support import EventRecorder, wait_until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -79,7 +81,7 @@ def test_queued_steps_start_in_the_order_they_became_ready() -> None:
     assert order == list("abcde")
 
 
-def test_cancel_while_steps_are_queued_never_starts_them(recorder: Recorder) -> None:
+def test_cancel_while_steps_are_queued_never_starts_them(recorder: EventRecorder) -> None:
     release = threading.Event()
 
     def block(ctx: Any) -> str:
@@ -102,3 +104,43 @@ def test_cancel_while_steps_are_queued_never_starts_them(recorder: Recorder) -> 
 def test_a_bad_cap_is_refused_naming_the_argument(bad: Any) -> None:
     with pytest.raises(ValueError, match="max_running_steps"):
         ActorSystem("bad", max_running_steps=bad)
+
+
+def locked_section_beside_a_lock_waiter(max_running: int | None) -> Any:
+    with ActorSystem("cap-lock", max_running_steps=max_running) as system:
+
+        def inside(ctx: Any) -> str:
+            return "inside"
+
+        def waits_for_the_lock(ctx: Any) -> str:
+            lock = system.lock("db", lease=5)
+
+            def held_by_the_section() -> bool:  # then acquire() below must queue
+                try:
+                    lock.acquire(timeout=0)
+                except LockTimeout:
+                    return True
+                lock.release()
+                return False
+
+            assert wait_until(held_by_the_section, timeout=5), (
+                "the locked section never took the lock"
+            )
+            lock.acquire(timeout=3)  # the section gives it back once `inside` ran
+            lock.release()
+            return "after"
+
+        wf = parallel(task(inside).locked("db", lease=5), task(waits_for_the_lock))
+        return system.run(wf, {}).result(timeout=10)
+
+
+# From the review of 2026-11-27 (ccea239 as xfail, fixed in 9558454).
+def test_without_a_bound_the_step_waiting_for_the_lock_gets_it() -> None:
+    assert locked_section_beside_a_lock_waiter(None) == ("inside", "after")
+
+
+# Regression (review 2026-11-27, ccea239 as xfail, fixed in 9558454): priority inversion.
+def test_with_a_bound_the_step_waiting_for_the_lock_still_gets_it() -> None:
+    """max_running_steps=1: `inside` (holding the lock) must not queue behind the step
+    that waits for that lock, else neither ever ends (here: LockTimeout after 3 s)."""
+    assert locked_section_beside_a_lock_waiter(1) == ("inside", "after")

@@ -38,7 +38,7 @@ def machine_in(state: NodeState, events: list[StateChanged]) -> StateMachine:
     return machine
 
 
-def test_the_table_has_the_documented_shape() -> None:
+def test_the_transition_table_has_the_documented_shape() -> None:
     assert TRANSITIONS[NodeState.PENDING] == {NodeState.RUNNING, NodeState.CANCELED}
     assert TRANSITIONS[NodeState.RUNNING] == {
         NodeState.COMPLETED,

@@ -1,8 +1,12 @@
-"""Retention: prune forgets finished runs past a cut-off, never one that someone holds."""
+"""Retention: prune forgets finished runs past a cut-off, never one that someone holds.
+
+Not even one that the same system resumes while prune runs.
+"""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +22,8 @@ from runtime import (
     SQLiteStore,
     task,
 )
-from runtime.store import parse_duration
-
-from .conftest import Recorder, actorflow
+from runtime.store import RunSummary, parse_duration
+from tests.support import EventRecorder, actorflow
 
 pytestmark = pytest.mark.timeout(30)
 HOUR = 3600.0
@@ -34,7 +37,7 @@ def broken(ctx: Any) -> None:
     raise PermanentError("broken")
 
 
-def three_finished_runs(system: ActorSystem, recorder: Recorder) -> dict[str, str]:
+def three_finished_runs(system: ActorSystem, recorder: EventRecorder) -> dict[str, str]:
     """One Completed, one Failed and one Canceled run, all checkpointed; state -> run id."""
     done = system.run(task(ok), {})
     done.result(5)
@@ -52,7 +55,7 @@ def three_finished_runs(system: ActorSystem, recorder: Recorder) -> dict[str, st
 
 
 def test_prune_forgets_old_completed_and_canceled_runs_and_keeps_failed_ones(
-    clock: ManualClock, recorder: Recorder
+    clock: ManualClock, recorder: EventRecorder
 ) -> None:
     store = MemoryStore(clock=clock)
     with ActorSystem(
@@ -106,7 +109,7 @@ def test_bad_prune_arguments_are_refused_naming_them(kwargs: dict[str, Any], mes
     ("text", "seconds"),
     [("90", 90.0), ("45s", 45.0), ("30m", 1800.0), ("12h", 43200.0), ("7d", 604800.0), ("0", 0)],
 )
-def test_durations_parse(text: str, seconds: float) -> None:
+def test_durations_with_or_without_a_unit_parse_to_seconds(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
@@ -116,7 +119,21 @@ def test_bad_durations_are_refused(text: str) -> None:
         parse_duration(text)
 
 
-def test_the_prune_command_on_a_real_database(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90", 90.0), ("1.5h", 5400.0), (" 7D ", 7 * 86400.0), ("0", 0.0), ("2m", 120.0)],
+)
+def test_fractions_spaces_and_upper_case_units_parse(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "d", "-1d", "nan", "inf", "1e400s", "7 days", "5ms", "1w"])
+def test_bad_durations_are_refused_as_not_a_duration(text: str) -> None:
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration(text)
+
+
+def test_the_prune_command_lists_then_prunes_runs_of_a_real_database(tmp_path: Path) -> None:
     db = tmp_path / "state.db"
     with (
         SQLiteStore(db) as store,
@@ -134,3 +151,57 @@ def test_the_prune_command_on_a_real_database(tmp_path: Path) -> None:
     bad = actorflow("prune", "--db", str(db), "--older-than", "soon")
     assert bad.returncode == 2
     assert "not a duration: 'soon'" in bad.stderr
+
+
+class ListHook(SQLiteStore):
+    """Runs ``after_list`` once, right after the next ``list()`` (a deterministic race)."""
+
+    after_list: Callable[[], None] | None = None
+
+    def list(self) -> list[RunSummary]:
+        rows = super().list()
+        hook, self.after_list = self.after_list, None
+        if hook is not None:
+            hook()
+        return rows
+
+
+# Regression (review 2026-11-27, 9cf2573): prune fenced off a run resumed meanwhile.
+def test_prune_never_takes_a_failed_run_the_same_system_resumes_meanwhile(
+    tmp_path: Path,
+) -> None:
+    """system.prune claims as the system's own owner id, so its claim passes over the live
+    lease of a run this very system resumed since prune listed it; it then gives the run's
+    lease back and the resumed run is fenced off (StaleEpoch) at its next write."""
+    gate = threading.Event()
+    attempts: list[int] = []
+
+    def second(ctx: Any) -> str:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise PermanentError("down")
+        gate.wait(10)
+        return "done"
+
+    wf = task(lambda ctx: 1, name="first").then(task(second, name="second")).named("flow")
+    store = ListHook(tmp_path / "state.db")
+    with ActorSystem(
+        "prune-race",
+        store=store,
+        checkpoint=CheckpointStrategy.AFTER_EACH_STEP,
+        workflows=[wf],
+    ) as system:
+        failed = system.run(wf, {})
+        with pytest.raises(PermanentError):
+            failed.result(5)
+        resumed: list[Any] = []
+        store.after_list = lambda: resumed.append(system.resume(failed.id))
+        pruned = system.prune(0, states=["Failed"])
+        gate.set()
+        try:
+            output = resumed[0].result(5)
+        except Exception as exc:
+            print("resumed run:", type(exc).__name__, exc)
+            raise
+        assert pruned == []
+        assert output == "done"

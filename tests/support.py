@@ -1,0 +1,127 @@
+"""Helpers shared by the whole test suite: one bounded wait, one event recorder.
+
+Imports only the standard library, so subprocess scripts (cluster workers,
+durability workers) import it too, as ``tests.support``, when the repository
+root is on ``sys.path`` (``python -m ...`` from the root, or ``PYTHONPATH``).
+
+Every wait here has a deadline: nothing sleeps to wait for something to
+happen, and no poll sleeps past its deadline.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runtime.events import Event
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_until(
+    predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.01
+) -> bool:
+    """Poll ``predicate()`` until it is true (True) or ``timeout`` seconds passed (False).
+
+    For state nobody signals (a file, a member table, a counter of another
+    thread); when there is a Condition or an Event to wait on, wait on that.
+    The predicate is checked once more at the deadline; no sleep goes past it.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        time.sleep(min(interval, remaining))
+
+
+class EventRecorder:
+    """A WorkflowObserver keeping every event, in order, with the time it arrived.
+
+    Events are recorded under a lock; ``wait_for`` waits on a Condition with a
+    deadline and fails the test, naming what it saw, if no event matches.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._stamped: list[tuple[float, Event]] = []
+
+    def on_event(self, event: Event) -> None:
+        stamp = time.monotonic()
+        with self._cond:
+            self._stamped.append((stamp, event))
+            self._cond.notify_all()
+
+    @property
+    def events(self) -> list[Event]:
+        """Every event so far, in arrival order (a copy)."""
+        with self._cond:
+            return [event for _, event in self._stamped]
+
+    def wait_for(self, predicate: Callable[[Event], bool], timeout: float = 5.0) -> Event:
+        """The first event matching ``predicate``, once there is one; AssertionError after
+        ``timeout`` seconds without one."""
+
+        def match() -> Event | None:
+            return next((event for _, event in self._stamped if predicate(event)), None)
+
+        with self._cond:
+            if not self._cond.wait_for(lambda: match() is not None, timeout):
+                seen = [event for _, event in self._stamped]
+                raise AssertionError(f"no matching event within {timeout}s; saw {seen!r}")
+            found = match()
+            assert found is not None
+            return found
+
+    def arrival(self, event: Event) -> float:
+        """When ``event`` (this very object) arrived, on the ``time.monotonic`` clock."""
+        with self._cond:
+            for stamp, seen in self._stamped:
+                if seen is event:
+                    return stamp
+        raise KeyError(f"{event!r} was not recorded")
+
+    def names(self, *, run_level: bool = True) -> list[str]:
+        """Compact ``Kind:step[:old>new]`` strings, for exact sequence assertions."""
+        out = []
+        for event in self.events:
+            step = getattr(event, "step", None) or getattr(event, "node_id", None)
+            if step is None and not run_level:
+                continue
+            label = f"{type(event).__name__}:{step or '-'}"
+            if hasattr(event, "old"):
+                label += f":{event.old}>{event.new}"
+            out.append(label)
+        return out
+
+
+def gate() -> tuple[threading.Event, Callable[[Any], Any]]:
+    """A task that blocks until the returned event is set (bounded by 10 s)."""
+    release = threading.Event()
+
+    def blocked(ctx: Any) -> str:
+        if not release.wait(10):
+            raise TimeoutError("gate never opened")
+        return "released"
+
+    return release, blocked
+
+
+def actorflow(*args: str, timeout: float = 50) -> subprocess.CompletedProcess[str]:
+    """Run the ``actorflow`` CLI in a fresh interpreter, as a user would (bounded)."""
+    return subprocess.run(
+        [sys.executable, "-m", "runtime._cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -1,0 +1,30 @@
+"""ActorSystem: refusing runs it cannot take (shut down, or a run id already running)."""
+
+from __future__ import annotations
+
+import pytest
+
+from runtime import ActorSystem, CheckpointStrategy, MemoryStore, SystemShutDown, task
+from tests.support import gate
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def test_running_on_a_shut_down_system_raises_a_clear_error() -> None:
+    system = ActorSystem("short-lived")
+    system.shutdown()
+    with pytest.raises(SystemShutDown, match="short-lived"):
+        system.run(task(lambda c: c), 1)
+
+
+# Regression (review 2026-11-27, fe11a14): a duplicate run id's claim fenced off the live run.
+def test_running_an_id_that_is_already_running_leaves_the_live_run_alone() -> None:
+    release, blocked = gate()
+    store = MemoryStore()
+    with ActorSystem("dup", store=store, checkpoint=CheckpointStrategy.AFTER_EACH_STEP) as system:
+        first = system.run(task(blocked, name="wait"), {}, run_id="job-1")
+        with pytest.raises(ValueError, match="already running"):
+            system.run(task(blocked, name="wait"), {}, run_id="job-1")
+        release.set()
+        assert first.result(10) == "released"
+    assert store.load("job-1").epoch == 1
