@@ -2,7 +2,8 @@
 
 Threads of a started Transport (all named, all ended by ``close``):
 
-- ``actorflow-io-<node>``: owns every socket (see ``_io``);
+- ``actorflow-io-<node>``: owns every socket (see ``_io``) and sends what
+  the outbox queued (see ``_outbox``);
 - ``actorflow-dispatch-<node>``: calls ``MessageHandler.deliver``, in order;
 - ``actorflow-notify-<node>``: completes ask futures and runs ``subscribe``
   callbacks (done-callbacks and member callbacks must not block);
@@ -302,7 +303,7 @@ class Transport:
         self._check_reachable(node)
         envelope = Envelope(Kind.TELL, next(self._ids), 0, self.name, target.path, message)
         frame = encode_envelope(envelope, self._settings.limits)
-        if not io.post(node, frame, self._settings.send_timeout):
+        if not io.outbox.post(node, frame, self._settings.send_timeout):
             raise NodeDown(f"cannot send to {node}: the transport's I/O thread has stopped")
 
     def ask(
@@ -392,7 +393,7 @@ class Transport:
             return future
         io = self._io
         try:
-            posted = io is not None and io.post(node, frame, self._settings.send_timeout)
+            posted = io is not None and io.outbox.post(node, frame, self._settings.send_timeout)
         except OutboxFull as exc:
             self._pending.discard(message_id)
             future.set_exception(exc)
