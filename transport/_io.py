@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, cast
 
 import zmq
@@ -33,14 +33,13 @@ from zmq.utils.monitor import recv_monitor_message
 
 from transport._codec import pack, unpack
 from transport._errors import NodeDown
-from transport._membership import MemberEvent, Membership
+from transport._inbox import Inbox
 from transport._outbox import Outbox
-from transport._protocol import Deliver, NodeProtocol
-from transport._reply import PendingAsks
-from transport._security import Security
-from transport._settings import TransportSettings
+from transport._parts import NodeParts
+from transport._protocol import NodeProtocol
+from transport._reply import complete_ask
 from transport._sockets import PeerLinks, make_router
-from transport._stats import Counters
+from transport._subscribers import Subscribers
 
 __all__ = ["IoLoop"]
 
@@ -62,64 +61,41 @@ def _readable(socket: zmq.Socket[Any]) -> bool:
 
 
 class IoLoop:
-    """The I/O thread of one Transport and the API to command it. See the module docstring."""
+    """The I/O thread of one Transport and the API to command it. See the module docstring.
+
+    Args:
+        node: the parts this node's threads share.
+        listen: the endpoint the ROUTER binds, or None (a node that only delivers locally).
+        context: the transport's ZeroMQ context.
+        inbox: where received tells and asks go (handed to the protocol).
+        subscribers: who hears of member changes (handed to the protocol).
+    """
 
     def __init__(
         self,
+        node: NodeParts,
         *,
-        name: str,
         listen: str | None,
-        security: Security | None,
-        settings: TransportSettings,
-        now: Callable[[], float],
         context: zmq.Context[Any],
-        membership: Membership,
-        pending: PendingAsks,
-        counters: Counters,
-        next_id: Callable[[], int],
-        deliver: Deliver,
-        notify: Callable[[MemberEvent], None],
-        complete: Callable[[Any, bool, Any], None],
+        inbox: Inbox,
+        subscribers: Subscribers,
     ) -> None:
+        name = node.name
+        self._node = node
         self._name = name
         self._listen = listen
-        self._settings = settings
-        self._now = now
+        self._settings = node.settings
         self._context = context
-        self._membership = membership
-        self._pending = pending
-        self._complete = complete
-        self._counters = counters
         self._command_endpoint = f"inproc://actorflow-io-{name}-{id(self):x}"
         self.thread = threading.Thread(target=self._run, name=f"actorflow-io-{name}", daemon=True)
         self._started = threading.Event()
         self._start_error: OSError | None = None
         self._push: zmq.Socket[Any] | None = None
         self._push_lock = threading.Lock()
-        self._links = PeerLinks(context, settings, security, counters)
-        self.outbox = Outbox(
-            name=name,
-            settings=settings,
-            membership=membership,
-            counters=counters,
-            next_id=next_id,
-            links=self._links,
-            owner=self.thread,
-        )
+        self._links = PeerLinks(context, node.settings, node.security, node.counters)
+        self.outbox = Outbox(node, self._links, self.thread)
         self.protocol = NodeProtocol(
-            name=name,
-            security=security,
-            settings=settings,
-            now=now,
-            membership=membership,
-            pending=pending,
-            counters=counters,
-            links=self._links,
-            next_id=next_id,
-            deliver=deliver,
-            notify=notify,
-            complete=complete,
-            post=self.outbox.post,
+            node, links=self._links, outbox=self.outbox, inbox=inbox, subscribers=subscribers
         )
 
     # -- API side (any thread) ---------------------------------------------
@@ -186,7 +162,7 @@ class IoLoop:
             try:
                 self._push.send_multipart(parts, zmq.NOBLOCK)
             except zmq.Again:
-                self._counters.dropped("outbox_full")
+                self._node.counters.dropped("outbox_full")
                 return False
             return True
 
@@ -200,10 +176,10 @@ class IoLoop:
             commands.setsockopt(zmq.LINGER, 0)
             commands.bind(self._command_endpoint)
             if self._listen is not None:
-                router = make_router(self._context, self._settings, self.protocol.security)
+                router = make_router(self._context, self._settings, self._node.security)
                 router.bind(self._listen)
                 self.protocol.bound_address = router.getsockopt_string(zmq.LAST_ENDPOINT)
-                self._membership.self_address = self.protocol.bound_address
+                self._node.membership.self_address = self.protocol.bound_address
                 monitor = router.get_monitor_socket(_MONITOR_EVENTS)
         except zmq.ZMQError as exc:
             self._start_error = OSError(f"cannot bind {self._listen!r}: {exc}")
@@ -223,8 +199,8 @@ class IoLoop:
             if router is not None:
                 router.close()
             commands.close(linger=0)
-            for entry in self._pending.take_all():
-                self._complete(entry.future, False, NodeDown("transport closed"))
+            for entry in self._node.pending.take_all():
+                complete_ask(entry.future, False, NodeDown("transport closed"))
 
     def _loop(
         self,
@@ -240,6 +216,7 @@ class IoLoop:
         wakeup_fd = outbox.fd
         poller.register(wakeup_fd, zmq.POLLIN)
         poll_ms = max(1, int(self._settings.check_interval * 1000))
+        now = self._node.now
         while True:
             ready = dict(poller.poll(outbox.poll_timeout(poll_ms)))
             if wakeup_fd in ready:
@@ -251,7 +228,7 @@ class IoLoop:
                 self._drain_router(router)
             if monitor is not None and monitor in ready:
                 self._drain_monitor(monitor)
-            self.protocol.tick(self._now())
+            self.protocol.tick(now())
 
     def _drain_commands(self, commands: zmq.Socket[Any]) -> bool:
         """Run queued commands; True when told to stop."""
@@ -279,7 +256,7 @@ class IoLoop:
         ``zmq.Again`` that would end the loop; this runs right after a delivery,
         while the woken actor or asker waits for the GIL.
         """
-        secured = self.protocol.security is not None
+        secured = self._node.security is not None
         on_frames = self.protocol.on_frames
         recv = router.recv
         budget_end = time.monotonic() + _DRAIN_BUDGET
@@ -301,7 +278,7 @@ class IoLoop:
                 if time.monotonic() > budget_end or not _readable(router):
                     return
         finally:
-            self._counters.received(received)
+            self._node.counters.received(received)
 
     def _drain_monitor(self, monitor: zmq.Socket[Any]) -> None:
         for _ in range(_BATCH):

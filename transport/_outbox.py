@@ -52,14 +52,11 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 
 from transport._envelope import MAX_BATCH, encode_batch
 from transport._errors import OutboxFull
-from transport._membership import Membership
-from transport._settings import TransportSettings
+from transport._parts import NodeParts
 from transport._sockets import FULL, SENT, PeerLinks
-from transport._stats import Counters
 
 __all__ = ["Outbox", "Wakeup"]
 
@@ -105,31 +102,19 @@ class Outbox:
     """Outgoing frames of one Transport, per peer, in order. See the module docstring.
 
     Args:
-        name: this node's name (the sender of batch frames, and in errors).
-        settings: ``outbox_size`` and the limits batches must fit.
-        membership: whose peers are still up (a backlog to any other is dropped).
-        counters: where drops are counted.
-        next_id: message ids for batch frames.
+        node: this node's name (the sender of batch frames), ``outbox_size`` and the
+            limits batches must fit, whose peers are up (a backlog to any other is
+            dropped), drop counters, message ids for batch frames.
         links: the DEALERs the I/O thread sends through.
         owner: the I/O thread.
     """
 
-    def __init__(
-        self,
-        *,
-        name: str,
-        settings: TransportSettings,
-        membership: Membership,
-        counters: Counters,
-        next_id: Callable[[], int],
-        links: PeerLinks,
-        owner: threading.Thread,
-    ) -> None:
-        self._name = name
-        self._settings = settings
-        self._membership = membership
-        self._counters = counters
-        self._next_id = next_id
+    def __init__(self, node: NodeParts, links: PeerLinks, owner: threading.Thread) -> None:
+        self._name = node.name
+        self._settings = settings = node.settings
+        self._membership = node.membership
+        self._counters = node.counters
+        self._next_id = node.next_id
         self._links = links
         self._owner = owner
         self._queue: deque[tuple[str, bytes]] = deque()
