@@ -8,9 +8,13 @@ Modules, one concept each: ``_address`` (Address), ``_codec`` (msgpack, limits,
 ext types), ``_envelope`` (wire message shape), ``_detector`` (failure
 detector), ``_membership`` (member table), ``_security`` (CURVE keys, ZAP,
 loopback rule), ``_sockets`` (socket options, peer DEALERs), ``_protocol``
-(what the I/O thread does per frame and tick), ``_io`` (the I/O thread),
-``_reply`` (handler protocols, pending asks), ``_workers`` (dispatch and notify
-threads), ``_endpoint`` (``Transport``), ``_settings``, ``_stats``, ``_dedup``.
+(what the I/O thread does per frame and tick), ``_outbox`` (outgoing frames:
+batching, wake-up, back-pressure), ``_io`` (the I/O thread, owner of the
+sockets), ``_inbox`` (incoming tells and asks to the handler), ``_subscribers``
+(member-event callbacks), ``_reply`` (handler protocols, pending asks and their
+futures), ``_workers`` (dispatch and notify threads), ``_parts`` (what the
+threads of one node share), ``_endpoint`` (``Transport``), ``_settings``,
+``_stats``, ``_dedup``.
 """
 
 from transport._address import Address

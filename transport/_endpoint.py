@@ -2,7 +2,8 @@
 
 Threads of a started Transport (all named, all ended by ``close``):
 
-- ``actorflow-io-<node>``: owns every socket (see ``_io``);
+- ``actorflow-io-<node>``: owns every socket (see ``_io``) and sends what
+  the outbox queued (see ``_outbox``);
 - ``actorflow-dispatch-<node>``: calls ``MessageHandler.deliver``, in order;
 - ``actorflow-notify-<node>``: completes ask futures and runs ``subscribe``
   callbacks (done-callbacks and member callbacks must not block);
@@ -34,7 +35,6 @@ import concurrent.futures
 import logging
 import threading
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
@@ -44,15 +44,19 @@ import zmq
 from transport._address import Address
 from transport._detector import FailureDetector
 from transport._envelope import Envelope, Kind, encode_envelope, validate_node_name
-from transport._errors import ActorNotFound, AskTimeout, NodeDown, OutboxFull
+from transport._errors import AskTimeout, NodeDown, OutboxFull
+from transport._inbox import Inbox
 from transport._io import IoLoop
 from transport._membership import Member, MemberEvent, Membership
+from transport._parts import NodeParts
 from transport._reply import (
+    AskFuture,
     CallbackReply,
     MessageHandler,
     PendingAsk,
     PendingAsks,
     Reply,
+    complete_ask,
     error_from_wire,
     error_to_wire,
     new_id_counter,
@@ -60,30 +64,12 @@ from transport._reply import (
 from transport._security import Security, check_endpoint, start_authenticator
 from transport._settings import DEFAULT_SETTINGS, TransportSettings
 from transport._stats import Counters, TransportStats
+from transport._subscribers import Subscribers
 from transport._workers import SerialWorker
 
 __all__ = ["Transport"]
 
 log = logging.getLogger(__name__)
-
-
-class _AskFuture(concurrent.futures.Future[Any]):
-    """An ask's future: completed on whichever transport thread has the answer (the I/O
-    thread for remote answers, saving a thread hop), while done-callbacks added before
-    completion still run on the notify thread, never on the I/O thread."""
-
-    def __init__(self, relay: SerialWorker) -> None:
-        super().__init__()
-        self._relay = relay
-
-    def add_done_callback(self, fn: Callable[[concurrent.futures.Future[Any]], Any]) -> None:
-        relay = self._relay
-
-        def relayed(future: concurrent.futures.Future[Any]) -> None:
-            if not relay.submit(partial(fn, future)):
-                fn(future)  # the notifier has stopped (closing): run here rather than never
-
-        super().add_done_callback(relayed)
 
 
 class Transport:
@@ -124,10 +110,6 @@ class Transport:
         if security is not None and security.name != name:
             raise ValueError(f"security keys belong to node {security.name!r}, not {name!r}")
         self._listen = listen
-        self._handler = handler
-        self._nowait: Callable[[str, str, Any, Reply | None], bool] | None = getattr(
-            handler, "deliver_nowait", None
-        )
         self._security = security
         self._allow_plaintext = allow_plaintext
         self._settings = settings
@@ -135,15 +117,26 @@ class Transport:
         self._ids = new_id_counter()
         self._state_lock = threading.Lock()
         self._state = "new"  # new -> running -> closed
-        self._subscribers: list[Callable[[MemberEvent], None]] = []
         self._counters = Counters()
         self._pending = PendingAsks(settings.max_pending_asks)
         detector = FailureDetector(
             down_after=settings.down_after, pause_tolerance=settings.pause_tolerance
         )
         self._membership = Membership(name, None, detector, settings.max_members)
+        self._parts = NodeParts(
+            name=name,
+            settings=settings,
+            security=security,
+            now=now,
+            ids=self._ids,
+            membership=self._membership,
+            pending=self._pending,
+            counters=self._counters,
+        )
         self._dispatcher = SerialWorker(f"actorflow-dispatch-{name}", settings.dispatch_queue_size)
+        self._inbox = Inbox(name, handler, self._dispatcher, self._counters)
         self._notifier = SerialWorker(f"actorflow-notify-{name}")
+        self._subscribers = Subscribers(self._notifier)
         self._context: zmq.Context[Any] | None = None
         self._authenticator: Any = None
         self._io: IoLoop | None = None
@@ -169,19 +162,11 @@ class Transport:
                     self._context, self._security, f"actorflow-zap-{self.name}"
                 )
             self._io = IoLoop(
-                name=self.name,
+                self._parts,
                 listen=self._listen,
-                security=self._security,
-                settings=self._settings,
-                now=self._now,
                 context=self._context,
-                membership=self._membership,
-                pending=self._pending,
-                counters=self._counters,
-                next_id=self._next_id,
-                deliver=self._receive,
-                notify=self._publish,
-                complete=self._complete,
+                inbox=self._inbox,
+                subscribers=self._subscribers,
             )
             self._dispatcher.start()
             self._notifier.start()
@@ -214,7 +199,7 @@ class Transport:
             else:
                 log.error("%s: I/O thread did not stop; leaving its context open", self.name)
         for entry in self._pending.take_all():
-            self._complete(entry.future, False, NodeDown("transport closed"))
+            complete_ask(entry.future, False, NodeDown("transport closed"))
         self._dispatcher.stop(max(0.1, deadline - time.monotonic()))
         self._notifier.stop(max(0.1, deadline - time.monotonic()))
 
@@ -260,8 +245,7 @@ class Transport:
 
         Callbacks must return quickly; one that raises is logged and kept.
         """
-        with self._state_lock:
-            self._subscribers.append(callback)
+        self._subscribers.add(callback)
 
     def leave(self, timeout: float = 5.0) -> None:
         """Tell every up peer this node leaves (they mark it ``left``, not ``down``).
@@ -293,7 +277,8 @@ class Transport:
         node = target.node
         if node == self.name:
             # The dispatch queue is this node's own outbox: the same backpressure applies.
-            if not self._submit(self.name, target.path, message, None, self._settings.send_timeout):
+            wait = self._settings.send_timeout
+            if not self._inbox.submit(self.name, target.path, message, None, wait):
                 if self._dispatcher.stopping:
                     raise NodeDown(f"{self.name} is closing; {target} not told")
                 self._counters.dropped("dispatch_full")
@@ -302,7 +287,7 @@ class Transport:
         self._check_reachable(node)
         envelope = Envelope(Kind.TELL, next(self._ids), 0, self.name, target.path, message)
         frame = encode_envelope(envelope, self._settings.limits)
-        if not io.post(node, frame, self._settings.send_timeout):
+        if not io.outbox.post(node, frame, self._settings.send_timeout):
             raise NodeDown(f"cannot send to {node}: the transport's I/O thread has stopped")
 
     def ask(
@@ -392,7 +377,7 @@ class Transport:
             return future
         io = self._io
         try:
-            posted = io is not None and io.post(node, frame, self._settings.send_timeout)
+            posted = io is not None and io.outbox.post(node, frame, self._settings.send_timeout)
         except OutboxFull as exc:
             self._pending.discard(message_id)
             future.set_exception(exc)
@@ -423,7 +408,7 @@ class Transport:
         return False
 
     def _new_future(self) -> concurrent.futures.Future[Any]:
-        future = _AskFuture(self._notifier)
+        future = AskFuture(self._notifier)
         future.set_running_or_notify_cancel()  # callers cannot cancel; we always complete it
         return future
 
@@ -432,81 +417,12 @@ class Transport:
         if entry is None:
             return  # timed out or closed already
         if ok:
-            self._complete(entry.future, True, value)
+            complete_ask(entry.future, True, value)
         else:
-            self._complete(entry.future, False, error_from_wire(error_to_wire(value, self.name)))
+            complete_ask(entry.future, False, error_from_wire(error_to_wire(value, self.name)))
 
     def _deliver_local(self, path: str, message: Any, reply: Reply | None) -> None:
-        if not self._submit(self.name, path, message, reply):
+        if not self._inbox.submit(self.name, path, message, reply):
             self._counters.dropped("dispatch_full")
             if reply is not None:
                 reply.error(NodeDown(f"{self.name}: dispatch queue full"))
-
-    def _receive(self, sender: str, target: str, message: Any, reply: Reply | None) -> bool:
-        """I/O thread: a received tell or ask. Offered to the handler's non-blocking fast
-        path when nothing received earlier still waits for the dispatch thread (the I/O
-        thread is the only remote submitter, so then arrival order is kept), else queued.
-        """
-        if self._nowait is not None and self._dispatcher.idle():
-            try:
-                if self._nowait(sender, target, message, reply):
-                    return True
-            except Exception:
-                log.exception("%s: deliver_nowait failed; message to %r dropped", self.name, target)
-                self._counters.dropped("handler_failed")
-                if reply is not None:
-                    reply.error(RuntimeError("the receiving node failed to deliver the message"))
-                return True
-        return self._submit(sender, target, message, reply)
-
-    def _submit(
-        self, sender: str, target: str, message: Any, reply: Reply | None, wait: float = 0.0
-    ) -> bool:
-        job = partial(self._deliver, sender, target, message, reply)
-        return self._dispatcher.submit(job, wait)
-
-    def _deliver(self, sender: str, target: str, message: Any, reply: Reply | None) -> None:
-        """Runs on the dispatch thread: call the handler, turn its exceptions into answers."""
-        try:
-            self._handler.deliver(sender, target, message, reply)
-        except ActorNotFound as exc:
-            if reply is not None:
-                reply.error(exc)
-            else:
-                log.warning(
-                    "%s: tell from %s to unknown actor %r dropped", self.name, sender, target
-                )
-        except Exception as exc:  # noqa: BLE001 - the handler's failure goes to the asker
-            if reply is not None:
-                reply.error(exc)
-            else:
-                log.error(
-                    "%s: handler failed on a tell from %s to %r:\n%s",
-                    self.name,
-                    sender,
-                    target,
-                    "".join(traceback.format_exception(exc)),
-                )
-
-    @staticmethod
-    def _complete(future: concurrent.futures.Future[Any], ok: bool, value: Any) -> None:
-        """Complete ``future`` here, on any thread, the I/O thread included.
-
-        Safe because every ask future is an ``_AskFuture``: completing it wakes
-        the waiters and relays done-callbacks to the notify thread, so no user
-        code runs on the calling thread. A future completed already (a timeout
-        racing an answer) keeps its first outcome.
-        """
-        try:
-            if ok:
-                future.set_result(value)
-            else:
-                future.set_exception(value)
-        except concurrent.futures.InvalidStateError:
-            pass  # answered and expired at once: the first outcome stands
-
-    def _publish(self, event: MemberEvent) -> None:
-        with self._state_lock:
-            callbacks = list(self._subscribers)
-        for callback in callbacks:
-            self._notifier.submit(partial(callback, event))

@@ -5,12 +5,12 @@ sockets themselves: it authenticates and decodes frames (the envelope sender
 must equal the CURVE User-Id of the connection), drops replays, answers
 hellos with the member list, learns gossiped members, applies membership
 transitions (open or close the peer's DEALER, fail asks waiting on a node that
-went down, notify subscribers), hands tells and asks to the dispatch worker,
+went down, notify subscribers), hands tells and asks to the ``Inbox``,
 sends heartbeats and gossip, expires asks and retries joins.
 
 Thread: every method runs on the I/O thread, except ``answer`` (any thread,
-it goes through ``post``) and ``begin_join``/``forget_join`` (API threads; a
-lock guards the waiters). Nothing here blocks or runs user code.
+it goes through the ``Outbox``) and ``begin_join``/``forget_join`` (API
+threads; a lock guards the waiters). Nothing here blocks or runs user code.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -28,20 +27,20 @@ import zmq
 from transport._dedup import DedupWindow
 from transport._envelope import Envelope, Kind, decode_envelope, encode_envelope
 from transport._errors import AskTimeout, NodeDown, ProtocolError, RemoteError
-from transport._membership import MemberEvent, Membership, Transition
-from transport._reply import CallbackReply, PendingAsks, Reply, error_from_wire, error_to_wire
-from transport._security import Security, check_endpoint
-from transport._settings import TransportSettings
+from transport._inbox import Inbox
+from transport._membership import MemberEvent, Transition
+from transport._outbox import Outbox
+from transport._parts import NodeParts
+from transport._reply import CallbackReply, Reply, complete_ask, error_from_wire, error_to_wire
+from transport._security import check_endpoint
 from transport._sockets import PeerLinks
-from transport._stats import Counters
+from transport._subscribers import Subscribers
 
-__all__ = ["Deliver", "NodeProtocol"]
+__all__ = ["NodeProtocol"]
 
 log = logging.getLogger(__name__)
 
 _LOG_EVERY = 5.0  # seconds between two warnings for the same drop reason
-
-Deliver = Callable[[str, str, Any, Reply | None], bool]
 
 
 @dataclass(slots=True)
@@ -51,38 +50,37 @@ class _JoinAttempt:
 
 
 class NodeProtocol:
-    """Thread-side protocol state of one Transport. See the module docstring."""
+    """Thread-side protocol state of one Transport. See the module docstring.
+
+    Args:
+        node: the parts this node's threads share.
+        links: the peers' DEALERs (opened and closed here as members come and go).
+        outbox: where answers go (from any thread).
+        inbox: where received tells and asks go.
+        subscribers: who hears of member changes.
+    """
 
     def __init__(
         self,
+        node: NodeParts,
         *,
-        name: str,
-        security: Security | None,
-        settings: TransportSettings,
-        now: Callable[[], float],
-        membership: Membership,
-        pending: PendingAsks,
-        counters: Counters,
         links: PeerLinks,
-        next_id: Callable[[], int],
-        deliver: Deliver,
-        notify: Callable[[MemberEvent], None],
-        complete: Callable[[Any, bool, Any], None],
-        post: Callable[[str, bytes], bool],
+        outbox: Outbox,
+        inbox: Inbox,
+        subscribers: Subscribers,
     ) -> None:
-        self._name = name
-        self.security = security
-        self._settings = settings
-        self._now = now
-        self._membership = membership
-        self._pending = pending
-        self._counters = counters
+        self._name = node.name
+        self._security = node.security
+        self._settings = settings = node.settings
+        self._now = now = node.now
+        self._membership = node.membership
+        self._pending = node.pending
+        self._counters = node.counters
+        self._next_id = node.next_id
         self._links = links
-        self._next_id = next_id
-        self._deliver = deliver
-        self._notify = notify
-        self._complete = complete
-        self._post = post
+        self._outbox = outbox
+        self._inbox = inbox
+        self._subscribers = subscribers
         self.bound_address: str | None = None
         self.left = threading.Event()  # set once this node left: no more heartbeats or gossip
         self._dedup = DedupWindow(settings.dedup_window)
@@ -115,7 +113,7 @@ class NodeProtocol:
         self._next_check = now + self._settings.check_interval
         self._apply(self._membership.check(now))
         for entry in self._pending.expire(now):
-            self._complete(entry.future, False, AskTimeout(f"no answer from {entry.node} in time"))
+            complete_ask(entry.future, False, AskTimeout(f"no answer from {entry.node} in time"))
         self._retry_joins(now)
         if self.left.is_set():
             return
@@ -146,12 +144,12 @@ class NodeProtocol:
         payload = parts[1]
         authenticated: str | None = None
         if isinstance(payload, bytes):
-            if self.security is not None:  # never on a CURVE socket: fail closed
+            if self._security is not None:  # never on a CURVE socket: fail closed
                 self._drop("unauthenticated", "frame without a User-Id on a CURVE socket")
                 return
             data = payload
         else:
-            if self.security is not None:
+            if self._security is not None:
                 try:
                     authenticated = str(payload.get("User-Id"))
                 except zmq.ZMQError:
@@ -258,7 +256,7 @@ class NodeProtocol:
             check_endpoint(
                 address,
                 what="hello address",
-                secured=self.security is not None,
+                secured=self._security is not None,
                 allow_plaintext=True,
             )
             transitions = self._membership.on_hello(sender, address, now)
@@ -274,14 +272,14 @@ class NodeProtocol:
         for name, address, status in entries:
             if name == self._name or status != "up" or self._membership.status(name) is not None:
                 continue
-            if self.security is not None and self.security.public_key_of(name) is None:
+            if self._security is not None and self._security.public_key_of(name) is None:
                 self._drop("refused_member", f"gossiped node {name!r} has no allowlisted key")
                 continue
             try:
                 check_endpoint(
                     address,
                     what="member address",
-                    secured=self.security is not None,
+                    secured=self._security is not None,
                     allow_plaintext=True,
                 )
             except ValueError as exc:
@@ -305,9 +303,9 @@ class NodeProtocol:
             self._drop("unexpected_reply", f"answer from {envelope.sender!r} to no pending ask")
             return
         if envelope.kind is Kind.ERROR:
-            self._complete(entry.future, False, error_from_wire(envelope.body))
+            complete_ask(entry.future, False, error_from_wire(envelope.body))
         else:
-            self._complete(entry.future, True, envelope.body)
+            complete_ask(entry.future, True, envelope.body)
 
     def _on_message(self, envelope: Envelope) -> None:
         if self._dedup.seen_before(envelope.sender, envelope.message_id):
@@ -318,7 +316,7 @@ class NodeProtocol:
         reply: Reply | None = None
         if envelope.kind is Kind.ASK:
             reply = CallbackReply(partial(self.answer, envelope.sender, envelope.message_id))
-        if not self._deliver(envelope.sender, envelope.target, envelope.body, reply):
+        if not self._inbox.receive(envelope.sender, envelope.target, envelope.body, reply):
             self._drop("dispatch_full", f"handler queue full; dropped a {envelope.kind.value}")
             if reply is not None:
                 reply.error(
@@ -335,7 +333,7 @@ class NodeProtocol:
         except ProtocolError as exc:
             log.warning("answer to %s cannot be encoded: %s", node, exc)
             frame = self._encode(Kind.ERROR, error_to_wire(exc, self._name), correlation_id)
-        self._post(node, frame)
+        self._outbox.post(node, frame)
 
     # -- membership and joins ----------------------------------------------------
 
@@ -350,9 +348,9 @@ class NodeProtocol:
                     self._links.close(node)
                 reason = "left the cluster" if transition.new == "left" else "was declared down"
                 for entry in self._pending.take_node(node):
-                    self._complete(entry.future, False, NodeDown(f"node {node} {reason}"))
+                    complete_ask(entry.future, False, NodeDown(f"node {node} {reason}"))
             log.info("%s: member %s is %s", self._name, node, transition.new)
-            self._notify(MemberEvent(node, transition.new))
+            self._subscribers.publish(MemberEvent(node, transition.new))
 
     def start_join(self, token: int, seeds: list[tuple[str | None, str]]) -> None:
         """Open links to the seeds and say hello to each (retried until welcomed)."""

@@ -1,5 +1,6 @@
 """What the runtime implements (``MessageHandler``), what it answers asks with (``Reply``),
-and the table of asks waiting for an answer (``PendingAsks``).
+the table of asks waiting for an answer (``PendingAsks``) and how their futures complete
+(``AskFuture``, ``complete_ask``).
 
 Errors crossing a node boundary travel as ``RemoteError`` (type name, message,
 traceback text, node); ``ActorNotFound`` is the one error the asker gets back
@@ -15,19 +16,23 @@ import secrets
 import threading
 import traceback
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 from transport._errors import ActorNotFound, RemoteError
+from transport._workers import SerialWorker
 
 __all__ = [
+    "AskFuture",
     "CallbackReply",
     "InlineHandler",
     "MessageHandler",
     "PendingAsk",
     "PendingAsks",
     "Reply",
+    "complete_ask",
     "error_from_wire",
     "error_to_wire",
     "new_id_counter",
@@ -139,6 +144,42 @@ class CallbackReply:
     def error(self, exc: BaseException) -> None:
         if self._claim():
             self._answer(False, exc)
+
+
+class AskFuture(Future[Any]):
+    """An ask's future: completed on whichever transport thread has the answer (the I/O
+    thread for remote answers, saving a thread hop), while done-callbacks added before
+    completion still run on the notify thread, never on the I/O thread."""
+
+    def __init__(self, relay: SerialWorker) -> None:
+        super().__init__()
+        self._relay = relay
+
+    def add_done_callback(self, fn: Callable[[Future[Any]], Any]) -> None:
+        relay = self._relay
+
+        def relayed(future: Future[Any]) -> None:
+            if not relay.submit(partial(fn, future)):
+                fn(future)  # the notifier has stopped (closing): run here rather than never
+
+        super().add_done_callback(relayed)
+
+
+def complete_ask(future: Future[Any], ok: bool, value: Any) -> None:
+    """Complete an ask's ``future`` here, on any thread, the I/O thread included.
+
+    Safe because every ask future is an ``AskFuture``: completing it wakes the
+    waiters and relays done-callbacks to the notify thread, so no user code runs
+    on the calling thread. A future completed already (a timeout racing an
+    answer) keeps its first outcome.
+    """
+    try:
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+    except InvalidStateError:
+        pass  # answered and expired at once: the first outcome stands
 
 
 @dataclass(slots=True)

@@ -200,9 +200,9 @@ def test_batches_refused_by_a_full_dealer_are_retried_whole_in_order(
     assert receiver.done.wait(20), len(receiver.order)
     assert receiver.order == list(range(sent))
     deadline = time.monotonic() + 5
-    while io._backlogged and time.monotonic() < deadline:
+    while io.outbox.held() and time.monotonic() < deadline:
         time.sleep(0.01)  # polling a counter, bounded by the deadline
     print("frames out", client.stats().frames_out, "batches refused", refusals[0])
     assert refusals[0] > 0  # the retry path was exercised
-    assert io._backlogged == 0 and not io._refused
+    assert io.outbox.held() == 0 and not io.outbox._refused
     assert client.stats().frames_dropped == {}

@@ -88,10 +88,11 @@ def simulate(
     """Run a detector on realistic timestamps; return (down events, last heartbeat of 'dead').
 
     Two peers send heartbeats every ``heartbeat_interval``; each arrives late by
-    a random delay up to ``worst_delay`` (the worst gap measured under load is
-    ~150 ms, PITFALLS.md), sometimes in a burst after a long delay. Our checks
-    run every ``check_interval`` with jitter, and now and then our own thread
-    stalls for up to 0.4 s (below the pause tolerance, the nasty case).
+    a random delay up to ``worst_delay`` (the worst heartbeat gap measured under
+    load on a 2-core machine was ~150 ms), sometimes in a burst after a long
+    delay. Our checks run every ``check_interval`` with jitter, and now and then
+    our own thread stalls for up to 0.4 s (below the pause tolerance, the nasty
+    case).
     """
     watch = detector()
     interval = DEFAULTS.heartbeat_interval

@@ -1,0 +1,101 @@
+"""Where this node's incoming tells and asks go: the handler, in arrival order.
+
+Who calls what: the I/O thread calls ``receive`` for each tell and ask that
+arrives (``NodeProtocol``); API threads call ``submit`` for local ones
+(``Transport``); the dispatch thread runs ``_deliver``, which calls the
+handler and turns its exceptions into answers (or logs them, for a tell).
+
+``receive`` offers a message to the handler's optional ``deliver_nowait``
+first, on the I/O thread, but only while nothing received earlier still waits
+for the dispatch thread: the I/O thread is the only remote submitter, so
+arrival order is kept either way.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from transport._errors import ActorNotFound
+from transport._reply import MessageHandler, Reply
+from transport._stats import Counters
+from transport._workers import SerialWorker
+
+__all__ = ["Inbox"]
+
+log = logging.getLogger(__name__)
+
+
+class Inbox:
+    """Delivery of inbound tells and asks to the ``MessageHandler``. See the module docstring.
+
+    Args:
+        name: this node's name (in logs).
+        handler: delivers to local actors; may define ``deliver_nowait``.
+        dispatcher: the dispatch thread's worker (bounded: ``dispatch_queue_size``).
+        counters: where failed deliveries are counted.
+    """
+
+    def __init__(
+        self, name: str, handler: MessageHandler, dispatcher: SerialWorker, counters: Counters
+    ) -> None:
+        self._name = name
+        self._handler = handler
+        self._nowait: Callable[[str, str, Any, Reply | None], bool] | None = getattr(
+            handler, "deliver_nowait", None
+        )
+        self._dispatcher = dispatcher
+        self._counters = counters
+
+    def receive(self, sender: str, target: str, message: Any, reply: Reply | None) -> bool:
+        """(I/O thread) A received tell or ask: the fast path if it may, else queued.
+
+        False when the dispatch queue is full (the message is not delivered).
+        """
+        if self._nowait is not None and self._dispatcher.idle():
+            try:
+                if self._nowait(sender, target, message, reply):
+                    return True
+            except Exception:
+                log.exception(
+                    "%s: deliver_nowait failed; message to %r dropped", self._name, target
+                )
+                self._counters.dropped("handler_failed")
+                if reply is not None:
+                    reply.error(RuntimeError("the receiving node failed to deliver the message"))
+                return True
+        return self.submit(sender, target, message, reply)
+
+    def submit(
+        self, sender: str, target: str, message: Any, reply: Reply | None, wait: float = 0.0
+    ) -> bool:
+        """(Any thread) Queue a delivery for the dispatch thread, waiting up to ``wait``
+        seconds for room; False if there was none (or the worker is stopping)."""
+        job = partial(self._deliver, sender, target, message, reply)
+        return self._dispatcher.submit(job, wait)
+
+    def _deliver(self, sender: str, target: str, message: Any, reply: Reply | None) -> None:
+        """Runs on the dispatch thread: call the handler, turn its exceptions into answers."""
+        try:
+            self._handler.deliver(sender, target, message, reply)
+        except ActorNotFound as exc:
+            if reply is not None:
+                reply.error(exc)
+            else:
+                log.warning(
+                    "%s: tell from %s to unknown actor %r dropped", self._name, sender, target
+                )
+        except Exception as exc:  # noqa: BLE001 - the handler's failure goes to the asker
+            if reply is not None:
+                reply.error(exc)
+            else:
+                log.error(
+                    "%s: handler failed on a tell from %s to %r:\n%s",
+                    self._name,
+                    sender,
+                    target,
+                    "".join(traceback.format_exception(exc)),
+                )
