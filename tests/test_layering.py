@@ -1,4 +1,5 @@
-"""The layering of DESIGN.md, and the shape of each package's public API."""
+"""The layering of the packages (transport < actors < runtime; inside runtime:
+workflow < store < cluster, engine), and the shape of each package's public API."""
 
 from __future__ import annotations
 
