@@ -76,13 +76,13 @@ class Start:
 class Assign:
     """Host another step: a pooled node actor is re-bound to a fresh state machine."""
 
-    node_id: str
+    step: str
     fn: Callable[[Any], Any]
     run_id: str
     emit: Callable[[Event], None]
     report: Callable[[StepResult], None]
     cancel_event: threading.Event
-    host: str = ""
+    node: str = ""
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ class CancelNode:
 class StepResult:
     """What one attempt produced, reported to the coordinator."""
 
-    node_id: str
+    step: str
     state: NodeState
     attempt: int
     output: Any = None
@@ -117,7 +117,7 @@ class NodeActor(pykka.ThreadingActor):
 
     def __init__(
         self,
-        node_id: str,
+        step: str,
         fn: Callable[[Any], Any],
         *,
         run_id: str,
@@ -125,24 +125,22 @@ class NodeActor(pykka.ThreadingActor):
         emit: Callable[[Event], None],
         report: Callable[[StepResult], None],
         cancel_event: threading.Event | None = None,
-        host: str = "",
+        node: str = "",
     ) -> None:
         super().__init__()
         self._clock = clock
-        self._bind(
-            Assign(node_id, fn, run_id, emit, report, cancel_event or threading.Event(), host)
-        )
+        self._bind(Assign(step, fn, run_id, emit, report, cancel_event or threading.Event(), node))
 
     def _bind(self, step: Assign) -> None:
-        self.node_id = step.node_id
+        self.step = step.step
         self._fn = step.fn
         self._run_id = step.run_id
         self._emit = step.emit
         self._report = step.report
-        self._host = step.host
+        self._node = step.node
         self.cancel_event = step.cancel_event
         self.machine = StateMachine(
-            step.node_id, clock=self._clock, emit=step.emit, run_id=step.run_id
+            step.step, clock=self._clock, emit=step.emit, run_id=step.run_id
         )
 
     def on_receive(self, message: Any) -> Any:
@@ -154,20 +152,20 @@ class NodeActor(pykka.ThreadingActor):
             if self.machine.state in (NodeState.PENDING, NodeState.FAILED):
                 self.machine.transition(NodeState.CANCELED)
         else:
-            raise TypeError(f"node {self.node_id!r} got unknown message {message!r}")
+            raise TypeError(f"node {self.step!r} got unknown message {message!r}")
         return None
 
     def _run(self, ctx: Any, tokens: Mapping[str, int]) -> None:
         if self.cancel_event.is_set():
             if not self.machine.state.is_final:
                 self.machine.transition(NodeState.CANCELED)
-            self._report(StepResult(self.node_id, NodeState.CANCELED, self.machine.attempts))
+            self._report(StepResult(self.step, NodeState.CANCELED, self.machine.attempts))
             return
         self.machine.transition(NodeState.RUNNING)
         attempt = self.machine.attempts
         started = self._clock.now()
-        self._emit(Started(self._run_id, self.node_id, attempt, self._host, self._clock.wall()))
-        info = StepInfo(self._run_id, self.node_id, attempt, self.cancel_event, tokens)
+        self._emit(Started(self._run_id, self.step, attempt, self._node, self._clock.wall()))
+        info = StepInfo(self._run_id, self.step, attempt, self.cancel_event, tokens)
         token = _current.set(info)
         try:
             output = self._fn(ctx)
@@ -183,7 +181,7 @@ class NodeActor(pykka.ThreadingActor):
         state = NodeState.CANCELED if self.cancel_event.is_set() else NodeState.COMPLETED
         self.machine.transition(state)
         return StepResult(
-            self.node_id, state, attempt, output, ctx, None, "", started, self._clock.now()
+            self.step, state, attempt, output, ctx, None, "", started, self._clock.now()
         )
 
     def _finish_failed(self, exc: BaseException, attempt: int, started: float) -> StepResult:
@@ -192,5 +190,5 @@ class NodeActor(pykka.ThreadingActor):
         state = NodeState.CANCELED if self.cancel_event.is_set() else NodeState.FAILED
         self.machine.transition(state, error=exc)
         return StepResult(
-            self.node_id, state, attempt, None, None, exc, text, started, self._clock.now()
+            self.step, state, attempt, None, None, exc, text, started, self._clock.now()
         )

@@ -39,14 +39,14 @@ class NodePool:
 
     def acquire(
         self,
-        node_id: str,
+        step: str,
         fn: Callable[[Any], Any],
         *,
         run_id: str,
         emit: Callable[[Event], None],
         report: Callable[[StepResult], None],
         cancel_event: threading.Event,
-        host: str = "",
+        node: str = "",
     ) -> pykka.ActorRef[NodeActor]:
         """A node actor bound to this step: an idle one re-bound, or a new one."""
         with self._lock:
@@ -54,19 +54,19 @@ class NodePool:
             if ref is not None:
                 self.reused += 1
         if ref is not None:
-            ref.tell(Assign(node_id, fn, run_id, emit, report, cancel_event, host))
+            ref.tell(Assign(step, fn, run_id, emit, report, cancel_event, node))
             return ref
         with self._lock:
             self.spawned += 1
         return NodeActor.start(
-            node_id,
+            step,
             fn,
             run_id=run_id,
             clock=self._clock,
             emit=emit,
             report=report,
             cancel_event=cancel_event,
-            host=host,
+            node=node,
         )
 
     def release(self, ref: pykka.ActorRef[NodeActor]) -> None:

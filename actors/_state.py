@@ -56,7 +56,7 @@ TRANSITIONS: dict[NodeState, frozenset[NodeState]] = {
 class StateChanged:
     """A node moved from ``old`` to ``new`` at wall-clock ``timestamp``."""
 
-    node_id: str
+    step: str
     old: NodeState
     new: NodeState
     timestamp: float
@@ -73,13 +73,13 @@ class StateMachine:
 
     def __init__(
         self,
-        node_id: str,
+        step: str,
         *,
         clock: Clock,
         emit: Callable[[StateChanged], None],
         run_id: str = "",
     ) -> None:
-        self.node_id = node_id
+        self.step = step
         self.run_id = run_id
         self._clock = clock
         self._emit = emit
@@ -100,7 +100,7 @@ class StateMachine:
         with self._lock:
             old = self._state
             if new not in TRANSITIONS[old]:
-                raise IllegalTransition(f"node {self.node_id!r}: illegal transition {old} -> {new}")
+                raise IllegalTransition(f"step {self.step!r}: illegal transition {old} -> {new}")
             now = self._clock.wall()
             self._state = new
             if new is NodeState.RUNNING:
@@ -113,6 +113,6 @@ class StateMachine:
                 self.finished_at = now
             else:
                 self.finished_at = now
-            event = StateChanged(self.node_id, old, new, now, self.run_id)
+            event = StateChanged(self.step, old, new, now, self.run_id)
         self._emit(event)
         return event

@@ -105,7 +105,7 @@ def summary(handle: RunHandle[Any]) -> str:
         state = "Skipped" if step.skipped else str(step.state)
         duration = "-" if step.duration is None else f"{step.duration:.3f}s"
         rows.append(
-            f"  {step.key:<10} {state:<10} {step.attempts:>8} {step.node:<10} {duration:>9}"
+            f"  {step.step:<10} {state:<10} {step.attempts:>8} {step.node:<10} {duration:>9}"
         )
     return "\n".join(rows)
 

@@ -219,7 +219,7 @@ def summary(handle: RunHandle[Any]) -> str:
     for step in handle.steps():
         state = "Skipped" if step.skipped else str(step.state)
         duration = "-" if step.duration is None else f"{step.duration:.3f}s"
-        rows.append(f"  {step.key:<10} {state:<10} {step.attempts:>8} {duration:>10}")
+        rows.append(f"  {step.step:<10} {state:<10} {step.attempts:>8} {duration:>10}")
     return "\n".join(rows)
 
 

@@ -52,7 +52,7 @@ class LoggingObserver:
         level = logging.WARNING if isinstance(event, Failed | NodeDown) else self.level
         if isinstance(event, StateChanged):
             self.logger.log(
-                level, "run %s step %s: %s -> %s", event.run_id, event.node_id, event.old, event.new
+                level, "run %s step %s: %s -> %s", event.run_id, event.step, event.old, event.new
             )
             return
         self.logger.log(level, "%s", event)

@@ -93,7 +93,7 @@ class EventRecorder:
         """Compact ``Kind:step[:old>new]`` strings, for exact sequence assertions."""
         out = []
         for event in self.events:
-            step = getattr(event, "step", None) or getattr(event, "node_id", None)
+            step = getattr(event, "step", None)
             if step is None and not run_level:
                 continue
             label = f"{type(event).__name__}:{step or '-'}"

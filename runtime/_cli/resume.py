@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         finally:
             for step in handle.steps():
                 note = "recorded, not rerun" if step.resumed else f"{step.attempts} attempt(s)"
-                print(f"  {step.key:<24} {step.state!s:<10} {note}")
+                print(f"  {step.step:<24} {step.state!s:<10} {note}")
     store.close()
     print(f"run {handle.id} {handle.state}")
     return 0

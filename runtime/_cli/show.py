@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
             else "-"
         )
         print(
-            f"  {step.key[:24]:<24} {step.state:<10} {step.attempts:>8}  "
+            f"  {step.step[:24]:<24} {step.state:<10} {step.attempts:>8}  "
             f"{format_time(step.started_at):<19} {duration:>9}  {step.error or ''}"
         )
     if not checkpoint.steps:

@@ -151,8 +151,8 @@ class Cluster:
         address: Address = future.result(timeout + 1.0)
         return address
 
-    def cancel_step(self, node: str, run_id: str, key: str) -> None:
-        self._tell_quietly(node, CancelStep(run_id, key))
+    def cancel_step(self, node: str, run_id: str, step: str) -> None:
+        self._tell_quietly(node, CancelStep(run_id, step))
 
     def end_run(self, node: str, run_id: str) -> None:
         with self._lock:

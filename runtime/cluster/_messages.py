@@ -117,12 +117,12 @@ class _Fields:
 
 @dataclass(frozen=True)
 class RunStep:
-    """Coordinator -> worker ``$system``: run one attempt of step ``key`` of run ``run``."""
+    """Coordinator -> worker ``$system``: run one attempt of ``step`` of run ``run``."""
 
     OP: ClassVar[str] = "run_step"
 
     run: str
-    key: str
+    step: str
     incarnation: int  # the coordinator's node record: a result of an older one is stale
     attempt: int  # the coordinator's attempt number, echoed in events and the result
     task: str  # the registered name the worker looks the task up by
@@ -133,7 +133,7 @@ class RunStep:
         return {
             "op": self.OP,
             "run": self.run,
-            "key": self.key,
+            "key": self.step,
             "inc": self.incarnation,
             "attempt": self.attempt,
             "task": self.task,
@@ -157,15 +157,15 @@ class RunStep:
 
 @dataclass(frozen=True)
 class CancelStep:
-    """Coordinator -> worker ``$system``: stop waiting for step ``key`` (sets its cancel event)."""
+    """Coordinator -> worker ``$system``: stop waiting for ``step`` (sets its cancel event)."""
 
     OP: ClassVar[str] = "cancel_step"
 
     run: str
-    key: str
+    step: str
 
     def encode(self) -> dict[str, Any]:
-        return {"op": self.OP, "run": self.run, "key": self.key}
+        return {"op": self.OP, "run": self.run, "key": self.step}
 
     @classmethod
     def decode(cls, message: Any) -> CancelStep:
@@ -200,7 +200,7 @@ class StepOutcome:
     KIND: ClassVar[str] = "result"
 
     run: str
-    key: str
+    step: str
     incarnation: int
     attempt: int
     state: NodeState
@@ -219,7 +219,7 @@ class StepOutcome:
     def encode(self) -> dict[str, Any]:
         return {
             "kind": self.KIND,
-            "key": self.key,
+            "key": self.step,
             "inc": self.incarnation,
             "attempt": self.attempt,
             "state": self.state.value,
@@ -294,7 +294,7 @@ def event_to_wire(event: ev.Event) -> dict[str, Any] | None:
         return {
             "ev": "state",
             "run": event.run_id,
-            "step": event.node_id,
+            "step": event.step,
             "old": event.old.value,
             "new": event.new.value,
             "at": event.timestamp,

@@ -61,7 +61,7 @@ class StepHost:
     # -- requests from coordinators ----------------------------------------------------
 
     def run_step(self, coordinator: str, request: RunStep) -> None:
-        run_id, key, inc, attempt = request.run, request.key, request.incarnation, request.attempt
+        run_id, key, inc, attempt = request.run, request.step, request.incarnation, request.attempt
         if self._draining:
             # Refused before it ran: the coordinator places it on another node.
             error = NodeDown(f"node {self._node} is leaving and takes no new steps")
@@ -91,7 +91,7 @@ class StepHost:
                     emit=self._forwarder(coordinator),
                     report=self._reporter(coordinator, run_id, key, inc),
                     cancel_event=cancel_event,
-                    host=self._node,
+                    node=self._node,
                 )
                 hosted = _Hosted(ref, cancel_event, NodeState.RUNNING, inc, attempt, coordinator)
                 self._hosted[(run_id, key)] = hosted
@@ -104,7 +104,7 @@ class StepHost:
 
     def cancel(self, request: CancelStep) -> None:
         with self._lock:
-            hosted = self._hosted.get((request.run, request.key))
+            hosted = self._hosted.get((request.run, request.step))
         if hosted is not None:
             hosted.cancel_event.set()
 

@@ -1,7 +1,7 @@
 """The run engine: one coordinator actor that runs one workflow to its outcome.
 
 It interprets ``runtime.workflow`` descriptions, records through a
-``runtime.store`` recorder, and reaches other hosts only through the step
+``runtime.store`` recorder, and reaches other nodes only through the step
 protocol it is handed (a ``Cluster``); it never opens a socket itself.
 """
 

@@ -1,9 +1,9 @@
 """The attempt table: the only owner of a run's step attempts in flight.
 
 Invariant: ``_in_flight[step]`` exists exactly while an attempt of ``step`` is
-running (here or on another member) and the coordinator waits for its report;
-its incarnation and attempt number match the node that runs it, so a report
-from an older node or attempt (canceled, timed out, re-placed) is ignored.
+running (here or on another node) and the coordinator waits for its report;
+its incarnation and attempt number match the node actor that runs it, so a report
+from an older node actor or attempt (canceled, timed out, re-placed) is ignored.
 
 Attempts that may not start yet wait here too: ``_parked`` while the run is
 paused, ``_queued`` (in the order they became ready) while ``max_running``
@@ -55,9 +55,9 @@ class Attempt:
     """A dispatched attempt the coordinator expects a report for."""
 
     call: StepCall
-    number: int  # the step's attempt number across node incarnations
+    number: int  # the step's attempt number across node actor incarnations
     incarnation: int
-    node_attempt: int  # the node's own attempt number, to match its report
+    node_attempt: int  # the node actor's own attempt number, to match its report
 
 
 @dataclass(frozen=True)
@@ -69,15 +69,15 @@ class NodeReport:
 
 
 @dataclass(eq=False)
-class _Node:
-    """A node actor hosting one step: local (``ref``) or on member ``host``."""
+class _StepActor:
+    """The node actor hosting one step: local (``ref``), or on another ``node`` (no ref)."""
 
     ref: pykka.ActorRef[Any] | None
     incarnation: int
     cancel_event: threading.Event
-    host: str
+    node: str
     state: NodeState = NodeState.PENDING
-    starts: int = 0  # Start messages sent; a local node numbers its attempts the same way
+    starts: int = 0  # Start messages sent; a local node actor numbers its attempts the same way
 
 
 class AttemptTable:
@@ -99,7 +99,7 @@ class AttemptTable:
         self._timers = timers
         self._max_running = max_running
         self._in_flight: dict[str, Attempt] = {}
-        self._nodes: dict[str, _Node] = {}
+        self._actors: dict[str, _StepActor] = {}
         self._numbers: dict[str, int] = {}  # step -> attempts started so far
         self._incarnations = itertools.count(1)
         # Failed, not final: waiting for a rerun (its own retry timer, or an enclosing
@@ -130,49 +130,49 @@ class AttemptTable:
     def _start(self, call: StepCall, exclude: frozenset[str]) -> None:
         step, task = call.step, call.task
         self._rerun_pending.discard(step)
-        host = self._placement.choose(step, task, exclude, call.placement)
-        self._placement.book.started(host)
-        node = self._reusable_node(step, host)
-        if node is None:
-            node = self._new_node(step, task, host)
-        node.state = NodeState.RUNNING
-        node.starts += 1
+        node = self._placement.choose(step, task, exclude, call.placement)
+        self._placement.book.started(node)
+        actor = self._reusable_node(step, node)
+        if actor is None:
+            actor = self._new_node(step, task, node)
+        actor.state = NodeState.RUNNING
+        actor.starts += 1
         number = self._numbers.get(step, 0) + 1
         self._numbers[step] = number
-        node_attempt = node.starts if node.ref is not None else number
-        self._in_flight[step] = Attempt(call, number, node.incarnation, node_attempt)
-        self._journal.step_started(step, number, host)
-        if node.ref is not None:
-            node.ref.tell(Start(call.ctx, call.tokens))
-        elif not self._send_remote(call, node, number, exclude):
+        node_attempt = actor.starts if actor.ref is not None else number
+        self._in_flight[step] = Attempt(call, number, actor.incarnation, node_attempt)
+        self._journal.step_started(step, number, node)
+        if actor.ref is not None:
+            actor.ref.tell(Start(call.ctx, call.tokens))
+        elif not self._send_remote(call, actor, number, exclude):
             return
         timeout = task.attempt_timeout
         if timeout is not None:
-            incarnation = node.incarnation
+            incarnation = actor.incarnation
             self._timers.schedule(
                 call.scope,
                 timeout,
                 lambda: self._timed_out(step, incarnation, node_attempt, timeout),
             )
 
-    def _reusable_node(self, step: str, host: str) -> _Node | None:
-        """The step's node if it sits in Failed on ``host`` (a retry reuses it), else None."""
-        node = self._nodes.get(step)
-        if node is not None and node.cancel_event.is_set():
+    def _reusable_node(self, step: str, node: str) -> _StepActor | None:
+        """The step's node actor if it sits in Failed on ``node`` (a retry reuses it), else None."""
+        actor = self._actors.get(step)
+        if actor is not None and actor.cancel_event.is_set():
             # Canceled before (a failed sibling, then an outer retry): never reuse it, and
             # never drop it untracked: a running one stops after its task returns.
-            del self._nodes[step]
-            self._let_go(node)
+            del self._actors[step]
+            self._let_go(actor)
             return None
-        if node is None or node.state is not NodeState.FAILED or node.host != host:
+        if actor is None or actor.state is not NodeState.FAILED or actor.node != node:
             return None
-        return node
+        return actor
 
-    def _new_node(self, step: str, task: Task, host: str) -> _Node:
+    def _new_node(self, step: str, task: Task, node: str) -> _StepActor:
         incarnation = next(self._incarnations)
         cancel_event = threading.Event()
         ref: pykka.ActorRef[Any] | None = None
-        if host == self._placement.node_name:
+        if node == self._placement.node_name:
             ref = self._pool.acquire(
                 step,
                 task.fn,
@@ -180,33 +180,33 @@ class AttemptTable:
                 emit=self._journal.emit,
                 report=_Reporter(self._timers.inbox, incarnation),
                 cancel_event=cancel_event,
-                host=host,
+                node=node,
             )
-        node = _Node(ref, incarnation, cancel_event, host)
-        self._nodes[step] = node
-        return node
+        actor = _StepActor(ref, incarnation, cancel_event, node)
+        self._actors[step] = actor
+        return actor
 
     def _send_remote(
-        self, call: StepCall, node: _Node, number: int, exclude: frozenset[str]
+        self, call: StepCall, actor: _StepActor, number: int, exclude: frozenset[str]
     ) -> bool:
-        """Send the attempt to its member; on a refusal, fail the attempt at once.
+        """Send the attempt to its node; on a refusal, fail the attempt at once.
 
-        A placed (unpinned) step whose member went down or left between placement
-        and sending is placed again, on another member.
+        A placed (unpinned) step whose node went down or left between placement
+        and sending is placed again, on another node.
         """
         try:
             self._placement.send(
-                node.host, call.step, call.task, call.ctx, node.incarnation, number, call.tokens
+                actor.node, call.step, call.task, call.ctx, actor.incarnation, number, call.tokens
             )
         except WorkflowError as exc:
             if isinstance(exc, NodeDown) and call.task.on is None:
                 log.info(
-                    "run %s: step %s not sent to %s: %s", self._run_id, call.step, node.host, exc
+                    "run %s: step %s not sent to %s: %s", self._run_id, call.step, actor.node, exc
                 )
-                self._replace(call.step, node.host, exclude)
+                self._replace(call.step, actor.node, exclude)
                 return False
             del self._in_flight[call.step]
-            node.state = NodeState.FAILED
+            actor.state = NodeState.FAILED
             call.on_result(StepResult(call.step, NodeState.FAILED, number, error=exc))
             return False
         return True
@@ -238,12 +238,12 @@ class AttemptTable:
     # -- reports -------------------------------------------------------------------------
 
     def on_report(self, incarnation: int, result: StepResult) -> None:
-        """A node's result: hand it on if it answers the attempt in flight, else drop it."""
-        step = result.node_id
+        """A node actor's result: hand it on if it answers the attempt in flight, else drop it."""
+        step = result.step
         attempt = self._in_flight.get(step)
-        node = self._nodes.get(step)
-        if node is not None and node.incarnation == incarnation:
-            node.state = result.state
+        actor = self._actors.get(step)
+        if actor is not None and actor.incarnation == incarnation:
+            actor.state = result.state
         if (
             attempt is None
             or attempt.incarnation != incarnation
@@ -251,16 +251,16 @@ class AttemptTable:
             or attempt.call.scope.canceled
         ):
             if (
-                node is not None
-                and node.incarnation == incarnation
+                actor is not None
+                and actor.incarnation == incarnation
                 and result.state is not NodeState.FAILED
             ):
                 self.retire(step)
             return  # stale: canceled, timed out, or superseded
         del self._in_flight[step]
-        if node is not None:
+        if actor is not None:
             self._placement.book.finished(
-                node.host,
+                actor.node,
                 ok=result.state is NodeState.COMPLETED,
                 duration=max(0.0, result.finished_at - result.started_at),
             )
@@ -268,10 +268,10 @@ class AttemptTable:
 
     def on_remote_report(self, message: StepOutcome) -> None:
         remote = self._placement.decode(message)
-        step = remote.result.node_id
-        node = self._nodes.get(step)
-        if message.sender and (node is None or node.host != message.sender):
-            # Only the member the step was placed on may report it (by its authenticated name).
+        step = remote.result.step
+        actor = self._actors.get(step)
+        if message.sender and (actor is None or actor.node != message.sender):
+            # Only the node the step was placed on may report it (by its authenticated name).
             log.warning(
                 "run %s: result for %s from %s dropped (not its node)",
                 self._run_id,
@@ -293,9 +293,9 @@ class AttemptTable:
             or attempt.node_attempt != node_attempt
         ):
             return
-        node = self._nodes.pop(step, None)  # abandoned: a retry gets a fresh node
-        if node is not None:
-            self._abandon(step, node, "timed out")
+        actor = self._actors.pop(step, None)  # abandoned: a retry gets a fresh node actor
+        if actor is not None:
+            self._abandon(step, actor, "timed out")
         del self._in_flight[step]
         error = StepTimeout(f"step {step!r} attempt {attempt.number} ran longer than {timeout}s")
         now = self._timers.now()
@@ -310,53 +310,56 @@ class AttemptTable:
             )
         )
 
-    # -- lost members --------------------------------------------------------------------
+    # -- lost nodes --------------------------------------------------------------------
 
     def _replace_refused(self, step: str, incarnation: int, node_attempt: int) -> bool:
-        """A draining member refused the step before running it: place it on another member.
+        """A draining node refused the step before running it: place it on another node.
 
         Not an attempt (the step never started there), so no retry budget is
-        spent and no ``Retrying`` is emitted. A step pinned to that member, or a
+        spent and no ``Retrying`` is emitted. A step pinned to that node, or a
         stale refusal, is not re-placed (False: it is handled as a failure).
         """
         attempt = self._in_flight.get(step)
-        node = self._nodes.get(step)
+        actor = self._actors.get(step)
         if (
             attempt is None
-            or node is None
+            or actor is None
             or attempt.incarnation != incarnation
-            or node.incarnation != incarnation
+            or actor.incarnation != incarnation
             or attempt.node_attempt != node_attempt
             or attempt.call.scope.canceled
             or attempt.call.task.on is not None
         ):
             return False
         log.info(
-            "run %s: step %s refused by draining node %s; re-placing", self._run_id, step, node.host
+            "run %s: step %s refused by draining node %s; re-placing",
+            self._run_id,
+            step,
+            actor.node,
         )
-        self._replace(step, node.host, frozenset())
+        self._replace(step, actor.node, frozenset())
         return True
 
-    def _replace(self, step: str, host: str, exclude: frozenset[str]) -> None:
-        """Dispatch the attempt waiting on ``host`` again elsewhere, as the same attempt.
+    def _replace(self, step: str, node: str, exclude: frozenset[str]) -> None:
+        """Dispatch the attempt waiting on ``node`` again elsewhere, as the same attempt.
 
-        ``exclude`` grows with every member tried, so this ends: with every peer
-        excluded, the step runs on this member.
+        ``exclude`` grows with every node tried, so this ends: with every peer
+        excluded, the step runs on this node.
         """
         attempt = self._in_flight.pop(step)
-        self._nodes.pop(step, None)
-        self._placement.book.finished(host, ok=False, duration=0.0)
+        self._actors.pop(step, None)
+        self._placement.book.finished(node, ok=False, duration=0.0)
         self._numbers[step] = attempt.number - 1
-        self.dispatch(attempt.call, exclude | {host})
+        self.dispatch(attempt.call, exclude | {node})
 
     def on_node_lost(self, lost: NodeLost) -> None:
-        """Re-place, on live members, every attempt in flight on a member that went down or left."""
+        """Re-place, on live nodes, every attempt in flight on a node that went down or left."""
         for step, attempt in list(self._in_flight.items()):
-            node = self._nodes.get(step)
-            if node is None or node.host != lost.node or attempt.call.scope.canceled:
+            actor = self._actors.get(step)
+            if actor is None or actor.node != lost.node or attempt.call.scope.canceled:
                 continue
             del self._in_flight[step]
-            self._nodes.pop(step, None)
+            self._actors.pop(step, None)
             self._placement.book.finished(lost.node, ok=False, duration=0.0)
             error = NodeDown(f"node {lost.node} {lost.status} while running step {step!r}")
             self._journal.step_retrying(step, attempt.number + 1, 0.0, error)
@@ -370,46 +373,46 @@ class AttemptTable:
         if not (was_in_flight or step in self._rerun_pending):
             return  # finished (or failed for good): its state stays
         self._rerun_pending.discard(step)
-        node = self._nodes.get(step)
-        if node is not None:
-            node.cancel_event.set()
-            if node.ref is not None:
-                node.ref.tell(CancelNode(reason))
+        actor = self._actors.get(step)
+        if actor is not None:
+            actor.cancel_event.set()
+            if actor.ref is not None:
+                actor.ref.tell(CancelNode(reason))
             else:
-                self._placement.cancel(node.host, step)
+                self._placement.cancel(actor.node, step)
         self._journal.step_canceled(step, reason)
 
     def retire(self, step: str) -> None:
         """The step's task returned and the step is over: recycle its actor."""
-        node = self._nodes.pop(step, None)
-        if node is not None and node.ref is not None:
-            self._pool.release(node.ref)
+        actor = self._actors.pop(step, None)
+        if actor is not None and actor.ref is not None:
+            self._pool.release(actor.ref)
 
-    def _abandon(self, step: str, node: _Node, reason: str) -> None:
-        """Stop waiting for a node whose task may still run: never reuse its actor."""
-        node.cancel_event.set()
-        if node.ref is not None:
-            node.ref.stop(block=False)
+    def _abandon(self, step: str, actor: _StepActor, reason: str) -> None:
+        """Stop waiting for a node actor whose task may still run: never reuse its actor."""
+        actor.cancel_event.set()
+        if actor.ref is not None:
+            actor.ref.stop(block=False)
         else:
-            self._placement.cancel(node.host, step)
+            self._placement.cancel(actor.node, step)
         log.info("run %s: step %s abandoned (%s)", self._run_id, step, reason)
 
-    def _let_go(self, node: _Node) -> None:
-        """Give a local node back: to the pool if its task returned, else stop it after."""
-        if node.ref is None:
+    def _let_go(self, actor: _StepActor) -> None:
+        """Give a local node actor back: to the pool if its task returned, else stop it after."""
+        if actor.ref is None:
             return
-        if node.state is NodeState.RUNNING:  # its task has not returned: never reuse
-            node.ref.stop(block=False)
+        if actor.state is NodeState.RUNNING:  # its task has not returned: never reuse
+            actor.ref.stop(block=False)
         else:
-            self._pool.release(node.ref)
+            self._pool.release(actor.ref)
 
     def close(self) -> None:
-        """The coordinator stops: let every node go, and tell remote hosts the run ended."""
-        for node in self._nodes.values():
-            if node.state is NodeState.RUNNING:
-                node.cancel_event.set()
-            self._let_go(node)
-        self._nodes.clear()
+        """The coordinator stops: let every node actor go, and tell remote nodes the run ended."""
+        for actor in self._actors.values():
+            if actor.state is NodeState.RUNNING:
+                actor.cancel_event.set()
+            self._let_go(actor)
+        self._actors.clear()
         self._placement.end_run()
 
     @property
@@ -419,7 +422,7 @@ class AttemptTable:
 
 @dataclass(frozen=True)
 class _Reporter:
-    """A local node's report callback: its result goes to the coordinator as a message."""
+    """A local node actor's report callback: its result goes to the coordinator as a message."""
 
     inbox: pykka.ActorRef[Any]
     incarnation: int

@@ -6,8 +6,8 @@ the coordinator's thread, one message at a time:
 - ``Interpreter`` walks the workflow (one method per kind of part);
 - ``StepRunner`` runs a task step: attempts, retry decisions;
 - ``AttemptTable`` owns the attempts in flight (dispatch, queueing, parking,
-  timeouts, reports, re-placement after a lost member), with ``Placement``
-  choosing hosts and talking to remote ones;
+  timeouts, reports, re-placement after a lost node), with ``Placement``
+  choosing nodes and talking to remote ones;
 - ``Timers`` owns timers and cross-thread hand-overs (each comes back as a
   message); ``CancelScope`` trees say what to stop together;
 - ``Journal`` turns step transitions into the step log, events and checkpoints.
@@ -127,7 +127,7 @@ class RunCoordinator(pykka.ThreadingActor):
         else:
             self._handle(lambda: handler(self, message))
         # Every attempt ends while handling some message: admitting the queued ones
-        # here, in one place, covers results, timeouts, cancels and lost members alike.
+        # here, in one place, covers results, timeouts, cancels and lost nodes alike.
         self._admit_queued()
         return None
 

@@ -19,7 +19,7 @@ Out = TypeVar("Out")
 class StepReport:
     """What happened to one step: final state, attempts, timings, last error."""
 
-    key: str
+    step: str
     state: NodeState
     attempts: int = 0
     started_at: float | None = None
@@ -44,16 +44,16 @@ class StepLog:
         self._lock = threading.Lock()
         self._reports: dict[str, StepReport] = {}
 
-    def update(self, key: str, **changes: Any) -> StepReport:
+    def update(self, step: str, **changes: Any) -> StepReport:
         with self._lock:
-            old = self._reports.get(key) or StepReport(key, NodeState.PENDING, node=self._node)
+            old = self._reports.get(step) or StepReport(step, NodeState.PENDING, node=self._node)
             new = dataclasses.replace(old, **changes)
-            self._reports[key] = new
+            self._reports[step] = new
             return new
 
-    def get(self, key: str) -> StepReport | None:
+    def get(self, step: str) -> StepReport | None:
         with self._lock:
-            return self._reports.get(key)
+            return self._reports.get(step)
 
     def snapshot(self) -> list[StepReport]:
         with self._lock:

@@ -79,7 +79,7 @@ class Journal:
         def accepts(event: ev.Event) -> bool:
             if getattr(event, "run_id", None) != run_id:
                 return False
-            step = getattr(event, "step", None) or getattr(event, "node_id", None)
+            step = getattr(event, "step", None)
             return step is None or any(o is observer for o in monitors.get(step, ()))
 
         return accepts
@@ -106,13 +106,13 @@ class Journal:
             self._steps.update(step, state=NodeState.COMPLETED, resumed=True)
         return recorded
 
-    def step_started(self, step: str, attempt: int, host: str) -> None:
+    def step_started(self, step: str, attempt: int, node: str) -> None:
         if attempt == 1:
             self._steps.update(
-                step, state=NodeState.RUNNING, attempts=1, started_at=self._clock.wall(), node=host
+                step, state=NodeState.RUNNING, attempts=1, started_at=self._clock.wall(), node=node
             )
         else:
-            self._steps.update(step, state=NodeState.RUNNING, attempts=attempt, node=host)
+            self._steps.update(step, state=NodeState.RUNNING, attempts=attempt, node=node)
 
     def step_completed(
         self, step: str, result: StepResult, strategy: CheckpointStrategy | None

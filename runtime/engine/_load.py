@@ -1,4 +1,4 @@
-"""What one run has seen of each host it placed steps on (for adaptive placement)."""
+"""What one run has seen of each node it placed steps on (for adaptive placement)."""
 
 from __future__ import annotations
 

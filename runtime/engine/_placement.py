@@ -1,6 +1,6 @@
 """Where a step attempt runs (pinned, round-robin, or an adaptive strategy), and remote steps.
 
-A remote step is a ``run_step`` request to the chosen member; its result
+A remote step is a ``run_step`` request to the chosen node; its result
 comes back as a ``StepOutcome`` (decoded by the cluster) that becomes a
 ``StepResult`` here.
 """
@@ -42,19 +42,19 @@ class RemoteResult:
 
 
 class Placement:
-    """Chooses hosts and talks to remote ones for one run (coordinator thread only)."""
+    """Chooses nodes and talks to remote ones for one run (coordinator thread only)."""
 
     def __init__(self, run_id: str, node_name: str, cluster: StepCluster | None) -> None:
         self._run_id = run_id
         self.node_name = node_name
         self._cluster = cluster
-        self.book = LoadBook()  # what this run has seen of each host
-        self._hosts_used: set[str] = set()
+        self.book = LoadBook()  # what this run has seen of each node
+        self._nodes_used: set[str] = set()
 
     def choose(
         self, step: str, task: Task, exclude: frozenset[str], strategy: PlacementStrategy | None
     ) -> str:
-        """The host of the next attempt of ``step``: this member unless it can run elsewhere."""
+        """The node of the next attempt of ``step``: this node unless it can run elsewhere."""
         if self._cluster is None or task.on == self.node_name:
             return self.node_name
         if task.on is None and not _has_wire_name(task):
@@ -71,7 +71,7 @@ class Placement:
 
     def send(
         self,
-        host: str,
+        node: str,
         step: str,
         task: Task,
         ctx: Any,
@@ -79,24 +79,24 @@ class Placement:
         attempt: int,
         tokens: dict[str, int],
     ) -> None:
-        """Ask ``host`` to run the step; raises a ``WorkflowError`` if it could not be sent."""
+        """Ask ``node`` to run the step; raises a ``WorkflowError`` if it could not be sent."""
         assert self._cluster is not None
-        self._hosts_used.add(host)
+        self._nodes_used.add(node)
         context = encode_value(
             ctx, what=f"run {self._run_id} step {step!r} context", root="context"
         )
         request = RunStep(
             self._run_id, step, incarnation, attempt, qualified_name(task.fn), tokens, context
         )
-        self._cluster.send_step(host, request)
+        self._cluster.send_step(node, request)
 
-    def cancel(self, host: str, step: str) -> None:
+    def cancel(self, node: str, step: str) -> None:
         if self._cluster is not None:
-            self._cluster.cancel_step(host, self._run_id, step)
+            self._cluster.cancel_step(node, self._run_id, step)
 
     def decode(self, message: StepOutcome) -> RemoteResult:
         """A remote step's outcome as a ``StepResult`` (an undecodable output fails the step)."""
-        step, state = message.key, message.state
+        step, state = message.step, message.state
         output = ctx = None
         error: BaseException | None = message.error
         if state is NodeState.COMPLETED and message.payload is not None:
@@ -111,7 +111,7 @@ class Placement:
         return RemoteResult(message.incarnation, result, message.refused)
 
     def end_run(self) -> None:
-        """The run is over: tell every host it used, so they forget it."""
+        """The run is over: tell every node it used, so they forget it."""
         if self._cluster is not None:
-            for host in self._hosts_used:
-                self._cluster.end_run(host, self._run_id)
+            for node in self._nodes_used:
+                self._cluster.end_run(node, self._run_id)

@@ -18,10 +18,10 @@ __all__ = ["Engine", "LockService", "RunOwner", "StepCluster"]
 
 
 class StepCluster(Protocol):
-    """Where remote steps go: placement over live members, and the step messages."""
+    """Where remote steps go: placement over live nodes, and the step messages."""
 
     def candidates(self, exclude: frozenset[str] = ...) -> Sequence[str]:
-        """Live members an unpinned step may run on (this member when it has no peers)."""
+        """Live nodes an unpinned step may run on (this node when it has no peers)."""
         ...
 
     def place(self, pinned: str | None, exclude: frozenset[str] = ...) -> str:
@@ -32,7 +32,7 @@ class StepCluster(Protocol):
         """Ask ``node`` to run a step; raises ``NodeDown`` (or another error) if not sent."""
         ...
 
-    def cancel_step(self, node: str, run_id: str, key: str) -> None: ...
+    def cancel_step(self, node: str, run_id: str, step: str) -> None: ...
 
     def end_run(self, node: str, run_id: str) -> None: ...
 

@@ -110,7 +110,7 @@ class MemoryStore:
             if changed_steps is None:
                 run.steps.clear()
             for step in upserts:
-                run.steps[step.key] = step
+                run.steps[step.step] = step
             for key in deletes:
                 run.steps.pop(key, None)
             # Keep our own copy of meta; the steps mapping is rebuilt on load.

@@ -51,9 +51,9 @@ states); files written before that hold lowercase names, read the same way."""
 
 @dataclass(frozen=True)
 class StepRecord:
-    """The durable state of one step of a run; ``output`` is encoded by ``_persist``."""
+    """The durable state of one step of a run; ``output`` is encoded by the value codec."""
 
-    key: str
+    step: str
     state: str
     attempts: int
     output: bytes | None
@@ -173,7 +173,7 @@ def check_checkpoint(checkpoint: Checkpoint) -> None:
             f"got {type(checkpoint.context).__name__}"
         )
     for key, step in checkpoint.steps.items():
-        if not isinstance(step, StepRecord) or step.key != key:
+        if not isinstance(step, StepRecord) or step.step != key:
             raise ValueError(
                 f"run {checkpoint.run_id}: checkpoint.steps[{key!r}] must be a StepRecord "
                 f"whose key is {key!r}, got {step!r}"

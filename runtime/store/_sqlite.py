@@ -332,7 +332,7 @@ class SQLiteStore:
         step_rows = [
             (
                 run_id,
-                step.key,
+                step.step,
                 step.state,
                 step.attempts,
                 step.output,
@@ -457,7 +457,7 @@ def _checkpoint_from_rows(
         if output is not None and (not isinstance(output, bytes) or _crc(output) != output_crc):
             raise _corrupt(run_id, f"output of step {key!r} fails its CRC-32 check")
         steps[key] = StepRecord(
-            key=key,
+            step=key,
             state=step_state,
             attempts=attempts,
             output=output,

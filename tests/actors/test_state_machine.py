@@ -59,7 +59,7 @@ def test_each_legal_transition_moves_and_emits_state_changed(
     machine.transition(new, error=ValueError("x") if new is NodeState.FAILED else None)
     assert machine.state is new
     assert len(events) == 1
-    assert (events[0].node_id, events[0].old, events[0].new, events[0].run_id) == (
+    assert (events[0].step, events[0].old, events[0].new, events[0].run_id) == (
         "n1",
         old,
         new,

@@ -165,7 +165,7 @@ def test_a_workflow_runs_on_both_workers_with_ordered_events(
     assert handle.result(timeout=30) == (["a", "b", "c", "d", "p1"], ["a", "b", "c", "d", "p2"])
     assert handle.state is NodeState.COMPLETED
 
-    steps = {s.key: s for s in handle.steps()}
+    steps = {s.step: s for s in handle.steps()}
     assert set(steps) == {"a", "b", "c", "d", "p1", "p2"}
     nodes = {key: s.node for key, s in steps.items()}
     assert set(nodes.values()) == set(WORKERS), nodes  # spread over both, none local
@@ -177,7 +177,7 @@ def test_a_workflow_runs_on_both_workers_with_ordered_events(
 
     def index(kind: type[Any], key: str, pred: Any = lambda e: True) -> int:
         for i, e in enumerate(recorded):
-            step = getattr(e, "step", None) or getattr(e, "node_id", None)
+            step = getattr(e, "step", None)
             if isinstance(e, kind) and step == key and pred(e):
                 return i
         raise AssertionError(f"no {kind.__name__} for {key} in {recorded}")
@@ -217,7 +217,7 @@ def test_a_remote_value_error_arrives_as_a_readable_remote_error(
     assert "ValueError: bad input 42" in error.remote_traceback
     assert str(error) == f"ValueError: bad input 42 (on node {error.node})"
     assert handle.state is NodeState.FAILED
-    boom = next(s for s in handle.steps() if s.key == "boom")
+    boom = next(s for s in handle.steps() if s.step == "boom")
     assert boom.state is NodeState.FAILED
     assert boom.attempts == 1
     assert boom.node == error.node
@@ -276,7 +276,7 @@ def test_pinned_steps_run_on_their_node(shared_cluster: Cluster, tmp_path: Path)
     )
     handle = shared_cluster.system.run(wf, {"log": str(log)})
     assert handle.result(timeout=30) == ["w2-a", "w2-b", "w2-c", "w1", "here"]
-    nodes = {s.key: s.node for s in handle.steps()}
+    nodes = {s.step: s.node for s in handle.steps()}
     expected = {
         "w2-a": "worker-2",
         "w2-b": "worker-2",
@@ -300,6 +300,6 @@ def test_a_step_pinned_to_an_unknown_node_fails_with_node_down(
     with pytest.raises(NodeDown, match="no-such-node"):
         handle.result(timeout=15)
     assert time.monotonic() - began < 5.0
-    lost = next(s for s in handle.steps() if s.key == "lost")
+    lost = next(s for s in handle.steps() if s.step == "lost")
     assert lost.state is NodeState.FAILED
     assert step_counts(tmp_path / "log") == {"first": 1}

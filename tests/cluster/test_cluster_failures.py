@@ -88,7 +88,7 @@ def test_kill_9_of_a_worker_mid_step_replaces_the_step_on_the_other(
     assert replaced_after < 6.0
     assert system.members()[victim.name] == "down"
 
-    steps = {s.key: s for s in handle.steps()}
+    steps = {s.step: s for s in handle.steps()}
     assert steps["block"].node == survivor.name
     assert steps["block"].attempts == 2
     assert all(s.state is NodeState.COMPLETED for s in steps.values())
@@ -157,7 +157,7 @@ def test_sigterm_drains_the_running_step_and_new_steps_go_elsewhere(
     assert output == ["q1", "q2", "q3", "q4", "final"]
     assert leaving.wait(20) == 0
     assert leaving.wait_line("node worker-1 left the cluster", 5) is not None
-    nodes = {s.key: s.node for s in handle.steps()}
+    nodes = {s.step: s.node for s in handle.steps()}
     assert nodes == {
         "hold": "worker-1",
         "go": "worker-2",
@@ -169,7 +169,7 @@ def test_sigterm_drains_the_running_step_and_new_steps_go_elsewhere(
     }
     # A refusal by the draining worker is a placement, not an attempt; but a step
     # sent to it just as it left is lost with it, and re-placed as a second attempt.
-    attempts = {s.key: s.attempts for s in handle.steps()}
+    attempts = {s.step: s.attempts for s in handle.steps()}
     assert all(s.state is NodeState.COMPLETED for s in handle.steps())
     assert attempts["hold"] == 1 and attempts["go"] == 1, attempts
     assert set(attempts.values()) <= {1, 2}, attempts

@@ -47,7 +47,7 @@ def test_cancel_of_a_running_run_ends_it_canceled(system: ActorSystem) -> None:
         handle.result(5)
     assert handle.state is NodeState.CANCELED
     assert seen_cancel.wait(5)
-    assert [s.key for s in handle.steps()] == ["cooperative"]
+    assert [s.step for s in handle.steps()] == ["cooperative"]
 
 
 def _story(recorder: EventRecorder, step: str) -> list[tuple[str, Any]]:
@@ -84,7 +84,7 @@ def test_a_retry_queued_at_the_cap_then_canceled_gets_a_terminal_event(
         with pytest.raises(Canceled):
             handle.result(timeout=10)
         release.set()
-        state = {s.key: s.state for s in handle.steps()}
+        state = {s.step: s.state for s in handle.steps()}
     story = _story(recorder, "flaky")
     print("flaky:", story, "state:", state.get("flaky"))
     assert story[-1] in {("Failed", True), ("Canceled", None)}, story

@@ -62,7 +62,7 @@ def test_monitored_observers_see_only_their_own_steps(
         task(lambda c: 2, name="inside").monitored(recorder)
     )
     system.run(wf, {}).result(5)
-    steps = {getattr(e, "step", None) or getattr(e, "node_id", None) for e in recorder.events}
+    steps = {getattr(e, "step", None) for e in recorder.events}
     assert steps == {None, "inside"}
 
 

@@ -23,7 +23,7 @@ def test_etl_retries_the_transient_load_failure_and_loads_every_good_row(tmp_pat
         tmp_path, 3000, initial_delay=0.01, fail_times=1, out=out, store=MemoryStore()
     )
     assert handle.state is NodeState.COMPLETED
-    steps = {s.key: s for s in handle.steps()}
+    steps = {s.step: s for s in handle.steps()}
     assert list(steps) == ["extract", "transform", "aggregate", "validate", "log", "load"]
     assert steps["load"].attempts == 2
     assert not steps["aggregate"].skipped
@@ -37,7 +37,7 @@ def test_etl_retries_the_transient_load_failure_and_loads_every_good_row(tmp_pat
 
 def test_etl_skips_the_aggregate_step_for_small_inputs(tmp_path: Path) -> None:
     handle, ctx = run_etl(tmp_path, 500, initial_delay=0.01, out=io.StringIO(), store=MemoryStore())
-    steps = {s.key: s for s in handle.steps()}
+    steps = {s.step: s for s in handle.steps()}
     assert steps["aggregate"].skipped
     assert ctx.totals == {}
     assert ctx.loaded == 500 - 1

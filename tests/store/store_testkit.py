@@ -13,7 +13,7 @@ def step(
 ) -> StepRecord:
     """A step record whose output is ``output`` encoded (None stays None)."""
     return StepRecord(
-        key=key,
+        step=key,
         state=state,
         attempts=attempts,
         output=None if output is None else encode_value(output, what=f"step {key} output"),

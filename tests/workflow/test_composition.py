@@ -48,7 +48,7 @@ def test_the_task_decorator_works_with_and_without_options(system: ActorSystem) 
 
     handle = system.run(plain.then(other), 1)
     assert handle.result(5) == 3
-    assert [s.key for s in handle.steps()] == ["plain", "renamed"]
+    assert [s.step for s in handle.steps()] == ["plain", "renamed"]
 
 
 def test_then_runs_in_order_on_the_shared_context_and_returns_the_last_output(
@@ -81,7 +81,7 @@ def test_when_false_with_skip_skips_and_outputs_none(system: ActorSystem) -> Non
     handle = system.run(add("x", 1).when(lambda c: False, skip=True).then(add("y", 2)), ctx)
     assert handle.result(5) == 2
     assert ctx == {"y": 2}
-    skipped = {s.key: s.skipped for s in handle.steps()}
+    skipped = {s.step: s.skipped for s in handle.steps()}
     assert skipped == {"set_x": True, "set_y": False}
 
 
@@ -162,7 +162,7 @@ def test_a_failing_branch_fails_the_parallel_and_cancels_its_sibling(
     with pytest.raises(PermanentError, match="branch broke"):
         handle.result(5)
     release.set()
-    states = {s.key: s.state for s in handle.steps()}
+    states = {s.step: s.state for s in handle.steps()}
     assert states == {"waits": NodeState.CANCELED, "boom": NodeState.FAILED}
 
 
@@ -196,7 +196,7 @@ def test_repeated_step_names_get_distinct_keys(system: ActorSystem) -> None:
     step = task(lambda c: c.append(len(c)) or len(c), name="inc")
     handle = system.run(step.then(step).then(step), [])
     assert handle.result(5) == 3
-    assert [s.key for s in handle.steps()] == ["inc", "inc#2", "inc#3"]
+    assert [s.step for s in handle.steps()] == ["inc", "inc#2", "inc#3"]
 
 
 @pytest.mark.parametrize(
