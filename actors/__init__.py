@@ -30,7 +30,6 @@ from actors._errors import (
 )
 from actors._locks import Acquire, Check, LockGrant, LockManager, Release, Renew
 from actors._node import (
-    Assign,
     CancelNode,
     NodeActor,
     Start,
@@ -39,7 +38,7 @@ from actors._node import (
     current_step,
 )
 from actors._pool import NodePool
-from actors._state import TRANSITIONS, NodeState, StateChanged, StateMachine
+from actors._state import NodeState, StateChanged
 from actors._supervisor import (
     ChildSpec,
     Restart,
@@ -52,9 +51,7 @@ from actors._supervisor import (
 from actors.events import Event, EventBus, WorkflowObserver
 
 __all__ = [
-    "TRANSITIONS",
     "Acquire",
-    "Assign",
     "CancelNode",
     "Canceled",
     "Check",
@@ -88,7 +85,6 @@ __all__ = [
     "StaleEpoch",
     "Start",
     "StateChanged",
-    "StateMachine",
     "StepInfo",
     "StepResult",
     "StepTimeout",

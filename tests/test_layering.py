@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import importlib
 import pathlib
+import re
 
 import pytest
 
@@ -138,3 +139,24 @@ def test_sub_packages_use_each_others_public_api() -> None:
             if private:
                 violations.append(f"{path} imports {module}")
     assert violations == []
+
+
+# Types a caller meets in a lower layer's public records, exported for annotations
+# even though the layer above never names them.
+EXPORTED_FOR_ANNOTATIONS = {"SupervisorStats", "MemberStatus", "InlineHandler"}
+
+
+@pytest.mark.parametrize(
+    ("package", "above"), [("actors", ("runtime",)), ("transport", ("actors", "runtime"))]
+)
+def test_lower_layers_export_only_what_the_layers_above_use(
+    package: str, above: tuple[str, ...]
+) -> None:
+    source = "\n".join(path.read_text() for layer in above for path in (ROOT / layer).rglob("*.py"))
+    exported = importlib.import_module(package).__all__
+    unused = [
+        name
+        for name in exported
+        if name not in EXPORTED_FOR_ANNOTATIONS and not re.search(rf"\b{name}\b", source)
+    ]
+    assert unused == []

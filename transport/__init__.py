@@ -19,9 +19,8 @@ threads of one node share), ``_endpoint`` (``Transport``), ``_settings``,
 
 from transport._address import Address
 from transport._codec import Limits, pack, unpack
-from transport._detector import FailureDetector
 from transport._endpoint import Transport
-from transport._envelope import Envelope, Kind, decode_envelope, encode_envelope
+from transport._envelope import Envelope
 from transport._errors import (
     ActorNotFound,
     AskTimeout,
@@ -33,7 +32,7 @@ from transport._errors import (
 )
 from transport._membership import Member, MemberEvent, MemberStatus
 from transport._reply import InlineHandler, MessageHandler, Reply
-from transport._security import Security, generate_keys, is_loopback_endpoint, load_security
+from transport._security import Security, generate_keys, load_security
 from transport._settings import TransportSettings
 from transport._stats import TransportStats
 
@@ -43,9 +42,7 @@ __all__ = [
     "Address",
     "AskTimeout",
     "Envelope",
-    "FailureDetector",
     "InlineHandler",
-    "Kind",
     "Limits",
     "Member",
     "MemberEvent",
@@ -61,10 +58,7 @@ __all__ = [
     "TransportSettings",
     "TransportStats",
     "WorkflowError",
-    "decode_envelope",
-    "encode_envelope",
     "generate_keys",
-    "is_loopback_endpoint",
     "load_security",
     "pack",
     "unpack",

@@ -6,14 +6,8 @@ import itertools
 
 import pytest
 
-from actors import (
-    TRANSITIONS,
-    IllegalTransition,
-    ManualClock,
-    NodeState,
-    StateChanged,
-    StateMachine,
-)
+from actors import IllegalTransition, ManualClock, NodeState, StateChanged
+from actors._state import TRANSITIONS, StateMachine
 
 LEGAL = [(old, new) for old, targets in TRANSITIONS.items() for new in targets]
 ILLEGAL = [

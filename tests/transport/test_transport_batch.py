@@ -18,16 +18,20 @@ from conftest import LOOPBACK, LogWatcher, RawDealer, RecordingHandler
 from transport import (
     Address,
     Envelope,
-    Kind,
     Limits,
     ProtocolError,
     Security,
     Transport,
     TransportSettings,
+)
+from transport._envelope import (
+    MAX_BATCH,
+    PROTOCOL_VERSION,
+    Kind,
     decode_envelope,
+    encode_batch,
     encode_envelope,
 )
-from transport._envelope import MAX_BATCH, PROTOCOL_VERSION, encode_batch
 
 MakeTransport = Callable[..., Transport]
 SecurityOf = Callable[[str], Security]

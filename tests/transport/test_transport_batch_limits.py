@@ -15,17 +15,8 @@ import msgpack
 import pytest
 from conftest import LOOPBACK, RawDealer, RecordingHandler
 
-from transport import (
-    Address,
-    Envelope,
-    Kind,
-    Limits,
-    Reply,
-    Transport,
-    TransportSettings,
-    encode_envelope,
-)
-from transport._envelope import PROTOCOL_VERSION, encode_batch
+from transport import Address, Envelope, Limits, Reply, Transport, TransportSettings
+from transport._envelope import PROTOCOL_VERSION, Kind, encode_batch, encode_envelope
 from transport._sockets import FULL
 
 MakeTransport = Callable[..., Transport]

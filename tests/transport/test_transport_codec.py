@@ -8,19 +8,8 @@ from typing import Any
 import msgpack
 import pytest
 
-from transport import (
-    Address,
-    Envelope,
-    Kind,
-    Limits,
-    ProtocolError,
-    RemoteError,
-    decode_envelope,
-    encode_envelope,
-    pack,
-    unpack,
-)
-from transport._envelope import PROTOCOL_VERSION
+from transport import Address, Envelope, Limits, ProtocolError, RemoteError, pack, unpack
+from transport._envelope import PROTOCOL_VERSION, Kind, decode_envelope, encode_envelope
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from transport import FailureDetector, TransportSettings
+from transport import TransportSettings
+from transport._detector import FailureDetector
 from transport._membership import Membership
 
 DEFAULTS = TransportSettings()

@@ -16,7 +16,6 @@ from transport import (
     Address,
     AskTimeout,
     Envelope,
-    Kind,
     NodeDown,
     OutboxFull,
     ProtocolError,
@@ -24,9 +23,8 @@ from transport import (
     Reply,
     Transport,
     TransportSettings,
-    encode_envelope,
 )
-from transport._envelope import PROTOCOL_VERSION
+from transport._envelope import PROTOCOL_VERSION, Kind, encode_envelope
 
 MakeTransport = Callable[..., Transport]
 

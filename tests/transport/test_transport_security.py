@@ -15,16 +15,15 @@ from zmq.auth.thread import ThreadAuthenticator
 from transport import (
     Address,
     Envelope,
-    Kind,
     NodeDown,
     Security,
     Transport,
     TransportSettings,
-    encode_envelope,
     generate_keys,
-    is_loopback_endpoint,
     load_security,
 )
+from transport._envelope import Kind, encode_envelope
+from transport._security import is_loopback_endpoint
 
 MakeTransport = Callable[..., Transport]
 SecurityOf = Callable[[str], Security]
