@@ -36,30 +36,25 @@ def test_a_result_claimed_by_a_node_that_did_not_run_the_step_is_dropped(
 
 # Regression (review 2026-11-27, ef6ce48): any member could send a run's step events.
 def test_step_events_from_a_node_that_runs_none_of_the_runs_steps_are_dropped(
-    recorder: EventRecorder,
+    recorder: EventRecorder, coordinator_and_peer: tuple[ActorSystem, ActorSystem]
 ) -> None:
-    with (
-        ActorSystem("coord", listen="tcp://127.0.0.1:0", plaintext=True) as coordinator,
-        ActorSystem(
-            "peer", listen="tcp://127.0.0.1:0", join=[str(coordinator.address)], plaintext=True
-        ) as peer,
-    ):
-        assert peer.cluster is not None
-        release, blocked = gate()
-        handle = coordinator.run(task(blocked, name="held"), {}, observers=[recorder])
-        forged = {
-            "ev": "started",
-            "run": handle.id,
-            "step": "held",
-            "attempt": 9,
-            "node": "peer",
-            "at": 0.0,
-        }
-        transport = peer.cluster.transport
-        transport.tell(Address("coord", run_path(handle.id)), forged)
-        # An ask behind the tell on the same connection: once answered, the tell was handled.
-        assert transport.ask(Address("coord", SYSTEM_PATH), {"op": "ping"}, timeout=5).result(6)
-        assert coordinator.events.flush(5)
-        assert not any(getattr(e, "attempt", 0) == 9 for e in recorder.events)
-        release.set()
-        assert handle.result(5) == "released"
+    coordinator, peer = coordinator_and_peer
+    assert peer.cluster is not None
+    release, blocked = gate()
+    handle = coordinator.run(task(blocked, name="held"), {}, observers=[recorder])
+    forged = {
+        "ev": "started",
+        "run": handle.id,
+        "step": "held",
+        "attempt": 9,
+        "node": "peer",
+        "at": 0.0,
+    }
+    transport = peer.cluster.transport
+    transport.tell(Address("coord", run_path(handle.id)), forged)
+    # An ask behind the tell on the same connection: once answered, the tell was handled.
+    assert transport.ask(Address("coord", SYSTEM_PATH), {"op": "ping"}, timeout=5).result(6)
+    assert coordinator.events.flush(5)
+    assert not any(getattr(e, "attempt", 0) == 9 for e in recorder.events)
+    release.set()
+    assert handle.result(5) == "released"

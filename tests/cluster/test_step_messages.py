@@ -137,23 +137,20 @@ def test_only_maps_decode() -> None:
         NodeLost.decode({"op": "node_lost", "node": "w1"})
 
 
-def test_malformed_step_messages_from_a_peer_are_refused_and_the_run_goes_on() -> None:
-    with (
-        ActorSystem("coord", listen="tcp://127.0.0.1:0", plaintext=True) as coordinator,
-        ActorSystem(
-            "peer", listen="tcp://127.0.0.1:0", join=[str(coordinator.address)], plaintext=True
-        ) as peer,
-    ):
-        assert peer.cluster is not None
-        release, blocked = gate()
-        handle = coordinator.run(task(blocked, name="held"), {})
-        transport = peer.cluster.transport
-        bad_step = {**RUN_STEP.encode(), "inc": "3"}
-        with pytest.raises(RemoteError, match="run_step: field 'inc'"):
-            transport.ask(Address("coord", SYSTEM_PATH), bad_step, timeout=5).result(6)
-        bad_result = {**OUTCOME.encode(), "key": "held", "attempt": None}
-        with pytest.raises(RemoteError, match="field 'attempt'"):
-            transport.ask(Address("coord", run_path(handle.id)), bad_result, timeout=5).result(6)
-        assert [step.state for step in handle.steps()] == [NodeState.RUNNING]
-        release.set()
-        assert handle.result(5) == "released"
+def test_malformed_step_messages_from_a_peer_are_refused_and_the_run_goes_on(
+    coordinator_and_peer: tuple[ActorSystem, ActorSystem],
+) -> None:
+    coordinator, peer = coordinator_and_peer
+    assert peer.cluster is not None
+    release, blocked = gate()
+    handle = coordinator.run(task(blocked, name="held"), {})
+    transport = peer.cluster.transport
+    bad_step = {**RUN_STEP.encode(), "inc": "3"}
+    with pytest.raises(RemoteError, match="run_step: field 'inc'"):
+        transport.ask(Address("coord", SYSTEM_PATH), bad_step, timeout=5).result(6)
+    bad_result = {**OUTCOME.encode(), "key": "held", "attempt": None}
+    with pytest.raises(RemoteError, match="field 'attempt'"):
+        transport.ask(Address("coord", run_path(handle.id)), bad_result, timeout=5).result(6)
+    assert [step.state for step in handle.steps()] == [NodeState.RUNNING]
+    release.set()
+    assert handle.result(5) == "released"
