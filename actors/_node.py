@@ -25,6 +25,7 @@ from typing import Any
 import pykka
 
 from actors._clock import Clock
+from actors._errors import PermanentError
 from actors._state import NodeState, StateMachine
 from actors.events import Event, Started
 
@@ -186,9 +187,23 @@ class NodeActor(pykka.ThreadingActor):
 
     def _finish_failed(self, exc: BaseException, attempt: int, started: float) -> StepResult:
         text = "".join(traceback.format_exception(exc))
+        if not isinstance(exc, Exception):
+            exc = _contained(self.step, exc)
         # A failure after a cancel request is a cancel: the error is kept, the state is not Failed.
         state = NodeState.CANCELED if self.cancel_event.is_set() else NodeState.FAILED
         self.machine.transition(state, error=exc)
         return StepResult(
             self.step, state, attempt, None, None, exc, text, started, self._clock.now()
         )
+
+
+def _contained(step: str, exc: BaseException) -> PermanentError:
+    """A task's ``SystemExit``, ``KeyboardInterrupt`` (or other ``BaseException``) as an error.
+
+    Re-raised as it is in the caller's ``result()``, it would end the caller's
+    process (``SystemExit(3)`` exits with status 3); as a ``PermanentError`` whose
+    ``__cause__`` is the original, it fails the step and is not retried by default.
+    """
+    error = PermanentError(f"step {step!r} raised {type(exc).__name__}: {exc}")
+    error.__cause__ = exc
+    return error

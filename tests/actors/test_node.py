@@ -1,7 +1,8 @@
 """The node actor that runs one step: whatever its task raises or swallows, the step ends right.
 
-A task raising ``SystemExit`` or ``KeyboardInterrupt`` fails its step and no
-other actor stops; a task that swallows the cancel request still ends Canceled.
+A task raising ``SystemExit`` or ``KeyboardInterrupt`` fails its step with a
+``PermanentError`` (the original is its ``__cause__``) and no other actor stops;
+a task that swallows the cancel request still ends Canceled.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from runtime import ActorSystem, Canceled, task
+from runtime import ActorSystem, Canceled, PermanentError, task
 from tests.support import gate
 
 pytestmark = pytest.mark.timeout(30)
@@ -39,7 +40,7 @@ def test_a_task_swallowing_exceptions_cannot_turn_a_cancel_into_success(
         handle.result(5)
 
 
-def test_system_exit_in_a_task_fails_the_step_and_the_system_keeps_working(
+def test_system_exit_in_a_task_fails_the_step_with_a_permanent_error_and_the_system_keeps_working(
     system: ActorSystem,
 ) -> None:
     def exits(ctx: Any) -> None:
@@ -48,8 +49,12 @@ def test_system_exit_in_a_task_fails_the_step_and_the_system_keeps_working(
     def interrupts(ctx: Any) -> None:
         raise KeyboardInterrupt
 
-    with pytest.raises(SystemExit):
+    # Issue 9: re-raised as they were, SystemExit(3) ended the caller's process with status 3.
+    with pytest.raises(PermanentError, match="raised SystemExit: 3") as exited:
         system.run(task(exits), {}).result(5)
-    with pytest.raises(KeyboardInterrupt):
+    assert isinstance(exited.value.__cause__, SystemExit)
+    assert exited.value.__cause__.code == 3
+    with pytest.raises(PermanentError, match="raised KeyboardInterrupt") as interrupted:
         system.run(task(interrupts), {}).result(5)
+    assert isinstance(interrupted.value.__cause__, KeyboardInterrupt)
     assert system.run(task(lambda c: "alive"), {}).result(5) == "alive"

@@ -24,6 +24,8 @@ def fragile(ctx: dict[str, Any]) -> str:
     _append(ctx, "fragile")
     if Path(ctx["marker"]).exists():
         raise PermanentError(f"marker {ctx['marker']} is present")
+    if Path(ctx["marker"] + ".exit").exists():
+        raise SystemExit(3)  # a task that would end the process running it
     return "two"
 
 

@@ -62,6 +62,18 @@ def test_resume_after_the_cause_is_fixed_continues_without_rerunning_completed_s
     assert "Completed" in actorflow("runs", "--db", str(db)).stdout
 
 
+# Issue 9: a task's SystemExit(3) used to escape result() and exit `actorflow resume` with 3.
+def test_a_task_raising_system_exit_fails_the_resume_with_the_documented_exit_code(
+    failed_run: tuple[Path, str, Path],
+) -> None:
+    db, run_id, marker = failed_run
+    marker.unlink()
+    Path(str(marker) + ".exit").touch()
+    result = actorflow("resume", run_id, "--app", "tests.cli.cli_app", "--db", str(db))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "raised SystemExit: 3" in result.stdout + result.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
