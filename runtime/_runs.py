@@ -9,6 +9,7 @@ down are serialised by one lock, so no coordinator can start after
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import threading
@@ -69,6 +70,9 @@ class RunSettings:
     lease: float  # seconds a claim lasts without renewal
     checkpoint: CheckpointStrategy  # unless the workflow says otherwise
     max_running_steps: int | None  # step attempts of one run in flight at once; None: no bound
+    keep_finished: int = (
+        1000  # handles of finished runs kept in memory, newest; the store keeps all
+    )
 
 
 class Runs:
@@ -100,6 +104,7 @@ class Runs:
         self._lock = threading.Lock()
         self._closed = False
         self._handles: dict[str, RunHandle[Any]] = {}
+        self._finished: collections.deque[str] = collections.deque()  # ids, oldest first
         self._coordinators: dict[str, pykka.ActorRef[RunCoordinator]] = {}
 
     @property
@@ -364,7 +369,14 @@ class Runs:
 
     def handle(self, run_id: str) -> RunHandle[Any]:
         with self._lock:
-            return self._handles[run_id]
+            handle = self._handles.get(run_id)
+        if handle is None:
+            raise KeyError(
+                f"run {run_id!r} is not running here and not among the "
+                f"{self.settings.keep_finished} most recently finished ones "
+                "(its checkpoints, if any, are in the store: stored_result, actorflow show)"
+            )
+        return handle
 
     def control(self, run_id: str, action: str) -> bool:
         if action not in ("cancel", "pause", "unpause"):
@@ -398,8 +410,15 @@ class Runs:
             pause_run(ref, paused)
 
     def run_finished(self, run_id: str) -> None:
+        """Called once per run, after its handle resolved: forget the oldest finished ones."""
         with self._lock:
             self._coordinators.pop(run_id, None)
+            self._finished.append(run_id)
+            while len(self._finished) > self.settings.keep_finished:
+                oldest = self._finished.popleft()
+                handle = self._handles.get(oldest)
+                if handle is not None and handle.done():  # not resumed again meanwhile
+                    del self._handles[oldest]
 
     # -- shutdown ----------------------------------------------------------------------
 

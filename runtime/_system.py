@@ -110,6 +110,10 @@ class ActorSystem:
             at once (here or on workers); the rest wait, in the order they
             became ready. Bounds threads and load under a wide ``parallel``.
             ``None``: no bound.
+        keep_finished: how many finished runs' handles stay in memory (the
+            newest); older ones are forgotten here (``handle(run_id)`` raises
+            ``KeyError``) but their checkpoints stay in the store. Bounds the
+            memory of a system that runs for months.
     """
 
     def __init__(
@@ -129,8 +133,15 @@ class ActorSystem:
         transport: TransportSettings | None = None,
         locks_on: str | None = None,
         max_running_steps: int | None = 256,
+        keep_finished: int = 1000,
     ) -> None:
         _check_options(name, checkpoint, lease, max_running_steps)
+        if (
+            isinstance(keep_finished, bool)
+            or not isinstance(keep_finished, int)
+            or keep_finished < 0
+        ):
+            raise ValueError(f"keep_finished must be an int >= 0, got {keep_finished!r}")
         self.name = name
         self._own_clock = clock is None
         self.clock: Clock = clock if clock is not None else RealClock(f"actorflow-clock-{name}")
@@ -152,6 +163,7 @@ class ActorSystem:
                 lease=self.lease,
                 checkpoint=checkpoint,
                 max_running_steps=max_running_steps,
+                keep_finished=keep_finished,
             ),
             links=self._links,
         )
@@ -441,7 +453,7 @@ class ActorSystem:
         return stored_output(self.store.load(run_id))
 
     def handle(self, run_id: str) -> RunHandle[Any]:
-        """The handle of a run started or resumed by this system (KeyError if none)."""
+        """The handle of a run this system runs, or finished recently (else KeyError)."""
         return self._runs.handle(run_id)
 
     def control(self, run_id: str, action: str) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from runtime import ActorSystem, CheckpointStrategy, MemoryStore, SystemShutDown, task
-from tests.support import gate
+from tests.support import gate, wait_until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -28,3 +28,22 @@ def test_running_an_id_that_is_already_running_leaves_the_live_run_alone() -> No
         release.set()
         assert first.result(10) == "released"
     assert store.load("job-1").epoch == 1
+
+
+# Issue 9: every finished run's handle stayed in memory, and stats() grew with them.
+def test_only_the_newest_finished_runs_stay_in_memory() -> None:
+    with ActorSystem("bounded", keep_finished=5) as bounded:
+        ids = []
+        for _ in range(20):  # one after another: they finish in the order they started
+            handle = bounded.run(task(lambda c: "ok"), {})
+            assert handle.result(5) == "ok"
+            ids.append(handle.id)
+        assert wait_until(lambda: len(bounded.stats().runs) == 5, timeout=5)
+        assert [run.run_id for run in bounded.stats().runs] == ids[-5:]
+        with pytest.raises(KeyError, match="most recently finished"):
+            bounded.handle(ids[0])
+
+
+def test_keep_finished_is_checked() -> None:
+    with pytest.raises(ValueError, match="keep_finished must be an int >= 0, got -1"):
+        ActorSystem("bad", keep_finished=-1)
