@@ -27,6 +27,10 @@ Modes:
     resumes of the same run as close together as possible.
 ``exits``
     ``KIND`` is ``SystemExit`` or ``KeyboardInterrupt``: see ``exits_main``.
+``cli-resume``
+    Runs the real ``actorflow resume RUN_ID --app tests.durability.chain_worker
+    --db DB`` command in this process (its ``main``), so the run is resumed by
+    a system built as the CLI builds it; ``workflows()`` below is the app.
 
 Every mode prints the run's end as ``RESULT <json>`` or ``ERROR <Type> <message>``.
 
@@ -289,9 +293,24 @@ def exits_main(args: argparse.Namespace) -> None:
     say("EXITING")
 
 
+def workflows() -> list[Workflow[Any, Any]]:
+    """The app ``actorflow resume --app tests.durability.chain_worker`` loads (see cli-resume)."""
+    gate = wait_go if os.environ.get("CHAIN_GATE") == "1" else None
+    return [build_chain(Path(os.environ["CHAIN_LOG"]), gate=gate)]
+
+
+def cli_resume_main(args: argparse.Namespace) -> None:
+    from runtime._cli import main as actorflow
+
+    os.environ["CHAIN_LOG"] = str(args.log)
+    os.environ["CHAIN_GATE"] = "1" if args.gate else "0"
+    argv = ["resume", args.run_id, "--app", "tests.durability.chain_worker", "--db", str(args.db)]
+    say(f"EXIT {actorflow(argv)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["run", "resume", "race", "exits"])
+    parser.add_argument("mode", choices=["run", "resume", "race", "exits", "cli-resume"])
     parser.add_argument("db", type=Path)
     parser.add_argument("run_id")
     parser.add_argument("log", type=Path)
@@ -308,6 +327,7 @@ def main() -> None:
         "resume": resume_main,
         "race": race_main,
         "exits": exits_main,
+        "cli-resume": cli_resume_main,
     }
     modes[args.mode](args)
 

@@ -171,3 +171,27 @@ def test_kill_9_at_a_random_moment_of_a_free_running_chain(
         expected[step] = 2
     assert counts(read_log(log)) == expected
     assert_completed_run(db)
+
+
+# Issue 9: a run resumed by `actorflow resume` took the CLI system's strategy (none), so
+# steps completed after the resume were not recorded and a second crash ran them again.
+@pytest.mark.timeout(60)
+def test_kill_9_after_a_cli_resume_reruns_nothing_the_resume_completed(
+    tmp_path: Path, spawn: Callable[..., Worker]
+) -> None:
+    db, log = tmp_path / "state.db", tmp_path / "effects.log"
+    kill_at_step(spawn, db, RUN, log, 3)
+    cli = spawn("cli-resume", db, RUN, log, "--gate")
+    while cli.line() != "STEP 3":  # the CLI's own lines come first
+        pass
+    for index in range(4, 8):
+        cli.send()  # step index-1 returns; its checkpoint is written before step index starts
+        wait_step(cli, index)
+    cli.kill9()
+    assert completed_steps(db, RUN) == CHAIN[:7]
+
+    resume_in_new_process(spawn, db, log, "resume", first_step=7)
+
+    expected = dict.fromkeys(CHAIN, 1)
+    expected[CHAIN[3]] = expected[CHAIN[7]] = 2  # only the steps in flight at the kills
+    assert counts(read_log(log)) == expected
