@@ -48,6 +48,40 @@ class CheckpointStrategy:
             raise TypeError(f"custom(predicate) must be callable, got {predicate!r}")
         return cls("custom", predicate=predicate)
 
+    def to_setting(self) -> str:
+        """The strategy as recorded with a run: ``none``, ``after_each_step``,
+        ``periodic:<seconds>`` or ``custom`` (a predicate is code: only its kind is kept)."""
+        if self.kind == "periodic":
+            return f"periodic:{self.seconds!r}"
+        return self.kind
+
+    @classmethod
+    def from_setting(
+        cls, text: str, *, custom: CheckpointStrategy | None = None
+    ) -> CheckpointStrategy:
+        """The strategy a run recorded, for resuming it the same way.
+
+        A recorded ``custom`` strategy takes the resuming system's own custom
+        strategy (the same application defines it); without one, every step is
+        recorded (``AFTER_EACH_STEP``): a resumed run never writes less than it did.
+
+        Raises:
+            ValueError: ``text`` is not a recorded strategy.
+        """
+        if text == "none":
+            return cls.NONE
+        if text == "after_each_step":
+            return cls.AFTER_EACH_STEP
+        if text == "custom":
+            return custom if custom is not None and custom.kind == "custom" else cls.AFTER_EACH_STEP
+        kind, _, seconds = text.partition(":")
+        if kind == "periodic":
+            try:
+                return cls.periodic(float(seconds))
+            except ValueError:
+                pass
+        raise ValueError(f"not a recorded checkpoint strategy: {text!r}")
+
     @property
     def enabled(self) -> bool:
         return self.kind != "none"
