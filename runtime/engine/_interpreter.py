@@ -170,8 +170,7 @@ class Interpreter:
                 return
             done = True
             cancel_timer()
-            if isinstance(outcome, Ok):  # nothing of it is left to cancel
-                inner.close()
+            inner.dissolve()
             cont(outcome)
 
         self.run(part.inner, ctx, frame.within(inner), finished)
@@ -230,7 +229,7 @@ class Interpreter:
                 return
             done = True
             for scope in scopes:
-                scope.close()
+                scope.dissolve()
             try:
                 merged = merge_contexts(ctx, snapshot, contexts)
             except Exception as exc:

@@ -21,12 +21,20 @@ class CancelScope:
 
     def __init__(self, parent: CancelScope | None = None) -> None:
         self.parent = parent
-        self.canceled = False  # true from the moment cancel() starts; never false again
+        self._canceled = False  # true from the moment cancel() starts; never false again
+        self._merged_into: CancelScope | None = None  # set by dissolve()
         self._children: list[CancelScope] = []
         # Callbacks in registration order; a keyed one is registered at most once
         # (a step re-run by an enclosing retry registers its cancel once per scope).
         self._callbacks: dict[Hashable, _OnCancel] = {}
         self._ids = itertools.count()
+
+    @property
+    def canceled(self) -> bool:
+        """Canceled itself, or (once dissolved) the scope that took over its contents is."""
+        if self._canceled:
+            return True
+        return self._merged_into is not None and self._merged_into.canceled
 
     def child(self) -> CancelScope:
         scope = CancelScope(self)
@@ -45,9 +53,9 @@ class CancelScope:
 
     def cancel(self, reason: str) -> None:
         """Run every callback, then cancel every child scope; a second call does nothing."""
-        if self.canceled:
+        if self._canceled:
             return
-        self.canceled = True
+        self._canceled = True
         callbacks, self._callbacks = list(self._callbacks.values()), {}
         for callback in callbacks:
             callback(reason)
@@ -55,9 +63,30 @@ class CancelScope:
             child.cancel(reason)
         self.close()
 
+    def dissolve(self) -> None:
+        """The part ended: hand what this scope still holds to its parent, and detach.
+
+        A part that failed may leave steps awaiting a rerun by an enclosing retry;
+        their cancel callbacks move to the parent (a step's keyed callback merges
+        with the parent's own for that step), so a cancel still reaches them while
+        the scope tree does not grow with every retried part.
+        """
+        parent = self.parent
+        if parent is None or self._canceled:
+            self.close()
+            return
+        for handle, callback in self._callbacks.items():
+            key = handle if isinstance(handle, tuple) else ("moved", next(parent._ids))
+            parent._callbacks.setdefault(key, callback)
+        for child in self._children:
+            child.parent = parent
+            parent._children.append(child)
+        self._callbacks, self._children = {}, []
+        self._merged_into = parent
+        self.close()
+
     def close(self) -> None:
-        """Detach a part that succeeded (nothing of it can be in flight or await a rerun)
-        from its parent, so a long run's scope tree does not grow."""
+        """Detach from the parent (a canceled or dissolved scope has nothing left to give)."""
         if self.parent is not None:
             with contextlib.suppress(ValueError):
                 self.parent._children.remove(self)

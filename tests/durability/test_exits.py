@@ -1,6 +1,7 @@
 """A task raising SystemExit or KeyboardInterrupt in a real worker process.
 
-The step fails and its run ends Failed in the checkpoint store, while the rest
+The step fails with a ``PermanentError`` (the task's exception is its cause)
+and its run ends Failed in the checkpoint store, while the rest
 of the process goes on: the parallel branch recorded before it stays completed,
 a long-lived actor still answers, a second run completes, and the process
 exits on its own with status 0 (pykka's ``stop_all`` on BaseException would
@@ -20,14 +21,18 @@ from .procs import Worker, load
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize(
     ("kind", "reported"),
-    [("SystemExit", "ERROR SystemExit 3"), ("KeyboardInterrupt", "ERROR KeyboardInterrupt ")],
+    [
+        ("SystemExit", "ERROR PermanentError step 'exit_branch' raised SystemExit: 3"),
+        ("KeyboardInterrupt", "ERROR PermanentError step 'exit_branch' raised KeyboardInterrupt: "),
+    ],
 )
 def test_a_task_raising_a_base_exception_fails_its_step_and_the_process_goes_on(
     tmp_path: Path, spawn: Callable[..., Worker], kind: str, reported: str
 ) -> None:
     db, log = tmp_path / "state.db", tmp_path / "effects.log"
     worker = spawn("exits", db, kind, log)
-    assert worker.line() == reported  # run 1's result() raised the step's exception
+    # run 1's result() raised a PermanentError, never the task's own exception (issue 9)
+    assert worker.line() == reported
     assert worker.line() == "ECHO still here"
     for index in range(3):
         assert worker.line() == f"STEP {index}"
@@ -41,6 +46,6 @@ def test_a_task_raising_a_base_exception_fails_its_step_and_the_process_goes_on(
     exit_step = failed.steps["exit_branch"]
     assert exit_step.state == "Failed"
     assert exit_step.error is not None
-    assert exit_step.error.startswith(f"builtins.{kind}")
+    assert exit_step.error.startswith(f"runtime.PermanentError: step 'exit_branch' raised {kind}")
     assert load(db, "exits-2").state == "Completed"
     assert log.read_text(encoding="utf-8").splitlines()[:2] == ["ok_branch", "exit_branch"]

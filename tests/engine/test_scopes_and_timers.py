@@ -52,6 +52,28 @@ def test_closed_and_canceled_children_leave_their_parent() -> None:
     assert seen == ["running one"]  # a closed scope is no longer reached from its parent
 
 
+# Issue 9: the scopes of retried .timeout() / parallel parts piled up until the run ended.
+def test_a_dissolved_scope_hands_what_it_holds_to_its_parent_and_leaves() -> None:
+    root = CancelScope()
+    seen: list[str] = []
+    root.on_cancel(lambda _r: seen.append("step-a (root)"), key="step-a")
+    for attempt in range(100):  # a part retried 100 times, each try in a scope of its own
+        part = root.child()
+        part.on_cancel(lambda _r: seen.append("step-a (part)"), key="step-a")
+        part.on_cancel(lambda _r, n=attempt: seen.append(f"timer {n}"))
+        grandchild = part.child()
+        part.dissolve()
+        assert root.children == 1  # the part left; only its child moved up
+        grandchild.close()
+    assert root.children == 0
+    assert not part.canceled
+    root.cancel("run failed")
+    assert part.canceled  # the dissolved scope reads as canceled once its parent is
+    assert seen[0] == "step-a (root)"  # the step's own callback once, not once per try
+    assert seen.count("step-a (part)") == 0
+    assert seen[1:] == [f"timer {n}" for n in range(100)]
+
+
 class _Inbox(pykka.ThreadingActor):
     """Stands in for a coordinator: fires the timers' callbacks in its own thread."""
 
