@@ -34,7 +34,9 @@ The contract:
   order and warms each up once). The table reports median and min-max.
 - ``Row.ratio`` is value median / first baseline's median; other baselines
   are informative. ``Target("ratio" | "value", "<=" | ">=", limit)`` gives
-  PASS/MISS; a row without a target is INFO.
+  PASS/MISS; ``Target("delta", ...)`` compares value median minus the first
+  baseline's median, in the row's unit (the table shows it signed in the
+  ratio column); a row without a target is INFO.
 - A row that cannot run yet has ``value=None``, ``unavailable="N/A"`` and a
   ``note`` saying what is missing. If ``run`` raises, the runner prints one
   ERROR row for the family, carries on, and exits 1 at the end.

@@ -27,7 +27,7 @@ import pykka
 from actors import NodeActor, RealClock
 from bench._row import Config, Family, Row, Target, interleaved
 
-__all__ = ["FAMILY"]
+__all__ = ["FAMILY", "rss_bytes", "worker_json"]
 
 _ROOT = Path(__file__).resolve().parents[1]
 _KINDS = ("node", "pykka")
@@ -37,7 +37,8 @@ class _Idle(pykka.ThreadingActor):
     """The baseline: a pykka actor with no state of its own."""
 
 
-def _rss_bytes() -> int:
+def rss_bytes() -> int:
+    """This process's resident set size now (Linux ``/proc/self/statm``)."""
     with open("/proc/self/statm", encoding="ascii") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
@@ -65,7 +66,7 @@ def _measure_in_this_process(kind: str, count: int) -> dict[str, Any]:
     start(-1).stop()  # warm-up: imports, class setup, first thread
     gc.collect()
     threads_before = threading.active_count()
-    before = _rss_bytes()
+    before = rss_bytes()
     refs = [start(index) for index in range(count)]
     deadline = time.monotonic() + 120
     while threading.active_count() < threads_before + count:  # every actor thread is up
@@ -74,7 +75,7 @@ def _measure_in_this_process(kind: str, count: int) -> dict[str, Any]:
         time.sleep(0.01)
     time.sleep(0.2)  # let the last threads reach their blocking inbox.get()
     gc.collect()
-    after = _rss_bytes()
+    after = rss_bytes()
     for ref in refs:
         ref.stop(block=False)
     for ref in refs:
@@ -88,21 +89,31 @@ def _measure_in_this_process(kind: str, count: int) -> dict[str, Any]:
     }
 
 
-def _sample(kind: str, count: int) -> float:
-    """KiB per idle actor of ``kind`` with ``count`` live, measured in a fresh interpreter."""
+def worker_json(module: str, *args: str, timeout: float = 300) -> dict[str, Any]:
+    """Run ``python -m module *args`` in a fresh interpreter; the JSON of its last stdout line.
+
+    Raises ``subprocess.TimeoutExpired`` (the child is killed) after ``timeout``
+    seconds, ``RuntimeError`` when the child fails.
+    """
     completed = subprocess.run(
-        [sys.executable, "-m", "bench._memory", "--worker", kind, str(count)],
+        [sys.executable, "-m", module, *args],
         cwd=_ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
         check=False,
     )
     if completed.returncode != 0:
         raise RuntimeError(
-            f"memory worker {kind} {count} failed: {completed.stderr.strip()[-500:]}"
+            f"worker {module} {' '.join(args)} failed: {completed.stderr.strip()[-500:]}"
         )
-    return float(json.loads(completed.stdout.splitlines()[-1])["kib_per_actor"])
+    result: dict[str, Any] = json.loads(completed.stdout.splitlines()[-1])
+    return result
+
+
+def _sample(kind: str, count: int) -> float:
+    """KiB per idle actor of ``kind`` with ``count`` live, measured in a fresh interpreter."""
+    return float(worker_json("bench._memory", "--worker", kind, str(count))["kib_per_actor"])
 
 
 def run(config: Config) -> list[Row]:

@@ -17,6 +17,7 @@ FAMILY_MODULES: tuple[str, ...] = (
     "bench._steps",
     "bench._memory",
     "bench._checkpoint",
+    "bench._history",
     "bench._remote",
 )
 

@@ -59,9 +59,11 @@ class Series:
 
 @dataclass(frozen=True)
 class Target:
-    """``metric op limit``: metric is the median's ratio to the first baseline, or the median."""
+    """``metric op limit``. The metric is, of the row's median: ``"ratio"`` its ratio
+    to the first baseline's median, ``"value"`` the median itself, ``"delta"`` the
+    median minus the first baseline's median (in the row's unit)."""
 
-    metric: Literal["ratio", "value"]
+    metric: Literal["ratio", "value", "delta"]
     op: Literal["<=", ">="]
     limit: float
 
@@ -69,6 +71,8 @@ class Target:
         return value <= self.limit if self.op == "<=" else value >= self.limit
 
     def __str__(self) -> str:
+        if self.metric == "delta":
+            return f"{self.op} {self.limit:+g}"
         suffix = "x" if self.metric == "ratio" else ""
         return f"{self.op} {self.limit:g}{suffix}"
 
@@ -100,13 +104,24 @@ class Row:
         return self.value.median / self.baselines[0].median
 
     @property
+    def delta(self) -> float | None:
+        """Value median minus the first baseline's median, in ``unit``."""
+        if self.value is None or not self.baselines:
+            return None
+        return self.value.median - self.baselines[0].median
+
+    @property
     def status(self) -> str:
         """PASS/MISS against the target, INFO without one, else N/A or ERROR."""
         if self.unavailable is not None or self.value is None:
             return self.unavailable or "ERROR"
         if self.target is None:
             return "INFO"
-        measured = self.ratio if self.target.metric == "ratio" else self.value.median
+        measured = {
+            "ratio": self.ratio,
+            "value": self.value.median,
+            "delta": self.delta,
+        }[self.target.metric]
         if measured is None:
             return "ERROR"
         return "PASS" if self.target.met_by(measured) else "MISS"
@@ -119,6 +134,7 @@ class Row:
             "value": self.value.to_json() if self.value else None,
             "baselines": [{**b.to_json(), "ratio": self._ratio_to(b)} for b in self.baselines],
             "ratio": self.ratio,
+            "delta": self.delta,
             "target": None
             if self.target is None
             else {"metric": self.target.metric, "op": self.target.op, "limit": self.target.limit},

@@ -51,6 +51,8 @@ def _row_lines(row: Row) -> list[str]:
         lines = [_line([row.name, "-", "-", row.unit, "", target, row.status])]
     else:
         ratio = f"{row.ratio:.2f}x" if row.ratio is not None else ""
+        if row.target is not None and row.target.metric == "delta" and row.delta is not None:
+            ratio = ("+" if row.delta >= 0 else "") + _number(row.delta)
         lines = [_line([*_series_cells(row.name, row.value, row.unit), ratio, target, row.status])]
     for baseline in row.baselines:
         ratio = ""
@@ -67,8 +69,9 @@ def _row_lines(row: Row) -> list[str]:
 def render(rows: Sequence[Row], machine: dict[str, Any], config: Config) -> str:
     """The table: a machine header, then each row with its baselines indented under it.
 
-    ``ratio`` is median / first baseline's median; the other baselines' ratios
-    are shown in parentheses.
+    ``ratio`` is median / first baseline's median (for a ``"delta"`` target, the
+    signed difference median - first baseline's median, in the row's unit); the
+    other baselines' ratios are shown in parentheses.
     """
     mode = "SMOKE (tiny sizes, not figures)" if config.smoke else "full"
     header = [
