@@ -20,7 +20,7 @@ import pytest
 
 from actors import RunBusy
 from runtime.store import SQLiteStore, decode_value
-from tests.store.store_testkit import checkpoint, context_of
+from tests.store.store_testkit import append, step
 from tests.support import ROOT, wait_until
 
 WORKER = "tests.store._store_worker"  # run as a module from the root
@@ -122,7 +122,7 @@ def test_every_acknowledged_save_survives_kill_9(
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     with SQLiteStore(db) as store:
         loaded = store.load("run-1")
-    assert context_of(loaded) >= acked
+    assert loaded.updated_at >= acked
     for index in range(1, acked + 1):
         output = loaded.steps[f"s{index}"].output
         assert output is not None
@@ -147,7 +147,7 @@ def test_two_processes_claiming_the_same_run_at_once_have_exactly_one_winner(
 
 
 @pytest.mark.timeout(60)
-def test_a_paused_zombie_that_lost_its_lease_cannot_save_or_renew(
+def test_a_paused_zombie_that_lost_its_lease_cannot_append_or_renew(
     tmp_path: Path, spawn: Callable[..., Worker]
 ) -> None:
     db = tmp_path / "state.db"
@@ -157,14 +157,14 @@ def test_a_paused_zombie_that_lost_its_lease_cannot_save_or_renew(
     with SQLiteStore(db) as store:
         epoch = claim_when_lease_expires(store, "run-1", timeout=10)
         assert epoch == 2
-        store.save(checkpoint("run-1", epoch, context="successor"))
+        append(store, "run-1", epoch, step("successor"))
         zombie.signal(signal.SIGCONT)
-        zombie.send("save")
+        zombie.send("append")
         assert zombie.line() == "stale"
         zombie.send("renew")
         assert zombie.line() == "stale"
         loaded = store.load("run-1")
-        assert (context_of(loaded), loaded.epoch) == ("successor", 2)
+        assert (list(loaded.steps), loaded.epoch) == (["successor"], 2)
         [summary] = store.list()
         assert summary.owner == "successor"
 
