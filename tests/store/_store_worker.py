@@ -5,6 +5,10 @@ Usage, from the repository root (``python -m tests.store._store_worker MODE ...`
 ``saver DB SYNCHRONOUS RUN_ID``
     Claims and starts the run, then appends forever, one step per append;
     prints ``acked N`` only after append N returned. The test kills it with SIGKILL.
+``threads DB SYNCHRONOUS COUNT``
+    COUNT threads, each appending forever to its own run ``run-T``; prints
+    ``acked T N`` only after that thread's append N returned (group commit
+    batches them). The test kills it with SIGKILL.
 ``claimer DB OWNER``
     Prints ``ready``; for each stdin line RUN_ID claims it and prints
     ``won RUN_ID EPOCH`` or ``busy RUN_ID``.
@@ -16,14 +20,19 @@ Usage, from the repository root (``python -m tests.store._store_worker MODE ...`
 from __future__ import annotations
 
 import sys
+import threading
 
 from actors import RunBusy, StaleEpoch
 from runtime.store import SQLiteStore
 from tests.store.store_testkit import append, header, started, step
 
+_SAY = threading.Lock()
+
 
 def say(line: str) -> None:
-    print(line, flush=True)
+    with _SAY:  # whole lines, also from several threads
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
 
 def saver(db: str, synchronous: str, run_id: str) -> None:
@@ -32,6 +41,22 @@ def saver(db: str, synchronous: str, run_id: str) -> None:
         for index in range(1, 1_000_000):
             append(store, run_id, epoch, step(f"s{index}", output=index), updated_at=index)
             say(f"acked {index}")
+
+
+def threads(db: str, synchronous: str, count: int) -> None:
+    with SQLiteStore(db, synchronous=synchronous) as store:
+        epochs = {t: started(store, f"run-{t}", owner="threads") for t in range(count)}
+
+        def appender(t: int) -> None:
+            for index in range(1, 1_000_000):
+                append(store, f"run-{t}", epochs[t], step(f"s{index}", output=index))
+                say(f"acked {t} {index}")
+
+        workers = [threading.Thread(target=appender, args=(t,)) for t in range(count)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
 
 
 def claimer(db: str, owner: str) -> None:
@@ -68,6 +93,8 @@ if __name__ == "__main__":
     mode, *args = sys.argv[1:]
     if mode == "saver":
         saver(args[0], args[1], args[2])
+    elif mode == "threads":
+        threads(args[0], args[1], int(args[2]))
     elif mode == "claimer":
         claimer(args[0], args[1])
     elif mode == "zombie":

@@ -8,6 +8,8 @@ migrates the copy in place.
 from __future__ import annotations
 
 import shutil
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ from runtime import (
     Workflow,
     task,
 )
-from runtime.store import decode_value, replay_from
+from runtime.store import decode_value, encode_value, replay_from
 from tests.support import actorflow
 
 pytestmark = pytest.mark.timeout(30)
@@ -123,3 +125,61 @@ def test_version_1_runs_resume_from_their_recorded_steps(v1_db: Path) -> None:
         "v1-failed": ("Completed", 3),
         "v1-interrupted": ("Completed", 3),
     }
+
+
+def columns(conn: sqlite3.Connection, table: str) -> list[str]:
+    return [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
+
+
+def test_opening_a_version_1_file_migrates_it_to_version_2_in_place(v1_db: Path) -> None:
+    with closing(sqlite3.connect(v1_db)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        old_steps = conn.execute("SELECT run_id, key, state FROM steps ORDER BY rowid").fetchall()
+    SQLiteStore(v1_db).close()
+    with closing(sqlite3.connect(v1_db)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        assert {"runs", "steps", "steps_by_run"} <= tables
+        assert not {"runs_v2", "steps_v2"} & tables
+        assert "meta" not in columns(conn, "runs")
+        assert {"settings", "output", "output_step", "unrecorded"} <= set(columns(conn, "runs"))
+        new_steps = conn.execute("SELECT run_id, step, state FROM steps ORDER BY seq").fetchall()
+        output, error = conn.execute(
+            "SELECT output, error FROM runs WHERE run_id = 'v1-done'"
+        ).fetchone()
+    assert new_steps == old_steps  # every record, in its order
+    # The base64 text in meta became the encoded output itself, stored once as a blob.
+    assert output == encode_value({"final": 1, "span": (1, 2)}, what="expected output")
+    assert error is None
+    SQLiteStore(v1_db).close()  # opening again changes nothing
+    with closing(sqlite3.connect(v1_db)) as conn:
+        assert conn.execute("SELECT step FROM steps ORDER BY seq").fetchall() == [
+            (step,) for _, step, _ in new_steps
+        ]
+
+
+def test_a_migration_that_fails_leaves_the_version_1_file_as_it_was(v1_db: Path) -> None:
+    with closing(sqlite3.connect(v1_db, isolation_level=None)) as conn:
+        conn.execute("CREATE TABLE runs_v2 (x)")  # the migration's scratch name, taken
+    before = v1_db.read_bytes()
+    with pytest.raises(PersistenceError, match=r"cannot open .*runs_v2 already exists"):
+        SQLiteStore(v1_db)
+    assert v1_db.read_bytes() == before
+    with closing(sqlite3.connect(v1_db, isolation_level=None)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert "meta" in columns(conn, "runs")
+        conn.execute("DROP TABLE runs_v2")
+    with SQLiteStore(v1_db) as store:
+        assert len(store.list()) == 3
+
+
+def test_an_unreadable_version_1_outcome_is_noted_not_fatal(v1_db: Path) -> None:
+    with closing(sqlite3.connect(v1_db, isolation_level=None)) as conn:
+        conn.execute("UPDATE runs SET meta = '{not json' WHERE run_id = 'v1-done'")
+    with ActorSystem("v1", store=SQLiteStore(v1_db)) as system:
+        assert len(system.runs()) == 3
+        with pytest.raises(
+            PersistenceError, match=r"not recorded: the version 1 record of the outcome"
+        ):
+            system.stored_result("v1-done")
