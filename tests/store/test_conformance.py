@@ -310,6 +310,16 @@ def test_an_output_step_must_name_a_completed_step_with_an_output(
     )
 
 
+def test_an_outcome_with_both_an_output_and_an_output_step_is_refused(
+    store: CheckpointStore,
+) -> None:
+    epoch = started(store, "run-1")
+    append(store, "run-1", epoch, step("a", output=1))
+    with pytest.raises(ValueError, match="not both"):
+        append(store, "run-1", epoch, outcome=Outcome(output=b"\x01", output_step="a"))
+    assert store.load("run-1").outcome is None
+
+
 def test_the_next_append_replaces_the_outcome(store: CheckpointStore) -> None:
     epoch = started(store, "run-1")
     append(store, "run-1", epoch, state="Failed", outcome=Outcome(error="boom"))
