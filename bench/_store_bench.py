@@ -1,25 +1,28 @@
-"""Checkpoint store benchmark: what one checkpoint per step costs.
+"""Checkpoint store benchmark: what one checkpoint per step costs, early and late in a run.
 
-Run: ``python -m bench._store_bench [--smoke] [--steps N]``. Prints, per store,
-the mean save latency of an N-step chain saved one step at a time (incremental,
-``changed_steps=[key]``) and rewriting every step each time (``changed_steps=None``,
-the O(n^2) shape incremental saves avoid), plus encode/save/load of a 100k-row
-context. Files go to a temporary folder on the same filesystem as ``$TMPDIR``:
-fsync cost depends on that disk, so compare FULL and NORMAL on the disk you deploy to.
+Run: ``python -m bench._store_bench [--smoke] [--steps N] [--threads T]``. Prints,
+per store, the mean append latency over the first and the last tenth of an
+N-step chain appended one step at a time (equal when a checkpoint is O(1) in the
+steps already recorded), the same with T threads appending to T runs at once
+(SQLite: appends per transaction, from group commit), and start/load of a
+100k-row context. Files go to a temporary folder on the same filesystem as
+``$TMPDIR``: fsync cost depends on that disk, so compare FULL and NORMAL on the
+disk you deploy to.
 """
 
 from __future__ import annotations
 
 import argparse
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from runtime.store import (
-    Checkpoint,
     CheckpointStore,
     MemoryStore,
+    RunHeader,
     SQLiteStore,
     StepRecord,
     decode_value,
@@ -27,36 +30,56 @@ from runtime.store import (
 )
 
 
-def _checkpoint(
-    run_id: str, epoch: int, context: bytes, steps: dict[str, StepRecord]
-) -> Checkpoint:
-    return Checkpoint(run_id, "bench", "fp", "running", context, steps, epoch, 0.0, 0.0, {})
-
-
-def chain_ms_per_save(store: CheckpointStore, steps: int, *, incremental: bool) -> float:
-    run_id = f"chain-{incremental}-{time.monotonic_ns()}"
+def _start(store: CheckpointStore, run_id: str, context: bytes) -> int:
     epoch = store.claim(run_id, owner="bench", lease=600)
-    records: dict[str, StepRecord] = {}
-    started = time.perf_counter()
+    store.start(
+        RunHeader(run_id, "bench", "fp", context, 0.0), epoch=epoch, state="running", updated_at=0
+    )
+    return epoch
+
+
+def chain_ms_per_append(store: CheckpointStore, steps: int) -> tuple[float, float]:
+    """Mean ms per append over the first and the last tenth of an N-step chain."""
+    run_id = f"chain-{time.monotonic_ns()}-{threading.get_ident()}"
+    epoch = _start(store, run_id, encode_value({}, what="bench context"))
+    tenth = max(1, steps // 10)
+    times: list[float] = []
     for index in range(steps):
-        key = f"step-{index}"
-        output = encode_value({"index": index, "rows": 10}, what="bench output")
-        records[key] = StepRecord(key, "completed", 1, output, None, 0.0, 0.0)
-        context = encode_value({"done": index}, what="bench context")
-        changed = [key] if incremental else None
-        store.save(_checkpoint(run_id, epoch, context, records), changed_steps=changed)
-    return (time.perf_counter() - started) / steps * 1000
+        output = encode_value([{"index": index, "rows": 10}, {}], what="bench output")
+        record = StepRecord(f"step-{index}", "Completed", 1, output, None, 0.0, 0.0)
+        started = time.perf_counter()
+        store.append(run_id, epoch=epoch, records=[record], state="running", updated_at=index)
+        times.append(time.perf_counter() - started)
+    return sum(times[:tenth]) / tenth * 1000, sum(times[-tenth:]) / tenth * 1000
+
+
+def threads_ms_per_append(store: CheckpointStore, steps: int, threads: int) -> float:
+    """Mean wall ms per append with ``threads`` runs appending at once."""
+    barrier = threading.Barrier(threads)
+    elapsed: list[float] = []
+
+    def one() -> None:
+        barrier.wait(60)
+        started = time.perf_counter()
+        chain_ms_per_append(store, steps)
+        elapsed.append(time.perf_counter() - started)
+
+    workers = [threading.Thread(target=one) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(600)
+    return max(elapsed) / (steps * threads) * 1000
 
 
 def large_context_ms(store: CheckpointStore, rows: int) -> tuple[float, float, float]:
     context = {
         "rows": [{"id": index, "name": f"row-{index}", "v": index * 0.5} for index in range(rows)]
     }
-    epoch = store.claim("large", owner="bench", lease=600)
     started = time.perf_counter()
     blob = encode_value(context, what="bench context")
     encoded = time.perf_counter()
-    store.save(_checkpoint("large", epoch, blob, {}))
+    _start(store, "large", blob)
     saved = time.perf_counter()
     decode_value(store.load("large").context, what="bench context")
     loaded = time.perf_counter()
@@ -66,7 +89,8 @@ def large_context_ms(store: CheckpointStore, rows: int) -> tuple[float, float, f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check it runs")
-    parser.add_argument("--steps", type=int, default=1000, help="length of the step chain")
+    parser.add_argument("--steps", type=int, default=2000, help="length of the step chain")
+    parser.add_argument("--threads", type=int, default=4, help="runs appending at once")
     args = parser.parse_args()
     steps = 20 if args.smoke else args.steps
     rows = 1000 if args.smoke else 100_000
@@ -76,22 +100,26 @@ def main() -> None:
             "sqlite FULL": lambda: SQLiteStore(Path(folder) / "full.db"),
             "sqlite NORMAL": lambda: SQLiteStore(Path(folder) / "normal.db", synchronous="NORMAL"),
         }
-        print(f"{steps}-step chain, {rows}-row context")
+        print(f"{steps}-step chain, {args.threads} threads, {rows}-row context")
         print(
-            f"{'store':<14} {'incr ms/save':>13} {'full ms/save':>13} "
-            f"{'encode ms':>10} {'save ms':>8} {'load ms':>8}"
+            f"{'store':<14} {'first ms':>9} {'last ms':>8} {'threads ms':>11} {'per txn':>8} "
+            f"{'encode ms':>10} {'start ms':>9} {'load ms':>8}"
         )
         for name, factory in factories.items():
             store = factory()
             try:
-                incremental = chain_ms_per_save(store, steps, incremental=True)
-                full = chain_ms_per_save(store, steps, incremental=False)
-                encode_ms, save_ms, load_ms = large_context_ms(store, rows)
+                first, last = chain_ms_per_append(store, steps)
+                threaded = threads_ms_per_append(store, steps, args.threads)
+                per_txn = "-"
+                if isinstance(store, SQLiteStore):
+                    stats = store.stats()
+                    per_txn = f"{stats.appends / max(1, stats.append_transactions):.2f}"
+                encode_ms, start_ms, load_ms = large_context_ms(store, rows)
             finally:
                 store.close()
             print(
-                f"{name:<14} {incremental:>13.3f} {full:>13.3f} "
-                f"{encode_ms:>10.1f} {save_ms:>8.1f} {load_ms:>8.1f}"
+                f"{name:<14} {first:>9.3f} {last:>8.3f} {threaded:>11.3f} {per_txn:>8} "
+                f"{encode_ms:>10.1f} {start_ms:>9.1f} {load_ms:>8.1f}"
             )
 
 

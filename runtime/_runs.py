@@ -280,6 +280,8 @@ class Runs:
             created_at=checkpoint.created_at,
             records=replay.records,
         )
+        # The header is written once; a run resumed under a changed workflow rewrites it.
+        recorder.rewrite_header = workflow.fingerprint() != checkpoint.fingerprint
         return self._start_recorded(run_id, workflow, ctx, observers, recorder, replay)
 
     def _claim_for_resume(self, run_id: str, force: bool) -> int:

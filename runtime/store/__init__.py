@@ -1,7 +1,8 @@
 """Durable run history: the store protocol, SQLite and memory stores, the value codec.
 
 Imports only ``runtime.workflow`` of the runtime (a checkpoint strategy is a
-description). ``RunRecorder`` writes one run's checkpoints under its epoch.
+description). ``RunRecorder`` writes one run's history under its epoch: a header
+once, then step records appended (see ``runtime.store._protocol``).
 """
 
 from runtime.store._codec import (
@@ -12,7 +13,14 @@ from runtime.store._codec import (
     register_persistable,
 )
 from runtime.store._memory import MemoryStore
-from runtime.store._protocol import Checkpoint, CheckpointStore, RunSummary, StepRecord
+from runtime.store._protocol import (
+    Checkpoint,
+    CheckpointStore,
+    Outcome,
+    RunHeader,
+    RunSummary,
+    StepRecord,
+)
 from runtime.store._prune import FINISHED_STATES, parse_duration, prune_runs
 from runtime.store._recorder import (
     Replay,
@@ -22,7 +30,7 @@ from runtime.store._recorder import (
     replay_from,
     stored_output,
 )
-from runtime.store._sqlite import DEFAULT_PATH, SQLiteStore
+from runtime.store._sqlite import DEFAULT_PATH, SQLiteStore, StoreStats
 
 __all__ = [
     "DEFAULT_PATH",
@@ -30,13 +38,16 @@ __all__ = [
     "Checkpoint",
     "CheckpointStore",
     "MemoryStore",
+    "Outcome",
     "Persistable",
     "PersistableRegistry",
     "Replay",
+    "RunHeader",
     "RunRecorder",
     "RunSummary",
     "SQLiteStore",
     "StepRecord",
+    "StoreStats",
     "decode_value",
     "encode_value",
     "new_owner_id",

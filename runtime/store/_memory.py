@@ -3,29 +3,35 @@
 For tests and ephemeral runs: nothing survives the process. Same semantics as
 ``SQLiteStore`` (both pass ``tests/store``'s conformance suite). Thread-safe:
 one lock guards every operation, so each call is atomic like a transaction.
-Records are immutable and copied in and out, so callers never share state.
+Records are immutable and kept as given; mappings are copied in and out, so
+callers never share mutable state. ``append`` costs O(len(records)): each step's
+last record is kept in a dict, and the completed count is kept up to date.
 """
 
 from __future__ import annotations
 
 import builtins
 import threading
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from actors import Clock, PersistenceError, RealClock
 from runtime.store._protocol import (
     Checkpoint,
+    Outcome,
+    RunHeader,
     RunSummary,
     StepRecord,
-    check_checkpoint,
+    bad_output_step,
+    check_append,
     check_claim_args,
+    check_header,
     check_lease,
     check_run_id,
+    holds_output,
     is_completed,
     run_busy,
     stale_epoch,
-    steps_to_write,
     unknown_run,
     unsaved_run,
 )
@@ -39,8 +45,12 @@ class _Run:
     owner: str | None
     lease_until: float | None
     created_at: float
-    checkpoint: Checkpoint | None = None
-    steps: dict[str, StepRecord] = field(default_factory=dict)
+    header: RunHeader | None = None
+    state: str = ""
+    updated_at: float = 0.0
+    outcome: Outcome | None = None
+    steps: dict[str, StepRecord] = field(default_factory=dict)  # each step's last record
+    completed: int = 0  # how many of ``steps`` are completed
 
 
 class MemoryStore:
@@ -65,7 +75,7 @@ class MemoryStore:
             now = self._clock.wall()
             run = self._runs.get(run_id)
             if run is None:
-                run = self._runs[run_id] = _Run(0, None, None, created_at=now)
+                run = self._runs[run_id] = _Run(0, None, None, created_at=now, updated_at=now)
             elif (
                 not force
                 and run.owner is not None
@@ -98,23 +108,43 @@ class MemoryStore:
                 run.owner = None
                 run.lease_until = None
 
-    def save(self, checkpoint: Checkpoint, *, changed_steps: Iterable[str] | None = None) -> None:
-        check_checkpoint(checkpoint)
-        upserts, deletes = steps_to_write(checkpoint, changed_steps)
+    def start(self, header: RunHeader, *, epoch: int, state: str, updated_at: float) -> None:
+        check_header(header)
         with self._lock:
             self._check_open()
-            run = self._runs.get(checkpoint.run_id)
-            if run is None or run.epoch != checkpoint.epoch:
-                current = run.epoch if run else None
-                raise stale_epoch(checkpoint.run_id, checkpoint.epoch, current, "save")
-            if changed_steps is None:
-                run.steps.clear()
-            for step in upserts:
-                run.steps[step.step] = step
-            for key in deletes:
-                run.steps.pop(key, None)
-            # Keep our own copy of meta; the steps mapping is rebuilt on load.
-            run.checkpoint = replace(checkpoint, steps={}, meta=dict(checkpoint.meta))
+            run = self._current(header.run_id, epoch, "start")
+            run.header = replace(header, settings=dict(header.settings))
+            run.created_at = header.created_at
+            run.state, run.updated_at, run.outcome = state, updated_at, None
+
+    def append(
+        self,
+        run_id: str,
+        *,
+        epoch: int,
+        records: Sequence[StepRecord],
+        state: str,
+        updated_at: float,
+        outcome: Outcome | None = None,
+    ) -> None:
+        check_append(run_id, records, outcome)
+        with self._lock:
+            self._check_open()
+            run = self._current(run_id, epoch, "append")
+            if run.header is None:
+                raise PersistenceError(f"run {run_id}: cannot append before the run is started")
+            if outcome is not None and outcome.output_step is not None:
+                last = {record.step: record for record in records}
+                step = outcome.output_step
+                if not holds_output(last.get(step, run.steps.get(step))):
+                    raise bad_output_step(run_id, step)
+            for record in records:
+                previous = run.steps.get(record.step)
+                run.completed += is_completed(record.state) - (
+                    previous is not None and is_completed(previous.state)
+                )
+                run.steps[record.step] = record
+            run.state, run.updated_at, run.outcome = state, updated_at, outcome
 
     def load(self, run_id: str) -> Checkpoint:
         check_run_id(run_id)
@@ -123,19 +153,32 @@ class MemoryStore:
             run = self._runs.get(run_id)
             if run is None:
                 raise unknown_run(run_id)
-            if run.checkpoint is None:
+            header = run.header
+            if header is None:
                 raise unsaved_run(run_id)
-            return replace(
-                run.checkpoint,
+            return Checkpoint(
+                run_id=run_id,
+                workflow=header.workflow,
+                fingerprint=header.fingerprint,
+                state=run.state,
+                context=header.context,
                 steps=dict(run.steps),
                 epoch=run.epoch,
-                meta=dict(run.checkpoint.meta),
+                created_at=header.created_at,
+                updated_at=run.updated_at,
+                settings=dict(header.settings),
+                outcome=run.outcome,
             )
 
-    def delete(self, run_id: str) -> None:
+    def delete(self, run_id: str, *, epoch: int) -> None:
         with self._lock:
             self._check_open()
-            self._runs.pop(run_id, None)
+            run = self._runs.get(run_id)
+            if run is None:
+                return
+            if run.epoch != epoch:
+                raise stale_epoch(run_id, epoch, run.epoch, "delete")
+            del self._runs[run_id]
 
     def list(self) -> builtins.list[RunSummary]:
         with self._lock:
@@ -152,19 +195,26 @@ class MemoryStore:
         if self._closed:
             raise PersistenceError("MemoryStore is closed")
 
+    def _current(self, run_id: str, epoch: int, action: str) -> _Run:
+        """The run, if ``epoch`` is its current epoch (call under the lock)."""
+        run = self._runs.get(run_id)
+        if run is None or run.epoch != epoch:
+            raise stale_epoch(run_id, epoch, run.epoch if run else None, action)
+        return run
+
     @staticmethod
     def _summary(run_id: str, run: _Run) -> RunSummary:
-        checkpoint = run.checkpoint
+        header = run.header
         return RunSummary(
             run_id=run_id,
-            workflow=checkpoint.workflow if checkpoint else "",
-            state=checkpoint.state if checkpoint else "",
+            workflow=header.workflow if header else "",
+            state=run.state,
             epoch=run.epoch,
             owner=run.owner,
             lease_until=run.lease_until,
-            created_at=checkpoint.created_at if checkpoint else run.created_at,
-            updated_at=checkpoint.updated_at if checkpoint else run.created_at,
+            created_at=run.created_at,
+            updated_at=run.updated_at,
             steps_total=len(run.steps),
-            steps_completed=sum(1 for step in run.steps.values() if is_completed(step.state)),
-            has_checkpoint=checkpoint is not None,
+            steps_completed=run.completed,
+            has_checkpoint=header is not None,
         )

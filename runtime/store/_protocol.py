@@ -1,13 +1,28 @@
-"""Checkpoint records and the ``CheckpointStore`` interface shared by every store.
+"""Run history records and the ``CheckpointStore`` interface shared by every store.
+
+A run's durable history has three parts:
+
+* its **header** (``RunHeader``: workflow name and fingerprint, the context it
+  started with, when it was created, its settings), written once by ``start``;
+* its **step records** (``StepRecord``), appended by ``append`` in order: the
+  last record of a step wins, so a step that ran again is simply recorded again;
+* its **row**: state, ``updated_at`` and, once finished, its ``Outcome``,
+  updated in place by every ``append``.
+
+A checkpoint is one ``append``: O(1) in the number of steps already recorded.
+``load`` reads the header, the row and every record in order into a
+``Checkpoint``. The header is rewritten only by an explicit ``start`` (a resume
+whose workflow changed), never by ``append``.
 
 Ownership of a run is a lease plus an epoch (a fencing token):
 
 * ``claim`` takes the run for ``owner`` until ``clock.wall() + lease`` and bumps
   the run's epoch (1 for a run never seen). It raises ``RunBusy`` while another
   owner's lease is live, unless ``force=True``. Each resume takes a new epoch.
-* ``save`` is accepted only when ``checkpoint.epoch`` equals the run's current
-  epoch; otherwise ``StaleEpoch``: a paused "zombie" that lost the run cannot
-  overwrite the new owner's checkpoints. Epochs only ever grow.
+* ``start``, ``append`` and ``delete`` are accepted only when ``epoch`` equals
+  the run's current epoch; otherwise ``StaleEpoch``: a paused "zombie" that lost
+  the run cannot overwrite the new owner's history, and a pruner cannot delete
+  a run that was resumed since it claimed it. Epochs only ever grow.
 * ``renew`` extends the lease of the current epoch (``StaleEpoch`` otherwise,
   also after ``release``); ``release`` gives the lease up so another process can
   claim without ``force``, and is a no-op for a stale epoch.
@@ -16,8 +31,9 @@ Ownership of a run is a lease plus an epoch (a fencing token):
 run gets ``StaleEpoch``, but run ids must not be reused after ``delete`` (the
 epochs of a re-created run start again at 1).
 
-A run that was claimed but never saved is listed (``has_checkpoint=False``) but
-``load`` raises ``PersistenceError`` for it: a run never silently loads as fresh.
+A run that was claimed but never started is listed (``has_checkpoint=False``),
+but ``load`` raises ``PersistenceError`` for it and ``append`` refuses it: a run
+never silently loads as fresh.
 
 Every store method is thread-safe and raises only ``PersistenceError`` (or its
 subclasses ``StaleEpoch`` / ``RunBusy``) for storage failures, and
@@ -27,7 +43,7 @@ subclasses ``StaleEpoch`` / ``RunBusy``) for storage failures, and
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol, runtime_checkable
 
@@ -37,6 +53,8 @@ __all__ = [
     "COMPLETED_STEP_STATE",
     "Checkpoint",
     "CheckpointStore",
+    "Outcome",
+    "RunHeader",
     "RunSummary",
     "StepRecord",
     "is_completed",
@@ -63,8 +81,36 @@ class StepRecord:
 
 
 @dataclass(frozen=True)
+class RunHeader:
+    """What a run started with; written once, by ``CheckpointStore.start``."""
+
+    run_id: str
+    workflow: str
+    fingerprint: str
+    context: bytes  # the encoded context the run started with
+    created_at: float
+    settings: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a finished run ended, stored once with its final state.
+
+    A Completed run's output is either ``output`` (encoded, stored once) or
+    ``output_step``: the output half of that step's last record (a run whose
+    output is its last step's output is not stored twice). ``unrecorded`` says
+    why a Completed run has neither; ``error`` is a Failed or Canceled run's error.
+    """
+
+    output: bytes | None = None
+    output_step: str | None = None
+    error: str | None = None
+    unrecorded: str | None = None
+
+
+@dataclass(frozen=True)
 class Checkpoint:
-    """A run's durable state: encoded context, step records, and the writer's epoch."""
+    """A run's durable state as ``load`` reads it: header, row, and each step's last record."""
 
     run_id: str
     workflow: str
@@ -75,7 +121,8 @@ class Checkpoint:
     epoch: int
     created_at: float
     updated_at: float
-    meta: Mapping[str, str] = field(default_factory=dict)
+    settings: Mapping[str, str] = field(default_factory=dict)
+    outcome: Outcome | None = None
 
 
 @dataclass(frozen=True)
@@ -97,7 +144,7 @@ class RunSummary:
 
 @runtime_checkable
 class CheckpointStore(Protocol):
-    """Durable run state, fenced by epochs; see the module docstring for the contract."""
+    """Durable run history, fenced by epochs; see the module docstring for the contract."""
 
     def claim(self, run_id: str, *, owner: str, lease: float, force: bool = False) -> int:
         """Take the run for ``owner`` for ``lease`` seconds; return the new epoch.
@@ -115,24 +162,48 @@ class CheckpointStore(Protocol):
         """Clear owner and lease if ``epoch`` is current; otherwise do nothing."""
         ...
 
-    def save(self, checkpoint: Checkpoint, *, changed_steps: Iterable[str] | None = None) -> None:
-        """Write the run and the changed steps (all when None) atomically.
+    def start(self, header: RunHeader, *, epoch: int, state: str, updated_at: float) -> None:
+        """Write the run's header and state; its recorded steps are kept, its outcome cleared.
 
-        A key in ``changed_steps`` that is absent from ``checkpoint.steps`` is
-        deleted; with ``changed_steps=None`` the stored steps become exactly
-        ``checkpoint.steps``.
+        Called once when a run starts; again only to rewrite the header on purpose.
 
         Raises:
-            StaleEpoch: ``checkpoint.epoch`` is not the run's current epoch.
+            StaleEpoch: ``epoch`` is not the run's current epoch.
+        """
+        ...
+
+    def append(
+        self,
+        run_id: str,
+        *,
+        epoch: int,
+        records: Sequence[StepRecord],
+        state: str,
+        updated_at: float,
+        outcome: Outcome | None = None,
+    ) -> None:
+        """Append ``records`` and set the run's state, ``updated_at`` and outcome, atomically.
+
+        Returns once the write is durable (as durable as the store is).
+
+        Raises:
+            StaleEpoch: ``epoch`` is not the run's current epoch.
+            PersistenceError: the run was never started.
+            ValueError: a malformed record, or ``outcome.output_step`` names no
+                completed step with a recorded output.
         """
         ...
 
     def load(self, run_id: str) -> Checkpoint:
-        """Read the last saved checkpoint; PersistenceError if unknown or corrupt."""
+        """Read the run's history; PersistenceError if unknown, never started, or corrupt."""
         ...
 
-    def delete(self, run_id: str) -> None:
-        """Forget the run and its steps; a no-op for an unknown run."""
+    def delete(self, run_id: str, *, epoch: int) -> None:
+        """Forget the run and its steps if it is still at ``epoch``; a no-op if unknown.
+
+        Raises:
+            StaleEpoch: the run is at another epoch (someone claimed it since).
+        """
         ...
 
     def list(self) -> builtins.list[RunSummary]:
@@ -164,50 +235,50 @@ def check_lease(lease: float) -> None:
         raise ValueError(f"lease must be a positive number of seconds, got {lease!r}")
 
 
-def check_checkpoint(checkpoint: Checkpoint) -> None:
-    """Reject a malformed checkpoint before anything is written."""
-    check_run_id(checkpoint.run_id)
-    if not isinstance(checkpoint.context, bytes):
+def check_header(header: RunHeader) -> None:
+    """Reject a malformed header before anything is written."""
+    if not isinstance(header, RunHeader):
+        raise ValueError(f"header must be a RunHeader, got {header!r}")
+    check_run_id(header.run_id)
+    if not isinstance(header.context, bytes):
         raise ValueError(
-            f"run {checkpoint.run_id}: checkpoint.context must be bytes (use encode_value), "
-            f"got {type(checkpoint.context).__name__}"
+            f"run {header.run_id}: header.context must be bytes (use encode_value), "
+            f"got {type(header.context).__name__}"
         )
-    for key, step in checkpoint.steps.items():
-        if not isinstance(step, StepRecord) or step.step != key:
-            raise ValueError(
-                f"run {checkpoint.run_id}: checkpoint.steps[{key!r}] must be a StepRecord "
-                f"whose key is {key!r}, got {step!r}"
-            )
-        if step.output is not None and not isinstance(step.output, bytes):
-            raise ValueError(
-                f"run {checkpoint.run_id}: step {key!r} output must be bytes or None, "
-                f"got {type(step.output).__name__}"
-            )
-    for name, value in checkpoint.meta.items():
+    for name, value in header.settings.items():
         if not isinstance(name, str) or not isinstance(value, str):
             raise ValueError(
-                f"run {checkpoint.run_id}: checkpoint.meta must map str to str, "
-                f"got {name!r}: {value!r}"
+                f"run {header.run_id}: header.settings must map str to str, got {name!r}: {value!r}"
             )
 
 
-def steps_to_write(
-    checkpoint: Checkpoint, changed_steps: Iterable[str] | None
-) -> tuple[builtins.list[StepRecord], builtins.list[str]]:
-    """Split the requested step keys into records to upsert and keys to delete."""
-    if changed_steps is None:
-        return builtins.list(checkpoint.steps.values()), []
-    if isinstance(changed_steps, str):  # a lone key would be iterated per character
-        raise ValueError(f"changed_steps must be an iterable of keys, got {changed_steps!r}")
-    upserts: builtins.list[StepRecord] = []
-    deletes: builtins.list[str] = []
-    for key in dict.fromkeys(changed_steps):
-        step = checkpoint.steps.get(key)
-        if step is None:
-            deletes.append(key)
-        else:
-            upserts.append(step)
-    return upserts, deletes
+def check_append(run_id: str, records: Sequence[StepRecord], outcome: Outcome | None) -> None:
+    """Reject malformed records or outcome: O(len(records)), never O(steps recorded)."""
+    check_run_id(run_id)
+    if not isinstance(records, list | tuple):  # a lone record or a str would be iterated
+        raise ValueError(f"run {run_id}: records must be a list of StepRecords, got {records!r}")
+    for record in records:
+        if not isinstance(record, StepRecord) or not isinstance(record.step, str):
+            raise ValueError(f"run {run_id}: records must hold StepRecords, got {record!r}")
+        if record.output is not None and not isinstance(record.output, bytes):
+            raise ValueError(
+                f"run {run_id}: step {record.step!r} output must be bytes or None, "
+                f"got {type(record.output).__name__}"
+            )
+    if outcome is None:
+        return
+    if not isinstance(outcome, Outcome):
+        raise ValueError(f"run {run_id}: outcome must be an Outcome or None, got {outcome!r}")
+    if outcome.output is not None and not isinstance(outcome.output, bytes):
+        raise ValueError(f"run {run_id}: outcome.output must be bytes or None")
+    if outcome.output is not None and outcome.output_step is not None:
+        raise ValueError(f"run {run_id}: an outcome has output or output_step, not both")
+
+
+def bad_output_step(run_id: str, step: str) -> ValueError:
+    return ValueError(
+        f"run {run_id}: outcome.output_step {step!r} names no completed step with a recorded output"
+    )
 
 
 def run_busy(run_id: str, owner: str, lease_until: float, now: float) -> RunBusy:
@@ -240,3 +311,8 @@ def unsaved_run(run_id: str) -> PersistenceError:
 def is_completed(state: str) -> bool:
     """Whether a step record's state means completed (either spelling)."""
     return state.lower() == COMPLETED_STEP_STATE
+
+
+def holds_output(record: StepRecord | None) -> bool:
+    """Whether ``record`` can be an ``Outcome.output_step``: completed, with an output."""
+    return record is not None and is_completed(record.state) and record.output is not None

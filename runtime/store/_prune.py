@@ -3,7 +3,9 @@
 A long-running daemon records every run; without pruning the store only grows.
 Each candidate is claimed (not forced) before it is deleted, so a run that
 another process is resuming at that moment is skipped (its claim wins or ours
-does, never both), and its state is checked again under our claim.
+does, never both), and its state is checked again under our claim. The delete
+itself is fenced by our claim's epoch: a forced resume that lands between our
+claim and our delete raises ``StaleEpoch`` there, and the run is kept.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import logging
 from collections.abc import Iterable
 from typing import Final
 
-from actors import NodeState, PersistenceError, RunBusy
+from actors import NodeState, PersistenceError, RunBusy, StaleEpoch
 from runtime.store._protocol import CheckpointStore
 
 __all__ = ["FINISHED_STATES", "parse_duration", "prune_runs"]
@@ -77,7 +79,11 @@ def prune_runs(
         if checkpoint.state not in wanted or checkpoint.updated_at > cutoff:
             store.release(run_id, epoch=epoch)
             continue
-        store.delete(run_id)
+        try:
+            store.delete(run_id, epoch=epoch)
+        except StaleEpoch:
+            log.info("run %s not pruned: it was taken over while pruning", run_id)
+            continue
         log.info("run %s (%s) pruned", run_id, checkpoint.state)
         pruned.append(run_id)
     return pruned

@@ -1,13 +1,23 @@
 """The recorder that writes a run's checkpoints.
 
-What a run's checkpoint holds (see ``runtime.store._protocol``): the run id, the
-workflow's name and structural fingerprint, the context the run started with,
-and one record per finished step: its state, attempts, timings, error text,
-and for a completed step its output together with the context right after it.
-Resuming replays the workflow from the start: a step recorded completed is
-not run again; it hands on its recorded output and context. So a completed
-step never runs twice, and at most the steps in flight at a crash run again
+What a run's history holds (see ``runtime.store._protocol``): a header written
+once when the run starts (the workflow's name and structural fingerprint, the
+context the run started with, the run's settings), then one record per
+finished step, appended: its state, attempts, timings, error text, and for a
+completed step its output together with the context right after it. Resuming
+replays the workflow from the start: a step recorded completed is not run
+again; it hands on its recorded output and context. So a completed step never
+runs twice, and at most the steps in flight at a crash run again
 (at-least-once: key side effects by ``current_step().idempotency_key``).
+
+A checkpoint appends the records not yet written and updates the run's state:
+its cost does not grow with the number of steps already recorded. The
+recorder keeps only the records not yet written and the set of completed keys.
+
+The run's outcome is stored once: a Completed run whose output is the output
+its last completed step recorded (byte for byte, once encoded) stores a
+reference to that step, not a second copy; any other output is stored once,
+encoded.
 
 Writes are fenced: the recorder holds the epoch its claim returned, and the
 store refuses a write from an older epoch (``StaleEpoch``), so a paused
@@ -16,17 +26,24 @@ store refuses a write from an older epoch (``StaleEpoch``), so a paused
 
 from __future__ import annotations
 
-import base64
 import logging
 import os
 import socket
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 from actors import Clock, NodeState, PersistenceError
 from runtime.store._codec import decode_value, encode_value
-from runtime.store._protocol import Checkpoint, CheckpointStore, StepRecord, is_completed
+from runtime.store._protocol import (
+    Checkpoint,
+    CheckpointStore,
+    Outcome,
+    RunHeader,
+    StepRecord,
+    is_completed,
+)
 from runtime.workflow import CheckpointStrategy, StepProgress
 
 log = logging.getLogger(__name__)
@@ -37,6 +54,7 @@ __all__ = [
     "new_owner_id",
     "owner_is_dead",
     "replay_from",
+    "run_outcome",
     "stored_output",
 ]
 
@@ -72,10 +90,13 @@ class Replay:
 
 
 class RunRecorder:
-    """Writes one run's checkpoints under the epoch its claim returned.
+    """Writes one run's history under the epoch its claim returned.
 
-    Used only from the run coordinator's thread. Every method may raise
-    ``PersistenceError`` (``StaleEpoch`` when another process took the run).
+    ``records`` are the steps already recorded when resuming (None for a fresh
+    run): ``start`` then appends the Running state instead of writing the
+    header, unless ``rewrite_header`` is set (the run now follows a changed
+    workflow). Used only from the run coordinator's thread. Every method may
+    raise ``PersistenceError`` (``StaleEpoch`` when another process took the run).
     """
 
     def __init__(
@@ -90,7 +111,8 @@ class RunRecorder:
         clock: Clock,
         initial_context: bytes,
         created_at: float,
-        records: dict[str, StepRecord] | None = None,
+        records: Mapping[str, StepRecord] | None = None,
+        settings: Mapping[str, str] | None = None,
     ) -> None:
         self.store = store
         self.run_id = run_id
@@ -98,36 +120,49 @@ class RunRecorder:
         self.fingerprint = fingerprint
         self.epoch = epoch
         self.strategy = strategy
+        self.rewrite_header = False
         self._clock = clock
-        self._context = initial_context
-        self._created_at = created_at
-        self._records: dict[str, StepRecord] = dict(records or {})
-        self._unsaved: set[str] = set()
+        self._header = RunHeader(
+            run_id, workflow, fingerprint, initial_context, created_at, dict(settings or {})
+        )
+        self._resumed = records is not None
+        self._completed = {k for k, r in (records or {}).items() if is_completed(r.state)}
+        self._unsaved: dict[str, StepRecord] = {}  # in the order they are to be appended
+        self._last_completed: tuple[str, bytes] | None = None  # (step, [output, ctx] encoded)
         self._last_write = clock.now()
 
     @staticmethod
     def encode_context(run_id: str, ctx: Any) -> bytes:
         return encode_value(ctx, what=f"run {run_id} context", root="context")
 
-    def _write(self, state: str, meta: dict[str, str] | None = None) -> None:
-        checkpoint = Checkpoint(
-            run_id=self.run_id,
-            workflow=self.workflow,
-            fingerprint=self.fingerprint,
-            state=state,
-            context=self._context,
-            steps=self._records,
+    def _record(self, record: StepRecord) -> None:
+        self._unsaved.pop(record.step, None)  # a step recorded again: only its last record
+        self._unsaved[record.step] = record
+
+    def _write(self, state: str, outcome: Outcome | None = None) -> None:
+        self.store.append(
+            self.run_id,
             epoch=self.epoch,
-            created_at=self._created_at,
+            records=list(self._unsaved.values()),
+            state=state,
             updated_at=self._clock.wall(),
-            meta=meta or {},
+            outcome=outcome,
         )
-        self.store.save(checkpoint, changed_steps=sorted(self._unsaved))
         self._unsaved.clear()
         self._last_write = self._clock.now()
 
     def start(self) -> None:
-        self._write(str(NodeState.RUNNING))
+        """Write the header of a fresh run (or a rewritten one); a resume appends Running."""
+        if self._resumed and not self.rewrite_header:
+            self._write(str(NodeState.RUNNING))
+            return
+        self.store.start(
+            self._header,
+            epoch=self.epoch,
+            state=str(NodeState.RUNNING),
+            updated_at=self._clock.wall(),
+        )
+        self._last_write = self._clock.now()
 
     def step_completed(
         self,
@@ -144,11 +179,12 @@ class RunRecorder:
         data = encode_value(
             [output, ctx], what=f"run {self.run_id} step {key!r} output", root="[output, context]"
         )
-        self._records[key] = StepRecord(
-            key, str(NodeState.COMPLETED), attempts, data, None, started_at, finished_at
+        self._record(
+            StepRecord(key, str(NodeState.COMPLETED), attempts, data, None, started_at, finished_at)
         )
-        self._unsaved.add(key)
-        completed = sum(1 for r in self._records.values() if is_completed(r.state))
+        self._completed.add(key)
+        self._last_completed = (key, data)
+        completed = len(self._completed)
         progress = StepProgress(self.run_id, key, completed, self._clock.now() - self._last_write)
         if (strategy or self.strategy).due(progress):
             self._write(str(NodeState.RUNNING))
@@ -166,17 +202,20 @@ class RunRecorder:
     ) -> None:
         """Record a step that failed for good, and write at once."""
         text = f"{type(error).__module__}.{type(error).__qualname__}: {error}"
-        self._records[key] = StepRecord(
-            key, str(NodeState.FAILED), attempts, None, text, started_at, finished_at
+        self._record(
+            StepRecord(key, str(NodeState.FAILED), attempts, None, text, started_at, finished_at)
         )
-        self._unsaved.add(key)
+        self._completed.discard(key)
+        if self._last_completed is not None and self._last_completed[0] == key:
+            self._last_completed = None
         self._write(str(NodeState.RUNNING))
 
     def finish(
         self, state: NodeState, output: Any = None, error: BaseException | None = None
     ) -> None:
         """Write the final state with the run's outcome, for ``stored_result`` to read."""
-        self._write(str(state), outcome_meta(self.run_id, state, output, error))
+        outcome = run_outcome(self.run_id, state, output, error, self._last_completed)
+        self._write(str(state), outcome)
 
     def renew(self, lease: float) -> None:
         self.store.renew(self.run_id, epoch=self.epoch, lease=lease)
@@ -185,25 +224,47 @@ class RunRecorder:
         self.store.release(self.run_id, epoch=self.epoch)
 
 
-_OUTPUT_KEY: Final = "output"  # base64 of the encoded output of a Completed run
-_ERROR_KEY: Final = "error"  # "module.Type: message" of a Failed or Canceled run
-_NO_OUTPUT_KEY: Final = "output_unrecorded"  # why a Completed run's output is not kept
+_PAIR_HEADER: Final = 0x92  # msgpack: an array of 2, the [output, ctx] of a step record
+_NOT_RECORDED_BEFORE: Final = "written by a version that did not record outputs"
 
 
-def outcome_meta(
-    run_id: str, state: NodeState, output: Any, error: BaseException | None
-) -> dict[str, str]:
-    """The outcome as checkpoint meta: an output that cannot be encoded is noted, not fatal."""
+def run_outcome(
+    run_id: str,
+    state: NodeState,
+    output: Any,
+    error: BaseException | None,
+    last_completed: tuple[str, bytes] | None = None,
+) -> Outcome | None:
+    """The outcome to store: an output that cannot be encoded is noted, not fatal.
+
+    ``last_completed`` is ``(step, record output)`` of the last completed step
+    recorded: when ``output`` encodes to that record's output half, the outcome
+    refers to the step instead of storing the output a second time.
+    """
     if state is NodeState.COMPLETED:
         try:
             data = encode_value(output, what=f"run {run_id} output", root="output")
         except PersistenceError as exc:
             log.warning("run %s: output not recorded: %s", run_id, exc)
-            return {_NO_OUTPUT_KEY: str(exc)}
-        return {_OUTPUT_KEY: base64.b64encode(data).decode("ascii")}
+            return Outcome(unrecorded=str(exc))
+        if last_completed is not None and _output_half_is(last_completed[1], data):
+            return Outcome(output_step=last_completed[0])
+        return Outcome(output=data)
     if error is not None:
-        return {_ERROR_KEY: f"{type(error).__module__}.{type(error).__qualname__}: {error}"}
-    return {}
+        return Outcome(error=f"{type(error).__module__}.{type(error).__qualname__}: {error}")
+    return None
+
+
+def _output_half_is(pair: bytes, output: bytes) -> bool:
+    """Whether ``pair`` (``[a, b]`` encoded) encodes ``a`` as ``output``.
+
+    msgpack is prefix-free: if ``output`` is a whole value and ``pair``'s first
+    element starts with it, that element is ``output``."""
+    return (
+        len(pair) > len(output)
+        and pair[0] == _PAIR_HEADER
+        and memoryview(pair)[1 : 1 + len(output)] == output
+    )
 
 
 def stored_output(checkpoint: Checkpoint) -> Any:
@@ -213,21 +274,32 @@ def stored_output(checkpoint: Checkpoint) -> Any:
         PersistenceError: the run is not Completed (naming its state and error),
             its output was not recorded (and why), or the record is unreadable.
     """
-    run_id, meta = checkpoint.run_id, checkpoint.meta
+    run_id, outcome = checkpoint.run_id, checkpoint.outcome or Outcome()
     if checkpoint.state != str(NodeState.COMPLETED):
-        error = meta.get(_ERROR_KEY)
-        detail = f" ({error})" if error else ""
+        detail = f" ({outcome.error})" if outcome.error else ""
         raise PersistenceError(
             f"run {run_id} is {checkpoint.state or 'not started'}{detail}: it has no output"
         )
-    if _OUTPUT_KEY not in meta:
-        why = meta.get(_NO_OUTPUT_KEY, "written by a version that did not record outputs")
-        raise PersistenceError(f"run {run_id}: its output was not recorded: {why}")
-    try:
-        data = base64.b64decode(meta[_OUTPUT_KEY], validate=True)
-    except (ValueError, TypeError) as exc:
-        raise PersistenceError(f"run {run_id}: recorded output is not base64: {exc}") from exc
-    return decode_value(data, what=f"run {run_id} output")
+    if outcome.output is not None:
+        return decode_value(outcome.output, what=f"run {run_id} output")
+    if outcome.output_step is not None:
+        step = outcome.output_step
+        record = checkpoint.steps.get(step)
+        if record is None or record.output is None or not is_completed(record.state):
+            raise PersistenceError(
+                f"run {run_id}: its output is recorded as step {step!r}'s, "
+                "but that step has no completed record"
+            )
+        return _decode_pair(run_id, step, record.output)[0]
+    why = outcome.unrecorded or _NOT_RECORDED_BEFORE
+    raise PersistenceError(f"run {run_id}: its output was not recorded: {why}")
+
+
+def _decode_pair(run_id: str, step: str, data: bytes) -> tuple[Any, Any]:
+    value = decode_value(data, what=f"run {run_id} step {step!r} output")
+    if not (isinstance(value, list) and len(value) == 2):
+        raise PersistenceError(f"run {run_id}: step {step!r} output has an unexpected shape")
+    return value[0], value[1]
 
 
 def replay_from(checkpoint: Checkpoint) -> Replay:
@@ -240,10 +312,5 @@ def replay_from(checkpoint: Checkpoint) -> Replay:
             raise PersistenceError(
                 f"run {checkpoint.run_id}: completed step {key!r} has no recorded output"
             )
-        value = decode_value(record.output, what=f"run {checkpoint.run_id} step {key!r} output")
-        if not (isinstance(value, list) and len(value) == 2):
-            raise PersistenceError(
-                f"run {checkpoint.run_id}: step {key!r} output has an unexpected shape"
-            )
-        completed[key] = (value[0], value[1])
+        completed[key] = _decode_pair(checkpoint.run_id, key, record.output)
     return Replay(completed, dict(checkpoint.steps))

@@ -1,17 +1,33 @@
 """``SQLiteStore``: the embedded, durable ``CheckpointStore`` (one file, WAL mode).
 
+Schema (version 2, see ``runtime.store._sqlite_schema``): a ``runs`` row per
+run holds its lease and epoch, its header (written once by ``start``) and its
+state and outcome (updated in place); a ``steps`` row per appended step
+record, in append order. ``append`` inserts its records and updates the run's
+row, so a checkpoint costs the same at step 10 and step 10,000. A version 1
+file (the releases before) is migrated when it is opened.
+
 Durability (WAL journal): ``FULL`` syncs every commit; WAL + ``NORMAL`` survives
 kill -9 but may lose the last commits on power loss. In detail:
 
-* ``synchronous="FULL"`` (default): every commit fsyncs the WAL before ``save``
-  returns. An acknowledged save survives kill -9, an OS crash and power loss
+* ``synchronous="FULL"`` (default): every commit fsyncs the WAL before ``append``
+  returns. An acknowledged append survives kill -9, an OS crash and power loss
   (given a disk that honours fsync).
 * ``synchronous="NORMAL"``: the WAL is fsynced only at WAL checkpoints. An
-  acknowledged save survives kill -9 (the commit sits in the OS page cache), but
-  an OS crash or power loss may roll back the most recent commits; the file is
-  never corrupted. Faster; choose it when losing the last steps is acceptable.
+  acknowledged append survives kill -9 (the commit sits in the OS page cache),
+  but an OS crash or power loss may roll back the most recent commits; the file
+  is never corrupted. Faster; choose it when losing the last steps is acceptable.
 * ``"EXTRA"`` is accepted too (also syncs the directory after a rollback journal
   is deleted; in WAL mode it behaves like FULL).
+
+Group commit: appends that are due together (runs of one process checkpointing
+at the same moment) are written in one transaction, so they share one fsync
+(``runtime.store._group_commit``: the first writer leads and commits whatever
+queued up meanwhile, waiting at most ``group_window`` seconds for writers
+already on their way). Each caller returns only once its own records are
+committed with the configured ``synchronous``; each runs in its own savepoint,
+so one run's ``StaleEpoch`` or bad value fails that caller alone. ``stats()``
+counts appends and the transactions that carried them.
 
 Concurrency: one connection per store, opened with ``check_same_thread=False``
 and guarded by a lock, rather than one connection per thread: pykka gives every
@@ -30,11 +46,11 @@ so one large context does not leave a huge WAL file behind. Transactions are
 short, so readers never pin the WAL for long.
 
 Corruption: the context blob is stored with its length and CRC-32, each step
-output with its CRC-32; ``load`` checks them and raises ``PersistenceError``
-naming the run, so a truncated or overwritten blob is never handed to the
-decoder as if it were valid. The schema version is ``PRAGMA user_version``
-(currently 1), checked on open: an unknown version or a foreign database raises
-``PersistenceError``.
+output and the run's output with their CRC-32; ``load`` checks them and raises
+``PersistenceError`` naming the run, so a truncated or overwritten blob is
+never handed to the decoder as if it were valid. The schema version is
+``PRAGMA user_version``, checked on open: an unknown version or a foreign
+database raises ``PersistenceError``.
 
 Errors: every ``sqlite3`` and ``OSError`` is translated into ``PersistenceError``
 (``raise ... from exc``) naming the path or the run; callers never see sqlite3.
@@ -48,84 +64,58 @@ import logging
 import os
 import sqlite3
 import threading
-import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from actors import Clock, PersistenceError, RealClock
+from runtime.store._group_commit import GroupCommitter
 from runtime.store._protocol import (
     Checkpoint,
+    Outcome,
+    RunHeader,
     RunSummary,
     StepRecord,
-    check_checkpoint,
+    check_append,
     check_claim_args,
+    check_header,
     check_lease,
     check_run_id,
     run_busy,
     stale_epoch,
-    steps_to_write,
     unknown_run,
-    unsaved_run,
 )
+from runtime.store._sqlite_append import Append, closed_batch, write_batch
+from runtime.store._sqlite_rows import (
+    LIST_QUERY,
+    LOAD_RUN,
+    LOAD_STEPS,
+    checkpoint_from_rows,
+    summaries_from_rows,
+)
+from runtime.store._sqlite_schema import SCHEMA_VERSION, crc, prepare_schema
 
-__all__ = ["DEFAULT_PATH", "SCHEMA_VERSION", "SQLiteStore"]
+__all__ = ["DEFAULT_PATH", "SCHEMA_VERSION", "SQLiteStore", "StoreStats"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PATH: Final = Path(".actorflow") / "state.db"
-SCHEMA_VERSION: Final = 1
 _SYNCHRONOUS_LEVELS: Final = ("FULL", "NORMAL", "EXTRA")
 _WAL_AUTOCHECKPOINT_PAGES: Final = 1000
 _JOURNAL_SIZE_LIMIT: Final = 64 * 1024 * 1024
-
-_SCHEMA: Final = (
-    """
-    CREATE TABLE runs (
-        run_id       TEXT PRIMARY KEY,
-        workflow     TEXT,              -- NULL until the first save
-        fingerprint  TEXT,
-        state        TEXT,
-        context      BLOB,
-        context_len  INTEGER,           -- length and CRC-32 of context, checked by load
-        context_crc  INTEGER,
-        epoch        INTEGER NOT NULL,  -- fencing token, bumped by every claim
-        owner        TEXT,
-        lease_until  REAL,
-        created_at   REAL NOT NULL,
-        updated_at   REAL NOT NULL,
-        meta         TEXT               -- JSON object of str -> str
-    )
-    """,
-    """
-    CREATE TABLE steps (
-        run_id       TEXT NOT NULL,
-        key          TEXT NOT NULL,
-        state        TEXT NOT NULL,
-        attempts     INTEGER NOT NULL,
-        output       BLOB,
-        output_crc   INTEGER,           -- CRC-32 of output, checked by load
-        error        TEXT,
-        started_at   REAL,
-        finished_at  REAL,
-        PRIMARY KEY (run_id, key)
-    )
-    """,
-)
-
-_LIST_QUERY: Final = """
-    SELECT r.run_id, r.workflow, r.state, r.epoch, r.owner, r.lease_until,
-           r.created_at, r.updated_at, r.context_len IS NOT NULL,
-           COUNT(s.key), COALESCE(SUM(lower(s.state) = 'completed'), 0)
-    FROM runs AS r LEFT JOIN steps AS s ON s.run_id = r.run_id
-    GROUP BY r.run_id
-    ORDER BY r.created_at, r.run_id
-"""
+_MAX_BATCH: Final = 256
 
 
-def _crc(data: bytes) -> int:
-    return zlib.crc32(data)
+@dataclass(frozen=True)
+class StoreStats:
+    """What one ``SQLiteStore`` did since it was opened."""
+
+    appends: int  # append calls that reached the committer
+    append_transactions: int  # transactions that carried them (fewer: group commit)
+    largest_batch: int  # most appends in one transaction
+    queued: int  # appends waiting for their commit right now
 
 
 class SQLiteStore:
@@ -136,6 +126,8 @@ class SQLiteStore:
         synchronous: ``"FULL"`` (default) or ``"NORMAL"``; see the module docstring.
         busy_timeout: seconds to wait for another process's write lock.
         clock: where lease times are read (``clock.wall()``).
+        group_window: at most this many seconds an append waits for appends of
+            other threads already on their way, to share their transaction.
 
     Raises:
         PersistenceError: the path cannot be created or opened, is not an
@@ -149,6 +141,7 @@ class SQLiteStore:
         synchronous: str = "FULL",
         busy_timeout: float = 10.0,
         clock: Clock | None = None,
+        group_window: float = 0.002,
     ) -> None:
         level = synchronous.upper() if isinstance(synchronous, str) else synchronous
         if level not in _SYNCHRONOUS_LEVELS:
@@ -161,6 +154,10 @@ class SQLiteStore:
         self.synchronous: str = level
         self._clock: Clock = clock if clock is not None else RealClock()
         self._lock = threading.Lock()
+        self._group: GroupCommitter[Append] = GroupCommitter(
+            self._commit_appends, window=group_window, max_batch=_MAX_BATCH
+        )
+        self._append_transactions = 0
         self._conn: sqlite3.Connection | None = self._open(busy_timeout)
         log.debug("opened checkpoint store %s (synchronous=%s)", self.path, self.synchronous)
 
@@ -179,11 +176,11 @@ class SQLiteStore:
             raise PersistenceError(f"cannot open checkpoint store {self.path}: {exc}") from exc
         try:
             self._configure(conn)
-            self._check_schema(conn)
-        except sqlite3.Error as exc:
+            prepare_schema(conn, self.path)
+        except (sqlite3.Error, OSError) as exc:
             conn.close()
             raise PersistenceError(f"cannot open checkpoint store {self.path}: {exc}") from exc
-        except PersistenceError:
+        except BaseException:
             conn.close()
             raise
         return conn
@@ -198,31 +195,6 @@ class SQLiteStore:
         conn.execute(f"PRAGMA wal_autocheckpoint={_WAL_AUTOCHECKPOINT_PAGES}")
         conn.execute(f"PRAGMA journal_size_limit={_JOURNAL_SIZE_LIMIT}")
 
-    def _check_schema(self, conn: sqlite3.Connection) -> None:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
-            if version == 0 and not tables:
-                for statement in _SCHEMA:
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            elif version == 0:
-                raise PersistenceError(
-                    f"{self.path} is not an actorflow checkpoint store "
-                    f"(it has tables {sorted(tables)} but no schema version)"
-                )
-            elif version != SCHEMA_VERSION:
-                raise PersistenceError(
-                    f"checkpoint store {self.path} has schema version {version}; this "
-                    f"actorflow reads version {SCHEMA_VERSION} (written by another release?)"
-                )
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-
     def __enter__(self) -> SQLiteStore:
         return self
 
@@ -232,13 +204,16 @@ class SQLiteStore:
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r}, synchronous={self.synchronous!r})"
 
+    def stats(self) -> StoreStats:
+        group = self._group.stats()
+        transactions = self._append_transactions  # no lock: a commit may hold it for long
+        return StoreStats(group.submitted, transactions, group.largest_batch, group.queued)
+
     @contextmanager
     def _transaction(self, action: str, *, write: bool) -> Iterator[sqlite3.Connection]:
         """One transaction under the store lock; sqlite3 errors become PersistenceError."""
         with self._lock:
-            conn = self._conn
-            if conn is None:
-                raise PersistenceError(f"{action}: checkpoint store {self.path} is closed")
+            conn = self._open_connection(action)
             try:
                 conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                 try:
@@ -253,8 +228,15 @@ class SQLiteStore:
                     self._rollback_quietly(conn)
                 raise PersistenceError(f"{action} in {self.path}: {exc}") from exc
 
+    def _open_connection(self, action: str) -> sqlite3.Connection:
+        if self._conn is None:
+            raise PersistenceError(f"{action}: checkpoint store {self.path} is closed")
+        return self._conn
+
     @staticmethod
     def _rollback_quietly(conn: sqlite3.Connection) -> None:
+        if not conn.in_transaction:
+            return
         try:
             conn.execute("ROLLBACK")
         except sqlite3.Error:
@@ -311,116 +293,79 @@ class SQLiteStore:
                 (run_id, epoch),
             )
 
-    def save(self, checkpoint: Checkpoint, *, changed_steps: Iterable[str] | None = None) -> None:
-        check_checkpoint(checkpoint)
-        upserts, deletes = steps_to_write(checkpoint, changed_steps)
-        run_id = checkpoint.run_id
-        context = checkpoint.context
-        run_values = (
-            checkpoint.workflow,
-            checkpoint.fingerprint,
-            checkpoint.state,
+    def start(self, header: RunHeader, *, epoch: int, state: str, updated_at: float) -> None:
+        check_header(header)
+        run_id, context = header.run_id, header.context
+        values = (
+            header.workflow,
+            header.fingerprint,
             context,
             len(context),
-            _crc(context),
-            checkpoint.created_at,
-            checkpoint.updated_at,
-            json.dumps(dict(checkpoint.meta), sort_keys=True),
+            crc(context),
+            json.dumps(dict(header.settings), sort_keys=True),
+            header.created_at,
+            state,
+            updated_at,
             run_id,
-            checkpoint.epoch,
+            epoch,
         )
-        step_rows = [
-            (
-                run_id,
-                step.step,
-                step.state,
-                step.attempts,
-                step.output,
-                None if step.output is None else _crc(step.output),
-                step.error,
-                step.started_at,
-                step.finished_at,
-            )
-            for step in upserts
-        ]
-        with self._transaction(f"run {run_id}: save", write=True) as conn:
+        with self._transaction(f"run {run_id}: start", write=True) as conn:
             updated = conn.execute(
-                "UPDATE runs SET workflow = ?, fingerprint = ?, state = ?, context = ?,"
-                " context_len = ?, context_crc = ?, created_at = ?, updated_at = ?, meta = ?"
-                " WHERE run_id = ? AND epoch = ?",
-                run_values,
+                "UPDATE runs SET workflow = ?, fingerprint = ?, context = ?, context_len = ?,"
+                " context_crc = ?, settings = ?, created_at = ?, state = ?, updated_at = ?,"
+                " output = NULL, output_crc = NULL, output_step = NULL, error = NULL,"
+                " unrecorded = NULL WHERE run_id = ? AND epoch = ?",
+                values,
             ).rowcount
             if updated != 1:
                 row = conn.execute("SELECT epoch FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-                raise stale_epoch(run_id, checkpoint.epoch, row and row[0], "save")
-            if changed_steps is None:
-                conn.execute("DELETE FROM steps WHERE run_id = ?", (run_id,))
-            conn.executemany(
-                "INSERT INTO steps (run_id, key, state, attempts, output, output_crc, error,"
-                " started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (run_id, key) DO UPDATE SET state = excluded.state,"
-                " attempts = excluded.attempts, output = excluded.output,"
-                " output_crc = excluded.output_crc, error = excluded.error,"
-                " started_at = excluded.started_at, finished_at = excluded.finished_at",
-                step_rows,
-            )
-            conn.executemany(
-                "DELETE FROM steps WHERE run_id = ? AND key = ?", [(run_id, key) for key in deletes]
-            )
+                raise stale_epoch(run_id, epoch, row and row[0], "start")
+
+    def append(
+        self,
+        run_id: str,
+        *,
+        epoch: int,
+        records: Sequence[StepRecord],
+        state: str,
+        updated_at: float,
+        outcome: Outcome | None = None,
+    ) -> None:
+        with self._group.arrival() as arrival:
+            check_append(run_id, records, outcome)
+            arrival.submit(Append.of(run_id, epoch, records, state, updated_at, outcome))
+
+    def _commit_appends(self, batch: Sequence[Append]) -> builtins.list[BaseException | None]:
+        with self._lock:
+            if self._conn is None:
+                return closed_batch(batch, self.path)
+            results, committed = write_batch(self._conn, batch, self.path)
+            self._append_transactions += committed
+            return results
 
     def load(self, run_id: str) -> Checkpoint:
         check_run_id(run_id)
         with self._transaction(f"run {run_id}: load", write=False) as conn:
-            run_row = conn.execute(
-                "SELECT workflow, fingerprint, state, context, context_len, context_crc, epoch,"
-                " created_at, updated_at, meta FROM runs WHERE run_id = ?",
-                (run_id,),
-            ).fetchone()
-            step_rows = conn.execute(
-                "SELECT key, state, attempts, output, output_crc, error, started_at, finished_at"
-                " FROM steps WHERE run_id = ? ORDER BY rowid",
-                (run_id,),
-            ).fetchall()
+            run_row = conn.execute(LOAD_RUN, (run_id,)).fetchone()
+            step_rows = conn.execute(LOAD_STEPS, (run_id,)).fetchall()
         if run_row is None:
             raise unknown_run(run_id)
-        return _checkpoint_from_rows(run_id, run_row, step_rows)
+        return checkpoint_from_rows(run_id, run_row, step_rows)
 
-    def delete(self, run_id: str) -> None:
+    def delete(self, run_id: str, *, epoch: int) -> None:
         with self._transaction(f"run {run_id}: delete", write=True) as conn:
+            row = conn.execute("SELECT epoch FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None:
+                return
+            if row[0] != epoch:
+                raise stale_epoch(run_id, epoch, row[0], "delete")
             conn.execute("DELETE FROM steps WHERE run_id = ?", (run_id,))
             conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
 
     def list(self) -> builtins.list[RunSummary]:
         with self._transaction("list runs", write=False) as conn:
-            rows = conn.execute(_LIST_QUERY).fetchall()
-        return [
-            RunSummary(
-                run_id=run_id,
-                workflow=workflow or "",
-                state=state or "",
-                epoch=epoch,
-                owner=owner,
-                lease_until=lease_until,
-                created_at=created_at,
-                updated_at=updated_at,
-                steps_total=steps_total,
-                steps_completed=steps_completed,
-                has_checkpoint=bool(has_checkpoint),
-            )
-            for (
-                run_id,
-                workflow,
-                state,
-                epoch,
-                owner,
-                lease_until,
-                created_at,
-                updated_at,
-                has_checkpoint,
-                steps_total,
-                steps_completed,
-            ) in rows
-        ]
+            rows = conn.execute(LIST_QUERY).fetchall()
+        return summaries_from_rows(rows)
 
     def close(self) -> None:
         with self._lock:
@@ -430,54 +375,3 @@ class SQLiteStore:
                 conn.close()
             except sqlite3.Error as exc:
                 raise PersistenceError(f"closing checkpoint store {self.path}: {exc}") from exc
-
-
-def _checkpoint_from_rows(
-    run_id: str, run_row: tuple[Any, ...], step_rows: builtins.list[tuple[Any, ...]]
-) -> Checkpoint:
-    """Build a Checkpoint, raising PersistenceError for any blob that fails its check."""
-    (workflow, fingerprint, state, context, context_len, context_crc, epoch) = run_row[:7]
-    created_at, updated_at, meta_json = run_row[7:]
-    if context_len is None:
-        raise unsaved_run(run_id)
-    if not isinstance(context, bytes):
-        raise _corrupt(run_id, f"context is {type(context).__name__}, not a blob")
-    if len(context) != context_len:
-        raise _corrupt(run_id, f"context is {len(context)} bytes, {context_len} were written")
-    if _crc(context) != context_crc:
-        raise _corrupt(run_id, "context fails its CRC-32 check")
-    try:
-        meta = json.loads(meta_json)
-    except (TypeError, ValueError) as exc:
-        raise _corrupt(run_id, f"meta is not valid JSON: {exc}") from exc
-    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
-        raise _corrupt(run_id, "meta is not a JSON object of strings")
-    steps: dict[str, StepRecord] = {}
-    for key, step_state, attempts, output, output_crc, error, started_at, finished_at in step_rows:
-        if output is not None and (not isinstance(output, bytes) or _crc(output) != output_crc):
-            raise _corrupt(run_id, f"output of step {key!r} fails its CRC-32 check")
-        steps[key] = StepRecord(
-            step=key,
-            state=step_state,
-            attempts=attempts,
-            output=output,
-            error=error,
-            started_at=started_at,
-            finished_at=finished_at,
-        )
-    return Checkpoint(
-        run_id=run_id,
-        workflow=workflow,
-        fingerprint=fingerprint,
-        state=state,
-        context=context,
-        steps=steps,
-        epoch=epoch,
-        created_at=created_at,
-        updated_at=updated_at,
-        meta=meta,
-    )
-
-
-def _corrupt(run_id: str, reason: str) -> PersistenceError:
-    return PersistenceError(f"run {run_id}: stored checkpoint is corrupt: {reason}")

@@ -146,13 +146,14 @@ class GatedStore(SQLiteStore):
             assert self._conn is not None
             self._conn.set_trace_callback(self._trace)
 
-    def save(self, checkpoint: Any, *, changed_steps: Any = None) -> None:
-        self._saving = tuple(changed_steps or ())
+    def append(self, run_id: str, **kwargs: Any) -> None:
+        steps = tuple(record.step for record in kwargs["records"])
+        self._saving = steps
         try:
-            super().save(checkpoint, changed_steps=changed_steps)
+            super().append(run_id, **kwargs)
         finally:
             self._saving = ()
-        if self._hold_saved is not None and self._hold_saved in (changed_steps or ()):
+        if self._hold_saved is not None and self._hold_saved in steps:
             say(f"SAVED {self._hold_saved}")
             wait_go("the step after a save")
 

@@ -66,7 +66,7 @@ def raw_rows(db: Path) -> tuple[list[Any], list[Any]]:
     with contextlib.closing(sqlite3.connect(db)) as conn:
         return (
             conn.execute("SELECT * FROM runs ORDER BY run_id").fetchall(),
-            conn.execute("SELECT * FROM steps ORDER BY run_id, key").fetchall(),
+            conn.execute("SELECT * FROM steps ORDER BY seq").fetchall(),
         )
 
 
@@ -89,14 +89,14 @@ def system_for(
 
 def set_output(conn: sqlite3.Connection, key: str, blob: bytes | None, crc: int | None) -> None:
     conn.execute(
-        "UPDATE steps SET output = ?, output_crc = ? WHERE run_id = ? AND key = ?",
+        "UPDATE steps SET output = ?, output_crc = ? WHERE run_id = ? AND step = ?",
         (blob, crc, RUN, key),
     )
 
 
 def output_of(conn: sqlite3.Connection, key: str) -> bytes:
     row = conn.execute(
-        "SELECT output FROM steps WHERE run_id = ? AND key = ?", (RUN, key)
+        "SELECT output FROM steps WHERE run_id = ? AND step = ?", (RUN, key)
     ).fetchone()
     assert isinstance(row[0], bytes)
     return row[0]
@@ -105,7 +105,7 @@ def output_of(conn: sqlite3.Connection, key: str) -> bytes:
 def truncate_output(conn: sqlite3.Connection) -> None:
     conn.execute(
         "UPDATE steps SET output = substr(output, 1, length(output) - 3)"
-        " WHERE run_id = ? AND key = 'step_2'",
+        " WHERE run_id = ? AND step = 'step_2'",
         (RUN,),
     )
 
@@ -114,7 +114,7 @@ def flip_output_byte(conn: sqlite3.Connection) -> None:
     blob = bytearray(output_of(conn, "step_2"))
     blob[len(blob) // 2] ^= 0xFF
     conn.execute(
-        "UPDATE steps SET output = ? WHERE run_id = ? AND key = 'step_2'", (bytes(blob), RUN)
+        "UPDATE steps SET output = ? WHERE run_id = ? AND step = 'step_2'", (bytes(blob), RUN)
     )
 
 
@@ -224,6 +224,7 @@ def test_resume_with_a_changed_workflow_raises_unless_forced(orphan: Orphan) -> 
     checkpoint = load(orphan.db, RUN)
     assert (checkpoint.state, checkpoint.epoch) == ("Completed", 2)
     assert len(checkpoint.steps) == 21
+    assert checkpoint.fingerprint == longer.fingerprint()  # the forced resume rewrote the header
 
 
 @pytest.mark.timeout(30)

@@ -103,7 +103,7 @@ def test_kill_9_inside_the_checkpoint_transaction_reruns_the_unrecorded_step(
         # read: opening a SQLiteStore would wait for the lock, as it checks the schema in
         # a BEGIN IMMEDIATE transaction.)
         rows = conn.execute(
-            "SELECT key FROM steps WHERE run_id = ? AND state = 'Completed' ORDER BY rowid",
+            "SELECT step FROM steps WHERE run_id = ? AND state = 'Completed' ORDER BY seq",
             (RUN,),
         ).fetchall()
         assert [key for (key,) in rows] == CHAIN[:9]

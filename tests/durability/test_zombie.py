@@ -46,7 +46,7 @@ def stop_at_step(spawn: Callable[..., Worker], db: Path, log: Path, lease: str) 
 def wake_and_check_fenced(a: Worker, b: Worker, db: Path, log: Path, refused: str) -> None:
     """SIGCONT A, let its step finish: A must fail with StaleEpoch having run no more steps.
 
-    ``refused`` is a regex of the refused action in A's error: ``save`` or ``renew``.
+    ``refused`` is a regex of the refused action in A's error: ``append`` or ``renew``.
     """
     a.signal(signal.SIGCONT)
     a.send()  # step_K returns; its checkpoint write must be refused
@@ -87,7 +87,7 @@ def test_a_stopped_owner_blocks_resume_until_forced_and_is_then_fenced_off(
     assert b.exit_code() == 0
 
     # A's lease (30 s) is renewed every 10 s: its first write after SIGCONT is the checkpoint.
-    wake_and_check_fenced(a, b, db, log, refused="save")
+    wake_and_check_fenced(a, b, db, log, refused="append")
 
 
 @pytest.mark.timeout(60)
@@ -103,4 +103,4 @@ def test_a_stopped_owner_whose_lease_ran_out_loses_the_run_without_force(
 
     # A renews its 1 s lease every 0.33 s: on waking, its renewal or its checkpoint write
     # (whichever comes first) is refused.
-    wake_and_check_fenced(a, b, db, log, refused="save|renew")
+    wake_and_check_fenced(a, b, db, log, refused="append|renew")

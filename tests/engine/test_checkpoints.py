@@ -213,7 +213,7 @@ def test_a_second_owner_gets_run_busy_and_a_fenced_zombie_stops_its_run() -> Non
     first.shutdown()
     stale = store.load(handle.id)
     with pytest.raises(StaleEpoch):
-        store.save(stale.__class__(**{**stale.__dict__, "epoch": stale.epoch - 1}))
+        store.append(handle.id, epoch=stale.epoch - 1, records=[], state="Running", updated_at=0.0)
 
 
 def test_the_default_store_is_a_sqlite_file_under_dot_actorflow(

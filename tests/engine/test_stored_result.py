@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -68,15 +69,55 @@ def test_an_output_that_cannot_be_encoded_still_completes_the_run(tmp_path: Path
             system.stored_result(handle.id)
 
 
-def test_a_corrupt_recorded_output_is_a_clear_error(tmp_path: Path) -> None:
+def test_an_output_that_is_the_last_steps_output_is_stored_once(tmp_path: Path) -> None:
     db = tmp_path / "state.db"
+    big = bytes(range(256)) * 16384  # 4 MiB
     with system_on(db) as system:
-        handle = system.run(task(lambda ctx: 42, name="answer"), {})
+        handle = system.run(task(lambda ctx: big, name="make").named("big"), {})
+        assert handle.result(10) == big
+    with closing(sqlite3.connect(db)) as conn:
+        output, output_step = conn.execute(
+            "SELECT output, output_step FROM runs WHERE run_id = ?", (handle.id,)
+        ).fetchone()
+    assert (output, output_step) == (None, "make")  # a reference to the step's record
+    assert db.stat().st_size < 1.25 * len(big)  # once, not twice (nor as base64)
+    with system_on(db) as later:
+        assert later.stored_result(handle.id) == big
+
+
+def test_an_output_no_step_recorded_is_stored_once_as_a_blob(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    wrapped = task(lambda ctx: [1, 2], name="pair").nested(lambda c: c, lambda c, out: (out, 3))
+    with system_on(db) as system:
+        handle = system.run(wrapped, {})
+        assert handle.result(5) == ([1, 2], 3)
+    with closing(sqlite3.connect(db)) as conn:
+        output, output_step = conn.execute(
+            "SELECT output, output_step FROM runs WHERE run_id = ?", (handle.id,)
+        ).fetchone()
+    assert isinstance(output, bytes) and output_step is None
+    with system_on(db) as later:
+        assert later.stored_result(handle.id) == ([1, 2], 3)
+
+
+@pytest.mark.parametrize(
+    ("wrap", "tamper", "reason"),
+    [
+        (False, "UPDATE steps SET output = x'00'", "output of step 'answer' fails its CRC-32"),
+        (True, "UPDATE runs SET output = x'00'", "the run's output fails its CRC-32"),
+    ],
+)
+def test_a_corrupt_recorded_output_is_a_clear_error(
+    tmp_path: Path, wrap: bool, tamper: str, reason: str
+) -> None:
+    db = tmp_path / "state.db"
+    answer = task(lambda ctx: 42, name="answer")
+    with system_on(db) as system:
+        handle = system.run(answer.nested(lambda c: c, lambda c, out: -out) if wrap else answer, {})
         handle.result(5)
-    with sqlite3.connect(db) as conn:
-        conn.execute("UPDATE runs SET meta = ? WHERE run_id = ?", ('{"output": "%%"}', handle.id))
-    conn.close()
-    with system_on(db) as system, pytest.raises(PersistenceError, match="not base64"):
+    with closing(sqlite3.connect(db)) as conn, conn:
+        conn.execute(tamper)
+    with system_on(db) as system, pytest.raises(PersistenceError, match=reason):
         system.stored_result(handle.id)
 
 

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from runtime.store import Checkpoint, StepRecord, decode_value, encode_value
+from runtime.store import (
+    Checkpoint,
+    CheckpointStore,
+    Outcome,
+    RunHeader,
+    StepRecord,
+    decode_value,
+    encode_value,
+)
 
 
 def step(
@@ -23,29 +31,89 @@ def step(
     )
 
 
+def header(
+    run_id: str,
+    *,
+    context: Any = None,
+    settings: Mapping[str, str] | None = None,
+    fingerprint: str = "fp-1",
+    created_at: float = 100.0,
+) -> RunHeader:
+    """The header of a run of workflow ``etl`` with ``context`` encoded."""
+    return RunHeader(
+        run_id=run_id,
+        workflow="etl",
+        fingerprint=fingerprint,
+        context=encode_value(context if context is not None else {}, what="test context"),
+        created_at=created_at,
+        settings=dict(settings or {}),
+    )
+
+
+def started(
+    store: CheckpointStore,
+    run_id: str,
+    *,
+    owner: str = "a",
+    context: Any = None,
+    settings: Mapping[str, str] | None = None,
+    created_at: float = 100.0,
+) -> int:
+    """Claim ``run_id`` and write its header (state ``running``); return the epoch."""
+    epoch = store.claim(run_id, owner=owner, lease=30)
+    store.start(
+        header(run_id, context=context, settings=settings, created_at=created_at),
+        epoch=epoch,
+        state="running",
+        updated_at=created_at,
+    )
+    return epoch
+
+
+def append(
+    store: CheckpointStore,
+    run_id: str,
+    epoch: int,
+    *records: StepRecord,
+    state: str = "running",
+    updated_at: float = 101.0,
+    outcome: Outcome | None = None,
+) -> None:
+    store.append(
+        run_id,
+        epoch=epoch,
+        records=list(records),
+        state=state,
+        updated_at=updated_at,
+        outcome=outcome,
+    )
+
+
 def checkpoint(
     run_id: str,
     epoch: int,
     *,
     context: Any = None,
-    steps: Mapping[str, StepRecord] | None = None,
+    steps: Sequence[StepRecord] = (),
     state: str = "running",
-    meta: Mapping[str, str] | None = None,
+    settings: Mapping[str, str] | None = None,
+    outcome: Outcome | None = None,
     created_at: float = 100.0,
     updated_at: float = 101.0,
 ) -> Checkpoint:
-    """A checkpoint of workflow ``etl`` with ``context`` encoded."""
+    """What ``load`` returns for a run of workflow ``etl`` (``steps`` in recorded order)."""
     return Checkpoint(
         run_id=run_id,
         workflow="etl",
         fingerprint="fp-1",
         state=state,
         context=encode_value(context if context is not None else {}, what="test context"),
-        steps=dict(steps or {}),
+        steps={record.step: record for record in steps},
         epoch=epoch,
         created_at=created_at,
         updated_at=updated_at,
-        meta=dict(meta or {}),
+        settings=dict(settings or {}),
+        outcome=outcome,
     )
 
 

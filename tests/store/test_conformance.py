@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from actors import ManualClock, PersistenceError, RunBusy, StaleEpoch
-from runtime.store import CheckpointStore
-from tests.store.store_testkit import checkpoint, context_of, step
+from runtime.store import CheckpointStore, Outcome
+from tests.store.store_testkit import append, checkpoint, context_of, header, started, step
 
 
 def test_store_satisfies_the_protocol(store: CheckpointStore) -> None:
@@ -121,20 +121,29 @@ def test_claim_rejects_an_empty_owner_or_run_id(store: CheckpointStore) -> None:
         store.claim("", owner="a", lease=1)
 
 
-# --- save / load ---------------------------------------------------------------------------
+# --- start / append / load ----------------------------------------------------------------
 
 
-def test_saved_checkpoint_loads_back_equal_with_the_current_epoch(store: CheckpointStore) -> None:
-    epoch = store.claim("run-1", owner="a", lease=30)
-    steps = {"extract": step("extract", output=[1, (2, 3)]), "load": step("load", state="running")}
-    saved = checkpoint(
-        "run-1", epoch, context={"rows": [1, 2], "pair": (1, "x")}, steps=steps, meta={"k": "v"}
-    )
-    store.save(saved)
+def test_a_started_run_with_appended_steps_loads_back_with_the_current_epoch(
+    store: CheckpointStore,
+) -> None:
+    context = {"rows": [1, 2], "pair": (1, "x")}
+    epoch = started(store, "run-1", context=context, settings={"checkpoint": "each"})
+    extract, load = step("extract", output=[1, (2, 3)]), step("load", state="running")
+    append(store, "run-1", epoch, extract, load)
     loaded = store.load("run-1")
-    assert loaded == saved
+    assert loaded == checkpoint(
+        "run-1", epoch, context=context, steps=[extract, load], settings={"checkpoint": "each"}
+    )
     assert context_of(loaded) == {"rows": [1, 2], "pair": (1, "x")}
     assert list(loaded.steps) == ["extract", "load"]
+
+
+def test_a_started_run_without_steps_loads_with_its_header(store: CheckpointStore) -> None:
+    epoch = started(store, "run-1", context="initial")
+    loaded = store.load("run-1")
+    assert loaded == checkpoint("run-1", epoch, context="initial", updated_at=100.0)
+    assert (loaded.settings, loaded.outcome, loaded.steps) == ({}, None, {})
 
 
 def test_load_of_an_unknown_run_raises_naming_the_run(store: CheckpointStore) -> None:
@@ -142,111 +151,221 @@ def test_load_of_an_unknown_run_raises_naming_the_run(store: CheckpointStore) ->
         store.load("ghost")
 
 
-def test_load_of_a_run_claimed_but_never_saved_raises(store: CheckpointStore) -> None:
+def test_load_of_a_run_claimed_but_never_started_raises(store: CheckpointStore) -> None:
     store.claim("run-1", owner="a", lease=30)
     with pytest.raises(PersistenceError, match=r"run run-1.*no checkpoint was ever saved"):
         store.load("run-1")
 
 
-def test_save_by_a_zombie_with_an_old_epoch_is_rejected_and_changes_nothing(
+def test_append_before_start_is_refused(store: CheckpointStore) -> None:
+    epoch = store.claim("run-1", owner="a", lease=30)
+    with pytest.raises(PersistenceError, match=r"run run-1: cannot append before the run"):
+        append(store, "run-1", epoch, step("a"))
+    with pytest.raises(PersistenceError, match="no checkpoint was ever saved"):
+        store.load("run-1")
+
+
+def test_writes_of_a_zombie_with_an_old_epoch_are_rejected_and_change_nothing(
     store: CheckpointStore,
 ) -> None:
-    zombie_epoch = store.claim("run-1", owner="a", lease=30)
-    store.save(checkpoint("run-1", zombie_epoch, context="a-1"))
+    zombie_epoch = started(store, "run-1", context="a-1")
     new_epoch = store.claim("run-1", owner="b", lease=30, force=True)
-    store.save(checkpoint("run-1", new_epoch, context="b-1", steps={"s": step("s")}))
+    append(store, "run-1", new_epoch, step("s"), state="Failed")
     with pytest.raises(StaleEpoch, match=r"run-1.*epoch 1.*epoch 2"):
-        store.save(checkpoint("run-1", zombie_epoch, context="a-2"), changed_steps=["s"])
+        append(store, "run-1", zombie_epoch, step("s", state="failed"), step("z"))
+    with pytest.raises(StaleEpoch, match=r"run-1.*epoch 1.*epoch 2"):
+        store.start(header("run-1", context="a-2"), epoch=zombie_epoch, state="x", updated_at=1)
     loaded = store.load("run-1")
-    assert (context_of(loaded), loaded.epoch, list(loaded.steps)) == ("b-1", 2, ["s"])
+    assert (context_of(loaded), loaded.epoch, loaded.state) == ("a-1", 2, "Failed")
+    assert loaded.steps == {"s": step("s")}
 
 
-def test_save_of_a_run_never_claimed_raises_stale_epoch(store: CheckpointStore) -> None:
+def test_writes_to_a_run_never_claimed_raise_stale_epoch(store: CheckpointStore) -> None:
     with pytest.raises(StaleEpoch, match="not claimed"):
-        store.save(checkpoint("run-1", 1))
+        store.start(header("run-1"), epoch=1, state="running", updated_at=1.0)
+    with pytest.raises(StaleEpoch, match="not claimed"):
+        append(store, "run-1", 1, step("a"))
 
 
-def test_save_with_changed_steps_writes_only_those_steps(store: CheckpointStore) -> None:
-    epoch = store.claim("run-1", owner="a", lease=30)
-    store.save(checkpoint("run-1", epoch, steps={"a": step("a", output=1)}))
-    # "a" differs in the new checkpoint but is not listed as changed: it must not be rewritten.
-    steps = {"a": step("a", output=999), "b": step("b", output=2)}
-    store.save(checkpoint("run-1", epoch, context="two", steps=steps), changed_steps=["b"])
+def test_append_adds_records_and_keeps_the_ones_before(store: CheckpointStore) -> None:
+    epoch = started(store, "run-1", context="initial")
+    append(store, "run-1", epoch, step("a", output=1))
+    append(store, "run-1", epoch, step("b", output=2), state="Paused", updated_at=150.0)
     loaded = store.load("run-1")
     assert loaded.steps == {"a": step("a", output=1), "b": step("b", output=2)}
-    assert context_of(loaded) == "two"
+    assert (loaded.state, loaded.updated_at, context_of(loaded)) == ("Paused", 150.0, "initial")
 
 
-def test_a_changed_step_missing_from_the_checkpoint_is_deleted(store: CheckpointStore) -> None:
-    epoch = store.claim("run-1", owner="a", lease=30)
-    store.save(checkpoint("run-1", epoch, steps={"a": step("a"), "b": step("b")}))
-    store.save(checkpoint("run-1", epoch, steps={"a": step("a")}), changed_steps=("b",))
-    assert list(store.load("run-1").steps) == ["a"]
-
-
-def test_a_full_save_replaces_every_stored_step(store: CheckpointStore) -> None:
-    epoch = store.claim("run-1", owner="a", lease=30)
-    store.save(checkpoint("run-1", epoch, steps={"a": step("a"), "b": step("b")}))
-    store.save(checkpoint("run-1", epoch, steps={"c": step("c", state="failed")}))
-    assert store.load("run-1").steps == {"c": step("c", state="failed")}
-
-
-def test_save_rejects_a_single_string_as_changed_steps(store: CheckpointStore) -> None:
-    epoch = store.claim("run-1", owner="a", lease=30)
-    with pytest.raises(ValueError, match="changed_steps"):
-        store.save(checkpoint("run-1", epoch, steps={"ab": step("ab")}), changed_steps="ab")
-
-
-def test_save_rejects_meta_that_is_not_str_to_str(store: CheckpointStore) -> None:
-    epoch = store.claim("run-1", owner="a", lease=30)
-    with pytest.raises(ValueError, match="meta"):
-        store.save(checkpoint("run-1", epoch, meta={"n": 1}))  # type: ignore[dict-item]
-
-
-def test_save_after_release_with_the_current_epoch_is_accepted(store: CheckpointStore) -> None:
-    epoch = store.claim("run-1", owner="a", lease=30)
-    store.release("run-1", epoch=epoch)
-    store.save(checkpoint("run-1", epoch, context="final"))
-    assert context_of(store.load("run-1")) == "final"
-
-
-def test_a_long_chain_saved_one_step_at_a_time_keeps_every_step(store: CheckpointStore) -> None:
-    epoch = store.claim("run-1", owner="a", lease=30)
-    steps = {}
-    for index in range(300):
-        key = f"step-{index:04d}"
-        steps[key] = step(key, output=index)
-        store.save(checkpoint("run-1", epoch, context=index, steps=steps), changed_steps=[key])
+def test_the_last_record_of_a_step_wins_in_its_first_place(store: CheckpointStore) -> None:
+    epoch = started(store, "run-1")
+    append(store, "run-1", epoch, step("a", state="failed"), step("b", output=2))
+    append(store, "run-1", epoch, step("a", output="again", attempts=2))
+    append(store, "run-1", epoch, step("c", state="running"), step("c", output=3))
     loaded = store.load("run-1")
-    assert loaded.steps == steps
-    assert context_of(loaded) == 299
+    assert list(loaded.steps) == ["a", "b", "c"]
+    assert loaded.steps["a"] == step("a", output="again", attempts=2)
+    assert loaded.steps["c"] == step("c", output=3)
+    [summary] = store.list()
+    assert (summary.steps_total, summary.steps_completed) == (3, 3)
+
+
+def test_start_again_rewrites_the_header_keeps_the_steps_and_clears_the_outcome(
+    store: CheckpointStore,
+) -> None:
+    epoch = started(store, "run-1", context="first", settings={"k": "v"})
+    append(store, "run-1", epoch, step("a", output=1), state="Failed", outcome=Outcome(error="x"))
+    epoch = store.claim("run-1", owner="a", lease=30)
+    rewritten = header("run-1", context="first", fingerprint="fp-2", settings={"k": "w"})
+    store.start(rewritten, epoch=epoch, state="Running", updated_at=200.0)
+    loaded = store.load("run-1")
+    assert (loaded.fingerprint, loaded.settings, loaded.state) == ("fp-2", {"k": "w"}, "Running")
+    assert (loaded.outcome, loaded.steps, loaded.updated_at) == (
+        None,
+        {"a": step("a", output=1)},
+        200.0,
+    )
+
+
+def test_append_rejects_records_that_are_not_a_list_of_step_records(
+    store: CheckpointStore,
+) -> None:
+    epoch = started(store, "run-1")
+    for records in (step("a"), "ab", [("a", "completed")]):
+        with pytest.raises(ValueError, match="records"):
+            store.append("run-1", epoch=epoch, records=records, state="r", updated_at=1.0)  # type: ignore[arg-type]
+    assert store.load("run-1").steps == {}
+
+
+def test_start_rejects_settings_that_are_not_str_to_str(store: CheckpointStore) -> None:
+    epoch = store.claim("run-1", owner="a", lease=30)
+    bad = header("run-1", settings={"n": 1})  # type: ignore[dict-item]
+    with pytest.raises(ValueError, match="settings"):
+        store.start(bad, epoch=epoch, state="running", updated_at=1.0)
+
+
+def test_append_after_release_with_the_current_epoch_is_accepted(store: CheckpointStore) -> None:
+    epoch = started(store, "run-1")
+    store.release("run-1", epoch=epoch)
+    append(store, "run-1", epoch, step("final"), state="Completed")
+    assert store.load("run-1").state == "Completed"
+
+
+def test_a_long_chain_appended_one_step_at_a_time_keeps_every_step(
+    store: CheckpointStore,
+) -> None:
+    epoch = started(store, "run-1", context="initial")
+    records = []
+    for index in range(300):
+        record = step(f"step-{index:04d}", output=index)
+        records.append(record)
+        append(store, "run-1", epoch, record, updated_at=float(index))
+    loaded = store.load("run-1")
+    assert loaded.steps == {record.step: record for record in records}
+    assert (context_of(loaded), loaded.updated_at) == ("initial", 299.0)
+
+
+# --- outcome -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "outcome",
+    [
+        Outcome(output=b"\x92\x01\x02"),
+        Outcome(output_step="b"),
+        Outcome(error="runtime.PermanentError: broken"),
+        Outcome(unrecorded="output['when']: datetime cannot be encoded"),
+    ],
+)
+def test_the_outcome_is_stored_with_the_final_state(
+    store: CheckpointStore, outcome: Outcome
+) -> None:
+    epoch = started(store, "run-1")
+    append(store, "run-1", epoch, step("a", output=1))
+    append(store, "run-1", epoch, step("b", output=2), state="Completed", outcome=outcome)
+    assert store.load("run-1").outcome == outcome
+
+
+def test_an_output_step_must_name_a_completed_step_with_an_output(
+    store: CheckpointStore,
+) -> None:
+    epoch = started(store, "run-1")
+    append(store, "run-1", epoch, step("done", output=1), step("broken", state="failed"))
+    for name in ("ghost", "broken"):
+        with pytest.raises(ValueError, match=rf"output_step '{name}'"):
+            append(store, "run-1", epoch, state="Completed", outcome=Outcome(output_step=name))
+    with pytest.raises(ValueError, match="output_step 'done'"):  # superseded in this append
+        append(
+            store,
+            "run-1",
+            epoch,
+            step("done", state="failed"),
+            state="Completed",
+            outcome=Outcome(output_step="done"),
+        )
+    loaded = store.load("run-1")  # nothing of the refused appends was written
+    assert (loaded.state, loaded.outcome, loaded.steps["done"]) == (
+        "running",
+        None,
+        step("done", output=1),
+    )
+
+
+def test_an_outcome_with_both_an_output_and_an_output_step_is_refused(
+    store: CheckpointStore,
+) -> None:
+    epoch = started(store, "run-1")
+    append(store, "run-1", epoch, step("a", output=1))
+    with pytest.raises(ValueError, match="not both"):
+        append(store, "run-1", epoch, outcome=Outcome(output=b"\x01", output_step="a"))
+    assert store.load("run-1").outcome is None
+
+
+def test_the_next_append_replaces_the_outcome(store: CheckpointStore) -> None:
+    epoch = started(store, "run-1")
+    append(store, "run-1", epoch, state="Failed", outcome=Outcome(error="boom"))
+    append(store, "run-1", epoch, state="Running")
+    assert store.load("run-1").outcome is None
 
 
 # --- delete / list -----------------------------------------------------------------------
 
 
 def test_delete_forgets_the_run_and_a_zombie_cannot_write_it_back(store: CheckpointStore) -> None:
-    epoch = store.claim("run-1", owner="a", lease=30)
-    store.save(checkpoint("run-1", epoch, steps={"a": step("a")}))
-    store.delete("run-1")
-    store.delete("run-1")  # idempotent
+    epoch = started(store, "run-1")
+    append(store, "run-1", epoch, step("a"))
+    store.delete("run-1", epoch=epoch)
+    store.delete("run-1", epoch=epoch)  # idempotent
     assert store.list() == []
     with pytest.raises(PersistenceError, match="run-1"):
         store.load("run-1")
     with pytest.raises(StaleEpoch):
-        store.save(checkpoint("run-1", epoch))
+        append(store, "run-1", epoch, step("b"))
+    with pytest.raises(StaleEpoch):
+        store.start(header("run-1"), epoch=epoch, state="running", updated_at=1.0)
+
+
+def test_delete_with_a_stale_epoch_raises_and_keeps_the_run(store: CheckpointStore) -> None:
+    old = started(store, "run-1")
+    new = store.claim("run-1", owner="b", lease=30, force=True)
+    with pytest.raises(StaleEpoch, match=r"run-1: cannot delete with epoch 1.*epoch 2"):
+        store.delete("run-1", epoch=old)
+    assert store.load("run-1").epoch == new
+    store.delete("run-1", epoch=new)
+    assert store.list() == []
 
 
 def test_list_summarizes_ownership_and_progress_oldest_first(
     store: CheckpointStore, clock: ManualClock
 ) -> None:
-    first = store.claim("run-b", owner="a", lease=30)
-    steps = {
-        "x": step("x", state="completed"),
-        "y": step("y", state="Completed"),
-        "z": step("z", state="running"),
-    }
-    store.save(checkpoint("run-b", first, steps=steps, state="running", created_at=1.0))
+    first = started(store, "run-b", created_at=1.0)
+    append(
+        store,
+        "run-b",
+        first,
+        step("x", state="completed"),
+        step("y", state="Completed"),
+        step("z", state="running"),
+    )
     store.release("run-b", epoch=first)
     clock.advance(5)
     store.claim("run-a", owner="b", lease=30)
@@ -259,6 +378,7 @@ def test_list_summarizes_ownership_and_progress_oldest_first(
         None,
     )
     assert (older.steps_total, older.steps_completed, older.has_checkpoint) == (3, 2, True)
+    assert (older.created_at, older.updated_at) == (1.0, 101.0)
     assert (newer.run_id, newer.owner, newer.epoch, newer.steps_total) == ("run-a", "b", 1, 0)
     assert (newer.workflow, newer.has_checkpoint) == ("", False)
 
@@ -291,18 +411,19 @@ def test_threads_claiming_one_run_at_once_have_exactly_one_winner(store: Checkpo
     assert sorted(outcomes) == ["busy"] * 7 + ["won 1"]
 
 
-def test_threads_saving_different_runs_at_once_all_land(store: CheckpointStore) -> None:
+def test_threads_appending_to_different_runs_at_once_all_land(store: CheckpointStore) -> None:
     def run_chain(index: int) -> None:
         run_id = f"run-{index}"
-        epoch = store.claim(run_id, owner=f"owner-{index}", lease=30)
-        steps = {}
+        epoch = started(store, run_id, owner=f"owner-{index}", context=index)
         for number in range(20):
-            key = f"s{number}"
-            steps[key] = step(key, output=number)
-            store.save(checkpoint(run_id, epoch, context=number, steps=steps), changed_steps=[key])
+            append(store, run_id, epoch, step(f"s{number}", output=number))
 
     with ThreadPoolExecutor(max_workers=6) as pool:
         list(pool.map(run_chain, range(6), timeout=30))
     summaries = store.list()
     assert sorted(s.run_id for s in summaries) == [f"run-{index}" for index in range(6)]
     assert all(s.steps_total == 20 and s.steps_completed == 20 for s in summaries)
+    for index in range(6):
+        loaded = store.load(f"run-{index}")
+        assert context_of(loaded) == index
+        assert loaded.steps == {f"s{n}": step(f"s{n}", output=n) for n in range(20)}

@@ -22,7 +22,14 @@ from runtime import (
     SQLiteStore,
     task,
 )
-from runtime.store import RunSummary, parse_duration
+from runtime.store import (
+    Checkpoint,
+    RunHeader,
+    RunSummary,
+    encode_value,
+    parse_duration,
+    prune_runs,
+)
 from tests.support import EventRecorder, actorflow
 
 pytestmark = pytest.mark.timeout(30)
@@ -205,3 +212,42 @@ def test_prune_never_takes_a_failed_run_the_same_system_resumes_meanwhile(
             raise
         assert pruned == []
         assert output == "done"
+
+
+class LoadHook(SQLiteStore):
+    """Runs ``after_load`` once, right after the next ``load()``: prune loads a candidate
+    between its claim and its delete, so the hook lands exactly in that window."""
+
+    after_load: Callable[[], None] | None = None
+
+    def load(self, run_id: str) -> Checkpoint:
+        loaded = super().load(run_id)
+        hook, self.after_load = self.after_load, None
+        if hook is not None:
+            hook()
+        return loaded
+
+
+def test_a_forced_resume_between_prunes_claim_and_delete_keeps_the_run(tmp_path: Path) -> None:
+    """Two stores on one file: prune's delete is fenced by the epoch it claimed."""
+    db = tmp_path / "state.db"
+    with SQLiteStore(db) as resumer, LoadHook(db) as pruner:
+        epoch = resumer.claim("run-1", owner="first", lease=30)
+        resumer.start(
+            RunHeader("run-1", "etl", "fp", encode_value({}, what="ctx"), 1.0),
+            epoch=epoch,
+            state="Failed",
+            updated_at=1.0,
+        )
+        resumer.release("run-1", epoch=epoch)
+        taken: list[int] = []
+        pruner.after_load = lambda: taken.append(
+            resumer.claim("run-1", owner="resumer", lease=30, force=True)
+        )
+        assert prune_runs(pruner, older_than=0, now=10.0, owner="pruner", states=["Failed"]) == []
+        [summary] = pruner.list()
+        assert (summary.run_id, summary.owner, summary.epoch) == ("run-1", "resumer", taken[0])
+        resumer.append(
+            "run-1", epoch=taken[0], records=[], state="Running", updated_at=11.0
+        )  # the resumed run goes on
+        assert pruner.load("run-1").state == "Running"

@@ -7,6 +7,7 @@ lines with deadlines, never with blind sleeps.
 from __future__ import annotations
 
 import queue
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -20,7 +21,7 @@ import pytest
 
 from actors import RunBusy
 from runtime.store import SQLiteStore, decode_value
-from tests.store.store_testkit import checkpoint, context_of
+from tests.store.store_testkit import append, step
 from tests.support import ROOT, wait_until
 
 WORKER = "tests.store._store_worker"  # run as a module from the root
@@ -122,11 +123,42 @@ def test_every_acknowledged_save_survives_kill_9(
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     with SQLiteStore(db) as store:
         loaded = store.load("run-1")
-    assert context_of(loaded) >= acked
+    assert loaded.updated_at >= acked
     for index in range(1, acked + 1):
         output = loaded.steps[f"s{index}"].output
         assert output is not None
         assert decode_value(output, what="step output") == index
+
+
+@pytest.mark.timeout(60)
+def test_every_acknowledged_append_of_concurrent_runs_survives_kill_9(
+    tmp_path: Path, spawn: Callable[..., Worker]
+) -> None:
+    """Group commit: appends of 4 threads share transactions; each ack still means durable."""
+    db = tmp_path / "state.db"
+    writer = spawn("threads", str(db), "FULL", "4")
+    acked: dict[str, int] = {}
+
+    def count(line: str) -> None:
+        _, run, number = line.split(" ")
+        assert int(number) == acked.get(run, 0) + 1, line  # each run's acks in order
+        acked[run] = int(number)
+
+    while sum(acked.values()) < 600:
+        count(writer.line())
+    writer.signal(signal.SIGKILL)
+    assert writer.process.wait(LINE_TIMEOUT) == -signal.SIGKILL
+    for line in writer.rest():
+        count(line)
+    with closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    with SQLiteStore(db) as store:
+        for t in range(4):
+            loaded = store.load(f"run-{t}")
+            for index in range(1, acked.get(str(t), 0) + 1):
+                output = loaded.steps[f"s{index}"].output
+                assert output is not None
+                assert decode_value(output, what="step output") == index
 
 
 @pytest.mark.timeout(60)
@@ -147,7 +179,7 @@ def test_two_processes_claiming_the_same_run_at_once_have_exactly_one_winner(
 
 
 @pytest.mark.timeout(60)
-def test_a_paused_zombie_that_lost_its_lease_cannot_save_or_renew(
+def test_a_paused_zombie_that_lost_its_lease_cannot_append_or_renew(
     tmp_path: Path, spawn: Callable[..., Worker]
 ) -> None:
     db = tmp_path / "state.db"
@@ -157,14 +189,14 @@ def test_a_paused_zombie_that_lost_its_lease_cannot_save_or_renew(
     with SQLiteStore(db) as store:
         epoch = claim_when_lease_expires(store, "run-1", timeout=10)
         assert epoch == 2
-        store.save(checkpoint("run-1", epoch, context="successor"))
+        append(store, "run-1", epoch, step("successor"))
         zombie.signal(signal.SIGCONT)
-        zombie.send("save")
+        zombie.send("append")
         assert zombie.line() == "stale"
         zombie.send("renew")
         assert zombie.line() == "stale"
         loaded = store.load("run-1")
-        assert (context_of(loaded), loaded.epoch) == ("successor", 2)
+        assert (list(loaded.steps), loaded.epoch) == (["successor"], 2)
         [summary] = store.list()
         assert summary.owner == "successor"
 
@@ -196,3 +228,25 @@ def test_processes_opening_a_fresh_file_at_once_all_get_the_same_schema(
         assert claimer.line() == f"won run-{index} 1"
     with SQLiteStore(db) as store:
         assert sorted(s.run_id for s in store.list()) == [f"run-{index}" for index in range(4)]
+
+
+@pytest.mark.timeout(60)
+def test_processes_opening_a_version_1_file_at_once_migrate_it_once(
+    tmp_path: Path, spawn: Callable[..., Worker]
+) -> None:
+    db = tmp_path / "state.db"
+    shutil.copyfile(Path(__file__).resolve().parent / "fixtures" / "v1.db", db)
+    claimers = [spawn("claimer", str(db), f"host-{index}") for index in range(4)]
+    for index, claimer in enumerate(claimers):
+        assert claimer.line() == "ready"
+        claimer.send(f"new-{index}")
+        assert claimer.line() == f"won new-{index} 1"
+    with closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    with SQLiteStore(db) as store:
+        runs = {s.run_id: s for s in store.list()}
+        assert set(runs) == {"v1-done", "v1-failed", "v1-interrupted"} | {
+            f"new-{index}" for index in range(4)
+        }
+        assert runs["v1-done"].steps_completed == 3
+        assert list(store.load("v1-done").steps) == ["a", "b", "c"]

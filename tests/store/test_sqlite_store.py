@@ -13,7 +13,7 @@ import pytest
 from actors import ManualClock, PersistenceError, RunBusy
 from runtime import SQLiteStore
 from runtime.store._sqlite import SCHEMA_VERSION  # no public name: the file format's version
-from tests.store.store_testkit import checkpoint, context_of, step
+from tests.store.store_testkit import append, context_of, header, started, step
 
 
 @contextmanager
@@ -32,9 +32,8 @@ def db_path(tmp_path: Path) -> Path:
 def saved_run(db_path: Path) -> Path:
     """A file holding run-1 with a context and two steps."""
     with SQLiteStore(db_path) as store:
-        epoch = store.claim("run-1", owner="a", lease=30)
-        steps = {"a": step("a", output="out-a"), "b": step("b", output=None)}
-        store.save(checkpoint("run-1", epoch, context={"rows": list(range(100))}, steps=steps))
+        epoch = started(store, "run-1", context={"rows": list(range(100))})
+        append(store, "run-1", epoch, step("a", output="out-a"), step("b", output=None))
     return db_path
 
 
@@ -106,7 +105,7 @@ def test_a_file_that_is_not_a_database_raises_persistence_error(db_path: Path) -
 def test_an_unknown_schema_version_is_refused_on_open(saved_run: Path) -> None:
     with raw(saved_run) as conn:
         conn.execute("PRAGMA user_version = 99")
-    with pytest.raises(PersistenceError, match=r"schema version 99.*reads version 1"):
+    with pytest.raises(PersistenceError, match=r"schema version 99.*reads versions 1 and 2"):
         SQLiteStore(saved_run)
 
 
@@ -124,8 +123,10 @@ def test_a_foreign_database_is_refused_on_open(db_path: Path) -> None:
         ("UPDATE runs SET context = substr(context, 1, length(context) - 5)", "were written"),
         ("UPDATE runs SET context_crc = context_crc + 1", "CRC-32"),
         ("UPDATE runs SET context = 'text'", "context is str, not a blob"),
-        ("UPDATE steps SET output = x'00' WHERE key = 'a'", "output of step 'a' fails"),
-        ("UPDATE runs SET meta = '{not json'", "meta is not valid JSON"),
+        ("UPDATE steps SET output = x'00' WHERE step = 'a'", "output of step 'a' fails"),
+        ("UPDATE runs SET settings = '{not json'", "settings are not valid JSON"),
+        ("UPDATE runs SET settings = '[1]'", "settings are not a JSON object"),
+        ("UPDATE runs SET output = x'c0', output_crc = 1", "the run's output fails its CRC-32"),
     ],
 )
 def test_a_corrupt_row_is_reported_at_load_naming_the_run(
@@ -143,8 +144,10 @@ def test_sqlite_errors_reach_callers_as_persistence_error_with_the_cause(saved_r
     with SQLiteStore(saved_run) as store:
         with raw(saved_run) as conn:
             conn.execute("DROP TABLE steps")
-        with pytest.raises(PersistenceError, match=r"run run-1: save in .*no such table") as caught:
-            store.save(checkpoint("run-1", 1, steps={"x": step("x")}))
+        with pytest.raises(
+            PersistenceError, match=r"run run-1: append in .*no such table"
+        ) as caught:
+            append(store, "run-1", 1, step("x"), state="Completed")
         assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
         # The failed transaction was rolled back: the run row was not half-written.
         with raw(saved_run) as conn:
@@ -169,28 +172,30 @@ def test_two_stores_on_one_file_see_each_others_claims(db_path: Path) -> None:
         epoch = first.claim("run-1", owner="a", lease=30)
         with pytest.raises(RunBusy, match="'a'"):
             second.claim("run-1", owner="b", lease=30)
-        first.save(checkpoint("run-1", epoch, context="from first"))
+        first.start(header("run-1", context="from first"), epoch=epoch, state="r", updated_at=1)
         assert context_of(second.load("run-1")) == "from first"
         clock.advance(31)
         assert second.claim("run-1", owner="b", lease=30) == 2
         with pytest.raises(PersistenceError, match="epoch 1"):
-            first.save(checkpoint("run-1", epoch, context="zombie"))
+            append(first, "run-1", epoch, step("zombie"))
 
 
 def test_a_large_context_is_stored_and_loaded_intact(db_path: Path) -> None:
     context = {"rows": [{"id": index, "name": f"row-{index}"} for index in range(100_000)]}
     with SQLiteStore(db_path) as store:
-        epoch = store.claim("big", owner="a", lease=30)
-        store.save(checkpoint("big", epoch, context=context))
+        started(store, "big", context=context)
         assert context_of(store.load("big")) == context
 
 
 def test_a_value_sqlite_cannot_bind_is_a_persistence_error(db_path: Path) -> None:
     with SQLiteStore(db_path) as store:
-        epoch = store.claim("run-1", owner="a", lease=30)
+        epoch = started(store, "run-1")
         huge = step("s", attempts=2**70)
-        with pytest.raises(PersistenceError, match="run run-1: save") as caught:
-            store.save(checkpoint("run-1", epoch, steps={"s": huge}))
+        with pytest.raises(PersistenceError, match="run run-1: append") as caught:
+            append(store, "run-1", epoch, huge)
         assert isinstance(caught.value.__cause__, OverflowError)
-        with pytest.raises(PersistenceError, match="run run-1: save"):
-            store.save(checkpoint("run-1", epoch, state=["not", "text"]))  # type: ignore[arg-type]
+        with pytest.raises(PersistenceError, match="run run-1: append"):
+            append(store, "run-1", epoch, state=["not", "text"])  # type: ignore[arg-type]
+        with pytest.raises(PersistenceError, match="run run-1: start"):
+            store.start(header("run-1"), epoch=epoch, state=["x"], updated_at=1)  # type: ignore[arg-type]
+        assert store.load("run-1").steps == {}
