@@ -31,6 +31,7 @@ from actors import (
     WorkflowObserver,
 )
 from runtime._links import RunLinks
+from runtime._run_settings import RunOptions
 from runtime._stats import RunStats
 from runtime.engine import (
     Engine,
@@ -134,14 +135,15 @@ class Runs:
         run_id = run_id or uuid.uuid4().hex[:12]
         self._check_open("run a workflow")
         self._check_not_running(run_id)  # before claiming: a claim would fence the live run off
+        options = RunOptions(self.settings.checkpoint, self.settings.max_running_steps)
         recorder = None
-        if persists(workflow, self.settings.checkpoint):
+        if persists(workflow, options.checkpoint):
             initial = RunRecorder.encode_context(run_id, ctx)
             epoch = self.store.claim(run_id, owner=self.settings.owner, lease=self.settings.lease)
             recorder = self._recorder(
-                run_id, workflow, epoch, initial=initial, created_at=self._clock.wall()
+                run_id, workflow, epoch, options, initial=initial, created_at=self._clock.wall()
             )
-        return self._start_recorded(run_id, workflow, ctx, observers, recorder, None)
+        return self._start_recorded(run_id, workflow, ctx, observers, recorder, None, options)
 
     def _check_not_running(self, run_id: str) -> None:
         with self._lock:
@@ -157,12 +159,15 @@ class Runs:
         observers: Iterable[WorkflowObserver],
         recorder: RunRecorder | None,
         replay: Replay | None,
+        options: RunOptions,
     ) -> RunHandle[Any]:
         """Write the run's first checkpoint and start it; give the claim back if that fails."""
         try:
             if recorder is not None:
                 recorder.start()
-            return self._start(run_id, workflow, ctx, observers, recorder, replay)
+            return self._start(
+                run_id, workflow, ctx, observers, recorder, replay, options.max_running_steps
+            )
         except BaseException:
             if recorder is not None:
                 with contextlib.suppress(PersistenceError):
@@ -177,6 +182,7 @@ class Runs:
         observers: Iterable[WorkflowObserver],
         recorder: RunRecorder | None,
         replay: Replay | None,
+        max_running: int | None,
     ) -> RunHandle[Any]:
         with self._lock:
             self._check_open("run a workflow")
@@ -209,7 +215,7 @@ class Runs:
                 cluster=self._links.cluster(),
                 locks=self._links.lock_client(),
                 lease=self.settings.lease,
-                max_running=self.settings.max_running_steps,
+                max_running=max_running,
             )
             self._coordinators[run_id] = RunCoordinator.start(spec, engine)
             return handle
@@ -219,6 +225,7 @@ class Runs:
         run_id: str,
         workflow: Workflow[Any, Any],
         epoch: int,
+        options: RunOptions,
         *,
         initial: bytes,
         created_at: float,
@@ -230,11 +237,12 @@ class Runs:
             workflow=workflow.name,
             fingerprint=workflow.fingerprint(),
             epoch=epoch,
-            strategy=self.settings.checkpoint,
+            strategy=options.checkpoint,
             clock=self._clock,
             initial_context=initial,
             created_at=created_at,
             records=records,
+            settings=options.to_record(),
         )
 
     # -- resuming ----------------------------------------------------------------------
@@ -270,19 +278,22 @@ class Runs:
             )
         replay = replay_from(checkpoint)
         ctx = decode_value(checkpoint.context, what=f"run {run_id} context")
+        defaults = RunOptions(self.settings.checkpoint, self.settings.max_running_steps)
+        options = RunOptions.from_record(run_id, checkpoint.settings, defaults=defaults)
         self._check_not_running(run_id)
         epoch = self._claim_for_resume(run_id, claim_force)
         recorder = self._recorder(
             run_id,
             workflow,
             epoch,
+            options,
             initial=checkpoint.context,
             created_at=checkpoint.created_at,
             records=replay.records,
         )
         # The header is written once; a run resumed under a changed workflow rewrites it.
         recorder.rewrite_header = workflow.fingerprint() != checkpoint.fingerprint
-        return self._start_recorded(run_id, workflow, ctx, observers, recorder, replay)
+        return self._start_recorded(run_id, workflow, ctx, observers, recorder, replay, options)
 
     def _claim_for_resume(self, run_id: str, force: bool) -> int:
         try:
