@@ -46,6 +46,8 @@ __all__ = ["RunCoordinator", "RunSpec", "cancel_run", "pause_run"]
 
 log = logging.getLogger(__name__)
 
+_BATCH = 256  # most step records written in one append while reports keep coming
+
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -118,6 +120,7 @@ class RunCoordinator(pykka.ThreadingActor):
                 spec.workflow, spec.ctx, Frame((), self._root), self._finish
             )
         )
+        self._flush_journal()
         self._admit_queued()
 
     def on_receive(self, message: Any) -> Any:
@@ -126,10 +129,21 @@ class RunCoordinator(pykka.ThreadingActor):
             log.warning("run %s: coordinator ignored unknown message %r", self.run_id, message)
         else:
             self._handle(lambda: handler(self, message))
+        self._flush_journal()
         # Every attempt ends while handling some message: admitting the queued ones
         # here, in one place, covers results, timeouts, cancels and lost nodes alike.
         self._admit_queued()
         return None
+
+    def _flush_journal(self) -> None:
+        """Write the records of completed steps once no more reports wait in the mailbox.
+
+        Steps that complete together (parallel branches) are thus written in one
+        append; a lone step (a chain) is written as soon as its report is handled.
+        """
+        awaiting = self._journal.awaiting
+        if awaiting and (awaiting >= _BATCH or self.actor_inbox.empty()):
+            self._handle(self._journal.flush)
 
     def on_stop(self) -> None:
         self._timers.settle_orphans()  # e.g. a lock granted as the run ended

@@ -53,6 +53,8 @@ class Journal:
         self._monitors: dict[str, Observers] = {}  # step -> its .monitored observers
         self._watched: list[WorkflowObserver] = []
         self._unsubscribes: list[Callable[[], None]] = []
+        # Completed steps whose records wait for flush(): (step, result, continue it).
+        self._awaiting: list[tuple[str, StepResult, Callable[[], None]]] = []
 
     # -- observers -----------------------------------------------------------------------
 
@@ -115,28 +117,27 @@ class Journal:
             self._steps.update(step, state=NodeState.RUNNING, attempts=attempt, node=node)
 
     def step_completed(
-        self, step: str, result: StepResult, strategy: CheckpointStrategy | None
-    ) -> bool:
-        """Checkpoint (per the strategy), log and announce; False if the store refused."""
-        if not self._checkpoint_completed(step, result, strategy):
-            return False
-        now = self._clock.wall()
-        self._steps.update(
-            step, state=NodeState.COMPLETED, attempts=result.attempt, finished_at=now, error=None
-        )
-        duration = result.finished_at - result.started_at
-        self.emit(ev.Completed(self.run_id, step, result.attempt, duration, now))
-        return True
+        self,
+        step: str,
+        result: StepResult,
+        strategy: CheckpointStrategy | None,
+        then: Callable[[], None],
+    ) -> None:
+        """Record a completed step; ``then()`` once its record is durable (if due to be written).
 
-    def _checkpoint_completed(
-        self, step: str, result: StepResult, strategy: CheckpointStrategy | None
-    ) -> bool:
+        A record due to be written waits for the next ``flush()``, so records of
+        steps that complete together (parallel branches) go to the store in one
+        append, one transaction; nothing depending on a step runs before its
+        record is durable, and nothing about it is announced before either.
+        """
         recorder = self.recorder
         if recorder is None or not (strategy or recorder.strategy).enabled:
-            return True
+            self._completed(step, result, written=False)
+            then()
+            return
         report = self._steps.get(step)
         try:
-            written = recorder.step_completed(
+            due = recorder.step_completed(
                 step,
                 output=result.output,
                 ctx=result.ctx,
@@ -144,13 +145,51 @@ class Journal:
                 started_at=report.started_at if report else None,
                 finished_at=self._clock.wall(),
                 strategy=strategy,
+                write=False,
             )
         except Exception as exc:
             self._store_failed(exc)
-            return False
-        if written:
-            self.emit(ev.Checkpointed(self.run_id, step, recorder.epoch, self._clock.wall()))
-        return True
+            return
+        if not due:
+            self._completed(step, result, written=False)
+            then()
+            return
+        self._awaiting.append((step, result, then))
+
+    @property
+    def awaiting(self) -> int:
+        """Completed steps whose records wait for ``flush()``."""
+        return len(self._awaiting)
+
+    def flush(self) -> None:
+        """Write the waiting records in one append, then announce and continue their steps."""
+        if not self._awaiting or self.recorder is None:
+            return
+        try:
+            self.recorder.flush()
+        except Exception as exc:
+            self._awaiting.clear()
+            self._store_failed(exc)
+            return
+        self._release_awaiting(proceed=True)
+
+    def _release_awaiting(self, *, proceed: bool) -> None:
+        """The waiting records are durable: announce them; ``proceed``: continue their steps."""
+        awaiting, self._awaiting = self._awaiting, []
+        for step, result, then in awaiting:
+            self._completed(step, result, written=True)
+            if proceed:
+                then()
+
+    def _completed(self, step: str, result: StepResult, *, written: bool) -> None:
+        now = self._clock.wall()
+        if written and self.recorder is not None:
+            self.emit(ev.Checkpointed(self.run_id, step, self.recorder.epoch, now))
+        self._steps.update(
+            step, state=NodeState.COMPLETED, attempts=result.attempt, finished_at=now, error=None
+        )
+        duration = result.finished_at - result.started_at
+        self.emit(ev.Completed(self.run_id, step, result.attempt, duration, now))
 
     def step_failed(self, step: str, attempt: int, error: BaseException, final: bool) -> None:
         now = self._clock.wall()
@@ -173,8 +212,10 @@ class Journal:
                 finished_at=self._clock.wall(),
             )
         except Exception as exc:
+            self._awaiting.clear()
             self._store_failed(exc)
             return False
+        self._release_awaiting(proceed=True)  # their records went with this one
         return True
 
     def step_retrying(self, step: str, attempt: int, delay: float, error: BaseException) -> None:
@@ -206,7 +247,8 @@ class Journal:
         if self.recorder is None:
             return state, output, error
         try:
-            self.recorder.finish(state, output, error)
+            self.recorder.finish(state, output, error)  # with any record still waiting
+            self._release_awaiting(proceed=False)
             self.recorder.release()
         except Exception as exc:
             log.error("run %s: final checkpoint failed: %s", self.run_id, exc)

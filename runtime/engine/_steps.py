@@ -48,9 +48,10 @@ class StepRunner:
 
         def on_result(result: StepResult) -> None:
             if result.state is NodeState.COMPLETED:
-                if self._journal.step_completed(step, result, frame.strategy):
-                    self._attempts.retire(step)
-                    cont(Ok(result.output, result.ctx))
+                self._attempts.retire(step)  # its task returned: the actor is free again
+                self._journal.step_completed(
+                    step, result, frame.strategy, lambda: cont(Ok(result.output, result.ctx))
+                )
                 return
             error = result.error or WorkflowError(f"step {step!r} ended {result.state}")
             retry = policy is not None and policy.should_retry(error, result.attempt)

@@ -174,8 +174,13 @@ class RunRecorder:
         started_at: float | None,
         finished_at: float | None,
         strategy: CheckpointStrategy | None = None,
+        write: bool = True,
     ) -> bool:
-        """Record a completed step; returns True when it was written now."""
+        """Record a completed step; True when the strategy says it is due to be written.
+
+        With ``write=False`` a due record is not written here: the caller writes
+        it (with others that became due meanwhile) by ``flush()``.
+        """
         data = encode_value(
             [output, ctx], what=f"run {self.run_id} step {key!r} output", root="[output, context]"
         )
@@ -187,9 +192,15 @@ class RunRecorder:
         completed = len(self._completed)
         progress = StepProgress(self.run_id, key, completed, self._clock.now() - self._last_write)
         if (strategy or self.strategy).due(progress):
-            self._write(str(NodeState.RUNNING))
+            if write:
+                self._write(str(NodeState.RUNNING))
             return True
         return False
+
+    def flush(self) -> None:
+        """Write every record not written yet, in one append (nothing if there is none)."""
+        if self._unsaved:
+            self._write(str(NodeState.RUNNING))
 
     def step_failed(
         self,

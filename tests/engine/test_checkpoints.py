@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import sqlite3
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,11 +24,12 @@ from runtime import (
     StepProgress,
     Workflow,
     current_step,
+    parallel,
     register_persistable,
     task,
 )
 from runtime import events as ev
-from tests.support import EventRecorder
+from tests.support import EventRecorder, wait_until
 
 pytestmark = pytest.mark.timeout(30)
 AFTER_EACH = CheckpointStrategy.AFTER_EACH_STEP
@@ -262,3 +264,34 @@ def test_a_registered_dataclass_context_is_checkpointed_and_resumed(tmp_path: Pa
         broken.clear()
         # 3: "a" and "b" came back inside the Tally decoded from the file.
         assert system.resume(handle.id, wf).result(5) == 3
+
+
+# Issue 9: parallel branches finishing together were written one transaction each.
+def test_steps_that_complete_together_are_recorded_in_one_append(tmp_path: Path) -> None:
+    width, returned, lock = 40, [0], threading.Lock()
+
+    class FirstRecordWaits(SQLiteStore):
+        """Its first step record is written only once every branch has returned."""
+
+        def append(self, run_id: str, **fields: Any) -> None:
+            if fields["records"] and fields["state"] == "Running" and not held.is_set():
+                held.set()
+                assert wait_until(lambda: returned[0] == width, timeout=10)
+            super().append(run_id, **fields)
+
+    def branch(ctx: Any) -> None:
+        with lock:
+            returned[0] += 1
+
+    held = threading.Event()
+    store = FirstRecordWaits(tmp_path / "state.db")
+    with ActorSystem("wide", store=store, checkpoint=AFTER_EACH) as system:
+        wf = parallel(*(task(branch, name=f"b{i}") for i in range(width)))
+        handle = system.run(wf, {})
+        assert handle.result(10) == (None,) * width
+    completed = [s for s, r in store.load(handle.id).steps.items() if r.state == "Completed"]
+    assert len(completed) == width
+    # The first record, then the other 39 in (about) one append, then the outcome;
+    # one append per step would be 41.
+    assert store.stats().appends < 10
+    store.close()

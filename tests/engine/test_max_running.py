@@ -107,9 +107,13 @@ def test_a_bad_cap_is_refused_naming_the_argument(bad: Any) -> None:
 
 
 def locked_section_beside_a_lock_waiter(max_running: int | None) -> Any:
+    seen_held = threading.Event()
     with ActorSystem("cap-lock", max_running_steps=max_running) as system:
 
         def inside(ctx: Any) -> str:
+            # Hold the lock until the other step saw it held: a section that returned at
+            # once could come and go between two of its polls (then it waited 5 s, failed).
+            seen_held.wait(10)
             return "inside"
 
         def waits_for_the_lock(ctx: Any) -> str:
@@ -126,6 +130,7 @@ def locked_section_beside_a_lock_waiter(max_running: int | None) -> Any:
             assert wait_until(held_by_the_section, timeout=5), (
                 "the locked section never took the lock"
             )
+            seen_held.set()
             lock.acquire(timeout=3)  # the section gives it back once `inside` ran
             lock.release()
             return "after"
