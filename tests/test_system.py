@@ -47,3 +47,12 @@ def test_only_the_newest_finished_runs_stay_in_memory() -> None:
 def test_keep_finished_is_checked() -> None:
     with pytest.raises(ValueError, match="keep_finished must be an int >= 0, got -1"):
         ActorSystem("bad", keep_finished=-1)
+
+
+def test_a_negative_result_timeout_is_refused_naming_it(system: ActorSystem) -> None:
+    handle = system.run(task(lambda c: "ok"), {})
+    with pytest.raises(
+        ValueError, match=r"result\(timeout\) must be None or a number >= 0, got -1"
+    ):
+        handle.result(timeout=-1)
+    assert handle.result(5) == "ok"

@@ -8,19 +8,21 @@ import argparse
 
 from actors import PersistenceError
 from runtime._cli._common import add_db_option, format_time, open_store
-from runtime.store import Checkpoint, stored_output
+from runtime.store import Checkpoint, RunSummary, stored_output
 
 HELP = "show one run's steps, states, attempts and timings"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_id", metavar="RUN_ID", help="a run id, as `actorflow runs` lists it")
+    parser.add_argument(
+        "run_id", metavar="RUN_ID", help="a run id as `actorflow runs` lists it, or a unique prefix"
+    )
     add_db_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     with open_store(args.db) as store:
-        checkpoint = store.load(args.run_id)
+        checkpoint = store.load(_full_id(store.list(), args.run_id))
     print(f"run        {checkpoint.run_id}")
     print(f"workflow   {checkpoint.workflow} (fingerprint {checkpoint.fingerprint})")
     print(f"state      {checkpoint.state}")
@@ -44,6 +46,19 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(f"outcome    {_outcome(checkpoint)}")
     return 0
+
+
+def _full_id(runs: list[RunSummary], given: str) -> str:
+    """``given`` itself if it is a run id, else the one run id it is a prefix of."""
+    ids = [run.run_id for run in runs]
+    if given in ids:
+        return given
+    matches = [run_id for run_id in ids if run_id.startswith(given)]
+    if len(matches) > 1:
+        raise PersistenceError(
+            f"run id prefix {given!r} matches {len(matches)} runs: {matches[:5]}"
+        )
+    return matches[0] if matches else given  # unknown: load names it
 
 
 def _outcome(checkpoint: Checkpoint) -> str:

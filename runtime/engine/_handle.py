@@ -94,6 +94,8 @@ class RunHandle(Generic[Out]):
 
     def result(self, timeout: float | None = None) -> Out:
         """The run's output; raises its error, or ResultTimeout past ``timeout`` seconds."""
+        if timeout is not None and not timeout >= 0:
+            raise ValueError(f"result(timeout) must be None or a number >= 0, got {timeout!r}")
         if not self._done.wait(timeout):
             raise ResultTimeout(
                 f"run {self.id} still {self._state} after waiting {timeout}s for its result"

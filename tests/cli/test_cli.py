@@ -62,6 +62,13 @@ def test_resume_after_the_cause_is_fixed_continues_without_rerunning_completed_s
     assert "Completed" in actorflow("runs", "--db", str(db)).stdout
 
 
+def test_show_takes_a_unique_prefix_of_a_run_id(failed_run: tuple[Path, str, Path]) -> None:
+    db, run_id, _ = failed_run
+    result = actorflow("show", run_id[:5], "--db", str(db))
+    assert result.returncode == 0, result.stderr
+    assert f"run        {run_id}" in result.stdout
+
+
 # Issue 9: a task's SystemExit(3) used to escape result() and exit `actorflow resume` with 3.
 def test_a_task_raising_system_exit_fails_the_resume_with_the_documented_exit_code(
     failed_run: tuple[Path, str, Path],
