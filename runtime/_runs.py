@@ -9,7 +9,6 @@ down are serialised by one lock, so no coordinator can start after
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import logging
 import threading
@@ -105,7 +104,7 @@ class Runs:
         self._lock = threading.Lock()
         self._closed = False
         self._handles: dict[str, RunHandle[Any]] = {}
-        self._finished: collections.deque[str] = collections.deque()  # ids, oldest first
+        self._finished: dict[str, None] = {}  # ids of finished runs, oldest first
         self._coordinators: dict[str, pykka.ActorRef[RunCoordinator]] = {}
 
     @property
@@ -140,6 +139,13 @@ class Runs:
         if persists(workflow, options.checkpoint):
             initial = RunRecorder.encode_context(run_id, ctx)
             epoch = self.store.claim(run_id, owner=self.settings.owner, lease=self.settings.lease)
+            if epoch != 1:  # the store knows this id: its records would be replayed as ours
+                with contextlib.suppress(PersistenceError):
+                    self.store.release(run_id, epoch=epoch)
+                raise ValueError(
+                    f"run id {run_id!r} is already in the checkpoint store: resume it, "
+                    "or prune it before reusing the id"
+                )
             recorder = self._recorder(
                 run_id, workflow, epoch, options, initial=initial, created_at=self._clock.wall()
             )
@@ -291,8 +297,10 @@ class Runs:
             created_at=checkpoint.created_at,
             records=replay.records,
         )
-        # The header is written once; a run resumed under a changed workflow rewrites it.
-        recorder.rewrite_header = workflow.fingerprint() != checkpoint.fingerprint
+        # The header is written once; a run resumed under a changed workflow rewrites it,
+        # and so does one recorded without settings (they are recorded from now on).
+        changed = workflow.fingerprint() != checkpoint.fingerprint
+        recorder.rewrite_header = changed or not checkpoint.settings
         return self._start_recorded(run_id, workflow, ctx, observers, recorder, replay, options)
 
     def _claim_for_resume(self, run_id: str, force: bool) -> int:
@@ -426,9 +434,11 @@ class Runs:
         """Called once per run, after its handle resolved: forget the oldest finished ones."""
         with self._lock:
             self._coordinators.pop(run_id, None)
-            self._finished.append(run_id)
+            self._finished.pop(run_id, None)  # resumed in this process: now the newest
+            self._finished[run_id] = None
             while len(self._finished) > self.settings.keep_finished:
-                oldest = self._finished.popleft()
+                oldest = next(iter(self._finished))
+                del self._finished[oldest]
                 handle = self._handles.get(oldest)
                 if handle is not None and handle.done():  # not resumed again meanwhile
                     del self._handles[oldest]

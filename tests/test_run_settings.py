@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from typing import Any
 
@@ -93,3 +94,42 @@ def test_recorded_options_are_read_back_and_bad_ones_refused_by_name() -> None:
         RunOptions.from_record("r", {"max_running_steps": "0"}, defaults=defaults)
     with pytest.raises(PersistenceError, match="not a recorded checkpoint strategy"):
         RunOptions.from_record("r", {"checkpoint": "often"}, defaults=defaults)
+
+
+# Review of 2026-12-01: a run recorded without settings (schema 1) never got them.
+def test_a_legacy_run_records_the_settings_its_first_resume_used() -> None:
+    store, broken = MemoryStore(), [True, True]
+
+    def step(ctx: Any) -> str:
+        if broken[0]:
+            broken[0] = broken[1]
+            raise PermanentError("broken")
+        return "ok"
+
+    wf = task(lambda c: "a", name="a").then(task(step, name="b")).named("legacy")
+    with ActorSystem("one", store=store, checkpoint=AFTER_EACH) as one:
+        failed = one.run(wf, {}, run_id="r")
+        with pytest.raises(PermanentError):
+            failed.result(5)
+    run = store._runs["r"]
+    run.header = dataclasses.replace(run.header, settings={})  # as a v1 file migrates
+    broken[1] = False
+    resumer = ActorSystem(
+        "two", store=store, checkpoint=CheckpointStrategy.periodic(3600), max_running_steps=2
+    )
+    with resumer as two:
+        resumed = two.resume("r", wf)
+        with pytest.raises(PermanentError):
+            resumed.result(5)
+    assert store.load("r").settings == {"checkpoint": "periodic:3600.0", "max_running_steps": "2"}
+
+
+# Review of 2026-12-01: a fresh run under an id the store held replayed the old run's steps.
+def test_a_fresh_run_may_not_reuse_the_id_of_a_recorded_run() -> None:
+    store = MemoryStore()
+    wf = task(lambda c: "a", name="a").named("one")
+    with ActorSystem("x", store=store, checkpoint=AFTER_EACH) as system:
+        assert system.run(wf, {}, run_id="r").result(5) == "a"
+        with pytest.raises(ValueError, match="'r' is already in the checkpoint store"):
+            system.run(wf, {}, run_id="r")
+        assert store.load("r").state == "Completed"  # and the recorded run is untouched

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from runtime import ActorSystem, CheckpointStrategy, MemoryStore, SystemShutDown, task
+from runtime import (
+    ActorSystem,
+    CheckpointStrategy,
+    MemoryStore,
+    PermanentError,
+    SystemShutDown,
+    task,
+)
 from tests.support import gate, wait_until
 
 pytestmark = pytest.mark.timeout(30)
@@ -56,3 +65,31 @@ def test_a_negative_result_timeout_is_refused_naming_it(system: ActorSystem) -> 
     ):
         handle.result(timeout=-1)
     assert handle.result(5) == "ok"
+
+
+# Review of 2026-12-01: a run resumed in the same system was counted twice, and its new
+# handle dropped as if it were the old one.
+def test_a_run_resumed_in_the_same_system_is_kept_as_the_newest_finished() -> None:
+    broken = [True]
+
+    def step(ctx: Any) -> str:
+        if broken[0]:
+            raise PermanentError("first time")
+        return "ok"
+
+    wf = task(step, name="s").named("wf")
+    with ActorSystem(
+        "k", store=MemoryStore(), checkpoint=CheckpointStrategy.AFTER_EACH_STEP, keep_finished=1
+    ) as system:
+        failed = system.run(wf, {}, run_id="r")
+        with pytest.raises(PermanentError):
+            failed.result(5)
+        broken[0] = False
+        resumed = system.resume("r", wf)
+        assert resumed.result(5) == "ok"
+        other = system.run(task(lambda c: 1), {})  # finishes after r: r is forgotten now
+        assert other.result(5) == 1
+        assert wait_until(lambda: len(system.stats().runs) == 1, timeout=5)
+        assert system.handle(other.id).done()
+        with pytest.raises(KeyError):
+            system.handle("r")

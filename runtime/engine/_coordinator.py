@@ -124,6 +124,10 @@ class RunCoordinator(pykka.ThreadingActor):
         self._admit_queued()
 
     def on_receive(self, message: Any) -> Any:
+        if not _completes_a_step(message):
+            # Whatever came before this message in the mailbox is done first: a step
+            # that reported before a deadline, a cancel or a failure finishes first.
+            self._flush_journal(at_once=True)
         handler = self._MESSAGES.get(type(message))
         if handler is None:
             log.warning("run %s: coordinator ignored unknown message %r", self.run_id, message)
@@ -135,14 +139,14 @@ class RunCoordinator(pykka.ThreadingActor):
         self._admit_queued()
         return None
 
-    def _flush_journal(self) -> None:
+    def _flush_journal(self, *, at_once: bool = False) -> None:
         """Write the records of completed steps once no more reports wait in the mailbox.
 
         Steps that complete together (parallel branches) are thus written in one
         append; a lone step (a chain) is written as soon as its report is handled.
         """
         awaiting = self._journal.awaiting
-        if awaiting and (awaiting >= _BATCH or self.actor_inbox.empty()):
+        if awaiting and (at_once or awaiting >= _BATCH or self.actor_inbox.empty()):
             self._handle(self._journal.flush)
 
     def on_stop(self) -> None:
@@ -216,12 +220,16 @@ class RunCoordinator(pykka.ThreadingActor):
         """The journal could not write: the run ends Failed (its outcome is not written)."""
         self._finish(Err(error))
 
+    def ended(self) -> bool:
+        return self._finished
+
     def _finish(self, outcome: Outcome) -> None:
         if self._finished:
             return
         self._finished = True
         self._attempts.closed = True
         self._timers.cancel_all()
+        self._journal.settle()  # steps completed before the end are announced before it
         clock, run_id = self._engine.clock, self.run_id
         now = clock.wall()
         error: BaseException | None
@@ -260,3 +268,10 @@ def pause_run(ref: pykka.ActorRef[Any], paused: bool) -> None:
     """Ask the coordinator behind ``ref`` to pause or unpause its run (non-blocking)."""
     with contextlib.suppress(pykka.ActorDeadError):
         ref.tell(_Pause(paused))
+
+
+def _completes_a_step(message: Any) -> bool:
+    """A step's successful report: its record may wait to be written with others."""
+    if isinstance(message, NodeReport):
+        return message.result.state is NodeState.COMPLETED
+    return isinstance(message, StepOutcome) and message.state is NodeState.COMPLETED

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from actors import Clock, EventBus, NodeState, StepResult, WorkflowObserver
+from actors import Clock, EventBus, NodeState, PersistenceError, StepResult, WorkflowObserver
 from actors import events as ev
 from runtime.engine._frame import Observers
 from runtime.engine._handle import StepLog
@@ -28,6 +28,8 @@ class RunStopper(Protocol):
     """The coordinator, as the journal sees it: a failed write ends the run."""
 
     def fail(self, error: BaseException) -> None: ...
+
+    def ended(self) -> bool: ...
 
 
 class Journal:
@@ -147,7 +149,8 @@ class Journal:
                 strategy=strategy,
                 write=False,
             )
-        except Exception as exc:
+        except Exception as exc:  # its output cannot be encoded, or the store failed
+            self.settle()
             self._store_failed(exc)
             return
         if not due:
@@ -162,24 +165,47 @@ class Journal:
         return len(self._awaiting)
 
     def flush(self) -> None:
-        """Write the waiting records in one append, then announce and continue their steps."""
-        if not self._awaiting or self.recorder is None:
-            return
-        try:
-            self.recorder.flush()
-        except Exception as exc:
-            self._awaiting.clear()
-            self._store_failed(exc)
-            return
-        self._release_awaiting(proceed=True)
+        """Write the waiting records in one append; announce them all, then continue them.
 
-    def _release_awaiting(self, *, proceed: bool) -> None:
-        """The waiting records are durable: announce them; ``proceed``: continue their steps."""
+        Continuations run in the order their steps completed, and stop once one of
+        them ended the run (the old coordinator would not have run the others).
+        """
+        self._continue(self._write_awaiting())
+
+    def settle(self) -> None:
+        """The run is ending: write and announce the waiting records, continue none."""
+        self._write_awaiting()
+
+    def _continue(self, continuations: list[Callable[[], None]]) -> None:
+        for then in continuations:
+            if self._stopper.ended():
+                return
+            then()
+
+    def _write_awaiting(self) -> list[Callable[[], None]]:
+        """Write and announce the waiting records; their continuations, in order.
+
+        If the write fails, each waiting step ends Canceled (its record is not
+        durable, so it is not announced Completed) and the run stops.
+        """
+        if not self._awaiting:
+            return []
+        recorder = self.recorder
+        try:
+            if recorder is None:
+                raise PersistenceError(f"run {self.run_id}: the checkpoint store was lost")
+            recorder.flush()
+        except Exception as exc:
+            self._store_failed(exc)
+            return []
+        return self._announce_awaiting()
+
+    def _announce_awaiting(self) -> list[Callable[[], None]]:
+        """The waiting records are durable: announce them; their continuations, in order."""
         awaiting, self._awaiting = self._awaiting, []
-        for step, result, then in awaiting:
+        for step, result, _then in awaiting:
             self._completed(step, result, written=True)
-            if proceed:
-                then()
+        return [then for _step, _result, then in awaiting]
 
     def _completed(self, step: str, result: StepResult, *, written: bool) -> None:
         now = self._clock.wall()
@@ -212,10 +238,9 @@ class Journal:
                 finished_at=self._clock.wall(),
             )
         except Exception as exc:
-            self._awaiting.clear()
             self._store_failed(exc)
             return False
-        self._release_awaiting(proceed=True)  # their records went with this one
+        self._continue(self._announce_awaiting())  # their records went with this one
         return True
 
     def step_retrying(self, step: str, attempt: int, delay: float, error: BaseException) -> None:
@@ -247,8 +272,7 @@ class Journal:
         if self.recorder is None:
             return state, output, error
         try:
-            self.recorder.finish(state, output, error)  # with any record still waiting
-            self._release_awaiting(proceed=False)
+            self.recorder.finish(state, output, error)
             self.recorder.release()
         except Exception as exc:
             log.error("run %s: final checkpoint failed: %s", self.run_id, exc)
@@ -259,4 +283,7 @@ class Journal:
     def _store_failed(self, exc: Exception) -> None:
         log.error("run %s: checkpoint write failed, stopping the run: %s", self.run_id, exc)
         self.recorder = None  # a fenced-off (zombie) or broken writer writes nothing more
+        awaiting, self._awaiting = self._awaiting, []
+        for step, _result, _then in awaiting:  # not durable, so never announced Completed
+            self.step_canceled(step, f"its checkpoint was not written: {exc}")
         self._stopper.fail(exc)

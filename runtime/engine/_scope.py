@@ -14,6 +14,7 @@ from collections.abc import Callable, Hashable
 __all__ = ["CancelScope"]
 
 _OnCancel = Callable[[str], None]
+_ids = itertools.count()  # handles of unkeyed callbacks, unique across scopes (they move)
 
 
 class CancelScope:
@@ -27,7 +28,6 @@ class CancelScope:
         # Callbacks in registration order; a keyed one is registered at most once
         # (a step re-run by an enclosing retry registers its cancel once per scope).
         self._callbacks: dict[Hashable, _OnCancel] = {}
-        self._ids = itertools.count()
 
     @property
     def canceled(self) -> bool:
@@ -43,11 +43,15 @@ class CancelScope:
 
     def on_cancel(self, callback: _OnCancel, key: Hashable | None = None) -> Callable[[], None]:
         """Run ``callback(reason)`` when this scope is canceled; returns its removal."""
-        handle: Hashable = ("key", key) if key is not None else next(self._ids)
+        handle: Hashable = ("key", key) if key is not None else ("id", next(_ids))
         self._callbacks.setdefault(handle, callback)
 
-        def remove() -> None:
-            self._callbacks.pop(handle, None)
+        def remove() -> None:  # wherever dissolve() moved it
+            scope: CancelScope | None = self
+            while scope is not None:
+                if scope._callbacks.pop(handle, None) is not None:
+                    return
+                scope = scope._merged_into
 
         return remove
 
@@ -76,8 +80,7 @@ class CancelScope:
             self.close()
             return
         for handle, callback in self._callbacks.items():
-            key = handle if isinstance(handle, tuple) else ("moved", next(parent._ids))
-            parent._callbacks.setdefault(key, callback)
+            parent._callbacks.setdefault(handle, callback)
         for child in self._children:
             child.parent = parent
             parent._children.append(child)

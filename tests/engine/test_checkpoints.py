@@ -16,6 +16,7 @@ from runtime import (
     CheckpointStrategy,
     ManualClock,
     MemoryStore,
+    NodeState,
     PermanentError,
     PersistenceError,
     RunBusy,
@@ -295,3 +296,86 @@ def test_steps_that_complete_together_are_recorded_in_one_append(tmp_path: Path)
     # one append per step would be 41.
     assert store.stats().appends < 10
     store.close()
+
+
+def _labels(recorder: EventRecorder) -> list[str]:
+    return [
+        f"{type(e).__name__}:{getattr(e, 'step', None) or '-'}"
+        for e in recorder.events
+        if not isinstance(e, ev.StateChanged)
+    ]
+
+
+# Review of 2026-12-01 (the journal's deferred writes): a step whose record waited for
+# the flush was announced Completed after the run's own Canceled.
+def test_a_cancel_after_a_step_reported_comes_after_that_step_is_announced() -> None:
+    holder: dict[str, Any] = {}
+
+    def cancel_while_a_awaits(progress: StepProgress) -> bool:
+        if progress.step == "a":
+            holder["handle"].cancel()  # a message lands in the coordinator's mailbox
+        return True
+
+    recorder = EventRecorder()
+    strategy = CheckpointStrategy.custom(cancel_while_a_awaits)
+    store = MemoryStore()
+    gate = threading.Event()
+    with ActorSystem("c", store=store, checkpoint=strategy) as system:
+        wf = task(lambda ctx: gate.wait(5) and "A", name="a").then(task(lambda c: "B", name="b"))
+        handle = system.run(wf.named("wf"), {}, observers=[recorder])
+        holder["handle"] = handle
+        gate.set()
+        handle.wait(5)
+        assert handle.state is NodeState.CANCELED
+    labels = _labels(recorder)
+    # the run's terminal event must be the last event of the run
+    assert labels[-1] == "Canceled:-", labels
+
+
+# Review of 2026-12-01: a step that reported before its part's deadline rang lost to it.
+def test_a_step_that_reported_before_the_deadline_rang_finishes_its_part_in_time() -> None:
+    clock = ManualClock()
+
+    def deadline_passes_meanwhile(progress: StepProgress) -> bool:
+        clock.advance(10)  # the deadline's timer rings: a Wake lands in the mailbox
+        return True
+
+    recorder = EventRecorder()
+    store = MemoryStore(clock=clock)
+    strategy = CheckpointStrategy.custom(deadline_passes_meanwhile)
+    with ActorSystem("d", store=store, checkpoint=strategy, clock=clock) as system:
+        wf = task(lambda ctx: "A", name="a").timeout(5).named("wf")
+        handle = system.run(wf, {}, observers=[recorder])
+        assert handle.result(5) == "A", _labels(recorder)
+
+
+class _FailingAppends(MemoryStore):
+    """Every append after ``ok`` step appends raises (a disk that broke)."""
+
+    def __init__(self, ok: int) -> None:
+        super().__init__()
+        self.ok = ok
+
+    def append(self, run_id: str, **fields: Any) -> None:
+        if fields["records"]:
+            if self.ok <= 0:
+                raise PersistenceError("disk broke")
+            self.ok -= 1
+        super().append(run_id, **fields)
+
+
+# Review of 2026-12-01: steps whose shared append failed were left Running.
+def test_steps_whose_shared_append_fails_end_canceled_never_completed() -> None:
+    width = 10
+    barrier = threading.Barrier(width, timeout=5)
+    recorder = EventRecorder()
+    with ActorSystem(
+        "f", store=_FailingAppends(ok=0), checkpoint=CheckpointStrategy.AFTER_EACH_STEP
+    ) as system:
+        wf = parallel(*(task(lambda c: barrier.wait(), name=f"s{i}") for i in range(width)))
+        handle = system.run(wf.named("wide"), {}, observers=[recorder])
+        handle.wait(5)
+        assert handle.state is NodeState.FAILED
+        states = {s.step: s.state for s in handle.steps()}
+    assert set(states.values()) == {NodeState.CANCELED}, states
+    assert not any(isinstance(e, ev.Completed) and e.step for e in recorder.events)

@@ -144,3 +144,19 @@ def test_a_value_delivered_after_the_coordinator_stopped_goes_to_on_dead_once(
     deliver("grant")
     assert handled == []
     assert dead == ["grant"]
+
+
+# Review of 2026-12-01: a fired timer's cancel hook stayed behind in the parent of a
+# dissolved scope, so retried parts still grew their parent.
+def test_a_hook_removed_after_its_scope_dissolved_leaves_the_parent_too() -> None:
+    root = CancelScope()
+    seen: list[str] = []
+    removals = []
+    for n in range(100):
+        part = root.child()
+        removals.append(part.on_cancel(lambda _r, n=n: seen.append(f"timer {n}")))
+        part.dissolve()
+    for remove in removals:  # each timer fired (or was canceled) after its part ended
+        remove()
+    root.cancel("run over")
+    assert seen == []
