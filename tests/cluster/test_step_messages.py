@@ -18,7 +18,7 @@ from runtime.cluster import (
     run_path,
 )
 from runtime.cluster._wire import error_names
-from tests.support import gate
+from tests.support import gate, wait_until
 from transport import ProtocolError, pack, unpack
 
 pytestmark = pytest.mark.timeout(30)
@@ -144,6 +144,7 @@ def test_malformed_step_messages_from_a_peer_are_refused_and_the_run_goes_on(
     assert peer.cluster is not None
     release, blocked = gate()
     handle = coordinator.run(task(blocked, name="held"), {})
+    assert wait_until(lambda: [s.state for s in handle.steps()] == [NodeState.RUNNING], 5)
     transport = peer.cluster.transport
     bad_step = {**RUN_STEP.encode(), "inc": "3"}
     with pytest.raises(RemoteError, match="run_step: field 'inc'"):
