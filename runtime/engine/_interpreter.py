@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 from actors import ConditionNotMet, LockError, PermanentError, StepTimeout
 from runtime.engine._frame import Frame
+from runtime.engine._graph_runner import run_graph
 from runtime.engine._journal import Journal
 from runtime.engine._locked import LockedSection
 from runtime.engine._merge import merge_contexts
@@ -29,6 +30,7 @@ from runtime.workflow import (
     Checkpointed,
     Deadline,
     Dynamic,
+    Graph,
     Locked,
     Monitored,
     Named,
@@ -332,4 +334,5 @@ class Interpreter:
         Predictive: _predictive,
         Dynamic: _dynamic,
         Deadline: _deadline,
+        Graph: run_graph,
     }

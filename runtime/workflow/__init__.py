@@ -16,6 +16,7 @@ from runtime.workflow._adaptive import (
     RoundRobin,
 )
 from runtime.workflow._checkpoint_strategy import CheckpointStrategy, StepProgress
+from runtime.workflow._graph import Graph, GraphBuilder, PartRef, graph
 from runtime.workflow._names import qualified_name
 from runtime.workflow._retry import Custom, Exponential, Fixed, RetryPolicy
 from runtime.workflow._workflow import (
@@ -52,6 +53,8 @@ __all__ = [
     "Exponential",
     "Fastest",
     "Fixed",
+    "Graph",
+    "GraphBuilder",
     "LeastLoaded",
     "Locked",
     "MemoPredictor",
@@ -60,6 +63,7 @@ __all__ = [
     "Nested",
     "NodeLoad",
     "Parallel",
+    "PartRef",
     "PlacementStrategy",
     "Prediction",
     "Predictive",
@@ -73,6 +77,7 @@ __all__ = [
     "When",
     "Workflow",
     "dynamic",
+    "graph",
     "monitors",
     "parallel",
     "persists",

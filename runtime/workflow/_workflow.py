@@ -299,6 +299,21 @@ class Named(Workflow[Any, Any]):
     inner: Workflow[Any, Any]
 
 
+class Composite(Workflow[Any, Any]):
+    """A part defined in a module of its own: it tells the tree walks what it holds.
+
+    So a new kind of part does not add a case to ``_shape`` and ``_walk``.
+    """
+
+    def parts(self) -> tuple[Workflow[Any, Any], ...]:
+        """The parts inside, in a fixed order."""
+        raise NotImplementedError
+
+    def shape_extra(self) -> tuple[Any, ...]:
+        """What else the structural fingerprint must cover (e.g. a graph's edges)."""
+        return ()
+
+
 @dataclass(frozen=True, eq=False)
 class Dynamic(Workflow[Any, Any]):
     name: str
@@ -323,15 +338,18 @@ _WRAPPERS = (
 def _shape(wf: Workflow[Any, Any]) -> tuple[Any, ...]:
     kind = type(wf).__name__.lstrip("_")
     children: Sequence[Workflow[Any, Any]]
+    extra: tuple[Any, ...] = ()
     if isinstance(wf, Then):
         children = wf.steps
     elif isinstance(wf, Parallel):
         children = wf.branches
     elif isinstance(wf, _WRAPPERS):
         children = (wf.inner,)
+    elif isinstance(wf, Composite):
+        children, extra = wf.parts(), wf.shape_extra()
     else:
         children = ()
-    return (kind, wf.name, tuple(_shape(child) for child in children))
+    return (kind, wf.name, tuple(_shape(child) for child in children), *extra)
 
 
 def _task_name(fn: Callable[..., Any]) -> str:
@@ -435,6 +453,8 @@ def _walk(wf: Workflow[Any, Any]) -> list[Workflow[Any, Any]]:
             stack.extend(node.branches)
         elif isinstance(node, _WRAPPERS):
             stack.append(node.inner)
+        elif isinstance(node, Composite):
+            stack.extend(node.parts())
     return found
 
 
