@@ -16,14 +16,21 @@ import collections
 import dataclasses
 import itertools
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pykka
 
-from actors import CancelNode, NodePool, NodeState, Start, StepResult, StepTimeout
+from actors import (
+    CancelNode,
+    NodePool,
+    NodeState,
+    NotifyingEvent,
+    Start,
+    StepResult,
+    StepTimeout,
+)
 from runtime.cluster import NodeLost, StepOutcome
 from runtime.engine._journal import Journal
 from runtime.engine._placement import Placement
@@ -74,7 +81,7 @@ class _StepActor:
 
     ref: pykka.ActorRef[Any] | None
     incarnation: int
-    cancel_event: threading.Event
+    cancel_event: NotifyingEvent
     node: str
     state: NodeState = NodeState.PENDING
     starts: int = 0  # Start messages sent; a local node actor numbers its attempts the same way
@@ -170,7 +177,7 @@ class AttemptTable:
 
     def _new_node(self, step: str, task: Task, node: str) -> _StepActor:
         incarnation = next(self._incarnations)
-        cancel_event = threading.Event()
+        cancel_event = NotifyingEvent()
         ref: pykka.ActorRef[Any] | None = None
         if node == self._placement.node_name:
             ref = self._pool.acquire(
