@@ -13,6 +13,7 @@ attempts are in flight. Every call comes from the coordinator's thread.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import itertools
 import logging
@@ -435,4 +436,7 @@ class _Reporter:
     incarnation: int
 
     def __call__(self, result: StepResult) -> None:
-        self.inbox.tell(NodeReport(self.incarnation, result))
+        # The run ended first (e.g. canceled): the report is stale, and raising here would
+        # fail the node actor (logged as unhandled; stopped without its on_stop).
+        with contextlib.suppress(pykka.ActorDeadError):
+            self.inbox.tell(NodeReport(self.incarnation, result))
