@@ -23,15 +23,7 @@ from typing import Any
 
 import pykka
 
-from actors import (
-    CancelNode,
-    NodePool,
-    NodeState,
-    NotifyingEvent,
-    Start,
-    StepResult,
-    StepTimeout,
-)
+from actors import CancelNode, NodePool, NodeState, NotifyingEvent, Start, StepResult, StepTimeout
 from runtime.cluster import NodeLost, StepOutcome
 from runtime.engine._journal import Journal
 from runtime.engine._placement import Placement
