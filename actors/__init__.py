@@ -37,6 +37,7 @@ from actors._node import (
     StepResult,
     current_step,
 )
+from actors._notify import NotifyingEvent
 from actors._pool import NodePool
 from actors._state import NodeState, StateChanged
 from actors._supervisor import (
@@ -73,6 +74,7 @@ __all__ = [
     "NodeState",
     "NotLockOwner",
     "NotLocked",
+    "NotifyingEvent",
     "PermanentError",
     "PersistenceError",
     "RealClock",

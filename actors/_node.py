@@ -11,11 +11,17 @@ instead.
 Cancellation is cooperative: the coordinator sets the node's cancel event; a
 running task can poll ``current_step().cancel_requested``; whatever the task
 returns afterwards, the node ends Canceled, never Completed.
+
+An ``async def`` task runs on the node thread's own event loop, and a cancel
+reaches it as ``asyncio.CancelledError`` (see ``actors._async`` for why). A
+task that returns an awaitable instead of a value fails with a
+``PermanentError``: nothing would ever await it.
 """
 
 from __future__ import annotations
 
 import contextvars
+import inspect
 import threading
 import traceback
 from collections.abc import Callable, Mapping
@@ -24,8 +30,10 @@ from typing import Any
 
 import pykka
 
+from actors._async import StepLoop, is_async, not_awaited
 from actors._clock import Clock
 from actors._errors import PermanentError
+from actors._notify import NotifyingEvent
 from actors._state import NodeState, StateMachine
 from actors.events import Event, Started
 
@@ -82,7 +90,7 @@ class Assign:
     run_id: str
     emit: Callable[[Event], None]
     report: Callable[[StepResult], None]
-    cancel_event: threading.Event
+    cancel_event: NotifyingEvent
     node: str = ""
 
 
@@ -125,16 +133,18 @@ class NodeActor(pykka.ThreadingActor):
         clock: Clock,
         emit: Callable[[Event], None],
         report: Callable[[StepResult], None],
-        cancel_event: threading.Event | None = None,
+        cancel_event: NotifyingEvent | None = None,
         node: str = "",
     ) -> None:
         super().__init__()
         self._clock = clock
-        self._bind(Assign(step, fn, run_id, emit, report, cancel_event or threading.Event(), node))
+        self._loop = StepLoop()  # kept across the steps this actor hosts; closed in on_stop
+        self._bind(Assign(step, fn, run_id, emit, report, cancel_event or NotifyingEvent(), node))
 
     def _bind(self, step: Assign) -> None:
         self.step = step.step
         self._fn = step.fn
+        self._is_async = is_async(step.fn)
         self._run_id = step.run_id
         self._emit = step.emit
         self._report = step.report
@@ -156,6 +166,12 @@ class NodeActor(pykka.ThreadingActor):
             raise TypeError(f"node {self.step!r} got unknown message {message!r}")
         return None
 
+    def on_stop(self) -> None:
+        self._loop.close()
+
+    def on_failure(self, *exc_info: object) -> None:
+        self._loop.close()  # pykka stops a failed actor without calling on_stop
+
     def _run(self, ctx: Any, tokens: Mapping[str, int]) -> None:
         if self.cancel_event.is_set():
             if not self.machine.state.is_final:
@@ -169,7 +185,7 @@ class NodeActor(pykka.ThreadingActor):
         info = StepInfo(self._run_id, self.step, attempt, self.cancel_event, tokens)
         token = _current.set(info)
         try:
-            output = self._fn(ctx)
+            output = self._call(ctx)
         except BaseException as exc:  # noqa: BLE001 - see module docstring: the guard is the point
             result = self._finish_failed(exc, attempt, started)
         else:
@@ -177,6 +193,14 @@ class NodeActor(pykka.ThreadingActor):
         finally:
             _current.reset(token)
         self._report(result)
+
+    def _call(self, ctx: Any) -> Any:
+        output = self._fn(ctx)
+        if self._is_async and inspect.iscoroutine(output):
+            output = self._loop.run(output, self.cancel_event)
+        if inspect.isawaitable(output):
+            raise not_awaited(self.step, self._fn, output)
+        return output
 
     def _finish_ok(self, output: Any, ctx: Any, attempt: int, started: float) -> StepResult:
         state = NodeState.CANCELED if self.cancel_event.is_set() else NodeState.COMPLETED

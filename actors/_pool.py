@@ -18,6 +18,7 @@ import pykka
 
 from actors._clock import Clock
 from actors._node import Assign, NodeActor, StepResult
+from actors._notify import NotifyingEvent
 from actors.events import Event
 
 __all__ = ["NodePool"]
@@ -45,7 +46,7 @@ class NodePool:
         run_id: str,
         emit: Callable[[Event], None],
         report: Callable[[StepResult], None],
-        cancel_event: threading.Event,
+        cancel_event: NotifyingEvent,
         node: str = "",
     ) -> pykka.ActorRef[NodeActor]:
         """A node actor bound to this step: an idle one re-bound, or a new one."""

@@ -1,14 +1,17 @@
-"""Workflow step rows: per-step overhead of a long chain, and a wide fan-out.
+"""Workflow step rows: per-step overhead of a long chain (sync and async), and a wide fan-out.
 
 The chain is ``task(noop).then(task(noop)).then(...)``, the way users write it
-(a left fold, which the runtime keeps as one flat sequence).
+(a left fold, which the runtime keeps as one flat sequence). The async chain
+is the same with ``async def`` steps that ``await asyncio.sleep(0)``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pykka
@@ -16,7 +19,7 @@ import pykka
 from bench._row import Config, Family, Row, Series, Target, interleaved
 from runtime import ActorSystem, Workflow, parallel, task
 
-__all__ = ["FAMILY", "chain_for", "linear_chain", "noop"]
+__all__ = ["FAMILY", "async_noop", "chain_for", "linear_chain", "noop"]
 
 _RESULT_TIMEOUT = 600.0  # generous: a slow machine must finish, not fail the row
 
@@ -26,11 +29,16 @@ def noop(ctx: Any) -> None:
     return None
 
 
-def linear_chain(steps: int) -> Workflow[Any, Any]:
-    """``task(noop).then(task(noop))...`` as a user writes it (left-nested ``Then``)."""
-    workflow: Workflow[Any, Any] = task(noop)
+async def async_noop(ctx: Any) -> None:
+    """The async step body: one trip through the loop, nothing else."""
+    await asyncio.sleep(0)
+
+
+def linear_chain(steps: int, body: Callable[[Any], Any] = noop) -> Workflow[Any, Any]:
+    """``task(body).then(task(body))...`` as a user writes it (left-nested ``Then``)."""
+    workflow: Workflow[Any, Any] = task(body)
     for _ in range(steps - 1):
-        workflow = workflow.then(task(noop))
+        workflow = workflow.then(task(body))
     return workflow
 
 
@@ -91,6 +99,46 @@ def _chain_rows(config: Config) -> list[Row]:
             (raw, plain),
             Target("value", "<=", 250),
             note,
+        )
+    ]
+
+
+def _asyncio_run_us(steps: int) -> float:
+    """What a fresh loop per step would cost: ``asyncio.run(async_noop(ctx))``, no actors."""
+    ctx: dict[str, Any] = {}
+    started = time.perf_counter()
+    for _ in range(steps):
+        asyncio.run(async_noop(ctx))
+    return (time.perf_counter() - started) / steps * 1e6
+
+
+def _async_chain_rows(config: Config) -> list[Row]:
+    """Async steps on the node actors' kept loops, beside the same chain of sync no-ops.
+
+    Target ratio <= 1.5: a kept loop adds ~20 us to a sync step's 60-100 us
+    (``run_until_complete`` ~11 us, and its epoll calls let other threads take
+    the GIL); a fresh loop per step (``asyncio.run``, the second baseline,
+    ~90 us on 2 cores) would put the ratio at 2x or more.
+    """
+    steps = config.size(1000, 20)
+    async_chain, sync_chain = linear_chain(steps, async_noop), linear_chain(steps)
+    value, sync, fresh = interleaved(
+        config.repeats,
+        [
+            ("actorflow async chain", lambda: _run_us_per_step(async_chain, steps)),
+            ("same chain of sync no-op steps", lambda: _run_us_per_step(sync_chain, steps)),
+            ("asyncio.run(step) per step, no actors", lambda: _asyncio_run_us(steps)),
+        ],
+    )
+    return [
+        Row(
+            "steps",
+            f"per-step overhead, {steps}-step async chain, no checkpoint",
+            "us/step",
+            value,
+            (sync, fresh),
+            Target("ratio", "<=", 1.5),
+            "async def steps, each awaits asyncio.sleep(0) on its node actor's loop",
         )
     ]
 
@@ -190,7 +238,7 @@ def _fan_out_rows(config: Config) -> list[Row]:
 
 
 def run(config: Config) -> list[Row]:
-    return [*_chain_rows(config), *_fan_out_rows(config)]
+    return [*_chain_rows(config), *_async_chain_rows(config), *_fan_out_rows(config)]
 
 
 FAMILY = Family("steps", run)

@@ -21,7 +21,7 @@ from typing import Any
 
 import pykka
 
-from actors import NodeActor, NodePool, NodeState, Start, StepResult
+from actors import NodeActor, NodePool, NodeState, NotifyingEvent, Start, StepResult
 from actors import events as ev
 from runtime.cluster._messages import CancelStep, EndRun, RunStep, StepOutcome, event_to_wire
 from runtime.cluster._paths import run_path
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 @dataclass(eq=False)
 class _Hosted:
     ref: pykka.ActorRef[NodeActor]
-    cancel_event: threading.Event
+    cancel_event: NotifyingEvent
     state: NodeState
     inc: int
     attempt: int  # the coordinator's attempt number, echoed in the result
@@ -83,7 +83,7 @@ class StepHost:
                 # An older incarnation of this step (failed here, then retried
                 # elsewhere and now back) is replaced: free its actor below.
                 stale = hosted
-                cancel_event = threading.Event()
+                cancel_event = NotifyingEvent()
                 ref = self._pool.acquire(
                     key,
                     fn,

@@ -13,17 +13,17 @@ attempts are in flight. Every call comes from the coordinator's thread.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import itertools
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pykka
 
-from actors import CancelNode, NodePool, NodeState, Start, StepResult, StepTimeout
+from actors import CancelNode, NodePool, NodeState, NotifyingEvent, Start, StepResult, StepTimeout
 from runtime.cluster import NodeLost, StepOutcome
 from runtime.engine._journal import Journal
 from runtime.engine._placement import Placement
@@ -74,7 +74,7 @@ class _StepActor:
 
     ref: pykka.ActorRef[Any] | None
     incarnation: int
-    cancel_event: threading.Event
+    cancel_event: NotifyingEvent
     node: str
     state: NodeState = NodeState.PENDING
     starts: int = 0  # Start messages sent; a local node actor numbers its attempts the same way
@@ -170,7 +170,7 @@ class AttemptTable:
 
     def _new_node(self, step: str, task: Task, node: str) -> _StepActor:
         incarnation = next(self._incarnations)
-        cancel_event = threading.Event()
+        cancel_event = NotifyingEvent()
         ref: pykka.ActorRef[Any] | None = None
         if node == self._placement.node_name:
             ref = self._pool.acquire(
@@ -428,4 +428,7 @@ class _Reporter:
     incarnation: int
 
     def __call__(self, result: StepResult) -> None:
-        self.inbox.tell(NodeReport(self.incarnation, result))
+        # The run ended first (e.g. canceled): the report is stale, and raising here would
+        # fail the node actor (logged as unhandled; stopped without its on_stop).
+        with contextlib.suppress(pykka.ActorDeadError):
+            self.inbox.tell(NodeReport(self.incarnation, result))

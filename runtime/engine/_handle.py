@@ -1,14 +1,22 @@
-"""RunHandle: the caller's view of one run (id, state, steps, result, cancel)."""
+"""RunHandle: the caller's view of one run (id, state, steps, result, cancel).
+
+From asyncio code, ``await handle`` (or ``await handle.result_async(timeout)``)
+waits without blocking the loop: the handle's completion resolves a future of
+that loop through ``call_soon_threadsafe``, so no executor thread is held per
+waiting coroutine.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from actors import NodeState, ResultTimeout
+from actors import NodeState, NotifyingEvent, ResultTimeout
 
 __all__ = ["RunHandle", "StepLog", "StepReport"]
 
@@ -80,7 +88,7 @@ class RunHandle(Generic[Out]):
         self._pause = pause
         self._paused = False
         self._steps = steps
-        self._done = threading.Event()
+        self._done = NotifyingEvent()
         self._state = NodeState.PENDING
         self._output: Any = None
         self._error: BaseException | None = None
@@ -103,6 +111,31 @@ class RunHandle(Generic[Out]):
         if self._error is not None:
             raise self._error
         return self._output  # type: ignore[no-any-return]
+
+    async def result_async(self, timeout: float | None = None) -> Out:
+        """``result(timeout)`` for asyncio code: waits without blocking the running loop."""
+        if not self._done.is_set():
+            loop = asyncio.get_running_loop()
+            ended: asyncio.Future[None] = loop.create_future()
+
+            def wake() -> None:  # on the thread that resolves the run
+                with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
+                    loop.call_soon_threadsafe(_settle, ended)
+
+            remove = self._done.add_hook(wake)
+            try:
+                await asyncio.wait_for(ended, timeout)
+            except TimeoutError:
+                raise ResultTimeout(
+                    f"run {self.id} still {self._state} after waiting {timeout}s for its result"
+                ) from None
+            finally:
+                remove()
+        return self.result(0)
+
+    def __await__(self) -> Generator[Any, None, Out]:
+        """``await handle``: the run's output (or its error), as ``result_async()``."""
+        return self.result_async().__await__()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the run ends (any final state); False on timeout."""
@@ -143,3 +176,8 @@ class RunHandle(Generic[Out]):
 
     def __repr__(self) -> str:
         return f"<RunHandle {self.id} {self._state}>"
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():  # not already canceled (a timeout, or the waiter was canceled)
+        future.set_result(None)
