@@ -1,10 +1,11 @@
 """``parallel(a, b, ...)``, typed: one overload per count of branches, 2 to 6.
 
-Overloads are the only way to type a tuple that follows its arguments in
-Python 3.11 (no ``TypeVarTuple`` over a ``Workflow``'s output), so mypy infers
-``parallel(a, b, c)`` as ``Workflow[Ctx, tuple[A, B, C]]``; from 7 branches
-the output is ``tuple[Any, ...]``. The part itself is built by
-``parallel_part``, beside ``Workflow.parallel``'s own overloads.
+A ``TypeVarTuple`` cannot map each branch's ``Workflow[Ctx, T]`` to its ``T``,
+so overloads do: mypy infers ``parallel(a, b, c)`` as ``Workflow[Ctx,
+tuple[A, B, C]]``; from 7 branches the output is ``tuple[Any, ...]``. No two
+overloads accept the same count of branches: where they overlap, an ``Any``
+in the context type (``dict[str, Any]``) makes mypy infer ``Any``. The part
+itself is built by ``parallel_part``, beside ``Workflow.parallel``'s overloads.
 """
 
 from __future__ import annotations
