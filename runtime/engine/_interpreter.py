@@ -232,8 +232,15 @@ class Interpreter:
             done = True
             for scope in scopes:
                 scope.dissolve()
-            try:
-                merged = merge_contexts(ctx, snapshot, contexts)
+            try:  # by call order and values only: the same whatever order branches ended in
+                merged = merge_contexts(
+                    ctx,
+                    snapshot,
+                    contexts,
+                    names=[branch.name for branch in part.branches],
+                    merge=part.merge,
+                    part=part.name,
+                )
             except Exception as exc:
                 cont(Err(exc))
                 return

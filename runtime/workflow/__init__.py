@@ -18,6 +18,7 @@ from runtime.workflow._adaptive import (
 from runtime.workflow._checkpoint_strategy import CheckpointStrategy, StepProgress
 from runtime.workflow._graph import Graph, GraphBuilder, PartRef, graph
 from runtime.workflow._names import qualified_name
+from runtime.workflow._parallel import parallel
 from runtime.workflow._retry import Custom, Exponential, Fixed, RetryPolicy
 from runtime.workflow._workflow import (
     Adaptive,
@@ -37,7 +38,6 @@ from runtime.workflow._workflow import (
     Workflow,
     dynamic,
     monitors,
-    parallel,
     persists,
     task,
     tasks_of,

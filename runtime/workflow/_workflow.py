@@ -13,11 +13,14 @@ Semantics, in one place:
   would start; false raises ``ConditionNotMet`` (the run fails), unless
   ``skip=True``, in which case ``a`` is skipped and its output is ``None``.
 - ``a.parallel(b, ...)``: branches run concurrently, each on its own deep copy
-  of the context; output is the tuple of branch outputs in call order. After
-  all succeed, each branch's context changes (top-level keys of a dict, or
-  attributes of an object) are applied to the original in call order, so on a
-  conflict the later branch wins, whatever order they finished in. The first
-  failing branch fails the whole and cancels its siblings.
+  of the context; output is the tuple of branch outputs in call order (typed
+  for up to 6 branches). After all succeed, each branch's context changes
+  (top-level keys of a dict, or attributes of an object) are applied to the
+  original. Branches that change the same key to different values (or remove
+  a key another changes) fail the parallel with ``PermanentError`` naming the
+  key and the branches, unless ``merge={key: fn}`` gives ``fn(values)`` to
+  combine that key's values, in call order. The first failing branch fails
+  the whole and cancels its siblings.
 - ``a.nested(ctx_mapper, out_mapper)``: runs ``a`` on ``ctx_mapper(ctx)``;
   output is ``out_mapper(ctx, a_out)``.
 - ``dynamic(factory, condition)``: at run time, when ``condition(ctx)`` holds
@@ -32,20 +35,25 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, TypeVar, overload
+from types import MappingProxyType
+from typing import Any, Generic, Literal, TypeAlias, TypeVar, overload
 
 from actors import CompositionError, WorkflowObserver
 from runtime.workflow._adaptive import PlacementStrategy, Predictor
 from runtime.workflow._checkpoint_strategy import CheckpointStrategy
 from runtime.workflow._retry import RetryPolicy
 
-__all__ = ["Workflow", "dynamic", "monitors", "parallel", "persists", "task", "tasks_of"]
+__all__ = ["Workflow", "dynamic", "monitors", "parallel_part", "persists", "task", "tasks_of"]
 
 Ctx = TypeVar("Ctx")
 Out = TypeVar("Out")
 Out2 = TypeVar("Out2")
+Out3 = TypeVar("Out3")
+Out4 = TypeVar("Out4")
+Out5 = TypeVar("Out5")
+Out6 = TypeVar("Out6")
 Inner = TypeVar("Inner")
 InnerOut = TypeVar("InnerOut")
 
@@ -101,14 +109,65 @@ class Workflow(Generic[Ctx, Out]):
         _check_callable("when(condition)", condition, 1)
         return When(f"{self.name}?", self, condition, skip)
 
-    @overload
-    def parallel(self, other: Workflow[Ctx, Out2], /) -> Workflow[Ctx, tuple[Out, Out2]]: ...
+    # One overload per count of branches, so the output's tuple type follows them; none
+    # overlaps another, or an Any in the context type (dict[str, Any]) makes mypy infer Any.
     @overload
     def parallel(
-        self, *others: Workflow[Ctx, Any] | Callable[[Ctx], Any]
+        self, b: Branch[Ctx, Out2], /, *, merge: MergeFns | None = None
+    ) -> Workflow[Ctx, tuple[Out, Out2]]: ...
+    @overload
+    def parallel(
+        self, b: Branch[Ctx, Out2], c: Branch[Ctx, Out3], /, *, merge: MergeFns | None = None
+    ) -> Workflow[Ctx, tuple[Out, Out2, Out3]]: ...
+    @overload
+    def parallel(
+        self,
+        b: Branch[Ctx, Out2],
+        c: Branch[Ctx, Out3],
+        d: Branch[Ctx, Out4],
+        /,
+        *,
+        merge: MergeFns | None = None,
+    ) -> Workflow[Ctx, tuple[Out, Out2, Out3, Out4]]: ...
+    @overload
+    def parallel(
+        self,
+        b: Branch[Ctx, Out2],
+        c: Branch[Ctx, Out3],
+        d: Branch[Ctx, Out4],
+        e: Branch[Ctx, Out5],
+        /,
+        *,
+        merge: MergeFns | None = None,
+    ) -> Workflow[Ctx, tuple[Out, Out2, Out3, Out4, Out5]]: ...
+    @overload
+    def parallel(
+        self,
+        b: Branch[Ctx, Out2],
+        c: Branch[Ctx, Out3],
+        d: Branch[Ctx, Out4],
+        e: Branch[Ctx, Out5],
+        f: Branch[Ctx, Out6],
+        /,
+        *,
+        merge: MergeFns | None = None,
+    ) -> Workflow[Ctx, tuple[Out, Out2, Out3, Out4, Out5, Out6]]: ...
+    @overload
+    def parallel(
+        self,
+        b: Branch[Ctx, Any],
+        c: Branch[Ctx, Any],
+        d: Branch[Ctx, Any],
+        e: Branch[Ctx, Any],
+        f: Branch[Ctx, Any],
+        g: Branch[Ctx, Any],
+        /,
+        *more: Branch[Ctx, Any],
+        merge: MergeFns | None = None,
     ) -> Workflow[Ctx, tuple[Any, ...]]: ...
-    def parallel(self, *others: Any) -> Workflow[Ctx, Any]:
-        return parallel(self, *others)
+    def parallel(self, *others: Any, merge: MergeFns | None = None) -> Workflow[Ctx, Any]:
+        """Run ``self`` and ``others`` concurrently (see ``parallel``)."""
+        return parallel_part((self, *others), merge)
 
     def nested(
         self: Workflow[Inner, InnerOut],
@@ -227,10 +286,17 @@ class When(Workflow[Any, Any]):
     skip: bool
 
 
+Branch: TypeAlias = Workflow[Ctx, Out] | Callable[[Ctx], Out]
+"""A branch of ``parallel``: a workflow, or a plain ``fn(ctx) -> out`` made a task."""
+MergeFns: TypeAlias = Mapping[str, Callable[[list[Any]], Any]]
+"""Per context key, ``fn(values)`` combining the values the branches wrote there."""
+
+
 @dataclass(frozen=True, eq=False)
 class Parallel(Workflow[Any, Any]):
     name: str
     branches: tuple[Workflow[Any, Any], ...]
+    merge: MergeFns = field(default_factory=dict)  # read by the engine's merge of contexts
 
 
 @dataclass(frozen=True, eq=False)
@@ -411,20 +477,21 @@ def task(
     return build(fn)
 
 
-@overload
-def parallel(
-    a: Workflow[Ctx, Out], b: Workflow[Ctx, Out2], /
-) -> Workflow[Ctx, tuple[Out, Out2]]: ...
-@overload
-def parallel(
-    *branches: Workflow[Ctx, Any] | Callable[[Ctx], Any],
-) -> Workflow[Ctx, tuple[Any, ...]]: ...
-def parallel(*branches: Any) -> Workflow[Any, Any]:
-    """Run ``branches`` concurrently; output is the tuple of their outputs (see module doc)."""
+def parallel_part(branches: Sequence[object], merge: MergeFns | None) -> Parallel:
+    """The ``Parallel`` part, checked; ``parallel`` and ``Workflow.parallel`` only type it."""
     if len(branches) < 2:
         raise CompositionError(f"parallel needs at least 2 branches, got {len(branches)}")
     flows = tuple(_as_workflow(f"parallel branch {i}", b) for i, b in enumerate(branches))
-    return Parallel("(" + "|".join(f.name for f in flows) + ")", flows)
+    if merge is None:
+        merge = {}
+    if not isinstance(merge, Mapping):
+        raise CompositionError(f"parallel(merge) must be a mapping of key to fn, got {merge!r}")
+    for key, fn in merge.items():
+        if not isinstance(key, str):
+            raise CompositionError(f"parallel(merge) keys must be str, got {key!r}")
+        _check_callable(f"parallel(merge[{key!r}])", fn, 1)
+    name = "(" + "|".join(f.name for f in flows) + ")"
+    return Parallel(name, flows, MappingProxyType(dict(merge)))
 
 
 def dynamic(

@@ -158,8 +158,13 @@ def test_a_workflow_runs_on_both_workers_with_ordered_events(
     system = shared_cluster.system
     events = EventRecorder()
     log = tmp_path / "steps.log"
+    # Both branches extend the context's trail: merged explicitly, or the run would fail.
+    trails = {
+        "seen": lambda lists: list(dict.fromkeys(name for trail in lists for name in trail)),
+        "nodes": lambda maps: {step: node for nodes in maps for step, node in nodes.items()},
+    }
     wf = steps_of("a", "b", "c", "d").then(
-        parallel(task(cluster_app.step, name="p1"), task(cluster_app.step, name="p2"))
+        parallel(task(cluster_app.step, name="p1"), task(cluster_app.step, name="p2"), merge=trails)
     )
     handle = system.run(wf, {"log": str(log)}, observers=[events])
     assert handle.result(timeout=30) == (["a", "b", "c", "d", "p1"], ["a", "b", "c", "d", "p2"])

@@ -1,0 +1,1 @@
+"""Snippets type-checked by ``test_parallel_typing`` with mypy; never run."""
