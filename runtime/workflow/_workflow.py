@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Generic, Literal, TypeAlias, TypeVar, overload
@@ -423,6 +423,16 @@ def _task_name(fn: Callable[..., Any]) -> str:
     return "lambda" if name == "<lambda>" else name
 
 
+@overload
+def task(
+    fn: Callable[[Ctx], Coroutine[Any, Any, Out]],
+    /,
+    *,
+    name: str | None = None,
+    retry: RetryPolicy | None = None,
+    timeout: float | None = None,
+    on: str | None = None,
+) -> Workflow[Ctx, Out]: ...  # an async task's output is what its coroutine returns
 @overload
 def task(
     fn: Callable[[Ctx], Out],

@@ -1,4 +1,4 @@
-"""What mypy infers for ``parallel``: each ``assert_type`` fails the check when wrong."""
+"""What mypy infers for ``parallel`` and ``task``: each ``assert_type`` fails the check when wrong."""
 
 from __future__ import annotations
 
@@ -64,3 +64,12 @@ assert_type(
 counts = [task(count) for _ in range(10)]
 assert_type(parallel(*counts), Workflow[int, tuple[Any, ...]])
 assert_type(task(count).parallel(*counts), Workflow[int, tuple[Any, ...]])
+
+
+async def fetch_async(ctx: dict[str, int]) -> str:
+    return "fetched"
+
+
+# An async task's output type is what its coroutine returns, not the coroutine.
+assert_type(task(fetch_async), Workflow[dict[str, int], str])
+assert_type(task(fetch_async).then(task(fetch_async)), Workflow[dict[str, int], str])
