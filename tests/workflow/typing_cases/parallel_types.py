@@ -1,4 +1,4 @@
-"""What mypy infers for ``parallel`` and ``task``: each ``assert_type`` fails the check when wrong."""
+"""What mypy infers for ``parallel`` and ``task``: an ``assert_type`` fails when wrong."""
 
 from __future__ import annotations
 
