@@ -20,6 +20,7 @@ from runtime.engine._frame import Frame
 from runtime.engine._graph_runner import run_graph
 from runtime.engine._journal import Journal
 from runtime.engine._locked import LockedSection
+from runtime.engine._map import MapRun, item_suffix, read_items
 from runtime.engine._merge import merge_contexts
 from runtime.engine._outcome import Continuation, Err, Ok, Outcome
 from runtime.engine._ports import LockService
@@ -32,6 +33,7 @@ from runtime.workflow import (
     Dynamic,
     Graph,
     Locked,
+    MapItems,
     Monitored,
     Named,
     Nested,
@@ -87,6 +89,7 @@ class Interpreter:
         """A stable, readable key per position: the step's name, ``#n`` on repeats."""
         key = self._keys.get(path)
         if key is None:
+            name += item_suffix(path)  # fetch[3]: item 3 of a map, in every run and resume
             count = self._key_counts.get(name, 0) + 1
             self._key_counts[name] = count
             key = name if count == 1 else f"{name}#{count}"
@@ -254,6 +257,15 @@ class Interpreter:
                 functools.partial(branch_done, index),
             )
 
+    def _map_items(self, part: MapItems, ctx: Any, frame: Frame, cont: Continuation) -> None:
+        """One part per item of ``part.items(ctx)``, read here, now (see ``_map.MapRun``)."""
+        try:
+            items = read_items(part, ctx)
+        except Exception as exc:
+            cont(Err(_raised(f"items of {part.name!r}", exc)))
+            return
+        MapRun(part, ctx, frame, cont).start(items, self.run)
+
     def _nested(self, part: Nested, ctx: Any, frame: Frame, cont: Continuation) -> None:
         try:
             inner_ctx = part.ctx_mapper(ctx)
@@ -331,6 +343,7 @@ class Interpreter:
         Then: _then,
         When: _when,
         Parallel: _parallel,
+        MapItems: _map_items,
         Nested: _nested,
         Retry: _retry,
         Monitored: _monitored,

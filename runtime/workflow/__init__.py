@@ -17,6 +17,7 @@ from runtime.workflow._adaptive import (
 )
 from runtime.workflow._checkpoint_strategy import CheckpointStrategy, StepProgress
 from runtime.workflow._graph import Graph, GraphBuilder, PartRef, graph
+from runtime.workflow._map import ItemsFailed, MapItems, OnFailure, map_items
 from runtime.workflow._names import qualified_name
 from runtime.workflow._parallel import parallel
 from runtime.workflow._retry import Custom, Exponential, Fixed, RetryPolicy
@@ -55,13 +56,16 @@ __all__ = [
     "Fixed",
     "Graph",
     "GraphBuilder",
+    "ItemsFailed",
     "LeastLoaded",
     "Locked",
+    "MapItems",
     "MemoPredictor",
     "Monitored",
     "Named",
     "Nested",
     "NodeLoad",
+    "OnFailure",
     "Parallel",
     "PartRef",
     "PlacementStrategy",
@@ -78,6 +82,7 @@ __all__ = [
     "Workflow",
     "dynamic",
     "graph",
+    "map_items",
     "monitors",
     "parallel",
     "persists",
