@@ -1,8 +1,9 @@
-"""Workflow step rows: per-step overhead of a long chain (sync and async), and a wide fan-out.
+"""Workflow step rows: per-step overhead of a long chain (sync and async), and wide fan-outs.
 
 The chain is ``task(noop).then(task(noop)).then(...)``, the way users write it
 (a left fold, which the runtime keeps as one flat sequence). The async chain
-is the same with ``async def`` steps that ``await asyncio.sleep(0)``.
+is the same with ``async def`` steps that ``await asyncio.sleep(0)``. The
+fan-outs are ``parallel`` of N tasks, and ``map_items`` over N items beside it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import pykka
 
 from bench._row import Config, Family, Row, Series, Target, interleaved
-from runtime import ActorSystem, Workflow, parallel, task
+from runtime import ActorSystem, Workflow, map_items, parallel, task
 
 __all__ = ["FAMILY", "async_noop", "chain_for", "linear_chain", "noop"]
 
@@ -237,8 +238,58 @@ def _fan_out_rows(config: Config) -> list[Row]:
     ]
 
 
+def _items(ctx: dict[str, Any]) -> range:
+    return range(ctx["items"])
+
+
+def _map_us_per_item(workflow: Workflow[Any, Any], items: int, peaks: list[float]) -> float:
+    """Microseconds per item of one run over ``items`` items; its peak threads go to ``peaks``."""
+    with ActorSystem("bench-map") as system, ThreadSampler() as sampler:
+        started = time.perf_counter()
+        system.run(workflow, {"items": items}).result(timeout=_RESULT_TIMEOUT)
+        elapsed = time.perf_counter() - started
+    peaks.append(sampler.peak)
+    return elapsed / items * 1e6
+
+
+def _map_rows(config: Config) -> list[Row]:
+    items = config.size(10_000, 200)
+    mapped = map_items(_items, noop)
+    fanned = parallel(*[task(noop) for _ in range(items)])
+    peaks: list[float] = []
+    parallel_peaks: list[float] = []
+    value, baseline = interleaved(
+        config.repeats,
+        [
+            ("actorflow map_items", lambda: _map_us_per_item(mapped, items, peaks)),
+            (
+                "actorflow parallel, same steps",
+                lambda: _map_us_per_item(fanned, items, parallel_peaks),
+            ),
+        ],
+    )
+    del peaks[0], parallel_peaks[0]  # the warm-up runs of interleaved()
+    name = f"map_items over {items:,} no-op items"
+    return [
+        Row("steps", f"{name}: time", "us/item", value, (baseline,), Target("ratio", "<=", 1.2)),
+        Row(
+            "steps",
+            f"{name}: peak threads",
+            "threads",
+            Series("actorflow map_items", tuple(peaks)),
+            (Series("actorflow parallel, same steps", tuple(parallel_peaks)),),
+            note="items read from the context at run time; default max_running_steps=256",
+        ),
+    ]
+
+
 def run(config: Config) -> list[Row]:
-    return [*_chain_rows(config), *_async_chain_rows(config), *_fan_out_rows(config)]
+    return [
+        *_chain_rows(config),
+        *_async_chain_rows(config),
+        *_fan_out_rows(config),
+        *_map_rows(config),
+    ]
 
 
 FAMILY = Family("steps", run)
