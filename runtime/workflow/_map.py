@@ -10,9 +10,9 @@ cancellation treat each item as a step like any other.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 from actors import CompositionError
 from runtime.workflow._workflow import Composite, Workflow, _as_workflow, _check_callable
@@ -70,13 +70,29 @@ class MapItems(Composite):
         return (self.inner,)
 
 
+@overload
+def map_items(
+    items: Callable[[Ctx], Sequence[Item]],
+    step: Callable[[Item], Coroutine[Any, Any, Out]],
+    *,
+    on_failure: OnFailure = "stop",
+    name: str | None = None,
+) -> Workflow[Ctx, list[Out]]: ...  # an async step's output is what its coroutine returns
+@overload
 def map_items(
     items: Callable[[Ctx], Sequence[Item]],
     step: Workflow[Item, Out] | Callable[[Item], Out],
     *,
     on_failure: OnFailure = "stop",
     name: str | None = None,
-) -> Workflow[Ctx, list[Out]]:
+) -> Workflow[Ctx, list[Out]]: ...
+def map_items(
+    items: Callable[[Any], Sequence[Any]],
+    step: Workflow[Any, Any] | Callable[[Any], Any],
+    *,
+    on_failure: OnFailure = "stop",
+    name: str | None = None,
+) -> Workflow[Any, Any]:
     """Run ``step`` once per item of ``items(ctx)``; output is the list of outputs in item order.
 
     Args:

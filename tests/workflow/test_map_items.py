@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from mypy import api
 
 from runtime import CheckpointStrategy, CompositionError, map_items, task
 from runtime.workflow import monitors, persists, tasks_of
@@ -66,54 +65,35 @@ def test_the_fingerprint_changes_with_the_per_item_part() -> None:
     assert map_items(items_of, triple).fingerprint() != same
 
 
-# Well-typed uses must pass mypy --strict; each misuse must raise exactly the error its
-# ignore names (strict mode reports an ignore that is not needed).
-TYPED_SNIPPET = """
-    from typing import Any
-
-    from runtime import Workflow, map_items, task
-
-    def urls(ctx: dict[str, Any]) -> list[str]:
-        return [str(url) for url in ctx["urls"]]
-
-    def size(url: str) -> int:
-        return len(url)
-
-    sizes: Workflow[dict[str, Any], list[int]] = map_items(urls, size)
-    tasks: Workflow[dict[str, Any], list[int]] = map_items(urls, task(size))
-    total: Workflow[dict[str, Any], int] = sizes.then(lambda ctx: 0)
-    lambdas: Workflow[dict[str, Any], list[int]] = map_items(lambda ctx: ctx["urls"], size)
-    collected: Workflow[dict[str, Any], list[int]] = map_items(urls, size, on_failure="collect")
-
-    wrong_out: Workflow[dict[str, Any], list[str]] = map_items(urls, size)  # type: ignore[arg-type]
-    not_a_list: Workflow[dict[str, Any], int] = map_items(urls, size)  # type: ignore[assignment]
-    bad_policy = map_items(urls, size, on_failure="skip")  # type: ignore[arg-type]
-
-    def ints(ctx: dict[str, Any]) -> list[int]:
-        return [1]
-
-    wrong_item = map_items(ints, size)  # type: ignore[misc]
-"""
+CASES = Path(__file__).parent / "typing_cases"
 
 
-def test_map_items_is_typed_from_its_items_and_its_step(tmp_path: Path) -> None:
-    snippet = tmp_path / "typed_map.py"
-    snippet.write_text(textwrap.dedent(TYPED_SNIPPET))
-    checked = subprocess.run(
+@pytest.mark.timeout(120)
+def test_mypy_infers_the_output_of_a_map_and_reports_the_mistakes(tmp_path: Path) -> None:
+    """``map_items_types.py`` must pass ``mypy --strict`` (its ``assert_type`` calls fail
+    when an inferred type is wrong); ``map_items_errors.py`` must fail on exactly its
+    lines marked ``# error``, which proves the check bites."""
+    errors_file = CASES / "map_items_errors.py"
+    stdout, stderr, status = api.run(
         [
-            sys.executable,
-            "-m",
-            "mypy",
             "--config-file",
             str(ROOT / "pyproject.toml"),
+            "--strict",
             "--cache-dir",
-            str(tmp_path / "mypy-cache"),
-            str(snippet),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=50,
-        check=False,
+            str(tmp_path / "mypy_cache"),
+            "--no-error-summary",
+            "--hide-error-context",
+            str(CASES / "map_items_types.py"),
+            str(errors_file),
+        ]
     )
-    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert stderr == ""
+    errors = re.findall(r"^(\S+\.py):(\d+): error: (.*)$", stdout, flags=re.MULTILINE)
+    assert [e for e in errors if not e[0].endswith(errors_file.name)] == [], stdout
+    marked = [
+        number
+        for number, line in enumerate(errors_file.read_text().splitlines(), 1)
+        if "# error" in line
+    ]
+    assert sorted({int(line) for _, line, _ in errors}) == marked, stdout
+    assert status == 1
