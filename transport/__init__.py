@@ -32,7 +32,7 @@ from transport._errors import (
 )
 from transport._membership import Member, MemberEvent, MemberStatus
 from transport._reply import InlineHandler, MessageHandler, Reply
-from transport._security import Security, generate_keys, load_security
+from transport._security import Security, generate_keys, is_loopback_endpoint, load_security
 from transport._settings import TransportSettings
 from transport._stats import TransportStats
 
@@ -59,6 +59,7 @@ __all__ = [
     "TransportStats",
     "WorkflowError",
     "generate_keys",
+    "is_loopback_endpoint",
     "load_security",
     "pack",
     "unpack",

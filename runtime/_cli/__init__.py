@@ -3,7 +3,8 @@
 Each command module has ``HELP`` (one line), ``configure(parser)`` and
 ``run(args) -> int``; its module docstring is the command's long help.
 Exit codes: 0 success, 1 the operation failed (the message says why),
-2 bad usage (argparse's convention).
+2 bad usage (argparse's convention; a command raises ``UsageError`` for bad
+usage it can only see after parsing, and it is reported the same way).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from runtime._cli import control, keys, node, prune, resume, runs, show, status
+from runtime._cli._common import UsageError
 from transport import WorkflowError
 
 __all__ = ["COMMANDS", "main"]
@@ -45,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.configure(sub)
+        sub.set_defaults(command_parser=sub)  # for UsageError: "actorflow CMD: error: ..."
     return parser
 
 
@@ -56,6 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         code: int = COMMANDS[args.command].run(args)
+    except UsageError as exc:
+        command_parser: argparse.ArgumentParser = args.command_parser
+        command_parser.error(str(exc))  # usage + message on stderr, exits 2
     except (WorkflowError, ValueError, OSError) as exc:
         print(f"actorflow {args.command}: {exc}", file=sys.stderr)
         return 1

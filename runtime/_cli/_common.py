@@ -1,4 +1,4 @@
-"""Helpers shared by the commands: the store option and time formatting."""
+"""Helpers shared by the commands: the store option, bad usage and time formatting."""
 
 from __future__ import annotations
 
@@ -10,7 +10,11 @@ from pathlib import Path
 from actors import PersistenceError
 from runtime.store import DEFAULT_PATH, SQLiteStore
 
-__all__ = ["add_db_option", "format_time", "open_store"]
+__all__ = ["UsageError", "add_db_option", "format_time", "open_store"]
+
+
+class UsageError(Exception):
+    """Bad usage found after parsing: ``main`` reports it as argparse does (exit 2)."""
 
 
 def add_db_option(parser: argparse.ArgumentParser) -> None:

@@ -7,11 +7,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from runtime._cli._common import UsageError
 from runtime._system import ActorSystem
 from runtime.cluster import SYSTEM_PATH
-from transport import Address
+from transport import Address, is_loopback_endpoint
 
-__all__ = ["add_member_options", "ask_every_member", "temporary_member"]
+__all__ = ["add_member_options", "ask_every_member", "check_security", "temporary_member"]
 
 
 def add_member_options(parser: argparse.ArgumentParser) -> None:
@@ -32,9 +33,35 @@ def add_member_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (5)")
 
 
+def check_security(
+    keys: Path | None, plaintext: bool, *, listen: str | None, seeds: list[str]
+) -> None:
+    """Refuse, in the command line's words, what the transport would refuse without CURVE.
+
+    Raises:
+        UsageError: neither ``--keys`` nor ``--plaintext``, or ``--plaintext`` with an
+            endpoint that is not loopback (or not ``tcp://host:port``).
+    """
+    if keys is not None:
+        return
+    if not plaintext:
+        raise UsageError("give --keys DIR (CURVE) or --plaintext (loopback only)")
+    endpoints = [("--listen", listen)] if listen else []
+    endpoints += [("--join", seed.rpartition("@")[2]) for seed in seeds]
+    for option, endpoint in endpoints:
+        try:
+            loopback = is_loopback_endpoint(endpoint)
+        except ValueError as exc:
+            raise UsageError(f"{option}: {exc}") from None
+        if not loopback:
+            raise UsageError(
+                f"{option} {endpoint!r} is not a loopback address: --plaintext is for "
+                "loopback only; give --keys DIR to use CURVE (see `actorflow keys`)"
+            )
+
+
 def temporary_member(args: argparse.Namespace) -> ActorSystem:
-    if args.keys is None and not args.plaintext:
-        raise SystemExit("give --keys DIR (CURVE) or --plaintext (loopback only)")
+    check_security(args.keys, args.plaintext, listen=None, seeds=[args.join])
     return ActorSystem(
         args.name or f"cli-{os.getpid()}",
         listen="tcp://127.0.0.1:0",

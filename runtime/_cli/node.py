@@ -18,6 +18,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from runtime._cli._common import UsageError
+from runtime._cli._member import check_security
 from runtime._cli.resume import import_app, load_workflows
 from runtime._daemon import serve
 from runtime._system import ActorSystem
@@ -62,15 +64,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.listen and not args.join:
+        raise UsageError("give --listen, --join or both")
+    check_security(args.keys, args.plaintext, listen=args.listen, seeds=args.join)
     # CPU-bound steps hold the GIL; with Python's default 5 ms switch interval every
     # ZeroMQ call of the I/O thread can wait that long, so events and heartbeats lag
     # by hundreds of ms. A member process favours its I/O thread (measured: an event
     # delayed ~200 ms at 5 ms arrives at once at 1 ms).
     sys.setswitchinterval(args.switch_interval)
-    if not args.listen and not args.join:
-        raise SystemExit("actorflow node: give --listen, --join or both")
-    if args.keys is None and not args.plaintext:
-        raise SystemExit("actorflow node: give --keys DIR (CURVE) or --plaintext (loopback only)")
     flows = [wf for module in args.app for wf in load_workflows(module)]
     system = ActorSystem(
         args.name,
