@@ -56,8 +56,19 @@ def load_workflows(module_name: str) -> list[Workflow[Any, Any]]:
     factory = getattr(module, "workflows", None)
     if not callable(factory):
         raise CompositionError(f"--app {module_name!r} defines no workflows() function")
-    found: Iterable[object] = factory()
-    flows = [wf for wf in found if isinstance(wf, Workflow)]
+    try:
+        found: object = factory()
+        items = list(found) if isinstance(found, Iterable) and not isinstance(found, str) else None
+    except Exception as exc:  # the user's code: say where, no traceback
+        raise CompositionError(
+            f"--app {module_name!r}: workflows() raised {type(exc).__name__}: {exc}"
+        ) from exc
+    if items is None:
+        raise CompositionError(
+            f"--app {module_name!r}: workflows() returned {type(found).__name__}, "
+            "not a list of workflows"
+        )
+    flows = [wf for wf in items if isinstance(wf, Workflow)]
     if not flows:
         raise CompositionError(f"--app {module_name!r}: workflows() returned no Workflow")
     return flows
