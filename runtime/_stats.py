@@ -66,7 +66,7 @@ class SystemStats:
         lines = [f"node {self.node} at {self.address or '-'}"]
         for name, status in sorted(self.members.items()):
             age = self.heartbeat_age.get(name)
-            heard = "" if age is None else f", heard {age:.2f}s ago"
+            heard = "" if age is None else f", heard {age:.3f}s ago"
             lines.append(f"  member {name:<20} {status}{heard}")
         lines.append(
             f"  actors {self.actors}; node actors idle {self.node_actors_idle}, "

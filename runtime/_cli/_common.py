@@ -1,4 +1,4 @@
-"""Helpers shared by the commands: the store option, bad usage and time formatting."""
+"""Helpers shared by the commands: the store option, bad usage, time and duration formatting."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 from actors import PersistenceError
 from runtime.store import DEFAULT_PATH, SQLiteStore
 
-__all__ = ["UsageError", "add_db_option", "format_time", "open_store"]
+__all__ = ["UsageError", "add_db_option", "format_duration", "format_time", "open_store"]
 
 
 class UsageError(Exception):
@@ -38,3 +38,13 @@ def format_time(timestamp: float | None) -> str:
         return "-"
     moment = datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC)
     return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def format_duration(seconds: float | None) -> str:
+    """Every duration the CLI prints, with 3 decimals: ``12.345ms`` under a second,
+    ``1.234s`` from one second on, ``-`` if unknown."""
+    if seconds is None:
+        return "-"
+    if round(abs(seconds), 6) < 1.0:  # so 0.99999999 is 1.000s, not 1000.000ms
+        return f"{seconds * 1000:.3f}ms"
+    return f"{seconds:.3f}s"

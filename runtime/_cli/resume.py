@@ -22,7 +22,7 @@ from types import ModuleType
 from typing import Any
 
 from actors import CompositionError, PersistenceError
-from runtime._cli._common import add_db_option, open_store
+from runtime._cli._common import add_db_option, format_duration, open_store
 from runtime._system import ActorSystem
 from runtime.workflow import Workflow
 
@@ -89,7 +89,10 @@ def run(args: argparse.Namespace) -> int:
             return 1
         finally:
             for step in handle.steps():
-                note = "recorded, not rerun" if step.resumed else f"{step.attempts} attempt(s)"
+                if step.resumed:
+                    note = "recorded, not rerun"
+                else:
+                    note = f"{step.attempts} attempt(s), {format_duration(step.duration)}"
                 print(f"  {step.step:<24} {step.state!s:<10} {note}")
     store.close()
     print(f"run {handle.id} {handle.state}")

@@ -7,8 +7,8 @@ from __future__ import annotations
 import argparse
 
 from actors import PersistenceError
-from runtime._cli._common import add_db_option, format_time, open_store
-from runtime.store import Checkpoint, RunSummary, stored_output
+from runtime._cli._common import add_db_option, format_duration, format_time, open_store
+from runtime.store import Checkpoint, RunSummary, StepRecord, stored_output
 
 HELP = "show one run's steps, states, attempts and timings"
 
@@ -32,20 +32,22 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(f"  {'STEP':<24} {'STATE':<10} {'ATTEMPTS':>8}  {'STARTED':<19} {'DURATION':>9}  ERROR")
     for step in checkpoint.steps.values():
-        duration = (
-            f"{step.finished_at - step.started_at:.3f}s"
-            if step.started_at is not None and step.finished_at is not None
-            else "-"
-        )
         print(
             f"  {step.step[:24]:<24} {step.state:<10} {step.attempts:>8}  "
-            f"{format_time(step.started_at):<19} {duration:>9}  {step.error or ''}"
+            f"{format_time(step.started_at):<19} {format_duration(_duration(step)):>9}  "
+            f"{step.error or ''}"
         )
     if not checkpoint.steps:
         print("  (no step recorded yet)")
     print()
     print(f"outcome    {_outcome(checkpoint)}")
     return 0
+
+
+def _duration(step: StepRecord) -> float | None:
+    if step.started_at is None or step.finished_at is None:
+        return None
+    return step.finished_at - step.started_at
 
 
 def _full_id(runs: list[RunSummary], given: str) -> str:
