@@ -1,16 +1,30 @@
-"""Helpers shared by the commands: the store option, bad usage, time and duration formatting."""
+"""Helpers shared by the commands: the store option, bad usage, time and JSON formatting."""
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
+import math
 import os
+import sys
 from pathlib import Path
+from typing import Any
 
 from actors import PersistenceError
 from runtime.store import DEFAULT_PATH, SQLiteStore
 
-__all__ = ["UsageError", "add_db_option", "format_duration", "format_time", "open_store"]
+__all__ = [
+    "UsageError",
+    "add_db_option",
+    "add_json_option",
+    "format_duration",
+    "format_time",
+    "is_json_value",
+    "iso_time",
+    "open_store",
+    "print_json",
+]
 
 
 class UsageError(Exception):
@@ -23,6 +37,14 @@ def add_db_option(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=Path(os.environ.get("ACTORFLOW_DB", DEFAULT_PATH)),
         help=f"checkpoint database (default: $ACTORFLOW_DB or {DEFAULT_PATH})",
+    )
+
+
+def add_json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON document on stdout (keys: see the README's CLI section)",
     )
 
 
@@ -48,3 +70,30 @@ def format_duration(seconds: float | None) -> str:
     if round(abs(seconds), 6) < 1.0:  # so 0.99999999 is 1.000s, not 1000.000ms
         return f"{seconds * 1000:.3f}ms"
     return f"{seconds:.3f}s"
+
+
+def iso_time(timestamp: float | None) -> str | None:
+    """A timestamp for ``--json``: ISO-8601 UTC with milliseconds, None if unknown."""
+    if not timestamp:
+        return None
+    moment = datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def is_json_value(value: object) -> bool:
+    """Whether ``value`` is JSON as it is: no tuple, bytes, non-str key or non-finite float."""
+    if value is None or isinstance(value, bool | int | str):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list):
+        return all(is_json_value(item) for item in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and is_json_value(v) for k, v in value.items())
+    return False
+
+
+def print_json(document: Any) -> None:
+    """Write ``document`` as the one JSON document on stdout (strict: no NaN)."""
+    json.dump(document, sys.stdout, indent=2, allow_nan=False)
+    sys.stdout.write("\n")

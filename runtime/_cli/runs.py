@@ -4,25 +4,39 @@ Columns: run id, workflow name, state, DONE/REC (steps completed / steps
 recorded: a step is recorded once it has completed or failed, so one still
 running or not reached yet is not counted; not the number of steps planned),
 epoch (how many times the run was claimed), last update (UTC), owner
-(host:pid:nonce while a process holds it).
+(host:pid:nonce while a process holds it). ``--json`` prints a JSON array
+instead (keys: README).
 """
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-from runtime._cli._common import add_db_option, format_time, open_store
+from runtime._cli._common import (
+    add_db_option,
+    add_json_option,
+    format_time,
+    iso_time,
+    open_store,
+    print_json,
+)
+from runtime.store import RunSummary
 
 HELP = "list recorded runs and their state"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     add_db_option(parser)
+    add_json_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     with open_store(args.db) as store:
         summaries = sorted(store.list(), key=lambda s: s.updated_at, reverse=True)
+    if args.json:
+        print_json([run_json(s) for s in summaries])
+        return 0
     if not summaries:
         print(f"no runs recorded in {args.db}")
         return 0
@@ -37,3 +51,19 @@ def run(args: argparse.Namespace) -> int:
             f"{s.epoch:>5}  {format_time(s.updated_at):<19}  {s.owner or '-'}"
         )
     return 0
+
+
+def run_json(s: RunSummary) -> dict[str, Any]:
+    """One run of ``actorflow runs --json``; the keys are documented in the README."""
+    return {
+        "run_id": s.run_id,
+        "workflow": s.workflow,
+        "state": s.state or None,
+        "steps_completed": s.steps_completed,
+        "steps_recorded": s.steps_total,
+        "epoch": s.epoch,
+        "owner": s.owner,
+        "lease_until": iso_time(s.lease_until),
+        "created_at": iso_time(s.created_at),
+        "updated_at": iso_time(s.updated_at),
+    }

@@ -1,13 +1,24 @@
 """Show one run: its workflow, state, every recorded step with its state,
 attempts, start time, duration and last error, and its outcome (the output of
-a Completed run, the error of a Failed one)."""
+a Completed run, the error of a Failed one). ``--json`` prints one JSON object
+instead (keys: README)."""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from actors import PersistenceError
-from runtime._cli._common import add_db_option, format_duration, format_time, open_store
+from runtime._cli._common import (
+    add_db_option,
+    add_json_option,
+    format_duration,
+    format_time,
+    is_json_value,
+    iso_time,
+    open_store,
+    print_json,
+)
 from runtime.store import Checkpoint, RunSummary, StepRecord, stored_output
 
 HELP = "show one run's steps, states, attempts and timings"
@@ -18,11 +29,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "run_id", metavar="RUN_ID", help="a run id as `actorflow runs` lists it, or a unique prefix"
     )
     add_db_option(parser)
+    add_json_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     with open_store(args.db) as store:
         checkpoint = store.load(_full_id(store.list(), args.run_id))
+    if args.json:
+        print_json(checkpoint_json(checkpoint))
+        return 0
     print(f"run        {checkpoint.run_id}")
     print(f"workflow   {checkpoint.workflow} (fingerprint {checkpoint.fingerprint})")
     print(f"state      {checkpoint.state}")
@@ -42,6 +57,50 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(f"outcome    {_outcome(checkpoint)}")
     return 0
+
+
+def checkpoint_json(checkpoint: Checkpoint) -> dict[str, Any]:
+    """``actorflow show --json``: the run, its steps and its outcome (keys: README)."""
+    return {
+        "run_id": checkpoint.run_id,
+        "workflow": checkpoint.workflow,
+        "fingerprint": checkpoint.fingerprint,
+        "state": checkpoint.state or None,
+        "epoch": checkpoint.epoch,
+        "created_at": iso_time(checkpoint.created_at),
+        "updated_at": iso_time(checkpoint.updated_at),
+        "steps": [_step_json(step) for step in checkpoint.steps.values()],
+        "outcome": _outcome_json(checkpoint),
+    }
+
+
+def _step_json(step: StepRecord) -> dict[str, Any]:
+    duration = _duration(step)
+    return {
+        "step": step.step,
+        "state": step.state,
+        "attempts": step.attempts,
+        "started_at": iso_time(step.started_at),
+        "finished_at": iso_time(step.finished_at),
+        "duration_s": None if duration is None else round(duration, 6),
+        "error": step.error,
+    }
+
+
+def _outcome_json(checkpoint: Checkpoint) -> dict[str, Any]:
+    """The output (or its repr), the run's error, and why there is no output."""
+    recorded_error = checkpoint.outcome.error if checkpoint.outcome is not None else None
+    try:
+        output = stored_output(checkpoint)
+    except PersistenceError as exc:
+        return {"output": None, "output_repr": None, "error": recorded_error, "no_output": str(exc)}
+    encodable = is_json_value(output)
+    return {
+        "output": output if encodable else None,
+        "output_repr": None if encodable else repr(output),
+        "error": recorded_error,
+        "no_output": None,
+    }
 
 
 def _duration(step: StepRecord) -> float | None:

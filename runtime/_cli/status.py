@@ -5,13 +5,16 @@ actors, node actor pool, hosted steps and transport counters.
 
 This tool joins the cluster briefly as its own member (so with CURVE it needs
 a key pair of its own in the keys directory, here ``admin``), asks every
-member's ``$system`` for ``stats``, and leaves.
+member's ``$system`` for ``stats``, and leaves. ``--json`` prints one JSON
+object instead (keys: README); exit 1 if a node did not answer.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 
+from runtime._cli._common import add_json_option, print_json
 from runtime._cli._member import add_member_options, ask_every_member, temporary_member
 from runtime._stats import SystemStats
 
@@ -20,17 +23,32 @@ HELP = "show members, runs and counters of every node"
 
 def configure(parser: argparse.ArgumentParser) -> None:
     add_member_options(parser)
+    add_json_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    failed = 0
     with temporary_member(args) as system:
         answers = ask_every_member(system, {"op": "stats"}, args.timeout)
         system.leave(drain_timeout=0.0)
+    stats: list[SystemStats] = []
+    unanswered: dict[str, str] = {}
     for name, answer in answers.items():
         if isinstance(answer, BaseException):
-            failed += 1
-            print(f"node {name}: no answer: {answer}")
+            unanswered[name] = f"{type(answer).__name__}: {answer}"
         else:
-            print(SystemStats.from_wire(dict(answer)).render())
-    return 1 if failed else 0
+            stats.append(SystemStats.from_wire(dict(answer)))
+    if args.json:
+        print_json(
+            {
+                "nodes": [node.to_wire() for node in stats],
+                "unanswered": [{"node": n, "error": e} for n, e in unanswered.items()],
+            }
+        )
+        for name, error in unanswered.items():
+            print(f"actorflow status: node {name}: no answer: {error}", file=sys.stderr)
+    else:
+        for node in stats:
+            print(node.render())
+        for name, error in unanswered.items():
+            print(f"node {name}: no answer: {error}")
+    return 1 if unanswered else 0
