@@ -45,6 +45,7 @@ from actors import (
 )
 from runtime import events
 from runtime._daemon import node_command, serve
+from runtime._progress import ProgressObserver, RunProgress
 from runtime._system import ActorSystem
 from runtime.cluster import Lock, Ref
 from runtime.engine import RunHandle, StepReport
@@ -145,6 +146,7 @@ __all__ = [
     "PlacementStrategy",
     "Prediction",
     "Predictor",
+    "ProgressObserver",
     "ProtocolError",
     "RealClock",
     "Ref",
@@ -156,6 +158,7 @@ __all__ = [
     "RoundRobin",
     "RunBusy",
     "RunHandle",
+    "RunProgress",
     "RunSummary",
     "SQLiteStore",
     "StaleEpoch",
