@@ -45,6 +45,7 @@ from actors import (
 )
 from runtime import events
 from runtime._daemon import node_command, serve
+from runtime._logs import JsonFormatter
 from runtime._progress import ProgressObserver, RunProgress
 from runtime._system import ActorSystem
 from runtime.cluster import Lock, Ref
@@ -124,6 +125,7 @@ __all__ = [
     "GraphBuilder",
     "IllegalTransition",
     "ItemsFailed",
+    "JsonFormatter",
     "LeastLoaded",
     "Lock",
     "LockError",
