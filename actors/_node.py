@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import contextvars
 import inspect
+import logging
 import threading
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +38,31 @@ from actors._notify import NotifyingEvent
 from actors._state import NodeState, StateMachine
 from actors.events import Event, Started
 
-__all__ = ["Assign", "CancelNode", "NodeActor", "Start", "StepInfo", "StepResult", "current_step"]
+__all__ = [
+    "Assign",
+    "CancelNode",
+    "NodeActor",
+    "Start",
+    "StepInfo",
+    "StepLogger",
+    "StepResult",
+    "current_step",
+]
+
+STEP_LOGGER = "actorflow.step"
+
+
+class StepLogger(logging.LoggerAdapter[logging.Logger]):
+    """Logs as a step: every record carries ``run_id``, ``step`` and ``attempt`` attributes.
+
+    So a handler or formatter (``runtime.JsonFormatter``, ``%(run_id)s``) can
+    tell which run, step and attempt wrote a line, even with many running at
+    once in one process. A call's own ``extra=`` is kept beside them.
+    """
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
+        kwargs["extra"] = {**(kwargs.get("extra") or {}), **(self.extra or {})}
+        return msg, kwargs
 
 
 @dataclass(frozen=True)
@@ -63,6 +88,12 @@ class StepInfo:
     @property
     def cancel_requested(self) -> bool:
         return self.cancel_event.is_set()
+
+    @property
+    def log(self) -> StepLogger:
+        """A logger (``actorflow.step``) whose records say which run, step and attempt wrote."""
+        extra = {"run_id": self.run_id, "step": self.step, "attempt": self.attempt}
+        return StepLogger(logging.getLogger(STEP_LOGGER), extra)
 
 
 _current: contextvars.ContextVar[StepInfo] = contextvars.ContextVar("actorflow_step")

@@ -27,6 +27,7 @@ __all__ = [
     "Failed",
     "NodeDown",
     "NodeUp",
+    "Planned",
     "Retrying",
     "Started",
     "WorkflowObserver",
@@ -102,6 +103,30 @@ class Checkpointed:
 
 
 @dataclass(frozen=True)
+class Planned:
+    """How many task steps the run will run at most, as far as it knows now.
+
+    Emitted when the run starts (from the workflow's static structure), then
+    whenever that changes: a ``map_items`` or ``dynamic`` part starting adds
+    its steps (so ``total`` can grow), a ``when(skip=True)`` part skipped
+    takes its steps off. ``open`` counts the map and dynamic parts not yet
+    started: while it is above 0 the total may still grow. ``resumed`` counts
+    the steps taken from a checkpoint on a resume (done, but never run, so
+    they have no ``Completed`` event). A run-level event: it never travels
+    between nodes, and like every event here it holds only plain values.
+    """
+
+    run_id: str
+    total: int
+    open: int = 0
+    resumed: int = 0
+    part: str = ""  # the part whose start or skip changed the plan; "" at the run's start
+    timestamp: float = 0.0
+
+    step: None = None  # always the whole run, like a run-level event's ``step``
+
+
+@dataclass(frozen=True)
 class NodeUp:
     """A cluster member joined or came back."""
 
@@ -125,6 +150,7 @@ Event: TypeAlias = (
     | Retrying
     | Canceled
     | Checkpointed
+    | Planned
     | StateChanged
     | NodeUp
     | NodeDown

@@ -4,7 +4,8 @@ Generates a CSV dataset (100k rows by default) in a work directory, then runs
 the pipeline on a local actor system. The load step fails once with a
 simulated transient error ("database is locked"); the exponential retry policy
 (3 attempts, 1 s initial, x2, 30 s max, temporary errors only) absorbs it.
-Progress prints while it runs; a per-step summary prints at the end.
+A progress line (``ProgressObserver``: steps done of planned, running,
+retries, ETA) shows while it runs; a per-step summary prints at the end.
 
 The run checkpoints after each step into ``./.actorflow/state.db`` (the
 embedded default), so ``actorflow runs`` / ``actorflow show RUN_ID`` list it and
@@ -25,7 +26,6 @@ import sqlite3
 import sys
 import tempfile
 import threading
-import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +39,7 @@ from runtime import (
     CheckpointStrategy,
     Exponential,
     PermanentError,
+    ProgressObserver,
     RetryPolicy,
     RunHandle,
     SQLiteStore,
@@ -47,7 +48,6 @@ from runtime import (
     register_persistable,
     task,
 )
-from runtime import events as ev
 
 COUNTRIES = ("DE", "FR", "JP", "US", "BR", "IN", "KE", "NZ")
 
@@ -192,28 +192,6 @@ def workflows() -> list[Workflow[Any, Any]]:
     return [build_pipeline(retry_policy())]
 
 
-class Progress:
-    """Prints one line per step event while the run goes on."""
-
-    def __init__(self, out: Any = sys.stdout) -> None:
-        self.started = time.monotonic()
-        self.out = out
-
-    def on_event(self, event: ev.Event) -> None:
-        stamp = f"[{time.monotonic() - self.started:6.2f}s]"
-        if isinstance(event, ev.Started) and event.step:
-            line = f"{event.step:<10} started (attempt {event.attempt})"
-        elif isinstance(event, ev.Completed) and event.step:
-            line = f"{event.step:<10} completed in {event.duration:.3f}s"
-        elif isinstance(event, ev.Failed) and event.step:
-            line = f"{event.step:<10} failed: {event.error}"
-        elif isinstance(event, ev.Retrying):
-            line = f"{event.step:<10} retrying as attempt {event.attempt} in {event.delay:.2f}s"
-        else:
-            return
-        print(f"  {stamp} {line}", file=self.out, flush=True)
-
-
 def summary(handle: RunHandle[Any]) -> str:
     rows = [f"  {'step':<10} {'state':<10} {'attempts':>8} {'duration':>10}"]
     for step in handle.steps():
@@ -239,7 +217,7 @@ def run_etl(
     ctx = EtlContext(str(workdir), str(source), fail_times=fail_times)
     pipeline = build_pipeline(retry_policy(initial_delay))
     with ActorSystem("etl", store=store, checkpoint=CheckpointStrategy.AFTER_EACH_STEP) as system:
-        handle = system.run(pipeline, ctx, observers=[Progress(out)])
+        handle = system.run(pipeline, ctx, observers=[ProgressObserver(out)])
         try:
             handle.result(timeout=300)
         finally:

@@ -45,6 +45,8 @@ from actors import (
 )
 from runtime import events
 from runtime._daemon import node_command, serve
+from runtime._logs import JsonFormatter
+from runtime._progress import ProgressObserver, RunProgress
 from runtime._system import ActorSystem
 from runtime.cluster import Lock, Ref
 from runtime.engine import RunHandle, StepReport
@@ -123,6 +125,7 @@ __all__ = [
     "GraphBuilder",
     "IllegalTransition",
     "ItemsFailed",
+    "JsonFormatter",
     "LeastLoaded",
     "Lock",
     "LockError",
@@ -145,6 +148,7 @@ __all__ = [
     "PlacementStrategy",
     "Prediction",
     "Predictor",
+    "ProgressObserver",
     "ProtocolError",
     "RealClock",
     "Ref",
@@ -156,6 +160,7 @@ __all__ = [
     "RoundRobin",
     "RunBusy",
     "RunHandle",
+    "RunProgress",
     "RunSummary",
     "SQLiteStore",
     "StaleEpoch",

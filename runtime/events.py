@@ -19,6 +19,7 @@ from actors.events import (
     Failed,
     NodeDown,
     NodeUp,
+    Planned,
     Retrying,
     Started,
     WorkflowObserver,
@@ -34,6 +35,7 @@ __all__ = [
     "LoggingObserver",
     "NodeDown",
     "NodeUp",
+    "Planned",
     "Retrying",
     "Started",
     "StateChanged",
@@ -42,7 +44,12 @@ __all__ = [
 
 
 class LoggingObserver:
-    """Logs every event on stdlib ``logging``: failures at WARNING, the rest at ``level``."""
+    """Logs every event on stdlib ``logging``: failures at WARNING, the rest at ``level``.
+
+    Each record carries the event (``record.event``) and its ``run_id``,
+    ``step`` and ``attempt`` as attributes, so ``runtime.JsonFormatter`` (or a
+    filter) can use them without parsing the message.
+    """
 
     def __init__(self, logger: logging.Logger | None = None, level: int = logging.INFO) -> None:
         self.logger = logger or logging.getLogger("actorflow.events")
@@ -50,9 +57,24 @@ class LoggingObserver:
 
     def on_event(self, event: Event) -> None:
         level = logging.WARNING if isinstance(event, Failed | NodeDown) else self.level
+        if not self.logger.isEnabledFor(level):
+            return
+        attempt = getattr(event, "attempt", None) or getattr(event, "attempts", None)
+        extra = {
+            "event": event,
+            "run_id": getattr(event, "run_id", None),
+            "step": getattr(event, "step", None),
+            "attempt": attempt,
+        }
         if isinstance(event, StateChanged):
             self.logger.log(
-                level, "run %s step %s: %s -> %s", event.run_id, event.step, event.old, event.new
+                level,
+                "run %s step %s: %s -> %s",
+                event.run_id,
+                event.step,
+                event.old,
+                event.new,
+                extra=extra,
             )
             return
-        self.logger.log(level, "%s", event)
+        self.logger.log(level, "%s", event, extra=extra)

@@ -40,7 +40,7 @@ from runtime.engine._scope import CancelScope
 from runtime.engine._steps import StepRunner
 from runtime.engine._timers import Timers, Wake
 from runtime.store import Replay, RunRecorder
-from runtime.workflow import Workflow, monitors
+from runtime.workflow import Workflow, monitors, planned_steps
 
 __all__ = ["RunCoordinator", "RunSpec", "cancel_run", "pause_run"]
 
@@ -113,6 +113,7 @@ class RunCoordinator(pykka.ThreadingActor):
         self._started_at = engine.clock.now()
         spec.handle._set_state(NodeState.RUNNING)
         self._journal.emit(ev.Started(self.run_id, None, 1, engine.node_name, engine.clock.wall()))
+        self._journal.plan.start(planned_steps(spec.workflow))
         if spec.recorder is not None:
             self._timers.schedule(self._root, engine.lease / 3, self._renew_lease)
         self._handle(

@@ -44,6 +44,7 @@ from runtime.workflow import (
     Then,
     When,
     Workflow,
+    planned_steps,
 )
 
 __all__ = ["Interpreter"]
@@ -131,7 +132,9 @@ class Interpreter:
         except Exception as exc:
             cont(Err(_raised(f"predictor of {part.name!r}", exc)))
             return
-        if prediction is not None and prediction.confidence >= part.threshold:
+        used = prediction is not None and prediction.confidence >= part.threshold
+        self._plan_skipped(frame, part.name, part.inner, skipped=used)
+        if prediction is not None and used:
             log.info(
                 "run %s: %s predicted (confidence %.2f)",
                 self._run_id,
@@ -180,6 +183,16 @@ class Interpreter:
 
         self.run(part.inner, ctx, frame.within(inner), finished)
 
+    def _plan_skipped(
+        self, frame: Frame, name: str, inner: Workflow[Any, Any], *, skipped: bool
+    ) -> None:
+        """Take ``inner``'s steps off the plan when it is skipped (back on when not)."""
+        if skipped:
+            steps, open_parts = planned_steps(inner)
+            self._journal.plan.change(frame.path, name, -steps, -open_parts)
+        else:
+            self._journal.plan.change(frame.path, name, 0, 0)
+
     # -- composition ---------------------------------------------------------------------
 
     def _then(self, part: Then, ctx: Any, frame: Frame, cont: Continuation) -> None:
@@ -200,6 +213,7 @@ class Interpreter:
         except Exception as exc:
             cont(Err(_raised(f"condition of {part.name!r}", exc)))
             return
+        self._plan_skipped(frame, part.name, part.inner, skipped=not holds and part.skip)
         if holds:
             self.run(part.inner, ctx, frame.child(0), cont)
         elif part.skip:
@@ -264,6 +278,9 @@ class Interpreter:
         except Exception as exc:
             cont(Err(_raised(f"items of {part.name!r}", exc)))
             return
+        steps, open_parts = planned_steps(part.inner)
+        count = len(items)
+        self._journal.plan.change(frame.path, part.name, count * steps, count * open_parts - 1)
         MapRun(part, ctx, frame, cont).start(items, self.run)
 
     def _nested(self, part: Nested, ctx: Any, frame: Frame, cont: Continuation) -> None:
@@ -289,6 +306,7 @@ class Interpreter:
     def _dynamic(self, part: Dynamic, ctx: Any, frame: Frame, cont: Continuation) -> None:
         try:
             if part.condition is not None and not part.condition(ctx):
+                self._journal.plan.change(frame.path, part.name, 0, -1)
                 cont(Ok(None, ctx))
                 return
             generated: object = part.factory(ctx)
@@ -304,6 +322,8 @@ class Interpreter:
                 )
             )
             return
+        steps, open_parts = planned_steps(generated)
+        self._journal.plan.change(frame.path, part.name, steps, open_parts - 1)
         self.run(generated, ctx, frame.child(part.name), cont)
 
     def _retry(self, part: Retry, ctx: Any, frame: Frame, cont: Continuation) -> None:

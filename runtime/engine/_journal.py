@@ -16,6 +16,7 @@ from actors import Clock, EventBus, NodeState, PersistenceError, StepResult, Wor
 from actors import events as ev
 from runtime.engine._frame import Observers
 from runtime.engine._handle import StepLog
+from runtime.engine._plan import RunPlan
 from runtime.store import Replay, RunRecorder
 from runtime.workflow import CheckpointStrategy
 
@@ -52,6 +53,7 @@ class Journal:
         self.recorder = recorder  # None: this run writes nothing (or may write no more)
         self._replay = dict(replay.completed) if replay is not None else {}
         self._stopper = stopper
+        self.plan = RunPlan(run_id, self.emit, clock)  # the Planned events of the run
         self._monitors: dict[str, Observers] = {}  # step -> its .monitored observers
         self._watched: list[WorkflowObserver] = []
         self._unsubscribes: list[Callable[[], None]] = []
@@ -108,6 +110,7 @@ class Journal:
         recorded = self._replay.pop(step, None)
         if recorded is not None:
             self._steps.update(step, state=NodeState.COMPLETED, resumed=True)
+            self.plan.resumed(step)
         return recorded
 
     def step_started(self, step: str, attempt: int, node: str) -> None:

@@ -20,6 +20,7 @@ from runtime.workflow._graph import Graph, GraphBuilder, PartRef, graph
 from runtime.workflow._map import ItemsFailed, MapItems, OnFailure, map_items
 from runtime.workflow._names import qualified_name
 from runtime.workflow._parallel import parallel
+from runtime.workflow._plan import StepPlan, planned_steps
 from runtime.workflow._retry import Custom, Exponential, Fixed, RetryPolicy
 from runtime.workflow._workflow import (
     Adaptive,
@@ -75,6 +76,7 @@ __all__ = [
     "Retry",
     "RetryPolicy",
     "RoundRobin",
+    "StepPlan",
     "StepProgress",
     "Task",
     "Then",
@@ -86,6 +88,7 @@ __all__ = [
     "monitors",
     "parallel",
     "persists",
+    "planned_steps",
     "qualified_name",
     "task",
     "tasks_of",

@@ -38,6 +38,7 @@ def test_observers_see_the_exact_event_sequence_of_a_run_with_one_retry(
     assert system.run(wf, {}).result(5) == "ok"
     assert recorder.names() == [
         "Started:-",
+        "Planned:-",
         "StateChanged:flaky:Pending>Running",
         "Started:flaky",
         "StateChanged:flaky:Running>Failed",

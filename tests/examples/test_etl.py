@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import sqlite3
 import subprocess
 import sys
@@ -32,7 +33,9 @@ def test_etl_retries_the_transient_load_failure_and_loads_every_good_row(tmp_pat
     with sqlite3.connect(tmp_path / "warehouse.db") as db:
         assert db.execute("SELECT COUNT(*) FROM sales").fetchone() == (ctx.data_size,)
     assert ctx.validated and ctx.loaded == ctx.data_size
-    assert "load       retrying as attempt 2" in out.getvalue()
+    lines = out.getvalue().splitlines()
+    assert any(x.startswith("[5/6] 0 running, 1 retry") for x in lines)  # load's retry is due
+    assert any(re.fullmatch(r"\[6/6\] done in \d+\.\ds, 1 retry", line) for line in lines), lines
 
 
 def test_etl_skips_the_aggregate_step_for_small_inputs(tmp_path: Path) -> None:
@@ -77,6 +80,7 @@ def test_etl_script_prints_progress_and_a_summary(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "step       state      attempts   duration" in result.stdout
+    assert "[0/6] 0 running" in result.stdout  # the progress line, printed whole in a pipe
     assert "Completed; loaded 1498 rows" in result.stdout
     assert (tmp_path / "state.db").is_file()  # checkpointed where asked, not in the repo
 
