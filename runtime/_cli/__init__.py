@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from runtime._cli import control, keys, node, prune, resume, runs, show, status
+from runtime._cli import control, graph, keys, node, prune, resume, runs, show, status
 from transport import WorkflowError
 
 __all__ = ["COMMANDS", "main"]
@@ -28,6 +28,7 @@ COMMANDS: dict[str, ModuleType] = {
     "keys": keys,
     "status": status,
     "control": control,
+    "graph": graph,
 }
 
 
