@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from runtime._cli import control, keys, node, prune, resume, runs, show, status
+from runtime._cli import control, graph, keys, node, prune, resume, runs, show, status
 from runtime._cli._common import UsageError
 from transport import WorkflowError
 
@@ -30,6 +30,7 @@ COMMANDS: dict[str, ModuleType] = {
     "keys": keys,
     "status": status,
     "control": control,
+    "graph": graph,
 }
 
 

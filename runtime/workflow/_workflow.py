@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Generic, Literal, TypeAlias, TypeVar, overload
 
-from actors import CompositionError, WorkflowObserver
+from actors import CompositionError, NodeState, WorkflowObserver
 from runtime.workflow._adaptive import PlacementStrategy, Predictor
 from runtime.workflow._checkpoint_strategy import CheckpointStrategy
 from runtime.workflow._retry import RetryPolicy
@@ -252,6 +252,18 @@ class Workflow(Generic[Ctx, Out]):
         if not isinstance(name, str) or not name or "/" in name:
             raise CompositionError(f"named(name) must be a non-empty str without '/', got {name!r}")
         return Named(name, self)
+
+    def to_mermaid(self, states: Mapping[str, NodeState] | None = None) -> str:
+        """A Mermaid flowchart of the static tree; ``states`` (step key -> state) colours tasks."""
+        from runtime.workflow._diagram import to_mermaid  # noqa: PLC0415 - it imports this module
+
+        return to_mermaid(self, states)
+
+    def to_dot(self, states: Mapping[str, NodeState] | None = None) -> str:
+        """The same picture as ``to_mermaid``, as Graphviz DOT (``dot -Tsvg`` renders it)."""
+        from runtime.workflow._diagram import to_dot  # noqa: PLC0415 - it imports this module
+
+        return to_dot(self, states)
 
     def fingerprint(self) -> str:
         """A digest of the structure (kinds, names, order): changes when the graph changes."""
