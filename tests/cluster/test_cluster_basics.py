@@ -63,7 +63,9 @@ def test_all_three_see_each_other_up(shared_cluster: Cluster) -> None:
     for name in WORKERS:
         ref = system.spawn_on(name, cluster_app.Echo, name="members-probe")
         assert ref.address == Address(name, "members-probe")
-        assert ref.ask({"op": "members"}, timeout=5) == dict.fromkeys(MEMBERS, "up")
+        # A worker learns of the other worker by gossip, a moment after the coordinator.
+        everyone_up = dict.fromkeys(MEMBERS, "up")
+        assert wait_until(lambda: ref.ask({"op": "members"}, timeout=5) == everyone_up, 10)
 
 
 @pytest.mark.timeout(30)
