@@ -60,12 +60,16 @@ class Inbox(pykka.ThreadingActor):
 def test_all_three_see_each_other_up(shared_cluster: Cluster) -> None:
     system = shared_cluster.system
     assert system.members() == dict.fromkeys(MEMBERS, "up")
+    everyone_up = dict.fromkeys(MEMBERS, "up")
     for name in WORKERS:
-        ref = system.spawn_on(name, cluster_app.Echo, name="members-probe")
-        assert ref.address == Address(name, "members-probe")
+        probe = system.spawn_on(name, cluster_app.Echo, name="members-probe")
+        assert probe.address == Address(name, "members-probe")
+
+        def sees_everyone(ref: Any = probe) -> bool:
+            return bool(ref.ask({"op": "members"}, timeout=5) == everyone_up)
+
         # A worker learns of the other worker by gossip, a moment after the coordinator.
-        everyone_up = dict.fromkeys(MEMBERS, "up")
-        assert wait_until(lambda: ref.ask({"op": "members"}, timeout=5) == everyone_up, 10)
+        assert wait_until(sees_everyone, 10)
 
 
 @pytest.mark.timeout(30)
