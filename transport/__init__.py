@@ -31,6 +31,7 @@ from transport._errors import (
     WorkflowError,
 )
 from transport._membership import Member, MemberEvent, MemberStatus
+from transport._ratelog import RateLimitedLog
 from transport._reply import InlineHandler, MessageHandler, Reply
 from transport._security import Security, generate_keys, is_loopback_endpoint, load_security
 from transport._settings import TransportSettings
@@ -51,6 +52,7 @@ __all__ = [
     "NodeDown",
     "OutboxFull",
     "ProtocolError",
+    "RateLimitedLog",
     "RemoteError",
     "Reply",
     "Security",

@@ -20,6 +20,7 @@ from functools import partial
 from typing import Any
 
 from transport._errors import ActorNotFound
+from transport._ratelog import RateLimitedLog
 from transport._reply import MessageHandler, Reply
 from transport._stats import Counters
 from transport._workers import SerialWorker
@@ -49,6 +50,7 @@ class Inbox:
         )
         self._dispatcher = dispatcher
         self._counters = counters
+        self._log = RateLimitedLog(log)  # a burst of tells to a gone actor: a few lines
 
     def receive(self, sender: str, target: str, message: Any, reply: Reply | None) -> bool:
         """(I/O thread) A received tell or ask: the fast path if it may, else queued.
@@ -85,8 +87,12 @@ class Inbox:
             if reply is not None:
                 reply.error(exc)
             else:
-                log.warning(
-                    "%s: tell from %s to unknown actor %r dropped", self._name, sender, target
+                self._log.warning(
+                    "unknown_actor",
+                    "%s: tell from %s to unknown actor %r dropped",
+                    self._name,
+                    sender,
+                    target,
                 )
         except Exception as exc:  # noqa: BLE001 - the handler's failure goes to the asker
             if reply is not None:

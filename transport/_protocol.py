@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -31,6 +30,7 @@ from transport._inbox import Inbox
 from transport._membership import MemberEvent, Transition
 from transport._outbox import Outbox
 from transport._parts import NodeParts
+from transport._ratelog import RateLimitedLog
 from transport._reply import CallbackReply, Reply, complete_ask, error_from_wire, error_to_wire
 from transport._security import check_endpoint
 from transport._sockets import PeerLinks
@@ -39,8 +39,6 @@ from transport._subscribers import Subscribers
 __all__ = ["NodeProtocol"]
 
 log = logging.getLogger(__name__)
-
-_LOG_EVERY = 5.0  # seconds between two warnings for the same drop reason
 
 
 @dataclass(slots=True)
@@ -88,7 +86,7 @@ class NodeProtocol:
         self._join_hellos: dict[int, int] = {}  # hello message id -> join token
         self._join_waiters: dict[int, threading.Event] = {}
         self._join_lock = threading.Lock()
-        self._last_warning: dict[str, float] = {}
+        self._drops_log = RateLimitedLog(log)  # one line per drop reason every 5 s
         now_value = now()
         self._next_check = now_value
         self._next_heartbeat = now_value
@@ -398,9 +396,4 @@ class NodeProtocol:
     def _drop(self, reason: str, detail: str) -> None:
         """Count a dropped frame; log one warning per reason every few seconds."""
         self._counters.dropped(reason)
-        now = time.monotonic()
-        if now - self._last_warning.get(reason, -_LOG_EVERY) >= _LOG_EVERY:
-            self._last_warning[reason] = now
-            log.warning("%s dropped a frame (%s): %s", self._name, reason, detail)
-        else:
-            log.debug("%s dropped a frame (%s): %s", self._name, reason, detail)
+        self._drops_log.warning(reason, "%s dropped a frame (%s): %s", self._name, reason, detail)

@@ -47,6 +47,7 @@ from transport import (
     MemberEvent,
     OutboxFull,
     ProtocolError,
+    RateLimitedLog,
     Reply,
     Security,
     Transport,
@@ -103,6 +104,7 @@ class Cluster:
         )
         self.host = StepHost(name, self.transport, registry, pool)
         self._round_robin = RoundRobin()  # shared by every run without its own strategy
+        self._log = RateLimitedLog(log)  # per-message warnings, one per reason every 5 s
         # named actors delivered to before (path -> ref), for the transport's fast path
         self._known: dict[str, pykka.ActorRef[Any]] = {}
         self._lock = threading.Lock()
@@ -284,7 +286,12 @@ class Cluster:
             with self._lock:
                 placed = sender in self._placed.get(run_id, ())
             if not placed:  # only a node running one of the run's steps may speak for it
-                log.warning("event for run %s from %s dropped (no step there)", run_id, sender)
+                self._log.warning(
+                    "foreign_event",
+                    "event for run %s from %s dropped (no step there)",
+                    run_id,
+                    sender,
+                )
                 return
             self._bus.emit(event_from_wire(message))
             return

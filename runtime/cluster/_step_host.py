@@ -28,7 +28,7 @@ from runtime.cluster._paths import run_path
 from runtime.cluster._registry import Registry
 from runtime.cluster._wire import error_names, remote_error
 from runtime.store import decode_value, encode_value
-from transport import Address, NodeDown, Transport, WorkflowError
+from transport import Address, NodeDown, RateLimitedLog, Transport, WorkflowError
 
 __all__ = ["StepHost"]
 
@@ -53,6 +53,7 @@ class StepHost:
         self._transport = transport
         self._registry = registry
         self._pool = pool
+        self._log = RateLimitedLog(log)  # per-message warnings, one per reason every 5 s
         self._lock = threading.Condition()
         self._hosted: dict[tuple[str, str], _Hosted] = {}
         self._draining = False
@@ -177,7 +178,9 @@ class StepHost:
             try:
                 self._transport.tell(Address(coordinator, run_path(wire["run"])), wire)
             except (WorkflowError, RuntimeError) as exc:  # RuntimeError: transport closed
-                log.warning("cannot forward %s to %s: %s", type(event).__name__, coordinator, exc)
+                self._log.warning(
+                    "forward", "cannot forward %s to %s: %s", type(event).__name__, coordinator, exc
+                )
 
         return forward
 
