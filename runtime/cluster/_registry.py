@@ -48,12 +48,25 @@ class Registry:
         with self._lock:
             fn = self._tasks.get(name)
         if fn is None:
-            raise ActorNotFound(f"task {name!r} is not registered on node {node!r}")
+            raise ActorNotFound(f"task {name!r} is not registered on node {node!r}{_hint(name)}")
         return fn
 
     def actor(self, name: str, *, node: str) -> type[pykka.Actor]:
         with self._lock:
             cls = self._actors.get(name)
         if cls is None:
-            raise ActorNotFound(f"actor class {name!r} is not registered on node {node!r}")
+            raise ActorNotFound(
+                f"actor class {name!r} is not registered on node {node!r}{_hint(name)}"
+            )
         return cls
+
+
+def _hint(name: str) -> str:
+    """How to fix a name the node does not know."""
+    if name.startswith("__main__:"):
+        return (
+            ": it is defined in the script that was run (__main__), which a node cannot "
+            "import by that name; move it into an importable module and start the nodes "
+            "with --app MODULE (or ActorSystem(workflows=[...]))"
+        )
+    return "; start the node with --app MODULE that defines it (or register it there)"
