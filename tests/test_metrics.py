@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
 import sys
 import urllib.request
 from typing import Any
@@ -18,12 +20,13 @@ from runtime import (
     RetryPolicy,
     TemporaryError,
     map_items,
+    node_command,
     parallel,
     task,
 )
 from runtime._cli import build_parser
 from runtime._metrics import parse_metrics_address, task_label
-from tests.support import gate, wait_until
+from tests.support import ROOT, gate, wait_until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -193,3 +196,27 @@ def test_the_node_command_takes_a_metrics_address() -> None:
         "127.0.0.1:9464"
     )
     assert build_parser().parse_args(base).metrics is None
+
+
+def test_an_actorflow_node_process_serves_metrics_until_it_stops() -> None:
+    command = node_command("n1", plaintext=True, metrics="127.0.0.1:0", drain_timeout=1)
+    process = subprocess.Popen(
+        command, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()  # bounded by the test's timeout
+        assert first.startswith("metrics at http://127.0.0.1:"), first
+        url = first.split(" at ", 1)[1].strip()
+        assert process.stdout.readline().startswith("node n1 up at ")
+        with urllib.request.urlopen(url, timeout=5) as response:  # loopback only
+            families = {f.name for f in text_string_to_metric_families(response.read().decode())}
+        assert {"actorflow_members_up", "actorflow_transport_frames_in"} <= families
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)
+        if process.stdout is not None:
+            process.stdout.close()
