@@ -120,6 +120,7 @@ def node_command(
     keys: str | os.PathLike[str] | None = None,
     plaintext: bool = False,
     drain_timeout: float = 10.0,
+    metrics: str | None = None,
 ) -> list[str]:
     """The argv that runs ``actorflow node`` with this interpreter (for ``subprocess``).
 
@@ -135,4 +136,6 @@ def node_command(
         command += ["--keys", os.fspath(keys)]
     if plaintext:
         command.append("--plaintext")
+    if metrics is not None:
+        command += ["--metrics", metrics]
     return [*command, "--drain-timeout", str(drain_timeout)]

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -38,6 +38,7 @@ from runtime.engine import (
     RunHandle,
     RunSpec,
     StepLog,
+    WaitingAttempts,
     cancel_run,
     pause_run,
 )
@@ -106,6 +107,10 @@ class Runs:
         self._handles: dict[str, RunHandle[Any]] = {}
         self._finished: dict[str, None] = {}  # ids of finished runs, oldest first
         self._coordinators: dict[str, pykka.ActorRef[RunCoordinator]] = {}
+        self.waiting = WaitingAttempts()  # attempts queued under max_running_steps, all runs
+        # Metrics hooks: (run id, workflow name) before a run's first event; store write seconds.
+        self.on_start: Callable[[str, str], None] | None = None
+        self.on_checkpoint_write: Callable[[float], None] | None = None
 
     @property
     def store(self) -> CheckpointStore:
@@ -222,7 +227,10 @@ class Runs:
                 locks=self._links.lock_client(),
                 lease=self.settings.lease,
                 max_running=max_running,
+                waiting=self.waiting,
             )
+            if self.on_start is not None:
+                self.on_start(run_id, workflow.name)
             self._coordinators[run_id] = RunCoordinator.start(spec, engine)
             return handle
 
@@ -249,6 +257,7 @@ class Runs:
             created_at=created_at,
             records=records,
             settings=options.to_record(),
+            on_write=self.on_checkpoint_write,
         )
 
     # -- resuming ----------------------------------------------------------------------

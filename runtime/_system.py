@@ -31,6 +31,7 @@ from actors import (
     WorkflowObserver,
 )
 from runtime._links import SystemLinks
+from runtime._metrics import Metrics
 from runtime._runs import Runs, RunSettings
 from runtime._stats import SystemStats, transport_figures
 from runtime.cluster import (
@@ -114,6 +115,10 @@ class ActorSystem:
             newest); older ones are forgotten here (``handle(run_id)`` raises
             ``KeyError``) but their checkpoints stay in the store. Bounds the
             memory of a system that runs for months.
+        metrics: ``HOST:PORT`` to serve Prometheus metrics on (``/metrics``;
+            port 0 picks a free one, see ``metrics_address``). Binds exactly the
+            address given, without authentication: keep it on loopback or a
+            private network. Needs the ``metrics`` extra (``prometheus_client``).
     """
 
     def __init__(
@@ -134,6 +139,7 @@ class ActorSystem:
         locks_on: str | None = None,
         max_running_steps: int | None = 256,
         keep_finished: int = 1000,
+        metrics: str | None = None,
     ) -> None:
         _check_options(name, checkpoint, lease, max_running_steps)
         if (
@@ -176,7 +182,10 @@ class ActorSystem:
         self._named: dict[str, pykka.ActorRef[Any]] = {}
         self.locks_on = locks_on or name
         self._lock_manager: pykka.ActorRef[LockManager] | None = None
+        self._metrics: Metrics | None = None
         try:
+            if metrics is not None:
+                self._start_metrics(metrics)
             if listen is not None or join:
                 security = load_security(keys, name) if keys is not None else None
                 settings = ClusterSettings(
@@ -207,6 +216,17 @@ class ActorSystem:
             cluster.close()
             raise
         self.cluster = cluster
+
+    def _start_metrics(self, address: str) -> None:
+        self._metrics = served = Metrics(self, address)
+        self._runs.on_start = served.run_started
+        self._runs.on_checkpoint_write = served.checkpoint_written
+        self.events.subscribe(served)
+
+    @property
+    def metrics_address(self) -> str | None:
+        """``HOST:PORT`` the metrics endpoint is bound to (None without ``metrics``)."""
+        return self._metrics.address if self._metrics is not None else None
 
     @property
     def address(self) -> str | None:
@@ -511,6 +531,8 @@ class ActorSystem:
         if self.cluster is not None:
             self.cluster.close(timeout)
         self.events.close(timeout)
+        if self._metrics is not None:
+            self._metrics.close(timeout)
         self._runs.close_store()
         if self._own_clock and isinstance(self.clock, RealClock):
             self.clock.close(timeout)

@@ -324,6 +324,7 @@ class Transport:
             frames_out=frames_out,
             frames_dropped=dropped,
             dispatch_queue_depth=self._dispatcher.depth(),
+            outbox_backlog=self._io.outbox.held() if self._io is not None else 0,
         )
 
     # -- internals -----------------------------------------------------------------------

@@ -30,6 +30,7 @@ class TransportStats:
             (frames queued to a peer declared down), ``dispatch_full``,
             ``handshake_failed``.
         dispatch_queue_depth: messages waiting for the handler.
+        outbox_backlog: outgoing frames queued or backlogged, not yet handed to a socket.
     """
 
     node: str
@@ -40,6 +41,7 @@ class TransportStats:
     frames_out: int
     frames_dropped: Mapping[str, int]
     dispatch_queue_depth: int
+    outbox_backlog: int = 0
 
 
 class Counters:

@@ -8,8 +8,10 @@ tasks of the workflows its ``workflows()`` returns (and calls its
 ``register(system)`` if it has one) — peers can only run what is registered
 here. ``--keys DIR`` turns on CURVE with the allowlist of the public keys in DIR
 (see ``actorflow keys``); without it, ``--plaintext`` is required and only
-loopback endpoints are accepted. Prints ``node NAME up at ADDRESS`` once
-listening.
+loopback endpoints are accepted. ``--metrics HOST:PORT`` serves Prometheus
+metrics at ``http://HOST:PORT/metrics`` (needs the ``metrics`` extra; it binds
+the address given, without authentication). Prints ``node NAME up at ADDRESS``
+once listening (and ``metrics at URL`` with ``--metrics``).
 """
 
 from __future__ import annotations
@@ -49,6 +51,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="module whose workflows() tasks this node may run (repeatable)",
     )
     parser.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics here, e.g. 127.0.0.1:9464 (needs actorflow[metrics])",
+    )
+    parser.add_argument(
         "--switch-interval",
         type=float,
         default=0.001,
@@ -80,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         keys=args.keys,
         plaintext=args.plaintext,
         workflows=flows,
+        metrics=args.metrics,
     )
     for module in args.app:
         register = getattr(import_app(module), "register", None)
@@ -87,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
             register(system)
 
     def ready(node: ActorSystem) -> None:
+        if node.metrics_address is not None:
+            print(f"metrics at http://{node.metrics_address}/metrics", flush=True)
         print(f"node {node.name} up at {node.address}", flush=True)
 
     # exit_after: a stop signal repeated after the drain (supervisors and test

@@ -8,6 +8,7 @@ protocol it is handed (a ``Cluster``); it never opens a socket itself.
 from runtime.engine._coordinator import RunCoordinator, RunSpec, cancel_run, pause_run
 from runtime.engine._handle import RunHandle, StepLog, StepReport
 from runtime.engine._ports import Engine, LockService, RunOwner, StepCluster
+from runtime.engine._waiting import WaitingAttempts
 
 __all__ = [
     "Engine",
@@ -19,6 +20,7 @@ __all__ = [
     "StepCluster",
     "StepLog",
     "StepReport",
+    "WaitingAttempts",
     "cancel_run",
     "pause_run",
 ]

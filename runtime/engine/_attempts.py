@@ -223,6 +223,11 @@ class AttemptTable:
     def has_queued(self) -> bool:
         return bool(self._queued)
 
+    @property
+    def waiting(self) -> int:
+        """Attempts queued behind the bound (any thread: a snapshot); 0 once the run ended."""
+        return 0 if self.closed else len(self._queued)
+
     def set_paused(self, paused: bool) -> None:
         """Paused: no new attempt starts (running ones finish); unpaused: the parked ones start."""
         self.paused = paused

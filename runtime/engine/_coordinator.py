@@ -98,6 +98,8 @@ class RunCoordinator(pykka.ThreadingActor):
             self._timers,
             engine.max_running,
         )
+        if engine.waiting is not None:
+            engine.waiting.add(self._attempts)
         self._interpreter = Interpreter(
             spec.run_id,
             StepRunner(self._attempts, self._journal, self._timers),

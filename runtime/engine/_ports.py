@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from actors import Clock, EventBus, NodePool
 from runtime.cluster import RunStep
+from runtime.engine._waiting import WaitingAttempts
 
 __all__ = ["Engine", "LockService", "RunOwner", "StepCluster"]
 
@@ -62,3 +63,4 @@ class Engine:
     locks: LockService | None = None
     lease: float = 10.0  # seconds a run's ownership lease lasts; renewed every third of it
     max_running: int | None = None  # attempts in flight per run; None: no bound
+    waiting: WaitingAttempts | None = None  # where the run's queue is counted (metrics)

@@ -29,8 +29,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -97,6 +98,7 @@ class RunRecorder:
     header, unless ``rewrite_header`` is set (the run now follows a changed
     workflow). Used only from the run coordinator's thread. Every method may
     raise ``PersistenceError`` (``StaleEpoch`` when another process took the run).
+    ``on_write`` is told the seconds each successful store write took (metrics).
     """
 
     def __init__(
@@ -113,8 +115,10 @@ class RunRecorder:
         created_at: float,
         records: Mapping[str, StepRecord] | None = None,
         settings: Mapping[str, str] | None = None,
+        on_write: Callable[[float], None] | None = None,
     ) -> None:
         self.store = store
+        self._on_write = on_write
         self.run_id = run_id
         self.workflow = workflow
         self.fingerprint = fingerprint
@@ -139,7 +143,12 @@ class RunRecorder:
         self._unsaved.pop(record.step, None)  # a step recorded again: only its last record
         self._unsaved[record.step] = record
 
+    def _timed(self, began: float) -> None:
+        if self._on_write is not None:
+            self._on_write(time.perf_counter() - began)
+
     def _write(self, state: str, outcome: Outcome | None = None) -> None:
+        began = time.perf_counter()
         self.store.append(
             self.run_id,
             epoch=self.epoch,
@@ -148,6 +157,7 @@ class RunRecorder:
             updated_at=self._clock.wall(),
             outcome=outcome,
         )
+        self._timed(began)
         self._unsaved.clear()
         self._last_write = self._clock.now()
 
@@ -156,12 +166,14 @@ class RunRecorder:
         if self._resumed and not self.rewrite_header:
             self._write(str(NodeState.RUNNING))
             return
+        began = time.perf_counter()
         self.store.start(
             self._header,
             epoch=self.epoch,
             state=str(NodeState.RUNNING),
             updated_at=self._clock.wall(),
         )
+        self._timed(began)
         self._last_write = self._clock.now()
 
     def step_completed(
