@@ -21,14 +21,17 @@ import hmac
 import json
 import logging
 import secrets
+import socket
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from actors import PersistenceError
 from runtime._cli import _web_html as web_html
@@ -45,6 +48,7 @@ log = logging.getLogger(__name__)
 Controller = Callable[[str, str], str]
 
 _MAX_FORM_BYTES = 4096
+_NOTICES = 100
 
 
 @dataclass(frozen=True)
@@ -61,14 +65,32 @@ class WebServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], config: WebConfig) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6  # read by the base's __init__
         super().__init__(address, _Handler)
         self.config = config
         self.token = secrets.token_urlsafe(24) if config.controller else None
+        self._notices: OrderedDict[str, str] = OrderedDict()  # what a button did, by id
+        self._notices_lock = threading.Lock()
         host, port = self.server_address[:2]
         self.url = f"http://{_url_host(str(host))}:{port}/"
         self.allowed_hosts = {
             f"{name}:{port}" for name in (_url_host(str(host)), "localhost", "127.0.0.1", "[::1]")
         }
+
+    def keep_notice(self, text: str) -> str:
+        """Keep ``text`` for the page the POST redirects to; its id goes in the URL (not
+        the text itself, so a crafted link cannot make the page say anything)."""
+        notice_id = secrets.token_urlsafe(9)
+        with self._notices_lock:
+            self._notices[notice_id] = text
+            while len(self._notices) > _NOTICES:
+                self._notices.popitem(last=False)
+        return notice_id
+
+    def notice(self, notice_id: str | None) -> str | None:
+        with self._notices_lock:
+            return self._notices.get(notice_id or "")
 
 
 def _url_host(host: str) -> str:
@@ -97,7 +119,7 @@ class _Handler(BaseHTTPRequestHandler):
             elif path == "/api/runs":
                 self._runs_json()
             elif path.startswith("/runs/") and path.count("/") == 2:
-                notice = query.get("notice", [None])[0]
+                notice = self.server.notice(query.get("notice", [None])[0])
                 self._run_page(unquote(path[len("/runs/") :]), notice)
             elif path.startswith("/api/runs/") and path.count("/") == 3:
                 self._run_json(unquote(path[len("/api/runs/") :]))
@@ -135,7 +157,8 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # noqa: BLE001 - the cluster's answer, shown to the person
             said = f"{action} failed: {type(exc).__name__}: {exc}"
         self.send_response(HTTPStatus.SEE_OTHER)
-        self.send_header("Location", f"{web_html.run_href(run_id)}?notice={quote(said)}")
+        notice_id = self.server.keep_notice(said)
+        self.send_header("Location", f"{web_html.run_href(run_id)}?notice={notice_id}")
         self.send_header("Content-Length", "0")
         self.end_headers()
 
