@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from runtime._cli import control, graph, keys, node, prune, resume, runs, show, status
+from runtime._cli import control, graph, keys, node, prune, resume, runs, show, status, web
 from runtime._cli._common import UsageError
 from transport import WorkflowError
 
@@ -31,6 +31,7 @@ COMMANDS: dict[str, ModuleType] = {
     "status": status,
     "control": control,
     "graph": graph,
+    "web": web,
 }
 
 

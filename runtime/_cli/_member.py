@@ -15,10 +15,10 @@ from transport import Address, is_loopback_endpoint
 __all__ = ["add_member_options", "ask_every_member", "check_security", "temporary_member"]
 
 
-def add_member_options(parser: argparse.ArgumentParser) -> None:
+def add_member_options(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
     parser.add_argument(
         "--join",
-        required=True,
+        required=required,
         metavar="SEED",
         help="a member's endpoint (NAME@tcp://host:port with --keys)",
     )

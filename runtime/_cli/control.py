@@ -23,13 +23,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    message = {"op": "control", "run": args.run_id, "action": args.action}
-    with temporary_member(args) as system:
-        answers = ask_every_member(system, message, args.timeout)
-        system.leave(drain_timeout=0.0)
-    done = [name for name, answer in answers.items() if answer is True]
+    done = send_control(args, args.run_id, args.action)
     if not done:
         print(f"run {args.run_id}: no node coordinates it (finished, or not in this cluster)")
         return 1
     print(f"run {args.run_id}: {args.action} sent to its coordinator {', '.join(done)}")
     return 0
+
+
+def send_control(args: argparse.Namespace, run_id: str, action: str) -> list[str]:
+    """Join briefly (``args``: the member options) and send ``action`` for ``run_id``;
+    the names of the nodes coordinating the run that took it (none: nobody does)."""
+    message = {"op": "control", "run": run_id, "action": action}
+    with temporary_member(args) as system:
+        answers = ask_every_member(system, message, args.timeout)
+        system.leave(drain_timeout=0.0)
+    return [name for name, answer in answers.items() if answer is True]
