@@ -332,9 +332,17 @@ class NodeProtocol:
         return frozenset(probes)
 
     def _from_own_name(self, envelope: Envelope) -> None:
-        if envelope.kind is Kind.HELLO and envelope.body["incarnation"] != self._incarnation:
-            # another process starting with this node's name: refuse it, stay as we are
-            self._refuse(envelope, f"node name {self._name!r} is in use by a live member")
+        """Another process with this node's name: a hello is refused; its refusal of our
+        join hello (we are the second process) is the answer to that join."""
+        kind = envelope.kind
+        if kind is Kind.HELLO and envelope.body["incarnation"] != self._incarnation:
+            reason = (
+                f"node name {self._name!r} is in use by a live member (at {self.bound_address})"
+            )
+            self._refuse(envelope, reason)
+        elif kind is Kind.ERROR and self._handshakes.join_token(envelope.correlation_id):
+            token = self._handshakes.join_token(envelope.correlation_id)
+            self._on_hello_answer(envelope, token, self._now())
         else:
             self._drop("sender_mismatch", "a message claiming to come from this node")
 
