@@ -24,6 +24,7 @@ from transport._envelope import Envelope
 from transport._errors import (
     ActorNotFound,
     AskTimeout,
+    NameInUse,
     NodeDown,
     OutboxFull,
     ProtocolError,
@@ -49,6 +50,7 @@ __all__ = [
     "MemberEvent",
     "MemberStatus",
     "MessageHandler",
+    "NameInUse",
     "NodeDown",
     "OutboxFull",
     "ProtocolError",

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -44,7 +45,7 @@ import zmq
 from transport._address import Address
 from transport._detector import FailureDetector
 from transport._envelope import Envelope, Kind, encode_envelope, validate_node_name
-from transport._errors import AskTimeout, NodeDown, OutboxFull
+from transport._errors import AskTimeout, NameInUse, NodeDown, OutboxFull
 from transport._inbox import Inbox
 from transport._io import IoLoop
 from transport._membership import Member, MemberEvent, Membership
@@ -122,7 +123,15 @@ class Transport:
         detector = FailureDetector(
             down_after=settings.down_after, pause_tolerance=settings.pause_tolerance
         )
-        self._membership = Membership(name, None, detector, settings.max_members)
+        self.incarnation = secrets.randbits(62) + 1  # this process's identity under ``name``
+        self._membership = Membership(
+            name,
+            None,
+            detector,
+            settings.max_members,
+            incarnation=self.incarnation,
+            forget_after=settings.forget_after,
+        )
         self._parts = NodeParts(
             name=name,
             settings=settings,
@@ -214,13 +223,18 @@ class Transport:
     # -- membership ----------------------------------------------------------------
 
     def join(self, seeds: Sequence[str], *, timeout: float = 10.0) -> None:
-        """Join the cluster through ``seeds`` and learn its members; returns on the first welcome.
+        """Join the cluster through ``seeds`` and learn its members.
+
+        Returns once a seed welcomed this node and the live members the welcome
+        named answered this node's hello (or ``timeout`` ran out for them).
 
         A seed is ``"name@tcp://host:port"`` (required with CURVE: the name
         selects the server key) or ``"tcp://host:port"`` (plaintext only).
 
         Raises:
             ValueError: no ``listen`` endpoint, or a malformed or refused seed.
+            NameInUse: a seed refused the join: a live member (another process,
+                still heartbeating) already uses this node's name.
             NodeDown: no seed answered within ``timeout``.
         """
         io = self._running_io()
@@ -231,10 +245,15 @@ class Transport:
         if not parsed:
             return
         token = self._next_id()
-        done = io.join(token, parsed)
-        if not done.wait(timeout):
+        deadline = time.monotonic() + timeout
+        waiter = io.join(token, parsed)
+        if not waiter.done.wait(timeout):
             io.cancel_join(token)
             raise NodeDown(f"no seed answered within {timeout}s: {list(seeds)}")
+        if waiter.refusal is not None:
+            raise NameInUse(f"cannot join as {self.name!r}: {waiter.refusal}")
+        # the members the welcome named are probed (gossip is only a hint): wait for them
+        waiter.settled.wait(max(0.0, deadline - time.monotonic()))
 
     def members(self) -> dict[str, Member]:
         """Every known node, this one included (always ``up``), keyed by name."""

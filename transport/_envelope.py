@@ -25,6 +25,12 @@ longer than ``Limits.max_containers`` bytes, so all its items together hold no
 more containers than one frame may (receivers drop a longer one).
 Version 2 introduced it: a version-1 node refuses every frame of a version-2
 node (and the other way round) instead of dropping batches it cannot read.
+
+Version 3 carries each process's *incarnation* (a random id in [1, 2**63)
+chosen at start, see ``_membership``): a ``hello`` body is ``{"address": str,
+"incarnation": int}``, a ``heartbeat`` body is the sender's incarnation, and a
+``members`` entry is ``[name, address, status, incarnation]``. A version-2 node
+and a version-3 node refuse each other's frames.
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ __all__ = [
     "validate_node_name",
 ]
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 MAX_BATCH = 1000  # envelopes in one batch frame: bounds the work one received frame causes
 MAX_ID = (1 << 63) - 1
 MAX_NODE_NAME = 128
@@ -66,9 +72,9 @@ class Kind(enum.StrEnum):
     ASK = "ask"  # deliver body to target, answer with reply/error
     REPLY = "reply"  # successful answer to an ask (or an ack of hello/leave)
     ERROR = "error"  # failed answer to an ask; body is a RemoteError
-    HELLO = "hello"  # join: body {"address": str}; answered by members
-    MEMBERS = "members"  # member list [[name, address, status], ...]
-    HEARTBEAT = "heartbeat"  # liveness; body None
+    HELLO = "hello"  # join: body {"address": str, "incarnation": int}; answered by members
+    MEMBERS = "members"  # member list [[name, address, status, incarnation], ...]
+    HEARTBEAT = "heartbeat"  # liveness; body the sender's incarnation (int)
     LEAVE = "leave"  # graceful departure; body None; answered by reply
     BATCH = "batch"  # several encoded envelopes of this sender; body [bin, ...]
 
@@ -237,12 +243,17 @@ def _check_body(kind: Kind, body: object) -> None:
         )
     if kind is Kind.ERROR and not isinstance(body, RemoteError):
         raise ProtocolError(f"error body must be a RemoteError, got {_describe(body)}")
-    if kind in (Kind.HEARTBEAT, Kind.LEAVE) and body is not None:
+    if kind is Kind.LEAVE and body is not None:
         raise ProtocolError(f"{kind.value} body must be nil, got {_describe(body)}")
+    if kind is Kind.HEARTBEAT:
+        _check_incarnation("heartbeat body", body)
     if kind is Kind.HELLO:
-        if not isinstance(body, dict) or set(body) != {"address"}:
-            raise ProtocolError(f"hello body must be {{'address': str}}, got {_describe(body)}")
+        if not isinstance(body, dict) or set(body) != {"address", "incarnation"}:
+            raise ProtocolError(
+                f"hello body must be {{'address': str, 'incarnation': int}}, got {_describe(body)}"
+            )
         _check_address("hello address", body["address"])
+        _check_incarnation("hello incarnation", body["incarnation"])
     if kind is Kind.MEMBERS:
         if not isinstance(body, list):
             raise ProtocolError(f"members body must be an array, got {_describe(body)}")
@@ -251,9 +262,11 @@ def _check_body(kind: Kind, body: object) -> None:
 
 
 def _check_member_entry(entry: object) -> None:
-    if not isinstance(entry, list) or len(entry) != 3:
-        raise ProtocolError(f"member entry must be [name, address, status], got {_describe(entry)}")
-    name, address, status = entry
+    if not isinstance(entry, list) or len(entry) != 4:
+        raise ProtocolError(
+            f"member entry must be [name, address, status, incarnation], got {_describe(entry)}"
+        )
+    name, address, status, incarnation = entry
     try:
         validate_node_name(name, "member name")
     except ValueError as exc:
@@ -263,6 +276,12 @@ def _check_member_entry(entry: object) -> None:
         raise ProtocolError(
             f"member status must be one of {sorted(MEMBER_STATUSES)}, got {status!r:.40}"
         )
+    _check_incarnation("member incarnation", incarnation)
+
+
+def _check_incarnation(what: str, value: object) -> None:
+    if type(value) is not int or not 0 < value <= MAX_ID:
+        raise ProtocolError(f"{what} must be an int in [1, 2**63), got {_describe(value)}")
 
 
 def _check_address(what: str, address: object) -> None:

@@ -52,6 +52,12 @@ class OutboxFull(NodeDown):
     at the rate asked of it."""
 
 
+class NameInUse(NodeDown):
+    """``join`` was refused: a live member of the cluster (still heartbeating, another
+    process) already uses this node's name. Pick another name, or stop that node first.
+    A ``NodeDown``, like every other way a join can fail."""
+
+
 class AskTimeout(WorkflowError, TimeoutError):
     """An ask got no reply within its deadline."""
 
@@ -82,6 +88,7 @@ for _cls in (
     ActorNotFound,
     NodeDown,
     OutboxFull,
+    NameInUse,
     AskTimeout,
     RemoteError,
 ):

@@ -33,6 +33,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from transport._codec import pack, unpack
 from transport._errors import NodeDown
+from transport._handshake import JoinWaiter
 from transport._inbox import Inbox
 from transport._outbox import Outbox
 from transport._parts import NodeParts
@@ -125,8 +126,9 @@ class IoLoop:
             self._push = push
         self.outbox.serve()
 
-    def join(self, token: int, seeds: Sequence[tuple[str | None, str]]) -> threading.Event:
-        """Say hello to ``seeds`` until one answers; the event is set on the first welcome.
+    def join(self, token: int, seeds: Sequence[tuple[str | None, str]]) -> JoinWaiter:
+        """Say hello to ``seeds`` until one answers; the waiter wakes on the first welcome
+        or refusal.
 
         Raises:
             NodeDown: the I/O thread is not running.

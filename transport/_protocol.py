@@ -3,10 +3,12 @@
 ``NodeProtocol`` holds the thread-side state of a Transport apart from the
 sockets themselves: it authenticates and decodes frames (the envelope sender
 must equal the CURVE User-Id of the connection), drops replays, answers
-hellos with the member list, learns gossiped members, applies membership
-transitions (open or close the peer's DEALER, fail asks waiting on a node that
-went down, notify subscribers), hands tells and asks to the ``Inbox``,
-sends heartbeats and gossip, expires asks and retries joins.
+hellos with the member list (or refuses a hello naming a live member from
+another incarnation), probes gossiped members (gossip is only a hint: see
+``_handshake``), applies membership transitions (open or close the peer's
+DEALER, fail asks waiting on a node that went down, notify subscribers), hands
+tells and asks to the ``Inbox``, sends heartbeats and gossip, expires asks,
+forgets departed members and retries joins.
 
 Thread: every method runs on the I/O thread, except ``answer`` (any thread,
 it goes through the ``Outbox``) and ``begin_join``/``forget_join`` (API
@@ -17,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -26,8 +27,9 @@ import zmq
 from transport._dedup import DedupWindow
 from transport._envelope import Envelope, Kind, decode_envelope, encode_envelope
 from transport._errors import AskTimeout, NodeDown, ProtocolError, RemoteError
+from transport._handshake import Handshakes, JoinWaiter
 from transport._inbox import Inbox
-from transport._membership import MemberEvent, Transition
+from transport._membership import MemberEvent, NameTaken, Transition
 from transport._outbox import Outbox
 from transport._parts import NodeParts
 from transport._ratelog import RateLimitedLog
@@ -39,12 +41,6 @@ from transport._subscribers import Subscribers
 __all__ = ["NodeProtocol"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class _JoinAttempt:
-    seeds: list[tuple[str | None, str]]
-    next_hello: float
 
 
 class NodeProtocol:
@@ -82,27 +78,21 @@ class NodeProtocol:
         self.bound_address: str | None = None
         self.left = threading.Event()  # set once this node left: no more heartbeats or gossip
         self._dedup = DedupWindow(settings.dedup_window)
-        self._joins: dict[int, _JoinAttempt] = {}
-        self._join_hellos: dict[int, int] = {}  # hello message id -> join token
-        self._join_waiters: dict[int, threading.Event] = {}
-        self._join_lock = threading.Lock()
+        self._incarnation = node.membership.self_incarnation
+        self._handshakes = Handshakes(node.name, self._incarnation, settings, links, node.ids)
         self._drops_log = RateLimitedLog(log)  # one line per drop reason every 5 s
         now_value = now()
         self._next_check = now_value
         self._next_heartbeat = now_value
         self._next_gossip = now_value + settings.gossip_interval
 
-    def begin_join(self, token: int) -> threading.Event:
-        """(API thread) Register a join; the event is set when a seed welcomes us."""
-        done = threading.Event()
-        with self._join_lock:
-            self._join_waiters[token] = done
-        return done
+    def begin_join(self, token: int) -> JoinWaiter:
+        """(API thread) Register a join; its waiter wakes when a seed welcomes or refuses us."""
+        return self._handshakes.begin_join(token)
 
     def forget_join(self, token: int) -> None:
         """(API thread) The joiner gave up waiting."""
-        with self._join_lock:
-            self._join_waiters.pop(token, None)
+        self._handshakes.forget_join(token)
 
     def tick(self, now: float) -> None:
         """Run the periodic work if a check is due: detector, ask expiry, joins, heartbeats."""
@@ -110,14 +100,16 @@ class NodeProtocol:
             return
         self._next_check = now + self._settings.check_interval
         self._apply(self._membership.check(now))
+        self._close_forgotten()
         for entry in self._pending.expire(now):
             complete_ask(entry.future, False, AskTimeout(f"no answer from {entry.node} in time"))
-        self._retry_joins(now)
+        self._handshakes.retry_joins(now, self.bound_address)
+        self._handshakes.expire(now, self._is_member)
         if self.left.is_set():
             return
         if now >= self._next_heartbeat:
             self._next_heartbeat = now + self._settings.heartbeat_interval
-            frame = self._encode(Kind.HEARTBEAT, None)
+            frame = self._encode(Kind.HEARTBEAT, self._incarnation)
             for node in self._membership.names("up", "down"):
                 self._links.send(node, frame)
         if now >= self._next_gossip:
@@ -169,7 +161,7 @@ class NodeProtocol:
             )
             return
         if envelope.sender == self._name:
-            self._drop("sender_mismatch", "a message claiming to come from this node")
+            self._from_own_name(envelope)
             return
         if envelope.kind is Kind.BATCH:
             self._on_batch(envelope, len(data))
@@ -227,47 +219,96 @@ class NodeProtocol:
         if kind is Kind.HELLO:
             self._on_hello(envelope, now)
             return
+        correlation_id = envelope.correlation_id
+        if correlation_id and (kind is Kind.MEMBERS or kind is Kind.ERROR):
+            join_token = self._handshakes.join_token(correlation_id)
+            if join_token is not None or self._handshakes.probed(correlation_id, sender):
+                self._on_hello_answer(envelope, join_token, now)
+                return
         status = self._membership.status(sender)
-        join_token = (
-            self._join_hellos.get(envelope.correlation_id) if kind is Kind.MEMBERS else None
-        )
         is_answer = kind in (Kind.REPLY, Kind.ERROR)
-        if (status is None or status == "left") and join_token is None and not is_answer:
+        if (status is None or status == "left") and not is_answer:
             self._drop("not_member", f"{kind.value} from {sender!r}, which is not a member")
+            return
+        if kind is Kind.HEARTBEAT and envelope.body != self._membership.incarnation(sender):
+            self._drop(
+                "stale_incarnation",
+                f"heartbeat from incarnation {envelope.body} of {sender!r}, which is not the "
+                "member's (a superseded process)",
+            )
             return
         self._apply(self._membership.heard(sender, now))
         if is_answer:
             self._on_answer(envelope)
         elif kind is Kind.MEMBERS:
-            self._learn(envelope.body, now)
-            if join_token is not None:
-                self.end_join(join_token, succeeded=True)
+            self._hint(envelope.body, now)
         elif kind is Kind.LEAVE:
             self._links.send(sender, self._encode(Kind.REPLY, None, envelope.message_id))
-            self._apply(self._membership.on_leave(sender))
+            self._apply(self._membership.on_leave(sender, now))
         elif kind in (Kind.TELL, Kind.ASK):
             self._on_message(envelope)
 
     def _on_hello(self, envelope: Envelope, now: float) -> None:
-        sender, address = envelope.sender, envelope.body["address"]
+        sender, body = envelope.sender, envelope.body
         try:
-            check_endpoint(
-                address,
-                what="hello address",
-                secured=self._security is not None,
-                allow_plaintext=True,
-            )
-            transitions = self._membership.on_hello(sender, address, now)
+            self._admit(sender, body["address"], body["incarnation"], now)
+        except NameTaken as exc:
+            self._refuse(envelope, str(exc))
+            return
         except (ValueError, OverflowError) as exc:
             self._drop("refused_hello", f"hello from {sender!r}: {exc}")
             return
-        self._apply(transitions)
         entries = self._membership.gossip_entries()
         self._links.send(sender, self._encode(Kind.MEMBERS, entries, envelope.message_id))
 
-    def _learn(self, entries: list[list[str]], now: float) -> None:
-        usable = []
-        for name, address, status in entries:
+    def _on_hello_answer(self, envelope: Envelope, join_token: int | None, now: float) -> None:
+        """A seed or a probed peer answered our hello: welcome (``members``) or refusal."""
+        sender = envelope.sender
+        if envelope.kind is Kind.ERROR:
+            refusal = str(envelope.body.message)
+            self._drop("hello_refused", f"{sender!r} refused our hello: {refusal}")
+            if join_token is not None:
+                self._handshakes.end_join(join_token, refusal=f"{refusal} (said {sender})")
+            elif not self._is_member(sender):
+                self._links.close(sender)  # the probe's link
+            return
+        own = [entry for entry in envelope.body if entry[0] == sender]
+        try:
+            if not own or own[0][2] != "up":
+                raise ValueError("its member list does not list it as up")
+            self._admit(sender, own[0][1], own[0][3], now)
+        except (ValueError, OverflowError) as exc:  # NameTaken included
+            self._drop("refused_member", f"answer to our hello from {sender!r}: {exc}")
+            if join_token is None and not self._is_member(sender):
+                self._links.close(sender)  # the probe's link
+            return
+        probes = self._hint(envelope.body, now)
+        if join_token is not None:
+            self._handshakes.end_join(join_token, succeeded=True, probes=probes)
+
+    def _admit(self, name: str, address: str, incarnation: int, now: float) -> None:
+        """``name`` completed a hello handshake: up at ``address`` as ``incarnation``.
+
+        Raises:
+            NameTaken, OverflowError, ValueError: see ``Membership.on_hello``; a bad address.
+        """
+        check_endpoint(
+            address, what="hello address", secured=self._security is not None, allow_plaintext=True
+        )
+        try:
+            transitions = self._membership.on_hello(name, address, now, incarnation)
+        finally:
+            self._close_forgotten()
+        self._apply(transitions)
+
+    def _hint(self, entries: list[list[Any]], now: float) -> frozenset[int]:
+        """Gossip names members; probe the unknown ones (they join the table once they
+        answer). Returns the probes' hello ids."""
+        probes: set[int] = set()
+        bound = self.bound_address
+        if bound is None:
+            return frozenset()
+        for name, address, status, _incarnation in entries:
             if name == self._name or status != "up" or self._membership.status(name) is not None:
                 continue
             if self._security is not None and self._security.public_key_of(name) is None:
@@ -283,17 +324,53 @@ class NodeProtocol:
             except ValueError as exc:
                 self._drop("refused_member", str(exc))
                 continue
-            usable.append((name, address, status))
+            probe = self._handshakes.probe(name, address, now, bound)
+            if probe is None:
+                self._drop("probe_limit", f"too many gossiped nodes to probe; {name!r} skipped")
+                break
+            probes.add(probe)
+        return frozenset(probes)
+
+    def _from_own_name(self, envelope: Envelope) -> None:
+        """Another process with this node's name: a hello is refused; its refusal of our
+        join hello (we are the second process) is the answer to that join."""
+        kind = envelope.kind
+        if kind is Kind.HELLO and envelope.body["incarnation"] != self._incarnation:
+            reason = (
+                f"node name {self._name!r} is in use by a live member (at {self.bound_address})"
+            )
+            self._refuse(envelope, reason)
+        elif kind is Kind.ERROR and self._handshakes.join_token(envelope.correlation_id):
+            token = self._handshakes.join_token(envelope.correlation_id)
+            self._on_hello_answer(envelope, token, self._now())
+        else:
+            self._drop("sender_mismatch", "a message claiming to come from this node")
+
+    def _refuse(self, hello: Envelope, reason: str) -> None:
+        """Answer a hello naming a live member with an ``error`` sent to the hello's address."""
+        address = hello.body["address"]
         try:
-            transitions = self._membership.learn(usable, now)
-        except OverflowError as exc:
-            self._drop("refused_member", str(exc))
+            check_endpoint(
+                address,
+                what="hello address",
+                secured=self._security is not None,
+                allow_plaintext=True,
+            )
+        except ValueError as exc:
+            self._drop("refused_hello", f"hello from {hello.sender!r}: {exc}")
             return
-        self._apply(transitions)
-        if self.bound_address is not None:
-            hello = self._encode(Kind.HELLO, {"address": self.bound_address})
-            for transition in transitions:
-                self._links.send(transition.node, hello)
+        self._drop("name_in_use", f"hello from {hello.sender!r} at {address}: {reason}")
+        error = RemoteError("transport.NameInUse", reason, "", self._name)
+        frame = self._encode(Kind.ERROR, error, hello.message_id)
+        self._handshakes.refuse(address, hello.sender, frame, self._now())
+
+    def _close_forgotten(self) -> None:
+        for node in self._membership.take_forgotten():
+            self._links.close(node)
+            log.info("%s: member %s is forgotten", self._name, node)
+
+    def _is_member(self, name: str) -> bool:
+        return self._membership.status(name) is not None
 
     def _on_answer(self, envelope: Envelope) -> None:
         entry = self._pending.resolve(envelope.correlation_id, envelope.sender)
@@ -351,41 +428,12 @@ class NodeProtocol:
             self._subscribers.publish(MemberEvent(node, transition.new))
 
     def start_join(self, token: int, seeds: list[tuple[str | None, str]]) -> None:
-        """Open links to the seeds and say hello to each (retried until welcomed)."""
-        for index, (seed_name, address) in enumerate(seeds):
-            self._links.open(f"/seed/{token}/{index}", address, seed_name)
-        self._joins[token] = _JoinAttempt(seeds, next_hello=self._now())
-        self._retry_joins(self._now())
+        """Open links to the seeds and say hello to each (retried until answered)."""
+        self._handshakes.start_join(token, seeds, self._now(), self.bound_address)
 
-    def _retry_joins(self, now: float) -> None:
-        if self.bound_address is None:
-            return
-        for token, attempt in self._joins.items():
-            if now < attempt.next_hello:
-                continue
-            attempt.next_hello = now + self._settings.join_retry_interval
-            for index in range(len(attempt.seeds)):
-                message_id = self._next_id()
-                self._join_hellos[message_id] = token
-                hello = Envelope(
-                    Kind.HELLO, message_id, 0, self._name, "", {"address": self.bound_address}
-                )
-                self._links.send(
-                    f"/seed/{token}/{index}", encode_envelope(hello, self._settings.limits)
-                )
-
-    def end_join(self, token: int, *, succeeded: bool = False) -> None:
-        """Close the seed links of a join; wake its waiter if a seed welcomed us."""
-        attempt = self._joins.pop(token, None)
-        if attempt is not None:
-            for index in range(len(attempt.seeds)):
-                self._links.close(f"/seed/{token}/{index}")
-        for message_id in [key for key, value in self._join_hellos.items() if value == token]:
-            del self._join_hellos[message_id]
-        with self._join_lock:
-            waiter = self._join_waiters.pop(token, None)
-        if waiter is not None and succeeded:
-            waiter.set()
+    def end_join(self, token: int) -> None:
+        """The joiner gave up: close the seed links of the join."""
+        self._handshakes.end_join(token)
 
     # -- helpers -------------------------------------------------------------------
 

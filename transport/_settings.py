@@ -32,7 +32,10 @@ class TransportSettings:
             dropped (and counted) rather than blocking (1000).
         max_pending_asks: asks in flight at once; more fail at once (10,000).
         dedup_window: (sender, message id) pairs remembered to drop replays (10,000).
-        max_members: most nodes in the member table (256).
+        max_members: most nodes in the member table (256); a departed node
+            (down or left) gives its place up to a new one when the table is full.
+        forget_after: seconds after which a departed (down or left) node is
+            forgotten, i.e. removed from the member table (60.0).
         dispatch_queue_size: inbound tells/asks waiting for the handler (10,000).
         outbox_size: outgoing tells/asks queued for the I/O thread, plus those
             waiting for a peer's full DEALER (10,000); past it, ``tell`` and
@@ -56,6 +59,7 @@ class TransportSettings:
     max_pending_asks: int = 10_000
     dedup_window: int = 10_000
     max_members: int = 256
+    forget_after: float = 60.0
     dispatch_queue_size: int = 10_000
     outbox_size: int = 10_000
     send_timeout: float = 5.0

@@ -154,7 +154,7 @@ class Consumer:
             "src", None, FailureDetector(down_after=1.5, pause_tolerance=0.5), 8
         )
         for name, address in peers.items():
-            membership.on_hello(name, address, time.monotonic())  # up, and never checked again
+            membership.on_hello(name, address, time.monotonic(), 1)  # up, and never checked again
         node = NodeParts(
             name="src",
             settings=settings,

@@ -43,7 +43,14 @@ def tell(sender: str, message_id: int, body: Any) -> bytes:
 
 def hello(sender: str, message_id: int = 1) -> bytes:
     return encode_envelope(
-        Envelope(Kind.HELLO, message_id, 0, sender, "", {"address": "tcp://127.0.0.1:9"})
+        Envelope(
+            Kind.HELLO,
+            message_id,
+            0,
+            sender,
+            "",
+            {"address": "tcp://127.0.0.1:9", "incarnation": 1},
+        )
     )
 
 

@@ -42,7 +42,11 @@ def test_one_batch_frame_decodes_at_most_max_containers(
     assert a.address is not None
     dealer = raw_dealer(a.address)
     dealer.send(
-        encode_envelope(Envelope(Kind.HELLO, 1, 0, "ghost", "", {"address": "tcp://127.0.0.1:9"}))
+        encode_envelope(
+            Envelope(
+                Kind.HELLO, 1, 0, "ghost", "", {"address": "tcp://127.0.0.1:9", "incarnation": 1}
+            )
+        )
     )
     # 50 items of ~90 bytes, each a tell of 80 empty arrays: 4,050 containers in one
     # frame of ~4.6 KB; the same body sent alone in one frame would be refused.

@@ -192,9 +192,9 @@ def _valid(**changes: Any) -> list[Any]:
         Envelope(Kind.ASK, 2**63 - 1, 0, "node-a", "p", Address("b", "q")),
         Envelope(Kind.REPLY, 5, 4, "a", "", None),
         Envelope(Kind.ERROR, 5, 4, "a", "", RemoteError("T", "m", "tb", "a")),
-        Envelope(Kind.HELLO, 5, 0, "a", "", {"address": "tcp://127.0.0.1:5000"}),
-        Envelope(Kind.MEMBERS, 5, 3, "a", "", [["a", "tcp://127.0.0.1:1", "up"]]),
-        Envelope(Kind.HEARTBEAT, 5, 0, "a", "", None),
+        Envelope(Kind.HELLO, 5, 0, "a", "", {"address": "tcp://127.0.0.1:5000", "incarnation": 7}),
+        Envelope(Kind.MEMBERS, 5, 3, "a", "", [["a", "tcp://127.0.0.1:1", "up", 7]]),
+        Envelope(Kind.HEARTBEAT, 5, 0, "a", "", 7),
         Envelope(Kind.LEAVE, 5, 0, "a", "", None),
     ],
     ids=lambda envelope: envelope.kind.value,
@@ -229,8 +229,15 @@ BAD_ENVELOPES: dict[str, tuple[bytes, str]] = {
     "sender as bytes": (_frame(*_valid(sender=b"a")), "sender"),
     "tell without target": (_frame(*_valid(target="")), "target"),
     "target as int": (_frame(*_valid(target=3)), "target"),
-    "heartbeat with target": (_frame(*_valid(kind="heartbeat", target="x", body=None)), "target"),
-    "heartbeat with body": (_frame(*_valid(kind="heartbeat", target="", body=1)), "body"),
+    "heartbeat with target": (_frame(*_valid(kind="heartbeat", target="x", body=7)), "target"),
+    "heartbeat without incarnation": (
+        _frame(*_valid(kind="heartbeat", target="", body=None)),
+        "heartbeat body",
+    ),
+    "heartbeat with incarnation 0": (
+        _frame(*_valid(kind="heartbeat", target="", body=0)),
+        "heartbeat body",
+    ),
     "reply without correlation": (_frame(*_valid(kind="reply", target="")), "correlation_id"),
     "error body not a RemoteError": (
         _frame(*_valid(kind="error", target="", correlation_id=3, body="oops")),
@@ -238,11 +245,37 @@ BAD_ENVELOPES: dict[str, tuple[bytes, str]] = {
     ),
     "hello without address": (_frame(*_valid(kind="hello", target="", body={})), "hello"),
     "hello with extra key": (
-        _frame(*_valid(kind="hello", target="", body={"address": "tcp://127.0.0.1:1", "x": 1})),
+        _frame(
+            *_valid(
+                kind="hello",
+                target="",
+                body={"address": "tcp://127.0.0.1:1", "incarnation": 1, "x": 1},
+            )
+        ),
         "hello",
     ),
+    "hello without incarnation": (
+        _frame(*_valid(kind="hello", target="", body={"address": "tcp://127.0.0.1:1"})),
+        "hello",
+    ),
+    "hello incarnation as str": (
+        _frame(
+            *_valid(
+                kind="hello", target="", body={"address": "tcp://127.0.0.1:1", "incarnation": "1"}
+            )
+        ),
+        "hello incarnation",
+    ),
+    "member entry without incarnation": (
+        _frame(*_valid(kind="members", target="", body=[["a", "tcp://127.0.0.1:1", "up"]])),
+        "member entry",
+    ),
+    "member incarnation negative": (
+        _frame(*_valid(kind="members", target="", body=[["a", "tcp://127.0.0.1:1", "up", -1]])),
+        "member incarnation",
+    ),
     "hello address not an endpoint": (
-        _frame(*_valid(kind="hello", target="", body={"address": "nowhere"})),
+        _frame(*_valid(kind="hello", target="", body={"address": "nowhere", "incarnation": 1})),
         "address",
     ),
     "members not a list": (_frame(*_valid(kind="members", target="", body={})), "members"),
@@ -251,11 +284,11 @@ BAD_ENVELOPES: dict[str, tuple[bytes, str]] = {
         "member entry",
     ),
     "member with unknown status": (
-        _frame(*_valid(kind="members", target="", body=[["a", "tcp://127.0.0.1:1", "zombie"]])),
+        _frame(*_valid(kind="members", target="", body=[["a", "tcp://127.0.0.1:1", "zombie", 1]])),
         "status",
     ),
     "member with bad name": (
-        _frame(*_valid(kind="members", target="", body=[["a/b", "tcp://127.0.0.1:1", "up"]])),
+        _frame(*_valid(kind="members", target="", body=[["a/b", "tcp://127.0.0.1:1", "up", 1]])),
         "member name",
     ),
 }
