@@ -50,8 +50,11 @@ from runtime.store import (
     SQLiteStore,
     StepRecord,
     decode_value,
+    new_owner_id,
     owner_is_dead,
+    prune_runs,
     replay_from,
+    stored_output,
 )
 from runtime.workflow import CheckpointStrategy, Workflow, persists
 
@@ -396,6 +399,21 @@ class Runs:
             )
             for h in handles
         ]
+
+    def prune(self, older_than: float, states: Iterable[str], *, dry_run: bool) -> list[str]:
+        return prune_runs(
+            self.store,
+            older_than=older_than,
+            now=self._clock.wall(),
+            # Not this system's owner id: a claim by the owner of a run passes over its
+            # live lease, so prune would take (and fence off) a run resumed here meanwhile.
+            owner=new_owner_id(),
+            states=states,
+            dry_run=dry_run,
+        )
+
+    def stored_result(self, run_id: str) -> Any:
+        return stored_output(self.store.load(run_id))
 
     def handle(self, run_id: str) -> RunHandle[Any]:
         with self._lock:

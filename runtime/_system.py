@@ -48,8 +48,6 @@ from runtime.store import (
     CheckpointStore,
     RunSummary,
     new_owner_id,
-    prune_runs,
-    stored_output,
 )
 from runtime.workflow import CheckpointStrategy, Workflow, qualified_name, tasks_of
 from transport import Address, NodeDown, TransportSettings, load_security
@@ -449,16 +447,7 @@ class ActorSystem:
         Returns the ids deleted. A run someone holds is never deleted; see
         ``actorflow prune`` for the same from the command line.
         """
-        return prune_runs(
-            self.store,
-            older_than=older_than,
-            now=self.clock.wall(),
-            # Not self.owner: a claim by the owner of a run passes over its live lease,
-            # so prune would take (and fence off) a run this system resumed meanwhile.
-            owner=new_owner_id(),
-            states=states,
-            dry_run=dry_run,
-        )
+        return self._runs.prune(older_than, states, dry_run=dry_run)
 
     def stored_result(self, run_id: str) -> Any:
         """The output of run ``run_id`` as recorded in the store, from any process.
@@ -470,7 +459,7 @@ class ActorSystem:
             PersistenceError: unknown run; not Completed (the message gives its
                 state and error); or its output could not be recorded.
         """
-        return stored_output(self.store.load(run_id))
+        return self._runs.stored_result(run_id)
 
     def handle(self, run_id: str) -> RunHandle[Any]:
         """The handle of a run this system runs, or finished recently (else KeyError)."""
