@@ -51,6 +51,7 @@ class Inbox:
         self._dispatcher = dispatcher
         self._counters = counters
         self._log = RateLimitedLog(log)  # a burst of tells to a gone actor: a few lines
+        self._errors = RateLimitedLog(log)  # a handler that fails on every tell: a few lines
 
     def receive(self, sender: str, target: str, message: Any, reply: Reply | None) -> bool:
         """(I/O thread) A received tell or ask: the fast path if it may, else queued.
@@ -98,7 +99,8 @@ class Inbox:
             if reply is not None:
                 reply.error(exc)
             else:
-                log.error(
+                self._errors.error(  # one line per target every 5 s, not one per tell
+                    f"handler:{target}",
                     "%s: handler failed on a tell from %s to %r:\n%s",
                     self._name,
                     sender,

@@ -360,7 +360,7 @@ class NodeProtocol:
             self._drop("refused_hello", f"hello from {hello.sender!r}: {exc}")
             return
         self._drop("name_in_use", f"hello from {hello.sender!r} at {address}: {reason}")
-        error = RemoteError("transport.NameInUse", reason, "", self._name)
+        error = RemoteError("runtime.NameInUse", reason, "", self._name)  # its public name
         frame = self._encode(Kind.ERROR, error, hello.message_id)
         self._handshakes.refuse(address, hello.sender, frame, self._now())
 

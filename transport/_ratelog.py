@@ -33,6 +33,13 @@ class RateLimitedLog:
 
     def warning(self, reason: str, message: str, *args: object) -> None:
         """``message % args`` as a WARNING at most once per ``every`` s for ``reason``."""
+        self._write(logging.WARNING, reason, message, args)
+
+    def error(self, reason: str, message: str, *args: object) -> None:
+        """As ``warning``, at ERROR."""
+        self._write(logging.ERROR, reason, message, args)
+
+    def _write(self, level: int, reason: str, message: str, args: tuple[object, ...]) -> None:
         now = self._clock()
         with self._lock:
             last = self._last.get(reason)
@@ -45,8 +52,11 @@ class RateLimitedLog:
         if not loud:
             self._logger.debug(message, *args)
         elif suppressed:
-            self._logger.warning(
-                message + " (and %d more like it since the last such line)", *args, suppressed
+            self._logger.log(
+                level,
+                message + " (and %d more like it since the last such line)",
+                *args,
+                suppressed,
             )
         else:
-            self._logger.warning(message, *args)
+            self._logger.log(level, message, *args)

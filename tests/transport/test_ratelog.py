@@ -50,3 +50,23 @@ def test_a_burst_of_tells_to_an_unknown_actor_writes_a_few_lines(
             ref.ask({"n": "last"}, timeout=5)
     dropped = [r for r in caplog.records if "unknown actor" in r.getMessage()]
     assert 1 <= len(dropped) <= 3
+
+
+def test_a_handler_failing_on_every_tell_writes_a_few_error_lines(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with (
+        ActorSystem("target", listen="tcp://127.0.0.1:0", plaintext=True) as target,
+        ActorSystem(
+            "sender", listen="tcp://127.0.0.1:0", join=[str(target.address)], plaintext=True
+        ) as sender,
+        caplog.at_level(logging.WARNING),
+    ):
+        system_ref = sender.ref("target/$system")
+        for n in range(500):
+            system_ref.tell({"op": "no-such-op", "n": n})  # the handler raises on each
+        # An ask behind the tells: once answered, every tell before it was handled.
+        assert system_ref.ask({"op": "ping"}, timeout=5) == "pong"
+    failed = [r for r in caplog.records if "handler failed on a tell" in r.getMessage()]
+    assert 1 <= len(failed) <= 3
+    assert all(r.levelno == logging.ERROR for r in failed)
