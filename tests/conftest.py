@@ -34,3 +34,16 @@ def clock() -> ManualClock:
 def manual_system(clock: ManualClock) -> Iterator[ActorSystem]:
     with ActorSystem("manual", clock=clock) as actor_system:
         yield actor_system
+
+
+@pytest.fixture
+def coordinator_and_peer() -> Iterator[tuple[ActorSystem, ActorSystem]]:
+    """Two in-process members on loopback (plaintext): ``coord``, and ``peer`` joined to it."""
+    with (
+        ActorSystem("coord", listen="tcp://127.0.0.1:0", plaintext=True) as coordinator,
+        ActorSystem(
+            "peer", listen="tcp://127.0.0.1:0", join=[str(coordinator.address)], plaintext=True
+        ) as peer,
+    ):
+        assert peer.cluster is not None
+        yield coordinator, peer

@@ -11,7 +11,6 @@ state changed.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -19,6 +18,7 @@ from typing import Any
 
 from actors import NodeState
 from runtime._cli._web_html import graph_section
+from runtime._cli.graph import RenderError, render_svg
 from runtime.store import Checkpoint
 from runtime.workflow import Workflow
 
@@ -108,19 +108,10 @@ class GraphRenderer:
 
 
 def _render(dot: str, source: str) -> str | None:
-    """``dot -Tsvg`` of ``source``, from ``<svg`` on (no XML prolog), or None if it failed."""
+    """The SVG of ``source`` from ``<svg`` on (no XML prolog), or None if it failed."""
     try:
-        result = subprocess.run(  # noqa: S603 - dot found on PATH, the source is our own text
-            [dot, "-Tsvg"],
-            input=source,
-            capture_output=True,
-            text=True,
-            timeout=_RENDER_SECONDS,
-            check=False,
-        )
-    except (subprocess.TimeoutExpired, OSError):
+        svg = render_svg(dot, source, _RENDER_SECONDS)
+    except RenderError:
         return None
-    start = result.stdout.find("<svg")
-    if result.returncode != 0 or start < 0:
-        return None
-    return result.stdout[start:]
+    start = svg.find("<svg")
+    return svg[start:] if start >= 0 else None

@@ -68,19 +68,33 @@ def _svg(dot_source: str) -> int:
         )
         return 1
     try:
+        svg = render_svg(dot, dot_source, _RENDER_SECONDS)
+    except RenderError as exc:
+        print(f"actorflow graph: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(svg)
+    return 0
+
+
+class RenderError(Exception):
+    """Graphviz could not turn the DOT text into SVG (the message says why)."""
+
+
+def render_svg(dot: str, source: str, timeout: float) -> str:
+    """``dot -Tsvg`` of ``source`` (``dot`` is the binary's path); raises ``RenderError``."""
+    try:
         result = subprocess.run(  # noqa: S603 - dot found on PATH, the source is our own text
             [dot, "-Tsvg"],
-            input=dot_source,
+            input=source,
             capture_output=True,
             text=True,
-            timeout=_RENDER_SECONDS,
+            timeout=timeout,
             check=False,
         )
-    except subprocess.TimeoutExpired:
-        print(f"actorflow graph: dot took over {_RENDER_SECONDS:g} s; gave up", file=sys.stderr)
-        return 1
+    except subprocess.TimeoutExpired as exc:
+        raise RenderError(f"dot took over {timeout:g} s; gave up") from exc
+    except OSError as exc:
+        raise RenderError(f"dot could not run: {exc}") from exc
     if result.returncode != 0:
-        print(f"actorflow graph: dot failed: {result.stderr.strip()}", file=sys.stderr)
-        return 1
-    sys.stdout.write(result.stdout)
-    return 0
+        raise RenderError(f"dot failed: {result.stderr.strip()}")
+    return result.stdout

@@ -87,7 +87,7 @@ from runtime.store._protocol import (
     stale_epoch,
     unknown_run,
 )
-from runtime.store._sqlite_append import Append, closed_batch, write_batch
+from runtime.store._sqlite_append import Append, closed_batch, rollback_quietly, write_batch
 from runtime.store._sqlite_rows import (
     LIST_QUERY,
     LOAD_RUN,
@@ -225,22 +225,13 @@ class SQLiteStore:
                 conn.execute("COMMIT")
             except (sqlite3.Error, OverflowError) as exc:  # OverflowError: int over 64 bits
                 if conn.in_transaction:
-                    self._rollback_quietly(conn)
+                    rollback_quietly(conn)
                 raise PersistenceError(f"{action} in {self.path}: {exc}") from exc
 
     def _open_connection(self, action: str) -> sqlite3.Connection:
         if self._conn is None:
             raise PersistenceError(f"{action}: checkpoint store {self.path} is closed")
         return self._conn
-
-    @staticmethod
-    def _rollback_quietly(conn: sqlite3.Connection) -> None:
-        if not conn.in_transaction:
-            return
-        try:
-            conn.execute("ROLLBACK")
-        except sqlite3.Error:
-            log.warning("rollback failed after a sqlite error", exc_info=True)
 
     def claim(self, run_id: str, *, owner: str, lease: float, force: bool = False) -> int:
         check_claim_args(run_id, owner, lease)

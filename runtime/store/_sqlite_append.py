@@ -26,7 +26,15 @@ from runtime.store._protocol import (
 )
 from runtime.store._sqlite_schema import crc, outcome_columns
 
-__all__ = ["APPEND_RUN", "APPEND_STEP", "LAST_RECORD", "Append", "closed_batch", "write_batch"]
+__all__ = [
+    "APPEND_RUN",
+    "APPEND_STEP",
+    "LAST_RECORD",
+    "Append",
+    "closed_batch",
+    "rollback_quietly",
+    "write_batch",
+]
 
 log = logging.getLogger(__name__)
 
@@ -114,14 +122,14 @@ def write_batch(
                 failed = _error(item, f"in {path}: {exc}", exc)
             results.append(failed)
             if alone or not _undo_savepoint(conn):
-                _rollback(conn)
+                rollback_quietly(conn)
                 return _all_failed(batch, results, f"in {path}: {failed}"), False
         else:
             results.append(None)
     try:
         conn.execute("COMMIT")
     except sqlite3.Error as exc:
-        _rollback(conn)
+        rollback_quietly(conn)
         return _all_failed(batch, results, f"in {path}: commit: {exc}", exc), False
     return results, True
 
@@ -157,7 +165,8 @@ def _undo_savepoint(conn: sqlite3.Connection) -> bool:
     return conn.in_transaction
 
 
-def _rollback(conn: sqlite3.Connection) -> None:
+def rollback_quietly(conn: sqlite3.Connection) -> None:
+    """Roll back an open transaction; a failure to do so is logged, not raised."""
     if not conn.in_transaction:
         return
     try:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from runtime.workflow._map import MapItems
-from runtime.workflow._workflow import _WRAPPERS, Composite, Dynamic, Parallel, Task, Then, Workflow
+from runtime.workflow._workflow import Dynamic, Task, Workflow, _walk
 
 __all__ = ["StepPlan", "planned_steps"]
 
@@ -30,22 +30,9 @@ class StepPlan(NamedTuple):
 def planned_steps(wf: Workflow[Any, Any]) -> StepPlan:
     """The steps of ``wf`` known before it runs, and its parts counted only at run time.
 
-    Iterative, like ``_walk``: a 10,000-step chain needs no deep recursion.
+    A map's per-item part is not walked into: its items are counted when it starts.
     """
-    steps = open_parts = 0
-    stack: list[Workflow[Any, Any]] = [wf]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, Task):
-            steps += 1
-        elif isinstance(node, MapItems | Dynamic):
-            open_parts += 1  # items or the generated part: known when it starts
-        elif isinstance(node, Then):
-            stack.extend(node.steps)
-        elif isinstance(node, Parallel):
-            stack.extend(node.branches)
-        elif isinstance(node, _WRAPPERS):
-            stack.append(node.inner)
-        elif isinstance(node, Composite):
-            stack.extend(node.parts())
+    parts = _walk(wf, opaque=(MapItems,))
+    steps = sum(1 for part in parts if isinstance(part, Task))
+    open_parts = sum(1 for part in parts if isinstance(part, MapItems | Dynamic))
     return StepPlan(steps, open_parts)

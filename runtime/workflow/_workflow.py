@@ -529,13 +529,18 @@ def dynamic(
     return Dynamic(name, factory, condition)
 
 
-def _walk(wf: Workflow[Any, Any]) -> list[Workflow[Any, Any]]:
-    """Every node of the static tree (dynamic parts are built at run time), no recursion."""
+def _walk(wf: Workflow[Any, Any], *, opaque: tuple[type, ...] = ()) -> list[Workflow[Any, Any]]:
+    """Every node of the static tree (dynamic parts are built at run time), no recursion.
+
+    Nodes of an ``opaque`` type are listed but not walked into.
+    """
     found: list[Workflow[Any, Any]] = []
     stack = [wf]
     while stack:
         node = stack.pop()
         found.append(node)
+        if isinstance(node, opaque):
+            continue
         if isinstance(node, Then):
             stack.extend(node.steps)
         elif isinstance(node, Parallel):

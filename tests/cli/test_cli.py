@@ -7,26 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from runtime import ActorSystem, CheckpointStrategy, PermanentError, SQLiteStore, node_command
+from runtime import node_command
 from runtime._cli import build_parser  # no public name: the CLI's own parser
-from tests.cli.cli_app import workflows
 from tests.support import actorflow
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def failed_run(tmp_path: Path) -> tuple[Path, str, Path]:
-    """A run that failed at its second step, recorded in a real SQLite file."""
-    db, log, marker = tmp_path / "state.db", tmp_path / "side-effects.log", tmp_path / "broken"
-    marker.touch()
-    store = SQLiteStore(db)
-    with ActorSystem("cli-test", store=store, checkpoint=CheckpointStrategy.AFTER_EACH_STEP) as s:
-        handle = s.run(workflows()[0], {"log": str(log), "marker": str(marker)})
-        with pytest.raises(PermanentError):
-            handle.result(10)
-    store.close()
-    return db, handle.id, marker
 
 
 def test_runs_lists_the_recorded_run_with_its_state(failed_run: tuple[Path, str, Path]) -> None:

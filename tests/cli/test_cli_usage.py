@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from runtime import ActorSystem, CheckpointStrategy, PermanentError, SQLiteStore
-from tests.cli.cli_app import workflows
 from tests.support import actorflow
 
 pytestmark = pytest.mark.timeout(60)
@@ -72,19 +70,6 @@ def test_an_app_whose_workflows_is_not_a_list_is_a_clear_error(args: tuple[str, 
     assert "Traceback" not in result.stderr
     expected = "--app 'tests.cli.bad_app': workflows() returned int, not a list of workflows"
     assert f"actorflow {args[0]}: {expected}" in result.stderr
-
-
-@pytest.fixture
-def failed_run(tmp_path: Path) -> tuple[Path, str, Path]:
-    db, marker = tmp_path / "state.db", tmp_path / "broken"
-    marker.touch()
-    store = SQLiteStore(db)
-    with ActorSystem("cli-usage", store=store, checkpoint=CheckpointStrategy.AFTER_EACH_STEP) as s:
-        handle = s.run(workflows()[0], {"log": str(tmp_path / "log"), "marker": str(marker)})
-        with pytest.raises(PermanentError):
-            handle.result(10)
-    store.close()
-    return db, handle.id, marker
 
 
 def test_show_and_resume_print_durations_the_same_way(failed_run: tuple[Path, str, Path]) -> None:

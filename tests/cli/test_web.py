@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 
-from runtime import ActorSystem, Canceled, CheckpointStrategy, PermanentError, SQLiteStore, task
+from runtime import ActorSystem, Canceled, CheckpointStrategy, SQLiteStore, task
 from runtime import events as ev
 from runtime._cli import build_parser
 from runtime._cli.web import controller_for
 from tests.cli.cli_app import workflows
+from tests.cli.conftest import record_failed_run
 from tests.cli.web_support import get, get_json, post, serving
 from tests.support import ROOT, EventRecorder, actorflow, wait_until
 
@@ -29,16 +30,8 @@ HOSTILE = "x<img src=y onerror=alert(1)>"  # in a file name, so in the step's er
 @pytest.fixture(scope="module")
 def failed_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """A run that failed at its second step; its error holds markup (a hostile file name)."""
-    tmp = tmp_path_factory.mktemp("web")
-    db, marker = tmp / "state.db", tmp / HOSTILE
-    marker.touch()
-    store = SQLiteStore(db)
-    with ActorSystem("web-test", store=store, checkpoint=CheckpointStrategy.AFTER_EACH_STEP) as s:
-        handle = s.run(workflows()[0], {"log": str(tmp / "log"), "marker": str(marker)})
-        with pytest.raises(PermanentError):
-            handle.result(10)
-    store.close()
-    return db, handle.id
+    db, run_id, _marker = record_failed_run(tmp_path_factory.mktemp("web"), HOSTILE)
+    return db, run_id
 
 
 def test_the_run_list_shows_id_workflow_state_steps_and_age(failed_run: tuple[Path, str]) -> None:

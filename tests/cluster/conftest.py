@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from runtime import ActorSystem
 from tests.cluster.cluster_kit import Cluster, start_cluster
 
 
@@ -37,16 +36,3 @@ def shared_cluster() -> Iterator[Cluster]:
     yield cluster
     lingered = cluster.stop()
     assert not lingered, f"workers did not exit on SIGTERM within 15 s: {lingered}"
-
-
-@pytest.fixture
-def coordinator_and_peer() -> Iterator[tuple[ActorSystem, ActorSystem]]:
-    """Two in-process members on loopback (plaintext): ``coord``, and ``peer`` joined to it."""
-    with (
-        ActorSystem("coord", listen="tcp://127.0.0.1:0", plaintext=True) as coordinator,
-        ActorSystem(
-            "peer", listen="tcp://127.0.0.1:0", join=[str(coordinator.address)], plaintext=True
-        ) as peer,
-    ):
-        assert peer.cluster is not None
-        yield coordinator, peer

@@ -32,16 +32,11 @@ def test_one_warning_per_reason_per_window_then_a_count_of_the_rest(
 
 # Issue 11: one WARNING line per tell to an unknown actor (24,000 lines in one burst).
 def test_a_burst_of_tells_to_an_unknown_actor_writes_a_few_lines(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, coordinator_and_peer: tuple[ActorSystem, ActorSystem]
 ) -> None:
-    with (
-        ActorSystem("quiet", listen="tcp://127.0.0.1:0", plaintext=True) as target,
-        ActorSystem(
-            "noisy", listen="tcp://127.0.0.1:0", join=[str(target.address)], plaintext=True
-        ) as sender,
-        caplog.at_level(logging.WARNING),
-    ):
-        ref = sender.ref("quiet/nobody-here")
+    _coordinator, peer = coordinator_and_peer
+    with caplog.at_level(logging.WARNING):
+        ref = peer.ref("coord/nobody-here")
         for n in range(2000):
             ref.tell({"n": n})
         # An ask behind the tells on the same connection: once it is answered (here with
@@ -53,16 +48,11 @@ def test_a_burst_of_tells_to_an_unknown_actor_writes_a_few_lines(
 
 
 def test_a_handler_failing_on_every_tell_writes_a_few_error_lines(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, coordinator_and_peer: tuple[ActorSystem, ActorSystem]
 ) -> None:
-    with (
-        ActorSystem("target", listen="tcp://127.0.0.1:0", plaintext=True) as target,
-        ActorSystem(
-            "sender", listen="tcp://127.0.0.1:0", join=[str(target.address)], plaintext=True
-        ) as sender,
-        caplog.at_level(logging.WARNING),
-    ):
-        system_ref = sender.ref("target/$system")
+    _coordinator, peer = coordinator_and_peer
+    with caplog.at_level(logging.WARNING):
+        system_ref = peer.ref("coord/$system")
         for n in range(500):
             system_ref.tell({"op": "no-such-op", "n": n})  # the handler raises on each
         # An ask behind the tells: once answered, every tell before it was handled.

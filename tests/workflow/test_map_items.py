@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import pytest
-from mypy import api
 
 from runtime import CheckpointStrategy, CompositionError, map_items, task
 from runtime.workflow import monitors, persists, tasks_of
-from tests.support import ROOT, EventRecorder
+from tests.support import EventRecorder
+from tests.workflow.mypy_check import check
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -65,35 +64,9 @@ def test_the_fingerprint_changes_with_the_per_item_part() -> None:
     assert map_items(items_of, triple).fingerprint() != same
 
 
-CASES = Path(__file__).parent / "typing_cases"
-
-
 @pytest.mark.timeout(120)
 def test_mypy_infers_the_output_of_a_map_and_reports_the_mistakes(tmp_path: Path) -> None:
     """``map_items_types.py`` must pass ``mypy --strict`` (its ``assert_type`` calls fail
     when an inferred type is wrong); ``map_items_errors.py`` must fail on exactly its
     lines marked ``# error``, which proves the check bites."""
-    errors_file = CASES / "map_items_errors.py"
-    stdout, stderr, status = api.run(
-        [
-            "--config-file",
-            str(ROOT / "pyproject.toml"),
-            "--strict",
-            "--cache-dir",
-            str(tmp_path / "mypy_cache"),
-            "--no-error-summary",
-            "--hide-error-context",
-            str(CASES / "map_items_types.py"),
-            str(errors_file),
-        ]
-    )
-    assert stderr == ""
-    errors = re.findall(r"^(\S+\.py):(\d+): error: (.*)$", stdout, flags=re.MULTILINE)
-    assert [e for e in errors if not e[0].endswith(errors_file.name)] == [], stdout
-    marked = [
-        number
-        for number, line in enumerate(errors_file.read_text().splitlines(), 1)
-        if "# error" in line
-    ]
-    assert sorted({int(line) for _, line, _ in errors}) == marked, stdout
-    assert status == 1
+    check("map_items_types.py", "map_items_errors.py", tmp_path / "mypy_cache")

@@ -1,1 +1,1 @@
-"""Snippets type-checked by ``test_parallel_typing`` with mypy; never run."""
+"""Snippets type-checked with mypy by ``tests/workflow/mypy_check.py``; never run."""
