@@ -5,6 +5,7 @@ description). ``RunRecorder`` writes one run's history under its epoch: a header
 once, then step records appended (see ``runtime.store._protocol``).
 """
 
+from runtime.store._actor_state import ActorLease, ActorSnapshot, ActorStateStore
 from runtime.store._codec import (
     Persistable,
     PersistableRegistry,
@@ -33,6 +34,9 @@ from runtime.store._recorder import (
 from runtime.store._sqlite import DEFAULT_PATH, SQLiteStore, StoreStats
 
 __all__ = [
+    "ActorLease",
+    "ActorSnapshot",
+    "ActorStateStore",
     "DEFAULT_PATH",
     "FINISHED_STATES",
     "Checkpoint",

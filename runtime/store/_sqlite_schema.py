@@ -2,6 +2,8 @@
 
 Version 2 (``PRAGMA user_version = 2``), append-only step records::
 
+    actor_state  leases and snapshots of actors (``runtime.store._sqlite_actors``),
+           added to any version 2 file when it is opened
     runs   one row per run: the epoch and lease; the header (workflow,
            fingerprint, context with its length and CRC-32, settings as JSON,
            created_at), written by start; the state, updated_at and outcome
@@ -32,7 +34,7 @@ from typing import Any, Final
 from actors import PersistenceError
 from runtime.store._protocol import Outcome
 
-__all__ = ["SCHEMA_VERSION", "crc", "outcome_columns", "prepare_schema"]
+__all__ = ["ACTOR_TABLE", "SCHEMA_VERSION", "crc", "outcome_columns", "prepare_schema"]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,18 @@ _STEPS: Final = """
         finished_at  REAL
     )
 """
+ACTOR_TABLE: Final = """
+    CREATE TABLE IF NOT EXISTS actor_state (
+        key          TEXT PRIMARY KEY,
+        epoch        INTEGER NOT NULL,  -- fencing token, bumped by every claim
+        owner        TEXT,
+        lease_until  REAL,
+        state        BLOB,              -- the last snapshot, encoded by the value codec
+        state_crc    INTEGER,
+        state_epoch  INTEGER,           -- the epoch whose incarnation wrote it
+        updated_at   REAL
+    )
+"""
 _STEPS_INDEX: Final = "CREATE INDEX steps_by_run ON steps (run_id, step)"
 
 
@@ -108,6 +122,7 @@ def prepare_schema(conn: sqlite3.Connection, path: Path) -> None:
                 f"checkpoint store {path} has schema version {version}; this "
                 f"actorflow reads versions 1 and {SCHEMA_VERSION} (written by another release?)"
             )
+        conn.execute(ACTOR_TABLE)  # IF NOT EXISTS: see runtime.store._sqlite_actors
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
