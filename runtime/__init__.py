@@ -41,10 +41,14 @@ from actors import (
     Supervisor,
     SystemShutDown,
     TemporaryError,
+    Terminated,
+    TerminationReason,
     current_step,
 )
 from runtime import events
 from runtime._daemon import node_command, serve
+from runtime._death_watch import unwatch, watch
+from runtime._singletons import SingletonRef
 from runtime._logs import JsonFormatter
 from runtime._progress import ProgressObserver, RunProgress
 from runtime._system import ActorSystem
@@ -52,6 +56,7 @@ from runtime.cluster import Lock, Ref
 from runtime.engine import RunHandle, StepReport
 from runtime.events import LoggingObserver, WorkflowObserver
 from runtime.store import (
+    ActorStateStore,
     Checkpoint,
     CheckpointStore,
     MemoryStore,
@@ -107,6 +112,7 @@ rest_for_one = Strategy.REST_FOR_ONE
 
 __all__ = [
     "ActorNotFound",
+    "ActorStateStore",
     "ActorSystem",
     "Address",
     "AskTimeout",
@@ -165,6 +171,7 @@ __all__ = [
     "RunProgress",
     "RunSummary",
     "SQLiteStore",
+    "SingletonRef",
     "StaleEpoch",
     "StepInfo",
     "StepProgress",
@@ -176,6 +183,8 @@ __all__ = [
     "Supervisor",
     "SystemShutDown",
     "TemporaryError",
+    "Terminated",
+    "TerminationReason",
     "TransportSettings",
     "Workflow",
     "WorkflowError",
@@ -194,4 +203,6 @@ __all__ = [
     "rest_for_one",
     "serve",
     "task",
+    "unwatch",
+    "watch",
 ]

@@ -30,10 +30,15 @@ from actors import (
     SystemShutDown,
     WorkflowObserver,
 )
+from runtime._children import SystemChildStarter
+from runtime._death_watch import DeathWatch, Watcher
+from runtime._hosting import ActorHost
 from runtime._links import SystemLinks
 from runtime._metrics import Metrics
 from runtime._runs import Runs, RunSettings
+from runtime._singletons import Singletons, SingletonRef
 from runtime._stats import SystemStats, transport_figures
+from runtime._watches import WatchService
 from runtime.cluster import (
     Cluster,
     ClusterSettings,
@@ -178,6 +183,10 @@ class ActorSystem:
         self._closed = False
         self._actors: list[pykka.ActorRef[Any]] = []
         self._named: dict[str, pykka.ActorRef[Any]] = {}
+        self._watches = WatchService(name, lambda: self.cluster)
+        self._host = ActorHost(self, self._watches)
+        self._death_watch = DeathWatch(self, self._watches)
+        self._singletons = Singletons(self)
         self.locks_on = locks_on or name
         self._lock_manager: pykka.ActorRef[LockManager] | None = None
         self._metrics: Metrics | None = None
@@ -208,6 +217,7 @@ class ActorSystem:
             pool=self.nodes,
             local=self._links,
         )
+        cluster.transport.subscribe(self._watches.on_member)
         try:
             cluster.start(join)
         except BaseException:
@@ -313,6 +323,24 @@ class ActorSystem:
         With ``name``, the actor is reachable at ``<node>/<name>`` through
         ``ref`` from this and every other node of the cluster.
         """
+        if name is not None and (not isinstance(name, str) or not name or name.startswith("$")):
+            raise ValueError(
+                f"spawn(name) must be a non-empty path not starting with '$', got {name!r}"
+            )
+        return self._spawn_hooked(actor_class, args, kwargs, name)
+
+    def _spawn_hooked(
+        self,
+        actor_class: type[A],
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+        name: str | None,
+        *,
+        key: str | None = None,
+        epoch: int | None = None,
+        on_exit: Callable[[BaseException | None], None] | None = None,
+    ) -> pykka.ActorRef[A]:
+        """``spawn``, also under ``$`` paths, with a snapshot key and epoch and an exit hook."""
         with self._lock:
             self._check_open("spawn")
             if not (isinstance(actor_class, type) and issubclass(actor_class, pykka.Actor)):
@@ -320,18 +348,46 @@ class ActorSystem:
                     f"spawn(actor_class) needs a pykka Actor class, got {actor_class!r}"
                 )
             if name is not None:
-                if not isinstance(name, str) or not name or name.startswith("$"):
-                    raise ValueError(
-                        f"spawn(name) must be a non-empty path not starting with '$', got {name!r}"
-                    )
                 old = self._named.get(name)
                 if old is not None and old.is_alive():
                     raise ValueError(f"an actor named {name!r} already runs on {self.name}")
-            ref = actor_class.start(*args, **kwargs)
+            ref = self._host.start(
+                actor_class, args, kwargs, path=name, key=key, epoch=epoch, on_exit=on_exit
+            )
             self._actors.append(ref)
             if name is not None:
                 self._named[name] = ref
             return ref
+
+    def watch(self, target: Ref | Address | str | pykka.ActorRef[Any], watcher: Watcher) -> None:
+        """Tell ``watcher`` one ``Terminated(address, reason)`` once ``target`` is gone.
+
+        ``target`` is local or remote; it is gone when it stops or crashes, or
+        its node is declared down or leaves; already gone: answered at once.
+        ``watcher`` is an actor of this node (pykka ref or ``Ref``) or a
+        callable. Inside an actor, ``runtime.watch(target)`` watches for it.
+        """
+        self._death_watch.watch(target, watcher)
+
+    def unwatch(self, target: Ref | Address | str | pykka.ActorRef[Any], watcher: Watcher) -> None:
+        """Cancel ``watch(target, watcher)`` (no-op if it already fired)."""
+        self._death_watch.unwatch(target, watcher)
+
+    def singleton(
+        self, name: str, actor_class: type[pykka.Actor], *args: Any, lease: float = 3.0
+    ) -> SingletonRef:
+        """Keep at most one live ``actor_class(*args)`` named ``name`` cluster-wide.
+
+        This member becomes a candidate: whichever candidate holds the fenced
+        lease ``singleton/<name>`` in the shared store runs it (restored from
+        its last snapshot); see README "Actors across hosts". Returns the stable
+        handle (also ``singleton_ref(name)`` from any process on the store).
+        """
+        return self._singletons.host(name, actor_class, args, lease)
+
+    def singleton_ref(self, name: str) -> SingletonRef:
+        """A handle on singleton ``name`` wherever it runs (found through the store)."""
+        return self._singletons.ref(name)
 
     def ref(self, address: str | Address) -> Ref:
         """A handle on the actor at ``node/path``, local or remote (tell, ask)."""
@@ -372,10 +428,22 @@ class ActorSystem:
         *,
         strategy: Strategy = Strategy.ONE_FOR_ONE,
         intensity: RestartIntensity | None = None,
+        name: str = "supervisor",
     ) -> pykka.ActorRef[Supervisor]:
-        """Start a ``Supervisor`` over ``children`` on this system's clock."""
+        """Start a ``Supervisor`` over ``children`` on this system's clock.
+
+        ``name`` is the supervisor's identity in the store: a child that takes
+        snapshots keeps them under ``child/<name>/<child>``, so the same
+        supervisor started again (here or in another process) resumes them.
+        """
+        starter = SystemChildStarter(self, name)
         return self.spawn(
-            Supervisor, children, strategy=strategy, intensity=intensity, clock=self.clock
+            Supervisor,
+            children,
+            strategy=strategy,
+            intensity=intensity,
+            clock=self.clock,
+            starter=starter,
         )
 
     # -- workflows ---------------------------------------------------------------------
@@ -510,6 +578,7 @@ class ActorSystem:
             self._closed = True
             actors = list(reversed(self._actors))
         self._runs.close_to_new_runs("actor system shutting down")
+        self._singletons.close()
         for ref in actors:
             try:
                 ref.stop(block=True, timeout=timeout)
