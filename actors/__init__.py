@@ -56,6 +56,7 @@ from actors._watch import (
     Terminated,
     TerminationReason,
     current_context,
+    current_epoch,
     start_hooked,
     takes_snapshots,
 )
@@ -114,6 +115,7 @@ __all__ = [
     "TimerHandle",
     "WorkflowObserver",
     "current_context",
+    "current_epoch",
     "current_step",
     "start_hooked",
     "takes_snapshots",

@@ -36,6 +36,7 @@ __all__ = [
     "Terminated",
     "TerminationReason",
     "current_context",
+    "current_epoch",
     "start_hooked",
     "takes_snapshots",
 ]
@@ -77,6 +78,7 @@ class ActorHooks:
     persist: Callable[[Any], None] | None = None
     snapshot_every: int = 1
     context: Any = None  # what ``current_context()`` returns on the actor's thread
+    epoch: int | None = None  # what ``current_epoch()`` returns on the actor's thread
 
 
 def takes_snapshots(cls: type) -> bool:
@@ -91,6 +93,16 @@ def current_context() -> tuple[Any, pykka.ActorRef[Any]] | None:
     """``(context, ref)`` of the hooked actor whose thread calls this; None elsewhere."""
     found: tuple[Any, pykka.ActorRef[Any]] | None = getattr(_local, "actor", None)
     return found
+
+
+def current_epoch() -> int | None:
+    """The epoch (fencing token) of the incarnation whose thread calls this.
+
+    Set for a snapshotting child and a singleton: pass it to a resource the
+    actor writes, so that resource can refuse an older incarnation. None elsewhere.
+    """
+    epoch: int | None = getattr(_local, "epoch", None)
+    return epoch
 
 
 def start_hooked(
@@ -128,6 +140,7 @@ def start_hooked(
 
     def loop() -> None:
         _local.actor = (hooks.context, obj.actor_ref)
+        _local.epoch = hooks.epoch
         try:
             actor_loop()
         finally:

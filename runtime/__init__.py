@@ -43,6 +43,7 @@ from actors import (
     TemporaryError,
     Terminated,
     TerminationReason,
+    current_epoch,
     current_step,
 )
 from runtime import events
@@ -189,6 +190,7 @@ __all__ = [
     "Workflow",
     "WorkflowError",
     "WorkflowObserver",
+    "current_epoch",
     "current_step",
     "dynamic",
     "events",

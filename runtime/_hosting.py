@@ -81,7 +81,9 @@ class ActorHost:
             if on_exit is not None:
                 on_exit(error)
 
-        hooks = ActorHooks(exited, restore=restore, persist=persist, context=self._system)
+        hooks = ActorHooks(
+            exited, restore=restore, persist=persist, context=self._system, epoch=epoch
+        )
         watches.actor_started(path)
         try:
             ref = start_hooked(actor_class, args, kwargs, hooks)

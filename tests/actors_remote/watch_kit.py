@@ -87,3 +87,12 @@ class Counter(SupervisedActor):
         if message == "crash":
             raise RuntimeError("told to crash")
         return None
+
+
+class Plain(SupervisedActor):
+    """A child without snapshots: ``"crash"`` told raises, anything else is echoed."""
+
+    def on_receive(self, message: Any) -> Any:
+        if message == "crash":
+            raise RuntimeError("told to crash")
+        return message

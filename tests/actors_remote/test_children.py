@@ -1,0 +1,115 @@
+"""Supervised children that take snapshots or run on another member (in-process members)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pykka
+import pytest
+
+from runtime import (
+    ActorSystem,
+    ChildSpec,
+    MemoryStore,
+    NodeLoad,
+    PersistenceError,
+    RestartIntensity,
+    StaleEpoch,
+    TerminationReason,
+)
+from tests.actors_remote.watch_kit import Counter, Inbox, Plain
+from tests.support import wait_until
+
+
+class OnPeer:
+    def choose(self, step: str, candidates: Sequence[NodeLoad]) -> str:
+        return next((c.node for c in candidates if c.node == "peer"), candidates[0].node)
+
+
+def _restarted(supervisor: pykka.ActorRef[object], before: object) -> object:
+    found: list[object] = []
+
+    def changed() -> bool:
+        child = supervisor.ask("children").get("counter")  # type: ignore[union-attr]
+        if child is not None and child != before:
+            found.append(child)
+            return True
+        return False
+
+    assert wait_until(changed, 20)
+    return found[0]
+
+
+def test_a_crashed_local_child_resumes_from_its_last_snapshot() -> None:
+    with ActorSystem("solo", store=MemoryStore()) as system:
+        supervisor = system.supervise([ChildSpec("counter", Counter)], name="sup")
+        child = supervisor.ask("children")["counter"]
+        assert [child.ask("add") for _ in range(3)] == [1, 2, 3]
+        child.tell("crash")
+        restarted = _restarted(supervisor, child)
+        assert restarted.ask("add") == 4  # type: ignore[attr-defined]
+        lease = system.store.actor_lease("child/sup/counter")  # type: ignore[attr-defined]
+        assert lease.epoch == 2
+
+
+def test_a_stale_incarnation_cannot_write_its_snapshot_and_stops() -> None:
+    store = MemoryStore()
+    with ActorSystem("solo", store=store) as system:
+        supervisor = system.supervise([ChildSpec("counter", Counter)], name="sup")
+        child = supervisor.ask("children")["counter"]
+        assert child.ask("add") == 1
+        store.claim_actor("child/sup/counter", owner="elsewhere", lease=60, force=True)
+        with pytest.raises(StaleEpoch, match="child/sup/counter"):
+            child.ask("add")
+        assert wait_until(lambda: not child.is_alive(), 10)
+        snapshot = store.load_snapshot("child/sup/counter")
+        assert snapshot is not None and snapshot.epoch == 1
+
+
+def test_a_store_without_actor_state_is_refused_naming_it() -> None:
+    class RunsOnly:
+        pass
+
+    with ActorSystem("solo", store=MemoryStore()) as system:
+        system._runs._store = RunsOnly()  # type: ignore[assignment]
+        with pytest.raises(PersistenceError, match="keeps no actor state"):
+            system.singleton("x", Counter)
+
+
+def test_remote_child_spec_needs_a_system_supervisor() -> None:
+    from runtime import Supervisor
+
+    with pytest.raises(ValueError, match="ActorSystem.supervise"):
+        Supervisor([ChildSpec("c", Counter, node="elsewhere")])
+    with pytest.raises(ValueError, match="node or placement, not both"):
+        ChildSpec("c", Counter, node="a", placement=OnPeer())
+
+
+@pytest.mark.timeout(60)
+def test_remote_child_crashes_escalate_exactly_as_local_ones(
+    coordinator_and_peer: tuple[ActorSystem, ActorSystem],
+) -> None:
+    coordinator, peer = coordinator_and_peer
+    peer.register_actor(Plain)
+    supervisor = coordinator.supervise(
+        [ChildSpec("counter", Plain, placement=OnPeer())],
+        intensity=RestartIntensity(max_restarts=2, period=60),
+        name="remote-sup",
+    )
+    supervisor_gone = Inbox()
+    coordinator.watch(supervisor, supervisor_gone)
+    child = supervisor.ask("children")["counter"]
+    for restarts in (1, 2):
+        assert child.address.node == "peer"
+        child.tell("crash")
+        child = _restarted(supervisor, child)
+        assert supervisor.ask("stats").restarts_total == restarts
+    child.tell("crash")  # the third crash within the period: more than max_restarts
+    [gone] = supervisor_gone.wait(1)
+    assert gone.reason is TerminationReason.CRASHED
+    assert "EscalationError" in gone.detail
+    assert wait_until(lambda: not any(p.startswith("$child/") for p in _hosted(peer)), 10)
+
+
+def _hosted(system: ActorSystem) -> list[str]:
+    return list(system._watches._hosted)
