@@ -157,9 +157,7 @@ class ChildStarter(Protocol):
         """Whether this starter starts ``spec`` (else the supervisor starts it in-process)."""
         ...
 
-    def start(
-        self, spec: ChildSpec, report: Callable[[BaseException | None], None]
-    ) -> ChildHandle:
+    def start(self, spec: ChildSpec, report: Callable[[BaseException | None], None]) -> ChildHandle:
         """Start ``spec``'s child; ``report(error)`` once when it exits (None: stopped)."""
         ...
 

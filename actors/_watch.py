@@ -146,10 +146,10 @@ def start_hooked(
         finally:
             try:
                 hooks.on_exit(errors[0] if errors else None)
-            except Exception:  # noqa: BLE001 - a watcher's failure must not hide the exit
+            except Exception:
                 log.exception("exit hook of %s raised", obj)
 
-    obj._handle_failure = failed  # type: ignore[method-assign]
+    obj._handle_failure = failed  # type: ignore[method-assign,assignment]
     if hooks.persist is not None:
         obj._handle_receive = receive  # type: ignore[method-assign]
     obj._actor_loop = loop  # type: ignore[method-assign]

@@ -80,8 +80,12 @@ class _OnWorkers:
 
 def _worker(name: str, seed: str, store: str) -> int:
     system = ActorSystem(
-        name, listen="tcp://127.0.0.1:0", join=[seed], plaintext=True,
-        store=SQLiteStore(store), transport=_SETTINGS,
+        name,
+        listen="tcp://127.0.0.1:0",
+        join=[seed],
+        plaintext=True,
+        store=SQLiteStore(store),
+        transport=_SETTINGS,
     )
     system.register_actor(BenchCounter)
     print("up", flush=True)
@@ -93,8 +97,12 @@ def _spawn_worker(name: str, seed: str, store: Path) -> subprocess.Popen[str]:
     env = dict(os.environ, PYTHONPATH=str(_ROOT))
     process = subprocess.Popen(
         [sys.executable, "-m", "bench._actors_remote", "worker", name, seed, str(store)],
-        cwd=_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL, text=True,
+        cwd=_ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     assert process.stdout is not None
     if process.stdout.readline().strip() != "up":
@@ -106,8 +114,11 @@ def _spawn_worker(name: str, seed: str, store: Path) -> subprocess.Popen[str]:
 def _failover_ms(folder: Path) -> float:
     store = folder / f"failover-{time.monotonic_ns()}.db"
     with ActorSystem(
-        "bench-coord", listen="tcp://127.0.0.1:0", plaintext=True,
-        store=SQLiteStore(store), transport=_SETTINGS,
+        "bench-coord",
+        listen="tcp://127.0.0.1:0",
+        plaintext=True,
+        store=SQLiteStore(store),
+        transport=_SETTINGS,
     ) as system:
         seed = str(system.address)
         procs = [_spawn_worker(f"bench-w{i}", seed, store) for i in (1, 2)]
@@ -131,7 +142,7 @@ def _failover_ms(folder: Path) -> float:
                     try:
                         if now.ask("get", timeout=5) == 1:
                             break
-                    except Exception:  # noqa: BLE001 - not yet up: ask again
+                    except Exception:
                         pass
                 if time.perf_counter() - started > 60:
                     raise RuntimeError("the child was not restarted within 60 s")
@@ -182,7 +193,10 @@ def run(config: Config) -> list[Row]:
         snap, plain, raw = interleaved(
             config.repeats,
             [
-                ("child ask + snapshot (SQLite FULL)", lambda: _us_per_ask(BenchCounter, folder, count)),
+                (
+                    "child ask + snapshot (SQLite FULL)",
+                    lambda: _us_per_ask(BenchCounter, folder, count),
+                ),
                 ("child ask, no snapshot", lambda: _us_per_ask(PlainCounter, folder, count)),
                 ("raw INSERT + COMMIT (WAL, FULL)", lambda: _us_per_raw_insert(folder, count)),
             ],

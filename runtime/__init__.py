@@ -49,9 +49,9 @@ from actors import (
 from runtime import events
 from runtime._daemon import node_command, serve
 from runtime._death_watch import unwatch, watch
-from runtime._singletons import SingletonRef
 from runtime._logs import JsonFormatter
 from runtime._progress import ProgressObserver, RunProgress
+from runtime._singletons import SingletonRef
 from runtime._system import ActorSystem
 from runtime.cluster import Lock, Ref
 from runtime.engine import RunHandle, StepReport

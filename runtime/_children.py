@@ -83,17 +83,13 @@ class SystemChildStarter(ChildStarter):
 
     def handles(self, spec: ChildSpec) -> bool:
         return (
-            spec.node is not None
-            or spec.placement is not None
-            or takes_snapshots(spec.actor_class)
+            spec.node is not None or spec.placement is not None or takes_snapshots(spec.actor_class)
         )
 
     def key(self, spec: ChildSpec) -> str:
         return f"child/{self._supervisor}/{spec.name}"
 
-    def start(
-        self, spec: ChildSpec, report: Callable[[BaseException | None], None]
-    ) -> ChildHandle:
+    def start(self, spec: ChildSpec, report: Callable[[BaseException | None], None]) -> ChildHandle:
         system = self._system
         key = epoch = None
         if takes_snapshots(spec.actor_class):
@@ -103,8 +99,13 @@ class SystemChildStarter(ChildStarter):
             )
         if spec.node is None and spec.placement is None:
             ref = system._spawn_hooked(
-                spec.actor_class, spec.args, dict(spec.kwargs), None,
-                key=key, epoch=epoch, on_exit=report,
+                spec.actor_class,
+                spec.args,
+                dict(spec.kwargs),
+                None,
+                key=key,
+                epoch=epoch,
+                on_exit=report,
             )
             return _LocalChild(ref)
         if spec.kwargs:
@@ -113,7 +114,9 @@ class SystemChildStarter(ChildStarter):
         address = self._start_remote(spec, path, key, epoch)
         return self._watched(address, report)
 
-    def _start_remote(self, spec: ChildSpec, path: str, key: str | None, epoch: int | None) -> Address:
+    def _start_remote(
+        self, spec: ChildSpec, path: str, key: str | None, epoch: int | None
+    ) -> Address:
         tried: set[str] = set()
         last: Exception = NodeDown(f"child {spec.name!r}: no live member to run it on")
         while True:
@@ -150,8 +153,12 @@ class SystemChildStarter(ChildStarter):
         if system.cluster is None:
             raise NodeDown(f"node {node!r} is unknown (this system is not in a cluster)")
         request = {
-            "op": "start", "class": class_name, "args": list(spec.args), "path": path,
-            "key": key, "epoch": epoch,
+            "op": "start",
+            "class": class_name,
+            "args": list(spec.args),
+            "path": path,
+            "key": key,
+            "epoch": epoch,
         }
         future = system.cluster.transport.ask(
             Address(node, ACTORS_PATH), request, timeout=_START_TIMEOUT

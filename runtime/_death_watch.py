@@ -119,4 +119,3 @@ def unwatch(target: Any) -> None:
     """Inside an actor: cancel ``watch(target)``."""
     system, me = _current()
     system.unwatch(target, me)
-

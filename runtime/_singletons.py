@@ -141,7 +141,7 @@ class _Keeper:
                     self._try_claim(store)
                 else:
                     self._keep(store)
-            except Exception:  # noqa: BLE001 - the keeper must outlive a passing store error
+            except Exception:
                 log.exception("singleton %s: keeper step failed", self._name)
             if self._epoch is not None and time.monotonic() > self._held_until:
                 log.warning("singleton %s: lease not renewed in time; stopping it", self._name)
@@ -229,7 +229,9 @@ class Singletons:
 
     def host(self, name: str, cls: type[pykka.Actor], args: Any, lease: float) -> SingletonRef:
         if not isinstance(name, str) or not name or name.startswith("$"):
-            raise ValueError(f"singleton(name) must be a non-empty str not starting with '$', got {name!r}")
+            raise ValueError(
+                f"singleton(name) must be a non-empty str not starting with '$', got {name!r}"
+            )
         if not (isinstance(cls, type) and issubclass(cls, pykka.Actor)):
             raise TypeError(f"singleton(actor_class) needs a pykka Actor class, got {cls!r}")
         if isinstance(lease, bool) or not isinstance(lease, int | float) or lease <= 0:

@@ -36,7 +36,7 @@ from runtime._hosting import ActorHost
 from runtime._links import SystemLinks
 from runtime._metrics import Metrics
 from runtime._runs import Runs, RunSettings
-from runtime._singletons import Singletons, SingletonRef
+from runtime._singletons import SingletonRef, Singletons
 from runtime._stats import SystemStats, transport_figures
 from runtime._watches import WatchService
 from runtime.cluster import (

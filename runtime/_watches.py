@@ -174,7 +174,9 @@ class WatchService:
     def on_member(self, event: MemberEvent) -> None:
         if event.status == "up":
             return
-        reason = TerminationReason.NODE_LEFT if event.status == "left" else TerminationReason.NODE_DOWN
+        reason = (
+            TerminationReason.NODE_LEFT if event.status == "left" else TerminationReason.NODE_DOWN
+        )
         with self._lock:
             targets = [t for t in self._watchers if t.node == event.node]
             for nodes in self._hosted.values():

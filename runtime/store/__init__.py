@@ -34,11 +34,11 @@ from runtime.store._recorder import (
 from runtime.store._sqlite import DEFAULT_PATH, SQLiteStore, StoreStats
 
 __all__ = [
+    "DEFAULT_PATH",
+    "FINISHED_STATES",
     "ActorLease",
     "ActorSnapshot",
     "ActorStateStore",
-    "DEFAULT_PATH",
-    "FINISHED_STATES",
     "Checkpoint",
     "CheckpointStore",
     "MemoryStore",

@@ -135,8 +135,5 @@ def may_claim(
     if force or (if_epoch is not None and if_epoch == epoch):
         return True
     return (
-        current_owner is None
-        or current_owner == owner
-        or lease_until is None
-        or lease_until <= now
+        current_owner is None or current_owner == owner or lease_until is None or lease_until <= now
     )

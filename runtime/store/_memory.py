@@ -223,7 +223,12 @@ class MemoryStore:
                 return 1
             held = row.lease
             if not may_claim(
-                held.owner, held.lease_until, held.epoch, owner=owner, now=now, force=force,
+                held.owner,
+                held.lease_until,
+                held.epoch,
+                owner=owner,
+                now=now,
+                force=force,
                 if_epoch=if_epoch,
             ):
                 return None

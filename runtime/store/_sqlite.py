@@ -72,7 +72,12 @@ from typing import Final
 
 from actors import Clock, PersistenceError, RealClock
 from runtime.store import _sqlite_actors as actor_rows
-from runtime.store._actor_state import ActorLease, ActorSnapshot, check_actor_key, check_snapshot_args
+from runtime.store._actor_state import (
+    ActorLease,
+    ActorSnapshot,
+    check_actor_key,
+    check_snapshot_args,
+)
 from runtime.store._group_commit import GroupCommitter
 from runtime.store._protocol import (
     Checkpoint,
@@ -375,7 +380,12 @@ class SQLiteStore:
         check_claim_args(key, owner, lease)
         with self._transaction(f"actor {key}: claim", write=True) as conn:
             return actor_rows.claim_actor(
-                conn, key, owner=owner, lease=lease, now=self._clock.wall(), force=force,
+                conn,
+                key,
+                owner=owner,
+                lease=lease,
+                now=self._clock.wall(),
+                force=force,
                 if_epoch=if_epoch,
             )
 

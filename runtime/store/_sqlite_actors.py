@@ -13,6 +13,7 @@ function runs inside the caller's transaction (``BEGIN IMMEDIATE`` for writes).
 from __future__ import annotations
 
 import sqlite3
+
 from actors import PersistenceError
 from runtime.store._actor_state import (
     ActorLease,
@@ -30,7 +31,6 @@ __all__ = [
     "renew_actor",
     "save_snapshot",
 ]
-
 
 
 def claim_actor(

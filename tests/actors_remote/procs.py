@@ -29,7 +29,15 @@ class AppWorker:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.actors_remote.remote_app", name, seed, str(store), *extra],
+            [
+                sys.executable,
+                "-m",
+                "tests.actors_remote.remote_app",
+                name,
+                seed,
+                str(store),
+                *extra,
+            ],
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -56,8 +64,10 @@ class AppWorker:
     def wait_up(self) -> None:
         with self._cond:
             ok = self._cond.wait_for(
-                lambda: any(line.startswith("up ") for line in self.lines)
-                or self.process.poll() is not None,
+                lambda: (
+                    any(line.startswith("up ") for line in self.lines)
+                    or self.process.poll() is not None
+                ),
                 START_TIMEOUT,
             )
             if not ok or not any(line.startswith("up ") for line in self.lines):
@@ -96,7 +106,9 @@ def coordinator(store: Path, **options: Any) -> Iterator[ActorSystem]:
 
 
 @contextmanager
-def workers(system: ActorSystem, store: Path, names: list[str], *extra: str) -> Iterator[dict[str, AppWorker]]:
+def workers(
+    system: ActorSystem, store: Path, names: list[str], *extra: str
+) -> Iterator[dict[str, AppWorker]]:
     started: dict[str, AppWorker] = {}
     try:
         for name in names:

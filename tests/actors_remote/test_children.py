@@ -79,7 +79,7 @@ def test_a_store_without_actor_state_is_refused_naming_it() -> None:
 def test_remote_child_spec_needs_a_system_supervisor() -> None:
     from runtime import Supervisor
 
-    with pytest.raises(ValueError, match="ActorSystem.supervise"):
+    with pytest.raises(ValueError, match=r"ActorSystem\.supervise"):
         Supervisor([ChildSpec("c", Counter, node="elsewhere")])
     with pytest.raises(ValueError, match="node or placement, not both"):
         ChildSpec("c", Counter, node="a", placement=OnPeer())

@@ -58,11 +58,14 @@ def _child_node(supervisor: object) -> str | None:
 def test_a_singleton_never_runs_twice_at_once_across_repeated_kills(tmp_path: Path) -> None:
     store, fence = tmp_path / "state.db", tmp_path / "fence.log"
     names = ["worker-1", "worker-2", "worker-3"]
-    with coordinator(store) as system, workers(system, store, names, "--singleton", str(fence)) as procs:
+    with (
+        coordinator(store) as system,
+        workers(system, store, names, "--singleton", str(fence)) as procs,
+    ):
         ticker = system.singleton_ref("ticker")
         seen_pids: list[int] = []
         for round_ in range(3):
-            ok, pid, epoch, ticks = ticker.ask("tick", timeout=60)
+            ok, pid, _epoch, ticks = ticker.ask("tick", timeout=60)
             assert ok, f"round {round_}: the live instance's write was refused"
             if seen_pids:
                 assert pid != seen_pids[-1]

@@ -59,7 +59,10 @@ def test_an_actor_watches_from_inside_and_is_told_terminated(system: ActorSystem
     target.stop()
     assert wait_until(lambda: watcher.ask("seen"), 10)
     [message] = watcher.ask("seen")
-    assert (message.address, message.reason) == (Address("test", "target"), TerminationReason.STOPPED)
+    assert (message.address, message.reason) == (
+        Address("test", "target"),
+        TerminationReason.STOPPED,
+    )
 
 
 def test_a_watcher_on_another_node_is_refused(
@@ -76,7 +79,9 @@ def test_remote_watches_end_stopped_crashed_not_found_and_node_left(
     coordinator_and_peer: tuple[ActorSystem, ActorSystem],
 ) -> None:
     coordinator, peer = coordinator_and_peer
-    stopped, crashed, survivor = (peer.spawn(Echo, name=n) for n in ("stopped", "crashed", "survivor"))
+    stopped, crashed, survivor = (
+        peer.spawn(Echo, name=n) for n in ("stopped", "crashed", "survivor")
+    )
     inbox = Inbox()
     for name in ("stopped", "crashed", "survivor", "missing"):
         coordinator.watch(f"peer/{name}", inbox)

@@ -30,7 +30,9 @@ class Inbox:
     def wait(self, count: int = 1, timeout: float = 20.0) -> list[Terminated]:
         with self._cond:
             if not self._cond.wait_for(lambda: len(self.received) >= count, timeout):
-                raise AssertionError(f"expected {count} Terminated within {timeout}s, got {self.received}")
+                raise AssertionError(
+                    f"expected {count} Terminated within {timeout}s, got {self.received}"
+                )
             return list(self.received)
 
 

@@ -33,9 +33,23 @@ def _first_line(process: subprocess.Popen[str]) -> str:
 
 def _client(seed: str, store: Path, requests: int) -> list[str]:
     done = subprocess.run(
-        [sys.executable, "-m", "examples.rate_limiter", "client", "--join", seed,
-         "--store", str(store), "--requests", str(requests)],
-        cwd=ROOT, capture_output=True, text=True, timeout=START_TIMEOUT * 2, check=False,
+        [
+            sys.executable,
+            "-m",
+            "examples.rate_limiter",
+            "client",
+            "--join",
+            seed,
+            "--store",
+            str(store),
+            "--requests",
+            str(requests),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT * 2,
+        check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout.splitlines()

@@ -80,7 +80,7 @@ def test_renew_extends_only_the_current_epoch(store: Any, clock: ManualClock) ->
     clock.advance(8)
     assert actors.claim_actor("k", owner="b", lease=10) is None
     actors.claim_actor("k", owner="b", lease=10, force=True)
-    with pytest.raises(StaleEpoch, match="actor k.*epoch 1.*epoch 2"):
+    with pytest.raises(StaleEpoch, match=r"actor k.*epoch 1.*epoch 2"):
         actors.renew_actor("k", epoch=1, lease=10)
     with pytest.raises(StaleEpoch, match="never claimed"):
         actors.renew_actor("other", epoch=1, lease=10)
