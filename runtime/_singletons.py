@@ -155,16 +155,21 @@ class _Keeper:
             epoch = self._takeover(store)
         if epoch is None:
             return
-        self._epoch, self._held_until = epoch, started + self._lease - self._lease / 3
-        self._ref = self._system._spawn_hooked(
-            self._cls,
-            self._args,
-            {},
-            singleton_path(self._name),
-            key=self._key,
-            epoch=epoch,
-            on_exit=lambda _error: self._wake.set(),
-        )
+        try:
+            ref = self._system._spawn_hooked(
+                self._cls,
+                self._args,
+                {},
+                singleton_path(self._name),
+                key=self._key,
+                epoch=epoch,
+                on_exit=lambda _error: self._wake.set(),
+            )
+        except BaseException:
+            store.release_actor(self._key, epoch=epoch)  # held, but nothing runs: let go
+            raise
+        self._ref, self._epoch = ref, epoch
+        self._held_until = started + self._lease - self._lease / 3
         log.info("singleton %s: started on %s at epoch %d", self._name, self._system.name, epoch)
 
     def _takeover(self, store: Any) -> int | None:
