@@ -1,8 +1,7 @@
 """Show one run: its workflow, state, every recorded step with its state,
 attempts, the node its last attempt ran on, start time, duration and last
 error, and its outcome (the output of a Completed run, the error of a Failed
-one). ``--json`` prints one JSON object
-instead (keys: README)."""
+one). ``--json`` prints one JSON object instead (keys: README)."""
 
 from __future__ import annotations
 
