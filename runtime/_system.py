@@ -216,6 +216,7 @@ class ActorSystem:
             registry=self.registry,
             pool=self.nodes,
             local=self._links,
+            hosted=self._metrics,
         )
         cluster.transport.subscribe(self._watches.on_member)
         try:
