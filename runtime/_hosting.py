@@ -74,23 +74,29 @@ class ActorHost:
         restore, persist = _NO_STATE, None
         if key is not None and epoch is not None and takes_snapshots(actor_class):
             restore, persist = self._snapshots(key, epoch)
-        watches = self.watches
+        watches, paths = self.watches, self._paths
+        started: list[str] = []
 
         def exited(error: BaseException | None) -> None:
-            watches.actor_exited(path, error)
+            watches.actor_exited(path, token, error)
+            if started:
+                paths.pop(started[0], None)
             if on_exit is not None:
                 on_exit(error)
 
         hooks = ActorHooks(
             exited, restore=restore, persist=persist, context=self._system, epoch=epoch
         )
-        watches.actor_started(path)
+        token = watches.actor_started(path)
         try:
             ref = start_hooked(actor_class, args, kwargs, hooks)
         except BaseException:
-            watches.actor_exited(path, None)
+            watches.actor_exited(path, token, None)
             raise
+        started.append(ref.actor_urn)
         self._paths[ref.actor_urn] = path
+        if not watches.is_hosted(path):  # it exited before ``started`` held its urn
+            self._paths.pop(ref.actor_urn, None)
         return ref
 
     def path_of(self, ref: pykka.ActorRef[Any]) -> str | None:

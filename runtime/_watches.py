@@ -47,18 +47,26 @@ class WatchService:
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._hosted: dict[str, set[str]] = {}  # live path here -> watching nodes
+        self._tokens: dict[str, int] = {}  # live path here -> the token of its start
         self._watchers: dict[Address, dict[int, Deliver]] = {}  # target -> id -> deliver
 
     # -- this node's actors ------------------------------------------------------------
 
-    def actor_started(self, path: str) -> None:
+    def actor_started(self, path: str) -> int:
+        """Register a starting actor; returns the token its ``actor_exited`` must give."""
+        token = next(self._ids)
         with self._lock:
             self._hosted[path] = set()
+            self._tokens[path] = token
+        return token
 
-    def actor_exited(self, path: str, error: BaseException | None) -> None:
+    def actor_exited(self, path: str, token: int, error: BaseException | None) -> None:
         reason = TerminationReason.STOPPED if error is None else TerminationReason.CRASHED
         detail = "" if error is None else f"{type(error).__name__}: {error}"
         with self._lock:
+            if self._tokens.get(path) != token:
+                return  # a later actor took the path over: this exit is not its
+            del self._tokens[path]
             nodes = self._hosted.pop(path, set())
         self._fire(Address(self._node, path), reason, detail)
         cluster = self._cluster()

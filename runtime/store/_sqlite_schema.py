@@ -3,7 +3,8 @@
 Version 3 (``PRAGMA user_version = 3``), append-only step records::
 
     actor_state  leases and snapshots of actors (``runtime.store._sqlite_actors``),
-           added to any version 2 file when it is opened
+           created when any file is opened (IF NOT EXISTS): older releases
+           ignore it, so it needs no version of its own
     runs   one row per run: the epoch and lease; the header (workflow,
            fingerprint, context with its length and CRC-32, settings as JSON,
            created_at), written by start; the state, updated_at and outcome
