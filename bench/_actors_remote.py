@@ -6,6 +6,9 @@ Rows:
   node (ms), beside the failure detector's bound (``down_after +
   check_interval`` of the transport settings used). Real worker processes
   (``python -m bench._actors_remote worker ...``) on loopback, one SQLite store.
+* kill -9 of a singleton's node -> the singleton answering an ask through its
+  ``SingletonRef`` (taken over by the other worker, resumed from its snapshot),
+  beside the same bound.
 * a child that snapshots after every message, asked N times on SQLite
   (synchronous FULL): us per message, beside a raw ``INSERT`` + ``COMMIT`` of
   the same size on its own WAL file, and beside the same child without snapshots.
@@ -20,7 +23,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +43,7 @@ from runtime import (
 __all__ = ["FAMILY"]
 
 _ROOT = Path(__file__).resolve().parent.parent
+_SINGLETON_LEASE = 3.0
 _SETTINGS = TransportSettings(heartbeat_interval=0.2, down_after=1.0, check_interval=0.05)
 
 
@@ -88,6 +93,7 @@ def _worker(name: str, seed: str, store: str) -> int:
         transport=_SETTINGS,
     )
     system.register_actor(BenchCounter)
+    system.singleton("bench", BenchCounter, lease=_SINGLETON_LEASE)
     print("up", flush=True)
     serve(system, drain_timeout=0.5)
     return 0
@@ -111,7 +117,9 @@ def _spawn_worker(name: str, seed: str, store: Path) -> subprocess.Popen[str]:
     return process
 
 
-def _failover_ms(folder: Path) -> float:
+@contextmanager
+def _bench_cluster(folder: Path) -> Iterator[tuple[ActorSystem, list[subprocess.Popen[str]]]]:
+    """A coordinator (this process, no candidate) and two worker processes, all up."""
     store = folder / f"failover-{time.monotonic_ns()}.db"
     with ActorSystem(
         "bench-coord",
@@ -128,26 +136,7 @@ def _failover_ms(folder: Path) -> float:
                 if time.monotonic() > deadline:
                     raise RuntimeError("bench workers did not join")
                 time.sleep(0.01)
-            supervisor = system.supervise(
-                [ChildSpec("c", BenchCounter, placement=_OnWorkers())], name="bench"
-            )
-            child: Ref = supervisor.ask("children")["c"]
-            child.ask("add", timeout=10)
-            victim = procs[0] if child.address.node == "bench-w1" else procs[1]
-            started = time.perf_counter()
-            os.kill(victim.pid, signal.SIGKILL)
-            while True:
-                now = supervisor.ask("children").get("c")
-                if isinstance(now, Ref) and now.address != child.address:
-                    try:
-                        if now.ask("get", timeout=5) == 1:
-                            break
-                    except Exception:
-                        pass
-                if time.perf_counter() - started > 60:
-                    raise RuntimeError("the child was not restarted within 60 s")
-                time.sleep(0.005)
-            return (time.perf_counter() - started) * 1e3
+            yield system, procs
         finally:
             for process in procs:
                 if process.poll() is None:
@@ -155,6 +144,47 @@ def _failover_ms(folder: Path) -> float:
                 process.wait(10)
                 if process.stdout is not None:
                     process.stdout.close()
+
+
+def _victim(procs: list[subprocess.Popen[str]], node: str) -> subprocess.Popen[str]:
+    return procs[0] if node == "bench-w1" else procs[1]
+
+
+def _child_failover_ms(folder: Path) -> float:
+    with _bench_cluster(folder) as (system, procs):
+        supervisor = system.supervise(
+            [ChildSpec("c", BenchCounter, placement=_OnWorkers())], name="bench"
+        )
+        child: Ref = supervisor.ask("children")["c"]
+        child.ask("add", timeout=10)
+        victim = _victim(procs, child.address.node)
+        started = time.perf_counter()
+        os.kill(victim.pid, signal.SIGKILL)
+        while time.perf_counter() - started < 60:
+            now = supervisor.ask("children").get("c")
+            if isinstance(now, Ref) and now.address != child.address:
+                try:
+                    if now.ask("get", timeout=5) == 1:
+                        return (time.perf_counter() - started) * 1e3
+                except Exception:  # not up yet: ask again
+                    pass
+            time.sleep(0.005)
+        raise RuntimeError("the child was not restarted within 60 s")
+
+
+def _singleton_failover_ms(folder: Path) -> float:
+    with _bench_cluster(folder) as (system, procs):
+        singleton = system.singleton_ref("bench")
+        singleton.ask("add", timeout=30)
+        holder = singleton.locate()
+        assert holder is not None
+        victim = _victim(procs, holder.node)
+        started = time.perf_counter()
+        os.kill(victim.pid, signal.SIGKILL)
+        # ask() retries while the instance is re-placed; 1: resumed from its snapshot
+        if singleton.ask("get", timeout=60) != 1:
+            raise RuntimeError("the singleton did not resume from its snapshot")
+        return (time.perf_counter() - started) * 1e3
 
 
 def _us_per_ask(cls: type[SupervisedActor], folder: Path, count: int) -> float:
@@ -201,9 +231,12 @@ def run(config: Config) -> list[Row]:
                 ("raw INSERT + COMMIT (WAL, FULL)", lambda: _us_per_raw_insert(folder, count)),
             ],
         )
+        runs = range(config.size(3, 1))
         failover = Series(
-            "kill -9 -> restarted child answers",
-            tuple(_failover_ms(folder) for _ in range(config.size(3, 1))),
+            "kill -9 -> restarted child answers", tuple(_child_failover_ms(folder) for _ in runs)
+        )
+        singleton = Series(
+            "kill -9 -> singleton answers", tuple(_singleton_failover_ms(folder) for _ in runs)
         )
     bound = Series("failure detector bound", (bound_ms,) * len(failover.samples))
     return [
@@ -214,6 +247,14 @@ def run(config: Config) -> list[Row]:
             failover,
             baselines=(bound,),
             note=f"down_after {_SETTINGS.down_after}s + check_interval {_SETTINGS.check_interval}s",
+        ),
+        Row(
+            "actors_remote",
+            "kill -9 of a singleton's node -> it answers from another node",
+            "ms",
+            singleton,
+            baselines=(bound,),
+            note=f"lease {_SINGLETON_LEASE}s: the takeover follows the detector, not the lease",
         ),
         Row(
             "actors_remote",
