@@ -141,6 +141,14 @@ class _ChildExit:
 _Link = Callable[[_ChildExit], None]
 
 
+def _tell_quietly(link: _Link, exit_: _ChildExit) -> None:
+    """Report an exit; a supervisor already stopped (stopping its children) needs none."""
+    try:
+        link(exit_)
+    except pykka.ActorDeadError:
+        pass
+
+
 class ChildHandle(Protocol):
     """A child a ``ChildStarter`` started: what ``children`` answers, and how to stop it."""
 
@@ -207,7 +215,7 @@ class SupervisedActor(pykka.ThreadingActor):
     def _report_exit(self, error: BaseException | None) -> None:
         if self._link is not None and not self._exit_reported:
             self._exit_reported = True
-            self._link(_ChildExit(self._link_name, self._incarnation, error))
+            _tell_quietly(self._link, _ChildExit(self._link_name, self._incarnation, error))
 
     def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
         self._report_exit(exception_value)
@@ -287,7 +295,9 @@ class Supervisor(SupervisedActor):
         if self._starter is not None and self._starter.handles(spec):
             exit_of = functools.partial(_ChildExit, spec.name, self._incarnations[spec.name])
             try:
-                handle = self._starter.start(spec, lambda error: me.tell(exit_of(error)))
+                handle = self._starter.start(
+                    spec, lambda error: _tell_quietly(me.tell, exit_of(error))
+                )
             except Exception as exc:  # noqa: BLE001 - a child that cannot start has crashed
                 log.warning("child %r could not be started: %r", spec.name, exc)
                 me.tell(exit_of(exc))

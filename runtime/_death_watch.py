@@ -2,8 +2,10 @@
 
 A target is a ``Ref``, an ``Address`` (or ``"node/path"``), or a pykka ref of
 an actor this system spawned; a watcher is a pykka ref or a ``Ref`` of an
-actor on this node (it is told ``Terminated``), or a callable taking one.
-Watching the same target with the same watcher twice still delivers once.
+actor on this node (it is told ``Terminated``), or a callable taking one. A
+callable runs on whichever thread learns of the exit (the exiting actor's, or
+a transport thread): it must return quickly and not block. Watching the same
+target with the same watcher twice still delivers once.
 """
 
 from __future__ import annotations
@@ -84,7 +86,15 @@ class DeathWatch:
                     f"watcher {watcher.address} is on another node: watch from the system "
                     "where the watcher runs"
                 )
-            return watcher.tell
+            path, system = watcher.address.path, self._system
+
+            def to_named(message: Terminated) -> None:
+                # Straight into its mailbox: a Terminated is not a wire value.
+                ref = system._named_ref(path)
+                if ref is not None:
+                    ref.tell(message)
+
+            return to_named
         if callable(watcher):
             return watcher
         raise TypeError(f"watcher must be a pykka ref, a Ref or a callable, got {watcher!r}")

@@ -10,13 +10,16 @@ before ``on_start`` and saves one after every message, fenced by the epoch
 The ``$actors`` path also carries ``start {class, args, path, key, epoch}``
 (an ask: start a registered class here, answered with its ``Address``) and
 ``stop {path}`` (a tell), which ``ActorSystem.supervise`` uses for children on
-other nodes.
+other nodes. A child started so is stopped when the node that asked for it is
+declared down or leaves: its supervisor is gone with it, or restarts it
+elsewhere at a new epoch.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +29,7 @@ from actors import ActorHooks, PersistenceError, start_hooked, takes_snapshots
 from runtime._watches import WatchService
 from runtime.cluster import require
 from runtime.store import ActorStateStore, decode_value, encode_value
-from transport import ActorNotFound, Address, ProtocolError
+from transport import ActorNotFound, Address, MemberEvent, ProtocolError
 
 if TYPE_CHECKING:
     from runtime._system import ActorSystem
@@ -57,6 +60,8 @@ class ActorHost:
         self.watches = watches
         self._anonymous = itertools.count(1)
         self._paths: dict[str, str] = {}  # pykka actor_urn -> path (for watch by pykka ref)
+        self._parents: dict[str, str] = {}  # path -> the node that asked for it (``start``)
+        self._lock = threading.Lock()
 
     def start(
         self,
@@ -133,8 +138,42 @@ class ActorHost:
         ):
             raise ProtocolError(f"start from {sender}: bad key or epoch in {request!r}")
         cls = self._system.registry.actor(spec["class"], node=self._system.name)
-        self._system._spawn_hooked(cls, spec["args"], {}, spec["path"], key=key, epoch=epoch)
-        return Address(self._system.name, spec["path"])
+        path = spec["path"]
+        parents, lock = self._parents, self._lock
+
+        def exited(_error: BaseException | None) -> None:
+            with lock:
+                if parents.get(path) == sender:
+                    del parents[path]
+
+        with lock:
+            parents[path] = sender
+        try:
+            self._system._spawn_hooked(
+                cls, spec["args"], {}, path, key=key, epoch=epoch, on_exit=exited
+            )
+        except BaseException:
+            exited(None)
+            raise
+        return Address(self._system.name, path)
+
+    def on_member(self, event: MemberEvent) -> None:
+        """Stop the children a node that went down or left started here (no orphans).
+
+        Its supervisor, if it lives on elsewhere, sees them gone with their
+        node's link and restarts them at a new epoch anyway.
+        """
+        if event.status == "up":
+            return
+        with self._lock:
+            orphans = [path for path, node in self._parents.items() if node == event.node]
+        for path in orphans:
+            ref = self._system._named_ref(path)
+            if ref is not None:
+                log.info(
+                    "stopping %s: node %s that started it is %s", path, event.node, event.status
+                )
+                ref.stop(block=False)
 
     def _stop_for(self, path: str) -> None:
         ref = self._system._named_ref(path)

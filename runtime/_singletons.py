@@ -17,6 +17,9 @@ key ``singleton/<name>``, owner ``<node>/<owner id>``:
   for the lease. A holder that is alive but cut off keeps running until its
   next renew is refused (at most ``lease / 3``); its snapshot writes, and any
   resource that checks the epoch as a fencing token, refuse it from the takeover on.
+  With ``takeover_on_down=False`` candidates wait for the lease to expire
+  instead: failover takes up to the lease, but a partition alone never runs
+  two (the holder stops itself at 2/3 of a lease it could not renew).
 
 ``SingletonRef`` finds the instance through the store (the lease's owner
 node) and re-resolves when the node it used is gone.
@@ -102,23 +105,37 @@ class SingletonRef:
 
 
 class _Keeper:
-    """One candidate's thread for one singleton (see the module docstring)."""
+    """One candidate's thread for one singleton (see the module docstring).
+
+    A watchdog timer, re-armed by every successful renew, stops the instance
+    at two thirds of the lease: a renew stuck in a busy store cannot keep an
+    instance running past the lease that others may then claim.
+    """
 
     def __init__(
-        self, system: ActorSystem, name: str, cls: type[pykka.Actor], args: Any, lease: float
+        self,
+        system: ActorSystem,
+        name: str,
+        cls: type[pykka.Actor],
+        args: Any,
+        lease: float,
+        takeover_on_down: bool,
     ) -> None:
         self._system = system
         self._name = name
         self._cls = cls
         self._args = tuple(args)
         self._lease = lease
+        self._takeover_on_down = takeover_on_down
         self._key = singleton_key(name)
         self._owner = f"{system.name}/{system.owner}"
         self._wake = threading.Event()
         self._stopping = threading.Event()
+        self._lock = threading.Lock()  # guards the four below (keeper and watchdog threads)
         self._epoch: int | None = None
-        self._held_until = 0.0  # monotonic: past it, this member may no longer hold the lease
         self._ref: pykka.ActorRef[Any] | None = None
+        self._watchdog: threading.Timer | None = None
+        self._generation = 0  # bumped by every arm and stop: an older watchdog does nothing
         self._thread = threading.Thread(
             target=self._run, name=f"actorflow-singleton-{name}", daemon=True
         )
@@ -136,22 +153,21 @@ class _Keeper:
         store = actor_state_store(self._system)
         while not self._stopping.is_set():
             self._wake.clear()
+            with self._lock:
+                epoch, ref = self._epoch, self._ref
             try:
-                if self._epoch is None:
+                if epoch is None:
                     self._try_claim(store)
                 else:
-                    self._keep(store)
+                    self._keep(store, epoch, ref)
             except Exception:
                 log.exception("singleton %s: keeper step failed", self._name)
-            if self._epoch is not None and time.monotonic() > self._held_until:
-                log.warning("singleton %s: lease not renewed in time; stopping it", self._name)
-                self._stop_instance()
             self._wake.wait(self._lease / 3)
 
     def _try_claim(self, store: Any) -> None:
         started = time.monotonic()
         epoch = store.claim_actor(self._key, owner=self._owner, lease=self._lease)
-        if epoch is None:
+        if epoch is None and self._takeover_on_down:
             epoch = self._takeover(store)
         if epoch is None:
             return
@@ -168,8 +184,9 @@ class _Keeper:
         except BaseException:
             store.release_actor(self._key, epoch=epoch)  # held, but nothing runs: let go
             raise
-        self._ref, self._epoch = ref, epoch
-        self._held_until = started + self._lease - self._lease / 3
+        with self._lock:
+            self._ref, self._epoch = ref, epoch
+        self._arm(started)
         log.info("singleton %s: started on %s at epoch %d", self._name, self._system.name, epoch)
 
     def _takeover(self, store: Any) -> int | None:
@@ -185,11 +202,10 @@ class _Keeper:
         )
         return epoch
 
-    def _keep(self, store: Any) -> None:
-        assert self._epoch is not None
+    def _keep(self, store: Any, epoch: int, ref: pykka.ActorRef[Any] | None) -> None:
         started = time.monotonic()
         try:
-            store.renew_actor(self._key, epoch=self._epoch, lease=self._lease)
+            store.renew_actor(self._key, epoch=epoch, lease=self._lease)
         except StaleEpoch:
             log.warning("singleton %s: another member took it over; stopping it", self._name)
             self._stop_instance()
@@ -197,14 +213,42 @@ class _Keeper:
         except PersistenceError as exc:
             log.warning("singleton %s: renew failed: %s", self._name, exc)
             return
-        self._held_until = started + self._lease - self._lease / 3
-        if self._ref is not None and not self._ref.is_alive():
+        with self._lock:
+            current = self._epoch == epoch
+        if current:
+            self._arm(started)
+        if current and ref is not None and not ref.is_alive():
             log.warning("singleton %s: instance stopped; starting it again", self._name)
-            self._ref, self._epoch = None, None  # re-claimed (our own lease) at a new epoch
+            self._stop_instance()  # then re-claimed (our own lease) at a new epoch
             self._try_claim(store)
 
+    def _arm(self, renewed_at: float) -> None:
+        """Stop the instance at 2/3 of the lease after ``renewed_at`` unless renewed again."""
+        with self._lock:
+            self._generation += 1
+            generation, old = self._generation, self._watchdog
+            delay = max(0.0, renewed_at + self._lease * 2 / 3 - time.monotonic())
+            self._watchdog = threading.Timer(delay, self._expired, args=(generation,))
+            self._watchdog.name = f"actorflow-singleton-watchdog-{self._name}"
+            self._watchdog.daemon = True
+            self._watchdog.start()
+        if old is not None:
+            old.cancel()
+
+    def _expired(self, generation: int) -> None:
+        with self._lock:
+            if generation != self._generation:
+                return
+        log.warning("singleton %s: lease not renewed in time; stopping it", self._name)
+        self._stop_instance()
+
     def _stop_instance(self) -> None:
-        ref, self._ref, self._epoch = self._ref, None, None
+        with self._lock:
+            ref, self._ref, self._epoch = self._ref, None, None
+            watchdog, self._watchdog = self._watchdog, None
+            self._generation += 1
+        if watchdog is not None:
+            watchdog.cancel()
         if ref is not None:
             try:
                 ref.stop(block=True, timeout=5.0)
@@ -215,7 +259,8 @@ class _Keeper:
         self._stopping.set()
         self._wake.set()
         self._thread.join(10.0)
-        epoch = self._epoch
+        with self._lock:
+            epoch = self._epoch
         self._stop_instance()
         if epoch is not None:
             try:
@@ -232,7 +277,14 @@ class Singletons:
         self._keepers: dict[str, _Keeper] = {}
         self._lock = threading.Lock()
 
-    def host(self, name: str, cls: type[pykka.Actor], args: Any, lease: float) -> SingletonRef:
+    def host(
+        self,
+        name: str,
+        cls: type[pykka.Actor],
+        args: Any,
+        lease: float,
+        takeover_on_down: bool = True,
+    ) -> SingletonRef:
         if not isinstance(name, str) or not name or name.startswith("$"):
             raise ValueError(
                 f"singleton(name) must be a non-empty str not starting with '$', got {name!r}"
@@ -241,11 +293,15 @@ class Singletons:
             raise TypeError(f"singleton(actor_class) needs a pykka Actor class, got {cls!r}")
         if isinstance(lease, bool) or not isinstance(lease, int | float) or lease <= 0:
             raise ValueError(f"singleton lease must be a number of seconds > 0, got {lease!r}")
+        if not isinstance(takeover_on_down, bool):
+            raise TypeError(f"takeover_on_down must be a bool, got {takeover_on_down!r}")
         actor_state_store(self._system)  # fail now, not in the keeper, without one
         with self._lock:
             if name in self._keepers:
                 raise ValueError(f"this member is already a candidate for singleton {name!r}")
-            keeper = self._keepers[name] = _Keeper(self._system, name, cls, args, float(lease))
+            keeper = self._keepers[name] = _Keeper(
+                self._system, name, cls, args, float(lease), takeover_on_down
+            )
         keeper.start()
         return self.ref(name)
 

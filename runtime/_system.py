@@ -213,6 +213,7 @@ class ActorSystem(ActorHosting):
             hosted=self._metrics,
         )
         cluster.transport.subscribe(self._watches.on_member)
+        cluster.transport.subscribe(self._host.on_member)
         try:
             cluster.start(join)
         except BaseException:

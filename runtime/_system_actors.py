@@ -141,16 +141,24 @@ class ActorHosting:
         self._death_watch.unwatch(target, watcher)
 
     def singleton(
-        self, name: str, actor_class: type[pykka.Actor], *args: Any, lease: float = 3.0
+        self,
+        name: str,
+        actor_class: type[pykka.Actor],
+        *args: Any,
+        lease: float = 3.0,
+        takeover_on_down: bool = True,
     ) -> SingletonRef:
         """Keep at most one live ``actor_class(*args)`` named ``name`` cluster-wide.
 
         This member becomes a candidate: whichever candidate holds the fenced
         lease ``singleton/<name>`` in the shared store runs it (restored from
-        its last snapshot); see README "Actors across hosts". Returns the stable
-        handle (also ``singleton_ref(name)`` from any process on the store).
+        its last snapshot); see README "Actors across hosts". When the holder's
+        node is declared down, another candidate takes over at once; with
+        ``takeover_on_down=False`` only once its ``lease`` (seconds) expired.
+        Returns the stable handle (also ``singleton_ref(name)`` from any
+        process on the store).
         """
-        return self._singletons.host(name, actor_class, args, lease)
+        return self._singletons.host(name, actor_class, args, lease, takeover_on_down)
 
     def singleton_ref(self, name: str) -> SingletonRef:
         """A handle on singleton ``name`` wherever it runs (found through the store)."""

@@ -113,3 +113,17 @@ def test_remote_child_crashes_escalate_exactly_as_local_ones(
 
 def _hosted(system: ActorSystem) -> list[str]:
     return list(system._watches._hosted)
+
+
+@pytest.mark.timeout(60)
+def test_a_remote_child_is_stopped_when_the_node_that_started_it_leaves(
+    coordinator_and_peer: tuple[ActorSystem, ActorSystem],
+) -> None:
+    coordinator, peer = coordinator_and_peer
+    peer.register_actor(Plain)
+    supervisor = coordinator.supervise([ChildSpec("c", Plain, node="peer")], name="orphans")
+    child = supervisor.ask("children")["c"]
+    assert child.ask("hello", timeout=10) == "hello"
+    assert any(p.startswith("$child/orphans/c/") for p in _hosted(peer))
+    coordinator.leave(drain_timeout=1.0)
+    assert wait_until(lambda: not any(p.startswith("$child/") for p in _hosted(peer)), 20)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -98,3 +99,35 @@ def test_a_named_actor_spawned_again_is_watched_as_the_new_one(system: ActorSyst
     assert not wait_until(lambda: inbox.received, 0.2)  # the first one's exit is not the second's
     second.stop()
     assert inbox.wait(1)[0].reason is TerminationReason.STOPPED
+
+
+class StuckRenewStore(MemoryStore):
+    """A MemoryStore whose ``renew_actor`` blocks while ``stuck`` is set (a busy database)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stuck = threading.Event()
+        self.release = threading.Event()
+
+    def renew_actor(self, key: str, *, epoch: int, lease: float) -> None:
+        if self.stuck.is_set():
+            self.release.wait(30)
+        super().renew_actor(key, epoch=epoch, lease=lease)
+
+
+@pytest.mark.timeout(60)
+def test_a_holder_whose_renew_hangs_stops_its_instance_before_the_lease_ends() -> None:
+    store = StuckRenewStore()
+    with ActorSystem("solo", store=store) as system:
+        system.singleton("counter", Counter, lease=LEASE)
+        assert wait_until(lambda: _holder(store) == "solo", 10)
+        instance = system._named_ref("$singleton/counter")
+        assert instance is not None
+        gone = Inbox()
+        system.watch(instance, gone)
+        store.stuck.set()
+        [message] = gone.wait(1, timeout=20)  # the watchdog, not the stuck keeper, stopped it
+        assert message.reason is TerminationReason.STOPPED
+        lease = store.actor_lease("singleton/counter")
+        assert lease is not None and lease.lease_until is not None
+        store.release.set()

@@ -104,3 +104,20 @@ def test_remote_watches_end_stopped_crashed_not_found_and_node_left(
 def _watched(system: ActorSystem, count: int) -> bool:
     """Whether ``count`` of the system's hosted actors have a remote watcher (registered)."""
     return sum(1 for nodes in system._watches._hosted.values() if nodes) >= count
+
+
+def test_a_named_watcher_given_as_a_ref_gets_terminated_in_its_mailbox(
+    coordinator_and_peer: tuple[ActorSystem, ActorSystem],
+) -> None:
+    coordinator, peer = coordinator_and_peer
+    target = peer.spawn(Echo, name="target")
+    watcher = coordinator.spawn(Watching, name="watcher")
+    coordinator.watch("peer/target", coordinator.ref("coord/watcher"))
+    assert wait_until(lambda: _watched(peer, 1), 10)
+    target.stop()
+    assert wait_until(lambda: watcher.ask("seen"), 10)
+    [message] = watcher.ask("seen")
+    assert (message.address, message.reason) == (
+        Address("peer", "target"),
+        TerminationReason.STOPPED,
+    )
