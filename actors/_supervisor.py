@@ -30,6 +30,7 @@ are the same for every child.
 from __future__ import annotations
 
 import collections
+import contextlib
 import enum
 import functools
 import logging
@@ -143,10 +144,8 @@ _Link = Callable[[_ChildExit], None]
 
 def _tell_quietly(link: _Link, exit_: _ChildExit) -> None:
     """Report an exit; a supervisor already stopped (stopping its children) needs none."""
-    try:
+    with contextlib.suppress(pykka.ActorDeadError):
         link(exit_)
-    except pykka.ActorDeadError:
-        pass
 
 
 class ChildHandle(Protocol):

@@ -13,7 +13,8 @@ with three hooks installed on the instance before its thread runs:
   a newer incarnation took over) stops the actor: a zombie must not go on.
 
 An actor opts in to snapshots by defining both ``snapshot() -> state`` and
-``restore(state)`` (see ``takes_snapshots``); the state must be a value the
+``restore(state)`` (see ``takes_snapshots``), and may set a class attribute
+``snapshot_every = N`` to save after every N-th message instead; the state must be a value the
 store codec encodes (msgpack types, tuples, registered persistables).
 """
 

@@ -4,7 +4,8 @@ Every actor ``ActorSystem.spawn`` starts goes through ``ActorHost.start``: it is
 registered with the ``WatchService`` under its path (its name, or
 ``$anon/<n>``) before its thread runs, and its exit is reported there. An
 actor started with a ``key`` and an ``epoch`` restores the key's last snapshot
-before ``on_start`` and saves one after every message, fenced by the epoch
+before ``on_start`` and saves one after every message (every
+``snapshot_every`` messages, a class attribute), fenced by the epoch
 (``runtime.store._actor_state``).
 
 The ``$actors`` path also carries ``start {class, args, path, key, epoch}``
@@ -34,11 +35,21 @@ from transport import ActorNotFound, Address, MemberEvent, ProtocolError
 if TYPE_CHECKING:
     from runtime._system import ActorSystem
 
-__all__ = ["ActorHost", "actor_state_store"]
+__all__ = ["ActorHost", "actor_state_store", "snapshot_every"]
 
 log = logging.getLogger(__name__)
 
 _NO_STATE: Any = ActorHooks(on_exit=lambda _e: None).restore
+
+
+def snapshot_every(actor_class: type) -> int:
+    """The class's ``snapshot_every`` (messages between snapshots, default 1), checked."""
+    every = getattr(actor_class, "snapshot_every", 1)
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ValueError(
+            f"{actor_class.__qualname__}.snapshot_every must be an int >= 1, got {every!r}"
+        )
+    return every
 
 
 def actor_state_store(system: ActorSystem) -> ActorStateStore:
@@ -90,7 +101,12 @@ class ActorHost:
                 on_exit(error)
 
         hooks = ActorHooks(
-            exited, restore=restore, persist=persist, context=self._system, epoch=epoch
+            exited,
+            restore=restore,
+            persist=persist,
+            snapshot_every=snapshot_every(actor_class),
+            context=self._system,
+            epoch=epoch,
         )
         token = watches.actor_started(path)
         try:

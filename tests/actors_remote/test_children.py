@@ -17,6 +17,7 @@ from runtime import (
     StaleEpoch,
     TerminationReason,
 )
+from runtime.store import decode_value
 from tests.actors_remote.watch_kit import Counter, Inbox, Plain
 from tests.support import wait_until
 
@@ -127,3 +128,29 @@ def test_a_remote_child_is_stopped_when_the_node_that_started_it_leaves(
     assert any(p.startswith("$child/orphans/c/") for p in _hosted(peer))
     coordinator.leave(drain_timeout=1.0)
     assert wait_until(lambda: not any(p.startswith("$child/") for p in _hosted(peer)), 20)
+
+
+class EveryThird(Counter):
+    snapshot_every = 3
+
+
+def test_snapshot_every_saves_after_every_nth_message_only() -> None:
+    store = MemoryStore()
+    with ActorSystem("solo", store=store) as system:
+        child = system.supervise([ChildSpec("c", EveryThird)], name="sup").ask("children")["c"]
+        saved = []
+        for _ in range(7):
+            child.ask("add")
+            snapshot = store.load_snapshot("child/sup/c")
+            saved.append(None if snapshot is None else decode_value(snapshot.state, what="t"))
+        assert [s and s["count"] for s in saved] == [None, None, 3, 3, 3, 6, 6]
+
+
+def test_a_bad_snapshot_every_is_refused_naming_it(caplog: pytest.LogCaptureFixture) -> None:
+    class Bad(Counter):
+        snapshot_every = 0
+
+    with ActorSystem("solo", store=MemoryStore()) as system:
+        supervisor = system.supervise([ChildSpec("c", Bad)], name="sup")
+        assert wait_until(lambda: not supervisor.is_alive(), 10)  # escalates: cannot start
+    assert "Bad.snapshot_every must be an int >= 1, got 0" in caplog.text
