@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pykka
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from runtime import (
     ActorSystem,
     ChildSpec,
+    ManualClock,
     MemoryStore,
     NodeLoad,
     PersistenceError,
@@ -27,11 +29,11 @@ class OnPeer:
         return next((c.node for c in candidates if c.node == "peer"), candidates[0].node)
 
 
-def _restarted(supervisor: pykka.ActorRef[object], before: object) -> object:
+def _restarted(supervisor: pykka.ActorRef[Any], before: object) -> Any:
     found: list[object] = []
 
     def changed() -> bool:
-        child = supervisor.ask("children").get("counter")  # type: ignore[union-attr]
+        child = supervisor.ask("children").get("counter")
         if child is not None and child != before:
             found.append(child)
             return True
@@ -48,8 +50,8 @@ def test_a_crashed_local_child_resumes_from_its_last_snapshot() -> None:
         assert [child.ask("add") for _ in range(3)] == [1, 2, 3]
         child.tell("crash")
         restarted = _restarted(supervisor, child)
-        assert restarted.ask("add") == 4  # type: ignore[attr-defined]
-        lease = system.store.actor_lease("child/sup/counter")  # type: ignore[attr-defined]
+        assert restarted.ask("add") == 4
+        lease = system.store.actor_lease("child/sup/counter")
         assert lease.epoch == 2
 
 
@@ -154,3 +156,25 @@ def test_a_bad_snapshot_every_is_refused_naming_it(caplog: pytest.LogCaptureFixt
         supervisor = system.supervise([ChildSpec("c", Bad)], name="sup")
         assert wait_until(lambda: not supervisor.is_alive(), 10)  # escalates: cannot start
     assert "Bad.snapshot_every must be an int >= 1, got 0" in caplog.text
+
+
+def test_snapshotting_children_count_against_the_intensity_window_of_the_clock() -> None:
+    clock = ManualClock()
+    with ActorSystem("manual", clock=clock, store=MemoryStore()) as system:
+        supervisor = system.supervise(
+            [ChildSpec("counter", Counter)],
+            intensity=RestartIntensity(max_restarts=1, period=5),
+            name="window",
+        )
+        gone = Inbox()
+        system.watch(supervisor, gone)
+        child = supervisor.ask("children")["counter"]
+        child.tell("crash")
+        child = _restarted(supervisor, child)  # restart 1 of 1 in the window
+        clock.advance(5.5)  # the window moves past it
+        child.tell("crash")
+        child = _restarted(supervisor, child)
+        assert supervisor.ask("stats").restarts_total == 2
+        child.tell("crash")  # a second one within 5 s: escalates
+        [message] = gone.wait(1)
+        assert "EscalationError" in message.detail
