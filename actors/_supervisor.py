@@ -18,13 +18,13 @@ the top. A child "crashes" when an exception escapes a ``tell`` handler or
 Children subclass ``SupervisedActor`` so that their exits reach the supervisor
 as messages (tell, never a blocking ask).
 
-A ``ChildStarter`` (``ActorSystem.supervise`` gives one) starts the children
-that need more than this process: one with a ``node`` or a ``placement`` (it
-runs on another member and its exit arrives through death watch; its node
-going down is a crash), or one whose class takes snapshots (each start takes
-a new epoch in the store and resumes from the last snapshot). A child that
-cannot be started counts as a crash of that child. Strategies and intensity
-are the same for every child.
+A ``ChildStarter`` starts the children it ``handles`` instead of the
+supervisor; ``ActorSystem.supervise`` gives one that handles them all, and
+only it can start one with a ``node`` or a ``placement`` (it runs on another
+member and its exit arrives through death watch; its node going down is a
+crash) or take snapshots (each start takes a new epoch in the store and
+resumes from the last snapshot). A child that cannot be started counts as a
+crash of that child. Strategies and intensity are the same for every child.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """Where a supervised child runs, and how its (re)start takes an epoch: ``SystemChildStarter``.
 
-``ActorSystem.supervise`` hands one to its ``Supervisor``. It starts:
+``ActorSystem.supervise`` hands one to its ``Supervisor``, which starts every
+child through it (hooked like any actor of the system: watchable, and
+``runtime.watch`` works inside it). It starts:
 
 * a child whose class takes snapshots: every start claims the child's key
   (``child/<supervisor>/<child>``) with ``force`` (the supervisor is the only
@@ -82,9 +84,9 @@ class SystemChildStarter(ChildStarter):
         self._incarnations = itertools.count(1)
 
     def handles(self, spec: ChildSpec) -> bool:
-        return (
-            spec.node is not None or spec.placement is not None or takes_snapshots(spec.actor_class)
-        )
+        # Every child: each is then started hooked like any actor of the system
+        # (watchable, ``runtime.watch`` inside it), wherever it runs.
+        return True
 
     def key(self, spec: ChildSpec) -> str:
         return f"child/{self._supervisor}/{spec.name}"

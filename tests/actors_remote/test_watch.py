@@ -5,8 +5,8 @@ from __future__ import annotations
 import pykka
 import pytest
 
-from runtime import ActorSystem, Address, TerminationReason
-from tests.actors_remote.watch_kit import Echo, Inbox, Watching
+from runtime import ActorSystem, Address, ChildSpec, TerminationReason
+from tests.actors_remote.watch_kit import Echo, Inbox, Watching, WatchingChild
 from tests.support import wait_until
 
 
@@ -121,3 +121,16 @@ def test_a_named_watcher_given_as_a_ref_gets_terminated_in_its_mailbox(
         Address("peer", "target"),
         TerminationReason.STOPPED,
     )
+
+
+def test_a_supervised_child_watches_from_inside_and_is_watched(system: ActorSystem) -> None:
+    supervisor = system.supervise([ChildSpec("w", WatchingChild)], name="watchers")
+    child = supervisor.ask("children")["w"]
+    target = system.spawn(Echo, name="target")
+    child.ask({"watch": "test/target"})
+    target.stop()
+    assert wait_until(lambda: child.ask("seen"), 10)
+    inbox = Inbox()
+    system.watch(child, inbox)  # a child of a system supervisor is watchable like any actor
+    supervisor.stop()
+    assert inbox.wait(1)[0].reason is TerminationReason.STOPPED

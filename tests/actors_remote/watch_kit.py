@@ -98,3 +98,20 @@ class Plain(SupervisedActor):
         if message == "crash":
             raise RuntimeError("told to crash")
         return message
+
+
+class WatchingChild(SupervisedActor):
+    """A supervised child that watches from inside, like ``Watching``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[Terminated] = []
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Terminated):
+            self.seen.append(message)
+        elif isinstance(message, dict) and "watch" in message:
+            watch(message["watch"])
+        elif message == "seen":
+            return list(self.seen)
+        return None
