@@ -111,8 +111,8 @@ class ActorHost:
         token = watches.actor_started(path)
         try:
             ref = start_hooked(actor_class, args, kwargs, hooks)
-        except BaseException:
-            watches.actor_exited(path, token, None)
+        except BaseException as exc:  # its constructor or restore raised: it never ran
+            watches.actor_exited(path, token, exc)
             raise
         started.append(ref.actor_urn)
         self._paths[ref.actor_urn] = path

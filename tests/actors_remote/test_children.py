@@ -178,3 +178,26 @@ def test_snapshotting_children_count_against_the_intensity_window_of_the_clock()
         child.tell("crash")  # a second one within 5 s: escalates
         [message] = gone.wait(1)
         assert "EscalationError" in message.detail
+
+
+class PoisonedRestore(Counter):
+    def restore(self, state: Any) -> None:
+        raise ValueError(f"cannot restore {state!r}")
+
+
+def test_a_restore_that_raises_counts_as_a_crash_and_escalates(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with ActorSystem("solo", store=MemoryStore()) as system:
+        supervisor = system.supervise(
+            [ChildSpec("c", PoisonedRestore)],
+            intensity=RestartIntensity(max_restarts=2, period=60),
+            name="poison",
+        )
+        gone = Inbox()
+        system.watch(supervisor, gone)
+        child = supervisor.ask("children")["c"]
+        assert child.ask("add") == 1  # the first start had no snapshot to restore
+        child.tell("crash")
+        assert "EscalationError" in gone.wait(1)[0].detail
+    assert "cannot restore {'count': 1}" in caplog.text
