@@ -4,7 +4,8 @@
 sockets themselves: it authenticates and decodes frames (the envelope sender
 must equal the CURVE User-Id of the connection), drops replays, answers
 hellos with the member list (or refuses a hello naming a live member from
-another incarnation), probes gossiped members (gossip is only a hint: see
+another incarnation), keeps client sessions (``_clients``: hellos with the
+client role, answered over the ROUTER), probes gossiped members (gossip is only a hint: see
 ``_handshake``), applies membership transitions (open or close the peer's
 DEALER, fail asks waiting on a node that went down, notify subscribers), hands
 tells and asks to the ``Inbox``, sends heartbeats and gossip, expires asks,
@@ -24,8 +25,9 @@ from typing import Any
 
 import zmq
 
+from transport._clients import ClientSession, ClientSessions
 from transport._dedup import DedupWindow
-from transport._envelope import Envelope, Kind, decode_envelope, encode_envelope
+from transport._envelope import ROLE_CLIENT, Envelope, Kind, decode_envelope, encode_envelope
 from transport._errors import AskTimeout, NodeDown, ProtocolError, RemoteError
 from transport._handshake import Handshakes, JoinWaiter
 from transport._inbox import Inbox
@@ -81,10 +83,17 @@ class NodeProtocol:
         self._incarnation = node.membership.self_incarnation
         self._handshakes = Handshakes(node.name, self._incarnation, settings, links, node.ids)
         self._drops_log = RateLimitedLog(log)  # one line per drop reason every 5 s
+        self._clients = ClientSessions(settings.max_clients, settings.client_idle_after)
+        self._route: zmq.Frame | bytes = b""  # routing id of the frame being handled
         now_value = now()
         self._next_check = now_value
         self._next_heartbeat = now_value
         self._next_gossip = now_value + settings.gossip_interval
+
+    @property
+    def client_count(self) -> int:
+        """Client sessions held now (read from any thread: one ``len``)."""
+        return len(self._clients)
 
     def begin_join(self, token: int) -> JoinWaiter:
         """(API thread) Register a join; its waiter wakes when a seed welcomes or refuses us."""
@@ -105,6 +114,11 @@ class NodeProtocol:
             complete_ask(entry.future, False, AskTimeout(f"no answer from {entry.node} in time"))
         self._handshakes.retry_joins(now, self.bound_address)
         self._handshakes.expire(now, self._is_member)
+        for session in self._clients.expire(now):
+            self._links.unroute(session.key)
+            log.debug(
+                "%s: client %s (session %s) is forgotten", self._name, session.name, session.key
+            )
         if self.left.is_set():
             return
         if now >= self._next_heartbeat:
@@ -132,6 +146,7 @@ class NodeProtocol:
             self._drop("bad_framing", f"{len(parts) - 1} frames in one message")
             return
         payload = parts[1]
+        self._route = parts[0]
         authenticated: str | None = None
         if isinstance(payload, bytes):
             if self._security is not None:  # never on a CURVE socket: fail closed
@@ -226,6 +241,8 @@ class NodeProtocol:
                 self._on_hello_answer(envelope, join_token, now)
                 return
         status = self._membership.status(sender)
+        if (status is None or status == "left") and self._from_client(envelope, now):
+            return
         is_answer = kind in (Kind.REPLY, Kind.ERROR)
         if (status is None or status == "left") and not is_answer:
             self._drop("not_member", f"{kind.value} from {sender!r}, which is not a member")
@@ -238,7 +255,12 @@ class NodeProtocol:
             )
             return
         self._apply(self._membership.heard(sender, now))
-        if is_answer:
+        self._from_member(envelope, now)
+
+    def _from_member(self, envelope: Envelope, now: float) -> None:
+        """A frame of a member, heard: answers, gossip, leave, tells and asks."""
+        kind, sender = envelope.kind, envelope.sender
+        if kind in (Kind.REPLY, Kind.ERROR):
             self._on_answer(envelope)
         elif kind is Kind.MEMBERS:
             self._hint(envelope.body, now)
@@ -250,6 +272,9 @@ class NodeProtocol:
 
     def _on_hello(self, envelope: Envelope, now: float) -> None:
         sender, body = envelope.sender, envelope.body
+        if body["role"] == ROLE_CLIENT:
+            self._on_client_hello(envelope, now)
+            return
         try:
             self._admit(sender, body["address"], body["incarnation"], now)
         except NameTaken as exc:
@@ -260,6 +285,68 @@ class NodeProtocol:
             return
         entries = self._membership.gossip_entries()
         self._links.send(sender, self._encode(Kind.MEMBERS, entries, envelope.message_id))
+
+    # -- clients (see ``_clients``) ------------------------------------------------
+
+    def _route_id(self) -> bytes:
+        route = self._route
+        return route if isinstance(route, bytes) else route.bytes
+
+    def _on_client_hello(self, envelope: Envelope, now: float) -> None:
+        """A client said hello: open (or renew) its session, welcome it over the ROUTER."""
+        sender, route = envelope.sender, self._route_id()
+        status = self._membership.status(sender)
+        if status is not None and status != "left":
+            reason = f"node name {sender!r} is a member of the cluster; a client needs its own"
+            self._refuse_client(envelope, route, "runtime.NameInUse", reason)
+            return
+        session = self._clients.open(route, sender, envelope.body["incarnation"], now)
+        if session is None:
+            reason = f"too many client sessions (max_clients={self._settings.max_clients})"
+            self._refuse_client(envelope, route, "transport.Overloaded", reason)
+            return
+        self._links.route(session.key, route)
+        entries = self._membership.gossip_entries()
+        self._links.send(session.key, self._encode(Kind.MEMBERS, entries, envelope.message_id))
+
+    def _refuse_client(self, hello: Envelope, route: bytes, type_name: str, reason: str) -> None:
+        self._drop("refused_client", f"client hello from {hello.sender!r}: {reason}")
+        error = RemoteError(type_name, reason, "", self._name)
+        self._links.send_routed(route, self._encode(Kind.ERROR, error, hello.message_id))
+
+    def _from_client(self, envelope: Envelope, now: float) -> bool:
+        """Handle ``envelope`` if it came on a client's connection; False if it did not."""
+        session = self._clients.get(self._route_id())
+        if session is None:
+            return False
+        self._on_client(session, envelope, now)
+        return True
+
+    def _on_client(self, session: ClientSession, envelope: Envelope, now: float) -> None:
+        """A frame on a client's connection: tells and asks (answered over the ROUTER),
+        heartbeats that keep the session, and ``leave`` that ends it."""
+        kind, sender = envelope.kind, envelope.sender
+        if sender != session.name:
+            self._drop(
+                "sender_mismatch",
+                f"client {session.name!r} sent a message claiming sender {sender!r}",
+            )
+            return
+        if kind is Kind.HEARTBEAT and envelope.body != session.incarnation:
+            self._drop("stale_incarnation", f"heartbeat of client {sender!r}: not its hello's")
+            return
+        self._clients.heard(session, now)
+        if kind is Kind.TELL or kind is Kind.ASK:
+            self._on_message(envelope, session.key)
+        elif kind is Kind.LEAVE:
+            self._links.send(session.key, self._encode(Kind.REPLY, None, envelope.message_id))
+            self._clients.close(session)
+            self._links.unroute(session.key)
+        elif kind is not Kind.HEARTBEAT:
+            self._drop(
+                "not_member",
+                f"{kind.value} from client {sender!r}: a client sends tell, ask, heartbeat, leave",
+            )
 
     def _on_hello_answer(self, envelope: Envelope, join_token: int | None, now: float) -> None:
         """A seed or a probed peer answered our hello: welcome (``members``) or refusal."""
@@ -382,7 +469,7 @@ class NodeProtocol:
         else:
             complete_ask(entry.future, True, envelope.body)
 
-    def _on_message(self, envelope: Envelope) -> None:
+    def _on_message(self, envelope: Envelope, reply_to: str | None = None) -> None:
         if self._dedup.seen_before(envelope.sender, envelope.message_id):
             self._drop(
                 "duplicate", f"replayed message {envelope.message_id} from {envelope.sender!r}"
@@ -390,7 +477,9 @@ class NodeProtocol:
             return
         reply: Reply | None = None
         if envelope.kind is Kind.ASK:
-            reply = CallbackReply(partial(self.answer, envelope.sender, envelope.message_id))
+            reply = CallbackReply(
+                partial(self.answer, reply_to or envelope.sender, envelope.message_id)
+            )
         if not self._inbox.receive(envelope.sender, envelope.target, envelope.body, reply):
             self._drop("dispatch_full", f"handler queue full; dropped a {envelope.kind.value}")
             if reply is not None:
