@@ -9,11 +9,13 @@ and go.
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from runtime import Client, RemoteError, SQLiteStore, UnknownWorkflow
+from runtime import Client, NodeDown, RemoteError, SQLiteStore, UnknownWorkflow, generate_keys
 from tests.submit.conftest import Node
 from tests.support import actorflow, wait_until
 
@@ -124,3 +126,27 @@ def test_three_hundred_clients_leave_the_member_table_unchanged(node: Node) -> N
         assert wait_until(
             lambda: observer.ask_members({"op": "stats"})["n1"]["clients"] == 1, 20
         ), observer.ask_members({"op": "stats"})["n1"]
+
+
+def test_curve_clients_need_their_own_key_on_the_allowlist(
+    node_factory: Callable[..., Node], tmp_path: Path
+) -> None:
+    keys = tmp_path / "keys"
+    for name in ("n1", "admin"):
+        generate_keys(keys, name)
+    node = node_factory("n1", keys=keys)
+    with Client(node.seed, keys=keys, name="admin") as admin:
+        assert admin.submit("greet", {"who": "curve"}).result(timeout=30) == "hello curve"
+    strangers = tmp_path / "stranger-keys"
+    generate_keys(strangers, "stranger")
+    shutil.copy(keys / "n1.key", strangers / "n1.key")
+    with pytest.raises(NodeDown, match="allowlist"):
+        Client(node.seed, keys=strangers, name="stranger", timeout=2)
+    refused = actorflow(
+        "status", "--join", node.seed, "--keys", str(strangers), "--name", "stranger",
+        "--timeout", "2",
+    )  # fmt: skip
+    assert refused.returncode == 1 and "allowlist" in refused.stderr, refused.stderr
+    status = actorflow("status", "--join", node.seed, "--keys", str(keys), "--name", "admin")
+    assert status.returncode == 0, status.stderr
+    assert "member n1" in status.stdout and "admin" not in status.stdout
