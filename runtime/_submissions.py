@@ -52,7 +52,8 @@ class Submissions:
         self._system = system
         self._keep = keep
         self._lock = threading.Lock()
-        self._progress: OrderedDict[str, ProgressObserver] = OrderedDict()
+        # run id -> (its progress, its workflow's name), newest last
+        self._submitted: OrderedDict[str, tuple[ProgressObserver, str]] = OrderedDict()
         self.contexts: dict[str, Callable[[Any], Any]] = {}  # workflow -> context builder
 
     def submit(self, workflow: str, ctx: bytes, run_id: str | None) -> str:
@@ -78,9 +79,9 @@ class Submissions:
         observer = ProgressObserver(_Nowhere())
         handle = self._system.run(flow, value, run_id=run_id, observers=[observer])
         with self._lock:
-            self._progress[handle.id] = observer
-            while len(self._progress) > self._keep:
-                self._progress.popitem(last=False)
+            self._submitted[handle.id] = (observer, workflow)
+            while len(self._submitted) > self._keep:
+                self._submitted.popitem(last=False)
         return handle.id
 
     def run_info(self, run_id: str) -> dict[str, Any]:
@@ -101,7 +102,7 @@ class Submissions:
             "progress": None,
         }
         with self._lock:
-            observer = self._progress.get(run_id)
+            observer, info["workflow"] = self._submitted.get(run_id, (None, ""))
         progress = observer.progress(run_id) if observer is not None else None
         if progress is not None:
             info["progress"] = {
