@@ -14,8 +14,8 @@ sockets), ``_inbox`` (incoming tells and asks to the handler), ``_subscribers``
 (member-event callbacks), ``_reply`` (handler protocols, pending asks and their
 futures), ``_workers`` (dispatch and notify threads), ``_parts`` (what the
 threads of one node share), ``_endpoint`` (``Transport``), ``_settings``,
-``_stats``, ``_dedup``, ``_clients`` (a member's client sessions), ``_client``
-(``ClientTransport``: the client role).
+``_stats``, ``_dedup``, ``_clients`` and ``_client_gate`` (a member's client
+sessions), ``_client`` (``ClientTransport``: the client role).
 """
 
 from transport._address import Address

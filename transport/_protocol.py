@@ -25,7 +25,7 @@ from typing import Any
 
 import zmq
 
-from transport._clients import ClientSession, ClientSessions
+from transport._client_gate import ClientGate
 from transport._dedup import DedupWindow
 from transport._envelope import ROLE_CLIENT, Envelope, Kind, decode_envelope, encode_envelope
 from transport._errors import AskTimeout, NodeDown, ProtocolError, RemoteError
@@ -83,7 +83,15 @@ class NodeProtocol:
         self._incarnation = node.membership.self_incarnation
         self._handshakes = Handshakes(node.name, self._incarnation, settings, links, node.ids)
         self._drops_log = RateLimitedLog(log)  # one line per drop reason every 5 s
-        self._clients = ClientSessions(settings.max_clients, settings.client_idle_after)
+        self._clients = ClientGate(
+            node.name,
+            settings,
+            node.membership,
+            links,
+            encode=self._encode,
+            drop=self._drop,
+            deliver=self._on_message,
+        )
         self._route: zmq.Frame | bytes = b""  # routing id of the frame being handled
         now_value = now()
         self._next_check = now_value
@@ -114,11 +122,7 @@ class NodeProtocol:
             complete_ask(entry.future, False, AskTimeout(f"no answer from {entry.node} in time"))
         self._handshakes.retry_joins(now, self.bound_address)
         self._handshakes.expire(now, self._is_member)
-        for session in self._clients.expire(now):
-            self._links.unroute(session.key)
-            log.debug(
-                "%s: client %s (session %s) is forgotten", self._name, session.name, session.key
-            )
+        self._clients.expire(now)
         if self.left.is_set():
             return
         if now >= self._next_heartbeat:
@@ -241,7 +245,9 @@ class NodeProtocol:
                 self._on_hello_answer(envelope, join_token, now)
                 return
         status = self._membership.status(sender)
-        if (status is None or status == "left") and self._from_client(envelope, now):
+        if (status is None or status == "left") and self._clients.frame(
+            envelope, self._route_id(), now
+        ):
             return
         is_answer = kind in (Kind.REPLY, Kind.ERROR)
         if (status is None or status == "left") and not is_answer:
@@ -273,7 +279,7 @@ class NodeProtocol:
     def _on_hello(self, envelope: Envelope, now: float) -> None:
         sender, body = envelope.sender, envelope.body
         if body["role"] == ROLE_CLIENT:
-            self._on_client_hello(envelope, now)
+            self._clients.hello(envelope, self._route_id(), now)
             return
         try:
             self._admit(sender, body["address"], body["incarnation"], now)
@@ -286,67 +292,10 @@ class NodeProtocol:
         entries = self._membership.gossip_entries()
         self._links.send(sender, self._encode(Kind.MEMBERS, entries, envelope.message_id))
 
-    # -- clients (see ``_clients``) ------------------------------------------------
-
     def _route_id(self) -> bytes:
+        """The routing id of the frame being handled (a client's connection, if it is one)."""
         route = self._route
         return route if isinstance(route, bytes) else route.bytes
-
-    def _on_client_hello(self, envelope: Envelope, now: float) -> None:
-        """A client said hello: open (or renew) its session, welcome it over the ROUTER."""
-        sender, route = envelope.sender, self._route_id()
-        status = self._membership.status(sender)
-        if status is not None and status != "left":
-            reason = f"node name {sender!r} is a member of the cluster; a client needs its own"
-            self._refuse_client(envelope, route, "runtime.NameInUse", reason)
-            return
-        session = self._clients.open(route, sender, envelope.body["incarnation"], now)
-        if session is None:
-            reason = f"too many client sessions (max_clients={self._settings.max_clients})"
-            self._refuse_client(envelope, route, "transport.Overloaded", reason)
-            return
-        self._links.route(session.key, route)
-        entries = self._membership.gossip_entries()
-        self._links.send(session.key, self._encode(Kind.MEMBERS, entries, envelope.message_id))
-
-    def _refuse_client(self, hello: Envelope, route: bytes, type_name: str, reason: str) -> None:
-        self._drop("refused_client", f"client hello from {hello.sender!r}: {reason}")
-        error = RemoteError(type_name, reason, "", self._name)
-        self._links.send_routed(route, self._encode(Kind.ERROR, error, hello.message_id))
-
-    def _from_client(self, envelope: Envelope, now: float) -> bool:
-        """Handle ``envelope`` if it came on a client's connection; False if it did not."""
-        session = self._clients.get(self._route_id())
-        if session is None:
-            return False
-        self._on_client(session, envelope, now)
-        return True
-
-    def _on_client(self, session: ClientSession, envelope: Envelope, now: float) -> None:
-        """A frame on a client's connection: tells and asks (answered over the ROUTER),
-        heartbeats that keep the session, and ``leave`` that ends it."""
-        kind, sender = envelope.kind, envelope.sender
-        if sender != session.name:
-            self._drop(
-                "sender_mismatch",
-                f"client {session.name!r} sent a message claiming sender {sender!r}",
-            )
-            return
-        if kind is Kind.HEARTBEAT and envelope.body != session.incarnation:
-            self._drop("stale_incarnation", f"heartbeat of client {sender!r}: not its hello's")
-            return
-        self._clients.heard(session, now)
-        if kind is Kind.TELL or kind is Kind.ASK:
-            self._on_message(envelope, session.key)
-        elif kind is Kind.LEAVE:
-            self._links.send(session.key, self._encode(Kind.REPLY, None, envelope.message_id))
-            self._clients.close(session)
-            self._links.unroute(session.key)
-        elif kind is not Kind.HEARTBEAT:
-            self._drop(
-                "not_member",
-                f"{kind.value} from client {sender!r}: a client sends tell, ask, heartbeat, leave",
-            )
 
     def _on_hello_answer(self, envelope: Envelope, join_token: int | None, now: float) -> None:
         """A seed or a probed peer answered our hello: welcome (``members``) or refusal."""
