@@ -245,13 +245,9 @@ class NodeProtocol:
                 self._on_hello_answer(envelope, join_token, now)
                 return
         status = self._membership.status(sender)
-        if (status is None or status == "left") and self._clients.frame(
-            envelope, self._route_id(), now
-        ):
-            return
         is_answer = kind in (Kind.REPLY, Kind.ERROR)
         if (status is None or status == "left") and not is_answer:
-            self._drop("not_member", f"{kind.value} from {sender!r}, which is not a member")
+            self._from_non_member(envelope, now)
             return
         if kind is Kind.HEARTBEAT and envelope.body != self._membership.incarnation(sender):
             self._drop(
@@ -261,12 +257,7 @@ class NodeProtocol:
             )
             return
         self._apply(self._membership.heard(sender, now))
-        self._from_member(envelope, now)
-
-    def _from_member(self, envelope: Envelope, now: float) -> None:
-        """A frame of a member, heard: answers, gossip, leave, tells and asks."""
-        kind, sender = envelope.kind, envelope.sender
-        if kind in (Kind.REPLY, Kind.ERROR):
+        if is_answer:
             self._on_answer(envelope)
         elif kind is Kind.MEMBERS:
             self._hint(envelope.body, now)
@@ -291,6 +282,15 @@ class NodeProtocol:
             return
         entries = self._membership.gossip_entries()
         self._links.send(sender, self._encode(Kind.MEMBERS, entries, envelope.message_id))
+
+    def _from_non_member(self, envelope: Envelope, now: float) -> None:
+        """A frame of a sender not in the member table: a client's (on its session's
+        connection, see ``_client_gate``), or dropped."""
+        if not self._clients.frame(envelope, self._route_id(), now):
+            sender = envelope.sender
+            self._drop(
+                "not_member", f"{envelope.kind.value} from {sender!r}, which is not a member"
+            )
 
     def _route_id(self) -> bytes:
         """The routing id of the frame being handled (a client's connection, if it is one)."""
