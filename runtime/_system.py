@@ -209,6 +209,7 @@ class ActorSystem:
             registry=self.registry,
             pool=self.nodes,
             local=self._links,
+            hosted=self._metrics,
         )
         try:
             cluster.start(join)
