@@ -207,11 +207,16 @@ class Client:
         persistables and dataclasses).
 
         Raises:
+            ValueError: ``workflow`` or ``run_id`` is not a non-empty str.
             UnknownWorkflow: the seed has no workflow of that name (the message lists
                 the names it has).
             PersistenceError: ``ctx`` cannot be encoded.
             RemoteError: the node could not start the run (the message says why).
         """
+        if not isinstance(workflow, str) or not workflow:
+            raise ValueError(f"submit(workflow) must be a non-empty str, got {workflow!r}")
+        if run_id is not None and (not isinstance(run_id, str) or not run_id):
+            raise ValueError(f"submit(run_id=) must be a non-empty str or None, got {run_id!r}")
         encoded = encode_value(ctx, what=f"context for {workflow!r}")
         message: dict[str, Any] = {"op": "submit", "workflow": workflow, "ctx": encoded}
         if run_id is not None:
