@@ -47,11 +47,13 @@ from actors import (
     current_step,
 )
 from runtime import events
+from runtime._client import Client, RunInfo, SubmittedRun
 from runtime._daemon import node_command, serve
 from runtime._death_watch import unwatch, watch
 from runtime._logs import JsonFormatter
 from runtime._progress import ProgressObserver, RunProgress
 from runtime._singletons import SingletonRef
+from runtime._submissions import UnknownWorkflow
 from runtime._system import ActorSystem
 from runtime.cluster import Lock, Ref
 from runtime.engine import RunHandle, StepReport
@@ -122,6 +124,7 @@ __all__ = [
     "CheckpointStore",
     "CheckpointStrategy",
     "ChildSpec",
+    "Client",
     "Clock",
     "CompositionError",
     "ConditionNotMet",
@@ -169,6 +172,7 @@ __all__ = [
     "RoundRobin",
     "RunBusy",
     "RunHandle",
+    "RunInfo",
     "RunProgress",
     "RunSummary",
     "SQLiteStore",
@@ -180,6 +184,7 @@ __all__ = [
     "StepReport",
     "StepTimeout",
     "Strategy",
+    "SubmittedRun",
     "SupervisedActor",
     "Supervisor",
     "SystemShutDown",
@@ -187,6 +192,7 @@ __all__ = [
     "Terminated",
     "TerminationReason",
     "TransportSettings",
+    "UnknownWorkflow",
     "Workflow",
     "WorkflowError",
     "WorkflowObserver",
