@@ -40,6 +40,7 @@ __all__ = ["ActorHost", "actor_state_store", "snapshot_every"]
 log = logging.getLogger(__name__)
 
 _NO_STATE: Any = ActorHooks(on_exit=lambda _e: None).restore
+_MEMBERS_ONLY = frozenset({"watch", "start", "terminated"})
 
 
 def snapshot_every(actor_class: type) -> int:
@@ -138,6 +139,10 @@ class ActorHost:
 
     def request(self, sender: str, request: dict[str, Any]) -> Any:
         op = request["op"]
+        if op in _MEMBERS_ONLY and not self._is_member(sender):
+            # A client is never told anything but answers, and never declared down:
+            # a watch or a child of its could neither be delivered nor cleaned up.
+            raise ProtocolError(f"$actors {op} from {sender}: only a cluster member may send it")
         if op == "start":
             return self._start_for(sender, request)
         if op == "stop":
@@ -145,6 +150,13 @@ class ActorHost:
             return None
         fields = require(request, {"path": str}, f"$actors {op}")
         return self.watches.on_request(sender, op, fields["path"], request)
+
+    def _is_member(self, sender: str) -> bool:
+        cluster = self._system.cluster
+        if cluster is None:
+            return False
+        member = cluster.transport.members().get(sender)
+        return member is not None and member.status == "up"
 
     def _start_for(self, sender: str, request: dict[str, Any]) -> Address:
         spec = require(request, {"class": str, "args": list, "path": str}, "start")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pykka
 import pytest
 
-from runtime import ActorSystem, Address, ChildSpec, TerminationReason
+from runtime import ActorSystem, Address, ChildSpec, Client, RemoteError, TerminationReason
 from tests.actors_remote.watch_kit import Echo, Inbox, Watching, WatchingChild
 from tests.support import wait_until
 
@@ -134,3 +134,18 @@ def test_a_supervised_child_watches_from_inside_and_is_watched(system: ActorSyst
     system.watch(child, inbox)  # a child of a system supervisor is watchable like any actor
     supervisor.stop()
     assert inbox.wait(1)[0].reason is TerminationReason.STOPPED
+
+
+def test_a_client_may_not_watch_or_start_children() -> None:
+    with (
+        ActorSystem("member", listen="tcp://127.0.0.1:0", plaintext=True) as member,
+        Client(str(member.address), plaintext=True) as client,
+    ):
+        member.spawn(Echo, name="echo")
+        for op in ("watch", "start", "terminated"):
+            future = client._transport.ask(
+                "member", "$actors", {"op": op, "path": "echo"}, timeout=10
+            )
+            with pytest.raises(RemoteError, match="only a cluster member may send it"):
+                future.result(11)
+        assert not _watched(member, 1)
