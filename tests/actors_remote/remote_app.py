@@ -1,6 +1,6 @@
 """A worker process of the actors-across-hosts tests (``python -m tests.actors_remote.remote_app``).
 
-Arguments: NAME SEED STORE [--singleton FENCE_FILE]. It joins SEED on loopback,
+Arguments: NAME SEED STORE [--singleton FENCE_FILE [--lease-only]]. It joins SEED on loopback,
 shares the SQLite file STORE, registers the test actor classes, optionally
 becomes a candidate for the singleton ``ticker`` (a ``FencedTicker`` writing to
 FENCE_FILE), prints ``up NAME PID`` and serves until SIGTERM (or kill -9).
@@ -84,6 +84,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("seed")
     parser.add_argument("store")
     parser.add_argument("--singleton", default=None)
+    parser.add_argument("--lease-only", action="store_true", help="takeover_on_down=False")
     args = parser.parse_args(argv)
     system = ActorSystem(
         args.name,
@@ -96,7 +97,13 @@ def main(argv: list[str]) -> int:
     for cls in (Counter, Echo, FencedTicker):
         system.register_actor(cls)
     if args.singleton is not None:
-        system.singleton("ticker", FencedTicker, args.singleton, lease=SINGLETON_LEASE)
+        system.singleton(
+            "ticker",
+            FencedTicker,
+            args.singleton,
+            lease=SINGLETON_LEASE,
+            takeover_on_down=not args.lease_only,
+        )
     print(f"up {args.name} {os.getpid()}", flush=True)
     serve(system, drain_timeout=1.0)
     return 0

@@ -92,3 +92,22 @@ def test_a_singleton_never_runs_twice_at_once_across_repeated_kills(tmp_path: Pa
         pids_by_token.setdefault(token, set()).add(pid)
     assert all(len(pids) == 1 for pids in pids_by_token.values()), pids_by_token
     assert len({pid for _t, pid in accepted}) == 4
+
+
+@pytest.mark.timeout(120)
+def test_a_lease_only_singleton_moves_after_its_lease_expires(tmp_path: Path) -> None:
+    store, fence = tmp_path / "state.db", tmp_path / "fence.log"
+    extra = ("--singleton", str(fence), "--lease-only")
+    with (
+        coordinator(store) as system,
+        workers(system, store, ["worker-1", "worker-2"], *extra) as procs,
+    ):
+        ticker = system.singleton_ref("ticker")
+        ok, pid, epoch, _ticks = ticker.ask("tick", timeout=60)
+        assert ok
+        next(w for w in procs.values() if w.pid == pid).kill()
+        ok, new_pid, new_epoch, ticks = ticker.ask("tick", timeout=60)
+        assert ok and new_pid != pid and new_epoch > epoch
+        assert ticks == 2  # resumed from the killed instance's snapshot
+        lease = system.store.actor_lease("singleton/ticker")  # type: ignore[attr-defined]
+        assert lease is not None and lease.epoch == new_epoch

@@ -131,3 +131,18 @@ def test_a_holder_whose_renew_hangs_stops_its_instance_before_the_lease_ends() -
         lease = store.actor_lease("singleton/counter")
         assert lease is not None and lease.lease_until is not None
         store.release.set()
+
+
+@pytest.mark.timeout(60)
+def test_a_crashed_instance_is_started_again_by_its_holder_from_its_snapshot(
+    pair: tuple[ActorSystem, ActorSystem, MemoryStore],
+) -> None:
+    one, _two, store = pair
+    handle = one.singleton("counter", Counter, lease=LEASE)
+    assert wait_until(lambda: _holder(store) == "one", 10)
+    assert [handle.ask("add", timeout=10) for _ in range(2)] == [1, 2]
+    epoch = handle.epoch()
+    assert epoch is not None
+    handle.tell("crash")
+    assert wait_until(lambda: handle.epoch() == epoch + 1 and _runs_it(one), 10)
+    assert handle.ask("add", timeout=10) == 3
