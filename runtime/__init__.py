@@ -48,7 +48,7 @@ from runtime._daemon import node_command, serve
 from runtime._logs import JsonFormatter
 from runtime._progress import ProgressObserver, RunProgress
 from runtime._system import ActorSystem
-from runtime.cluster import Lock, Ref
+from runtime.cluster import Lock, Ref, Unplaceable
 from runtime.engine import RunHandle, StepReport
 from runtime.events import LoggingObserver, WorkflowObserver
 from runtime.store import (
@@ -91,6 +91,7 @@ from transport import (
     ActorNotFound,
     Address,
     AskTimeout,
+    JoinRefused,
     NameInUse,
     NodeDown,
     OutboxFull,
@@ -126,6 +127,7 @@ __all__ = [
     "GraphBuilder",
     "IllegalTransition",
     "ItemsFailed",
+    "JoinRefused",
     "JsonFormatter",
     "LeastLoaded",
     "Lock",
@@ -177,6 +179,7 @@ __all__ = [
     "SystemShutDown",
     "TemporaryError",
     "TransportSettings",
+    "Unplaceable",
     "Workflow",
     "WorkflowError",
     "WorkflowObserver",

@@ -24,6 +24,7 @@ from transport._envelope import Envelope
 from transport._errors import (
     ActorNotFound,
     AskTimeout,
+    JoinRefused,
     NameInUse,
     NodeDown,
     OutboxFull,
@@ -45,6 +46,7 @@ __all__ = [
     "AskTimeout",
     "Envelope",
     "InlineHandler",
+    "JoinRefused",
     "Limits",
     "Member",
     "MemberEvent",

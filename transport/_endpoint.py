@@ -36,16 +36,18 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
 import zmq
 
 from transport._address import Address
+from transport._allowlist import Allowlist
+from transport._capabilities import CapabilitySet
 from transport._detector import FailureDetector
 from transport._envelope import Envelope, Kind, encode_envelope, validate_node_name
-from transport._errors import AskTimeout, NameInUse, NodeDown, OutboxFull
+from transport._errors import AskTimeout, JoinRefused, NameInUse, NodeDown, OutboxFull
 from transport._inbox import Inbox
 from transport._io import IoLoop
 from transport._membership import Member, MemberEvent, Membership
@@ -235,7 +237,11 @@ class Transport:
             ValueError: no ``listen`` endpoint, or a malformed or refused seed.
             NameInUse: a seed refused the join: a live member (another process,
                 still heartbeating) already uses this node's name.
-            NodeDown: no seed answered within ``timeout``.
+            JoinRefused: every seed refused the connection's CURVE handshake (raised
+                as soon as they all did; the message names each seed and the cause).
+            NodeDown: no seed answered within ``timeout`` (hellos are repeated, and
+                the connections retried, until then); the message says what each
+                seed's connection last showed (refused, connected but silent...).
         """
         io = self._running_io()
         if self._listen is None:
@@ -249,7 +255,14 @@ class Transport:
         waiter = io.join(token, parsed)
         if not waiter.done.wait(timeout):
             io.cancel_join(token)
-            raise NodeDown(f"no seed answered within {timeout}s: {list(seeds)}")
+            causes = waiter.causes
+            seen = "; ".join(f"{seed}: {cause}" for seed, cause in causes.items())
+            raise NodeDown(
+                f"no seed answered within {timeout}s: {list(seeds)}"
+                + (f" ({seen})" if seen else " (their connections showed nothing)")
+            )
+        if waiter.failure is not None:
+            raise JoinRefused(f"cannot join as {self.name!r}: {waiter.failure}")
         if waiter.refusal is not None:
             raise NameInUse(f"cannot join as {self.name!r}: {waiter.refusal}")
         # the members the welcome named are probed (gossip is only a hint): wait for them
@@ -258,6 +271,39 @@ class Transport:
     def members(self) -> dict[str, Member]:
         """Every known node, this one included (always ``up``), keyed by name."""
         return self._membership.snapshot()
+
+    def reload_allowlist(self) -> tuple[list[str], list[str]]:
+        """Re-read the keys directory now; returns the (added or changed, removed) node names.
+
+        New handshakes use the new allowlist at once; a removed node is refused on its
+        next connection. (The directory is also polled, see ``keys_poll_interval``.)
+        """
+        authorized = self._security.authorized if self._security is not None else None
+        if not isinstance(authorized, Allowlist):
+            return [], []
+        return authorized.reload()
+
+    def advertise(self, capabilities: Mapping[str, Iterable[str]], timeout: float = 5.0) -> None:
+        """Set what this node can do (kind -> names), sent in every hello from now on.
+
+        If it changed while the node is running, every live peer is told at once
+        (a repeated hello) and this waits (at most ``timeout``) until they all
+        answered, so a peer placing work here right after sees the new set.
+        Peers that join later get it in the handshake.
+        """
+        changed = self._parts.capabilities.set_own(capabilities)
+        io = self._io
+        if changed and io is not None and self._state == "running":
+            io.readvertise(self._next_id()).wait(timeout)
+
+    def capabilities(self, node: str) -> CapabilitySet:
+        """What ``node`` advertised (kind -> names); this node's own set for its name.
+
+        Empty for an unknown node, or one whose current incarnation advertised nothing.
+        """
+        if node == self.name:
+            return self._parts.capabilities.own()
+        return self._parts.capabilities.of(node, self._membership.incarnation(node))
 
     def subscribe(self, callback: Callable[[MemberEvent], None]) -> None:
         """Call ``callback(MemberEvent)`` on every up/down/left change, on the notify thread.

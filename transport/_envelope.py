@@ -31,6 +31,11 @@ chosen at start, see ``_membership``): a ``hello`` body is ``{"address": str,
 "incarnation": int}``, a ``heartbeat`` body is the sender's incarnation, and a
 ``members`` entry is ``[name, address, status, incarnation]``. A version-2 node
 and a version-3 node refuse each other's frames.
+
+Version 4 carries *capabilities* (see ``_capabilities``): a ``hello`` body may
+have a ``"capabilities"`` key (a map of kind -> array of names), and a member
+entry may have a fifth item, the same map (sent only in the answering node's
+own entry of a welcome).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from __future__ import annotations
 import enum
 from typing import Any, NamedTuple
 
+from transport._capabilities import capabilities_from_wire
 from transport._codec import DEFAULT_LIMITS, Limits, pack, unpack
 from transport._errors import ProtocolError, RemoteError
 
@@ -56,7 +62,9 @@ __all__ = [
     "validate_node_name",
 ]
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
+_HELLO_REQUIRED = frozenset({"address", "incarnation"})
+_HELLO_KEYS = _HELLO_REQUIRED | {"capabilities"}
 MAX_BATCH = 1000  # envelopes in one batch frame: bounds the work one received frame causes
 MAX_ID = (1 << 63) - 1
 MAX_NODE_NAME = 128
@@ -248,12 +256,15 @@ def _check_body(kind: Kind, body: object) -> None:
     if kind is Kind.HEARTBEAT:
         _check_incarnation("heartbeat body", body)
     if kind is Kind.HELLO:
-        if not isinstance(body, dict) or set(body) != {"address", "incarnation"}:
+        if not isinstance(body, dict) or not _HELLO_REQUIRED <= set(body) <= _HELLO_KEYS:
             raise ProtocolError(
-                f"hello body must be {{'address': str, 'incarnation': int}}, got {_describe(body)}"
+                "hello body must be {'address': str, 'incarnation': int[, 'capabilities': map]}, "
+                f"got {_describe(body)}"
             )
         _check_address("hello address", body["address"])
         _check_incarnation("hello incarnation", body["incarnation"])
+        if "capabilities" in body:
+            capabilities_from_wire(body["capabilities"])
     if kind is Kind.MEMBERS:
         if not isinstance(body, list):
             raise ProtocolError(f"members body must be an array, got {_describe(body)}")
@@ -262,11 +273,14 @@ def _check_body(kind: Kind, body: object) -> None:
 
 
 def _check_member_entry(entry: object) -> None:
-    if not isinstance(entry, list) or len(entry) != 4:
+    if not isinstance(entry, list) or len(entry) not in (4, 5):
         raise ProtocolError(
-            f"member entry must be [name, address, status, incarnation], got {_describe(entry)}"
+            "member entry must be [name, address, status, incarnation[, capabilities]], "
+            f"got {_describe(entry)}"
         )
-    name, address, status, incarnation = entry
+    name, address, status, incarnation = entry[:4]
+    if len(entry) == 5:
+        capabilities_from_wire(entry[4])
     try:
         validate_node_name(name, "member name")
     except ValueError as exc:

@@ -24,6 +24,7 @@ from typing import Any
 
 import zmq
 
+from transport._capabilities import capabilities_from_wire, capabilities_to_wire
 from transport._dedup import DedupWindow
 from transport._envelope import Envelope, Kind, decode_envelope, encode_envelope
 from transport._errors import AskTimeout, NodeDown, ProtocolError, RemoteError
@@ -79,7 +80,10 @@ class NodeProtocol:
         self.left = threading.Event()  # set once this node left: no more heartbeats or gossip
         self._dedup = DedupWindow(settings.dedup_window)
         self._incarnation = node.membership.self_incarnation
-        self._handshakes = Handshakes(node.name, self._incarnation, settings, links, node.ids)
+        self._capabilities = node.capabilities
+        self._handshakes = Handshakes(
+            node.name, self._incarnation, settings, links, node.ids, node.capabilities
+        )
         self._drops_log = RateLimitedLog(log)  # one line per drop reason every 5 s
         now_value = now()
         self._next_check = now_value
@@ -241,6 +245,7 @@ class NodeProtocol:
         if is_answer:
             self._on_answer(envelope)
         elif kind is Kind.MEMBERS:
+            self._handshakes.advertised(correlation_id)  # answers a repeated hello?
             self._hint(envelope.body, now)
         elif kind is Kind.LEAVE:
             self._links.send(sender, self._encode(Kind.REPLY, None, envelope.message_id))
@@ -258,8 +263,27 @@ class NodeProtocol:
         except (ValueError, OverflowError) as exc:
             self._drop("refused_hello", f"hello from {sender!r}: {exc}")
             return
-        entries = self._membership.gossip_entries()
-        self._links.send(sender, self._encode(Kind.MEMBERS, entries, envelope.message_id))
+        caps = capabilities_from_wire(body.get("capabilities", {}))
+        self._capabilities.learn(sender, body["incarnation"], caps)
+        self._links.send(sender, self._encode(Kind.MEMBERS, self._welcome(), envelope.message_id))
+
+    def _welcome(self) -> list[list[Any]]:
+        """The member list answering a hello: this node's own entry carries its capabilities."""
+        entries: list[list[Any]] = list(self._membership.gossip_entries())
+        own = self._capabilities.own()
+        if own and entries and entries[0][0] == self._name:
+            entries[0] = [*entries[0], capabilities_to_wire(own)]
+        return entries
+
+    def begin_advertise(self, token: int) -> threading.Event:
+        """(API thread) See ``Handshakes.begin_advertise``."""
+        return self._handshakes.begin_advertise(token)
+
+    def readvertise(self, token: int) -> None:
+        """This node's capabilities changed: say hello again to every live peer."""
+        bound = self.bound_address
+        peers = [] if bound is None or self.left.is_set() else self._membership.names("up")
+        self._handshakes.advertise(token, peers, self._now(), bound or "")
 
     def _on_hello_answer(self, envelope: Envelope, join_token: int | None, now: float) -> None:
         """A seed or a probed peer answered our hello: welcome (``members``) or refusal."""
@@ -277,6 +301,8 @@ class NodeProtocol:
             if not own or own[0][2] != "up":
                 raise ValueError("its member list does not list it as up")
             self._admit(sender, own[0][1], own[0][3], now)
+            caps = capabilities_from_wire(own[0][4]) if len(own[0]) == 5 else {}
+            self._capabilities.learn(sender, own[0][3], caps)
         except (ValueError, OverflowError) as exc:  # NameTaken included
             self._drop("refused_member", f"answer to our hello from {sender!r}: {exc}")
             if join_token is None and not self._is_member(sender):
@@ -308,7 +334,7 @@ class NodeProtocol:
         bound = self.bound_address
         if bound is None:
             return frozenset()
-        for name, address, status, _incarnation in entries:
+        for name, address, status, *_ in entries:
             if name == self._name or status != "up" or self._membership.status(name) is not None:
                 continue
             if self._security is not None and self._security.public_key_of(name) is None:
@@ -367,6 +393,7 @@ class NodeProtocol:
     def _close_forgotten(self) -> None:
         for node in self._membership.take_forgotten():
             self._links.close(node)
+            self._capabilities.forget(node)
             log.info("%s: member %s is forgotten", self._name, node)
 
     def _is_member(self, name: str) -> bool:

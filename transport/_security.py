@@ -12,7 +12,9 @@ Keys directory layout (one directory per cluster; ``actorflow keys`` and
 The allowlist is *every* ``<node>.key`` public certificate directly in the
 directory, and the file stem is the node's name: a node joins a cluster when
 its public key file is copied into every member's keys directory, and is
-refused new sessions once the file is removed (restart to apply). A secret key
+refused new sessions once the file is removed: members re-read the directory
+when it changes and on ``Transport.reload_allowlist`` (SIGHUP to ``actorflow
+node``), see ``_allowlist``. A secret key
 readable by group or others is refused (fail closed, like ssh).
 
 Authentication: ``start_authenticator`` runs pyzmq's ``ThreadAuthenticator`` on
@@ -42,6 +44,7 @@ import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils import z85
 
+from transport._allowlist import PUBLIC_SUFFIX, Allowlist, load_certificate
 from transport._envelope import validate_node_name
 
 __all__ = [
@@ -57,7 +60,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-PUBLIC_SUFFIX = ".key"
 SECRET_SUFFIX = ".key_secret"  # noqa: S105 - a file suffix, not a secret
 ZAP_DOMAIN = "actorflow"
 
@@ -84,6 +86,8 @@ class Security:
 
     def node_of(self, public_key_z85: bytes) -> str | None:
         """The node name an allowlisted Z85 public key belongs to, or None."""
+        if isinstance(self.authorized, Allowlist):
+            return self.authorized.node_of(public_key_z85)
         for node, key in self.authorized.items():
             if key == public_key_z85:
                 return node
@@ -133,14 +137,10 @@ def load_security(directory: str | os.PathLike[str], name: str) -> Security:
             f"secret key {secret_file} has mode {stat.S_IMODE(mode):o}; "
             "it must be readable by its owner only (chmod 600)"
         )
-    public_key, secret_key = _load_certificate(secret_file)
+    public_key, secret_key = load_certificate(secret_file)
     if secret_key is None:
         raise ValueError(f"{secret_file} holds no secret-key")
-    authorized: dict[str, bytes] = {}
-    for path in sorted(folder.glob(f"*{PUBLIC_SUFFIX}")):
-        node = validate_node_name(path.name.removesuffix(PUBLIC_SUFFIX), f"key file name {path}")
-        authorized[node] = _load_certificate(path)[0]
-    return Security(name, public_key, secret_key, authorized)
+    return Security(name, public_key, secret_key, Allowlist(folder))
 
 
 def _write_certificate(path: Path, public_key: bytes, secret_key: bytes | None, mode: int) -> None:
@@ -159,17 +159,6 @@ def _write_certificate(path: Path, public_key: bytes, secret_key: bytes | None, 
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     with os.fdopen(descriptor, "w", encoding="ascii") as handle:
         handle.write("\n".join(lines) + "\n")
-
-
-def _load_certificate(path: Path) -> tuple[bytes, bytes | None]:
-    try:
-        public_key, secret_key = zmq.auth.load_certificate(path)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot read CURVE certificate {path}: {exc}") from exc
-    for key in (public_key, secret_key):
-        if key is not None and len(key) != 40:
-            raise ValueError(f"{path} holds a key that is not 40 Z85 chars")
-    return public_key, secret_key
 
 
 class _AllowlistAuthenticator(ThreadAuthenticator):

@@ -14,10 +14,12 @@ in a backlog (tells, asks and answers are never dropped for a full HWM).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from transport._security import ZAP_DOMAIN, Security
 from transport._settings import TransportSettings
@@ -26,6 +28,16 @@ from transport._stats import Counters
 __all__ = ["FAILED", "FULL", "SENT", "PeerLinks", "make_router"]
 
 SENT, FULL, FAILED = 0, 1, 2  # outcomes of ``PeerLinks.try_send``
+# what a monitored link (a seed while joining) reports: see ``_join_causes``
+LINK_EVENTS = (
+    zmq.EVENT_CONNECTED
+    | zmq.EVENT_CONNECT_RETRIED
+    | zmq.EVENT_DISCONNECTED
+    | zmq.EVENT_HANDSHAKE_SUCCEEDED
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+)
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +92,11 @@ class PeerLinks:
         self._security = security
         self._counters = counters
         self._links: dict[str, tuple[str, zmq.Socket[Any]]] = {}
+        self._monitors: dict[str, zmq.Socket[Any]] = {}  # key -> monitor of that link
 
-    def open(self, key: str, address: str, server_name: str | None) -> bool:
+    def open(
+        self, key: str, address: str, server_name: str | None, *, monitor: bool = False
+    ) -> bool:
         """Connect a DEALER under ``key`` to ``address`` (replacing any link under ``key``).
 
         With CURVE, ``server_name`` must be an allowlisted node: its public key
@@ -105,8 +120,11 @@ class PeerLinks:
                 dealer.setsockopt(zmq.CURVE_SERVERKEY, server_key)
                 dealer.setsockopt(zmq.CURVE_PUBLICKEY, self._security.public_key)
                 dealer.setsockopt(zmq.CURVE_SECRETKEY, self._security.secret_key)
+            if monitor:  # before connecting: the first events matter (refused, handshake)
+                self._monitors[key] = dealer.get_monitor_socket(LINK_EVENTS)
             dealer.connect(address)
         except zmq.ZMQError as exc:
+            self._close_monitor(key, dealer)
             log.warning("cannot connect to %r at %s: %s", server_name or key, address, exc)
             dealer.close(linger=0)
             return False
@@ -146,10 +164,30 @@ class PeerLinks:
         self._counters.frames_out += 1  # I/O thread only (see Counters)
         return SENT
 
+    def events(self, key: str) -> list[tuple[int, int]]:
+        """The (event, value) pairs the monitor of link ``key`` saw since the last call."""
+        monitor = self._monitors.get(key)
+        found: list[tuple[int, int]] = []
+        while monitor is not None and len(found) < 100:
+            try:
+                event = recv_monitor_message(monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            found.append((int(event["event"]), int(event["value"])))
+        return found
+
     def close(self, key: str) -> None:
         link = self._links.pop(key, None)
         if link is not None:
+            self._close_monitor(key, link[1])
             link[1].close()
+
+    def _close_monitor(self, key: str, dealer: zmq.Socket[Any]) -> None:
+        monitor = self._monitors.pop(key, None)
+        if monitor is not None:
+            with contextlib.suppress(zmq.ZMQError):
+                dealer.disable_monitor()
+            monitor.close(linger=0)
 
     def close_all(self) -> None:
         for key in list(self._links):

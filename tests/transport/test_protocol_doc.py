@@ -25,7 +25,7 @@ import pykka
 import pytest
 import zmq
 
-VERSION = 3
+VERSION = 4
 EXT_ADDRESS, EXT_REMOTE_ERROR, EXT_TUPLE = 1, 2, 3
 HEARTBEAT_EVERY = 0.25  # well under the node's down_after (1.5 s)
 WAIT = 10.0  # generous: a loaded 2-core machine
