@@ -81,17 +81,43 @@ class Security:
     authorized: Mapping[str, bytes]
 
     def public_key_of(self, node: str) -> bytes | None:
-        """The allowlisted public key of ``node``, or None if it is not allowed."""
-        return self.authorized.get(node)
+        """The allowlisted public key of ``node``, or None if it is not allowed.
+
+        A name not found re-reads the keys directory first if its key files
+        changed, so a key copied there is usable at once (no poll to wait for).
+        """
+        key = self.authorized.get(node)
+        if key is None and self._refreshed():
+            key = self.authorized.get(node)
+        return key
 
     def node_of(self, public_key_z85: bytes) -> str | None:
-        """The node name an allowlisted Z85 public key belongs to, or None."""
+        """The node name an allowlisted Z85 public key belongs to, or None (re-read as above)."""
+        node = self._node_of(public_key_z85)
+        if node is None and self._refreshed():
+            node = self._node_of(public_key_z85)
+        return node
+
+    def _node_of(self, public_key_z85: bytes) -> str | None:
         if isinstance(self.authorized, Allowlist):
             return self.authorized.node_of(public_key_z85)
         for node, key in self.authorized.items():
             if key == public_key_z85:
                 return node
         return None
+
+    def _refreshed(self) -> bool:
+        """Re-read a keys directory whose key files changed; True if it was re-read."""
+        allowlist = self.authorized
+        if not isinstance(allowlist, Allowlist):
+            return False
+        try:
+            if not allowlist.changed():
+                return False
+        except OSError:
+            return False
+        allowlist.reload()
+        return True
 
 
 def generate_keys(directory: str | os.PathLike[str], name: str) -> tuple[Path, Path]:
