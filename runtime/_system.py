@@ -252,7 +252,7 @@ class ActorSystem:
         """
         if self.cluster is None:
             return [], []
-        return self.cluster.transport.reload_allowlist()
+        return self.cluster.reload_keys()
 
     def register_task(self, fn: Callable[[Any], Any], name: str | None = None) -> str:
         """Let peers run ``fn`` as a step here, by ``module:qualname`` (or ``name``)."""

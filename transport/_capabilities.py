@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from transport._errors import ProtocolError
 
@@ -80,6 +81,17 @@ class Capabilities:
         """``peer`` (as ``incarnation``) advertised ``caps`` (I/O thread)."""
         with self._lock:
             self._peers[peer] = (incarnation, caps)
+
+    def learn_wire(self, peer: str, incarnation: int, value: object) -> None:
+        """``learn`` from a wire value (already checked by the envelope decoder)."""
+        self.learn(peer, incarnation, capabilities_from_wire(value))
+
+    def welcome(self, entries: list[list[Any]], name: str) -> list[list[Any]]:
+        """The member list answering a hello: this node's own (first) entry gets its set."""
+        own = self.own()
+        if own and entries and entries[0][0] == name:
+            entries = [[*entries[0], capabilities_to_wire(own)], *entries[1:]]
+        return entries
 
     def of(self, peer: str, incarnation: int | None = None) -> CapabilitySet:
         """What ``peer`` advertised (empty if nothing, or for another incarnation)."""

@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from transport._capabilities import Capabilities, capabilities_to_wire
 from transport._envelope import Envelope, Kind, encode_envelope
+from transport._errors import JoinRefused, NameInUse, NodeDown
 from transport._join_causes import JoinCause, join_cause
 from transport._settings import TransportSettings
 from transport._sockets import PeerLinks
@@ -66,10 +67,25 @@ class JoinWaiter:
         self.done = threading.Event()
         self.settled = threading.Event()
         self.refusal: str | None = None  # why a seed refused the join, if it did
+        self.awaiting: set[int] = set()  # probe hello ids still in flight (I/O thread)
         self.failure: str | None = None  # every seed failed the handshake: why
         # seed label -> what its link last showed (replaced whole by the I/O thread)
         self.causes: dict[str, str] = {}
-        self.awaiting: set[int] = set()  # probe hello ids still in flight (I/O thread)
+
+    def raise_unless_welcomed(
+        self, node: str, seeds: Sequence[str], timeout: float, *, answered: bool
+    ) -> None:
+        """Raise the error of a join that was not welcomed (see ``Transport.join``)."""
+        if not answered:
+            seen = "; ".join(f"{seed}: {cause}" for seed, cause in self.causes.items())
+            raise NodeDown(
+                f"no seed answered within {timeout}s: {list(seeds)}"
+                + (f" ({seen})" if seen else " (their connections showed nothing)")
+            )
+        if self.failure is not None:
+            raise JoinRefused(f"cannot join as {node!r}: {self.failure}")
+        if self.refusal is not None:
+            raise NameInUse(f"cannot join as {node!r}: {self.refusal}")
 
 
 class Handshakes:
@@ -279,6 +295,11 @@ class Handshakes:
         self._probing[peer] = message_id
         self._links.send(peer, frame)
         return message_id
+
+    def is_probe(self, correlation_id: int, sender: str) -> bool:
+        """True if ``correlation_id`` is our probe hello to ``sender`` (still in flight)."""
+        probe = self._probes.get(correlation_id)
+        return probe is not None and probe[0] == sender
 
     def probed(self, correlation_id: int, sender: str) -> bool:
         """True (and the probe ends) if ``sender`` answers our probe hello ``correlation_id``."""

@@ -134,22 +134,22 @@ class IoLoop:
         Raises:
             NodeDown: the I/O thread is not running.
         """
-        done = self.protocol.begin_join(token)
+        done = self.protocol.handshakes.begin_join(token)
         if not self._command(b"join", token.to_bytes(8, "big"), pack([list(s) for s in seeds])):
-            self.protocol.forget_join(token)
+            self.protocol.handshakes.forget_join(token)
             raise NodeDown("cannot join: the transport's I/O thread is not running")
         return done
 
     def readvertise(self, token: int) -> threading.Event:
         """Have the I/O thread say hello again to every live peer (capabilities changed);
         the event is set once they all answered (or were given up on)."""
-        done = self.protocol.begin_advertise(token)
+        done = self.protocol.handshakes.begin_advertise(token)
         if not self._command(b"advertise", token.to_bytes(8, "big")):
             done.set()
         return done
 
     def cancel_join(self, token: int) -> None:
-        self.protocol.forget_join(token)
+        self.protocol.handshakes.forget_join(token)
         self._command(b"join_cancel", token.to_bytes(8, "big"))
 
     def stop(self, timeout: float) -> bool:

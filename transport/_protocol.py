@@ -11,8 +11,8 @@ tells and asks to the ``Inbox``, sends heartbeats and gossip, expires asks,
 forgets departed members and retries joins.
 
 Thread: every method runs on the I/O thread, except ``answer`` (any thread,
-it goes through the ``Outbox``) and ``begin_join``/``forget_join`` (API
-threads; a lock guards the waiters). Nothing here blocks or runs user code.
+it goes through the ``Outbox``); API threads register joins and re-adverts with
+``handshakes`` (a lock guards the waiters). Nothing here blocks or runs user code.
 """
 
 from __future__ import annotations
@@ -24,11 +24,10 @@ from typing import Any
 
 import zmq
 
-from transport._capabilities import capabilities_from_wire, capabilities_to_wire
 from transport._dedup import DedupWindow
 from transport._envelope import Envelope, Kind, decode_envelope, encode_envelope
 from transport._errors import AskTimeout, NodeDown, ProtocolError, RemoteError
-from transport._handshake import Handshakes, JoinWaiter
+from transport._handshake import Handshakes
 from transport._inbox import Inbox
 from transport._membership import MemberEvent, NameTaken, Transition
 from transport._outbox import Outbox
@@ -81,7 +80,7 @@ class NodeProtocol:
         self._dedup = DedupWindow(settings.dedup_window)
         self._incarnation = node.membership.self_incarnation
         self._capabilities = node.capabilities
-        self._handshakes = Handshakes(
+        self.handshakes = Handshakes(
             node.name, self._incarnation, settings, links, node.ids, node.capabilities
         )
         self._drops_log = RateLimitedLog(log)  # one line per drop reason every 5 s
@@ -89,14 +88,6 @@ class NodeProtocol:
         self._next_check = now_value
         self._next_heartbeat = now_value
         self._next_gossip = now_value + settings.gossip_interval
-
-    def begin_join(self, token: int) -> JoinWaiter:
-        """(API thread) Register a join; its waiter wakes when a seed welcomes or refuses us."""
-        return self._handshakes.begin_join(token)
-
-    def forget_join(self, token: int) -> None:
-        """(API thread) The joiner gave up waiting."""
-        self._handshakes.forget_join(token)
 
     def tick(self, now: float) -> None:
         """Run the periodic work if a check is due: detector, ask expiry, joins, heartbeats."""
@@ -107,8 +98,8 @@ class NodeProtocol:
         self._close_forgotten()
         for entry in self._pending.expire(now):
             complete_ask(entry.future, False, AskTimeout(f"no answer from {entry.node} in time"))
-        self._handshakes.retry_joins(now, self.bound_address)
-        self._handshakes.expire(now, self._is_member)
+        self.handshakes.retry_joins(now, self.bound_address)
+        self.handshakes.expire(now, self._is_member)
         if self.left.is_set():
             return
         if now >= self._next_heartbeat:
@@ -225,9 +216,12 @@ class NodeProtocol:
             return
         correlation_id = envelope.correlation_id
         if correlation_id and (kind is Kind.MEMBERS or kind is Kind.ERROR):
-            join_token = self._handshakes.join_token(correlation_id)
-            if join_token is not None or self._handshakes.probed(correlation_id, sender):
+            join_token = self.handshakes.join_token(correlation_id)
+            probe = join_token is None and self.handshakes.is_probe(correlation_id, sender)
+            if join_token is not None or probe:
                 self._on_hello_answer(envelope, join_token, now)
+                if probe:  # after the admission: a join waiting on its probes sees the member
+                    self.handshakes.probed(correlation_id, sender)
                 return
         status = self._membership.status(sender)
         is_answer = kind in (Kind.REPLY, Kind.ERROR)
@@ -245,7 +239,7 @@ class NodeProtocol:
         if is_answer:
             self._on_answer(envelope)
         elif kind is Kind.MEMBERS:
-            self._handshakes.advertised(correlation_id)  # answers a repeated hello?
+            self.handshakes.advertised(correlation_id)  # answers a repeated hello?
             self._hint(envelope.body, now)
         elif kind is Kind.LEAVE:
             self._links.send(sender, self._encode(Kind.REPLY, None, envelope.message_id))
@@ -263,27 +257,15 @@ class NodeProtocol:
         except (ValueError, OverflowError) as exc:
             self._drop("refused_hello", f"hello from {sender!r}: {exc}")
             return
-        caps = capabilities_from_wire(body.get("capabilities", {}))
-        self._capabilities.learn(sender, body["incarnation"], caps)
-        self._links.send(sender, self._encode(Kind.MEMBERS, self._welcome(), envelope.message_id))
-
-    def _welcome(self) -> list[list[Any]]:
-        """The member list answering a hello: this node's own entry carries its capabilities."""
-        entries: list[list[Any]] = list(self._membership.gossip_entries())
-        own = self._capabilities.own()
-        if own and entries and entries[0][0] == self._name:
-            entries[0] = [*entries[0], capabilities_to_wire(own)]
-        return entries
-
-    def begin_advertise(self, token: int) -> threading.Event:
-        """(API thread) See ``Handshakes.begin_advertise``."""
-        return self._handshakes.begin_advertise(token)
+        self._capabilities.learn_wire(sender, body["incarnation"], body.get("capabilities", {}))
+        entries = self._capabilities.welcome(self._membership.gossip_entries(), self._name)
+        self._links.send(sender, self._encode(Kind.MEMBERS, entries, envelope.message_id))
 
     def readvertise(self, token: int) -> None:
         """This node's capabilities changed: say hello again to every live peer."""
         bound = self.bound_address
         peers = [] if bound is None or self.left.is_set() else self._membership.names("up")
-        self._handshakes.advertise(token, peers, self._now(), bound or "")
+        self.handshakes.advertise(token, peers, self._now(), bound or "")
 
     def _on_hello_answer(self, envelope: Envelope, join_token: int | None, now: float) -> None:
         """A seed or a probed peer answered our hello: welcome (``members``) or refusal."""
@@ -292,7 +274,7 @@ class NodeProtocol:
             refusal = str(envelope.body.message)
             self._drop("hello_refused", f"{sender!r} refused our hello: {refusal}")
             if join_token is not None:
-                self._handshakes.end_join(join_token, refusal=f"{refusal} (said {sender})")
+                self.handshakes.end_join(join_token, refusal=f"{refusal} (said {sender})")
             elif not self._is_member(sender):
                 self._links.close(sender)  # the probe's link
             return
@@ -301,8 +283,7 @@ class NodeProtocol:
             if not own or own[0][2] != "up":
                 raise ValueError("its member list does not list it as up")
             self._admit(sender, own[0][1], own[0][3], now)
-            caps = capabilities_from_wire(own[0][4]) if len(own[0]) == 5 else {}
-            self._capabilities.learn(sender, own[0][3], caps)
+            self._capabilities.learn_wire(sender, own[0][3], own[0][4] if len(own[0]) == 5 else {})
         except (ValueError, OverflowError) as exc:  # NameTaken included
             self._drop("refused_member", f"answer to our hello from {sender!r}: {exc}")
             if join_token is None and not self._is_member(sender):
@@ -310,7 +291,7 @@ class NodeProtocol:
             return
         probes = self._hint(envelope.body, now)
         if join_token is not None:
-            self._handshakes.end_join(join_token, succeeded=True, probes=probes)
+            self.handshakes.end_join(join_token, succeeded=True, probes=probes)
 
     def _admit(self, name: str, address: str, incarnation: int, now: float) -> None:
         """``name`` completed a hello handshake: up at ``address`` as ``incarnation``.
@@ -350,7 +331,7 @@ class NodeProtocol:
             except ValueError as exc:
                 self._drop("refused_member", str(exc))
                 continue
-            probe = self._handshakes.probe(name, address, now, bound)
+            probe = self.handshakes.probe(name, address, now, bound)
             if probe is None:
                 self._drop("probe_limit", f"too many gossiped nodes to probe; {name!r} skipped")
                 break
@@ -366,8 +347,8 @@ class NodeProtocol:
                 f"node name {self._name!r} is in use by a live member (at {self.bound_address})"
             )
             self._refuse(envelope, reason)
-        elif kind is Kind.ERROR and self._handshakes.join_token(envelope.correlation_id):
-            token = self._handshakes.join_token(envelope.correlation_id)
+        elif kind is Kind.ERROR and self.handshakes.join_token(envelope.correlation_id):
+            token = self.handshakes.join_token(envelope.correlation_id)
             self._on_hello_answer(envelope, token, self._now())
         else:
             self._drop("sender_mismatch", "a message claiming to come from this node")
@@ -388,7 +369,7 @@ class NodeProtocol:
         self._drop("name_in_use", f"hello from {hello.sender!r} at {address}: {reason}")
         error = RemoteError("runtime.NameInUse", reason, "", self._name)  # its public name
         frame = self._encode(Kind.ERROR, error, hello.message_id)
-        self._handshakes.refuse(address, hello.sender, frame, self._now())
+        self.handshakes.refuse(address, hello.sender, frame, self._now())
 
     def _close_forgotten(self) -> None:
         for node in self._membership.take_forgotten():
@@ -456,11 +437,11 @@ class NodeProtocol:
 
     def start_join(self, token: int, seeds: list[tuple[str | None, str]]) -> None:
         """Open links to the seeds and say hello to each (retried until answered)."""
-        self._handshakes.start_join(token, seeds, self._now(), self.bound_address)
+        self.handshakes.start_join(token, seeds, self._now(), self.bound_address)
 
     def end_join(self, token: int) -> None:
         """The joiner gave up: close the seed links of the join."""
-        self._handshakes.end_join(token)
+        self.handshakes.end_join(token)
 
     # -- helpers -------------------------------------------------------------------
 

@@ -55,6 +55,7 @@ __all__ = [
     "generate_keys",
     "is_loopback_endpoint",
     "load_security",
+    "parse_seed",
     "start_authenticator",
 ]
 
@@ -97,6 +98,16 @@ class Security:
         if node is None and self._refreshed():
             node = self._node_of(public_key_z85)
         return node
+
+    def reload(self) -> tuple[list[str], list[str]]:
+        """Re-read the keys directory now: the (added or changed, removed) node names.
+
+        New handshakes use the new allowlist at once; a removed node is refused on
+        its next connection. Nothing to do for an allowlist given as a mapping.
+        """
+        if not isinstance(self.authorized, Allowlist):
+            return [], []
+        return self.authorized.reload()
 
     def _node_of(self, public_key_z85: bytes) -> str | None:
         if isinstance(self.authorized, Allowlist):
@@ -278,3 +289,19 @@ def check_endpoint(endpoint: str, *, what: str, secured: bool, allow_plaintext: 
             f"{what} {endpoint!r} would be plaintext: pass security=load_security(...) "
             "or allow_plaintext=True (loopback only)"
         )
+
+
+def parse_seed(seed: str, *, secured: bool, allow_plaintext: bool) -> tuple[str | None, str]:
+    """``name@tcp://host:port`` or ``tcp://host:port`` as (name or None, address).
+
+    Raises:
+        ValueError: a bad name or endpoint, or no name while CURVE is on (the name
+            selects the seed's server key).
+    """
+    name, sep, address = seed.rpartition("@") if "@" in seed else (None, "", seed)
+    if sep and name is not None:
+        validate_node_name(name, f"seed {seed!r} node name")
+    elif secured:
+        raise ValueError(f"with CURVE a seed must be 'name@tcp://host:port', got {seed!r}")
+    check_endpoint(address, what="seed", secured=secured, allow_plaintext=allow_plaintext)
+    return (name or None), address

@@ -98,6 +98,7 @@ class Cluster:
         local: LocalNode,
     ) -> None:
         self.name = name
+        self._security = settings.security
         self._bus = bus
         self._registry = registry
         self._local = local
@@ -131,6 +132,10 @@ class Cluster:
     @property
     def address(self) -> str | None:
         return self.transport.address
+
+    def reload_keys(self) -> tuple[list[str], list[str]]:
+        """Re-read the keys directory (see ``Security.reload``); nothing in plaintext."""
+        return self._security.reload() if self._security is not None else ([], [])
 
     # -- placement ------------------------------------------------------------------------
 
