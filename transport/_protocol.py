@@ -215,14 +215,12 @@ class NodeProtocol:
             self._on_hello(envelope, now)
             return
         correlation_id = envelope.correlation_id
-        if correlation_id and (kind is Kind.MEMBERS or kind is Kind.ERROR):
-            join_token = self.handshakes.join_token(correlation_id)
-            probe = join_token is None and self.handshakes.is_probe(correlation_id, sender)
-            if join_token is not None or probe:
-                self._on_hello_answer(envelope, join_token, now)
-                if probe:  # after the admission: a join waiting on its probes sees the member
-                    self.handshakes.probed(correlation_id, sender)
-                return
+        if (
+            correlation_id
+            and (kind is Kind.MEMBERS or kind is Kind.ERROR)
+            and self._answers_our_hello(envelope, now)
+        ):
+            return
         status = self._membership.status(sender)
         is_answer = kind in (Kind.REPLY, Kind.ERROR)
         if (status is None or status == "left") and not is_answer:
@@ -266,6 +264,16 @@ class NodeProtocol:
         bound = self.bound_address
         peers = [] if bound is None or self.left.is_set() else self._membership.names("up")
         self.handshakes.advertise(token, peers, self._now(), bound or "")
+
+    def _answers_our_hello(self, envelope: Envelope, now: float) -> bool:
+        """Handle ``envelope`` if it answers a join or probe hello of ours; True if it did."""
+        handshakes, correlation_id, sender = self.handshakes, envelope.correlation_id, envelope.sender
+        join_token = handshakes.join_token(correlation_id)
+        if join_token is None and not handshakes.is_probe(correlation_id, sender):
+            return False
+        self._on_hello_answer(envelope, join_token, now)
+        handshakes.probed(correlation_id, sender)  # after admitting: a settled join sees it
+        return True
 
     def _on_hello_answer(self, envelope: Envelope, join_token: int | None, now: float) -> None:
         """A seed or a probed peer answered our hello: welcome (``members``) or refusal."""
