@@ -267,7 +267,8 @@ class NodeProtocol:
 
     def _answers_our_hello(self, envelope: Envelope, now: float) -> bool:
         """Handle ``envelope`` if it answers a join or probe hello of ours; True if it did."""
-        handshakes, correlation_id, sender = self.handshakes, envelope.correlation_id, envelope.sender
+        handshakes, sender = self.handshakes, envelope.sender
+        correlation_id = envelope.correlation_id
         join_token = handshakes.join_token(correlation_id)
         if join_token is None and not handshakes.is_probe(correlation_id, sender):
             return False
