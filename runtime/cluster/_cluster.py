@@ -146,11 +146,14 @@ class Cluster:
         """Live peers that advertised ``name`` (``kind``: ``tasks`` or ``actors``)."""
         if is_main(name):
             return []  # another process's __main__ is another script
-        return [
+        return sorted(
             node
-            for node in self.live_nodes()
-            if node != self.name and name in self.transport.capabilities(node).get(kind, ())
-        ]
+            for node, member in self.transport.members().items()
+            if member.status == "up" and node != self.name and self._has(node, kind, name)
+        )
+
+    def _has(self, node: str, kind: str, name: str) -> bool:
+        return not is_main(name) and name in self.transport.capabilities(node).get(kind, ())
 
     def candidates(self, task: str, exclude: frozenset[str] = frozenset()) -> list[str]:
         """Where an unpinned step of ``task`` may run: the live peers that registered it,
@@ -185,9 +188,8 @@ class Cluster:
         A pin to this node always holds (it has the function in hand); a pin to a node
         that is not up is left to the send, which fails with ``NodeDown``.
         """
-        if node == self.name or self.transport.members().get(node) is None:
-            return
-        if self.transport.members()[node].status != "up" or node in self.holders(TASKS, task):
+        member = self.transport.members().get(node) if node != self.name else None
+        if member is None or member.status != "up" or self._has(node, TASKS, task):
             return
         raise Unplaceable(
             f"task {task!r} is pinned to node {node!r} (on={node!r}), which did not "
@@ -218,11 +220,7 @@ class Cluster:
                 (refused here, without asking), or said so.
         """
         member = self.transport.members().get(node)
-        if (
-            member is not None
-            and member.status == "up"
-            and node not in self.holders(ACTORS, class_name)
-        ):
+        if member is not None and member.status == "up" and not self._has(node, ACTORS, class_name):
             raise ActorNotFound(
                 f"actor class {class_name!r} is not registered on node {node!r}{hint(class_name)}"
             )
@@ -271,10 +269,21 @@ class Cluster:
     def deliver_nowait(self, sender: str, target: str, message: Any, reply: Reply | None) -> bool:
         """The transport's I/O-thread fast path: a put into a named actor's mailbox.
 
-        Only for a named actor already delivered to (``_known``, a plain dict
-        read: no lock the system's ``spawn`` holds while user code runs); all
-        else, and a stopped actor, goes to ``deliver`` on the dispatch thread.
+        For a named actor already delivered to (``_known``, a plain dict read: no
+        lock the system's ``spawn`` holds while user code runs), and for the
+        results and events of remote steps (``$run/<id>``: a decode and a put
+        into the run coordinator's mailbox or the event bus, no user code; a
+        chain of remote steps saves one thread hop per step). All else, a
+        stopped actor and a message that does not decode, goes to ``deliver``
+        on the dispatch thread (the transport keeps the arrival order).
         """
+        if target.startswith(RUN_PREFIX):
+            if reply is not None:
+                return False
+            try:
+                return self._to_run(target[len(RUN_PREFIX) :], message, sender, nowait=True)
+            except ProtocolError:
+                return False  # logged by the slow path
         ref = self._known.get(target)
         if ref is None:
             return False
@@ -362,7 +371,12 @@ class Cluster:
             raise ProtocolError(f"malformed lock request {request!r}: {exc}") from exc
         self._local.lock_manager().tell(command)
 
-    def _to_run(self, run_id: str, message: Any, sender: str) -> None:
+    def _to_run(self, run_id: str, message: Any, sender: str, *, nowait: bool = False) -> bool:
+        """Hand a remote step's event to the bus, or its result to the run's coordinator.
+
+        False (nothing done) with ``nowait`` when the run is not active here: the
+        dispatch thread then logs the drop.
+        """
         if is_step_event(message):
             with self._lock:
                 placed = sender in self._placed.get(run_id, ())
@@ -373,15 +387,22 @@ class Cluster:
                     run_id,
                     sender,
                 )
-                return
+                return True
             self._bus.emit(event_from_wire(message))
-            return
+            return True
         outcome = StepOutcome.decode(message, run=run_id, sender=sender)
         ref = self._local.coordinator(run_id)
         if ref is None:
-            log.info("result for run %s dropped: the run is not active here", run_id)
-            return
-        ref.tell(outcome)
+            if not nowait:
+                log.info("result for run %s dropped: the run is not active here", run_id)
+            return False
+        try:
+            ref.tell(outcome)
+        except pykka.ActorDeadError:
+            if not nowait:
+                raise
+            return False
+        return True
 
     # -- membership -----------------------------------------------------------------------
 
