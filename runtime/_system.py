@@ -214,6 +214,7 @@ class ActorSystem:
             registry=self.registry,
             pool=self.nodes,
             local=self._links,
+            hosted=self._metrics,
         )
         try:
             cluster.start(join, timeout=join_timeout)

@@ -43,6 +43,7 @@ class Worker:
         apps: tuple[str, ...] = ("tests.cluster.cluster_app",),
         listen: str = LOOPBACK,
         options: tuple[str, ...] = (),
+        metrics: str | None = None,
     ) -> None:
         self.name = name
         command = node_command(
@@ -53,6 +54,7 @@ class Worker:
             plaintext=keys is None,
             apps=apps,
             drain_timeout=drain_timeout,
+            metrics=metrics,
         )
         command += options
         env = dict(os.environ)
