@@ -20,6 +20,7 @@ FAMILY_MODULES: tuple[str, ...] = (
     "bench._history",
     "bench._remote",
     "bench._cluster",
+    "bench._submit",
 )
 
 

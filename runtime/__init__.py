@@ -44,9 +44,11 @@ from actors import (
     current_step,
 )
 from runtime import events
+from runtime._client import Client, RunInfo, SubmittedRun
 from runtime._daemon import node_command, serve
 from runtime._logs import JsonFormatter
 from runtime._progress import ProgressObserver, RunProgress
+from runtime._submissions import UnknownWorkflow
 from runtime._system import ActorSystem
 from runtime.cluster import Lock, Ref, Unplaceable
 from runtime.engine import RunHandle, StepReport
@@ -116,6 +118,7 @@ __all__ = [
     "CheckpointStore",
     "CheckpointStrategy",
     "ChildSpec",
+    "Client",
     "Clock",
     "CompositionError",
     "ConditionNotMet",
@@ -164,6 +167,7 @@ __all__ = [
     "RoundRobin",
     "RunBusy",
     "RunHandle",
+    "RunInfo",
     "RunProgress",
     "RunSummary",
     "SQLiteStore",
@@ -174,11 +178,13 @@ __all__ = [
     "StepReport",
     "StepTimeout",
     "Strategy",
+    "SubmittedRun",
     "SupervisedActor",
     "Supervisor",
     "SystemShutDown",
     "TemporaryError",
     "TransportSettings",
+    "UnknownWorkflow",
     "Unplaceable",
     "Workflow",
     "WorkflowError",

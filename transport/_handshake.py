@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from transport._capabilities import Capabilities, capabilities_to_wire
-from transport._envelope import Envelope, Kind, encode_envelope
+from transport._envelope import ROLE_MEMBER, Envelope, Kind, encode_envelope
 from transport._errors import JoinRefused, NameInUse, NodeDown
 from transport._join_causes import JoinCause, join_cause
 from transport._settings import TransportSettings
@@ -130,7 +130,11 @@ class Handshakes:
     def hello(self, bound_address: str) -> tuple[int, bytes]:
         """A fresh hello frame of this node and its message id."""
         message_id = next(self._ids)
-        body: dict[str, object] = {"address": bound_address, "incarnation": self._incarnation}
+        body: dict[str, object] = {
+            "role": ROLE_MEMBER,
+            "address": bound_address,
+            "incarnation": self._incarnation,
+        }
         own = self._capabilities.own()
         if own:
             body["capabilities"] = capabilities_to_wire(own)

@@ -4,7 +4,8 @@
 sockets themselves: it authenticates and decodes frames (the envelope sender
 must equal the CURVE User-Id of the connection), drops replays, answers
 hellos with the member list (or refuses a hello naming a live member from
-another incarnation), probes gossiped members (gossip is only a hint: see
+another incarnation), keeps client sessions (``_clients``: hellos with the
+client role, answered over the ROUTER), probes gossiped members (gossip is only a hint: see
 ``_handshake``), applies membership transitions (open or close the peer's
 DEALER, fail asks waiting on a node that went down, notify subscribers), hands
 tells and asks to the ``Inbox``, sends heartbeats and gossip, expires asks,
@@ -24,8 +25,9 @@ from typing import Any
 
 import zmq
 
+from transport._client_gate import ClientGate
 from transport._dedup import DedupWindow
-from transport._envelope import Envelope, Kind, decode_envelope, encode_envelope
+from transport._envelope import ROLE_CLIENT, Envelope, Kind, decode_envelope, encode_envelope
 from transport._errors import AskTimeout, NodeDown, ProtocolError, RemoteError
 from transport._handshake import Handshakes
 from transport._inbox import Inbox
@@ -84,10 +86,25 @@ class NodeProtocol:
             node.name, self._incarnation, settings, links, node.ids, node.capabilities
         )
         self._drops_log = RateLimitedLog(log)  # one line per drop reason every 5 s
+        self._clients = ClientGate(
+            node.name,
+            settings,
+            node.membership,
+            links,
+            encode=self._encode,
+            drop=self._drop,
+            deliver=self._on_message,
+        )
+        self._route: zmq.Frame | bytes = b""  # routing id of the frame being handled
         now_value = now()
         self._next_check = now_value
         self._next_heartbeat = now_value
         self._next_gossip = now_value + settings.gossip_interval
+
+    @property
+    def client_count(self) -> int:
+        """Client sessions held now (read from any thread: one ``len``)."""
+        return len(self._clients)
 
     def tick(self, now: float) -> None:
         """Run the periodic work if a check is due: detector, ask expiry, joins, heartbeats."""
@@ -100,6 +117,7 @@ class NodeProtocol:
             complete_ask(entry.future, False, AskTimeout(f"no answer from {entry.node} in time"))
         self.handshakes.retry_joins(now, self.bound_address)
         self.handshakes.expire(now, self._is_member)
+        self._clients.expire(now)
         if self.left.is_set():
             return
         if now >= self._next_heartbeat:
@@ -127,6 +145,7 @@ class NodeProtocol:
             self._drop("bad_framing", f"{len(parts) - 1} frames in one message")
             return
         payload = parts[1]
+        self._route = parts[0]
         authenticated: str | None = None
         if isinstance(payload, bytes):
             if self._security is not None:  # never on a CURVE socket: fail closed
@@ -224,7 +243,7 @@ class NodeProtocol:
         status = self._membership.status(sender)
         is_answer = kind in (Kind.REPLY, Kind.ERROR)
         if (status is None or status == "left") and not is_answer:
-            self._drop("not_member", f"{kind.value} from {sender!r}, which is not a member")
+            self._from_non_member(envelope, now)
             return
         if kind is Kind.HEARTBEAT and envelope.body != self._membership.incarnation(sender):
             self._drop(
@@ -247,6 +266,9 @@ class NodeProtocol:
 
     def _on_hello(self, envelope: Envelope, now: float) -> None:
         sender, body = envelope.sender, envelope.body
+        if body["role"] == ROLE_CLIENT:
+            self._clients.hello(envelope, self._route_id(), now)
+            return
         try:
             self._admit(sender, body["address"], body["incarnation"], now)
         except NameTaken as exc:
@@ -275,6 +297,20 @@ class NodeProtocol:
         self._on_hello_answer(envelope, join_token, now)
         handshakes.probed(correlation_id, sender)  # after admitting: a settled join sees it
         return True
+
+    def _from_non_member(self, envelope: Envelope, now: float) -> None:
+        """A frame of a sender not in the member table: a client's (on its session's
+        connection, see ``_client_gate``), or dropped."""
+        if not self._clients.frame(envelope, self._route_id(), now):
+            sender = envelope.sender
+            self._drop(
+                "not_member", f"{envelope.kind.value} from {sender!r}, which is not a member"
+            )
+
+    def _route_id(self) -> bytes:
+        """The routing id of the frame being handled (a client's connection, if it is one)."""
+        route = self._route
+        return route if isinstance(route, bytes) else route.bytes
 
     def _on_hello_answer(self, envelope: Envelope, join_token: int | None, now: float) -> None:
         """A seed or a probed peer answered our hello: welcome (``members``) or refusal."""
@@ -399,7 +435,7 @@ class NodeProtocol:
         else:
             complete_ask(entry.future, True, envelope.body)
 
-    def _on_message(self, envelope: Envelope) -> None:
+    def _on_message(self, envelope: Envelope, reply_to: str | None = None) -> None:
         if self._dedup.seen_before(envelope.sender, envelope.message_id):
             self._drop(
                 "duplicate", f"replayed message {envelope.message_id} from {envelope.sender!r}"
@@ -407,7 +443,9 @@ class NodeProtocol:
             return
         reply: Reply | None = None
         if envelope.kind is Kind.ASK:
-            reply = CallbackReply(partial(self.answer, envelope.sender, envelope.message_id))
+            reply = CallbackReply(
+                partial(self.answer, reply_to or envelope.sender, envelope.message_id)
+            )
         if not self._inbox.receive(envelope.sender, envelope.target, envelope.body, reply):
             self._drop("dispatch_full", f"handler queue full; dropped a {envelope.kind.value}")
             if reply is not None:

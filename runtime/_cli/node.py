@@ -12,24 +12,33 @@ here, and coordinators place a step only on a node that registered its task.
 it, ``--plaintext`` is required and only loopback endpoints are accepted.
 ``--join-timeout S`` (60) is how long the seeds are tried, so a node may start
 before its seed (each new reason a seed does not answer is logged); a seed
-that refuses this node's key fails the start at once. ``--metrics HOST:PORT``
-serves Prometheus metrics at ``http://HOST:PORT/metrics`` (needs the
-``metrics`` extra; it binds the address given, without authentication).
-Prints ``node NAME up at ADDRESS`` once listening (and ``metrics at URL`` with
-``--metrics``).
+that refuses this node's key fails the start at once.
+
+A node also takes runs from clients (``actorflow submit``, ``runtime.Client``):
+it coordinates them and checkpoints each step in its store (``--db``, default
+``$ACTORFLOW_DB`` or ``.actorflow/state.db``, opened when a run first
+checkpoints). An app's ``register(system)`` may call
+``system.register_workflow(wf, context=...)`` to build a submitted run's
+context from the JSON a client sent. ``--metrics HOST:PORT`` serves Prometheus
+metrics at ``http://HOST:PORT/metrics`` (needs the ``metrics`` extra; it binds
+the address given, without authentication). Prints ``node NAME up at ADDRESS``
+once listening (and ``metrics at URL`` with ``--metrics``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from runtime._cli._common import UsageError
-from runtime._cli._member import check_security
+from runtime._cli._connect import check_security
 from runtime._cli.resume import import_app, load_workflows
 from runtime._daemon import serve
 from runtime._system import ActorSystem
+from runtime.store import SQLiteStore
+from runtime.workflow import CheckpointStrategy
 from transport import TransportSettings
 
 HELP = "run a cluster member until SIGTERM, then drain and leave"
@@ -73,6 +82,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="module whose workflows() tasks this node may run (repeatable)",
     )
     parser.add_argument(
+        "--db",
+        type=Path,
+        default=None,
+        help="checkpoint database of the runs this node coordinates "
+        "(default: $ACTORFLOW_DB or .actorflow/state.db)",
+    )
+    parser.add_argument(
         "--metrics",
         metavar="HOST:PORT",
         help="serve Prometheus metrics here, e.g. 127.0.0.1:9464 (needs actorflow[metrics])",
@@ -102,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
     # delayed ~200 ms at 5 ms arrives at once at 1 ms).
     sys.setswitchinterval(args.switch_interval)
     flows = [wf for module in args.app for wf in load_workflows(module)]
+    db = args.db or os.environ.get("ACTORFLOW_DB")
     system = ActorSystem(
         args.name,
         listen=args.listen,
@@ -112,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
         transport=TransportSettings(keys_poll_interval=args.keys_poll),
         workflows=flows,
         metrics=args.metrics,
+        store=SQLiteStore(db) if db else None,
+        checkpoint=CheckpointStrategy.AFTER_EACH_STEP,  # the runs clients hand it
     )
     for module in args.app:
         register = getattr(import_app(module), "register", None)
