@@ -55,7 +55,7 @@ from runtime._progress import ProgressObserver, RunProgress
 from runtime._singletons import SingletonRef
 from runtime._submissions import UnknownWorkflow
 from runtime._system import ActorSystem
-from runtime.cluster import Lock, Ref
+from runtime.cluster import Lock, Ref, Unplaceable
 from runtime.engine import RunHandle, StepReport
 from runtime.events import LoggingObserver, WorkflowObserver
 from runtime.store import (
@@ -99,6 +99,7 @@ from transport import (
     ActorNotFound,
     Address,
     AskTimeout,
+    JoinRefused,
     NameInUse,
     NodeDown,
     OutboxFull,
@@ -136,6 +137,7 @@ __all__ = [
     "GraphBuilder",
     "IllegalTransition",
     "ItemsFailed",
+    "JoinRefused",
     "JsonFormatter",
     "LeastLoaded",
     "Lock",
@@ -193,6 +195,7 @@ __all__ = [
     "TerminationReason",
     "TransportSettings",
     "UnknownWorkflow",
+    "Unplaceable",
     "Workflow",
     "WorkflowError",
     "WorkflowObserver",

@@ -12,8 +12,8 @@ child through it (hooked like any actor of the system: watchable, and
   at ``$child/<supervisor>/<child>/<epoch or incarnation>``, watched from here;
   its exit, or its node going down or leaving, is reported to the supervisor
   (anything but a normal stop counts as a crash). ``placement`` chooses among
-  the live members, this one included; a member that has not registered the
-  class answers ``ActorNotFound`` and the next one is tried.
+  the live members that advertised the class (this one if it registered it);
+  one that answers ``ActorNotFound`` anyway is skipped and the choice made again.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from actors import (
     takes_snapshots,
 )
 from runtime._hosting import actor_state_store
-from runtime.cluster import ACTORS_PATH, Ref
+from runtime.cluster import ACTORS, ACTORS_PATH, Ref
 from runtime.workflow import NodeLoad, qualified_name
 from transport import ActorNotFound, Address, NodeDown
 
@@ -120,7 +120,10 @@ class SystemChildStarter(ChildStarter):
         self, spec: ChildSpec, path: str, key: str | None, epoch: int | None
     ) -> Address:
         tried: set[str] = set()
-        last: Exception = NodeDown(f"child {spec.name!r}: no live member to run it on")
+        last: Exception = ActorNotFound(
+            f"child {spec.name!r}: no live member registered "
+            f"{qualified_name(spec.actor_class)!r} (register_actor, or --app on the nodes)"
+        )
         while True:
             node = self._choose(spec, tried)
             if node is None:
@@ -136,8 +139,12 @@ class SystemChildStarter(ChildStarter):
     def _choose(self, spec: ChildSpec, tried: set[str]) -> str | None:
         if spec.node is not None:
             return spec.node
-        live = [n for n, status in self._system.members().items() if status == "up"]
-        candidates = [NodeLoad(n) for n in sorted(live) if n not in tried]
+        system, class_name = self._system, qualified_name(spec.actor_class)
+        # The live members that advertised the class, this one if it registered it.
+        holders = set(system.cluster.holders(ACTORS, class_name) if system.cluster else ())
+        if system.registry.has_actor(class_name):
+            holders.add(system.name)
+        candidates = [NodeLoad(n) for n in sorted(holders - tried)]
         if not candidates:
             return None
         chosen: str = spec.placement.choose(spec.name, candidates)

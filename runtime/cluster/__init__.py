@@ -5,16 +5,17 @@ Builds on ``transport`` (sockets, envelopes) and names tasks the way
 (the message classes of ``_messages``).
 """
 
-from runtime.cluster._cluster import Cluster, ClusterSettings
+from runtime.cluster._cluster import Cluster, ClusterSettings, Unplaceable
 from runtime.cluster._local import LocalNode
 from runtime.cluster._locks import Lock, LockClient
 from runtime.cluster._messages import CancelStep, EndRun, NodeLost, RunStep, StepOutcome
 from runtime.cluster._paths import ACTORS_PATH, LOCKS_PATH, RUN_PREFIX, SYSTEM_PATH, run_path
 from runtime.cluster._refs import Ref
-from runtime.cluster._registry import Registry
+from runtime.cluster._registry import ACTORS, Registry
 from runtime.cluster._wire import require
 
 __all__ = [
+    "ACTORS",
     "ACTORS_PATH",
     "LOCKS_PATH",
     "RUN_PREFIX",
@@ -31,6 +32,7 @@ __all__ = [
     "Registry",
     "RunStep",
     "StepOutcome",
+    "Unplaceable",
     "require",
     "run_path",
 ]

@@ -16,9 +16,11 @@ from runtime import (
     NodeLoad,
     PersistenceError,
     RestartIntensity,
+    RoundRobin,
     StaleEpoch,
     TerminationReason,
 )
+from runtime.cluster import ACTORS
 from runtime.store import decode_value
 from tests.actors_remote.watch_kit import Counter, Inbox, Plain
 from tests.support import wait_until
@@ -201,3 +203,30 @@ def test_a_restore_that_raises_counts_as_a_crash_and_escalates(
         child.tell("crash")
         assert "EscalationError" in gone.wait(1)[0].detail
     assert "cannot restore {'count': 1}" in caplog.text
+
+
+class Unregistered(Plain):
+    """Registered nowhere."""
+
+
+@pytest.mark.timeout(60)
+def test_placement_chooses_only_among_members_that_registered_the_class(
+    coordinator_and_peer: tuple[ActorSystem, ActorSystem],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    coordinator, peer = coordinator_and_peer
+    assert coordinator.cluster is not None
+    name = peer.register_actor(Plain)
+    assert wait_until(lambda: coordinator.cluster.holders(ACTORS, name) == ["peer"], 10)
+    supervisor = coordinator.supervise(
+        [ChildSpec(f"c{i}", Plain, placement=RoundRobin()) for i in range(3)], name="rr"
+    )
+    assert {c.address.node for c in supervisor.ask("children").values()} == {"peer"}
+
+    lonely = coordinator.supervise(
+        [ChildSpec("nobody", Unregistered, placement=RoundRobin())],
+        intensity=RestartIntensity(max_restarts=1, period=60),
+        name="lonely",
+    )
+    assert wait_until(lambda: not lonely.is_alive(), 10)  # cannot start anywhere: escalates
+    assert "no live member registered" in caplog.text
