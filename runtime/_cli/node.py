@@ -108,6 +108,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _register_apps(system: ActorSystem, modules: list[str]) -> None:
+    """Run each app's ``register(system)``: peers see what it registers in our hello."""
+    for module in modules:
+        register = getattr(import_app(module), "register", None)
+        if callable(register):
+            register(system)
+
+
 def run(args: argparse.Namespace) -> int:
     if not args.listen and not args.join:
         raise UsageError("give --listen, --join or both")
@@ -131,11 +139,8 @@ def run(args: argparse.Namespace) -> int:
         metrics=args.metrics,
         store=SQLiteStore(db) if db else None,
         checkpoint=CheckpointStrategy.AFTER_EACH_STEP,  # the runs clients hand it
+        setup=lambda node: _register_apps(node, args.app),  # before the first hello
     )
-    for module in args.app:
-        register = getattr(import_app(module), "register", None)
-        if callable(register):
-            register(system)
 
     def ready(node: ActorSystem) -> None:
         if node.metrics_address is not None:

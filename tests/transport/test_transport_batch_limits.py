@@ -181,16 +181,25 @@ def test_batches_refused_by_a_full_dealer_are_retried_whole_in_order(
     links = io._links
     try_send = links.try_send
     refusals = [0]
+    refused = threading.Event()
 
     def counting_try_send(key: str, frame: bytes, messages: int = 1) -> int:
         result = try_send(key, frame, messages)
         if result == FULL and messages > 1:
             refusals[0] += 1
+            refused.set()
         return result
 
     links.try_send = counting_try_send  # type: ignore[method-assign]
     payload = b"x" * 1000  # ~7 frames per batch (batches stay under max_containers bytes)
-    releaser = threading.Timer(0.3, receiver.gate.set)
+
+    def release_after_a_refusal() -> None:
+        # Not a timer: on a loaded machine the tells may take longer than any fixed
+        # delay to fill the DEALER, and then the retry path would never run.
+        refused.wait(20)
+        receiver.gate.set()
+
+    releaser = threading.Thread(target=release_after_a_refusal)
     releaser.start()
     try:
         for index in range(sent):
