@@ -13,7 +13,9 @@ loopback endpoints are accepted.
 A node also takes runs from clients (``actorflow submit``, ``runtime.Client``):
 it coordinates them and checkpoints each step in its store (``--db``, default
 ``$ACTORFLOW_DB`` or ``.actorflow/state.db``, opened when a run first
-checkpoints). An app's ``register(system)`` may call
+checkpoints). On start it resumes the unfinished runs of that store whose
+owner is gone (``ActorSystem.recover``): restarted on the same ``--db`` after
+a crash, a node continues the runs it coordinated. An app's ``register(system)`` may call
 ``system.register_workflow(wf, context=...)`` to build a submitted run's
 context from the JSON a client sent. ``--metrics HOST:PORT`` serves Prometheus
 metrics at ``http://HOST:PORT/metrics`` (needs the ``metrics`` extra; it binds
@@ -33,7 +35,7 @@ from runtime._cli._connect import check_security
 from runtime._cli.resume import import_app, load_workflows
 from runtime._daemon import serve
 from runtime._system import ActorSystem
-from runtime.store import SQLiteStore
+from runtime.store import DEFAULT_PATH, SQLiteStore
 from runtime.workflow import CheckpointStrategy
 
 HELP = "run a cluster member until SIGTERM, then drain and leave"
@@ -113,6 +115,12 @@ def run(args: argparse.Namespace) -> int:
         register = getattr(import_app(module), "register", None)
         if callable(register):
             register(system)
+    # The runs it coordinated before a crash (kill -9, power loss) and whose owner is gone:
+    # it continues them, so a submitted run outlives its node's process. After the apps'
+    # register(system), which may register workflows too. A node whose store does not
+    # exist yet (a worker that never coordinated) has nothing to resume: none is created.
+    if Path(db or DEFAULT_PATH).exists():
+        system.recover()
 
     def ready(node: ActorSystem) -> None:
         if node.metrics_address is not None:
