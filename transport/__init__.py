@@ -26,6 +26,7 @@ from transport._envelope import Envelope
 from transport._errors import (
     ActorNotFound,
     AskTimeout,
+    JoinRefused,
     NameInUse,
     NodeDown,
     OutboxFull,
@@ -48,6 +49,7 @@ __all__ = [
     "ClientTransport",
     "Envelope",
     "InlineHandler",
+    "JoinRefused",
     "Limits",
     "Member",
     "MemberEvent",
