@@ -249,7 +249,8 @@ class Client:
         raise KeyError(f"no member of the cluster knows run {run_id!r}")
 
     def runs(self) -> list[dict[str, Any]]:
-        """Every run the members know (``run``, ``workflow``, ``state``, ``node``, ...)."""
+        """The runs the members know, the newest 1,000 of each (``run``, ``workflow``,
+        ``state``, ``node``, ...); a member that does not answer is left out."""
         rows: list[dict[str, Any]] = []
         for answer in self.ask_members({"op": "runs"}).values():
             if not isinstance(answer, BaseException):

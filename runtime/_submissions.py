@@ -27,8 +27,9 @@ from transport import RemoteError, WorkflowError
 if TYPE_CHECKING:
     from runtime._system import ActorSystem
 
-__all__ = ["MAX_RUN_ID", "Submissions", "UnknownWorkflow", "check_run_id"]
+__all__ = ["MAX_RUN_ID", "RUNS_ANSWERED", "Submissions", "UnknownWorkflow", "check_run_id"]
 
+RUNS_ANSWERED = 1000  # rows of a ``runs`` answer: ~150 KB, well within one frame
 MAX_RUN_ID = 128  # a submitted run's id travels in targets (``$run/<id>``, 1024 at most)
 
 
@@ -186,7 +187,8 @@ class Submissions:
             info["error_type"], info["error"] = "runtime.PersistenceError", str(exc)
 
     def run_list(self) -> list[dict[str, Any]]:
-        """Every run this node knows (its store, then live unrecorded ones), newest first."""
+        """The newest ``RUNS_ANSWERED`` runs this node knows (its store, then live unrecorded
+        ones), newest first: every run of a big store would not fit one answer."""
         rows = [
             {
                 "run": s.run_id,
@@ -199,7 +201,7 @@ class Submissions:
             }
             for s in self._system.runs()
         ]
-        return sorted(rows, key=lambda row: row["updated_at"], reverse=True)
+        return sorted(rows, key=lambda row: row["updated_at"], reverse=True)[:RUNS_ANSWERED]
 
 
 _ENDED = (NodeState.COMPLETED, NodeState.FAILED, NodeState.CANCELED)
