@@ -189,7 +189,7 @@ class Submissions:
     def run_list(self) -> list[dict[str, Any]]:
         """The newest ``RUNS_ANSWERED`` runs this node knows (its store, then live unrecorded
         ones), newest first: every run of a big store would not fit one answer."""
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "run": s.run_id,
                 "workflow": s.workflow,
