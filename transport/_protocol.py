@@ -384,10 +384,13 @@ class NodeProtocol:
         return frozenset(probes)
 
     def _from_own_name(self, envelope: Envelope) -> None:
-        """Another process with this node's name: a hello is refused; its refusal of our
-        join hello (we are the second process) is the answer to that join."""
+        """Another process with this node's name: a hello is refused (a client's on its own
+        connection); its refusal of our join hello (we are the second process) is the answer
+        to that join."""
         kind = envelope.kind
-        if kind is Kind.HELLO and envelope.body["incarnation"] != self._incarnation:
+        if kind is Kind.HELLO and envelope.body["role"] == ROLE_CLIENT:
+            self._clients.hello(envelope, self._route_id(), self._now())  # refused: our name
+        elif kind is Kind.HELLO and envelope.body["incarnation"] != self._incarnation:
             reason = (
                 f"node name {self._name!r} is in use by a live member (at {self.bound_address})"
             )
