@@ -7,7 +7,8 @@ listening on loopback in plaintext mode, with an echo actor spawned as ``echo``.
 Per the document: the client listens on a ROUTER of its own (every frame, answers
 included, travels from the sender's DEALER to the receiver's ROUTER), connects one
 DEALER to the node, says ``hello`` with its address and incarnation, takes the
-``members`` welcome, heartbeats while it waits, asks ``echo`` and gets the
+``members`` welcome, answers the node's ``ping`` probes with ``ack`` while it
+waits, asks ``echo`` and gets the
 ``reply``, asks an unknown path and gets an ``error`` whose ``RemoteError`` ext
 (code 2) names ``runtime.ActorNotFound``, then says ``leave`` and gets a ``reply``.
 Every wait polls with a deadline; every socket closes with linger 0.
@@ -25,9 +26,8 @@ import pykka
 import pytest
 import zmq
 
-VERSION = 3
+VERSION = 4
 EXT_ADDRESS, EXT_REMOTE_ERROR, EXT_TUPLE = 1, 2, 3
-HEARTBEAT_EVERY = 0.25  # well under the node's down_after (1.5 s)
 WAIT = 10.0  # generous: a loaded 2-core machine
 
 pytestmark = pytest.mark.timeout(60)
@@ -65,7 +65,6 @@ class WireClient:
         self.address = self.router.getsockopt_string(zmq.LAST_ENDPOINT)
         self.dealer: zmq.Socket[Any] | None = None
         self.peer_incarnation: int | None = None
-        self._next_heartbeat = 0.0
         self.received: list[list[Any]] = []
 
     def close(self) -> None:
@@ -89,11 +88,10 @@ class WireClient:
         self.dealer.send(msgpack.packb(frame, use_bin_type=True), zmq.NOBLOCK)
         return message_id
 
-    def _tick(self) -> None:
-        now = time.monotonic()
-        if self.peer_incarnation is not None and now >= self._next_heartbeat:
-            self._next_heartbeat = now + HEARTBEAT_EVERY
-            self.send("heartbeat", "", self.incarnation)
+    def _answer_probe(self, envelope: list[Any]) -> None:
+        """A member answers every ``ping`` with an ``ack`` (no updates of its own)."""
+        if envelope[1] == "ping" and self.peer_incarnation is not None:
+            self.send("ack", "", [self.incarnation, []], correlation_id=envelope[2])
 
     def _receive(self, timeout_ms: int) -> Iterator[list[Any]]:
         if not self.router.poll(timeout_ms, zmq.POLLIN):
@@ -114,12 +112,12 @@ class WireClient:
                 yield envelope
 
     def wait_for(self, match: Callable[[list[Any]], bool], what: str) -> list[Any]:
-        """Receive (heartbeating meanwhile) until an envelope matches; bounded by WAIT."""
+        """Receive (answering probes meanwhile) until an envelope matches; bounded by WAIT."""
         deadline = time.monotonic() + WAIT
         while time.monotonic() < deadline:
-            self._tick()
             for envelope in self._receive(50):
                 self.received.append(envelope)
+                self._answer_probe(envelope)
                 if match(envelope):
                     return envelope
         raise AssertionError(f"no {what} within {WAIT}s; got {[e[:5] for e in self.received]}")
@@ -184,9 +182,10 @@ def test_a_client_written_from_the_document_joins_asks_and_leaves(
         assert entries["doc-client"][1:] == [client.address, "up", client.incarnation]
         client.peer_incarnation = entries["served"][3]
 
-        # the node heartbeats its new member with its incarnation
-        beat = client.wait_for(lambda e: e[1] == "heartbeat", "heartbeat")
-        assert beat[6] == client.peer_incarnation and beat[5] == ""
+        # the node probes its new member: ping [its incarnation, updates], answered by ack
+        probe = client.wait_for(lambda e: e[1] == "ping", "ping")
+        assert probe[6][0] == client.peer_incarnation and probe[5] == ""
+        assert isinstance(probe[6][1], list)
 
         # ask an actor: reply correlated to the ask's message id
         pair = msgpack.ExtType(EXT_TUPLE, msgpack.packb(["a", b"b"], use_bin_type=True))
@@ -213,7 +212,7 @@ def test_a_client_written_from_the_document_joins_asks_and_leaves(
         leave = client.send("leave", "", None)
         ack = client.answer_to("reply", leave)
         assert ack[1] == "reply" and ack[6] is None
-        client.peer_incarnation = None  # a member that left sends no more heartbeats
+        client.peer_incarnation = None  # a member that left answers no more probes
         deadline = time.monotonic() + WAIT
         while node.members().get("doc-client") != "left":
             assert time.monotonic() < deadline, node.members()

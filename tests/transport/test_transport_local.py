@@ -182,7 +182,8 @@ def test_a_short_real_idle_run_has_no_false_down(make_transport: MakeTransport) 
     events_a, events_b = EventLog(), EventLog()
     a.subscribe(events_a)
     b.subscribe(events_b)
-    # 4 s = 8 heartbeat intervals, 2.7 x down_after; the 60 s run is simulated in test_detector.
+    # 4 s = 16 probe periods, 4 x the shortest suspicion; long runs are simulated
+    # (test_swim_simulation).
     assert events_a.wait_for("b", "down", timeout=4.0) is None
     assert events_b.wait_for("a", "down", timeout=0.1) is None
     assert a.stats().peers["b"].status == "up"
