@@ -122,6 +122,27 @@ def test_a_stopped_node_is_declared_down_and_comes_back_up_when_continued(
     assert test_node.ask(Address("p1", "echo"), 2, timeout=5).result(6) == ["p1", 2]
 
 
+def test_a_peer_stalled_for_600ms_is_not_declared_down(
+    spawn_peers: SpawnPeers, make_transport: MakeTransport, security_of: SecurityOf
+) -> None:
+    """A member slowed by load (here: stopped 0.6 s, like a GIL held that long) is at
+    most suspected; it answers again and is never declared down."""
+    [p1] = spawn_peers([("p1", [])])
+    test_node = make_transport("test", security=security_of("test"))
+    events = EventLog()
+    test_node.subscribe(events)
+    test_node.join([p1.seed], timeout=10)
+    assert test_node.ask(Address("p1", "echo"), 1, timeout=5).result(6)
+    for _ in range(3):
+        p1.signal(signal.SIGSTOP)
+        stalled = threading.Event()
+        stalled.wait(0.6)  # the stall itself, not a wait for something to happen
+        p1.signal(signal.SIGCONT)
+        assert test_node.ask(Address("p1", "echo"), 2, timeout=5).result(6) == ["p1", 2]
+    assert events.wait_for("p1", "down", timeout=DOWN_BOUND) is None
+    assert test_node.members()["p1"].status == "up"
+
+
 def test_close_with_a_dead_peer_is_quick_and_leaves_no_threads(
     spawn_peers: SpawnPeers, security_of: SecurityOf
 ) -> None:
