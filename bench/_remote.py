@@ -465,7 +465,7 @@ def _failover_row(config: Config) -> Row:
         "s",
         Series("kill -9 -> Started on worker-2", samples),
         (Series("detector bound (3 members)", (bound,) * len(samples)),),
-        Target("value", "<=", 2.5),
+        Target("value", "<=", 2.0),
         f"default settings: probe every {settings.probe_interval}s, suspicion >= "
         f"{settings.suspicion_timeout}s, check {settings.check_interval}s",
     )
