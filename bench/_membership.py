@@ -53,7 +53,7 @@ def _death_rows(config: Config, size: int) -> list[Row]:
     heartbeats = 2.0 * (size - 1)  # v3: one heartbeat to every peer every 0.5 s
     missed = sum(report.undetected for report in reports)
     false_downs = sum(report.false_downs for report in reports)
-    note = f"{deaths} kills per run, 0% loss; {missed} not learned by all, {false_downs} false downs"
+    note = f"{deaths} kills per run, no loss; {missed} not learned by all; {false_downs} false down"
 
     def series(key: str) -> tuple[float, ...]:
         return tuple(summary[key] for summary in summaries)
