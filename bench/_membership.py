@@ -27,8 +27,8 @@ BEFORE = "before (v3 all-to-all heartbeats, same machine): 0.300% at 8, 0.656% a
 
 
 def _idle_row(config: Config) -> Row:
-    small, large = config.size(8, 3), config.size(32, 6)
-    window = config.size(20, 3)
+    small, large = config.size(8, 3), config.size(32, 5)
+    window = config.size(20, 2)
     repeats = 1 if config.smoke else max(1, config.repeats // 2)
     smalls, larges = [], []
     for _ in range(repeats):
@@ -101,7 +101,7 @@ def _death_rows(config: Config, size: int) -> list[Row]:
 
 
 def _quiet_row(config: Config, size: int, loss: float) -> Row:
-    seconds = config.size(120.0, 20.0)
+    seconds = config.size(120.0, 10.0)
     report = measure_quiet(size, seconds, loss=loss, seed=11)
     probes_per_hour = 3600.0 / DEFAULT_SETTINGS.probe_interval * size
     return Row(
@@ -121,8 +121,8 @@ def run(config: Config) -> list[Row]:
     rows = [_idle_row(config)]
     for size in (config.size(500, 30), config.size(1000, 60)):
         rows += _death_rows(config, size)
-    large = config.size(1000, 60)
-    rows += [_quiet_row(config, large, 0.01), _quiet_row(config, large, 0.05)]
+    for size in (config.size(500, 30), config.size(1000, 60)):
+        rows += [_quiet_row(config, size, 0.01), _quiet_row(config, size, 0.05)]
     return rows
 
 
