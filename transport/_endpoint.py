@@ -339,6 +339,7 @@ class Transport:
             frames_dropped=dropped,
             dispatch_queue_depth=self._dispatcher.depth(),
             outbox_backlog=self._io.outbox.held() if self._io is not None else 0,
+            clients=self._io.protocol.client_count if self._io is not None else 0,
         )
 
     # -- internals -----------------------------------------------------------------------

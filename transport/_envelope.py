@@ -32,12 +32,19 @@ chosen at start, see ``_membership``): a ``hello`` body is ``{"address": str,
 ``members`` entry is ``[name, address, status, incarnation]``. A version-2 node
 and a version-3 node refuse each other's frames.
 
-Version 4 replaces the all-to-all ``heartbeat`` with SWIM's probes (see
-``_swim``): ``ping`` and ``ack`` bodies are ``[incarnation, updates]``, a
-``ping_req`` body is ``[incarnation, target, updates]``; ``updates`` is an
-array of at most ``MAX_UPDATES`` entries ``[name, address, state, incarnation,
-epoch, by]`` (state ``alive``, ``suspect``, ``dead`` or ``left``; ``epoch`` the
-member's refutation counter; ``by`` the node that made the update).
+Version 4 adds *roles*: a ``hello`` body names its ``role``. A member says
+``{"role": "member", "address": str, "incarnation": int}``; a client (a
+program that only asks, see ``_clients``) says ``{"role": "client",
+"incarnation": int}``: it has no address, and is answered over the
+connection it said hello on.
+
+Version 5 replaces the members' all-to-all ``heartbeat`` with SWIM's probes
+(see ``_swim``; clients still heartbeat the members they talk to): ``ping``
+and ``ack`` bodies are ``[incarnation, updates]``, a ``ping_req`` body is
+``[incarnation, target, updates]``; ``updates`` is an array of at most
+``MAX_UPDATES`` entries ``[name, address, state, incarnation, epoch, by]``
+(state ``alive``, ``suspect``, ``dead`` or ``left``; ``epoch`` the member's
+refutation counter; ``by`` the node that made the update).
 """
 
 from __future__ import annotations
@@ -57,6 +64,8 @@ __all__ = [
     "MEMBER_STATUSES",
     "PROBE_KINDS",
     "PROTOCOL_VERSION",
+    "ROLE_CLIENT",
+    "ROLE_MEMBER",
     "Envelope",
     "Kind",
     "decode_envelope",
@@ -65,7 +74,9 @@ __all__ = [
     "validate_node_name",
 ]
 
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
+ROLE_MEMBER = "member"  # hello of a node that listens and joins the member table
+ROLE_CLIENT = "client"  # hello of a program that only asks: answered on its own connection
 MAX_BATCH = 1000  # envelopes in one batch frame: bounds the work one received frame causes
 MAX_ID = (1 << 63) - 1
 MAX_NODE_NAME = 128
@@ -83,8 +94,9 @@ class Kind(enum.StrEnum):
     ASK = "ask"  # deliver body to target, answer with reply/error
     REPLY = "reply"  # successful answer to an ask (or an ack of hello/leave)
     ERROR = "error"  # failed answer to an ask; body is a RemoteError
-    HELLO = "hello"  # join: body {"address": str, "incarnation": int}; answered by members
+    HELLO = "hello"  # join: body {"role", "address"?, "incarnation"}; answered by members
     MEMBERS = "members"  # member list [[name, address, status, incarnation], ...]
+    HEARTBEAT = "heartbeat"  # a client's session keep-alive; body its incarnation (int)
     PING = "ping"  # SWIM probe: body [incarnation, updates]; answered by ack
     PING_REQ = "ping_req"  # probe target for me: body [incarnation, target, updates]
     ACK = "ack"  # answers a ping or ping_req (correlation_id): body [incarnation, updates]
@@ -93,7 +105,9 @@ class Kind(enum.StrEnum):
 
 
 PROBE_KINDS = frozenset({Kind.PING, Kind.PING_REQ, Kind.ACK})
-_CONTROL_KINDS = frozenset({Kind.HELLO, Kind.MEMBERS, Kind.LEAVE, Kind.BATCH} | PROBE_KINDS)
+_CONTROL_KINDS = frozenset(
+    {Kind.HELLO, Kind.MEMBERS, Kind.HEARTBEAT, Kind.LEAVE, Kind.BATCH} | PROBE_KINDS
+)
 
 
 class Envelope(NamedTuple):
@@ -259,20 +273,36 @@ def _check_body(kind: Kind, body: object) -> None:
         raise ProtocolError(f"error body must be a RemoteError, got {_describe(body)}")
     if kind is Kind.LEAVE and body is not None:
         raise ProtocolError(f"{kind.value} body must be nil, got {_describe(body)}")
+    if kind is Kind.HEARTBEAT:
+        _check_incarnation("heartbeat body", body)
     if kind in PROBE_KINDS:
         _check_probe_body(kind, body)
     if kind is Kind.HELLO:
-        if not isinstance(body, dict) or set(body) != {"address", "incarnation"}:
-            raise ProtocolError(
-                f"hello body must be {{'address': str, 'incarnation': int}}, got {_describe(body)}"
-            )
-        _check_address("hello address", body["address"])
-        _check_incarnation("hello incarnation", body["incarnation"])
+        _check_hello(body)
     if kind is Kind.MEMBERS:
         if not isinstance(body, list):
             raise ProtocolError(f"members body must be an array, got {_describe(body)}")
         for entry in body:
             _check_member_entry(entry)
+
+
+_HELLO_KEYS = {
+    ROLE_MEMBER: frozenset({"role", "address", "incarnation"}),
+    ROLE_CLIENT: frozenset({"role", "incarnation"}),
+}
+
+
+def _check_hello(body: object) -> None:
+    role = body.get("role") if isinstance(body, dict) else None
+    keys = _HELLO_KEYS.get(role) if isinstance(role, str) else None
+    if not isinstance(body, dict) or keys is None or set(body) != keys:
+        raise ProtocolError(
+            "hello body must be {'role': 'member', 'address': str, 'incarnation': int} or "
+            f"{{'role': 'client', 'incarnation': int}}, got {_describe(body)}"
+        )
+    if role == ROLE_MEMBER:
+        _check_address("hello address", body["address"])
+    _check_incarnation("hello incarnation", body["incarnation"])
 
 
 def _check_member_entry(entry: object) -> None:

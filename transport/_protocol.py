@@ -4,7 +4,8 @@
 sockets themselves: it authenticates and decodes frames (the envelope sender
 must equal the CURVE User-Id of the connection), drops replays, answers
 hellos with the member list (or refuses a hello naming a live member from
-another incarnation), probes gossiped members (gossip is only a hint: see
+another incarnation), keeps client sessions (``_clients``: hellos with the
+client role, answered over the ROUTER), probes gossiped members (gossip is only a hint: see
 ``_handshake``), applies membership transitions (open or close the peer's
 DEALER, fail asks waiting on a node that went down, notify subscribers), hands
 tells and asks to the ``Inbox``, runs the SWIM failure detector (``_swim``)
@@ -25,8 +26,16 @@ from typing import Any
 
 import zmq
 
+from transport._client_gate import ClientGate
 from transport._dedup import DedupWindow
-from transport._envelope import PROBE_KINDS, Envelope, Kind, decode_envelope, encode_envelope
+from transport._envelope import (
+    PROBE_KINDS,
+    ROLE_CLIENT,
+    Envelope,
+    Kind,
+    decode_envelope,
+    encode_envelope,
+)
 from transport._errors import AskTimeout, NodeDown, ProtocolError, RemoteError
 from transport._handshake import Handshakes, JoinWaiter
 from transport._inbox import Inbox
@@ -85,10 +94,25 @@ class NodeProtocol:
             node.name, self._incarnation, settings, links, node.ids, node.security
         )
         self._drops_log = RateLimitedLog(log)  # one line per drop reason every 5 s
+        self._clients = ClientGate(
+            node.name,
+            settings,
+            node.membership,
+            links,
+            encode=self._encode,
+            drop=self._drop,
+            deliver=self._on_message,
+        )
+        self._route: zmq.Frame | bytes = b""  # routing id of the frame being handled
         now_value = now()
         self._next_check = now_value
         rng = random.Random()  # noqa: S311 - whom to probe: needs spread, not secrecy
         self.swim = Swim(node.membership, settings, self._send, rng=rng, now=now_value)
+
+    @property
+    def client_count(self) -> int:
+        """Client sessions held now (read from any thread: one ``len``)."""
+        return len(self._clients)
 
     def begin_join(self, token: int) -> JoinWaiter:
         """(API thread) Register a join; its waiter wakes when a seed welcomes or refuses us."""
@@ -109,6 +133,7 @@ class NodeProtocol:
             complete_ask(entry.future, False, AskTimeout(f"no answer from {entry.node} in time"))
         self._handshakes.retry_joins(now, self.bound_address)
         self._handshakes.expire(now, self._is_member)
+        self._clients.expire(now)
         if self.left.is_set():
             return
         self._apply(self._swim_hints(self.swim.tick(now), now))
@@ -127,6 +152,7 @@ class NodeProtocol:
             self._drop("bad_framing", f"{len(parts) - 1} frames in one message")
             return
         payload = parts[1]
+        self._route = parts[0]
         authenticated: str | None = None
         if isinstance(payload, bytes):
             if self._security is not None:  # never on a CURVE socket: fail closed
@@ -223,9 +249,9 @@ class NodeProtocol:
         status = self._membership.status(sender)
         is_answer = kind in (Kind.REPLY, Kind.ERROR)
         if (status is None or status == "left") and not is_answer:
-            self._drop("not_member", f"{kind.value} from {sender!r}, which is not a member")
+            self._from_non_member(envelope, now)
             return
-        if kind in PROBE_KINDS:
+        if kind in PROBE_KINDS or kind is Kind.HEARTBEAT:
             self._on_probe(envelope, now)
             return
         self._apply(self.swim.heard(sender, now))
@@ -240,8 +266,10 @@ class NodeProtocol:
             self._on_message(envelope)
 
     def _on_probe(self, envelope: Envelope, now: float) -> None:
-        """``ping``, ``ping_req`` or ``ack`` from a member: the failure detector's."""
-        kind, sender, incarnation = envelope.kind, envelope.sender, envelope.body[0]
+        """``ping``, ``ping_req`` or ``ack`` from a member: the failure detector's (a
+        member's ``heartbeat``, which version 5 members no longer send, only counts)."""
+        kind, sender, body = envelope.kind, envelope.sender, envelope.body
+        incarnation = body if kind is Kind.HEARTBEAT else body[0]
         if incarnation != self._membership.incarnation(sender):
             self._drop(
                 "stale_incarnation",
@@ -249,19 +277,18 @@ class NodeProtocol:
                 "member's (a superseded process)",
             )
             return
-        body, message_id, correlation_id = (
-            envelope.body,
-            envelope.message_id,
-            envelope.correlation_id,
-        )
-        self._apply(
-            self._swim_hints(
-                self.swim.receive(kind, sender, message_id, correlation_id, body, now), now
-            )
-        )
+        if kind is Kind.HEARTBEAT:
+            transitions = self.swim.heard(sender, now)
+        else:
+            ids = envelope.message_id, envelope.correlation_id
+            transitions = self.swim.receive(kind, sender, *ids, body, now)
+        self._apply(self._swim_hints(transitions, now))
 
     def _on_hello(self, envelope: Envelope, now: float) -> None:
         sender, body = envelope.sender, envelope.body
+        if body["role"] == ROLE_CLIENT:
+            self._clients.hello(envelope, self._route_id(), now)
+            return
         try:
             self._admit(sender, body["address"], body["incarnation"], now)
         except NameTaken as exc:
@@ -272,6 +299,20 @@ class NodeProtocol:
             return
         entries = self._membership.gossip_entries()
         self._links.send(sender, self._encode(Kind.MEMBERS, entries, envelope.message_id))
+
+    def _from_non_member(self, envelope: Envelope, now: float) -> None:
+        """A frame of a sender not in the member table: a client's (on its session's
+        connection, see ``_client_gate``), or dropped."""
+        if not self._clients.frame(envelope, self._route_id(), now):
+            sender = envelope.sender
+            self._drop(
+                "not_member", f"{envelope.kind.value} from {sender!r}, which is not a member"
+            )
+
+    def _route_id(self) -> bytes:
+        """The routing id of the frame being handled (a client's connection, if it is one)."""
+        route = self._route
+        return route if isinstance(route, bytes) else route.bytes
 
     def _on_hello_answer(self, envelope: Envelope, join_token: int | None, now: float) -> None:
         """A seed or a probed peer answered our hello: welcome (``members``) or refusal."""
@@ -371,7 +412,7 @@ class NodeProtocol:
         else:
             complete_ask(entry.future, True, envelope.body)
 
-    def _on_message(self, envelope: Envelope) -> None:
+    def _on_message(self, envelope: Envelope, reply_to: str | None = None) -> None:
         if self._dedup.seen_before(envelope.sender, envelope.message_id):
             self._drop(
                 "duplicate", f"replayed message {envelope.message_id} from {envelope.sender!r}"
@@ -379,7 +420,9 @@ class NodeProtocol:
             return
         reply: Reply | None = None
         if envelope.kind is Kind.ASK:
-            reply = CallbackReply(partial(self.answer, envelope.sender, envelope.message_id))
+            reply = CallbackReply(
+                partial(self.answer, reply_to or envelope.sender, envelope.message_id)
+            )
         if not self._inbox.receive(envelope.sender, envelope.target, envelope.body, reply):
             self._drop("dispatch_full", f"handler queue full; dropped a {envelope.kind.value}")
             if reply is not None:
