@@ -29,6 +29,7 @@ from transport._envelope import Envelope
 from transport._errors import (
     ActorNotFound,
     AskTimeout,
+    JoinRefused,
     NameInUse,
     NodeDown,
     OutboxFull,
@@ -51,6 +52,7 @@ __all__ = [
     "ClientTransport",
     "Envelope",
     "InlineHandler",
+    "JoinRefused",
     "Limits",
     "Member",
     "MemberEvent",

@@ -12,8 +12,8 @@ tells and asks to the ``Inbox``, runs the SWIM failure detector (``_swim``)
 over the peers' DEALERs, expires asks, forgets departed members, retries joins.
 
 Thread: every method runs on the I/O thread, except ``answer`` (any thread,
-it goes through the ``Outbox``) and ``begin_join``/``forget_join`` (API
-threads; a lock guards the waiters). Nothing here blocks or runs user code.
+it goes through the ``Outbox``); API threads register joins and re-adverts with
+``handshakes`` (a lock guards the waiters). Nothing here blocks or runs user code.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from transport._envelope import (
     encode_envelope,
 )
 from transport._errors import AskTimeout, NodeDown, ProtocolError, RemoteError
-from transport._handshake import Handshakes, JoinWaiter
+from transport._handshake import Handshakes
 from transport._inbox import Inbox
 from transport._membership import MemberEvent, NameTaken, Transition
 from transport._outbox import Outbox
@@ -90,8 +90,15 @@ class NodeProtocol:
         self.left = threading.Event()  # set once this node left: no more probes or gossip
         self._dedup = DedupWindow(settings.dedup_window)
         self._incarnation = node.membership.self_incarnation
-        self._handshakes = Handshakes(
-            node.name, self._incarnation, settings, links, node.ids, node.security
+        self._capabilities = node.capabilities
+        self.handshakes = Handshakes(
+            node.name,
+            self._incarnation,
+            settings,
+            links,
+            node.ids,
+            node.capabilities,
+            node.security,
         )
         self._drops_log = RateLimitedLog(log)  # one line per drop reason every 5 s
         self._clients = ClientGate(
@@ -114,14 +121,6 @@ class NodeProtocol:
         """Client sessions held now (read from any thread: one ``len``)."""
         return len(self._clients)
 
-    def begin_join(self, token: int) -> JoinWaiter:
-        """(API thread) Register a join; its waiter wakes when a seed welcomes or refuses us."""
-        return self._handshakes.begin_join(token)
-
-    def forget_join(self, token: int) -> None:
-        """(API thread) The joiner gave up waiting."""
-        self._handshakes.forget_join(token)
-
     def tick(self, now: float) -> None:
         """Run the periodic work if a check is due: ask expiry, joins, the failure detector."""
         if now < self._next_check:
@@ -131,8 +130,8 @@ class NodeProtocol:
         self._close_forgotten()
         for entry in self._pending.expire(now):
             complete_ask(entry.future, False, AskTimeout(f"no answer from {entry.node} in time"))
-        self._handshakes.retry_joins(now, self.bound_address)
-        self._handshakes.expire(now, self._is_member)
+        self.handshakes.retry_joins(now, self.bound_address)
+        self.handshakes.expire(now, self._is_member)
         self._clients.expire(now)
         if self.left.is_set():
             return
@@ -241,11 +240,12 @@ class NodeProtocol:
             self._on_hello(envelope, now)
             return
         correlation_id = envelope.correlation_id
-        if correlation_id and (kind is Kind.MEMBERS or kind is Kind.ERROR):
-            join_token = self._handshakes.join_token(correlation_id)
-            if join_token is not None or self._handshakes.probed(correlation_id, sender):
-                self._on_hello_answer(envelope, join_token, now)
-                return
+        if (
+            correlation_id
+            and (kind is Kind.MEMBERS or kind is Kind.ERROR)
+            and self._answers_our_hello(envelope, now)
+        ):
+            return
         status = self._membership.status(sender)
         is_answer = kind in (Kind.REPLY, Kind.ERROR)
         if (status is None or status == "left") and not is_answer:
@@ -258,6 +258,7 @@ class NodeProtocol:
         if is_answer:
             self._on_answer(envelope)
         elif kind is Kind.MEMBERS:
+            self.handshakes.advertised(correlation_id)  # answers a repeated hello?
             self._hint(envelope.body, now)
         elif kind is Kind.LEAVE:
             self._links.send(sender, self._encode(Kind.REPLY, None, envelope.message_id))
@@ -297,8 +298,26 @@ class NodeProtocol:
         except (ValueError, OverflowError) as exc:
             self._drop("refused_hello", f"hello from {sender!r}: {exc}")
             return
-        entries = self._membership.gossip_entries()
+        self._capabilities.learn_wire(sender, body["incarnation"], body.get("capabilities", {}))
+        entries = self._capabilities.welcome(self._membership.gossip_entries(), self._name)
         self._links.send(sender, self._encode(Kind.MEMBERS, entries, envelope.message_id))
+
+    def readvertise(self, token: int) -> None:
+        """This node's capabilities changed: say hello again to every live peer."""
+        bound = self.bound_address
+        peers = [] if bound is None or self.left.is_set() else self._membership.names("up")
+        self.handshakes.advertise(token, peers, self._now(), bound or "")
+
+    def _answers_our_hello(self, envelope: Envelope, now: float) -> bool:
+        """Handle ``envelope`` if it answers a join or probe hello of ours; True if it did."""
+        handshakes, sender = self.handshakes, envelope.sender
+        correlation_id = envelope.correlation_id
+        join_token = handshakes.join_token(correlation_id)
+        if join_token is None and not handshakes.is_probe(correlation_id, sender):
+            return False
+        self._on_hello_answer(envelope, join_token, now)
+        handshakes.probed(correlation_id, sender)  # after admitting: a settled join sees it
+        return True
 
     def _from_non_member(self, envelope: Envelope, now: float) -> None:
         """A frame of a sender not in the member table: a client's (on its session's
@@ -321,7 +340,7 @@ class NodeProtocol:
             refusal = str(envelope.body.message)
             self._drop("hello_refused", f"{sender!r} refused our hello: {refusal}")
             if join_token is not None:
-                self._handshakes.end_join(join_token, refusal=f"{refusal} (said {sender})")
+                self.handshakes.end_join(join_token, refusal=f"{refusal} (said {sender})")
             elif not self._is_member(sender):
                 self._links.close(sender)  # the probe's link
             return
@@ -330,6 +349,7 @@ class NodeProtocol:
             if not own or own[0][2] != "up":
                 raise ValueError("its member list does not list it as up")
             self._admit(sender, own[0][1], own[0][3], now)
+            self._capabilities.learn_wire(sender, own[0][3], own[0][4] if len(own[0]) == 5 else {})
         except (ValueError, OverflowError) as exc:  # NameTaken included
             self._drop("refused_member", f"answer to our hello from {sender!r}: {exc}")
             if join_token is None and not self._is_member(sender):
@@ -337,7 +357,7 @@ class NodeProtocol:
             return
         probes = self._hint(envelope.body, now)
         if join_token is not None:
-            self._handshakes.end_join(join_token, succeeded=True, probes=probes)
+            self.handshakes.end_join(join_token, succeeded=True, probes=probes)
 
     def _admit(self, name: str, address: str, incarnation: int, now: float) -> None:
         """``name`` completed a hello handshake: up at ``address`` as ``incarnation``.
@@ -359,7 +379,7 @@ class NodeProtocol:
         answer). Returns the probes' hello ids."""
         if self.bound_address is None:
             return frozenset()
-        return self._handshakes.hint(entries, now, self.bound_address, self._is_member, self._drop)
+        return self.handshakes.hint(entries, now, self.bound_address, self._is_member, self._drop)
 
     def _from_own_name(self, envelope: Envelope) -> None:
         """Another process with this node's name: a hello is refused; its refusal of our
@@ -370,8 +390,8 @@ class NodeProtocol:
                 f"node name {self._name!r} is in use by a live member (at {self.bound_address})"
             )
             self._refuse(envelope, reason)
-        elif kind is Kind.ERROR and self._handshakes.join_token(envelope.correlation_id):
-            token = self._handshakes.join_token(envelope.correlation_id)
+        elif kind is Kind.ERROR and self.handshakes.join_token(envelope.correlation_id):
+            token = self.handshakes.join_token(envelope.correlation_id)
             self._on_hello_answer(envelope, token, self._now())
         else:
             self._drop("sender_mismatch", "a message claiming to come from this node")
@@ -392,11 +412,12 @@ class NodeProtocol:
         self._drop("name_in_use", f"hello from {hello.sender!r} at {address}: {reason}")
         error = RemoteError("runtime.NameInUse", reason, "", self._name)  # its public name
         frame = self._encode(Kind.ERROR, error, hello.message_id)
-        self._handshakes.refuse(address, hello.sender, frame, self._now())
+        self.handshakes.refuse(address, hello.sender, frame, self._now())
 
     def _close_forgotten(self) -> None:
         for node in self._membership.take_forgotten():
             self._links.close(node)
+            self._capabilities.forget(node)
             log.info("%s: member %s is forgotten", self._name, node)
 
     def _is_member(self, name: str) -> bool:
@@ -477,11 +498,11 @@ class NodeProtocol:
 
     def start_join(self, token: int, seeds: list[tuple[str | None, str]]) -> None:
         """Open links to the seeds and say hello to each (retried until answered)."""
-        self._handshakes.start_join(token, seeds, self._now(), self.bound_address)
+        self.handshakes.start_join(token, seeds, self._now(), self.bound_address)
 
     def end_join(self, token: int) -> None:
         """The joiner gave up: close the seed links of the join."""
-        self._handshakes.end_join(token)
+        self.handshakes.end_join(token)
 
     # -- helpers -------------------------------------------------------------------
 
