@@ -73,6 +73,21 @@ def test_a_stopped_member_is_declared_down_and_is_up_everywhere_once_continued()
     assert fabric.members["m0003"].swim.stats.pauses_absorbed == 1
 
 
+def test_a_continued_member_is_not_declared_down_again_by_the_news_of_its_death() -> None:
+    # Stopped just past its declaration: "dead" updates are still on their way when it
+    # answers again. A member that revived it on direct contact must not take it down
+    # again on that older news (it suspects it at most, and the answer clears that).
+    for seed in range(10):
+        fabric = Fabric(30, seed=seed)
+        fabric.run(2.0)
+        fabric.pause("m0003", 2.0)
+        fabric.run(4.0)
+        fabric.run(20.0)
+        again = [(round(at, 2), who) for at, who in downs(fabric, "m0003") if at > 4.0]
+        assert again == [], (seed, again)
+        assert all(fabric.status(n, "m0003") == "up" for n in fabric.names if n != "m0003")
+
+
 def test_a_wrongly_suspected_member_refutes_with_a_higher_epoch() -> None:
     fabric = Fabric(5, seed=1)
     fabric.run(1.0)
