@@ -56,7 +56,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from transport._envelope import Kind
+from transport._envelope import MAX_ID, Kind
 from transport._membership import Membership, Transition
 from transport._piggyback import Piggyback, retransmit_limit
 from transport._settings import TransportSettings
@@ -379,8 +379,8 @@ class Swim:
         return []
 
     def _about_me(self, sender: str, state: str, incarnation: int, epoch: int) -> None:
-        if incarnation != self.incarnation or state not in (SUSPECT, DEAD):
-            return
+        if incarnation != self.incarnation or state not in (SUSPECT, DEAD) or epoch >= MAX_ID:
+            return  # (an epoch past MAX_ID would make every frame we send malformed)
         if epoch < self.epoch:  # refuted already: tell this sender, it missed it
             self._tell(sender, self._entry(self.name, ALIVE))
             return

@@ -6,13 +6,17 @@ Members run in the simulated fabric (``_simulation``): the real ``Swim`` and
 
 from __future__ import annotations
 
+import random
+from typing import Any
+
 import pytest
 
-from transport._envelope import Kind
+from transport._envelope import MAX_ID, Envelope, Kind, decode_envelope, encode_envelope
 from transport._membership import Membership
 from transport._piggyback import Piggyback, retransmit_limit
 from transport._settings import DEFAULT_SETTINGS as DEFAULTS
 from transport._simulation import Fabric
+from transport._swim import Swim
 
 T = DEFAULTS.probe_interval
 # The documented bound for a small cluster: the next probe (one period), its period,
@@ -99,6 +103,30 @@ def test_a_wrongly_suspected_member_refutes_with_a_higher_epoch() -> None:
     assert victim.swim.epoch == 1 and victim.swim.stats.refuted == 1
     assert accuser.swim.suspects() == []
     assert downs(fabric, "m0004") == []
+
+
+def test_a_suspicion_at_the_last_epoch_is_not_refuted_past_what_the_wire_carries() -> None:
+    # A valid frame may carry epoch 2**63 - 1; refuting it with + 1 would make every
+    # later probe and ack of this node malformed for its peers (dropped whole).
+    table = Membership("m0", "tcp://127.0.0.1:10000", 8)
+    table.on_hello("m1", "tcp://127.0.0.1:10001", 0.0, 2)
+    frames: list[bytes] = []
+
+    def send(node: str, kind: Kind, body: Any, correlation_id: int) -> int:
+        frames.append(
+            encode_envelope(Envelope(kind, len(frames) + 1, correlation_id, "m0", "", body))
+        )
+        return len(frames)
+
+    swim = Swim(table, DEFAULTS, send, rng=random.Random(1), now=0.0)
+    last = ["m0", "tcp://127.0.0.1:10000", "suspect", 1, MAX_ID, "m1"]
+    for moment in (0.5, 0.6):
+        swim.receive(Kind.PING, "m1", 10**9 + int(moment * 10), 0, [2, [last]], moment)
+    for moment in range(1, 40):
+        swim.tick(moment / 10)
+    assert frames and swim.epoch <= MAX_ID
+    for frame in frames:
+        decode_envelope(frame)  # raises ProtocolError on an epoch out of range
 
 
 def test_an_unknown_member_named_alive_is_a_hint_not_a_member() -> None:
