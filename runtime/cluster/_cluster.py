@@ -33,8 +33,8 @@ from runtime.cluster._messages import (
     NodeLost,
     RunStep,
     StepOutcome,
-    event_from_wire,
     is_step_event,
+    step_events,
 )
 from runtime.cluster._paths import LOCKS_PATH, RUN_PREFIX, SYSTEM_PATH
 from runtime.cluster._refs import ask_into
@@ -273,20 +273,19 @@ class Cluster:
         """The transport's I/O-thread fast path: a put into a named actor's mailbox.
 
         For a named actor already delivered to (``_known``, a plain dict read: no
-        lock the system's ``spawn`` holds while user code runs), and for the
+        lock the system's ``spawn`` holds while user code runs), for the
         results and events of remote steps (``$run/<id>``: a decode and a put
-        into the run coordinator's mailbox or the event bus, no user code; a
-        chain of remote steps saves one thread hop per step). All else, a
-        stopped actor and a message that does not decode, goes to ``deliver``
-        on the dispatch thread (the transport keeps the arrival order).
+        into the run coordinator's mailbox or the event bus, no user code), and
+        for the step requests a worker gets (``run_step``, ``cancel_step``,
+        ``end_run``: a registry look-up and puts into node actors' mailboxes);
+        a chain of remote steps saves one thread hop per step on each side. All
+        else, a stopped actor and a message that does not decode, goes to
+        ``deliver`` on the dispatch thread (the transport keeps the arrival order).
         """
+        if target == SYSTEM_PATH:
+            return reply is None and self._step_request(sender, message)
         if target.startswith(RUN_PREFIX):
-            if reply is not None:
-                return False
-            try:
-                return self._to_run(target[len(RUN_PREFIX) :], message, sender, nowait=True)
-            except ProtocolError:
-                return False  # logged by the slow path
+            return reply is None and self._run_message(target[len(RUN_PREFIX) :], message, sender)
         ref = self._known.get(target)
         if ref is None:
             return False
@@ -298,6 +297,24 @@ class Cluster:
         except pykka.ActorDeadError:
             self._known.pop(target, None)
             return False
+        return True
+
+    def _run_message(self, run_id: str, message: Any, sender: str) -> bool:
+        """(I/O thread) A remote step's result or events; False if the slow path must."""
+        try:
+            return self._to_run(run_id, message, sender, nowait=True)
+        except ProtocolError:
+            return False  # logged by the slow path
+
+    def _step_request(self, sender: str, message: Any) -> bool:
+        """(I/O thread) Handle a step request told to ``$system``; False for any other."""
+        operation = self._STEP_OPS.get(message.get("op")) if isinstance(message, dict) else None
+        if operation is None:
+            return False
+        try:
+            operation(self, sender, message)
+        except ProtocolError:
+            return False  # logged by the slow path
         return True
 
     def _system(self, sender: str, message: Any, reply: Reply | None) -> None:
@@ -368,6 +385,12 @@ class Cluster:
         NodeLost.OP: _op_node_lost,
         "ping": _op_ping,
     }
+    # The operations the I/O thread may run itself (tells only): no user code, no waiting.
+    _STEP_OPS: ClassVar[dict[Any, Callable[[Cluster, str, dict[str, Any]], Any]]] = {
+        RunStep.OP: _op_run_step,
+        CancelStep.OP: _op_cancel_step,
+        EndRun.OP: _op_end_run,
+    }
 
     def _locks(self, message: Any, reply: Reply | None) -> None:
         request = require(message, {"op": str, "name": str}, "lock request")
@@ -391,23 +414,20 @@ class Cluster:
         self._local.lock_manager().tell(command)
 
     def _to_run(self, run_id: str, message: Any, sender: str, *, nowait: bool = False) -> bool:
-        """Hand a remote step's event to the bus, or its result to the run's coordinator.
+        """Hand a remote step's events to the bus, or its result to the run's coordinator.
 
-        False (nothing done) with ``nowait`` when the run is not active here: the
-        dispatch thread then logs the drop.
+        A result's state changes go to the bus just before the result goes to
+        the coordinator, so observers see them before whatever the coordinator
+        then emits. Only a node running one of the run's steps may speak for
+        it: events from another are dropped (its result, too, by the run).
+        False (nothing done) with ``nowait`` when the run is not active here:
+        the dispatch thread then logs the drop.
         """
         if is_step_event(message):
-            with self._lock:
-                placed = sender in self._placed.get(run_id, ())
-            if not placed:  # only a node running one of the run's steps may speak for it
-                self._log.warning(
-                    "foreign_event",
-                    "event for run %s from %s dropped (no step there)",
-                    run_id,
-                    sender,
-                )
-                return True
-            self._bus.emit(event_from_wire(message))
+            events = step_events(message)
+            if self._placed_on(run_id, sender):
+                for event in events:
+                    self._bus.emit(event)
             return True
         outcome = StepOutcome.decode(message, run=run_id, sender=sender)
         ref = self._local.coordinator(run_id)
@@ -415,13 +435,23 @@ class Cluster:
             if not nowait:
                 log.info("result for run %s dropped: the run is not active here", run_id)
             return False
+        if outcome.changes and self._placed_on(run_id, sender):
+            for change in outcome.changes:
+                self._bus.emit(change)
         try:
             ref.tell(outcome)
         except pykka.ActorDeadError:
-            if not nowait:
-                raise
-            return False
+            log.info("result for run %s dropped: the run has ended", run_id)
         return True
+
+    def _placed_on(self, run_id: str, sender: str) -> bool:
+        with self._lock:
+            placed = sender in self._placed.get(run_id, ())
+        if not placed:
+            self._log.warning(
+                "foreign_event", "event for run %s from %s dropped (no step there)", run_id, sender
+            )
+        return placed
 
     # -- membership -----------------------------------------------------------------------
 

@@ -67,6 +67,7 @@ def test_the_wire_format_is_the_one_the_untyped_dicts_had() -> None:
         "error": None,
         "mro": [],
         "refused": False,
+        "changes": [],
     }
     assert done.path == run_path("r1") == "$run/r1"
 
