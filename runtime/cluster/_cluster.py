@@ -191,8 +191,10 @@ class Cluster:
         A pin to this node always holds (it has the function in hand); a pin to a node
         that is not up is left to the send, which fails with ``NodeDown``.
         """
-        member = self.transport.members().get(node) if node != self.name else None
-        if member is None or member.status != "up" or self._has(node, TASKS, task):
+        if node == self.name or self._has(node, TASKS, task):
+            return  # the common case, decided without copying the member table
+        member = self.transport.members().get(node)
+        if member is None or member.status != "up":
             return
         raise Unplaceable(
             f"task {task!r} is pinned to node {node!r} (on={node!r}), which did not "
