@@ -121,7 +121,11 @@ class Start:
 
 @dataclass(frozen=True)
 class Assign:
-    """Host another step: a pooled node actor is re-bound to a fresh state machine."""
+    """Host another step: a pooled node actor is re-bound to a fresh state machine.
+
+    With ``start``, the new step's first attempt starts at once (one message,
+    one wake-up of the node's thread, where ``Assign`` then ``Start`` took two).
+    """
 
     step: str
     fn: Callable[[Any], Any]
@@ -130,6 +134,7 @@ class Assign:
     report: Callable[[StepResult], None]
     cancel_event: NotifyingEvent
     node: str = ""
+    start: Start | None = None
 
 
 @dataclass(frozen=True)
@@ -195,6 +200,8 @@ class NodeActor(pykka.ThreadingActor):
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Assign):
             self._bind(message)
+            if message.start is not None:
+                self._run(message.start)
         elif isinstance(message, Start):
             self._run(message)
         elif isinstance(message, CancelNode):

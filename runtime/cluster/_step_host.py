@@ -148,16 +148,18 @@ class StepHost:
         except WorkflowError as exc:
             self._send_result(coordinator, run_id, key, inc, attempt, NodeState.FAILED, error=exc)
             return
+        start = Start(request.context, request.locks, _ContextDecoder(run_id, key))
         stale: _Hosted | None = None
         with self._lock:
             hosted = self._hosted.get((run_id, key))
             if hosted is not None and hosted.state is NodeState.FAILED and hosted.inc == inc:
                 # A retry: the same node goes Failed -> Running.
                 hosted.state, hosted.attempt = NodeState.RUNNING, attempt
+                retried = hosted.ref
             else:
                 # An older incarnation of this step (failed here, then retried
                 # elsewhere and now back) is replaced: free its actor below.
-                stale = hosted
+                stale, retried = hosted, None
                 hosted = _Hosted(self, coordinator, run_id, key, inc, attempt, NotifyingEvent())
                 hosted.ref = self._pool.acquire(
                     key,
@@ -167,13 +169,13 @@ class StepHost:
                     report=hosted.report,
                     cancel_event=hosted.cancel_event,
                     node=self._node,
+                    start=start,
                 )
                 self._hosted[(run_id, key)] = hosted
-            ref = hosted.ref
         if stale is not None:
             self._free(stale)
-        assert ref is not None
-        ref.tell(Start(request.context, request.locks, _ContextDecoder(run_id, key)))
+        if retried is not None:
+            retried.tell(start)
         if self._observer is not None:
             self._observer.hosted_started(coordinator, key)
 
