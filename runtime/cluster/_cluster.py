@@ -4,7 +4,7 @@ Paths on a node (``_paths``): ``$system`` (this module: step requests, remote
 spawn, ping, and what clients ask: submit a run, a run's state, the runs),
 ``$locks``, ``$actors`` (death watch and supervised children, answered by the
 system), ``$run/<run_id>`` (the mailbox of a run coordinator, for results
-and events of its remote steps), and any other path names an
+and events of its remote steps, ``_run_mailboxes``), and any other path names an
 actor spawned with ``ActorSystem.spawn(..., name=path)``. Step messages are
 decoded here (``_messages``), so a coordinator only ever gets typed ones.
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -33,13 +32,11 @@ from runtime.cluster._messages import (
     EndRun,
     NodeLost,
     RunStep,
-    StepOutcome,
-    is_step_event,
-    step_events,
 )
 from runtime.cluster._paths import ACTORS_PATH, LOCKS_PATH, RUN_PREFIX, SYSTEM_PATH
 from runtime.cluster._refs import ask_into
 from runtime.cluster._registry import ACTORS, TASKS, Registry, hint, is_main
+from runtime.cluster._run_mailboxes import RunMailboxes
 from runtime.cluster._step_host import HostedSteps, StepHost
 from runtime.cluster._wire import require
 from runtime.workflow import NodeLoad, RoundRobin
@@ -49,7 +46,6 @@ from transport import (
     MemberEvent,
     OutboxFull,
     ProtocolError,
-    RateLimitedLog,
     Reply,
     Security,
     Transport,
@@ -116,11 +112,9 @@ class Cluster:
         )
         self.host = StepHost(name, self.transport, registry, pool, hosted)
         self._round_robin = RoundRobin()  # shared by every run without its own strategy
-        self._log = RateLimitedLog(log)  # per-message warnings, one per reason every 5 s
         # named actors delivered to before (path -> ref), for the transport's fast path
         self._known: dict[str, pykka.ActorRef[Any]] = {}
-        self._lock = threading.Lock()
-        self._placed: dict[str, set[str]] = {}  # run id -> nodes its steps were sent to
+        self._runs = RunMailboxes(bus, local)  # where remote steps' events and results go
         registry.on_change(self._advertise)
 
     def _advertise(self) -> None:
@@ -212,8 +206,7 @@ class Cluster:
         return f"no live member registered task {task!r} ({seen}){hint(task)}"
 
     def send_step(self, node: str, request: RunStep) -> None:
-        with self._lock:
-            self._placed.setdefault(request.run, set()).add(node)
+        self._runs.placed(request.run, node)
         self.transport.tell(Address(node, SYSTEM_PATH), request.encode())
 
     def spawn_on(
@@ -242,8 +235,7 @@ class Cluster:
         self._tell_quietly(node, CancelStep(run_id, step))
 
     def end_run(self, node: str, run_id: str) -> None:
-        with self._lock:
-            self._placed.pop(run_id, None)
+        self._runs.ended(run_id)
         self._tell_quietly(node, EndRun(run_id))
 
     def _tell_quietly(self, node: str, message: CancelStep | EndRun) -> None:
@@ -265,7 +257,7 @@ class Cluster:
             if reply is not None:
                 reply.ok(answer)
         elif target.startswith(RUN_PREFIX):
-            self._to_run(target[len(RUN_PREFIX) :], message, sender)
+            self._runs.deliver(target[len(RUN_PREFIX) :], message, sender)
         else:
             ref = self._local.named(target)
             if ref is None or not ref.is_alive():
@@ -310,7 +302,7 @@ class Cluster:
     def _run_message(self, run_id: str, message: Any, sender: str) -> bool:
         """(I/O thread) A remote step's result or events; False if the slow path must."""
         try:
-            return self._to_run(run_id, message, sender, nowait=True)
+            return self._runs.deliver(run_id, message, sender, nowait=True)
         except ProtocolError:
             return False  # logged by the slow path
 
@@ -420,46 +412,6 @@ class Cluster:
         except (KeyError, ValueError) as exc:
             raise ProtocolError(f"malformed lock request {request!r}: {exc}") from exc
         self._local.lock_manager().tell(command)
-
-    def _to_run(self, run_id: str, message: Any, sender: str, *, nowait: bool = False) -> bool:
-        """Hand a remote step's events to the bus, or its result to the run's coordinator.
-
-        A result's state changes go to the bus just before the result goes to
-        the coordinator, so observers see them before whatever the coordinator
-        then emits. Only a node running one of the run's steps may speak for
-        it: events from another are dropped (its result, too, by the run).
-        False (nothing done) with ``nowait`` when the run is not active here:
-        the dispatch thread then logs the drop.
-        """
-        if is_step_event(message):
-            events = step_events(message)
-            if self._placed_on(run_id, sender):
-                for event in events:
-                    self._bus.emit(event)
-            return True
-        outcome = StepOutcome.decode(message, run=run_id, sender=sender)
-        ref = self._local.coordinator(run_id)
-        if ref is None:
-            if not nowait:
-                log.info("result for run %s dropped: the run is not active here", run_id)
-            return False
-        if outcome.changes and self._placed_on(run_id, sender):
-            for change in outcome.changes:
-                self._bus.emit(change)
-        try:
-            ref.tell(outcome)
-        except pykka.ActorDeadError:
-            log.info("result for run %s dropped: the run has ended", run_id)
-        return True
-
-    def _placed_on(self, run_id: str, sender: str) -> bool:
-        with self._lock:
-            placed = sender in self._placed.get(run_id, ())
-        if not placed:
-            self._log.warning(
-                "foreign_event", "event for run %s from %s dropped (no step there)", run_id, sender
-            )
-        return placed
 
     # -- membership -----------------------------------------------------------------------
 
