@@ -13,6 +13,7 @@ from runtime.store._codec import (
     register_persistable,
 )
 from runtime.store._memory import MemoryStore
+from runtime.store._postgres import PostgresStore
 from runtime.store._protocol import (
     Checkpoint,
     CheckpointStore,
@@ -41,6 +42,7 @@ __all__ = [
     "Outcome",
     "Persistable",
     "PersistableRegistry",
+    "PostgresStore",
     "Replay",
     "RunHeader",
     "RunRecorder",
