@@ -43,14 +43,18 @@ from runtime.engine import (
     pause_run,
 )
 from runtime.store import (
+    AdoptingStore,
+    Checkpoint,
     CheckpointStore,
     Replay,
     RunRecorder,
     RunSummary,
     SQLiteStore,
     StepRecord,
+    StoreSpec,
     decode_value,
     new_owner_id,
+    open_store,
     owner_is_dead,
     prune_runs,
     replay_from,
@@ -92,7 +96,7 @@ class Runs:
         clock: Clock,
         events: EventBus,
         nodes: NodePool,
-        store: CheckpointStore | None,
+        store: StoreSpec | None,
         settings: RunSettings,
         links: RunLinks,
     ) -> None:
@@ -100,8 +104,9 @@ class Runs:
         self._clock = clock
         self._events = events
         self._nodes = nodes
-        self._store = store
-        self._own_store = False
+        # A URL or path is opened now (a bad one fails the system at once) and closed by us.
+        self._store = None if store is None else open_store(store, clock=clock)
+        self._own_store = store is not None and not isinstance(store, CheckpointStore)
         self.settings = settings
         self._links = links
         self.workflows: dict[str, Workflow[Any, Any]] = {}
@@ -275,6 +280,15 @@ class Runs:
         observers: Iterable[WorkflowObserver] = (),
     ) -> RunHandle[Any]:
         self._check_open("resume a run")
+        checkpoint, workflow = self._resumable(run_id, workflow, structure_force)
+        self._check_not_running(run_id)
+        epoch = self._claim_for_resume(run_id, claim_force)
+        return self._resume_claimed(checkpoint, workflow, epoch, observers)
+
+    def _resumable(
+        self, run_id: str, workflow: Workflow[Any, Any] | None, structure_force: bool
+    ) -> tuple[Checkpoint, Workflow[Any, Any]]:
+        """The run's checkpoint and the workflow to continue it with (PersistenceError if none)."""
         checkpoint = self.store.load(run_id)
         if checkpoint.state == str(NodeState.COMPLETED):
             # Nothing left to do, and a resume would overwrite its recorded outcome.
@@ -294,12 +308,26 @@ class Runs:
                 f"(fingerprint {checkpoint.fingerprint} recorded, {workflow.fingerprint()} now); "
                 "resume with force=True to run it anyway"
             )
-        replay = replay_from(checkpoint)
-        ctx = decode_value(checkpoint.context, what=f"run {run_id} context")
-        defaults = RunOptions(self.settings.checkpoint, self.settings.max_running_steps)
-        options = RunOptions.from_record(run_id, checkpoint.settings, defaults=defaults)
-        self._check_not_running(run_id)
-        epoch = self._claim_for_resume(run_id, claim_force)
+        return checkpoint, workflow
+
+    def _resume_claimed(
+        self,
+        checkpoint: Checkpoint,
+        workflow: Workflow[Any, Any],
+        epoch: int,
+        observers: Iterable[WorkflowObserver] = (),
+    ) -> RunHandle[Any]:
+        """Continue a run this system holds at ``epoch``, with the run's recorded settings."""
+        run_id = checkpoint.run_id
+        try:
+            replay = replay_from(checkpoint)
+            ctx = decode_value(checkpoint.context, what=f"run {run_id} context")
+            defaults = RunOptions(self.settings.checkpoint, self.settings.max_running_steps)
+            options = RunOptions.from_record(run_id, checkpoint.settings, defaults=defaults)
+        except BaseException:
+            with contextlib.suppress(PersistenceError):
+                self.store.release(run_id, epoch=epoch)
+            raise
         recorder = self._recorder(
             run_id,
             workflow,
@@ -333,6 +361,8 @@ class Runs:
             return self.store.claim(run_id, owner=self.settings.owner, lease=self.settings.lease)
 
     def recover(self) -> list[RunHandle[Any]]:
+        if isinstance(self.store, AdoptingStore):
+            return self.adopt(set())
         handles = []
         now = self._clock.wall()
         for summary in self.store.list():
@@ -359,6 +389,44 @@ class Runs:
             except PersistenceError as exc:
                 log.error("run %s: not recovered: %s", summary.run_id, exc)
         return handles
+
+    def adopt(self, failed: set[str]) -> list[RunHandle[Any]]:
+        """Claim and continue every run whose owner's lease expired (store-side, one by one).
+
+        The store picks the runs and bumps their epochs on its own clock
+        (``AdoptingStore.claim_orphan``). A run this system cannot continue is
+        released, logged and added to ``failed``, which later scans pass over.
+        """
+        store = self.store
+        assert isinstance(store, AdoptingStore)
+        handles: list[RunHandle[Any]] = []
+        while not self._closed:
+            claimed = store.claim_orphan(
+                owner=self.settings.owner,
+                lease=self.settings.lease,
+                workflows=list(self.workflows),
+                skip=failed,
+            )
+            if claimed is None:
+                break
+            run_id, epoch = claimed
+            log.warning("run %s: its owner's lease expired; adopted at epoch %d", run_id, epoch)
+            try:
+                if self._running_here(run_id):
+                    raise PersistenceError(f"run {run_id}: a coordinator of it still runs here")
+                checkpoint, workflow = self._resumable(run_id, None, structure_force=False)
+                handles.append(self._resume_claimed(checkpoint, workflow, epoch))
+            except (PersistenceError, ValueError, SystemShutDown) as exc:
+                failed.add(run_id)
+                log.error("run %s: adopted but not continued: %s", run_id, exc)
+                with contextlib.suppress(PersistenceError):
+                    store.release(run_id, epoch=epoch)
+        return handles
+
+    def _running_here(self, run_id: str) -> bool:
+        with self._lock:
+            handle = self._handles.get(run_id)
+        return handle is not None and not handle.done()
 
     # -- looking and steering ----------------------------------------------------------
 

@@ -30,6 +30,7 @@ from actors import (
     SystemShutDown,
     WorkflowObserver,
 )
+from runtime._adoption import Adopter
 from runtime._links import SystemLinks
 from runtime._metrics import Metrics
 from runtime._runs import Runs, RunSettings
@@ -45,8 +46,10 @@ from runtime.cluster import (
 from runtime.engine import RunHandle
 from runtime.store import (
     FINISHED_STATES,
+    AdoptingStore,
     CheckpointStore,
     RunSummary,
+    StoreSpec,
     new_owner_id,
 )
 from runtime.workflow import CheckpointStrategy, Workflow, qualified_name, tasks_of
@@ -86,13 +89,18 @@ class ActorSystem:
         name: this node's name (the first part of every address it hosts).
         clock: time source for backoffs, timeouts, leases and intensity windows
             (``ManualClock`` in tests); a ``RealClock`` by default.
-        store: where checkpoints go. Default: a ``SQLiteStore`` at
-            ``./.actorflow/state.db``, opened only when a run first checkpoints.
+        store: where checkpoints go: a store, a ``postgresql://`` URL (a
+            ``PostgresStore``, shared by hosts) or a SQLite file path. Default: a
+            ``SQLiteStore`` at ``./.actorflow/state.db``, opened only when a run
+            first checkpoints. A store given by URL or path is closed on shutdown.
         checkpoint: the default strategy of every run (``NONE`` unless set);
             ``wf.checkpoint(strategy)`` overrides it for part of a workflow.
         workflows: workflows that ``resume`` and ``recover`` may look up by name.
         recover: on start, resume every unfinished run in the store whose owner
             is gone (its lease expired, or its process on this host is dead).
+            With a store shared by hosts (PostgreSQL) the system keeps adopting
+            such runs every ``adopt_interval`` seconds (see ``runtime._adoption``).
+        adopt_interval: seconds between adoption scans (default: a quarter of ``lease``).
         lease: seconds a run's ownership lasts without renewal (renewed every third).
         listen: ZeroMQ endpoint this node binds (``tcp://127.0.0.1:0`` picks a port);
             with ``listen`` or ``join`` the system is a cluster member.
@@ -124,7 +132,7 @@ class ActorSystem:
         name: str = "local",
         *,
         clock: Clock | None = None,
-        store: CheckpointStore | None = None,
+        store: StoreSpec | None = None,
         checkpoint: CheckpointStrategy = CheckpointStrategy.NONE,
         workflows: Iterable[Workflow[Any, Any]] = (),
         recover: bool = False,
@@ -138,6 +146,7 @@ class ActorSystem:
         max_running_steps: int | None = 256,
         keep_finished: int = 1000,
         metrics: str | None = None,
+        adopt_interval: float | None = None,
     ) -> None:
         _check_options(name, checkpoint, lease, max_running_steps)
         if (
@@ -181,6 +190,7 @@ class ActorSystem:
         self.locks_on = locks_on or name
         self._lock_manager: pykka.ActorRef[LockManager] | None = None
         self._metrics: Metrics | None = None
+        self._adopter: Adopter | None = None
         try:
             if metrics is not None:
                 self._start_metrics(metrics)
@@ -195,6 +205,9 @@ class ActorSystem:
                 self._start_cluster(settings, join)
             if recover:
                 self.recover()
+            if recover and isinstance(self.store, AdoptingStore):
+                interval = adopt_interval if adopt_interval is not None else self.lease / 4
+                self._adopter = Adopter(self._runs, interval=interval, name=name)
         except BaseException:
             self.shutdown()  # a constructor that fails leaves no thread behind
             raise
@@ -509,6 +522,8 @@ class ActorSystem:
                 return
             self._closed = True
             actors = list(reversed(self._actors))
+        if self._adopter is not None:
+            self._adopter.stop(timeout)
         self._runs.close_to_new_runs("actor system shutting down")
         for ref in actors:
             try:

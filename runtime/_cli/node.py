@@ -12,6 +12,12 @@ loopback endpoints are accepted. ``--metrics HOST:PORT`` serves Prometheus
 metrics at ``http://HOST:PORT/metrics`` (needs the ``metrics`` extra; it binds
 the address given, without authentication). Prints ``node NAME up at ADDRESS``
 once listening (and ``metrics at URL`` with ``--metrics``).
+
+``--db`` (or ``$ACTORFLOW_DB``) names the checkpoint store of the runs this
+node coordinates: a SQLite file, or a ``postgresql://`` URL shared by hosts.
+``--adopt`` (with a PostgreSQL store) makes the node a coordinator-capable
+member: every ``--adopt-interval`` seconds it takes over the runs whose
+owner's lease (``--lease``) expired and continues them.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from runtime._cli._common import UsageError
+from runtime._cli._common import UsageError, add_db_option
 from runtime._cli._member import check_security
 from runtime._cli.resume import import_app, load_workflows
 from runtime._daemon import serve
@@ -55,6 +61,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         help="serve Prometheus metrics here, e.g. 127.0.0.1:9464 (needs actorflow[metrics])",
     )
+    add_db_option(parser, default=False)
+    parser.add_argument(
+        "--adopt",
+        action="store_true",
+        help="take over runs whose owner's lease expired (needs --db postgresql://...)",
+    )
+    parser.add_argument(
+        "--lease",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long this node's claim on a run lasts without renewal (10)",
+    )
+    parser.add_argument(
+        "--adopt-interval",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="seconds between adoption scans (default: a quarter of --lease)",
+    )
     parser.add_argument(
         "--switch-interval",
         type=float,
@@ -74,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.listen and not args.join:
         raise UsageError("give --listen, --join or both")
     check_security(args.keys, args.plaintext, listen=args.listen, seeds=args.join)
+    if args.adopt and not isinstance(args.db, str):
+        raise UsageError("--adopt needs a store shared by hosts: --db postgresql://...")
     # CPU-bound steps hold the GIL; with Python's default 5 ms switch interval every
     # ZeroMQ call of the I/O thread can wait that long, so events and heartbeats lag
     # by hundreds of ms. A member process favours its I/O thread (measured: an event
@@ -88,6 +116,10 @@ def run(args: argparse.Namespace) -> int:
         plaintext=args.plaintext,
         workflows=flows,
         metrics=args.metrics,
+        store=args.db,
+        recover=args.adopt,
+        lease=args.lease,
+        adopt_interval=args.adopt_interval,
     )
     for module in args.app:
         register = getattr(import_app(module), "register", None)

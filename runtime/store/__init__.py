@@ -13,8 +13,10 @@ from runtime.store._codec import (
     register_persistable,
 )
 from runtime.store._memory import MemoryStore
-from runtime.store._postgres import PostgresStore
+from runtime.store._open import StoreSpec, open_store
+from runtime.store._postgres import PostgresStore, is_postgres_url, redact_url
 from runtime.store._protocol import (
+    AdoptingStore,
     Checkpoint,
     CheckpointStore,
     Outcome,
@@ -36,6 +38,7 @@ from runtime.store._sqlite import DEFAULT_PATH, SQLiteStore, StoreStats
 __all__ = [
     "DEFAULT_PATH",
     "FINISHED_STATES",
+    "AdoptingStore",
     "Checkpoint",
     "CheckpointStore",
     "MemoryStore",
@@ -49,13 +52,17 @@ __all__ = [
     "RunSummary",
     "SQLiteStore",
     "StepRecord",
+    "StoreSpec",
     "StoreStats",
     "decode_value",
     "encode_value",
+    "is_postgres_url",
     "new_owner_id",
+    "open_store",
     "owner_is_dead",
     "parse_duration",
     "prune_runs",
+    "redact_url",
     "register_persistable",
     "replay_from",
     "stored_output",

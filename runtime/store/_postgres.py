@@ -330,26 +330,28 @@ class PostgresStore:
         return self._transaction(f"run {run_id}: claim", work)
 
     def claim_orphan(
-        self, *, owner: str, lease: float, workflows: Iterable[str]
+        self, *, owner: str, lease: float, workflows: Sequence[str], skip: Iterable[str] = ()
     ) -> tuple[str, int] | None:
         """Claim one unfinished, started run whose lease has expired; ``(run_id, epoch)``.
 
         Only runs of ``workflows`` (the ones this member can continue). One
         transaction: the row is locked ``FOR UPDATE SKIP LOCKED``, so adopters
         scanning at once never take the same run, and its epoch is bumped, so
-        the former owner's writes are refused from then on. None: nothing to adopt.
+        the former owner's writes are refused from then on. Runs in ``skip`` are
+        passed over (this member failed to continue them). None: nothing to adopt.
         """
         check_claim_args("orphan", owner, lease)
         names = sorted(set(workflows))
+        skipped = sorted(set(skip))
 
         def work(cur: Any) -> tuple[str, int] | None:
             now = self._now(cur)
             cur.execute(
                 "SELECT run_id FROM runs WHERE state IN ('Running', 'Pending')"
-                " AND context_len IS NOT NULL AND workflow = ANY(%s)"
+                " AND context_len IS NOT NULL AND workflow = ANY(%s) AND run_id <> ALL(%s)"
                 " AND (owner IS NULL OR lease_until IS NULL OR lease_until <= %s)"
                 " ORDER BY lease_until NULLS FIRST, run_id LIMIT 1 FOR UPDATE SKIP LOCKED",
-                (names, now),
+                (names, skipped, now),
             )
             row = cur.fetchone()
             if row is None:
