@@ -121,6 +121,10 @@ def node_command(
     plaintext: bool = False,
     drain_timeout: float = 10.0,
     metrics: str | None = None,
+    db: str | os.PathLike[str] | None = None,
+    adopt: bool = False,
+    lease: float | None = None,
+    adopt_interval: float | None = None,
 ) -> list[str]:
     """The argv that runs ``actorflow node`` with this interpreter (for ``subprocess``).
 
@@ -138,4 +142,12 @@ def node_command(
         command.append("--plaintext")
     if metrics is not None:
         command += ["--metrics", metrics]
+    if db is not None:
+        command += ["--db", os.fspath(db)]
+    if adopt:
+        command.append("--adopt")
+    if lease is not None:
+        command += ["--lease", str(lease)]
+    if adopt_interval is not None:
+        command += ["--adopt-interval", str(adopt_interval)]
     return [*command, "--drain-timeout", str(drain_timeout)]
