@@ -401,19 +401,19 @@ class Runs:
         assert isinstance(store, AdoptingStore)
         handles: list[RunHandle[Any]] = []
         while not self._closed:
+            with self._lock:  # our own runs: a late renewal here must not fence them off
+                live = {run for run, handle in self._handles.items() if not handle.done()}
             claimed = store.claim_orphan(
                 owner=self.settings.owner,
                 lease=self.settings.lease,
                 workflows=list(self.workflows),
-                skip=failed,
+                skip=failed | live,
             )
             if claimed is None:
                 break
             run_id, epoch = claimed
             log.warning("run %s: its owner's lease expired; adopted at epoch %d", run_id, epoch)
             try:
-                if self._running_here(run_id):
-                    raise PersistenceError(f"run {run_id}: a coordinator of it still runs here")
                 checkpoint, workflow = self._resumable(run_id, None, structure_force=False)
                 handles.append(self._resume_claimed(checkpoint, workflow, epoch))
             except (PersistenceError, ValueError, SystemShutDown) as exc:
@@ -422,11 +422,6 @@ class Runs:
                 with contextlib.suppress(PersistenceError):
                     store.release(run_id, epoch=epoch)
         return handles
-
-    def _running_here(self, run_id: str) -> bool:
-        with self._lock:
-            handle = self._handles.get(run_id)
-        return handle is not None and not handle.done()
 
     # -- looking and steering ----------------------------------------------------------
 
