@@ -118,9 +118,17 @@ def redact_url(url: str) -> str:
     return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+_PASSWORD: Final = re.compile(r"://[^:/@]*:([^@]*)@")
+
+
+def _one_line(exc: BaseException, url: str = "") -> str:
+    """The first line of ``exc``'s message, with ``url``'s password (if any) hidden."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else type(exc).__name__
+    password = _PASSWORD.search(url)
+    if password and password.group(1):
+        text = text.replace(url, redact_url(url)).replace(password.group(1), "***")
+    return text
 
 
 class PostgresStore:
@@ -182,10 +190,12 @@ class PostgresStore:
             conn: psycopg.Connection[tuple[Any, ...]] = driver.connect(self.url, **self._kwargs)
         except driver.Error as exc:
             raise PersistenceError(
-                f"cannot connect to PostgreSQL at {self.where}: {_one_line(exc)}"
+                f"cannot connect to PostgreSQL at {self.where}: {_one_line(exc, self.url)}"
             ) from None
         except ValueError as exc:  # a malformed URL
-            raise PersistenceError(f"bad PostgreSQL URL {self.where}: {_one_line(exc)}") from None
+            raise PersistenceError(
+                f"bad PostgreSQL URL {self.where}: {_one_line(exc, self.url)}"
+            ) from None
         return conn
 
     def _migrate(self) -> None:
@@ -200,7 +210,7 @@ class PostgresStore:
                 log.info("checkpoint store %s: created the schema", self.where)
         except psycopg.Error as exc:
             raise PersistenceError(
-                f"cannot open checkpoint store {self.where}: {_one_line(exc)}"
+                f"cannot open checkpoint store {self.where}: {_one_line(exc, self.url)}"
             ) from None
         finally:
             conn.close()
@@ -253,7 +263,7 @@ class PostgresStore:
             except psycopg_pool.PoolTimeout as exc:
                 raise PersistenceError(
                     f"{action} in {self.where}: the database was unreachable for "
-                    f"{self.reconnect_timeout:.0f} s: {_one_line(exc)}"
+                    f"{self.reconnect_timeout:.0f} s: {_one_line(exc, self.url)}"
                 ) from None
             try:
                 try:
@@ -269,13 +279,15 @@ class PostgresStore:
                     pool.putconn(conn)
             except psycopg.Error as exc:
                 if not (conn.broken or conn.closed) or time.monotonic() >= deadline:
-                    raise PersistenceError(f"{action} in {self.where}: {_one_line(exc)}") from exc
+                    raise PersistenceError(
+                        f"{action} in {self.where}: {_one_line(exc, self.url)}"
+                    ) from exc
                 if not warned:
                     log.warning(
                         "%s in %s: connection lost (%s); trying again for up to %.0f s",
                         action,
                         self.where,
-                        _one_line(exc),
+                        _one_line(exc, self.url),
                         self.reconnect_timeout,
                     )
                     warned = True
