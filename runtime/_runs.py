@@ -128,6 +128,11 @@ class Runs:
             self._own_store = True
         return self._store
 
+    @property
+    def opened_store(self) -> CheckpointStore | None:
+        """The store if it is open already (given, or opened by a first checkpoint)."""
+        return self._store
+
     def _check_open(self, what: str) -> None:
         if self._closed:
             raise SystemShutDown(f"cannot {what}: actor system {self._node_name!r} is shut down")

@@ -42,12 +42,14 @@ from runtime.cluster import (
     LockClient,
     Ref,
     Registry,
+    StoreLockClient,
 )
 from runtime.engine import RunHandle
 from runtime.store import (
     FINISHED_STATES,
     AdoptingStore,
     CheckpointStore,
+    PostgresStore,
     RunSummary,
     StoreSpec,
     new_owner_id,
@@ -112,7 +114,8 @@ class ActorSystem:
         transport: timing and bounds of the transport (heartbeats, failure detector).
         locks_on: the node whose ``LockManager`` serves ``lock()`` and
             ``wf.locked()``; this node when omitted. Every member of a cluster
-            should name the same node.
+            should name the same node. Omitted with a PostgreSQL store, the
+            locks live in the store (``runtime.cluster._store_locks``).
         max_running_steps: how many step attempts of one run may be in flight
             at once (here or on workers); the rest wait, in the order they
             became ready. Bounds threads and load under a wide ``parallel``.
@@ -188,6 +191,8 @@ class ActorSystem:
         self._actors: list[pykka.ActorRef[Any]] = []
         self._named: dict[str, pykka.ActorRef[Any]] = {}
         self.locks_on = locks_on or name
+        self._locks_in_store = locks_on is None  # with a PostgreSQL store
+        self._store_locks: StoreLockClient | None = None
         self._lock_manager: pykka.ActorRef[LockManager] | None = None
         self._metrics: Metrics | None = None
         self._adopter: Adopter | None = None
@@ -267,6 +272,13 @@ class ActorSystem:
             return self._lock_manager
 
     def _lock_client(self) -> LockClient:
+        store = self._runs.opened_store
+        if self._locks_in_store and isinstance(store, PostgresStore):
+            with self._lock:
+                self._check_open("lock")
+                if self._store_locks is None:
+                    self._store_locks = StoreLockClient(store)
+                return self._store_locks
         if self.locks_on == self.name:
             return LockClient(local=self._local_lock_manager, node=self.name, transport=None)
         if self.cluster is None:
@@ -274,7 +286,7 @@ class ActorSystem:
         return LockClient(local=None, node=self.locks_on, transport=self.cluster.transport)
 
     def lock(self, name: str, *, lease: float = 30.0) -> Lock:
-        """A handle on the distributed lock ``name`` (served on ``locks_on``).
+        """A handle on the distributed lock ``name`` (in a PostgreSQL store, or on ``locks_on``).
 
         ``with system.lock("db", lease=10) as held: ... held.token`` holds it
         while the block runs; pass ``held.token`` to the resource you protect
@@ -531,6 +543,8 @@ class ActorSystem:
             except pykka.Timeout:
                 log.error("actor %s did not stop within %.1fs", ref, timeout)
         self._runs.wait_all(timeout)
+        if self._store_locks is not None:
+            self._store_locks.close()
         self.nodes.close(timeout)
         if self.cluster is not None:
             self.cluster.close(timeout)

@@ -12,6 +12,7 @@ from runtime.cluster._messages import CancelStep, EndRun, NodeLost, RunStep, Ste
 from runtime.cluster._paths import LOCKS_PATH, RUN_PREFIX, SYSTEM_PATH, run_path
 from runtime.cluster._refs import Ref
 from runtime.cluster._registry import Registry
+from runtime.cluster._store_locks import StoreLockClient
 
 __all__ = [
     "LOCKS_PATH",
@@ -29,5 +30,6 @@ __all__ = [
     "Registry",
     "RunStep",
     "StepOutcome",
+    "StoreLockClient",
     "run_path",
 ]

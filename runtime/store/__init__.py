@@ -15,6 +15,7 @@ from runtime.store._codec import (
 from runtime.store._memory import MemoryStore
 from runtime.store._open import StoreSpec, open_store
 from runtime.store._postgres import PostgresStore, is_postgres_url, redact_url
+from runtime.store._postgres_locks import StoreLocks
 from runtime.store._protocol import (
     AdoptingStore,
     Checkpoint,
@@ -52,6 +53,7 @@ __all__ = [
     "RunSummary",
     "SQLiteStore",
     "StepRecord",
+    "StoreLocks",
     "StoreSpec",
     "StoreStats",
     "decode_value",

@@ -520,9 +520,9 @@ class PostgresStore:
             pool.close()
 
     @property
-    def pool(self) -> psycopg_pool.ConnectionPool[Any] | None:
-        """The connection pool (for the locks on this store); None once closed."""
-        return self._pool
+    def connect_kwargs(self) -> dict[str, Any]:
+        """Connection options besides the URL (a connection of one's own: LISTEN)."""
+        return dict(self._kwargs)
 
 
 def _rollback_quietly(conn: Any) -> None:
