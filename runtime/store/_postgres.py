@@ -33,6 +33,7 @@ password, fails the constructor with one line.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import json
 import logging
 import re
@@ -77,6 +78,22 @@ _URL_SCHEMES: Final = ("postgresql://", "postgres://")
 _SCHEMA_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _NOW: Final = "extract(epoch from clock_timestamp())::float8"
 
+# One statement (its own transaction, in autocommit): update the run's row if the epoch
+# is current, and insert the records only then; one round trip per checkpoint.
+_APPEND_ONE: Final = (
+    "WITH r AS ("
+    "UPDATE runs SET state = %s, updated_at = %s, output = %s, output_crc = %s,"
+    " output_step = %s, error = %s, unrecorded = %s"
+    " WHERE run_id = %s AND epoch = %s AND context_len IS NOT NULL RETURNING 1),"
+    " i AS (INSERT INTO steps (run_id, step, state, attempts, output, output_crc, error,"
+    " started_at, finished_at) SELECT v.* FROM (VALUES {values}) AS v"
+    " WHERE EXISTS (SELECT 1 FROM r) RETURNING 1)"
+    " SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM i)"
+)
+_APPEND_VALUES: Final = (
+    "(%s::text, %s::text, %s::text, %s::integer, %s::bytea, %s::bigint, %s::text,"
+    " %s::float8, %s::float8)"
+)
 _APPEND_RUN: Final = (
     "UPDATE runs SET state = %s, updated_at = %s, output = %s, output_crc = %s,"
     " output_step = %s, error = %s, unrecorded = %s"
@@ -243,40 +260,21 @@ class PostgresStore:
 
     # -- one transaction, tried again on a broken connection ----------------------------
 
-    def _transaction(self, action: str, work: Callable[[Any], T]) -> T:
-        """Run ``work(cursor)`` in one transaction and commit; see the module docstring."""
-        psycopg = _import_psycopg()
-        import psycopg_pool  # noqa: PLC0415 - optional: the postgres extra
+    def _transaction(
+        self, action: str, work: Callable[[Any], T], *, one_statement: bool = False
+    ) -> T:
+        """Run ``work(cursor)`` in one transaction and commit; see the module docstring.
 
+        ``one_statement``: ``work`` runs a single statement, committed on its own
+        (autocommit: no ``BEGIN``/``COMMIT`` round trips), or only reads.
+        """
+        psycopg = _import_psycopg()
         deadline = time.monotonic() + self.reconnect_timeout
         warned = False
         while True:
-            pool = self._pool
-            if pool is None:
-                raise PersistenceError(f"{action}: checkpoint store {self.where} is closed")
+            conn = self._connection(action, deadline)
             try:
-                conn = pool.getconn(timeout=max(0.1, deadline - time.monotonic()))
-            except psycopg_pool.PoolClosed:
-                raise PersistenceError(
-                    f"{action}: checkpoint store {self.where} is closed"
-                ) from None
-            except psycopg_pool.PoolTimeout as exc:
-                raise PersistenceError(
-                    f"{action} in {self.where}: the database was unreachable for "
-                    f"{self.reconnect_timeout:.0f} s: {_one_line(exc, self.url)}"
-                ) from None
-            try:
-                try:
-                    with conn.cursor() as cur:
-                        result = work(cur)
-                    conn.commit()
-                    return result
-                except BaseException:
-                    if not conn.broken and not conn.closed:
-                        _rollback_quietly(conn)
-                    raise
-                finally:
-                    pool.putconn(conn)
+                return self._attempt(conn, work, one_statement)
             except psycopg.Error as exc:
                 if not (conn.broken or conn.closed) or time.monotonic() >= deadline:
                     raise PersistenceError(
@@ -293,6 +291,46 @@ class PostgresStore:
                     warned = True
                 time.sleep(0.1)
 
+    def _connection(self, action: str, deadline: float) -> Any:
+        """A pooled connection, waiting until ``deadline`` for one (PersistenceError after)."""
+        import psycopg_pool  # noqa: PLC0415 - optional: the postgres extra
+
+        pool = self._pool
+        if pool is None:
+            raise PersistenceError(f"{action}: checkpoint store {self.where} is closed")
+        try:
+            return pool.getconn(timeout=max(0.1, deadline - time.monotonic()))
+        except psycopg_pool.PoolClosed:
+            raise PersistenceError(f"{action}: checkpoint store {self.where} is closed") from None
+        except psycopg_pool.PoolTimeout as exc:
+            raise PersistenceError(
+                f"{action} in {self.where}: the database was unreachable for "
+                f"{self.reconnect_timeout:.0f} s: {_one_line(exc, self.url)}"
+            ) from None
+
+    def _attempt(self, conn: Any, work: Callable[[Any], T], one_statement: bool) -> T:
+        """One try of a transaction on ``conn``, which goes back to the pool whatever happens."""
+        pool = self._pool
+        try:
+            conn.autocommit = one_statement
+            with conn.cursor() as cur:
+                result = work(cur)
+            if not one_statement:
+                conn.commit()
+            return result
+        except BaseException:
+            if not conn.broken and not conn.closed and not one_statement:
+                _rollback_quietly(conn)
+            raise
+        finally:
+            if not conn.broken and not conn.closed and one_statement:
+                with contextlib.suppress(Exception):
+                    conn.autocommit = False
+            if pool is not None:
+                pool.putconn(conn)
+            else:
+                conn.close()
+
     def _now(self, cur: Any) -> float:
         if self._clock is not None:
             return self._clock.wall()
@@ -301,7 +339,7 @@ class PostgresStore:
 
     def now(self) -> float:
         """The time leases are measured in: the database's clock, seconds since 1970."""
-        return self._transaction("read the database time", self._now)
+        return self._transaction("read the database time", self._now, one_statement=True)
 
     # -- ownership -----------------------------------------------------------------------
 
@@ -455,6 +493,11 @@ class PostgresStore:
     ) -> None:
         check_append(run_id, records, outcome)
         item = Append.of(run_id, epoch, records, state, updated_at, outcome)
+        if item.output_step is None:  # the common case: one statement, one round trip
+            self._transaction(
+                f"run {run_id}: append", lambda cur: self._append_one(cur, item), one_statement=True
+            )
+            return
 
         def work(cur: Any) -> None:
             cur.execute(_APPEND_RUN, item.run_values)
@@ -479,6 +522,25 @@ class PostgresStore:
                     raise bad_output_step(run_id, item.output_step)
 
         self._transaction(f"run {run_id}: append", work)
+
+    def _append_one(self, cur: Any, item: Append) -> None:
+        """``append`` without an output step to check: one statement, in autocommit."""
+        if item.step_rows:
+            values = ", ".join([_APPEND_VALUES] * len(item.step_rows))
+            params = [*item.run_values, *(value for row in item.step_rows for value in row)]
+            cur.execute(_APPEND_ONE.format(values=values).encode(), params)
+            updated = cur.fetchone()[0]
+        else:
+            cur.execute(_APPEND_RUN, item.run_values)
+            updated = cur.rowcount
+        if updated != 1:
+            cur.execute(
+                "SELECT epoch, context_len IS NOT NULL FROM runs WHERE run_id = %s", (item.run_id,)
+            )
+            row = cur.fetchone()
+            if row is None or row[0] != item.epoch:
+                raise stale_epoch(item.run_id, item.epoch, row and row[0], "append")
+            raise PersistenceError(f"run {item.run_id}: cannot append before the run is started")
 
     def load(self, run_id: str) -> Checkpoint:
         check_run_id(run_id)
@@ -512,7 +574,7 @@ class PostgresStore:
             cur.execute(_LIST)
             return list(cur.fetchall())
 
-        return summaries_from_rows(self._transaction("list runs", work))
+        return summaries_from_rows(self._transaction("list runs", work, one_statement=True))
 
     def close(self) -> None:
         pool, self._pool = self._pool, None
