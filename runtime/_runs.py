@@ -43,7 +43,6 @@ from runtime.engine import (
     pause_run,
 )
 from runtime.store import (
-    AdoptingStore,
     Checkpoint,
     CheckpointStore,
     Replay,
@@ -81,6 +80,17 @@ class RunSettings:
     keep_finished: int = (
         1000  # handles of finished runs kept in memory, newest; the store keeps all
     )
+
+
+@dataclass(frozen=True)
+class Resumable:
+    """A stored run read back and checked, ready to continue once claimed."""
+
+    checkpoint: Checkpoint
+    workflow: Workflow[Any, Any]
+    replay: Replay
+    ctx: Any
+    options: RunOptions
 
 
 class Runs:
@@ -127,6 +137,16 @@ class Runs:
             self._store = SQLiteStore(clock=self._clock)
             self._own_store = True
         return self._store
+
+    @property
+    def closed(self) -> bool:
+        """Closed to new runs (the system is shutting down)."""
+        return self._closed
+
+    def live_run_ids(self) -> set[str]:
+        """Ids of the runs coordinated here that have not finished."""
+        with self._lock:
+            return {run_id for run_id, handle in self._handles.items() if not handle.done()}
 
     @property
     def opened_store(self) -> CheckpointStore | None:
@@ -285,15 +305,15 @@ class Runs:
         observers: Iterable[WorkflowObserver] = (),
     ) -> RunHandle[Any]:
         self._check_open("resume a run")
-        checkpoint, workflow = self._resumable(run_id, workflow, structure_force)
+        prepared = self.resumable(run_id, workflow, structure_force)  # before claiming
         self._check_not_running(run_id)
         epoch = self._claim_for_resume(run_id, claim_force)
-        return self._resume_claimed(checkpoint, workflow, epoch, observers)
+        return self.resume_claimed(prepared, epoch, observers)
 
-    def _resumable(
+    def resumable(
         self, run_id: str, workflow: Workflow[Any, Any] | None, structure_force: bool
-    ) -> tuple[Checkpoint, Workflow[Any, Any]]:
-        """The run's checkpoint and the workflow to continue it with (PersistenceError if none)."""
+    ) -> Resumable:
+        """Everything a resume needs, read and checked (PersistenceError if it cannot be)."""
         checkpoint = self.store.load(run_id)
         if checkpoint.state == str(NodeState.COMPLETED):
             # Nothing left to do, and a resume would overwrite its recorded outcome.
@@ -313,40 +333,34 @@ class Runs:
                 f"(fingerprint {checkpoint.fingerprint} recorded, {workflow.fingerprint()} now); "
                 "resume with force=True to run it anyway"
             )
-        return checkpoint, workflow
+        replay = replay_from(checkpoint)
+        ctx = decode_value(checkpoint.context, what=f"run {run_id} context")
+        defaults = RunOptions(self.settings.checkpoint, self.settings.max_running_steps)
+        options = RunOptions.from_record(run_id, checkpoint.settings, defaults=defaults)
+        return Resumable(checkpoint, workflow, replay, ctx, options)
 
-    def _resume_claimed(
-        self,
-        checkpoint: Checkpoint,
-        workflow: Workflow[Any, Any],
-        epoch: int,
-        observers: Iterable[WorkflowObserver] = (),
+    def resume_claimed(
+        self, prepared: Resumable, epoch: int, observers: Iterable[WorkflowObserver] = ()
     ) -> RunHandle[Any]:
         """Continue a run this system holds at ``epoch``, with the run's recorded settings."""
+        checkpoint, workflow = prepared.checkpoint, prepared.workflow
         run_id = checkpoint.run_id
-        try:
-            replay = replay_from(checkpoint)
-            ctx = decode_value(checkpoint.context, what=f"run {run_id} context")
-            defaults = RunOptions(self.settings.checkpoint, self.settings.max_running_steps)
-            options = RunOptions.from_record(run_id, checkpoint.settings, defaults=defaults)
-        except BaseException:
-            with contextlib.suppress(PersistenceError):
-                self.store.release(run_id, epoch=epoch)
-            raise
         recorder = self._recorder(
             run_id,
             workflow,
             epoch,
-            options,
+            prepared.options,
             initial=checkpoint.context,
             created_at=checkpoint.created_at,
-            records=replay.records,
+            records=prepared.replay.records,
         )
         # The header is written once; a run resumed under a changed workflow rewrites it,
         # and so does one recorded without settings (they are recorded from now on).
         changed = workflow.fingerprint() != checkpoint.fingerprint
         recorder.rewrite_header = changed or not checkpoint.settings
-        return self._start_recorded(run_id, workflow, ctx, observers, recorder, replay, options)
+        return self._start_recorded(
+            run_id, workflow, prepared.ctx, observers, recorder, prepared.replay, prepared.options
+        )
 
     def _claim_for_resume(self, run_id: str, force: bool) -> int:
         try:
@@ -364,69 +378,6 @@ class Runs:
             # let both win, each fencing the other off after both ran the step in flight.
             self.store.release(run_id, epoch=summary.epoch)
             return self.store.claim(run_id, owner=self.settings.owner, lease=self.settings.lease)
-
-    def recover(self) -> list[RunHandle[Any]]:
-        if isinstance(self.store, AdoptingStore):
-            return self.adopt(set())
-        handles = []
-        now = self._clock.wall()
-        for summary in self.store.list():
-            if summary.state not in (str(NodeState.RUNNING), str(NodeState.PENDING)):
-                continue
-            lease_live = summary.lease_until is not None and summary.lease_until > now
-            if lease_live and not owner_is_dead(summary.owner):
-                continue
-            if summary.workflow not in self.workflows:
-                log.warning(
-                    "run %s: cannot recover, workflow %r is not registered",
-                    summary.run_id,
-                    summary.workflow,
-                )
-                continue
-            # Not a forced claim: two processes recovering at once must not both take the
-            # run (the owner is gone, so an unforced claim succeeds for the first of them).
-            try:
-                handles.append(
-                    self.resume(summary.run_id, None, claim_force=False, structure_force=False)
-                )
-            except RunBusy:
-                log.info("run %s: another process recovered it first", summary.run_id)
-            except PersistenceError as exc:
-                log.error("run %s: not recovered: %s", summary.run_id, exc)
-        return handles
-
-    def adopt(self, failed: set[str]) -> list[RunHandle[Any]]:
-        """Claim and continue every run whose owner's lease expired (store-side, one by one).
-
-        The store picks the runs and bumps their epochs on its own clock
-        (``AdoptingStore.claim_orphan``). A run this system cannot continue is
-        released, logged and added to ``failed``, which later scans pass over.
-        """
-        store = self.store
-        assert isinstance(store, AdoptingStore)
-        handles: list[RunHandle[Any]] = []
-        while not self._closed:
-            with self._lock:  # our own runs: a late renewal here must not fence them off
-                live = {run for run, handle in self._handles.items() if not handle.done()}
-            claimed = store.claim_orphan(
-                owner=self.settings.owner,
-                lease=self.settings.lease,
-                workflows=list(self.workflows),
-                skip=failed | live,
-            )
-            if claimed is None:
-                break
-            run_id, epoch = claimed
-            log.warning("run %s: its owner's lease expired; adopted at epoch %d", run_id, epoch)
-            try:
-                checkpoint, workflow = self._resumable(run_id, None, structure_force=False)
-                handles.append(self._resume_claimed(checkpoint, workflow, epoch))
-            except (PersistenceError, ValueError, SystemShutDown) as exc:
-                failed.add(run_id)
-                log.error("run %s: adopted but not continued: %s", run_id, exc)
-                with contextlib.suppress(PersistenceError):
-                    store.release(run_id, epoch=epoch)
-        return handles
 
     # -- looking and steering ----------------------------------------------------------
 

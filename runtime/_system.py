@@ -30,7 +30,7 @@ from actors import (
     SystemShutDown,
     WorkflowObserver,
 )
-from runtime._adoption import Adopter
+from runtime._adoption import Adopter, recover_runs
 from runtime._links import SystemLinks
 from runtime._metrics import Metrics
 from runtime._runs import Runs, RunSettings
@@ -454,7 +454,7 @@ class ActorSystem:
         workflow's structure changed, is skipped with an error in the log: it
         is never restarted from scratch; fix it and ``resume`` it by hand.
         """
-        return self._runs.recover()
+        return recover_runs(self._runs, self.clock.wall())
 
     def runs(self) -> list[RunSummary]:
         """Every run this system knows: those in the store, then live unrecorded ones."""
