@@ -125,6 +125,7 @@ class Runs:
         self._handles: dict[str, RunHandle[Any]] = {}
         self._finished: dict[str, None] = {}  # ids of finished runs, oldest first
         self._coordinators: dict[str, pykka.ActorRef[RunCoordinator]] = {}
+        self._recorded: set[str] = set()  # runs started or resumed here that checkpoint
         self.waiting = WaitingAttempts()  # attempts queued under max_running_steps, all runs
         # Metrics hooks: (run id, workflow name) before a run's first event; store write seconds.
         self.on_start: Callable[[str, str], None] | None = None
@@ -147,6 +148,36 @@ class Runs:
         """Ids of the runs coordinated here that have not finished."""
         with self._lock:
             return {run_id for run_id, handle in self._handles.items() if not handle.done()}
+
+    def hand_off(self) -> list[str]:
+        """Give each live checkpointed run back to the store, for another member to adopt.
+
+        For a member of a group sharing a store, on its way out: the run's
+        epoch is bumped (this coordinator's next write is refused, so it stops
+        without recording an end) and its lease released, so an adopter claims
+        it at its next scan instead of after a lease. Returns the ids handed off.
+        """
+        with self._lock:
+            recorded = [
+                run_id
+                for run_id, handle in self._handles.items()
+                if not handle.done() and run_id in self._recorded
+            ]
+        handed = []
+        for run_id in recorded:
+            try:
+                epoch = self.store.claim(
+                    run_id, owner=f"{self.settings.owner}/leaving", lease=0.001, force=True
+                )
+                self.store.release(run_id, epoch=epoch)
+            except PersistenceError as exc:
+                log.warning(
+                    "run %s: not handed off (it will be adopted after its lease): %s", run_id, exc
+                )
+                continue
+            handed.append(run_id)
+            log.info("run %s: handed off for another member to adopt", run_id)
+        return handed
 
     @property
     def opened_store(self) -> CheckpointStore | None:
@@ -240,6 +271,10 @@ class Runs:
                 pause=lambda paused: self._pause(run_id, paused),
             )
             self._handles[run_id] = handle
+            if recorder is not None:
+                self._recorded.add(run_id)
+            else:
+                self._recorded.discard(run_id)
             spec = RunSpec(
                 run_id,
                 workflow,

@@ -528,14 +528,19 @@ class ActorSystem:
         return self.cluster.leave(drain_timeout)
 
     def shutdown(self, timeout: float = 5.0) -> None:
-        """Cancel running runs, stop every actor (last spawned first), stop the threads."""
+        """Cancel running runs, stop every actor (last spawned first), stop the threads.
+
+        A member adopting runs from a shared store (``recover=True``, PostgreSQL)
+        hands its checkpointed runs off instead: another member continues them.
+        """
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             actors = list(reversed(self._actors))
-        if self._adopter is not None:
+        if self._adopter is not None:  # one of a group sharing a store: others continue its runs
             self._adopter.stop(timeout)
+            self._runs.hand_off()
         self._runs.close_to_new_runs("actor system shutting down")
         for ref in actors:
             try:

@@ -58,6 +58,25 @@ def test_two_adopters_racing_for_one_run_exactly_one_takes_it(hosts: Hosts) -> N
 
 
 @pytest.mark.timeout(120)
+def test_an_adopting_member_stopped_with_sigterm_hands_its_run_off(hosts: Hosts) -> None:
+    hosts.worker("worker")
+    hosts.member("b", adopt=True)
+    leaving = hosts.member("a", adopt=True, start=("handed",))
+    leaving.expect("STARTED handed")
+    hosts.wait_started("handed", "step_3")
+    leaving.process.send_signal(signal.SIGTERM)
+    assert leaving.process.wait(30) == 0
+
+    final = wait_completed(hosts.url, "handed")  # never recorded Canceled: B finished it
+    assert final.epoch == 3  # A's claim, the hand-off, B's claim
+    assert "adopted at epoch 3" in hosts.started[1].stderr()
+    assert stored_output(final) == list(range(STEPS))
+    ran = hosts.ran("handed")
+    assert set(ran) == set(chain_steps())
+    assert sum(count - 1 for count in ran.values()) <= 1  # at most the step in flight, again
+
+
+@pytest.mark.timeout(120)
 def test_a_database_restart_mid_run_pauses_the_run_and_loses_no_checkpoint(
     hosts: Hosts, postgres_server: EmbeddedPostgres
 ) -> None:
