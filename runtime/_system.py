@@ -225,6 +225,7 @@ class ActorSystem:
             registry=self.registry,
             pool=self.nodes,
             local=self._links,
+            hosted=self._metrics,
         )
         try:
             cluster.start(join)

@@ -7,7 +7,7 @@
 The pages update themselves every second (a small inline script polling a
 JSON twin of the page; nothing is fetched from the internet). The run list
 shows each run's id, workflow, state, steps done / recorded and age; a run
-page shows each recorded step's state, attempts, start, duration and error,
+page shows each recorded step's state, attempts, node, start, duration and error,
 and, when ``--app MODULE``'s ``workflows()`` has the run's workflow, its
 diagram coloured by step state (Mermaid text, and an SVG if Graphviz's
 ``dot`` is installed).

@@ -38,7 +38,7 @@ from runtime.cluster._messages import (
 from runtime.cluster._paths import LOCKS_PATH, RUN_PREFIX, SYSTEM_PATH
 from runtime.cluster._refs import ask_into
 from runtime.cluster._registry import Registry
-from runtime.cluster._step_host import StepHost
+from runtime.cluster._step_host import HostedSteps, StepHost
 from runtime.cluster._wire import require
 from runtime.workflow import NodeLoad, RoundRobin
 from transport import (
@@ -77,7 +77,8 @@ class Cluster:
     """The ``MessageHandler`` of one node, and its placement of remote steps.
 
     ``local`` answers what peers ask of this node (named actors, run
-    coordinators, spawn, locks, stats, control).
+    coordinators, spawn, locks, stats, control); ``hosted`` is told of the
+    steps this node runs for other coordinators (its metrics).
     """
 
     def __init__(
@@ -89,6 +90,7 @@ class Cluster:
         registry: Registry,
         pool: NodePool,
         local: LocalNode,
+        hosted: HostedSteps | None = None,
     ) -> None:
         self.name = name
         self._bus = bus
@@ -102,7 +104,7 @@ class Cluster:
             allow_plaintext=settings.plaintext,
             settings=settings.transport,
         )
-        self.host = StepHost(name, self.transport, registry, pool)
+        self.host = StepHost(name, self.transport, registry, pool, hosted)
         self._round_robin = RoundRobin()  # shared by every run without its own strategy
         self._log = RateLimitedLog(log)  # per-message warnings, one per reason every 5 s
         # named actors delivered to before (path -> ref), for the transport's fast path
