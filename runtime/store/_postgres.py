@@ -86,13 +86,13 @@ _APPEND_ONE: Final = (
     " output_step = %s, error = %s, unrecorded = %s"
     " WHERE run_id = %s AND epoch = %s AND context_len IS NOT NULL RETURNING 1),"
     " i AS (INSERT INTO steps (run_id, step, state, attempts, output, output_crc, error,"
-    " started_at, finished_at) SELECT v.* FROM (VALUES {values}) AS v"
+    " started_at, finished_at, node) SELECT v.* FROM (VALUES {values}) AS v"
     " WHERE EXISTS (SELECT 1 FROM r) RETURNING 1)"
     " SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM i)"
 )
 _APPEND_VALUES: Final = (
     "(%s::text, %s::text, %s::text, %s::integer, %s::bytea, %s::bigint, %s::text,"
-    " %s::float8, %s::float8)"
+    " %s::float8, %s::float8, %s::text)"
 )
 _APPEND_RUN: Final = (
     "UPDATE runs SET state = %s, updated_at = %s, output = %s, output_crc = %s,"
@@ -101,7 +101,7 @@ _APPEND_RUN: Final = (
 )
 _APPEND_STEP: Final = (
     "INSERT INTO steps (run_id, step, state, attempts, output, output_crc, error, started_at,"
-    " finished_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " finished_at, node) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 _LOAD_RUN: Final = (
     "SELECT workflow, fingerprint, state, context, context_len, context_crc, epoch,"
@@ -109,7 +109,7 @@ _LOAD_RUN: Final = (
     " FROM runs WHERE run_id = %s"
 )
 _LOAD_STEPS: Final = (
-    "SELECT step, state, attempts, output, output_crc, error, started_at, finished_at"
+    "SELECT step, state, attempts, output, output_crc, error, started_at, finished_at, node"
     " FROM steps WHERE run_id = %s ORDER BY seq"
 )
 _LIST: Final = """

@@ -6,14 +6,15 @@ processes opening the same database at once apply each migration exactly
 once), every migration above the stored version. A database at a version
 newer than this release knows is refused, never written.
 
-Version 1 (the same shape as the SQLite file's version 2)::
+Version 1 (the same shape as the SQLite file's version 3)::
 
     runs    one row per run: epoch and lease (lease_until in seconds since the
             epoch, *database* time); the header (workflow, fingerprint, context
             with its length and CRC-32, settings as JSON, created_at); state,
             updated_at and outcome, updated by every append.
     steps   one row per appended record, seq = append order; the last record
-            of a step wins. Indexed by (run_id, step, seq).
+            of a step wins; node names where its attempt ran. Indexed by
+            (run_id, step, seq).
 
 Version 2 adds what the locks on the store need (``runtime.store._postgres_locks``)::
 
@@ -69,7 +70,8 @@ _V1: Final = (
         output_crc   BIGINT,
         error        TEXT,
         started_at   DOUBLE PRECISION,
-        finished_at  DOUBLE PRECISION
+        finished_at  DOUBLE PRECISION,
+        node         TEXT                  -- where the recorded attempt ran
     )
     """,
     "CREATE INDEX steps_by_run ON steps (run_id, step, seq)",
