@@ -50,10 +50,8 @@ from runtime.store import (
     RunSummary,
     SQLiteStore,
     StepRecord,
-    StoreSpec,
     decode_value,
     new_owner_id,
-    open_store,
     owner_is_dead,
     prune_runs,
     replay_from,
@@ -106,17 +104,17 @@ class Runs:
         clock: Clock,
         events: EventBus,
         nodes: NodePool,
-        store: StoreSpec | None,
+        store: CheckpointStore | None,
         settings: RunSettings,
         links: RunLinks,
+        own_store: bool = False,
     ) -> None:
         self._node_name = node_name
         self._clock = clock
         self._events = events
         self._nodes = nodes
-        # A URL or path is opened now (a bad one fails the system at once) and closed by us.
-        self._store = None if store is None else open_store(store, clock=clock)
-        self._own_store = store is not None and not isinstance(store, CheckpointStore)
+        self._store = store
+        self._own_store = own_store  # opened by the system from a URL or path: closed here
         self.settings = settings
         self._links = links
         self.workflows: dict[str, Workflow[Any, Any]] = {}

@@ -53,6 +53,7 @@ from runtime.store import (
     RunSummary,
     StoreSpec,
     new_owner_id,
+    open_store,
 )
 from runtime.workflow import CheckpointStrategy, Workflow, qualified_name, tasks_of
 from transport import Address, NodeDown, TransportSettings, load_security
@@ -161,6 +162,8 @@ class ActorSystem:
         self.name = name
         self._own_clock = clock is None
         self.clock: Clock = clock if clock is not None else RealClock(f"actorflow-clock-{name}")
+        # A URL or path is opened first: a bad one fails here, before any thread starts.
+        opened = None if store is None else open_store(store, clock=self.clock)
         self.events = EventBus(f"actorflow-events-{name}")
         self.nodes = NodePool(self.clock)
         self.owner = new_owner_id()
@@ -173,7 +176,8 @@ class ActorSystem:
             clock=self.clock,
             events=self.events,
             nodes=self.nodes,
-            store=store,
+            store=opened,
+            own_store=opened is not store,
             settings=RunSettings(
                 owner=self.owner,
                 lease=self.lease,
