@@ -163,10 +163,8 @@ class Runs:
             ]
         handed = []
         for run_id in recorded:
-            try:
-                epoch = self.store.claim(
-                    run_id, owner=f"{self.settings.owner}/leaving", lease=0.001, force=True
-                )
+            try:  # not forced: a run another member took meanwhile stays theirs (RunBusy)
+                epoch = self.store.claim(run_id, owner=self.settings.owner, lease=0.001)
                 self.store.release(run_id, epoch=epoch)
             except PersistenceError as exc:
                 log.warning(
