@@ -241,6 +241,8 @@ def demo(steps: int, kill_after: int) -> int:
         for step in sorted(ran, key=lambda s: int(s.partition("_")[2])):
             hosts = [host for _, s, host in executions(log) if s == step]
             note = "checkpointed before the kill" if step in done_before else ""
+            if ran[step] > 1 and step not in done_before:
+                note = "in flight at the kill: ran again (at-least-once)"
             print(f"  {step:<8} ran {ran[step]}x on {', '.join(hosts):<40} {note}")
         twice = [step for step in done_before if ran[step] != 1]
         missing = [f"step_{i}" for i in range(steps) if f"step_{i}" not in final.steps]
