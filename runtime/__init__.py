@@ -44,11 +44,13 @@ from actors import (
     current_step,
 )
 from runtime import events
+from runtime._client import Client, RunInfo, SubmittedRun
 from runtime._daemon import node_command, serve
 from runtime._logs import JsonFormatter
 from runtime._progress import ProgressObserver, RunProgress
+from runtime._submissions import UnknownWorkflow
 from runtime._system import ActorSystem
-from runtime.cluster import Lock, Ref
+from runtime.cluster import Lock, Ref, Unplaceable
 from runtime.engine import RunHandle, StepReport
 from runtime.events import LoggingObserver, WorkflowObserver
 from runtime.store import (
@@ -92,6 +94,7 @@ from transport import (
     ActorNotFound,
     Address,
     AskTimeout,
+    JoinRefused,
     NameInUse,
     NodeDown,
     OutboxFull,
@@ -116,6 +119,7 @@ __all__ = [
     "CheckpointStore",
     "CheckpointStrategy",
     "ChildSpec",
+    "Client",
     "Clock",
     "CompositionError",
     "ConditionNotMet",
@@ -127,6 +131,7 @@ __all__ = [
     "GraphBuilder",
     "IllegalTransition",
     "ItemsFailed",
+    "JoinRefused",
     "JsonFormatter",
     "LeastLoaded",
     "Lock",
@@ -164,6 +169,7 @@ __all__ = [
     "RoundRobin",
     "RunBusy",
     "RunHandle",
+    "RunInfo",
     "RunProgress",
     "RunSummary",
     "SQLiteStore",
@@ -174,11 +180,14 @@ __all__ = [
     "StepReport",
     "StepTimeout",
     "Strategy",
+    "SubmittedRun",
     "SupervisedActor",
     "Supervisor",
     "SystemShutDown",
     "TemporaryError",
     "TransportSettings",
+    "UnknownWorkflow",
+    "Unplaceable",
     "Workflow",
     "WorkflowError",
     "WorkflowObserver",

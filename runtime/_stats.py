@@ -35,6 +35,7 @@ class SystemStats:
         node_actors_idle / node_actors_spawned / node_actors_reused: the node pool.
         steps_hosted: remote steps running here for other coordinators.
         frames_in / frames_out / frames_dropped / in_flight_asks: the transport.
+        clients: client sessions it holds (clients are not members).
     """
 
     node: str
@@ -51,6 +52,7 @@ class SystemStats:
     frames_out: int = 0
     frames_dropped: dict[str, int] = field(default_factory=dict)
     in_flight_asks: int = 0
+    clients: int = 0
 
     def to_wire(self) -> dict[str, Any]:
         """A msgpack-friendly dict (what ``$system`` answers to ``stats``)."""
@@ -76,7 +78,7 @@ class SystemStats:
         lines.append(
             f"  frames in {self.frames_in}, out {self.frames_out}, dropped "
             f"{sum(self.frames_dropped.values())} {dict(self.frames_dropped) or ''}; "
-            f"asks in flight {self.in_flight_asks}"
+            f"asks in flight {self.in_flight_asks}; clients {self.clients}"
         )
         for run in self.runs:
             pause = " (paused)" if run.paused else ""
@@ -102,4 +104,5 @@ def transport_figures(stats: TransportStats | None) -> dict[str, Any]:
         "frames_out": stats.frames_out,
         "frames_dropped": dict(stats.frames_dropped),
         "in_flight_asks": stats.in_flight_asks,
+        "clients": stats.clients,
     }

@@ -35,6 +35,7 @@ from runtime._links import SystemLinks
 from runtime._metrics import Metrics
 from runtime._runs import Runs, RunSettings
 from runtime._stats import SystemStats, transport_figures
+from runtime._submissions import Submissions
 from runtime.cluster import (
     Cluster,
     ClusterSettings,
@@ -108,6 +109,10 @@ class ActorSystem:
         listen: ZeroMQ endpoint this node binds (``tcp://127.0.0.1:0`` picks a port);
             with ``listen`` or ``join`` the system is a cluster member.
         join: seed endpoints of nodes already in the cluster.
+        join_timeout: seconds to keep trying the seeds (hellos repeated, connections
+            retried: a node may start before its seed) before giving up with
+            ``NodeDown``; a seed refusing this node's CURVE key fails at once
+            (``JoinRefused``). Either error says what each seed's connection showed.
         keys: a keys directory (``actorflow keys generate``): CURVE encryption and
             the allowlist of node public keys. Without it the node refuses to start
             unless ``plaintext=True`` and every endpoint is loopback.
@@ -143,6 +148,7 @@ class ActorSystem:
         lease: float = 10.0,
         listen: str | None = None,
         join: Sequence[str] = (),
+        join_timeout: float = 10.0,
         keys: str | os.PathLike[str] | None = None,
         plaintext: bool = False,
         transport: TransportSettings | None = None,
@@ -188,6 +194,7 @@ class ActorSystem:
             links=self._links,
         )
         self.registry = Registry()
+        self._submissions = Submissions(self)
         for workflow in workflows:
             self.register_workflow(workflow)
         self._lock = threading.Lock()
@@ -211,7 +218,7 @@ class ActorSystem:
                     plaintext=plaintext,
                     transport=transport or TransportSettings(),
                 )
-                self._start_cluster(settings, join)
+                self._start_cluster(settings, join, join_timeout)
             if recover:
                 self.recover()
             if recover and isinstance(self.store, AdoptingStore):
@@ -221,7 +228,9 @@ class ActorSystem:
             self.shutdown()  # a constructor that fails leaves no thread behind
             raise
 
-    def _start_cluster(self, settings: ClusterSettings, join: Sequence[str]) -> None:
+    def _start_cluster(
+        self, settings: ClusterSettings, join: Sequence[str], join_timeout: float
+    ) -> None:
         cluster = Cluster(
             self.name,
             settings=settings,
@@ -232,7 +241,7 @@ class ActorSystem:
             hosted=self._metrics,
         )
         try:
-            cluster.start(join)
+            cluster.start(join, timeout=join_timeout)
         except BaseException:
             cluster.close()
             raise
@@ -259,6 +268,16 @@ class ActorSystem:
         if self.cluster is None:
             return {self.name: "up"}
         return {name: m.status for name, m in self.cluster.transport.members().items()}
+
+    def reload_keys(self) -> tuple[list[str], list[str]]:
+        """Re-read the keys directory (the allowlist) now: (added or changed, removed) names.
+
+        Also done by itself when the directory's key files change, and by
+        ``actorflow node`` on SIGHUP. Nothing to do without ``keys``.
+        """
+        if self.cluster is None:
+            return [], []
+        return self.cluster.reload_keys()
 
     def register_task(self, fn: Callable[[Any], Any], name: str | None = None) -> str:
         """Let peers run ``fn`` as a step here, by ``module:qualname`` (or ``name``)."""
@@ -312,11 +331,19 @@ class ActorSystem:
         """The checkpoint store (the default SQLite file is opened on first use)."""
         return self._runs.store
 
-    def register_workflow(self, workflow: Workflow[Any, Any]) -> None:
-        """Let ``resume``/``recover`` find ``workflow`` by its name (``wf.named(...)``)."""
+    def register_workflow(
+        self, workflow: Workflow[Any, Any], *, context: Callable[[Any], Any] | None = None
+    ) -> None:
+        """Let ``resume``/``recover`` and clients' ``submit`` find ``workflow`` by its name
+        (``wf.named(...)``). ``context`` builds a submitted run's context from the value
+        the client sent (e.g. a JSON object from ``actorflow submit --ctx``)."""
         if not isinstance(workflow, Workflow):
             raise TypeError(f"register_workflow needs a Workflow, got {workflow!r}")
+        if context is not None and not callable(context):
+            raise TypeError(f"register_workflow(context=) must be callable, got {context!r}")
         self._runs.workflows[workflow.name] = workflow
+        if context is not None:
+            self._submissions.contexts[workflow.name] = context
         for step in tasks_of(workflow):
             with contextlib.suppress(CompositionError):  # lambdas can only run locally
                 self.registry.register_task(step)

@@ -14,16 +14,19 @@ sockets), ``_inbox`` (incoming tells and asks to the handler), ``_subscribers``
 (member-event callbacks), ``_reply`` (handler protocols, pending asks and their
 futures), ``_workers`` (dispatch and notify threads), ``_parts`` (what the
 threads of one node share), ``_endpoint`` (``Transport``), ``_settings``,
-``_stats``, ``_dedup``.
+``_stats``, ``_dedup``, ``_clients`` and ``_client_gate`` (a member's client
+sessions), ``_client`` (``ClientTransport``: the client role).
 """
 
 from transport._address import Address
+from transport._client import ClientTransport
 from transport._codec import Limits, pack, unpack
 from transport._endpoint import Transport
 from transport._envelope import Envelope
 from transport._errors import (
     ActorNotFound,
     AskTimeout,
+    JoinRefused,
     NameInUse,
     NodeDown,
     OutboxFull,
@@ -43,8 +46,10 @@ __all__ = [
     "ActorNotFound",
     "Address",
     "AskTimeout",
+    "ClientTransport",
     "Envelope",
     "InlineHandler",
+    "JoinRefused",
     "Limits",
     "Member",
     "MemberEvent",

@@ -31,6 +31,17 @@ chosen at start, see ``_membership``): a ``hello`` body is ``{"address": str,
 "incarnation": int}``, a ``heartbeat`` body is the sender's incarnation, and a
 ``members`` entry is ``[name, address, status, incarnation]``. A version-2 node
 and a version-3 node refuse each other's frames.
+
+Version 4 adds *roles*: a ``hello`` body names its ``role``. A member says
+``{"role": "member", "address": str, "incarnation": int}``; a client (a
+program that only asks, see ``_clients``) says ``{"role": "client",
+"incarnation": int}``: it has no address, and is answered over the
+connection it said hello on.
+
+Capabilities (see ``_capabilities``): a member's ``hello`` may also carry a
+``"capabilities"`` key (a map of kind -> array of names), and a member entry
+may have a fifth item, the same map (sent only in the answering node's own
+entry of a welcome).
 """
 
 from __future__ import annotations
@@ -38,6 +49,7 @@ from __future__ import annotations
 import enum
 from typing import Any, NamedTuple
 
+from transport._capabilities import capabilities_from_wire
 from transport._codec import DEFAULT_LIMITS, Limits, pack, unpack
 from transport._errors import ProtocolError, RemoteError
 
@@ -48,6 +60,8 @@ __all__ = [
     "MAX_TARGET",
     "MEMBER_STATUSES",
     "PROTOCOL_VERSION",
+    "ROLE_CLIENT",
+    "ROLE_MEMBER",
     "Envelope",
     "Kind",
     "decode_envelope",
@@ -56,7 +70,9 @@ __all__ = [
     "validate_node_name",
 ]
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
+ROLE_MEMBER = "member"  # hello of a node that listens and joins the member table
+ROLE_CLIENT = "client"  # hello of a program that only asks: answered on its own connection
 MAX_BATCH = 1000  # envelopes in one batch frame: bounds the work one received frame causes
 MAX_ID = (1 << 63) - 1
 MAX_NODE_NAME = 128
@@ -72,7 +88,7 @@ class Kind(enum.StrEnum):
     ASK = "ask"  # deliver body to target, answer with reply/error
     REPLY = "reply"  # successful answer to an ask (or an ack of hello/leave)
     ERROR = "error"  # failed answer to an ask; body is a RemoteError
-    HELLO = "hello"  # join: body {"address": str, "incarnation": int}; answered by members
+    HELLO = "hello"  # join: body {"role", "address"?, "incarnation"}; answered by members
     MEMBERS = "members"  # member list [[name, address, status, incarnation], ...]
     HEARTBEAT = "heartbeat"  # liveness; body the sender's incarnation (int)
     LEAVE = "leave"  # graceful departure; body None; answered by reply
@@ -248,12 +264,7 @@ def _check_body(kind: Kind, body: object) -> None:
     if kind is Kind.HEARTBEAT:
         _check_incarnation("heartbeat body", body)
     if kind is Kind.HELLO:
-        if not isinstance(body, dict) or set(body) != {"address", "incarnation"}:
-            raise ProtocolError(
-                f"hello body must be {{'address': str, 'incarnation': int}}, got {_describe(body)}"
-            )
-        _check_address("hello address", body["address"])
-        _check_incarnation("hello incarnation", body["incarnation"])
+        _check_hello(body)
     if kind is Kind.MEMBERS:
         if not isinstance(body, list):
             raise ProtocolError(f"members body must be an array, got {_describe(body)}")
@@ -261,12 +272,42 @@ def _check_body(kind: Kind, body: object) -> None:
             _check_member_entry(entry)
 
 
-def _check_member_entry(entry: object) -> None:
-    if not isinstance(entry, list) or len(entry) != 4:
+_HELLO_KEYS = {
+    ROLE_MEMBER: frozenset({"role", "address", "incarnation"}),
+    ROLE_CLIENT: frozenset({"role", "incarnation"}),
+}
+_HELLO_OPTIONAL = {ROLE_MEMBER: frozenset({"capabilities"}), ROLE_CLIENT: frozenset()}
+
+
+def _check_hello(body: object) -> None:
+    role = body.get("role") if isinstance(body, dict) else None
+    keys = _HELLO_KEYS.get(role) if isinstance(role, str) else None
+    if (
+        not isinstance(body, dict)
+        or keys is None
+        or not keys <= set(body) <= keys | _HELLO_OPTIONAL[str(role)]
+    ):
         raise ProtocolError(
-            f"member entry must be [name, address, status, incarnation], got {_describe(entry)}"
+            "hello body must be {'role': 'member', 'address': str, 'incarnation': int"
+            "[, 'capabilities': map]} or {'role': 'client', 'incarnation': int}, got "
+            f"{_describe(body)}"
         )
-    name, address, status, incarnation = entry
+    if role == ROLE_MEMBER:
+        _check_address("hello address", body["address"])
+    _check_incarnation("hello incarnation", body["incarnation"])
+    if "capabilities" in body:
+        capabilities_from_wire(body["capabilities"])
+
+
+def _check_member_entry(entry: object) -> None:
+    if not isinstance(entry, list) or len(entry) not in (4, 5):
+        raise ProtocolError(
+            "member entry must be [name, address, status, incarnation[, capabilities]], "
+            f"got {_describe(entry)}"
+        )
+    name, address, status, incarnation = entry[:4]
+    if len(entry) == 5:
+        capabilities_from_wire(entry[4])
     try:
         validate_node_name(name, "member name")
     except ValueError as exc:

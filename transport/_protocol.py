@@ -4,15 +4,16 @@
 sockets themselves: it authenticates and decodes frames (the envelope sender
 must equal the CURVE User-Id of the connection), drops replays, answers
 hellos with the member list (or refuses a hello naming a live member from
-another incarnation), probes gossiped members (gossip is only a hint: see
+another incarnation), keeps client sessions (``_clients``: hellos with the
+client role, answered over the ROUTER), probes gossiped members (gossip is only a hint: see
 ``_handshake``), applies membership transitions (open or close the peer's
 DEALER, fail asks waiting on a node that went down, notify subscribers), hands
 tells and asks to the ``Inbox``, sends heartbeats and gossip, expires asks,
 forgets departed members and retries joins.
 
 Thread: every method runs on the I/O thread, except ``answer`` (any thread,
-it goes through the ``Outbox``) and ``begin_join``/``forget_join`` (API
-threads; a lock guards the waiters). Nothing here blocks or runs user code.
+it goes through the ``Outbox``); API threads register joins and re-adverts with
+``handshakes`` (a lock guards the waiters). Nothing here blocks or runs user code.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from typing import Any
 
 import zmq
 
+from transport._client_gate import ClientGate
 from transport._dedup import DedupWindow
-from transport._envelope import Envelope, Kind, decode_envelope, encode_envelope
+from transport._envelope import ROLE_CLIENT, Envelope, Kind, decode_envelope, encode_envelope
 from transport._errors import AskTimeout, NodeDown, ProtocolError, RemoteError
-from transport._handshake import Handshakes, JoinWaiter
+from transport._handshake import Handshakes
 from transport._inbox import Inbox
 from transport._membership import MemberEvent, NameTaken, Transition
 from transport._outbox import Outbox
@@ -79,20 +81,30 @@ class NodeProtocol:
         self.left = threading.Event()  # set once this node left: no more heartbeats or gossip
         self._dedup = DedupWindow(settings.dedup_window)
         self._incarnation = node.membership.self_incarnation
-        self._handshakes = Handshakes(node.name, self._incarnation, settings, links, node.ids)
+        self._capabilities = node.capabilities
+        self.handshakes = Handshakes(
+            node.name, self._incarnation, settings, links, node.ids, node.capabilities
+        )
         self._drops_log = RateLimitedLog(log)  # one line per drop reason every 5 s
+        self._clients = ClientGate(
+            node.name,
+            settings,
+            node.membership,
+            links,
+            encode=self._encode,
+            drop=self._drop,
+            deliver=self._on_message,
+        )
+        self._route: zmq.Frame | bytes = b""  # routing id of the frame being handled
         now_value = now()
         self._next_check = now_value
         self._next_heartbeat = now_value
         self._next_gossip = now_value + settings.gossip_interval
 
-    def begin_join(self, token: int) -> JoinWaiter:
-        """(API thread) Register a join; its waiter wakes when a seed welcomes or refuses us."""
-        return self._handshakes.begin_join(token)
-
-    def forget_join(self, token: int) -> None:
-        """(API thread) The joiner gave up waiting."""
-        self._handshakes.forget_join(token)
+    @property
+    def client_count(self) -> int:
+        """Client sessions held now (read from any thread: one ``len``)."""
+        return len(self._clients)
 
     def tick(self, now: float) -> None:
         """Run the periodic work if a check is due: detector, ask expiry, joins, heartbeats."""
@@ -103,8 +115,9 @@ class NodeProtocol:
         self._close_forgotten()
         for entry in self._pending.expire(now):
             complete_ask(entry.future, False, AskTimeout(f"no answer from {entry.node} in time"))
-        self._handshakes.retry_joins(now, self.bound_address)
-        self._handshakes.expire(now, self._is_member)
+        self.handshakes.retry_joins(now, self.bound_address)
+        self.handshakes.expire(now, self._is_member)
+        self._clients.expire(now)
         if self.left.is_set():
             return
         if now >= self._next_heartbeat:
@@ -132,6 +145,7 @@ class NodeProtocol:
             self._drop("bad_framing", f"{len(parts) - 1} frames in one message")
             return
         payload = parts[1]
+        self._route = parts[0]
         authenticated: str | None = None
         if isinstance(payload, bytes):
             if self._security is not None:  # never on a CURVE socket: fail closed
@@ -220,15 +234,16 @@ class NodeProtocol:
             self._on_hello(envelope, now)
             return
         correlation_id = envelope.correlation_id
-        if correlation_id and (kind is Kind.MEMBERS or kind is Kind.ERROR):
-            join_token = self._handshakes.join_token(correlation_id)
-            if join_token is not None or self._handshakes.probed(correlation_id, sender):
-                self._on_hello_answer(envelope, join_token, now)
-                return
+        if (
+            correlation_id
+            and (kind is Kind.MEMBERS or kind is Kind.ERROR)
+            and self._answers_our_hello(envelope, now)
+        ):
+            return
         status = self._membership.status(sender)
         is_answer = kind in (Kind.REPLY, Kind.ERROR)
         if (status is None or status == "left") and not is_answer:
-            self._drop("not_member", f"{kind.value} from {sender!r}, which is not a member")
+            self._from_non_member(envelope, now)
             return
         if kind is Kind.HEARTBEAT and envelope.body != self._membership.incarnation(sender):
             self._drop(
@@ -241,6 +256,7 @@ class NodeProtocol:
         if is_answer:
             self._on_answer(envelope)
         elif kind is Kind.MEMBERS:
+            self.handshakes.advertised(correlation_id)  # answers a repeated hello?
             self._hint(envelope.body, now)
         elif kind is Kind.LEAVE:
             self._links.send(sender, self._encode(Kind.REPLY, None, envelope.message_id))
@@ -250,6 +266,9 @@ class NodeProtocol:
 
     def _on_hello(self, envelope: Envelope, now: float) -> None:
         sender, body = envelope.sender, envelope.body
+        if body["role"] == ROLE_CLIENT:
+            self._clients.hello(envelope, self._route_id(), now)
+            return
         try:
             self._admit(sender, body["address"], body["incarnation"], now)
         except NameTaken as exc:
@@ -258,8 +277,40 @@ class NodeProtocol:
         except (ValueError, OverflowError) as exc:
             self._drop("refused_hello", f"hello from {sender!r}: {exc}")
             return
-        entries = self._membership.gossip_entries()
+        self._capabilities.learn_wire(sender, body["incarnation"], body.get("capabilities", {}))
+        entries = self._capabilities.welcome(self._membership.gossip_entries(), self._name)
         self._links.send(sender, self._encode(Kind.MEMBERS, entries, envelope.message_id))
+
+    def readvertise(self, token: int) -> None:
+        """This node's capabilities changed: say hello again to every live peer."""
+        bound = self.bound_address
+        peers = [] if bound is None or self.left.is_set() else self._membership.names("up")
+        self.handshakes.advertise(token, peers, self._now(), bound or "")
+
+    def _answers_our_hello(self, envelope: Envelope, now: float) -> bool:
+        """Handle ``envelope`` if it answers a join or probe hello of ours; True if it did."""
+        handshakes, sender = self.handshakes, envelope.sender
+        correlation_id = envelope.correlation_id
+        join_token = handshakes.join_token(correlation_id)
+        if join_token is None and not handshakes.is_probe(correlation_id, sender):
+            return False
+        self._on_hello_answer(envelope, join_token, now)
+        handshakes.probed(correlation_id, sender)  # after admitting: a settled join sees it
+        return True
+
+    def _from_non_member(self, envelope: Envelope, now: float) -> None:
+        """A frame of a sender not in the member table: a client's (on its session's
+        connection, see ``_client_gate``), or dropped."""
+        if not self._clients.frame(envelope, self._route_id(), now):
+            sender = envelope.sender
+            self._drop(
+                "not_member", f"{envelope.kind.value} from {sender!r}, which is not a member"
+            )
+
+    def _route_id(self) -> bytes:
+        """The routing id of the frame being handled (a client's connection, if it is one)."""
+        route = self._route
+        return route if isinstance(route, bytes) else route.bytes
 
     def _on_hello_answer(self, envelope: Envelope, join_token: int | None, now: float) -> None:
         """A seed or a probed peer answered our hello: welcome (``members``) or refusal."""
@@ -268,7 +319,7 @@ class NodeProtocol:
             refusal = str(envelope.body.message)
             self._drop("hello_refused", f"{sender!r} refused our hello: {refusal}")
             if join_token is not None:
-                self._handshakes.end_join(join_token, refusal=f"{refusal} (said {sender})")
+                self.handshakes.end_join(join_token, refusal=f"{refusal} (said {sender})")
             elif not self._is_member(sender):
                 self._links.close(sender)  # the probe's link
             return
@@ -277,6 +328,7 @@ class NodeProtocol:
             if not own or own[0][2] != "up":
                 raise ValueError("its member list does not list it as up")
             self._admit(sender, own[0][1], own[0][3], now)
+            self._capabilities.learn_wire(sender, own[0][3], own[0][4] if len(own[0]) == 5 else {})
         except (ValueError, OverflowError) as exc:  # NameTaken included
             self._drop("refused_member", f"answer to our hello from {sender!r}: {exc}")
             if join_token is None and not self._is_member(sender):
@@ -284,7 +336,7 @@ class NodeProtocol:
             return
         probes = self._hint(envelope.body, now)
         if join_token is not None:
-            self._handshakes.end_join(join_token, succeeded=True, probes=probes)
+            self.handshakes.end_join(join_token, succeeded=True, probes=probes)
 
     def _admit(self, name: str, address: str, incarnation: int, now: float) -> None:
         """``name`` completed a hello handshake: up at ``address`` as ``incarnation``.
@@ -308,7 +360,7 @@ class NodeProtocol:
         bound = self.bound_address
         if bound is None:
             return frozenset()
-        for name, address, status, _incarnation in entries:
+        for name, address, status, *_ in entries:
             if name == self._name or status != "up" or self._membership.status(name) is not None:
                 continue
             if self._security is not None and self._security.public_key_of(name) is None:
@@ -324,7 +376,7 @@ class NodeProtocol:
             except ValueError as exc:
                 self._drop("refused_member", str(exc))
                 continue
-            probe = self._handshakes.probe(name, address, now, bound)
+            probe = self.handshakes.probe(name, address, now, bound)
             if probe is None:
                 self._drop("probe_limit", f"too many gossiped nodes to probe; {name!r} skipped")
                 break
@@ -340,8 +392,8 @@ class NodeProtocol:
                 f"node name {self._name!r} is in use by a live member (at {self.bound_address})"
             )
             self._refuse(envelope, reason)
-        elif kind is Kind.ERROR and self._handshakes.join_token(envelope.correlation_id):
-            token = self._handshakes.join_token(envelope.correlation_id)
+        elif kind is Kind.ERROR and self.handshakes.join_token(envelope.correlation_id):
+            token = self.handshakes.join_token(envelope.correlation_id)
             self._on_hello_answer(envelope, token, self._now())
         else:
             self._drop("sender_mismatch", "a message claiming to come from this node")
@@ -362,11 +414,12 @@ class NodeProtocol:
         self._drop("name_in_use", f"hello from {hello.sender!r} at {address}: {reason}")
         error = RemoteError("runtime.NameInUse", reason, "", self._name)  # its public name
         frame = self._encode(Kind.ERROR, error, hello.message_id)
-        self._handshakes.refuse(address, hello.sender, frame, self._now())
+        self.handshakes.refuse(address, hello.sender, frame, self._now())
 
     def _close_forgotten(self) -> None:
         for node in self._membership.take_forgotten():
             self._links.close(node)
+            self._capabilities.forget(node)
             log.info("%s: member %s is forgotten", self._name, node)
 
     def _is_member(self, name: str) -> bool:
@@ -382,7 +435,7 @@ class NodeProtocol:
         else:
             complete_ask(entry.future, True, envelope.body)
 
-    def _on_message(self, envelope: Envelope) -> None:
+    def _on_message(self, envelope: Envelope, reply_to: str | None = None) -> None:
         if self._dedup.seen_before(envelope.sender, envelope.message_id):
             self._drop(
                 "duplicate", f"replayed message {envelope.message_id} from {envelope.sender!r}"
@@ -390,7 +443,9 @@ class NodeProtocol:
             return
         reply: Reply | None = None
         if envelope.kind is Kind.ASK:
-            reply = CallbackReply(partial(self.answer, envelope.sender, envelope.message_id))
+            reply = CallbackReply(
+                partial(self.answer, reply_to or envelope.sender, envelope.message_id)
+            )
         if not self._inbox.receive(envelope.sender, envelope.target, envelope.body, reply):
             self._drop("dispatch_full", f"handler queue full; dropped a {envelope.kind.value}")
             if reply is not None:
@@ -429,11 +484,11 @@ class NodeProtocol:
 
     def start_join(self, token: int, seeds: list[tuple[str | None, str]]) -> None:
         """Open links to the seeds and say hello to each (retried until answered)."""
-        self._handshakes.start_join(token, seeds, self._now(), self.bound_address)
+        self.handshakes.start_join(token, seeds, self._now(), self.bound_address)
 
     def end_join(self, token: int) -> None:
         """The joiner gave up: close the seed links of the join."""
-        self._handshakes.end_join(token)
+        self.handshakes.end_join(token)
 
     # -- helpers -------------------------------------------------------------------
 

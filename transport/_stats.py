@@ -31,6 +31,7 @@ class TransportStats:
             ``handshake_failed``.
         dispatch_queue_depth: messages waiting for the handler.
         outbox_backlog: outgoing frames queued or backlogged, not yet handed to a socket.
+        clients: client sessions held (clients are not members: not in ``peers``).
     """
 
     node: str
@@ -42,6 +43,7 @@ class TransportStats:
     frames_dropped: Mapping[str, int]
     dispatch_queue_depth: int
     outbox_backlog: int = 0
+    clients: int = 0
 
 
 class Counters:

@@ -6,15 +6,25 @@
 ``--app MODULE`` (repeatable) imports a module you name, and registers the
 tasks of the workflows its ``workflows()`` returns (and calls its
 ``register(system)`` if it has one) — peers can only run what is registered
-here. ``--keys DIR`` turns on CURVE with the allowlist of the public keys in DIR
-(see ``actorflow keys``); without it, ``--plaintext`` is required and only
-loopback endpoints are accepted. ``--metrics HOST:PORT`` serves Prometheus
+here, and coordinators place a step only on a node that registered its task.
+``--keys DIR`` turns on CURVE with the allowlist of the public keys in DIR (see
+``actorflow keys``; re-read when its key files change, and on SIGHUP); without
+it, ``--plaintext`` is required and only loopback endpoints are accepted.
+``--join-timeout S`` (60) is how long the seeds are tried, so a node may start
+before its seed (each new reason a seed does not answer is logged); a seed
+that refuses this node's key fails the start at once.
+
+A node also takes runs from clients (``actorflow submit``, ``runtime.Client``):
+it coordinates them and checkpoints each step in its store (``--db``, default
+``$ACTORFLOW_DB`` or ``.actorflow/state.db``, opened when a run first
+checkpoints). An app's ``register(system)`` may call
+``system.register_workflow(wf, context=...)`` to build a submitted run's
+context from the JSON a client sent. ``--metrics HOST:PORT`` serves Prometheus
 metrics at ``http://HOST:PORT/metrics`` (needs the ``metrics`` extra; it binds
 the address given, without authentication). Prints ``node NAME up at ADDRESS``
 once listening (and ``metrics at URL`` with ``--metrics``).
 
-``--db`` (or ``$ACTORFLOW_DB``) names the checkpoint store of the runs this
-node coordinates: a SQLite file, or a ``postgresql://`` URL shared by hosts.
+``--db`` may also be a ``postgresql://`` URL, a store shared by hosts.
 ``--adopt`` (with a PostgreSQL store) makes the node a coordinator-capable
 member: every ``--adopt-interval`` seconds it takes over the runs whose
 owner's lease (``--lease``) expired and continues them.
@@ -27,10 +37,12 @@ import sys
 from pathlib import Path
 
 from runtime._cli._common import UsageError, add_db_option
-from runtime._cli._member import check_security
+from runtime._cli._connect import check_security
 from runtime._cli.resume import import_app, load_workflows
 from runtime._daemon import serve
 from runtime._system import ActorSystem
+from runtime.workflow import CheckpointStrategy
+from transport import TransportSettings
 
 HELP = "run a cluster member until SIGTERM, then drain and leave"
 
@@ -45,7 +57,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="ADDR",
         help="seed endpoint of a member (repeatable)",
     )
-    parser.add_argument("--keys", type=Path, help="keys directory: CURVE + allowlist")
+    parser.add_argument(
+        "--join-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="keep trying the seeds this long (a node may start before its seed) (60)",
+    )
+    parser.add_argument(
+        "--keys", type=Path, help="keys directory: CURVE + allowlist (re-read on SIGHUP)"
+    )
+    parser.add_argument(
+        "--keys-poll",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="look at the keys directory this often, re-read it when changed; 0: SIGHUP only (2)",
+    )
     parser.add_argument(
         "--plaintext", action="store_true", help="allow unencrypted TCP (loopback only)"
     )
@@ -61,7 +89,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         help="serve Prometheus metrics here, e.g. 127.0.0.1:9464 (needs actorflow[metrics])",
     )
-    add_db_option(parser, default=False)
+    add_db_option(parser, default=False)  # None: the default SQLite file, opened on first use
     parser.add_argument(
         "--adopt",
         action="store_true",
@@ -112,11 +140,14 @@ def run(args: argparse.Namespace) -> int:
         args.name,
         listen=args.listen,
         join=args.join,
+        join_timeout=args.join_timeout,
         keys=args.keys,
         plaintext=args.plaintext,
+        transport=TransportSettings(keys_poll_interval=args.keys_poll),
         workflows=flows,
         metrics=args.metrics,
-        store=args.db,
+        store=args.db,  # a SQLite path or a postgresql:// URL; None: the default file
+        checkpoint=CheckpointStrategy.AFTER_EACH_STEP,  # the runs clients hand it
         recover=args.adopt,
         lease=args.lease,
         adopt_interval=args.adopt_interval,

@@ -28,7 +28,7 @@ import sys
 from typing import Any
 
 from runtime._cli._common import UsageError, add_db_option, db_name, open_store
-from runtime._cli._member import add_member_options, check_security
+from runtime._cli._connect import add_client_options, check_security
 from runtime._cli._web_graph import GraphRenderer
 from runtime._cli._web_server import Controller, WebConfig, WebServer
 from runtime._cli.control import send_control
@@ -62,7 +62,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="add pause / unpause / cancel buttons (needs --join and --keys/--plaintext)",
     )
-    add_member_options(parser, required=False)
+    add_client_options(parser, required=False)
 
 
 def parse_listen(listen: str, *, allow_remote: bool) -> tuple[str, int]:

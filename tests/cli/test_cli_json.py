@@ -66,6 +66,7 @@ NODE_KEYS = {
     "frames_out",
     "frames_dropped",
     "in_flight_asks",
+    "clients",
 }
 NODE_RUN_KEYS = {"run_id", "state", "paused", "steps_total", "steps_completed"}
 
