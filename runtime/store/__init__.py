@@ -14,7 +14,8 @@ from runtime.store._codec import (
 )
 from runtime.store._memory import MemoryStore
 from runtime.store._open import StoreSpec, open_store
-from runtime.store._postgres import PostgresStore, is_postgres_url, redact_url
+from runtime.store._postgres import PostgresStore
+from runtime.store._postgres_db import is_postgres_url, redact_url
 from runtime.store._postgres_locks import StoreLocks
 from runtime.store._protocol import (
     AdoptingStore,

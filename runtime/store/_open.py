@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 
 from actors import Clock
-from runtime.store._postgres import PostgresStore, is_postgres_url
+from runtime.store._postgres import PostgresStore
+from runtime.store._postgres_db import is_postgres_url
 from runtime.store._protocol import CheckpointStore
 from runtime.store._sqlite import SQLiteStore
 

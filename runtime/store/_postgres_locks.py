@@ -70,7 +70,7 @@ class StoreLocks:
             row = cur.fetchone()
             return None if row is None else int(row[0])
 
-        return self._store._transaction(f"lock {name!r}: acquire", work)
+        return self._store.database.transaction(f"lock {name!r}: acquire", work)
 
     def renew(self, name: str, token: int, lease: float) -> None:
         def work(cur: Any) -> None:
@@ -82,7 +82,7 @@ class StoreLocks:
                 (lease, name),
             )
 
-        self._store._transaction(f"lock {name!r}: renew", work)
+        self._store.database.transaction(f"lock {name!r}: renew", work)
 
     def release(self, name: str, token: int) -> None:
         def work(cur: Any) -> None:
@@ -90,11 +90,11 @@ class StoreLocks:
             cur.execute("DELETE FROM store_locks WHERE name = %s", (name,))
             cur.execute("SELECT pg_notify(%s, %s)", (self.channel, name))
 
-        self._store._transaction(f"lock {name!r}: release", work)
+        self._store.database.transaction(f"lock {name!r}: release", work)
 
     def check(self, name: str, token: int) -> None:
         """Raise NotLockOwner / NotLocked unless ``token`` is the live holder's."""
-        self._store._transaction(
+        self._store.database.transaction(
             f"lock {name!r}: check", lambda cur: self._verify(cur, name, token)
         )
 
@@ -139,7 +139,7 @@ class StoreLocks:
         while not self._closed.is_set():
             try:
                 with psycopg.connect(
-                    self._store.url, autocommit=True, **self._store.connect_kwargs
+                    self._store.url, autocommit=True, **self._store.database.connect_kwargs
                 ) as conn:
                     conn.execute(f"LISTEN {self.channel}".encode())
                     while not self._closed.is_set():
