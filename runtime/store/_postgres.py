@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, TypeVar
 
 from actors import Clock, PersistenceError
+from runtime.store._postgres_actors import PostgresActorState
 from runtime.store._postgres_db import Database
 from runtime.store._protocol import (
     Checkpoint,
@@ -112,8 +113,10 @@ _LIST: Final = """
 """
 
 
-class PostgresStore:
+class PostgresStore(PostgresActorState):
     """A ``CheckpointStore`` in PostgreSQL; thread-safe, shared by processes on many hosts.
+
+    Also an ``ActorStateStore`` (actor leases and snapshots, ``_postgres_actors``).
 
     Args:
         url: ``postgresql://user:password@host:port/database`` (libpq URL; a

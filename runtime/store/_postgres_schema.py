@@ -21,6 +21,9 @@ Version 2 adds what the locks on the store need (``runtime.store._postgres_locks
     store_locks       one row per held lock: name, token, owner, lease_until.
     store_lock_tokens the sequence every fencing token is drawn from.
     runs_unfinished   a partial index of runs an adopter may look at.
+
+Version 3 adds ``actor_state`` (``runtime.store._postgres_actors``): a fenced
+lease and the last snapshot per actor key (supervised children, singletons).
 """
 
 from __future__ import annotations
@@ -90,7 +93,22 @@ _V2: Final = (
     "CREATE INDEX runs_unfinished ON runs (lease_until) WHERE state IN ('Running', 'Pending')",
 )
 
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2)
+_V3: Final = (
+    """
+    CREATE TABLE actor_state (
+        key          TEXT PRIMARY KEY,
+        epoch        BIGINT NOT NULL,      -- fencing token, bumped by every claim
+        owner        TEXT,
+        lease_until  DOUBLE PRECISION,     -- database time
+        state        BYTEA,                -- the last snapshot, encoded by the value codec
+        state_crc    BIGINT,
+        state_epoch  BIGINT,               -- the epoch whose incarnation wrote it
+        updated_at   DOUBLE PRECISION
+    )
+    """,
+)
+
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2, _V3)
 """``MIGRATIONS[n - 1]`` takes the schema from version ``n - 1`` to ``n``."""
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -161,7 +161,7 @@ def test_a_schema_of_a_newer_release_is_refused_naming_the_version(
     postgres_url: str, postgres_schema: str
 ) -> None:
     _schema_at(postgres_url, postgres_schema, 99)
-    with pytest.raises(PersistenceError, match=r"schema version 99.*up to 2"):
+    with pytest.raises(PersistenceError, match=r"schema version 99.*up to 3"):
         PostgresStore(postgres_url, schema=postgres_schema)
 
 
