@@ -14,7 +14,10 @@ The ``$actors`` path carries three operations for that (see docs/PROTOCOL.md):
 When the failure detector declares a node down (or it leaves), every watch of
 an actor on it ends with ``NODE_DOWN`` (``NODE_LEFT``), and that node's
 registrations here are dropped. Each watch delivers exactly one ``Terminated``:
-a watch is removed under the lock by whichever of these comes first.
+a watch is removed under the lock by whichever of these comes first. A watch
+belongs to the actor that ran at the path when it was made: one that takes the
+path over while the old one's exit is not reported yet (stopped, its thread
+still ending) does not inherit it.
 """
 
 from __future__ import annotations
@@ -49,6 +52,9 @@ class WatchService:
         self._hosted: dict[str, set[str]] = {}  # live path here -> watching nodes
         self._tokens: dict[str, int] = {}  # live path here -> the token of its start
         self._watchers: dict[Address, dict[int, Deliver]] = {}  # target -> id -> deliver
+        # token -> (watching nodes, local watchers) of an actor whose path a new actor
+        # took while its exit was not reported yet (stopped, its thread still ending)
+        self._retired: dict[int, tuple[set[str], dict[int, Deliver]]] = {}
 
     # -- this node's actors ------------------------------------------------------------
 
@@ -56,6 +62,12 @@ class WatchService:
         """Register a starting actor; returns the token its ``actor_exited`` must give."""
         token = next(self._ids)
         with self._lock:
+            old = self._tokens.get(path)
+            if old is not None:  # its watches are the old actor's: they end with its exit
+                self._retired[old] = (
+                    self._hosted.pop(path, set()),
+                    self._watchers.pop(Address(self._node, path), {}),
+                )
             self._hosted[path] = set()
             self._tokens[path] = token
         return token
@@ -63,12 +75,17 @@ class WatchService:
     def actor_exited(self, path: str, token: int, error: BaseException | None) -> None:
         reason = TerminationReason.STOPPED if error is None else TerminationReason.CRASHED
         detail = "" if error is None else f"{type(error).__name__}: {error}"
+        address = Address(self._node, path)
         with self._lock:
-            if self._tokens.get(path) != token:
-                return  # a later actor took the path over: this exit is not its
-            del self._tokens[path]
-            nodes = self._hosted.pop(path, set())
-        self._fire(Address(self._node, path), reason, detail)
+            if self._tokens.get(path) == token:
+                del self._tokens[path]
+                nodes = self._hosted.pop(path, set())
+                watchers = self._watchers.pop(address, {})
+            elif token in self._retired:  # a later actor took the path over meanwhile
+                nodes, watchers = self._retired.pop(token)
+            else:
+                return
+        self._deliver(watchers, Terminated(address, reason, detail))
         cluster = self._cluster()
         for node in nodes:
             message = {"op": "terminated", "path": path, "reason": reason.value, "detail": detail}
@@ -102,6 +119,8 @@ class WatchService:
 
     def unwatch(self, target: Address, watch_id: int) -> None:
         with self._lock:
+            for _nodes, retired in self._retired.values():
+                retired.pop(watch_id, None)
             watchers = self._watchers.get(target)
             if watchers is None or watchers.pop(watch_id, None) is None:
                 return
@@ -148,12 +167,15 @@ class WatchService:
     def _fire(self, target: Address, reason: TerminationReason, detail: str) -> None:
         with self._lock:
             watchers = self._watchers.pop(target, {})
-        message = Terminated(target, reason, detail)
+        self._deliver(watchers, Terminated(target, reason, detail))
+
+    @staticmethod
+    def _deliver(watchers: dict[int, Deliver], message: Terminated) -> None:
         for deliver in watchers.values():
             try:
                 deliver(message)
             except Exception as exc:  # noqa: BLE001 - a watcher that is gone misses it
-                log.debug("Terminated for %s not delivered: %s", target, exc)
+                log.debug("Terminated for %s not delivered: %s", message.address, exc)
 
     # -- the wire (``$actors``) and membership ---------------------------------------------
 
@@ -188,6 +210,8 @@ class WatchService:
         with self._lock:
             targets = [t for t in self._watchers if t.node == event.node]
             for nodes in self._hosted.values():
+                nodes.discard(event.node)
+            for nodes, _watchers in self._retired.values():
                 nodes.discard(event.node)
         for target in targets:
             self._fire(target, reason, f"node {event.node} is {event.status}")

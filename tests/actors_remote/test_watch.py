@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import pykka
 import pytest
 
@@ -149,3 +152,45 @@ def test_a_client_may_not_watch_or_start_children() -> None:
             with pytest.raises(RemoteError, match="only a cluster member may send it"):
                 future.result(11)
         assert not _watched(member, 1)
+
+
+class _SlowToExit(pykka.ThreadingActor):
+    """Crashes when told; its ``on_failure`` then holds its thread until ``release`` is set.
+
+    Between its crash (no longer alive) and its thread's end (exit reported), a
+    new actor may already take its name.
+    """
+
+    def __init__(self, release: threading.Event) -> None:
+        super().__init__()
+        self._release = release
+
+    def on_receive(self, message: Any) -> Any:
+        if message == "crash":
+            raise RuntimeError("told to crash")
+        return message
+
+    def on_failure(self, *_exc_info: Any) -> None:
+        self._release.wait(30)
+
+
+def test_a_name_taken_over_before_the_old_exit_is_reported_keeps_each_watch(
+    system: ActorSystem,
+) -> None:
+    release = threading.Event()
+    old = system.spawn(_SlowToExit, release, name="reused")
+    old_watch = Inbox()
+    system.watch(old, old_watch)
+    old.tell("crash")
+    assert wait_until(lambda: not old.is_alive(), 10)  # stopped; its thread still in on_failure
+    new = system.spawn(Echo, name="reused")  # the name is free again
+    new_watch = Inbox()
+    system.watch(new, new_watch)
+    release.set()
+    [message] = old_watch.wait(1, timeout=10)  # the old actor's crash, not lost
+    assert message.reason is TerminationReason.CRASHED
+    assert new.is_alive() and new_watch.received == []  # the new one's watch still holds
+    new.stop()
+    [stopped] = new_watch.wait(1, timeout=10)
+    assert stopped.reason is TerminationReason.STOPPED
+    assert len(old_watch.received) == 1
