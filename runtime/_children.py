@@ -33,7 +33,7 @@ from actors import (
     TerminationReason,
     takes_snapshots,
 )
-from runtime._hosting import actor_state_store
+from runtime._hosting import CHILD_PREFIX, actor_state_store
 from runtime.cluster import ACTORS, ACTORS_PATH, Ref
 from runtime.workflow import NodeLoad, qualified_name
 from transport import ActorNotFound, Address, NodeDown
@@ -112,7 +112,7 @@ class SystemChildStarter(ChildStarter):
             return _LocalChild(ref)
         if spec.kwargs:
             raise ValueError(f"child {spec.name!r} runs on another node: pass args, not kwargs")
-        path = f"$child/{self._supervisor}/{spec.name}/{epoch or next(self._incarnations)}"
+        path = f"{CHILD_PREFIX}{self._supervisor}/{spec.name}/{epoch or next(self._incarnations)}"
         address = self._start_remote(spec, path, key, epoch)
         return self._watched(address, report)
 

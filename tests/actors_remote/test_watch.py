@@ -9,6 +9,7 @@ import pykka
 import pytest
 
 from runtime import ActorSystem, Address, ChildSpec, Client, RemoteError, TerminationReason
+from runtime.workflow import qualified_name
 from tests.actors_remote.watch_kit import Echo, Inbox, Watching, WatchingChild
 from tests.support import wait_until
 
@@ -194,3 +195,29 @@ def test_a_name_taken_over_before_the_old_exit_is_reported_keeps_each_watch(
     [stopped] = new_watch.wait(1, timeout=10)
     assert stopped.reason is TerminationReason.STOPPED
     assert len(old_watch.received) == 1
+
+
+def test_actors_start_and_stop_reach_only_child_paths() -> None:
+    with (
+        ActorSystem("member", listen="tcp://127.0.0.1:0", plaintext=True) as member,
+        ActorSystem(
+            "peer", listen="tcp://127.0.0.1:0", join=[str(member.address)], plaintext=True
+        ) as peer,
+        Client(str(member.address), plaintext=True) as client,
+    ):
+        member.register_actor(Echo)
+        echo = member.spawn(Echo, name="echo")
+        assert wait_until(lambda: peer.members().get("member") == "up", 10)
+        stop = client._transport.ask(
+            "member", "$actors", {"op": "stop", "path": "echo"}, timeout=10
+        )
+        with pytest.raises(RemoteError, match=r"\$child/"):
+            stop.result(11)
+        assert echo.is_alive()  # a client cannot stop a user's actor through $actors
+        assert peer.cluster is not None
+        for path in ("taken-by-peer", "$singleton/counter", ""):
+            request = {"op": "start", "class": qualified_name(Echo), "args": [], "path": path}
+            start = peer.cluster.transport.ask(Address("member", "$actors"), request, timeout=10)
+            with pytest.raises(RemoteError, match=r"\$child/"):
+                start.result(11)
+            assert member._named_ref(path) is None
