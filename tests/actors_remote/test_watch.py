@@ -221,3 +221,30 @@ def test_actors_start_and_stop_reach_only_child_paths() -> None:
             with pytest.raises(RemoteError, match=r"\$child/"):
                 start.result(11)
             assert member._named_ref(path) is None
+
+
+def _watch_entries(system: ActorSystem) -> int:
+    """How many watches the system keeps (its death watch's and its watch service's)."""
+    service = sum(len(watchers) for watchers in system._watches._watchers.values())
+    return service + len(system._death_watch._ids)
+
+
+def test_the_watches_of_a_watcher_that_stopped_are_dropped(
+    coordinator_and_peer: tuple[ActorSystem, ActorSystem],
+) -> None:
+    coordinator, peer = coordinator_and_peer
+    local = coordinator.spawn(Echo, name="long-lived")
+    peer.spawn(Echo, name="remote-long-lived")
+    remote = coordinator.ref("peer/remote-long-lived")
+    for _ in range(20):  # short-lived actors, each watching long-lived ones
+        watcher = coordinator.spawn(Watching)
+        coordinator.watch(local, watcher)
+        coordinator.watch(remote, watcher)
+        watcher.stop()
+    assert wait_until(lambda: _watch_entries(coordinator) == 0, 10), _watch_entries(coordinator)
+    assert wait_until(lambda: not _watched(peer, 1), 10)  # the peer was told: unwatch
+    kept = Inbox()
+    coordinator.watch(remote, kept)  # a watch of a live watcher still holds
+    assert wait_until(lambda: _watched(peer, 1), 10)
+    peer._named_ref("remote-long-lived").stop()
+    assert kept.wait(1)[0].reason is TerminationReason.STOPPED
