@@ -48,6 +48,7 @@ class WatchService:
         self._node = node
         self._cluster = cluster
         self._lock = threading.Lock()
+        self._wire = threading.Lock()  # sends watch/unwatch of remote targets in table order
         self._ids = itertools.count(1)
         self._hosted: dict[str, set[str]] = {}  # live path here -> watching nodes
         self._tokens: dict[str, int] = {}  # live path here -> the token of its start
@@ -104,53 +105,59 @@ class WatchService:
     def watch(self, target: Address, deliver: Deliver) -> int:
         """Deliver one ``Terminated`` for ``target``; returns the watch's id (for unwatch)."""
         watch_id = next(self._ids)
-        with self._lock:
-            known = target in self._watchers
-            local_alive = target.node == self._node and target.path in self._hosted
-            if target.node != self._node or local_alive:
-                self._watchers.setdefault(target, {})[watch_id] = deliver
         if target.node == self._node:
+            with self._lock:
+                local_alive = target.path in self._hosted
+                if local_alive:
+                    self._watchers.setdefault(target, {})[watch_id] = deliver
             if not local_alive:
                 deliver(Terminated(target, TerminationReason.NOT_FOUND, "no such actor"))
             return watch_id
-        if not known:
-            self._subscribe(target)
+        with self._wire:  # a last unwatch of the target still on its way goes out first
+            with self._lock:
+                known = target in self._watchers
+                self._watchers.setdefault(target, {})[watch_id] = deliver
+            sent = None if known else self._send_watch(target)
+        if isinstance(sent, str):
+            self._fire(target, TerminationReason.NODE_DOWN, sent)
+        elif sent is not None:
+            sent.add_done_callback(lambda done: self._subscribed(target, done))
         return watch_id
 
     def unwatch(self, target: Address, watch_id: int) -> None:
-        with self._lock:
-            for _nodes, retired in self._retired.values():
-                retired.pop(watch_id, None)
-            watchers = self._watchers.get(target)
-            if watchers is None or watchers.pop(watch_id, None) is None:
-                return
-            last = not watchers
-            if last:
-                del self._watchers[target]
-        cluster = self._cluster()
-        if last and target.node != self._node and cluster is not None:
-            try:
-                cluster.transport.tell(
-                    Address(target.node, ACTORS_PATH), {"op": "unwatch", "path": target.path}
-                )
-            except Exception as exc:  # noqa: BLE001 - a gone node forgets its watchers anyway
-                log.debug("unwatch of %s not sent: %s", target, exc)
+        with self._wire:  # see ``watch``: the hosting node sees watch and unwatch in order
+            with self._lock:
+                for _nodes, retired in self._retired.values():
+                    retired.pop(watch_id, None)
+                watchers = self._watchers.get(target)
+                if watchers is None or watchers.pop(watch_id, None) is None:
+                    return
+                last = not watchers
+                if last:
+                    del self._watchers[target]
+            cluster = self._cluster()
+            if last and target.node != self._node and cluster is not None:
+                try:
+                    cluster.transport.tell(
+                        Address(target.node, ACTORS_PATH), {"op": "unwatch", "path": target.path}
+                    )
+                except Exception as exc:  # noqa: BLE001 - a gone node forgets its watchers anyway
+                    log.debug("unwatch of %s not sent: %s", target, exc)
 
-    def _subscribe(self, target: Address) -> None:
+    def _send_watch(self, target: Address) -> concurrent.futures.Future[Any] | str:
+        """Ask ``target``'s node to watch it: the answer's future, or why it is down."""
         cluster = self._cluster()
         if cluster is None:
-            self._fire(target, TerminationReason.NODE_DOWN, "this system is not in a cluster")
-            return
+            return "this system is not in a cluster"
         try:
-            future = cluster.transport.ask(
+            future: concurrent.futures.Future[Any] = cluster.transport.ask(
                 Address(target.node, ACTORS_PATH),
                 {"op": "watch", "path": target.path},
                 timeout=_ASK_TIMEOUT,
             )
         except NodeDown as exc:
-            self._fire(target, TerminationReason.NODE_DOWN, str(exc))
-            return
-        future.add_done_callback(lambda done: self._subscribed(target, done))
+            return str(exc)
+        return future
 
     def _subscribed(self, target: Address, done: concurrent.futures.Future[Any]) -> None:
         try:

@@ -248,3 +248,44 @@ def test_the_watches_of_a_watcher_that_stopped_are_dropped(
     assert wait_until(lambda: _watched(peer, 1), 10)
     peer._named_ref("remote-long-lived").stop()
     assert kept.wait(1)[0].reason is TerminationReason.STOPPED
+
+
+@pytest.mark.timeout(60)
+def test_a_watch_made_while_the_last_unwatch_is_on_its_way_still_holds(
+    coordinator_and_peer: tuple[ActorSystem, ActorSystem],
+) -> None:
+    coordinator, peer = coordinator_and_peer
+    target = peer.spawn(Echo, name="target")
+    address = Address("peer", "target")
+    assert coordinator.cluster is not None
+    transport = coordinator.cluster.transport
+    unwatch_reached, watch_sent = threading.Event(), threading.Event()
+    tell, ask = transport.tell, transport.ask
+
+    def slow_unwatch(to: Address, message: Any) -> None:  # the unwatching thread, preempted
+        if isinstance(message, dict) and message.get("op") == "unwatch":
+            unwatch_reached.set()
+            watch_sent.wait(2)  # a fixed order takes the full 2 s; the race does not wait
+        tell(to, message)
+
+    def noted_watch(to: Address, message: Any, **kwargs: Any) -> Any:
+        future = ask(to, message, **kwargs)
+        if isinstance(message, dict) and message.get("op") == "watch":
+            watch_sent.set()
+        return future
+
+    first, second = Inbox(), Inbox()
+    coordinator.watch(address, first)
+    assert wait_until(lambda: _watched(peer, 1), 10)
+    transport.tell, transport.ask = slow_unwatch, noted_watch  # type: ignore[method-assign]
+    unwatching = threading.Thread(target=coordinator.unwatch, args=(address, first))
+    unwatching.start()
+    assert unwatch_reached.wait(10)
+    coordinator.watch(address, second)  # its watch goes out before the unwatch above
+    unwatching.join(10)
+    transport.tell, transport.ask = tell, ask  # type: ignore[method-assign]
+    assert coordinator.ref(address).ask("ping", timeout=10) == "ping"  # behind both, in order
+    target.stop()
+    [message] = second.wait(1, timeout=10)
+    assert message.reason is TerminationReason.STOPPED
+    assert first.received == []
