@@ -18,6 +18,7 @@ child through it (hooked like any actor of the system: watchable, and
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -169,10 +170,18 @@ class SystemChildStarter(ChildStarter):
             "key": key,
             "epoch": epoch,
         }
-        future = system.cluster.transport.ask(
-            Address(node, ACTORS_PATH), request, timeout=_START_TIMEOUT
-        )
-        address: Address = future.result(_START_TIMEOUT + 1.0)
+        actors = Address(node, ACTORS_PATH)
+        future = system.cluster.transport.ask(actors, request, timeout=_START_TIMEOUT)
+        try:
+            address: Address = future.result(_START_TIMEOUT + 1.0)
+        except (ActorNotFound, NodeDown):
+            raise  # not started there, or that node is gone with it
+        except Exception:
+            # No answer in time: that node may start it yet, and nobody would watch
+            # it. A stop queued behind the start ends it (the start counts as a crash).
+            with contextlib.suppress(Exception):
+                system.cluster.transport.tell(actors, {"op": "stop", "path": path})
+            raise
         return address
 
     def _watched(
