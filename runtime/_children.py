@@ -179,8 +179,7 @@ class SystemChildStarter(ChildStarter):
         except Exception:
             # No answer in time: that node may start it yet, and nobody would watch
             # it. A stop queued behind the start ends it (the start counts as a crash).
-            with contextlib.suppress(Exception):
-                system.cluster.transport.tell(actors, {"op": "stop", "path": path})
+            self._stop_quietly(Address(node, path))
             raise
         return address
 
@@ -189,6 +188,10 @@ class SystemChildStarter(ChildStarter):
     ) -> _RemoteChild:
         def on_terminated(message: Terminated) -> None:
             text = f"child at {address}: {message.reason.value} {message.detail}".strip()
+            if message.reason is TerminationReason.NOT_FOUND:
+                # Not confirmed (no answer in time) is not gone: it would run on, unwatched,
+                # beside its replacement. A stop ends it if it still runs.
+                self._stop_quietly(address)
             if message.reason in (TerminationReason.NODE_DOWN, TerminationReason.NODE_LEFT):
                 report(NodeDown(text))
             elif message.reason.is_crash:
@@ -201,3 +204,11 @@ class SystemChildStarter(ChildStarter):
         return _RemoteChild(
             system.ref(address), lambda: system._watches.unwatch(address, watch_id), system
         )
+
+    def _stop_quietly(self, address: Address) -> None:
+        cluster = self._system.cluster
+        if cluster is not None and address.node != self._system.name:
+            with contextlib.suppress(Exception):
+                cluster.transport.tell(
+                    Address(address.node, ACTORS_PATH), {"op": "stop", "path": address.path}
+                )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import threading
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -26,6 +27,7 @@ from runtime.cluster import ACTORS
 from runtime.store import decode_value
 from tests.actors_remote.watch_kit import Counter, Inbox, Plain
 from tests.support import wait_until
+from transport import Address, AskTimeout
 
 
 class OnPeer:
@@ -272,3 +274,42 @@ def test_a_remote_start_that_timed_out_leaves_no_child_behind(
     SlowToStart.opened.set()  # the node gets to the start it was asked for
     assert wait_until(lambda: SlowToStart.ran, 10)
     assert wait_until(lambda: not SlowToStart.running, 10)  # and stops it: nobody supervises it
+
+
+@pytest.mark.timeout(60)
+def test_a_remote_child_whose_watch_was_not_confirmed_is_stopped_not_left_running(
+    coordinator_and_peer: tuple[ActorSystem, ActorSystem],
+) -> None:
+    coordinator, peer = coordinator_and_peer
+    peer.register_actor(Plain)
+    assert coordinator.cluster is not None
+    transport = coordinator.cluster.transport
+    ask = transport.ask
+
+    def unanswered_watch(to: Address, message: Any, **kwargs: Any) -> Any:
+        if isinstance(message, dict) and message.get("op") == "watch":
+            lost: concurrent.futures.Future[Any] = concurrent.futures.Future()
+            lost.set_exception(AskTimeout("no answer (a node too busy to answer in time)"))
+            return lost
+        return ask(to, message, **kwargs)
+
+    transport.ask = unanswered_watch  # type: ignore[method-assign]
+    escalated = threading.Event()
+    supervisor = coordinator.supervise(
+        [ChildSpec("plain", Plain, node="peer")],
+        intensity=RestartIntensity(max_restarts=0, period=60),
+        name="unsure",
+    )
+    coordinator.watch(supervisor, lambda _gone: escalated.set())
+    assert escalated.wait(20)  # its child counted as gone: a crash, and no restarts allowed
+    transport.ask = ask  # type: ignore[method-assign]
+    assert wait_until(lambda: not _children_on(peer), 10), _children_on(peer)
+
+
+def _children_on(system: ActorSystem) -> list[str]:
+    """The ``$child/`` actors alive on ``system``."""
+    return [
+        path
+        for path, ref in list(system._named.items())
+        if path.startswith("$child/") and ref.is_alive()
+    ]
