@@ -39,7 +39,7 @@ class DeathWatch:
         self._system = system
         self._watches = watches
         self._lock = threading.Lock()
-        self._ids: dict[tuple[Address, Any], int] = {}
+        self._ids: dict[tuple[Address, Any], _Entry] = {}  # (target, watcher) -> its watch
         self._guards: dict[Any, _Guard] = {}  # an actor watcher's identity -> its guard
 
     def watch(self, target: Any, watcher: Watcher) -> None:
@@ -47,10 +47,13 @@ class DeathWatch:
         identity = _identity(watcher)
         key = (address, identity)
         deliver = self._deliverer(watcher)
+        entry = _Entry()
 
         def once(message: Terminated) -> None:
             with self._lock:
-                self._ids.pop(key, None)
+                if self._ids.get(key) is not entry:
+                    return  # unwatched meanwhile: nothing after unwatch returned
+                del self._ids[key]
                 done = self._forget_target(identity, address)
             if done is not None:
                 self._watches.unwatch(done.own, done.watch_id)
@@ -59,16 +62,18 @@ class DeathWatch:
         with self._lock:
             if key in self._ids:
                 return
-            self._ids[key] = 0  # reserved: a NOT_FOUND fired at once pops it
+            self._ids[key] = entry  # before the watch: a NOT_FOUND fired at once finds it
         watch_id = self._watches.watch(address, once)
         with self._lock:
-            if key not in self._ids:
-                return  # fired at once
-            self._ids[key] = watch_id
-            guard = self._guards.get(identity)
-            if guard is not None:
-                guard.targets.add(address)
-        if guard is None:
+            current = self._ids.get(key) is entry
+            if current:
+                entry.watch_id = watch_id
+                guard = self._guards.get(identity)
+                if guard is not None:
+                    guard.targets.add(address)
+        if not current:  # fired at once, or unwatched before it had its id
+            self._watches.unwatch(address, watch_id)  # a no-op once fired
+        elif guard is None:
             self._guard(watcher, identity, address)
 
     def _guard(self, watcher: Watcher, identity: Any, target: Address) -> None:
@@ -97,10 +102,10 @@ class DeathWatch:
             if self._guards.get(identity) is not guard:
                 return
             del self._guards[identity]
-            ids = [(t, self._ids.pop((t, identity), 0)) for t in guard.targets]
-        for target, watch_id in ids:
-            if watch_id:
-                self._watches.unwatch(target, watch_id)
+            entries = [(t, self._ids.pop((t, identity), None)) for t in guard.targets]
+        for target, entry in entries:
+            if entry is not None and entry.watch_id:
+                self._watches.unwatch(target, entry.watch_id)
 
     def _forget_target(self, identity: Any, target: Address) -> _Guard | None:
         """Under the lock: ``target`` no longer watched; the guard to cancel if it was the last."""
@@ -117,10 +122,10 @@ class DeathWatch:
         address = self._address(target)
         identity = _identity(watcher)
         with self._lock:
-            watch_id = self._ids.pop((address, identity), None)
-            done = self._forget_target(identity, address) if watch_id is not None else None
-        if watch_id:
-            self._watches.unwatch(address, watch_id)
+            entry = self._ids.pop((address, identity), None)
+            done = self._forget_target(identity, address) if entry is not None else None
+        if entry is not None and entry.watch_id:
+            self._watches.unwatch(address, entry.watch_id)
         if done is not None:
             self._watches.unwatch(done.own, done.watch_id)
 
@@ -158,6 +163,12 @@ class DeathWatch:
         if callable(watcher):
             return watcher
         raise TypeError(f"watcher must be a pykka ref, a Ref or a callable, got {watcher!r}")
+
+
+class _Entry:
+    """One watch of a (target, watcher) pair; its ``WatchService`` id once known (0 before)."""
+
+    watch_id = 0
 
 
 @dataclass

@@ -8,7 +8,15 @@ from typing import Any
 import pykka
 import pytest
 
-from runtime import ActorSystem, Address, ChildSpec, Client, RemoteError, TerminationReason
+from runtime import (
+    ActorSystem,
+    Address,
+    ChildSpec,
+    Client,
+    RemoteError,
+    Terminated,
+    TerminationReason,
+)
 from runtime.workflow import qualified_name
 from tests.actors_remote.watch_kit import Echo, Inbox, Watching, WatchingChild
 from tests.support import wait_until
@@ -289,3 +297,23 @@ def test_a_watch_made_while_the_last_unwatch_is_on_its_way_still_holds(
     [message] = second.wait(1, timeout=10)
     assert message.reason is TerminationReason.STOPPED
     assert first.received == []
+
+
+def test_no_terminated_is_delivered_after_unwatch_returned(system: ActorSystem) -> None:
+    ref = system.spawn(Echo, name="echo")
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(_message: Terminated) -> None:  # holds the delivery pass
+        entered.set()
+        release.wait(10)
+
+    cancelled, after = Inbox(), Inbox()
+    system.watch(ref, slow)
+    system.watch(ref, cancelled)
+    system.watch(ref, after)  # told after ``cancelled`` would have been, in the same pass
+    ref.stop(block=False)
+    assert entered.wait(10)  # the pass has begun: ``cancelled``'s turn is yet to come
+    system.unwatch(ref, cancelled)
+    release.set()
+    after.wait(1, timeout=10)
+    assert cancelled.received == []
