@@ -8,6 +8,7 @@ the same types and nothing needs translating twice (decided once, see README)::
     ├── ActorNotFound             the target address names no live actor
     ├── NodeDown                  the peer node is unreachable or declared dead
     │   └── OutboxFull            the peer did not take our frames in time (backpressure)
+    ├── Overloaded                the receiving node refused work from this sender for now
     ├── AskTimeout                no reply to an ask within its deadline
     └── RemoteError               a failure raised on another node, kept readable
     (actors/_errors.py adds the workflow, lock and persistence branches)
@@ -23,6 +24,7 @@ __all__ = [
     "AskTimeout",
     "NodeDown",
     "OutboxFull",
+    "Overloaded",
     "ProtocolError",
     "RemoteError",
     "WorkflowError",
@@ -58,6 +60,14 @@ class NameInUse(NodeDown):
     A ``NodeDown``, like every other way a join can fail."""
 
 
+class Overloaded(WorkflowError):
+    """The receiving node has as many of this sender's messages waiting for its
+    dispatch thread as it accepts from one sender (``dispatch_queue_per_sender``):
+    this ask was refused (a tell would be dropped), while other senders are still
+    served. Nothing was delivered; slow down and retry. On the wire its type name
+    is ``runtime.Overloaded``."""
+
+
 class AskTimeout(WorkflowError, TimeoutError):
     """An ask got no reply within its deadline."""
 
@@ -89,6 +99,7 @@ for _cls in (
     NodeDown,
     OutboxFull,
     NameInUse,
+    Overloaded,
     AskTimeout,
     RemoteError,
 ):

@@ -14,6 +14,16 @@ Like pyzmq's ``ThreadAuthenticator``, ``IoLoop`` is a handle with two sides:
   the DEALERs, and every received frame and every tick goes to
   ``NodeProtocol``. Sockets are created, used and closed on this thread only.
 
+Fairness between connections: one turn decodes at most ``_PEER_FRAMES`` frames
+of each ROUTER connection (keyed by its routing id). A connection's further
+frames that turn wait, undecoded, in its own queue and go first next turn (or
+later in the same turn, once the ROUTER has nothing else waiting), so a peer
+flooding the node with costly frames (deeply nested, malformed) delays every
+other peer by a bounded amount of decoding per turn, not by its whole flood.
+Once one connection has ``_PEER_HELD`` frames held, the turn reads no more:
+the rest stay in ZeroMQ (whose high-water mark then pushes back on the
+sender); nothing is dropped.
+
 Traffic flows one way per socket: every message, replies included, goes out
 through the sender's DEALER to the receiver's ROUTER, so each received frame
 passes the same authentication check. The thread never blocks on a send and
@@ -25,6 +35,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -48,6 +59,8 @@ log = logging.getLogger(__name__)
 
 _BATCH = 500  # frames handled per socket per loop turn, so ticks and commands stay timely
 _DRAIN_BUDGET = 0.05  # seconds of decoding per loop turn: heartbeats go out even under a flood
+_PEER_FRAMES = 64  # frames of one ROUTER connection decoded per loop turn
+_PEER_HELD = 2000  # frames of one connection read but not decoded yet; more are dropped
 _MONITOR_EVENTS = (
     zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
     | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
@@ -98,6 +111,8 @@ class IoLoop:
         self.protocol = NodeProtocol(
             node, links=self._links, outbox=self.outbox, inbox=inbox, subscribers=subscribers
         )
+        # I/O thread only: per ROUTER connection, frames read past its budget this turn
+        self._held: dict[bytes, deque[list[Any]]] = {}
 
     # -- API side (any thread) ---------------------------------------------
 
@@ -220,13 +235,13 @@ class IoLoop:
         poll_ms = max(1, int(self._settings.check_interval * 1000))
         now = self._node.now
         while True:
-            ready = dict(poller.poll(outbox.poll_timeout(poll_ms)))
+            ready = dict(poller.poll(0 if self._held else outbox.poll_timeout(poll_ms)))
             if wakeup_fd in ready:
                 outbox.clear_wakeup()  # before the flush: a later post sets it again
             if commands in ready and self._drain_commands(commands):
                 return
             outbox.flush()
-            if router is not None and router in ready:
+            if router is not None and (router in ready or self._held):
                 self._drain_router(router)
             if monitor is not None and monitor in ready:
                 self._drain_monitor(monitor)
@@ -251,7 +266,8 @@ class IoLoop:
 
     def _drain_router(self, router: zmq.Socket[Any]) -> None:
         """Hand the waiting [routing id, payload] messages to the protocol, as many as
-        ``_BATCH`` and ``_DRAIN_BUDGET`` allow.
+        ``_BATCH``, ``_DRAIN_BUDGET`` and each connection's ``_PEER_FRAMES`` allow;
+        first those held back from earlier turns, round-robin by connection.
 
         Two ``recv`` calls and a look at ``EVENTS`` before the next message cost a
         fraction of ``recv_multipart`` (which reads ``RCVMORE`` per part) and of the
@@ -262,7 +278,12 @@ class IoLoop:
         on_frames = self.protocol.on_frames
         recv = router.recv
         budget_end = time.monotonic() + _DRAIN_BUDGET
+        handled: dict[bytes, int] = {}
+        held = self._held
+        if held:
+            self._drain_held(handled, budget_end)
         received = 0
+        emptied = False
         try:
             for _ in range(_BATCH):
                 try:
@@ -272,15 +293,52 @@ class IoLoop:
                         frame = recv(zmq.NOBLOCK, copy=False)
                         parts.append(frame)
                 except zmq.Again:
-                    return
+                    emptied = True
+                    break
                 if not secured and len(parts) == 2:
                     parts[1] = frame.bytes  # plaintext: no User-Id to read, plain bytes
                 received += 1
-                on_frames(parts)
-                if time.monotonic() > budget_end or not _readable(router):
-                    return
+                connection = parts[0].bytes
+                count = handled.get(connection, 0)
+                if count >= _PEER_FRAMES or connection in held:
+                    if self._hold(connection, parts) >= _PEER_HELD:
+                        break  # read no more this turn: ZeroMQ holds the rest (back-pressure)
+                else:
+                    handled[connection] = count + 1
+                    on_frames(parts)
+                if time.monotonic() > budget_end:
+                    break
+                if not _readable(router):
+                    emptied = True
+                    break
         finally:
             self._node.counters.received(received)
+        # Nobody else is waiting (all read): the time left goes to what was held back.
+        while emptied and held and time.monotonic() <= budget_end:
+            self._drain_held({}, budget_end)
+
+    def _hold(self, connection: bytes, parts: list[Any]) -> int:
+        """Keep a frame for a later turn; returns how many its connection holds now."""
+        queue = self._held.get(connection)
+        if queue is None:
+            queue = self._held[connection] = deque()
+        queue.append(parts)
+        return len(queue)
+
+    def _drain_held(self, handled: dict[bytes, int], budget_end: float) -> None:
+        """Decode frames held back, up to ``_PEER_FRAMES`` per connection, round-robin."""
+        on_frames = self.protocol.on_frames
+        for connection in list(self._held):
+            queue = self._held[connection]
+            count = 0
+            while queue and count < _PEER_FRAMES:
+                on_frames(queue.popleft())
+                count += 1
+            handled[connection] = count
+            if not queue:
+                del self._held[connection]
+            if time.monotonic() > budget_end:
+                return
 
     def _drain_monitor(self, monitor: zmq.Socket[Any]) -> None:
         for _ in range(_BATCH):

@@ -80,7 +80,7 @@ class NodeProtocol:
         self._dedup = DedupWindow(settings.dedup_window)
         self._incarnation = node.membership.self_incarnation
         self._handshakes = Handshakes(node.name, self._incarnation, settings, links, node.ids)
-        self._drops_log = RateLimitedLog(log)  # one line per drop reason every 5 s
+        self._drops_log = node.counters.watch(RateLimitedLog(log))  # per reason (and peer)
         now_value = now()
         self._next_check = now_value
         self._next_heartbeat = now_value
@@ -152,7 +152,7 @@ class NodeProtocol:
             envelope = decode_envelope(data, self._settings.limits)
         except ProtocolError as exc:
             peer = f" from {authenticated!r}" if authenticated is not None else ""
-            self._drop("malformed", f"frame{peer}: {exc}")
+            self._drop("malformed", f"frame{peer}: {exc}", authenticated)
             return
         if authenticated is not None and envelope.sender != authenticated:
             self._drop(
@@ -184,21 +184,25 @@ class NodeProtocol:
                 "malformed",
                 f"batch from {sender!r} is {size} bytes, over max_containers="
                 f"{limits.max_containers}",
+                sender,
             )
             return
         for index, item in enumerate(batch.body):
             try:
                 envelope = decode_envelope(item, limits)
             except ProtocolError as exc:
-                self._drop("malformed", f"item {index} of a batch from {sender!r}: {exc}")
+                self._drop("malformed", f"item {index} of a batch from {sender!r}: {exc}", sender)
                 continue
             if envelope.sender != sender:
                 self._drop(
                     "sender_mismatch",
                     f"item {index} of a batch from {sender!r} claims sender {envelope.sender!r}",
+                    sender,
                 )
             elif envelope.kind is Kind.BATCH:
-                self._drop("malformed", f"item {index} of a batch from {sender!r} is a batch")
+                self._drop(
+                    "malformed", f"item {index} of a batch from {sender!r} is a batch", sender
+                )
             else:
                 self._on_envelope(envelope)
 
@@ -375,7 +379,11 @@ class NodeProtocol:
     def _on_answer(self, envelope: Envelope) -> None:
         entry = self._pending.resolve(envelope.correlation_id, envelope.sender)
         if entry is None:
-            self._drop("unexpected_reply", f"answer from {envelope.sender!r} to no pending ask")
+            self._drop(
+                "unexpected_reply",
+                f"answer from {envelope.sender!r} to no pending ask",
+                envelope.sender,
+            )
             return
         if envelope.kind is Kind.ERROR:
             complete_ask(entry.future, False, error_from_wire(envelope.body))
@@ -385,18 +393,16 @@ class NodeProtocol:
     def _on_message(self, envelope: Envelope) -> None:
         if self._dedup.seen_before(envelope.sender, envelope.message_id):
             self._drop(
-                "duplicate", f"replayed message {envelope.message_id} from {envelope.sender!r}"
+                "duplicate",
+                f"replayed message {envelope.message_id} from {envelope.sender!r}",
+                envelope.sender,
             )
             return
         reply: Reply | None = None
         if envelope.kind is Kind.ASK:
             reply = CallbackReply(partial(self.answer, envelope.sender, envelope.message_id))
-        if not self._inbox.receive(envelope.sender, envelope.target, envelope.body, reply):
-            self._drop("dispatch_full", f"handler queue full; dropped a {envelope.kind.value}")
-            if reply is not None:
-                reply.error(
-                    RemoteError("transport.Overloaded", "dispatch queue full", "", self._name)
-                )
+        # refused (its sender has too many waiting): answered Overloaded, counted there
+        self._inbox.receive(envelope.sender, envelope.target, envelope.body, reply)
 
     def answer(self, node: str, correlation_id: int, ok: bool, value: Any) -> None:
         """Send the answer to ask ``correlation_id`` back to ``node`` (any thread)."""
@@ -441,7 +447,10 @@ class NodeProtocol:
         envelope = Envelope(kind, self._next_id(), correlation_id, self._name, "", body)
         return encode_envelope(envelope, self._settings.limits)
 
-    def _drop(self, reason: str, detail: str) -> None:
-        """Count a dropped frame; log one warning per reason every few seconds."""
-        self._counters.dropped(reason)
-        self._drops_log.warning(reason, "%s dropped a frame (%s): %s", self._name, reason, detail)
+    def _drop(self, reason: str, detail: str, peer: str | None = None) -> None:
+        """Count a dropped frame (against ``peer`` when known, i.e. a member or an
+        authenticated sender); log one warning per reason (and peer) every few seconds."""
+        self._counters.dropped(reason, peer=peer)
+        self._drops_log.warning(
+            reason, "%s dropped a frame (%s): %s", self._name, reason, detail, peer=peer
+        )
