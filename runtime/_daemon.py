@@ -5,7 +5,9 @@ On the signal it leaves the cluster gracefully — in-flight steps get up to
 re-place them, peers are told — then shuts the system down and returns.
 SIGUSR1 writes every thread's stack to stderr (named threads: ``actorflow-io-*``,
 ``actorflow-dispatch-*``, pykka actors...), the first thing to look at when a
-member seems stuck.
+member seems stuck; a thread of ours writes it, holding the GIL
+(``_stackdump``), so it is safe on a busy node. faulthandler is enabled for
+fatal errors only.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import threading
 from collections.abc import Callable, Sequence
 from types import FrameType
 
+from runtime._stackdump import StackDumper
 from runtime._system import ActorSystem
 
 __all__ = ["node_command", "serve"]
@@ -50,6 +53,7 @@ def serve(
     previous: dict[signal.Signals, object] = {}
     wakeup: tuple[int, int] | None = None
     received: list[int] = []
+    dumper: StackDumper | None = None
     if threading.current_thread() is threading.main_thread():
         wakeup = os.pipe()
         os.set_blocking(wakeup[1], False)
@@ -67,7 +71,9 @@ def serve(
         for signum in (signal.SIGTERM, signal.SIGINT):
             previous[signum] = signal.signal(signum, on_signal)
         if not faulthandler.is_enabled():
-            faulthandler.register(signal.SIGUSR1, all_threads=True)
+            faulthandler.enable()  # fatal errors only: SIGUSR1 is the dumper's
+        dumper = StackDumper()
+        dumper.install()
     try:
         if on_ready is not None:
             on_ready(system)
@@ -89,6 +95,8 @@ def serve(
             if wakeup is not None:
                 os.close(wakeup[0])
                 os.close(wakeup[1])
+            if dumper is not None:
+                dumper.uninstall()
 
 
 def _wait_for_stop(stop: threading.Event, received: list[int], wakeup_fd: int | None) -> None:

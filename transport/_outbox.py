@@ -29,7 +29,10 @@ one GIL hand-off per batch instead of per message. Nothing waits to fill a
 batch: a lone frame goes out alone, at once.
 
 Back-pressure: a frame a peer's full DEALER refuses (HWM) is never dropped; it
-waits in that peer's backlog, retried every loop turn, in order. The queue
+waits in that peer's backlog, retried every loop turn, in order. So do a
+peer's frames past ``_PEER_SENDS`` sends in one turn: a flood of answers to
+one peer (a hostile one asking as fast as it can) waits its turn while the
+other peers' frames go out. The queue
 plus the backlogs hold at most ``settings.outbox_size`` frames posted with a
 ``timeout``: past that, ``post`` blocks its *caller* (never the I/O thread)
 until there is room, up to the timeout, then raises ``OutboxFull`` with
@@ -65,7 +68,8 @@ from transport._sockets import FULL, SENT, PeerLinks
 
 __all__ = ["Outbox", "Wakeup"]
 
-_FLUSH_BATCH = 5000  # queued frames taken per loop turn, so ticks and commands stay timely
+_FLUSH_BATCH = 20_000  # queued frames taken per loop turn (~0.2 us each), so ticks stay timely
+_PEER_SENDS = 32  # sends (frames or batch frames) per peer per loop turn; the rest wait a turn
 _BATCH_FRAMES = 256  # most queued frames sent together as one batch frame
 _BATCH_BYTES = 256 * 1024  # most bytes of queued frames in one batch frame
 _BACKLOG_POLL_MS = 1  # poll timeout while a peer's DEALER is full: retry soon
@@ -329,9 +333,13 @@ class Outbox:
             self._room.set()
 
     def _send_queue(self, node: str, queue: deque[bytes]) -> None:
-        """Send ``queue`` (counted in ``_backlogged``) from its head until it is empty or the
-        peer's DEALER is full; several frames in a row travel as one batch frame."""
-        while queue:
+        """Send ``queue`` (counted in ``_backlogged``) from its head until it is empty, the
+        peer's DEALER is full or the peer had its ``_PEER_SENDS`` this turn (the rest
+        wait in its backlog: one peer's flood of answers cannot hold up the others');
+        several frames in a row travel as one batch frame."""
+        for _ in range(_PEER_SENDS):
+            if not queue:
+                return
             refused = self._refused.pop(node, None)
             frame, count = refused if refused is not None else self._next_frame(queue)
             result = self._links.try_send(node, frame, count)
