@@ -6,9 +6,10 @@ Speaks the wire protocol by hand (raw ``zmq`` + ``msgpack``, as in
 docs/PROTOCOL.md): says hello, heartbeats so it stays a member, then sends
 each kind of traffic for ``--seconds`` as fast as its DEALER takes it, reading
 the answers meanwhile (a kind's time starts once its first frame is taken:
-the node reads the previous kind's backlog first). Prints ``JOINED``, then ``FLOODING <kind>`` as each
-kind starts, then one ``SUMMARY <json>`` line: frames sent per kind and the
-answers it got by type name (``runtime.Overloaded``, ``runtime.ActorNotFound``...).
+the node reads the previous kind's backlog first). Prints ``JOINED``, then
+``FLOODING <kind>`` as each kind starts, then one ``SUMMARY <json>`` line:
+frames sent per kind and the answers it got by type name
+(``runtime.Overloaded``, ``runtime.ActorNotFound``...).
 
 Kinds (``KINDS``): ``garbage`` (not msgpack), ``deep`` (a body of arrays nested
 past msgpack's limit), ``deep_ext`` (an ext payload nesting arrays 1,000 deep),
