@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 _RESERVE = 16  # a sender holding fewer jobs than this is accepted past the total bound
 _WAKE_EVERY = 64  # jobs run between two calls of ``after_jobs`` while busy
+_YIELD_EVERY = 16  # jobs run between two offers of the GIL to other threads while busy
 
 
 class FairDispatcher:
@@ -70,6 +71,8 @@ class FairDispatcher:
         self._running_sender: str | None = None  # whose job runs
         self._seq = itertools.count()
         self._stopping = False
+        self._sleeping = False  # the thread waits for work (submit must notify it)
+        self._room_waiters = 0  # local submitters waiting for room (a take must notify them)
         self._thread = threading.Thread(target=self._run, name=thread_name, daemon=True)
 
     def start(self) -> None:
@@ -101,7 +104,11 @@ class FairDispatcher:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
-                self._cond.wait(remaining)
+                self._room_waiters += 1
+                try:
+                    self._cond.wait(remaining)
+                finally:
+                    self._room_waiters -= 1
             queue = self._queues.get(sender)
             if queue is None:
                 queue = self._queues[sender] = deque()
@@ -109,7 +116,8 @@ class FairDispatcher:
                 self._ring.append(sender)
             queue.append((next(self._seq), job))
             self._queued += 1
-            self._cond.notify_all()
+            if self._sleeping:
+                self._cond.notify_all()
         return True
 
     def _has_room(self, sender: str) -> bool:
@@ -147,7 +155,7 @@ class FairDispatcher:
         """Run the jobs already queued, then end the thread; True if it ended in time."""
         with self._cond:
             self._stopping = True
-            self._cond.notify_all()
+            self._cond.notify_all()  # the thread and any waiting submitter
         if not self._thread.is_alive():
             return True
         if self._thread is not threading.current_thread():
@@ -191,17 +199,25 @@ class FairDispatcher:
                         return
                     self._running = 0
                     self._running_sender = None
+                    self._sleeping = True
                     self._cond.wait()
+                    self._sleeping = False
                     taken = self._take()
                 self._running_sender, job = taken
                 self._running = 1
-                self._cond.notify_all()  # a waiting local submitter may have room now
+                if self._room_waiters:
+                    self._cond.notify_all()  # a waiting local submitter may have room now
                 empty = self._queued == 0
             try:
                 job()
             except Exception:
                 log.exception("job on %s raised", self._thread.name)
             since_wake += 1
+            if since_wake % _YIELD_EVERY == 0:
+                # Busy with a flood: let the threads waiting for the GIL (the I/O thread,
+                # an actor answering another peer) in now, not at the next forced switch
+                # (every 5 ms): their peers' answers would wait for it at every hop.
+                time.sleep(0)
             if (empty or since_wake >= _WAKE_EVERY) and self.after_jobs is not None:
                 since_wake = 0
                 try:

@@ -14,12 +14,15 @@ Like pyzmq's ``ThreadAuthenticator``, ``IoLoop`` is a handle with two sides:
   the DEALERs, and every received frame and every tick goes to
   ``NodeProtocol``. Sockets are created, used and closed on this thread only.
 
-Fairness between connections: one turn decodes at most ``_PEER_FRAMES`` frames
-of each ROUTER connection (keyed by its routing id). A connection's further
-frames that turn wait, undecoded, in its own queue and go first next turn (or
-later in the same turn, once the ROUTER has nothing else waiting), so a peer
-flooding the node with costly frames (deeply nested, malformed) delays every
-other peer by a bounded amount of decoding per turn, not by its whole flood.
+Fairness between connections: one turn handles at most ``_PEER_STEPS``
+envelopes of each ROUTER connection (keyed by its routing id): a frame is one
+step, each envelope of a batch frame one more (``NodeProtocol.on_frames``
+returns a batch as an iterator, so a batch of 256 tells can be spread over
+turns). A connection's further frames that turn wait, undecoded, in its own
+queue and go first next turn (a turn with frames held polls without
+waiting), so a peer flooding the node (tells, asks, deeply nested or
+malformed frames) delays every other peer by a bounded amount of work per
+turn (~1 ms), not by its whole flood.
 Once one connection has ``_PEER_HELD`` frames held, the turn reads no more:
 the rest stay in ZeroMQ (whose high-water mark then pushes back on the
 sender); nothing is dropped.
@@ -36,7 +39,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
 import zmq
@@ -59,7 +62,7 @@ log = logging.getLogger(__name__)
 
 _BATCH = 500  # frames handled per socket per loop turn, so ticks and commands stay timely
 _DRAIN_BUDGET = 0.05  # seconds of decoding per loop turn: heartbeats go out even under a flood
-_PEER_FRAMES = 64  # frames of one ROUTER connection decoded per loop turn
+_PEER_STEPS = 64  # frames + batch envelopes of one ROUTER connection handled per loop turn
 _PEER_HELD = 2000  # frames of one connection read but not decoded yet; more are dropped
 _MONITOR_EVENTS = (
     zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
@@ -111,8 +114,9 @@ class IoLoop:
         self.protocol = NodeProtocol(
             node, links=self._links, outbox=self.outbox, inbox=inbox, subscribers=subscribers
         )
-        # I/O thread only: per ROUTER connection, frames read past its budget this turn
-        self._held: dict[bytes, deque[list[Any]]] = {}
+        # I/O thread only: per ROUTER connection, what was read past its budget: frames
+        # (parts) not decoded yet, and at the head possibly a batch being handled
+        self._held: dict[bytes, deque[list[Any] | Iterator[None]]] = {}
 
     # -- API side (any thread) ---------------------------------------------
 
@@ -266,8 +270,8 @@ class IoLoop:
 
     def _drain_router(self, router: zmq.Socket[Any]) -> None:
         """Hand the waiting [routing id, payload] messages to the protocol, as many as
-        ``_BATCH``, ``_DRAIN_BUDGET`` and each connection's ``_PEER_FRAMES`` allow;
-        first those held back from earlier turns, round-robin by connection.
+        ``_BATCH``, ``_DRAIN_BUDGET`` and each connection's ``_PEER_STEPS`` allow;
+        first what was held back from earlier turns, connection by connection.
 
         Two ``recv`` calls and a look at ``EVENTS`` before the next message cost a
         fraction of ``recv_multipart`` (which reads ``RCVMORE`` per part) and of the
@@ -275,70 +279,82 @@ class IoLoop:
         while the woken actor or asker waits for the GIL.
         """
         secured = self._node.security is not None
-        on_frames = self.protocol.on_frames
         recv = router.recv
         budget_end = time.monotonic() + _DRAIN_BUDGET
-        handled: dict[bytes, int] = {}
+        spent: dict[bytes, int] = {}
         held = self._held
-        if held:
-            self._drain_held(handled, budget_end)
-        received = 0
-        emptied = False
-        try:
-            for _ in range(_BATCH):
-                try:
-                    frame = recv(zmq.NOBLOCK, copy=False)
-                    parts: list[Any] = [frame]
-                    while frame.more:  # the rest of a message is there already
-                        frame = recv(zmq.NOBLOCK, copy=False)
-                        parts.append(frame)
-                except zmq.Again:
-                    emptied = True
-                    break
-                if not secured and len(parts) == 2:
-                    parts[1] = frame.bytes  # plaintext: no User-Id to read, plain bytes
-                received += 1
-                connection = parts[0].bytes
-                count = handled.get(connection, 0)
-                if count >= _PEER_FRAMES or connection in held:
-                    if self._hold(connection, parts) >= _PEER_HELD:
-                        break  # read no more this turn: ZeroMQ holds the rest (back-pressure)
-                else:
-                    handled[connection] = count + 1
-                    on_frames(parts)
-                if time.monotonic() > budget_end:
-                    break
-                if not _readable(router):
-                    emptied = True
-                    break
-        finally:
-            self._node.counters.received(received)
-        # Nobody else is waiting (all read): the time left goes to what was held back.
-        while emptied and held and time.monotonic() <= budget_end:
-            self._drain_held({}, budget_end)
-
-    def _hold(self, connection: bytes, parts: list[Any]) -> int:
-        """Keep a frame for a later turn; returns how many its connection holds now."""
-        queue = self._held.get(connection)
-        if queue is None:
-            queue = self._held[connection] = deque()
-        queue.append(parts)
-        return len(queue)
-
-    def _drain_held(self, handled: dict[bytes, int], budget_end: float) -> None:
-        """Decode frames held back, up to ``_PEER_FRAMES`` per connection, round-robin."""
-        on_frames = self.protocol.on_frames
-        for connection in list(self._held):
-            queue = self._held[connection]
-            count = 0
-            while queue and count < _PEER_FRAMES:
-                on_frames(queue.popleft())
-                count += 1
-            handled[connection] = count
-            if not queue:
-                del self._held[connection]
+        for connection in list(held):
+            spent[connection] = self._work(held[connection], _PEER_STEPS)
+            if not held[connection]:
+                del held[connection]
             if time.monotonic() > budget_end:
-                return
+                return  # the ROUTER is read next turn
+        for _ in range(_BATCH):
+            try:
+                frame = recv(zmq.NOBLOCK, copy=False)
+                parts: list[Any] = [frame]
+                while frame.more:  # the rest of a message is there already
+                    frame = recv(zmq.NOBLOCK, copy=False)
+                    parts.append(frame)
+            except zmq.Again:
+                break
+            if not secured and len(parts) == 2:
+                parts[1] = frame.bytes  # plaintext: no User-Id to read, plain bytes
+            if self._take(parts[0].bytes, parts, spent):
+                break  # read no more this turn: ZeroMQ holds the rest (back-pressure)
+            if time.monotonic() > budget_end or not _readable(router):
+                break
+
+    def _take(self, connection: bytes, parts: list[Any], spent: dict[bytes, int]) -> bool:
+        """A frame just read: handled now if its connection has steps left this turn and
+        nothing held, else held. True when that connection holds ``_PEER_HELD`` frames."""
+        held = self._held
+        queue = held.get(connection)
+        if queue is not None:
+            queue.append(parts)
+            return len(queue) >= _PEER_HELD
+        used = spent.get(connection, 0)
+        if used >= _PEER_STEPS:
+            held[connection] = deque((parts,))
+            return False
+        self._node.counters.received()  # counted as handed to the protocol, not as read
+        rest = self.protocol.on_frames(parts)
+        used += 1
+        if rest is not None:  # a batch: as many of its envelopes as the budget allows
+            queue = deque((rest,))
+            used += self._work(queue, _PEER_STEPS - used)
+            if queue:
+                held[connection] = queue
+        spent[connection] = used
+        return False
+
+    def _work(self, queue: deque[list[Any] | Iterator[None]], allowance: int) -> int:
+        """Handle ``queue``'s head onwards, at most ``allowance`` steps (at least one);
+        returns the steps taken. A batch not finished stays at the head."""
+        on_frames = self.protocol.on_frames
+        steps = 0
+        while queue:
+            head = queue[0]
+            if isinstance(head, list):
+                queue.popleft()
+                steps += 1
+                self._node.counters.received()
+                rest = on_frames(head)
+                if rest is None:
+                    if steps >= allowance:
+                        return steps
+                    continue
+                queue.appendleft(rest)
+                head = rest
+            try:
+                while steps < allowance:
+                    next(head)
+                    steps += 1
+            except StopIteration:
+                queue.popleft()
+                continue
+            return steps
+        return steps
 
     def _drain_monitor(self, monitor: zmq.Socket[Any]) -> None:
         for _ in range(_BATCH):

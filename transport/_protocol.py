@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
@@ -122,54 +123,64 @@ class NodeProtocol:
         """The ROUTER's monitor saw a failed handshake (bad key, no CURVE, wrong server key)."""
         self._drop("handshake_failed", detail)
 
-    def on_frames(self, parts: list[zmq.Frame] | list[bytes]) -> None:
+    def on_frames(self, parts: list[zmq.Frame] | list[bytes]) -> Iterator[None] | None:
         """Handle one message received on the ROUTER: [routing id, payload].
 
         Parts are ``zmq.Frame``s (needed with CURVE, for the User-Id) or, on a
-        plaintext socket, ``bytes``.
+        plaintext socket, ``bytes``. A ``batch`` is not handled at once: the
+        returned iterator handles one of its envelopes per step, so the I/O
+        thread can spread a peer's batch over several turns (see ``_io``).
         """
-        if len(parts) != 2:
-            self._drop("bad_framing", f"{len(parts) - 1} frames in one message")
-            return
-        payload = parts[1]
-        authenticated: str | None = None
-        if isinstance(payload, bytes):
-            if self._security is not None:  # never on a CURVE socket: fail closed
-                self._drop("unauthenticated", "frame without a User-Id on a CURVE socket")
-                return
-            data = payload
-        else:
-            if self._security is not None:
-                try:
-                    authenticated = str(payload.get("User-Id"))
-                except zmq.ZMQError:
-                    authenticated = None
-                if not authenticated:
-                    self._drop("unauthenticated", "frame without a User-Id on a CURVE socket")
-                    return
-            data = payload.bytes
+        taken = self._payload(parts)
+        if taken is None:
+            return None
+        data, authenticated = taken
         try:
             envelope = decode_envelope(data, self._settings.limits)
         except ProtocolError as exc:
             peer = f" from {authenticated!r}" if authenticated is not None else ""
             self._drop("malformed", f"frame{peer}: {exc}", authenticated)
-            return
+            return None
         if authenticated is not None and envelope.sender != authenticated:
             self._drop(
                 "sender_mismatch",
                 f"node {authenticated!r} sent a message claiming sender {envelope.sender!r}",
             )
-            return
+            return None
         if envelope.sender == self._name:
             self._from_own_name(envelope)
-            return
+            return None
         if envelope.kind is Kind.BATCH:
-            self._on_batch(envelope, len(data))
-        else:
-            self._on_envelope(envelope)
+            return self._on_batch(envelope, len(data))
+        self._on_envelope(envelope)
+        return None
 
-    def _on_batch(self, batch: Envelope, size: int) -> None:
-        """Handle each envelope of a batch as if it had arrived alone, in order.
+    def _payload(self, parts: list[zmq.Frame] | list[bytes]) -> tuple[bytes, str | None] | None:
+        """The frame's payload and, with CURVE, the node its key authenticates; None
+        (dropped) for a bad framing or a frame without a User-Id on a CURVE socket."""
+        if len(parts) != 2:
+            self._drop("bad_framing", f"{len(parts) - 1} frames in one message")
+            return None
+        payload = parts[1]
+        if isinstance(payload, bytes):
+            if self._security is not None:  # never on a CURVE socket: fail closed
+                self._drop("unauthenticated", "frame without a User-Id on a CURVE socket")
+                return None
+            return payload, None
+        authenticated: str | None = None
+        if self._security is not None:
+            try:
+                authenticated = str(payload.get("User-Id"))
+            except zmq.ZMQError:
+                authenticated = None
+            if not authenticated:
+                self._drop("unauthenticated", "frame without a User-Id on a CURVE socket")
+                return None
+        return payload.bytes, authenticated
+
+    def _on_batch(self, batch: Envelope, size: int) -> Iterator[None]:
+        """Handle each envelope of a batch as if it had arrived alone, in order, one
+        per step of the iterator.
 
         The batch's sender was checked against the connection already; each item
         must claim the same sender. A bad item is dropped and logged, naming the
@@ -192,6 +203,7 @@ class NodeProtocol:
                 envelope = decode_envelope(item, limits)
             except ProtocolError as exc:
                 self._drop("malformed", f"item {index} of a batch from {sender!r}: {exc}", sender)
+                yield
                 continue
             if envelope.sender != sender:
                 self._drop(
@@ -205,6 +217,7 @@ class NodeProtocol:
                 )
             else:
                 self._on_envelope(envelope)
+            yield
 
     def _on_envelope(self, envelope: Envelope) -> None:
         kind, sender = envelope.kind, envelope.sender
