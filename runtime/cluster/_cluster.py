@@ -207,6 +207,14 @@ class Cluster:
             return False
         return True
 
+    def log_suppressed(self) -> dict[str, int]:
+        """Per-message log lines of this cluster member rate-limited to DEBUG, by key
+        (the transport counts its own: ``TransportStats.log_suppressed``)."""
+        counts = dict(self._log.suppressed())
+        for key, count in self.host.log_suppressed().items():
+            counts[key] = counts.get(key, 0) + count
+        return counts
+
     def _system(self, sender: str, message: Any, reply: Reply | None) -> None:
         request = require(message, {"op": str}, "system message")
         handler = self._SYSTEM_OPS.get(request["op"])
@@ -291,6 +299,7 @@ class Cluster:
                     "event for run %s from %s dropped (no step there)",
                     run_id,
                     sender,
+                    peer=sender,
                 )
                 return
             self._bus.emit(event_from_wire(message))

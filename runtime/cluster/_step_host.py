@@ -179,10 +179,19 @@ class StepHost:
                 self._transport.tell(Address(coordinator, run_path(wire["run"])), wire)
             except (WorkflowError, RuntimeError) as exc:  # RuntimeError: transport closed
                 self._log.warning(
-                    "forward", "cannot forward %s to %s: %s", type(event).__name__, coordinator, exc
+                    "forward",
+                    "cannot forward %s to %s: %s",
+                    type(event).__name__,
+                    coordinator,
+                    exc,
+                    peer=coordinator,
                 )
 
         return forward
+
+    def log_suppressed(self) -> dict[str, int]:
+        """Its per-message log lines rate-limited to DEBUG, by ``reason@peer``."""
+        return self._log.suppressed()
 
     def _reporter(self, coordinator: str, run_id: str, key: str, inc: int) -> Any:
         def report(result: StepResult) -> None:

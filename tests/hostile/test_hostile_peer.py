@@ -209,6 +209,21 @@ def test_a_member_keeps_being_answered_while_a_peer_floods_every_kind(
     assert stats.dropped_by_peer["flooder"].get("unknown_actor", 0) > 0, stats.dropped_by_peer
     assert "legit" not in stats.dropped_by_peer, stats.dropped_by_peer
     assert stats.log_suppressed.get("unknown_actor@flooder", 0) > 0, stats.log_suppressed
+    # actorflow status shows them too, as text and as JSON
+    command = [sys.executable, "-m", "runtime._cli", "status", "--join", victim.address]
+    command += ["--plaintext", "--timeout", "20"]
+    # (exit 1 if the flooder, gone without leaving, is still listed up and asked)
+    text = subprocess.run(
+        command, check=False, capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert "dropped from flooder:" in text.stdout, text.stdout + text.stderr
+    assert "log lines suppressed" in text.stdout, text.stdout
+    as_json = subprocess.run(
+        [*command, "--json"], check=False, capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    nodes = {node["node"]: node for node in json.loads(as_json.stdout)["nodes"]}
+    assert nodes["victim"]["dropped_by_peer"]["flooder"]["unknown_actor"] > 0, nodes["victim"]
+    assert nodes["victim"]["log_suppressed"]["unknown_actor@flooder"] > 0, nodes["victim"]
     # per-message lines are rate-limited: a few WARNINGs, not one per bad frame
     warnings = [line for line in victim.proc.lines if line.startswith("[victim]")]
     assert len(warnings) < 200, warnings[-20:]
