@@ -1,11 +1,13 @@
 """The ETL pipeline across a local cluster, with a worker killed mid-run.
 
 A coordinator (this process) and two worker processes (``actorflow node``)
-join over CURVE-encrypted ZeroMQ on loopback. The pipeline's steps are placed
-round-robin on the workers. When the second step lands on worker-1, the demo
-``kill -9``s worker-1: the failure detector declares it down, the coordinator
-re-places the in-flight step on worker-2, and the run completes. The last
-worker is then stopped with SIGTERM and drains, leaves and exits 0.
+join over CURVE-encrypted ZeroMQ on loopback. The run is handed to the running
+coordinator with ``actorflow submit etl --wait`` (a client with its own key,
+``admin``: it is not a member). The pipeline's steps are placed round-robin on
+the workers. When the second step lands on worker-1, the demo ``kill -9``s
+worker-1: the failure detector declares it down, the coordinator re-places the
+in-flight step on worker-2, and the run completes. The last worker is then
+stopped with SIGTERM and drains, leaves and exits 0.
 
     python -m examples.cluster_demo [--rows N] [--initial-delay S] [--no-kill]
 """
@@ -13,6 +15,7 @@ worker is then stopped with SIGTERM and drains, leaves and exits 0.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -23,7 +26,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from examples.etl import EtlContext, build_pipeline, generate_dataset, retry_policy
+from examples.etl import build_pipeline, generate_dataset, retry_policy, submitted_context
 from runtime import ActorSystem, CheckpointStrategy, RunHandle, SQLiteStore, node_command
 from runtime import events as ev
 from transport import generate_keys
@@ -99,6 +102,27 @@ class ClusterProgress:
             self.say(f"NODE {event.node} up")
 
 
+def submit(seed: str, keys: Path, ctx: dict[str, Any], out: IO[str]) -> dict[str, Any]:
+    """``actorflow submit etl --wait --json`` as the client ``admin``; its outcome."""
+    command = [
+        *("actorflow", "submit", "etl", "--join", seed, "--keys", str(keys), "--name", "admin"),
+        *("--ctx", json.dumps(ctx), "--wait", "--json"),
+    ]
+    print("$ " + " ".join(command[:9]) + " --ctx '...' --wait --json", file=out, flush=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "runtime._cli", *command[1:]],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if done.returncode not in (0, 1) or not done.stdout.strip():
+        raise RuntimeError(f"actorflow submit failed ({done.returncode}): {done.stderr}")
+    outcome: dict[str, Any] = json.loads(done.stdout)
+    return outcome
+
+
 def summary(handle: RunHandle[Any]) -> str:
     rows = [f"  {'step':<10} {'state':<10} {'attempts':>8} {'node':<10} {'duration':>9}"]
     for step in handle.steps():
@@ -115,7 +139,7 @@ def run_demo(
 ) -> tuple[RunHandle[int], list[int]]:
     """Run the whole demo in ``workdir``; returns the run and the workers' exit codes."""
     keys = workdir / "keys"
-    for name in ("coordinator", *WORKERS):
+    for name in ("coordinator", *WORKERS, "admin"):  # admin: the key of the submitting client
         generate_keys(keys, name)
     source = workdir / "sales.csv"
     generate_dataset(source, rows)
@@ -140,17 +164,19 @@ def run_demo(
                     raise RuntimeError(f"workers did not join: {coordinator.members()}")
                 time.sleep(0.05)  # polling a membership table, bounded by the deadline
             progress = ClusterProgress(out, workers[0] if kill else None)
-            coordinator.events.subscribe(progress, lambda e: isinstance(e, ev.NodeUp | ev.NodeDown))
-            ctx = EtlContext(str(workdir), str(source))
-            handle = coordinator.run(
-                build_pipeline(retry_policy(initial_delay)), ctx, observers=[progress]
+            coordinator.events.subscribe(progress)
+            coordinator.register_workflow(
+                build_pipeline(retry_policy(initial_delay)), context=submitted_context
             )
-            try:
-                loaded = handle.result(timeout=300)
-            finally:
-                print(summary(handle), file=out)
+            ctx = {"workdir": str(workdir), "source": str(source)}
+            outcome = submit(f"coordinator@{coordinator.address}", keys, ctx, out)
+            handle = coordinator.handle(outcome["run_id"])
+            print(summary(handle), file=out)
+            if outcome["state"] != "Completed":
+                raise RuntimeError(f"run {handle.id} {outcome['state']}: {outcome['error']}")
             print(
-                f"run {handle.id}: {handle.state}; loaded {loaded} rows into the warehouse",
+                f"run {handle.id}: {outcome['state']}; loaded {outcome['output']} rows "
+                "into the warehouse",
                 file=out,
             )
         finally:

@@ -192,6 +192,30 @@ def workflows() -> list[Workflow[Any, Any]]:
     return [build_pipeline(retry_policy())]
 
 
+def submitted_context(value: Any) -> EtlContext:
+    """A run's context from the JSON a client submits (``actorflow submit etl --ctx ...``).
+
+    ``{"workdir": DIR, "source": CSV}`` runs on an existing file;
+    ``{"workdir": DIR, "rows": N}`` first generates N rows into ``DIR/sales.csv``.
+    ``fail_times`` (default 1) is how often the load step fails before it works.
+    """
+    if not isinstance(value, dict) or not isinstance(value.get("workdir"), str):
+        raise ValueError(f'the etl context needs {{"workdir": DIR, ...}}, got {value!r}')
+    workdir = Path(value["workdir"])
+    source = value.get("source")
+    if source is None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        source = str(workdir / "sales.csv")
+        generate_dataset(Path(source), int(value.get("rows", 10_000)))
+    return EtlContext(str(workdir), str(source), fail_times=int(value.get("fail_times", 1)))
+
+
+def register(system: ActorSystem) -> None:
+    """Called by ``actorflow node --app examples.etl``: submitted JSON becomes an EtlContext."""
+    for workflow in workflows():
+        system.register_workflow(workflow, context=submitted_context)
+
+
 def summary(handle: RunHandle[Any]) -> str:
     rows = [f"  {'step':<10} {'state':<10} {'attempts':>8} {'duration':>10}"]
     for step in handle.steps():

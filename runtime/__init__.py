@@ -44,9 +44,11 @@ from actors import (
     current_step,
 )
 from runtime import events
+from runtime._client import Client, RunInfo, SubmittedRun
 from runtime._daemon import node_command, serve
 from runtime._logs import JsonFormatter
 from runtime._progress import ProgressObserver, RunProgress
+from runtime._submissions import UnknownWorkflow
 from runtime._system import ActorSystem
 from runtime.cluster import Lock, Ref
 from runtime.engine import RunHandle, StepReport
@@ -115,6 +117,7 @@ __all__ = [
     "CheckpointStore",
     "CheckpointStrategy",
     "ChildSpec",
+    "Client",
     "Clock",
     "CompositionError",
     "ConditionNotMet",
@@ -162,6 +165,7 @@ __all__ = [
     "RoundRobin",
     "RunBusy",
     "RunHandle",
+    "RunInfo",
     "RunProgress",
     "RunSummary",
     "SQLiteStore",
@@ -172,11 +176,13 @@ __all__ = [
     "StepReport",
     "StepTimeout",
     "Strategy",
+    "SubmittedRun",
     "SupervisedActor",
     "Supervisor",
     "SystemShutDown",
     "TemporaryError",
     "TransportSettings",
+    "UnknownWorkflow",
     "Workflow",
     "WorkflowError",
     "WorkflowObserver",

@@ -129,6 +129,7 @@ def node_command(
     plaintext: bool = False,
     drain_timeout: float = 10.0,
     metrics: str | None = None,
+    db: str | os.PathLike[str] | None = None,
 ) -> list[str]:
     """The argv that runs ``actorflow node`` with this interpreter (for ``subprocess``).
 
@@ -146,4 +147,6 @@ def node_command(
         command.append("--plaintext")
     if metrics is not None:
         command += ["--metrics", metrics]
+    if db is not None:
+        command += ["--db", os.fspath(db)]
     return [*command, "--drain-timeout", str(drain_timeout)]

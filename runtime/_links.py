@@ -63,6 +63,15 @@ class SystemLinks(LocalNode, RunLinks):
     def control(self, run_id: str, action: str) -> bool:
         return self._system.control(run_id, action)
 
+    def submit(self, workflow: str, ctx: bytes, run_id: str | None) -> str:
+        return self._system._submissions.submit(workflow, ctx, run_id)
+
+    def run_info(self, run_id: str) -> dict[str, Any]:
+        return self._system._submissions.run_info(run_id)
+
+    def run_list(self) -> list[dict[str, Any]]:
+        return self._system._submissions.run_list()
+
     # -- RunLinks: what a starting run needs -------------------------------------------
 
     def cluster(self) -> Cluster | None:

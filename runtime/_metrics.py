@@ -5,10 +5,14 @@ is imported only when a system asks for metrics, so the core needs nothing more.
 
 Each system has its own ``CollectorRegistry`` (never the process-global one)
 and its own HTTP server thread, which ``close`` stops, freeing the port.
-Step figures come from the event bus (counted on the node that coordinates
-the run, labelled by workflow and task name); the others are read when
-Prometheus scrapes: runs by state, attempts queued under
-``max_running_steps``, members up, the transport's frame counters.
+Step figures come from the event bus, counted on the node that coordinates
+the run wherever its steps ran (labelled by workflow and task name): the
+run-level view. A node that runs steps for another coordinator counts them
+too, under their own names (``actorflow_hosted_steps_*``, labelled by task
+and coordinator; the workflow is not on the wire), so summing both never
+counts an attempt twice. The others are read when Prometheus scrapes: runs by
+state, attempts queued under ``max_running_steps``, members up, the
+transport's frame counters.
 """
 
 from __future__ import annotations
@@ -164,14 +168,50 @@ class _StepCounter:
         )
 
 
+class _HostedCounter:
+    """Attempts this node ran for runs other nodes coordinate, by task and coordinator."""
+
+    def __init__(self, prom: Any, registry: Any) -> None:
+        labels = ["task", "coordinator"]
+        self.started = prom.Counter(
+            "actorflow_hosted_steps_started",
+            "Step attempts this node started for another node's run",
+            labels,
+            registry=registry,
+        )
+        self.completed = prom.Counter(
+            "actorflow_hosted_steps_completed",
+            "Step attempts this node completed for another node's run",
+            labels,
+            registry=registry,
+        )
+        self.failed = prom.Counter(
+            "actorflow_hosted_steps_failed",
+            "Step attempts this node ran that failed (the coordinator decides on a retry)",
+            labels,
+            registry=registry,
+        )
+        self.duration = prom.Histogram(
+            "actorflow_hosted_step_duration_seconds",
+            "Duration of a completed attempt this node ran for another node's run",
+            labels,
+            buckets=STEP_BUCKETS,
+            registry=registry,
+        )
+
+
 class Metrics:
-    """The metrics of ``system`` and the HTTP endpoint serving them; ``close`` stops it."""
+    """The metrics of ``system`` and the HTTP endpoint serving them; ``close`` stops it.
+
+    Also the ``HostedSteps`` observer of the system's cluster membership.
+    """
 
     def __init__(self, system: ActorSystem, address: str) -> None:
         host, port = parse_metrics_address(address)
         prom = _prometheus()
         self.registry = prom.CollectorRegistry(auto_describe=False)
         self._steps = _StepCounter(prom, self.registry)
+        self._hosted = _HostedCounter(prom, self.registry)
         self.registry.register(_Scraped(system))
         self._workflows: dict[str, str] = {}  # run id -> workflow name, while the run lives
         self._lock = threading.Lock()
@@ -194,6 +234,19 @@ class Metrics:
 
     def checkpoint_written(self, seconds: float) -> None:
         self._steps.checkpoint.observe(seconds)
+
+    # -- HostedSteps: the cluster's step host calls these --------------------------------
+
+    def hosted_started(self, coordinator: str, step: str) -> None:
+        self._hosted.started.labels(task_label(step), coordinator).inc()
+
+    def hosted_ended(self, coordinator: str, step: str, state: NodeState, seconds: float) -> None:
+        labels = (task_label(step), coordinator)
+        if state is NodeState.COMPLETED:
+            self._hosted.completed.labels(*labels).inc()
+            self._hosted.duration.labels(*labels).observe(seconds)
+        elif state is NodeState.FAILED:
+            self._hosted.failed.labels(*labels).inc()
 
     # -- WorkflowObserver --------------------------------------------------------------
 

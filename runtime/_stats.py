@@ -35,6 +35,7 @@ class SystemStats:
         node_actors_idle / node_actors_spawned / node_actors_reused: the node pool.
         steps_hosted: remote steps running here for other coordinators.
         frames_in / frames_out / frames_dropped / in_flight_asks: the transport.
+        clients: client sessions it holds (clients are not members).
         dropped_by_peer: drops laid at a sender's door, by sender then reason
             (``dispatch_full``: its asks answered ``Overloaded`` and its tells
             dropped; ``unknown_actor``: tells to no actor; ...).
@@ -56,6 +57,7 @@ class SystemStats:
     frames_out: int = 0
     frames_dropped: dict[str, int] = field(default_factory=dict)
     in_flight_asks: int = 0
+    clients: int = 0
     dropped_by_peer: dict[str, dict[str, int]] = field(default_factory=dict)
     log_suppressed: dict[str, int] = field(default_factory=dict)
 
@@ -85,7 +87,7 @@ class SystemStats:
         lines.append(
             f"  frames in {self.frames_in}, out {self.frames_out}, dropped "
             f"{sum(self.frames_dropped.values())} {dict(self.frames_dropped) or ''}; "
-            f"asks in flight {self.in_flight_asks}"
+            f"asks in flight {self.in_flight_asks}; clients {self.clients}"
         )
         for peer, drops in sorted(self.dropped_by_peer.items()):
             lines.append(f"  dropped from {peer}: {sum(drops.values())} {dict(drops)}")
@@ -118,6 +120,7 @@ def transport_figures(stats: TransportStats | None) -> dict[str, Any]:
         "frames_out": stats.frames_out,
         "frames_dropped": dict(stats.frames_dropped),
         "in_flight_asks": stats.in_flight_asks,
+        "clients": stats.clients,
         "dropped_by_peer": {peer: dict(drops) for peer, drops in stats.dropped_by_peer.items()},
         "log_suppressed": dict(stats.log_suppressed),
     }

@@ -34,6 +34,7 @@ from runtime._links import SystemLinks
 from runtime._metrics import Metrics
 from runtime._runs import Runs, RunSettings
 from runtime._stats import SystemStats, transport_figures
+from runtime._submissions import Submissions
 from runtime.cluster import (
     Cluster,
     ClusterSettings,
@@ -172,6 +173,7 @@ class ActorSystem:
             links=self._links,
         )
         self.registry = Registry()
+        self._submissions = Submissions(self)
         for workflow in workflows:
             self.register_workflow(workflow)
         self._lock = threading.Lock()
@@ -207,6 +209,7 @@ class ActorSystem:
             registry=self.registry,
             pool=self.nodes,
             local=self._links,
+            hosted=self._metrics,
         )
         try:
             cluster.start(join)
@@ -282,11 +285,19 @@ class ActorSystem:
         """The checkpoint store (the default SQLite file is opened on first use)."""
         return self._runs.store
 
-    def register_workflow(self, workflow: Workflow[Any, Any]) -> None:
-        """Let ``resume``/``recover`` find ``workflow`` by its name (``wf.named(...)``)."""
+    def register_workflow(
+        self, workflow: Workflow[Any, Any], *, context: Callable[[Any], Any] | None = None
+    ) -> None:
+        """Let ``resume``/``recover`` and clients' ``submit`` find ``workflow`` by its name
+        (``wf.named(...)``). ``context`` builds a submitted run's context from the value
+        the client sent (e.g. a JSON object from ``actorflow submit --ctx``)."""
         if not isinstance(workflow, Workflow):
             raise TypeError(f"register_workflow needs a Workflow, got {workflow!r}")
+        if context is not None and not callable(context):
+            raise TypeError(f"register_workflow(context=) must be callable, got {context!r}")
         self._runs.workflows[workflow.name] = workflow
+        if context is not None:
+            self._submissions.contexts[workflow.name] = context
         for step in tasks_of(workflow):
             with contextlib.suppress(CompositionError):  # lambdas can only run locally
                 self.registry.register_task(step)

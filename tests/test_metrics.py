@@ -24,9 +24,10 @@ from runtime import (
     parallel,
     task,
 )
+from runtime import events as ev
 from runtime._cli import build_parser
 from runtime._metrics import parse_metrics_address, task_label
-from tests.support import ROOT, gate, wait_until
+from tests.support import ROOT, EventRecorder, gate, wait_until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -143,6 +144,26 @@ def test_attempts_waiting_under_max_running_steps_are_a_gauge() -> None:
         release.set()
         handle.result(10)
         assert wait_until(lambda: value(scrape(system), "actorflow_attempts_waiting") == 0)
+
+
+def test_a_queued_attempt_of_a_canceled_branch_is_not_counted_as_waiting() -> None:
+    # Regression: a canceled branch's queued attempts stayed counted until a slot freed
+    # (here: until the blocker ended), though they would never run.
+    release, blocked = gate()
+    timed_out = parallel(task(fetch, name="q1"), task(fetch, name="q2")).timeout(0.2)
+    again_much_later = RetryPolicy(2, Fixed(60), retry_on=lambda error: True)
+    wf = parallel(task(blocked, name="blocker"), timed_out.retry(again_much_later)).named("cut")
+    with ActorSystem("cut", metrics="127.0.0.1:0", max_running_steps=1) as system:
+        recorder = EventRecorder()
+        system.events.subscribe(recorder)
+        handle = system.run(wf, 1)
+        assert wait_until(lambda: value(scrape(system), "actorflow_attempts_waiting") == 2)
+        # The branch timed out: q1 and q2 are canceled before they ever started.
+        recorder.wait_for(lambda e: isinstance(e, ev.Retrying) and e.run_id == handle.id, 10)
+        assert value(scrape(system), "actorflow_runs", state="Running") == 1
+        assert value(scrape(system), "actorflow_attempts_waiting") == 0
+        handle.cancel()
+        release.set()
 
 
 def test_a_cluster_member_reports_members_and_transport_frames() -> None:

@@ -15,10 +15,12 @@ sockets), ``_inbox`` (incoming tells and asks to the handler), ``_subscribers``
 futures), ``_workers`` (the notify thread), ``_fair`` (the dispatch thread: per-sender
 queues, round-robin), ``_parts`` (what the
 threads of one node share), ``_endpoint`` (``Transport``), ``_settings``,
-``_stats``, ``_dedup``.
+``_stats``, ``_dedup``, ``_clients`` and ``_client_gate`` (a member's client
+sessions), ``_client`` (``ClientTransport``: the client role).
 """
 
 from transport._address import Address
+from transport._client import ClientTransport
 from transport._codec import Limits, pack, unpack
 from transport._endpoint import Transport
 from transport._envelope import Envelope
@@ -45,6 +47,7 @@ __all__ = [
     "ActorNotFound",
     "Address",
     "AskTimeout",
+    "ClientTransport",
     "Envelope",
     "InlineHandler",
     "Limits",

@@ -31,6 +31,12 @@ chosen at start, see ``_membership``): a ``hello`` body is ``{"address": str,
 "incarnation": int}``, a ``heartbeat`` body is the sender's incarnation, and a
 ``members`` entry is ``[name, address, status, incarnation]``. A version-2 node
 and a version-3 node refuse each other's frames.
+
+Version 4 adds *roles*: a ``hello`` body names its ``role``. A member says
+``{"role": "member", "address": str, "incarnation": int}``; a client (a
+program that only asks, see ``_clients``) says ``{"role": "client",
+"incarnation": int}``: it has no address, and is answered over the
+connection it said hello on.
 """
 
 from __future__ import annotations
@@ -48,6 +54,8 @@ __all__ = [
     "MAX_TARGET",
     "MEMBER_STATUSES",
     "PROTOCOL_VERSION",
+    "ROLE_CLIENT",
+    "ROLE_MEMBER",
     "Envelope",
     "Kind",
     "decode_envelope",
@@ -56,7 +64,9 @@ __all__ = [
     "validate_node_name",
 ]
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
+ROLE_MEMBER = "member"  # hello of a node that listens and joins the member table
+ROLE_CLIENT = "client"  # hello of a program that only asks: answered on its own connection
 MAX_BATCH = 1000  # envelopes in one batch frame: bounds the work one received frame causes
 MAX_ID = (1 << 63) - 1
 MAX_NODE_NAME = 128
@@ -72,7 +82,7 @@ class Kind(enum.StrEnum):
     ASK = "ask"  # deliver body to target, answer with reply/error
     REPLY = "reply"  # successful answer to an ask (or an ack of hello/leave)
     ERROR = "error"  # failed answer to an ask; body is a RemoteError
-    HELLO = "hello"  # join: body {"address": str, "incarnation": int}; answered by members
+    HELLO = "hello"  # join: body {"role", "address"?, "incarnation"}; answered by members
     MEMBERS = "members"  # member list [[name, address, status, incarnation], ...]
     HEARTBEAT = "heartbeat"  # liveness; body the sender's incarnation (int)
     LEAVE = "leave"  # graceful departure; body None; answered by reply
@@ -248,17 +258,31 @@ def _check_body(kind: Kind, body: object) -> None:
     if kind is Kind.HEARTBEAT:
         _check_incarnation("heartbeat body", body)
     if kind is Kind.HELLO:
-        if not isinstance(body, dict) or set(body) != {"address", "incarnation"}:
-            raise ProtocolError(
-                f"hello body must be {{'address': str, 'incarnation': int}}, got {_describe(body)}"
-            )
-        _check_address("hello address", body["address"])
-        _check_incarnation("hello incarnation", body["incarnation"])
+        _check_hello(body)
     if kind is Kind.MEMBERS:
         if not isinstance(body, list):
             raise ProtocolError(f"members body must be an array, got {_describe(body)}")
         for entry in body:
             _check_member_entry(entry)
+
+
+_HELLO_KEYS = {
+    ROLE_MEMBER: frozenset({"role", "address", "incarnation"}),
+    ROLE_CLIENT: frozenset({"role", "incarnation"}),
+}
+
+
+def _check_hello(body: object) -> None:
+    role = body.get("role") if isinstance(body, dict) else None
+    keys = _HELLO_KEYS.get(role) if isinstance(role, str) else None
+    if not isinstance(body, dict) or keys is None or set(body) != keys:
+        raise ProtocolError(
+            "hello body must be {'role': 'member', 'address': str, 'incarnation': int} or "
+            f"{{'role': 'client', 'incarnation': int}}, got {_describe(body)}"
+        )
+    if role == ROLE_MEMBER:
+        _check_address("hello address", body["address"])
+    _check_incarnation("hello incarnation", body["incarnation"])
 
 
 def _check_member_entry(entry: object) -> None:

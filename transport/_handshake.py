@@ -26,7 +26,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from transport._envelope import Envelope, Kind, encode_envelope
+from transport._envelope import ROLE_MEMBER, Envelope, Kind, encode_envelope
 from transport._settings import TransportSettings
 from transport._sockets import PeerLinks
 
@@ -94,7 +94,7 @@ class Handshakes:
     def hello(self, bound_address: str) -> tuple[int, bytes]:
         """A fresh hello frame of this node and its message id."""
         message_id = next(self._ids)
-        body = {"address": bound_address, "incarnation": self._incarnation}
+        body = {"role": ROLE_MEMBER, "address": bound_address, "incarnation": self._incarnation}
         envelope = Envelope(Kind.HELLO, message_id, 0, self._name, "", body)
         return message_id, encode_envelope(envelope, self._settings.limits)
 

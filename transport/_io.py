@@ -199,6 +199,7 @@ class IoLoop:
             if self._listen is not None:
                 router = make_router(self._context, self._settings, self._node.security)
                 router.bind(self._listen)
+                self._links.attach_router(router)
                 self.protocol.bound_address = router.getsockopt_string(zmq.LAST_ENDPOINT)
                 self._node.membership.self_address = self.protocol.bound_address
                 monitor = router.get_monitor_socket(_MONITOR_EVENTS)

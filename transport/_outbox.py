@@ -319,7 +319,7 @@ class Outbox:
         """I/O thread: retry the peers whose DEALER was full, oldest frame first."""
         for node in list(self._backlogs):
             backlog = self._backlogs[node]
-            if self._membership.status(node) != "up":
+            if self._membership.status(node) != "up" and not self._links.routed(node):
                 # A down peer must not hold the outbox bound (and every other peer's
                 # senders) hostage: its frames are dropped, as its pending asks fail.
                 self._counters.dropped("node_down", len(backlog))

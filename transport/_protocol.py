@@ -4,7 +4,8 @@
 sockets themselves: it authenticates and decodes frames (the envelope sender
 must equal the CURVE User-Id of the connection), drops replays, answers
 hellos with the member list (or refuses a hello naming a live member from
-another incarnation), probes gossiped members (gossip is only a hint: see
+another incarnation), keeps client sessions (``_clients``: hellos with the
+client role, answered over the ROUTER), probes gossiped members (gossip is only a hint: see
 ``_handshake``), applies membership transitions (open or close the peer's
 DEALER, fail asks waiting on a node that went down, notify subscribers), hands
 tells and asks to the ``Inbox``, sends heartbeats and gossip, expires asks,
@@ -25,8 +26,9 @@ from typing import Any
 
 import zmq
 
+from transport._client_gate import ClientGate
 from transport._dedup import DedupWindow
-from transport._envelope import Envelope, Kind, decode_envelope, encode_envelope
+from transport._envelope import ROLE_CLIENT, Envelope, Kind, decode_envelope, encode_envelope
 from transport._errors import AskTimeout, NodeDown, ProtocolError, RemoteError
 from transport._handshake import Handshakes, JoinWaiter
 from transport._inbox import Inbox
@@ -82,10 +84,25 @@ class NodeProtocol:
         self._incarnation = node.membership.self_incarnation
         self._handshakes = Handshakes(node.name, self._incarnation, settings, links, node.ids)
         self._drops_log = node.counters.watch(RateLimitedLog(log))  # per reason (and peer)
+        self._clients = ClientGate(
+            node.name,
+            settings,
+            node.membership,
+            links,
+            encode=self._encode,
+            drop=self._drop,
+            deliver=self._on_message,
+        )
+        self._route: zmq.Frame | bytes = b""  # routing id of the frame being handled
         now_value = now()
         self._next_check = now_value
         self._next_heartbeat = now_value
         self._next_gossip = now_value + settings.gossip_interval
+
+    @property
+    def client_count(self) -> int:
+        """Client sessions held now (read from any thread: one ``len``)."""
+        return len(self._clients)
 
     def begin_join(self, token: int) -> JoinWaiter:
         """(API thread) Register a join; its waiter wakes when a seed welcomes or refuses us."""
@@ -106,6 +123,7 @@ class NodeProtocol:
             complete_ask(entry.future, False, AskTimeout(f"no answer from {entry.node} in time"))
         self._handshakes.retry_joins(now, self.bound_address)
         self._handshakes.expire(now, self._is_member)
+        self._clients.expire(now)
         if self.left.is_set():
             return
         if now >= self._next_heartbeat:
@@ -131,6 +149,7 @@ class NodeProtocol:
         returned iterator handles one of its envelopes per step, so the I/O
         thread can spread a peer's batch over several turns (see ``_io``).
         """
+        self._route = parts[0]
         taken = self._payload(parts)
         if taken is None:
             return None
@@ -151,7 +170,7 @@ class NodeProtocol:
             self._from_own_name(envelope)
             return None
         if envelope.kind is Kind.BATCH:
-            return self._on_batch(envelope, len(data))
+            return self._on_batch(envelope, len(data), parts[0])
         self._on_envelope(envelope)
         return None
 
@@ -178,13 +197,14 @@ class NodeProtocol:
                 return None
         return payload.bytes, authenticated
 
-    def _on_batch(self, batch: Envelope, size: int) -> Iterator[None]:
+    def _on_batch(self, batch: Envelope, size: int, route: zmq.Frame | bytes) -> Iterator[None]:
         """Handle each envelope of a batch as if it had arrived alone, in order, one
         per step of the iterator.
 
         The batch's sender was checked against the connection already; each item
         must claim the same sender. A bad item is dropped and logged, naming the
-        peer; the other items are still handled.
+        peer; the other items are still handled. Other frames may be handled between
+        two steps: each item is handled with the batch's own routing id (``route``).
         """
         sender, limits = batch.sender, self._settings.limits
         if size > limits.max_containers:
@@ -216,6 +236,7 @@ class NodeProtocol:
                     "malformed", f"item {index} of a batch from {sender!r} is a batch", sender
                 )
             else:
+                self._route = route
                 self._on_envelope(envelope)
             yield
 
@@ -245,7 +266,7 @@ class NodeProtocol:
         status = self._membership.status(sender)
         is_answer = kind in (Kind.REPLY, Kind.ERROR)
         if (status is None or status == "left") and not is_answer:
-            self._drop("not_member", f"{kind.value} from {sender!r}, which is not a member")
+            self._from_non_member(envelope, now)
             return
         if kind is Kind.HEARTBEAT and envelope.body != self._membership.incarnation(sender):
             self._drop(
@@ -267,6 +288,9 @@ class NodeProtocol:
 
     def _on_hello(self, envelope: Envelope, now: float) -> None:
         sender, body = envelope.sender, envelope.body
+        if body["role"] == ROLE_CLIENT:
+            self._clients.hello(envelope, self._route_id(), now)
+            return
         try:
             self._admit(sender, body["address"], body["incarnation"], now)
         except NameTaken as exc:
@@ -277,6 +301,20 @@ class NodeProtocol:
             return
         entries = self._membership.gossip_entries()
         self._links.send(sender, self._encode(Kind.MEMBERS, entries, envelope.message_id))
+
+    def _from_non_member(self, envelope: Envelope, now: float) -> None:
+        """A frame of a sender not in the member table: a client's (on its session's
+        connection, see ``_client_gate``), or dropped."""
+        if not self._clients.frame(envelope, self._route_id(), now):
+            sender = envelope.sender
+            self._drop(
+                "not_member", f"{envelope.kind.value} from {sender!r}, which is not a member"
+            )
+
+    def _route_id(self) -> bytes:
+        """The routing id of the frame being handled (a client's connection, if it is one)."""
+        route = self._route
+        return route if isinstance(route, bytes) else route.bytes
 
     def _on_hello_answer(self, envelope: Envelope, join_token: int | None, now: float) -> None:
         """A seed or a probed peer answered our hello: welcome (``members``) or refusal."""
@@ -403,7 +441,7 @@ class NodeProtocol:
         else:
             complete_ask(entry.future, True, envelope.body)
 
-    def _on_message(self, envelope: Envelope) -> None:
+    def _on_message(self, envelope: Envelope, reply_to: str | None = None) -> None:
         if self._dedup.seen_before(envelope.sender, envelope.message_id):
             self._drop(
                 "duplicate",
@@ -413,7 +451,9 @@ class NodeProtocol:
             return
         reply: Reply | None = None
         if envelope.kind is Kind.ASK:
-            reply = CallbackReply(partial(self.answer, envelope.sender, envelope.message_id))
+            reply = CallbackReply(
+                partial(self.answer, reply_to or envelope.sender, envelope.message_id)
+            )
         # refused (its sender has too many waiting): answered Overloaded, counted there
         self._inbox.receive(envelope.sender, envelope.target, envelope.body, reply)
 

@@ -47,6 +47,10 @@ class TransportSettings:
             ``ask`` block their caller (backpressure, see ``Transport``).
         send_timeout: longest such a caller waits for room before
             ``OutboxFull`` is raised (5.0 s).
+        max_clients: client sessions held at once (1024); a client is never a
+            member: it takes no place in the member table (see ``_clients``).
+        client_idle_after: seconds without a frame after which a client session
+            is forgotten (30.0); a client keeps its session with heartbeats.
         limits: decoding bounds; ``limits.max_frame_bytes`` is also ZMQ_MAXMSGSIZE.
     """
 
@@ -69,6 +73,8 @@ class TransportSettings:
     dispatch_queue_per_sender: int = 5000
     outbox_size: int = 10_000
     send_timeout: float = 5.0
+    max_clients: int = 1024
+    client_idle_after: float = 30.0
     limits: Limits = DEFAULT_LIMITS
 
     def __post_init__(self) -> None:

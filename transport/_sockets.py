@@ -5,7 +5,9 @@ frames to a dead peer), bounded HWMs, ``ZMQ_MAXMSGSIZE`` (an oversize frame
 makes libzmq drop the connection), and a reconnect backoff capped by
 ``RECONNECT_IVL_MAX`` (a refused peer does not retry every 100 ms forever).
 The ROUTER sets ``ROUTER_MANDATORY`` so a send it cannot route raises instead
-of vanishing (it only receives in this design, but must never drop silently).
+of vanishing: it sends only to clients (``_clients``), the one case where an
+answer goes back over the connection it came on; ``PeerLinks`` reaches a
+client under its session key (``route``), as it reaches a peer's DEALER.
 Sends are ``NOBLOCK``: they never block the I/O thread. ``send`` drops and
 counts a frame a full HWM refuses (heartbeats and gossip: the next one will
 do); ``try_send`` reports ``FULL`` instead, so the I/O loop can keep the frame
@@ -23,7 +25,7 @@ from transport._security import ZAP_DOMAIN, Security
 from transport._settings import TransportSettings
 from transport._stats import Counters
 
-__all__ = ["FAILED", "FULL", "SENT", "PeerLinks", "make_router"]
+__all__ = ["FAILED", "FULL", "SENT", "PeerLinks", "connect_dealer", "make_router"]
 
 SENT, FULL, FAILED = 0, 1, 2  # outcomes of ``PeerLinks.try_send``
 
@@ -58,6 +60,38 @@ def make_router(
     return router
 
 
+def connect_dealer(
+    context: zmq.Context[Any],
+    settings: TransportSettings,
+    security: Security | None,
+    address: str,
+    server_name: str | None,
+) -> zmq.Socket[Any] | None:
+    """A DEALER connected to ``address``, or None (logged) if it cannot be made.
+
+    With CURVE, ``server_name`` must be an allowlisted node: its public key is
+    the server key the handshake checks.
+    """
+    dealer: zmq.Socket[Any] = context.socket(zmq.DEALER)
+    try:
+        _apply_common(dealer, settings)
+        if security is not None:
+            server_key = security.public_key_of(server_name) if server_name is not None else None
+            if server_key is None:
+                log.warning("not connecting to %r at %s: no allowlisted key", server_name, address)
+                dealer.close(linger=0)
+                return None
+            dealer.setsockopt(zmq.CURVE_SERVERKEY, server_key)
+            dealer.setsockopt(zmq.CURVE_PUBLICKEY, security.public_key)
+            dealer.setsockopt(zmq.CURVE_SECRETKEY, security.secret_key)
+        dealer.connect(address)
+    except zmq.ZMQError as exc:
+        log.warning("cannot connect to %r at %s: %s", server_name, address, exc)
+        dealer.close(linger=0)
+        return None
+    return dealer
+
+
 class PeerLinks:
     """One DEALER per peer (plus anonymous links to seeds while joining). I/O thread only.
 
@@ -80,6 +114,22 @@ class PeerLinks:
         self._security = security
         self._counters = counters
         self._links: dict[str, tuple[str, zmq.Socket[Any]]] = {}
+        self._router: zmq.Socket[Any] | None = None
+        self._routes: dict[str, bytes] = {}  # client session key -> ROUTER routing id
+
+    def attach_router(self, router: zmq.Socket[Any]) -> None:
+        """The node's ROUTER: clients are answered through it (``route``)."""
+        self._router = router
+
+    def route(self, key: str, routing_id: bytes) -> None:
+        """Reach ``key`` (a client session) through the ROUTER, to ``routing_id``."""
+        self._routes[key] = routing_id
+
+    def unroute(self, key: str) -> None:
+        self._routes.pop(key, None)
+
+    def routed(self, key: str) -> bool:
+        return key in self._routes
 
     def open(self, key: str, address: str, server_name: str | None) -> bool:
         """Connect a DEALER under ``key`` to ``address`` (replacing any link under ``key``).
@@ -89,26 +139,8 @@ class PeerLinks:
         link cannot be made.
         """
         self.close(key)
-        dealer: zmq.Socket[Any] = self._context.socket(zmq.DEALER)
-        try:
-            _apply_common(dealer, self._settings)
-            if self._security is not None:
-                server_key = (
-                    self._security.public_key_of(server_name) if server_name is not None else None
-                )
-                if server_key is None:
-                    log.warning(
-                        "not connecting to %r at %s: no allowlisted key", server_name, address
-                    )
-                    dealer.close(linger=0)
-                    return False
-                dealer.setsockopt(zmq.CURVE_SERVERKEY, server_key)
-                dealer.setsockopt(zmq.CURVE_PUBLICKEY, self._security.public_key)
-                dealer.setsockopt(zmq.CURVE_SECRETKEY, self._security.secret_key)
-            dealer.connect(address)
-        except zmq.ZMQError as exc:
-            log.warning("cannot connect to %r at %s: %s", server_name or key, address, exc)
-            dealer.close(linger=0)
+        dealer = connect_dealer(self._context, self._settings, self._security, address, server_name)
+        if dealer is None:
             return False
         self._links[key] = (address, dealer)
         return True
@@ -133,6 +165,9 @@ class PeerLinks:
         as ``messages`` drops, the number of envelopes the frame carries)."""
         link = self._links.get(key)
         if link is None:
+            routing_id = self._routes.get(key)
+            if routing_id is not None and self._router is not None:
+                return self._send_routed(routing_id, frame, messages)
             self._counters.dropped("no_route", messages)
             return FAILED
         try:
@@ -142,6 +177,23 @@ class PeerLinks:
         except zmq.ZMQError as exc:
             log.warning("send to %s failed: %s", key, exc)
             self._counters.dropped("send_failed", messages)
+            return FAILED
+        self._counters.frames_out += 1  # I/O thread only (see Counters)
+        return SENT
+
+    def send_routed(self, routing_id: bytes, frame: bytes) -> bool:
+        """Send on the ROUTER to a connection with no session (a refused client's hello)."""
+        return self._send_routed(routing_id, frame, 1) == SENT
+
+    def _send_routed(self, routing_id: bytes, frame: bytes, messages: int) -> int:
+        assert self._router is not None
+        try:
+            self._router.send_multipart((routing_id, frame), zmq.NOBLOCK)
+        except zmq.Again:
+            return FULL
+        except zmq.ZMQError as exc:  # EHOSTUNREACH: the client's connection is gone
+            log.debug("send to client connection %s failed: %s", routing_id.hex(), exc)
+            self._counters.dropped("no_route", messages)
             return FAILED
         self._counters.frames_out += 1  # I/O thread only (see Counters)
         return SENT

@@ -40,6 +40,7 @@ class TransportStats:
             (rate limiting), keyed ``reason`` or ``reason@peer``.
         dispatch_queue_depth: messages waiting for the handler.
         outbox_backlog: outgoing frames queued or backlogged, not yet handed to a socket.
+        clients: client sessions held (clients are not members: not in ``peers``).
     """
 
     node: str
@@ -51,6 +52,7 @@ class TransportStats:
     frames_dropped: Mapping[str, int]
     dispatch_queue_depth: int
     outbox_backlog: int = 0
+    clients: int = 0
     dropped_by_peer: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     log_suppressed: Mapping[str, int] = field(default_factory=dict)
 

@@ -15,7 +15,20 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from runtime._cli import control, graph, keys, node, prune, resume, runs, show, status, web
+from runtime._cli import (
+    control,
+    graph,
+    keys,
+    node,
+    prune,
+    resume,
+    runs,
+    show,
+    status,
+    submit,
+    wait,
+    web,
+)
 from runtime._cli._common import UsageError
 from transport import WorkflowError
 
@@ -30,6 +43,8 @@ COMMANDS: dict[str, ModuleType] = {
     "keys": keys,
     "status": status,
     "control": control,
+    "submit": submit,
+    "wait": wait,
     "graph": graph,
     "web": web,
 }

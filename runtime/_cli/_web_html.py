@@ -150,6 +150,7 @@ def _step_row(step: StepRecord) -> str:
         f'<td class="step">{esc(step.step)}</td>'
         f"<td>{state_badge(step.state)}</td>"
         f'<td class="num">{step.attempts}</td>'
+        f'<td class="node">{esc(step.node or "-")}</td>'
         f"<td>{esc(format_time(step.started_at))}</td>"
         f'<td class="num">{esc(format_duration(duration))}</td>'
         f'<td class="error">{esc(step.error or "")}</td>'
@@ -174,7 +175,7 @@ def run_fragments(checkpoint: Checkpoint, graph: str, now: float) -> dict[str, s
         summary += f'<dt>error</dt><dd class="error">{esc(c.outcome.error)}</dd>'
     rows = [_step_row(step) for step in c.steps.values()]
     if not rows:
-        rows = ['<tr><td colspan="6" class="muted">no step recorded yet</td></tr>']
+        rows = ['<tr><td colspan="7" class="muted">no step recorded yet</td></tr>']
     return {"summary": summary, "steps": "\n".join(rows), "graph": graph}
 
 
@@ -186,9 +187,10 @@ def run_body(
         f'<p><a href="/">&larr; all runs</a></p><h1>Run {esc(checkpoint.run_id)}</h1>{shown}\n'
         f'<dl id="summary">{fragments["summary"]}</dl>\n{controls}\n'
         '<h2>Steps</h2><p class="muted">Steps as recorded: one still running or not '
-        "reached yet has no row until it completes or fails. The store does not record "
-        "which node ran a step.</p>\n"
-        "<table><thead><tr><th>Step</th><th>State</th><th>Attempts</th><th>Started (UTC)</th>"
+        "reached yet has no row until it completes or fails. Node: where its last attempt "
+        "ran (- for a run recorded by a version that did not say).</p>\n"
+        "<table><thead><tr><th>Step</th><th>State</th><th>Attempts</th><th>Node</th>"
+        "<th>Started (UTC)</th>"
         "<th>Duration</th><th>Error</th></tr></thead>\n"
         f'<tbody id="steps">{fragments["steps"]}</tbody></table>\n'
         f'<h2>Workflow</h2><div id="graph">{fragments["graph"]}</div>'

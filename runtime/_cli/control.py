@@ -4,14 +4,14 @@
 
 Paused: no new step attempt starts (running ones finish); unpause starts the
 held-back ones; cancel ends the run Canceled. The coordinating system must be
-a cluster member (``listen=``); this tool joins briefly (see ``status``).
+a cluster member (``listen=``); this tool connects as a client (see ``status``).
 """
 
 from __future__ import annotations
 
 import argparse
 
-from runtime._cli._member import add_member_options, ask_every_member, temporary_member
+from runtime._cli._connect import add_client_options, open_client
 
 HELP = "pause, unpause or cancel a running run"
 
@@ -19,7 +19,7 @@ HELP = "pause, unpause or cancel a running run"
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_id", metavar="RUN_ID")
     parser.add_argument("action", choices=["pause", "unpause", "cancel"])
-    add_member_options(parser)
+    add_client_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,10 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def send_control(args: argparse.Namespace, run_id: str, action: str) -> list[str]:
-    """Join briefly (``args``: the member options) and send ``action`` for ``run_id``;
-    the names of the nodes coordinating the run that took it (none: nobody does)."""
-    message = {"op": "control", "run": run_id, "action": action}
-    with temporary_member(args) as system:
-        answers = ask_every_member(system, message, args.timeout)
-        system.leave(drain_timeout=0.0)
-    return [name for name, answer in answers.items() if answer is True]
+    """Connect as a client (``args``: the client options) and send ``action`` for
+    ``run_id``; the names of the nodes coordinating the run that took it (none: nobody)."""
+    with open_client(args) as client:
+        return client.control(run_id, action)

@@ -8,7 +8,14 @@ tasks of the workflows its ``workflows()`` returns (and calls its
 ``register(system)`` if it has one) — peers can only run what is registered
 here. ``--keys DIR`` turns on CURVE with the allowlist of the public keys in DIR
 (see ``actorflow keys``); without it, ``--plaintext`` is required and only
-loopback endpoints are accepted. ``--metrics HOST:PORT`` serves Prometheus
+loopback endpoints are accepted.
+
+A node also takes runs from clients (``actorflow submit``, ``runtime.Client``):
+it coordinates them and checkpoints each step in its store (``--db``, default
+``$ACTORFLOW_DB`` or ``.actorflow/state.db``, opened when a run first
+checkpoints). An app's ``register(system)`` may call
+``system.register_workflow(wf, context=...)`` to build a submitted run's
+context from the JSON a client sent. ``--metrics HOST:PORT`` serves Prometheus
 metrics at ``http://HOST:PORT/metrics`` (needs the ``metrics`` extra; it binds
 the address given, without authentication). Prints ``node NAME up at ADDRESS``
 once listening (and ``metrics at URL`` with ``--metrics``).
@@ -17,14 +24,17 @@ once listening (and ``metrics at URL`` with ``--metrics``).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from runtime._cli._common import UsageError
-from runtime._cli._member import check_security
+from runtime._cli._connect import check_security
 from runtime._cli.resume import import_app, load_workflows
 from runtime._daemon import serve
 from runtime._system import ActorSystem
+from runtime.store import SQLiteStore
+from runtime.workflow import CheckpointStrategy
 
 HELP = "run a cluster member until SIGTERM, then drain and leave"
 
@@ -49,6 +59,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="MODULE",
         help="module whose workflows() tasks this node may run (repeatable)",
+    )
+    parser.add_argument(
+        "--db",
+        type=Path,
+        default=None,
+        help="checkpoint database of the runs this node coordinates "
+        "(default: $ACTORFLOW_DB or .actorflow/state.db)",
     )
     parser.add_argument(
         "--metrics",
@@ -80,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
     # delayed ~200 ms at 5 ms arrives at once at 1 ms).
     sys.setswitchinterval(args.switch_interval)
     flows = [wf for module in args.app for wf in load_workflows(module)]
+    db = args.db or os.environ.get("ACTORFLOW_DB")
     system = ActorSystem(
         args.name,
         listen=args.listen,
@@ -88,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
         plaintext=args.plaintext,
         workflows=flows,
         metrics=args.metrics,
+        store=SQLiteStore(db) if db else None,
+        checkpoint=CheckpointStrategy.AFTER_EACH_STEP,  # the runs clients hand it
     )
     for module in args.app:
         register = getattr(import_app(module), "register", None)

@@ -1,7 +1,7 @@
 """Show one run: its workflow, state, every recorded step with its state,
-attempts, start time, duration and last error, and its outcome (the output of
-a Completed run, the error of a Failed one). ``--json`` prints one JSON object
-instead (keys: README)."""
+attempts, the node its last attempt ran on, start time, duration and last
+error, and its outcome (the output of a Completed run, the error of a Failed
+one). ``--json`` prints one JSON object instead (keys: README)."""
 
 from __future__ import annotations
 
@@ -45,10 +45,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"created    {format_time(checkpoint.created_at)}")
     print(f"updated    {format_time(checkpoint.updated_at)}")
     print()
-    print(f"  {'STEP':<24} {'STATE':<10} {'ATTEMPTS':>8}  {'STARTED':<19} {'DURATION':>9}  ERROR")
+    print(
+        f"  {'STEP':<24} {'STATE':<10} {'ATTEMPTS':>8}  {'NODE':<16} "
+        f"{'STARTED':<19} {'DURATION':>9}  ERROR"
+    )
     for step in checkpoint.steps.values():
         print(
             f"  {step.step[:24]:<24} {step.state:<10} {step.attempts:>8}  "
+            f"{(step.node or '-')[:16]:<16} "
             f"{format_time(step.started_at):<19} {format_duration(_duration(step)):>9}  "
             f"{step.error or ''}"
         )
@@ -80,6 +84,7 @@ def _step_json(step: StepRecord) -> dict[str, Any]:
         "step": step.step,
         "state": step.state,
         "attempts": step.attempts,
+        "node": step.node,
         "started_at": iso_time(step.started_at),
         "finished_at": iso_time(step.finished_at),
         "duration_s": None if duration is None else round(duration, 6),

@@ -3,10 +3,11 @@ actors, node actor pool, hosted steps and transport counters.
 
     actorflow status --join coordinator@tcp://127.0.0.1:7100 --keys keys --name admin
 
-This tool joins the cluster briefly as its own member (so with CURVE it needs
-a key pair of its own in the keys directory, here ``admin``), asks every
-member's ``$system`` for ``stats``, and leaves. ``--json`` prints one JSON
-object instead (keys: README); exit 1 if a node did not answer.
+This tool connects as a client, not a member (it takes no place in the member
+table; with CURVE it needs a key pair of its own in the keys directory, here
+``admin``, on the members' allowlist), asks every member's ``$system`` for
+``stats`` and says goodbye. ``--json`` prints one JSON object instead (keys:
+README); exit 1 if a node did not answer.
 """
 
 from __future__ import annotations
@@ -15,21 +16,20 @@ import argparse
 import sys
 
 from runtime._cli._common import add_json_option, print_json
-from runtime._cli._member import add_member_options, ask_every_member, temporary_member
+from runtime._cli._connect import add_client_options, open_client
 from runtime._stats import SystemStats
 
 HELP = "show members, runs and counters of every node"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    add_member_options(parser)
+    add_client_options(parser)
     add_json_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    with temporary_member(args) as system:
-        answers = ask_every_member(system, {"op": "stats"}, args.timeout)
-        system.leave(drain_timeout=0.0)
+    with open_client(args) as client:
+        answers = client.ask_members({"op": "stats"})
     stats: list[SystemStats] = []
     unanswered: dict[str, str] = {}
     for name, answer in answers.items():

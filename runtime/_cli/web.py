@@ -7,7 +7,7 @@
 The pages update themselves every second (a small inline script polling a
 JSON twin of the page; nothing is fetched from the internet). The run list
 shows each run's id, workflow, state, steps done / recorded and age; a run
-page shows each recorded step's state, attempts, start, duration and error,
+page shows each recorded step's state, attempts, node, start, duration and error,
 and, when ``--app MODULE``'s ``workflows()`` has the run's workflow, its
 diagram coloured by step state (Mermaid text, and an SVG if Graphviz's
 ``dot`` is installed).
@@ -28,7 +28,7 @@ import sys
 from typing import Any
 
 from runtime._cli._common import UsageError, add_db_option, open_store
-from runtime._cli._member import add_member_options, check_security
+from runtime._cli._connect import add_client_options, check_security
 from runtime._cli._web_graph import GraphRenderer
 from runtime._cli._web_server import Controller, WebConfig, WebServer
 from runtime._cli.control import send_control
@@ -62,7 +62,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="add pause / unpause / cancel buttons (needs --join and --keys/--plaintext)",
     )
-    add_member_options(parser, required=False)
+    add_client_options(parser, required=False)
 
 
 def parse_listen(listen: str, *, allow_remote: bool) -> tuple[str, int]:

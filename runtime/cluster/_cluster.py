@@ -1,8 +1,9 @@
 """Cluster: joins one ActorSystem to others through its Transport.
 
 Paths on a node (``_paths``): ``$system`` (this module: step requests, remote
-spawn, ping), ``$locks``, ``$run/<run_id>`` (the mailbox of a run coordinator,
-for results and events of its remote steps), and any other path names an
+spawn, ping, and what clients ask: submit a run, a run's state, the runs),
+``$locks``, ``$run/<run_id>`` (the mailbox of a run coordinator, for results
+and events of its remote steps), and any other path names an
 actor spawned with ``ActorSystem.spawn(..., name=path)``. Step messages are
 decoded here (``_messages``), so a coordinator only ever gets typed ones.
 
@@ -38,7 +39,7 @@ from runtime.cluster._messages import (
 from runtime.cluster._paths import LOCKS_PATH, RUN_PREFIX, SYSTEM_PATH
 from runtime.cluster._refs import ask_into
 from runtime.cluster._registry import Registry
-from runtime.cluster._step_host import StepHost
+from runtime.cluster._step_host import HostedSteps, StepHost
 from runtime.cluster._wire import require
 from runtime.workflow import NodeLoad, RoundRobin
 from transport import (
@@ -77,7 +78,8 @@ class Cluster:
     """The ``MessageHandler`` of one node, and its placement of remote steps.
 
     ``local`` answers what peers ask of this node (named actors, run
-    coordinators, spawn, locks, stats, control).
+    coordinators, spawn, locks, stats, control); ``hosted`` is told of the
+    steps this node runs for other coordinators (its metrics).
     """
 
     def __init__(
@@ -89,6 +91,7 @@ class Cluster:
         registry: Registry,
         pool: NodePool,
         local: LocalNode,
+        hosted: HostedSteps | None = None,
     ) -> None:
         self.name = name
         self._bus = bus
@@ -102,7 +105,7 @@ class Cluster:
             allow_plaintext=settings.plaintext,
             settings=settings.transport,
         )
-        self.host = StepHost(name, self.transport, registry, pool)
+        self.host = StepHost(name, self.transport, registry, pool, hosted)
         self._round_robin = RoundRobin()  # shared by every run without its own strategy
         self._log = RateLimitedLog(log)  # per-message warnings, one per reason every 5 s
         # named actors delivered to before (path -> ref), for the transport's fast path
@@ -248,6 +251,19 @@ class Cluster:
         spec = require(request, {"run": str, "action": str}, "control")
         return self._local.control(spec["run"], spec["action"])
 
+    def _op_submit(self, sender: str, request: dict[str, Any]) -> Any:
+        spec = require(request, {"workflow": str, "ctx": bytes}, "submit")
+        run_id = request.get("run")
+        if run_id is not None and (not isinstance(run_id, str) or not run_id):
+            raise ProtocolError(f"submit: field 'run' must be a non-empty str or nil: {run_id!r}")
+        return {"run": self._local.submit(spec["workflow"], spec["ctx"], run_id)}
+
+    def _op_run(self, sender: str, request: dict[str, Any]) -> Any:
+        return self._local.run_info(require(request, {"run": str}, "run")["run"])
+
+    def _op_runs(self, sender: str, request: dict[str, Any]) -> Any:
+        return self._local.run_list()
+
     def _op_node_lost(self, sender: str, request: dict[str, Any]) -> Any:
         # Posted by _on_member through this node's own dispatch queue (see there).
         if sender != self.name:
@@ -264,6 +280,9 @@ class Cluster:
         "spawn": _op_spawn,
         "stats": _op_stats,
         "control": _op_control,
+        "submit": _op_submit,
+        "run": _op_run,
+        "runs": _op_runs,
         NodeLost.OP: _op_node_lost,
         "ping": _op_ping,
     }

@@ -45,3 +45,16 @@ class LocalNode(Protocol):
     def control(self, run_id: str, action: str) -> bool:
         """``cancel``, ``pause`` or ``unpause`` a run coordinated here; False if none."""
         ...
+
+    def submit(self, workflow: str, ctx: bytes, run_id: str | None) -> str:
+        """Start the registered ``workflow`` on ``ctx`` (store-codec bytes) for a client;
+        the run id. ``LookupError`` (listing the known names) for an unknown workflow."""
+        ...
+
+    def run_info(self, run_id: str) -> dict[str, Any]:
+        """State, progress and output (or error) of a run coordinated here (``KeyError``)."""
+        ...
+
+    def run_list(self) -> list[dict[str, Any]]:
+        """Every run this node knows, newest first."""
+        ...

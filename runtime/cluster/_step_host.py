@@ -10,6 +10,9 @@ Failed -> Running) or ends the run (``end_run``).
 Draining: after ``drain()`` starts, new steps are refused at once (an outcome
 ``refused`` with ``NodeDown``, so the coordinator re-places them) while
 in-flight ones finish.
+
+A ``HostedSteps`` observer (the node's metrics) is told of each attempt that
+starts here and of each that ends, so a worker counts what it runs.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import pykka
 
@@ -30,9 +33,19 @@ from runtime.cluster._wire import error_names, remote_error
 from runtime.store import decode_value, encode_value
 from transport import Address, NodeDown, RateLimitedLog, Transport, WorkflowError
 
-__all__ = ["StepHost"]
+__all__ = ["HostedSteps", "StepHost"]
 
 log = logging.getLogger(__name__)
+
+
+class HostedSteps(Protocol):
+    """Told of the attempts this node runs for coordinators (any thread; must not raise)."""
+
+    def hosted_started(self, coordinator: str, step: str) -> None: ...
+
+    def hosted_ended(self, coordinator: str, step: str, state: NodeState, seconds: float) -> None:
+        """The attempt ended (``Completed``, ``Failed`` or ``Canceled``) after ``seconds``."""
+        ...
 
 
 @dataclass(eq=False)
@@ -48,8 +61,16 @@ class _Hosted:
 class StepHost:
     """Runs remote steps on this node. Thread-safe (called from the dispatch thread)."""
 
-    def __init__(self, node: str, transport: Transport, registry: Registry, pool: NodePool) -> None:
+    def __init__(
+        self,
+        node: str,
+        transport: Transport,
+        registry: Registry,
+        pool: NodePool,
+        observer: HostedSteps | None = None,
+    ) -> None:
         self._node = node
+        self._observer = observer
         self._transport = transport
         self._registry = registry
         self._pool = pool
@@ -102,6 +123,8 @@ class StepHost:
         if stale is not None:
             self._free(stale)
         hosted.ref.tell(Start(ctx, dict(request.locks)))
+        if self._observer is not None:
+            self._observer.hosted_started(coordinator, key)
 
     def cancel(self, request: CancelStep) -> None:
         with self._lock:
@@ -205,6 +228,9 @@ class StepHost:
                         del self._hosted[(run_id, key)]
                         self._pool.release(hosted.ref)
                 self._sending += 1  # a drain waits for this result to be on its way
+            if self._observer is not None:
+                seconds = max(0.0, result.finished_at - result.started_at)
+                self._observer.hosted_ended(coordinator, key, result.state, seconds)
             try:
                 self._send_result(
                     coordinator,

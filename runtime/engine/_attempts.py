@@ -6,8 +6,10 @@ its incarnation and attempt number match the node actor that runs it, so a repor
 from an older node actor or attempt (canceled, timed out, re-placed) is ignored.
 
 Attempts that may not start yet wait here too: ``_parked`` while the run is
-paused, ``_queued`` (in the order they became ready) while ``max_running``
-attempts are in flight. Every call comes from the coordinator's thread.
+paused, ``_queued`` (in the order they became ready, at most one per step)
+while ``max_running`` attempts are in flight; a queued attempt whose scope is
+canceled leaves the queue at once, so ``waiting`` never counts it. Every call
+comes from the coordinator's thread.
 """
 
 from __future__ import annotations
@@ -105,7 +107,10 @@ class AttemptTable:
         # Failed, not final: waiting for a rerun (its own retry timer, or an enclosing
         # .retry()); a cancel before that rerun still ends its story with Canceled.
         self._rerun_pending: set[str] = set()
-        self._queued: collections.deque[tuple[StepCall, frozenset[str]]] = collections.deque()
+        # step -> its attempt waiting for a free slot, oldest first
+        self._queued: collections.OrderedDict[str, tuple[StepCall, frozenset[str]]] = (
+            collections.OrderedDict()
+        )
         self._parked: list[tuple[StepCall, frozenset[str]]] = []
         self.paused = False
         self.closed = False  # the run has finished: nothing more starts
@@ -123,7 +128,7 @@ class AttemptTable:
             self._parked.append((call, exclude))
             return  # a held-back rerun stays pending: a cancel still ends its story
         if self._at_capacity() and call.step not in self._in_flight and not call.tokens:
-            self._queued.append((call, exclude))
+            self._queued[call.step] = (call, exclude)
             return
         self._start(call, exclude)
 
@@ -217,7 +222,7 @@ class AttemptTable:
     def admit_queued(self) -> None:
         """Start queued attempts, oldest first, while fewer than ``max_running`` run."""
         while self._queued and not self._at_capacity() and not self.closed:
-            self.dispatch(*self._queued.popleft())
+            self.dispatch(*self._queued.popitem(last=False)[1])
 
     @property
     def has_queued(self) -> bool:
@@ -373,7 +378,12 @@ class AttemptTable:
     # -- ending --------------------------------------------------------------------------
 
     def cancel(self, step: str, reason: str) -> None:
-        """Cancel ``step`` if it is in flight or waits for a rerun (its scope was canceled)."""
+        """Cancel ``step`` if in flight, queued or waiting for a rerun (its scope was canceled).
+
+        A queued attempt is dropped: it never started, so it has no story to end
+        unless it was a rerun (then it ends Canceled, as a pending rerun does).
+        """
+        self._queued.pop(step, None)
         was_in_flight = self._in_flight.pop(step, None) is not None
         if not (was_in_flight or step in self._rerun_pending):
             return  # finished (or failed for good): its state stays

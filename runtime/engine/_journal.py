@@ -149,6 +149,7 @@ class Journal:
                 attempts=result.attempt,
                 started_at=report.started_at if report else None,
                 finished_at=self._clock.wall(),
+                node=(report.node or None) if report else None,
                 strategy=strategy,
                 write=False,
             )
@@ -239,6 +240,7 @@ class Journal:
                 attempts=attempt,
                 started_at=report.started_at if report else None,
                 finished_at=self._clock.wall(),
+                node=(report.node or None) if report else None,
             )
         except Exception as exc:
             self._store_failed(exc)

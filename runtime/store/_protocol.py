@@ -69,7 +69,12 @@ states); files written before that hold lowercase names, read the same way."""
 
 @dataclass(frozen=True)
 class StepRecord:
-    """The durable state of one step of a run; ``output`` is encoded by the value codec."""
+    """The durable state of one step of a run; ``output`` is encoded by the value codec.
+
+    ``node`` names where the recorded attempt ran: the cluster member, or the
+    local system's name for a step run in-process; None in records written by
+    a version that did not record it.
+    """
 
     step: str
     state: str
@@ -78,6 +83,7 @@ class StepRecord:
     error: str | None
     started_at: float | None
     finished_at: float | None
+    node: str | None = None
 
 
 @dataclass(frozen=True)
@@ -264,6 +270,11 @@ def check_append(run_id: str, records: Sequence[StepRecord], outcome: Outcome | 
             raise ValueError(
                 f"run {run_id}: step {record.step!r} output must be bytes or None, "
                 f"got {type(record.output).__name__}"
+            )
+        if record.node is not None and not isinstance(record.node, str):
+            raise ValueError(
+                f"run {run_id}: step {record.step!r} node must be a str or None, "
+                f"got {type(record.node).__name__}"
             )
     if outcome is None:
         return

@@ -185,19 +185,30 @@ class RunRecorder:
         attempts: int,
         started_at: float | None,
         finished_at: float | None,
+        node: str | None = None,
         strategy: CheckpointStrategy | None = None,
         write: bool = True,
     ) -> bool:
         """Record a completed step; True when the strategy says it is due to be written.
 
-        With ``write=False`` a due record is not written here: the caller writes
-        it (with others that became due meanwhile) by ``flush()``.
+        ``node`` names where its attempt ran. With ``write=False`` a due record
+        is not written here: the caller writes it (with others that became due
+        meanwhile) by ``flush()``.
         """
         data = encode_value(
             [output, ctx], what=f"run {self.run_id} step {key!r} output", root="[output, context]"
         )
         self._record(
-            StepRecord(key, str(NodeState.COMPLETED), attempts, data, None, started_at, finished_at)
+            StepRecord(
+                key,
+                str(NodeState.COMPLETED),
+                attempts,
+                data,
+                None,
+                started_at,
+                finished_at,
+                node,
+            )
         )
         self._completed.add(key)
         self._last_completed = (key, data)
@@ -222,11 +233,14 @@ class RunRecorder:
         attempts: int,
         started_at: float | None,
         finished_at: float | None,
+        node: str | None = None,
     ) -> None:
-        """Record a step that failed for good, and write at once."""
+        """Record a step that failed for good (its last attempt ran on ``node``), and write."""
         text = f"{type(error).__module__}.{type(error).__qualname__}: {error}"
         self._record(
-            StepRecord(key, str(NodeState.FAILED), attempts, None, text, started_at, finished_at)
+            StepRecord(
+                key, str(NodeState.FAILED), attempts, None, text, started_at, finished_at, node
+            )
         )
         self._completed.discard(key)
         if self._last_completed is not None and self._last_completed[0] == key:

@@ -1,11 +1,11 @@
 """``SQLiteStore``: the embedded, durable ``CheckpointStore`` (one file, WAL mode).
 
-Schema (version 2, see ``runtime.store._sqlite_schema``): a ``runs`` row per
+Schema (version 3, see ``runtime.store._sqlite_schema``): a ``runs`` row per
 run holds its lease and epoch, its header (written once by ``start``) and its
 state and outcome (updated in place); a ``steps`` row per appended step
 record, in append order. ``append`` inserts its records and updates the run's
 row, so a checkpoint costs the same at step 10 and step 10,000. A version 1
-file (the releases before) is migrated when it is opened.
+or 2 file (the releases before) is migrated when it is opened.
 
 Durability (WAL journal): ``FULL`` syncs every commit; WAL + ``NORMAL`` survives
 kill -9 but may lose the last commits on power loss. In detail:

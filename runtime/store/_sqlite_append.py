@@ -44,7 +44,7 @@ APPEND_RUN: Final = (
 )
 APPEND_STEP: Final = (
     "INSERT INTO steps (run_id, step, state, attempts, output, output_crc, error, started_at,"
-    " finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " finished_at, node) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 LAST_RECORD: Final = (
     "SELECT state, output IS NOT NULL FROM steps WHERE run_id = ? AND step = ?"
@@ -85,6 +85,7 @@ class Append:
                 record.error,
                 record.started_at,
                 record.finished_at,
+                record.node,
             )
             for record in records
         ]

@@ -18,7 +18,7 @@ LOAD_RUN: Final = (
     " FROM runs WHERE run_id = ?"
 )
 LOAD_STEPS: Final = (
-    "SELECT step, state, attempts, output, output_crc, error, started_at, finished_at"
+    "SELECT step, state, attempts, output, output_crc, error, started_at, finished_at, node"
     " FROM steps WHERE run_id = ? ORDER BY seq"
 )
 # Each step's last record: with one MAX() aggregate, SQLite takes the bare columns
@@ -57,8 +57,8 @@ def checkpoint_from_rows(
         raise _corrupt(run_id, "settings are not a JSON object of strings")
     steps: dict[str, StepRecord] = {}
     checksums: dict[str, Any] = {}
-    for key, step_state, attempts, output, output_crc, error, started_at, finished_at in step_rows:
-        steps[key] = StepRecord(key, step_state, attempts, output, error, started_at, finished_at)
+    for key, step_state, attempts, output, output_crc, error, started, finished, node in step_rows:
+        steps[key] = StepRecord(key, step_state, attempts, output, error, started, finished, node)
         checksums[key] = output_crc
     for key, record in steps.items():  # only each step's last record is handed on
         output = record.output

@@ -1,6 +1,6 @@
-"""The SQLite file format of ``SQLiteStore``: its schema, and the migration from version 1.
+"""The SQLite file format of ``SQLiteStore``: its schema, and the migrations to it.
 
-Version 2 (``PRAGMA user_version = 2``), append-only step records::
+Version 3 (``PRAGMA user_version = 3``), append-only step records::
 
     runs   one row per run: the epoch and lease; the header (workflow,
            fingerprint, context with its length and CRC-32, settings as JSON,
@@ -8,15 +8,22 @@ Version 2 (``PRAGMA user_version = 2``), append-only step records::
            (output blob with its CRC-32, or output_step naming the step whose
            last record holds it; error; unrecorded), updated by every append.
     steps  one row per appended record, seq = append order (the rowid); the
-           last record of a step wins. Indexed by (run_id, step).
+           last record of a step wins; node names where the recorded
+           attempt ran (NULL in records written before version 3).
+           Indexed by (run_id, step).
+
+Version 2 had no ``node`` column: opening a version 2 file adds it (one
+``ALTER TABLE``, instant, no row rewritten); its records keep NULL there.
 
 Version 1 (the releases before) kept one upserted row per step, keyed by
 ``(run_id, key)``, rewrote the context on every save, and kept the outcome in
 a JSON ``meta`` column (a Completed run's output as base64). Opening a version 1
-file migrates it in place, in one ``BEGIN IMMEDIATE`` transaction: another
-process opening it at the same time waits for it (``busy_timeout``) and then
-finds version 2. Processes still running a version 1 release must be stopped
-first: they cannot write a version 2 file.
+file rewrites it in place as version 3.
+
+Every migration runs in one ``BEGIN IMMEDIATE`` transaction: another process
+opening the file at the same time waits for it (``busy_timeout``) and then finds
+version 3. Processes still running an older release must be stopped first: a
+version 2 release refuses a version 3 file, a version 1 release cannot write it.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ __all__ = ["SCHEMA_VERSION", "crc", "outcome_columns", "prepare_schema"]
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 _RUNS: Final = """
     CREATE TABLE {name} (
@@ -71,7 +78,8 @@ _STEPS: Final = """
         output_crc   INTEGER,              -- CRC-32 of output, checked by load
         error        TEXT,
         started_at   REAL,
-        finished_at  REAL
+        finished_at  REAL,
+        node         TEXT                  -- where the attempt ran (NULL before version 3)
     )
 """
 _STEPS_INDEX: Final = "CREATE INDEX steps_by_run ON steps (run_id, step)"
@@ -82,7 +90,7 @@ def crc(data: bytes) -> int:
 
 
 def prepare_schema(conn: sqlite3.Connection, path: Path) -> None:
-    """Create the schema in an empty file, migrate a version 1 file, or check the version.
+    """Create the schema in an empty file, migrate a version 1 or 2 file, or check the version.
 
     One ``BEGIN IMMEDIATE`` transaction: concurrent openers are serialised.
 
@@ -103,10 +111,12 @@ def prepare_schema(conn: sqlite3.Connection, path: Path) -> None:
             )
         elif version == 1:
             _migrate_from_v1(conn, path)
+        elif version == 2:
+            _migrate_from_v2(conn, path)
         elif version != SCHEMA_VERSION:
             raise PersistenceError(
                 f"checkpoint store {path} has schema version {version}; this "
-                f"actorflow reads versions 1 and {SCHEMA_VERSION} (written by another release?)"
+                f"actorflow reads versions 1 to {SCHEMA_VERSION} (written by another release?)"
             )
         conn.execute("COMMIT")
     except BaseException:
@@ -122,8 +132,15 @@ def _create(conn: sqlite3.Connection) -> None:
     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 
+def _migrate_from_v2(conn: sqlite3.Connection, path: Path) -> None:
+    """Add version 3's ``node`` column (inside the caller's transaction); rows keep NULL."""
+    conn.execute("ALTER TABLE steps ADD COLUMN node TEXT")
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    log.info("checkpoint store %s: migrated from schema version 2 to %d", path, SCHEMA_VERSION)
+
+
 def _migrate_from_v1(conn: sqlite3.Connection, path: Path) -> None:
-    """Rewrite the version 1 tables as version 2 (inside the caller's transaction)."""
+    """Rewrite the version 1 tables as the current ones (inside the caller's transaction)."""
     conn.execute(_RUNS.format(name="runs_v2"))
     conn.execute(_STEPS.format(name="steps_v2"))
     conn.execute(
@@ -153,7 +170,12 @@ def _migrate_from_v1(conn: sqlite3.Connection, path: Path) -> None:
     conn.execute("ALTER TABLE steps_v2 RENAME TO steps")
     conn.execute(_STEPS_INDEX)
     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-    log.info("checkpoint store %s: migrated %d runs from schema version 1 to 2", path, count)
+    log.info(
+        "checkpoint store %s: migrated %d runs from schema version 1 to %d",
+        path,
+        count,
+        SCHEMA_VERSION,
+    )
 
 
 def _outcome_from_meta(run_id: str, state: Any, meta_json: Any) -> Outcome:

@@ -22,7 +22,7 @@ def test_runs_lists_the_recorded_run_with_its_state(failed_run: tuple[Path, str,
     assert "cli-demo" in line and "Failed" in line and "1/2" in line
 
 
-def test_show_prints_each_step_with_state_attempts_and_error(
+def test_show_prints_each_step_with_state_attempts_node_and_error(
     failed_run: tuple[Path, str, Path],
 ) -> None:
     db, run_id, _ = failed_run
@@ -32,6 +32,8 @@ def test_show_prints_each_step_with_state_attempts_and_error(
     rows = {line.split()[0]: line for line in result.stdout.splitlines()[8:] if line.strip()}
     assert "Completed" in rows["first"]
     assert "Failed" in rows["fragile"] and "marker" in rows["fragile"]
+    assert "NODE" in result.stdout
+    assert rows["first"].split()[3] == rows["fragile"].split()[3] == "cli-test"  # who ran it
 
 
 def test_resume_after_the_cause_is_fixed_continues_without_rerunning_completed_steps(

@@ -40,7 +40,16 @@ SHOW_KEYS = {
     "steps",
     "outcome",
 }
-STEP_KEYS = {"step", "state", "attempts", "started_at", "finished_at", "duration_s", "error"}
+STEP_KEYS = {
+    "step",
+    "state",
+    "attempts",
+    "node",
+    "started_at",
+    "finished_at",
+    "duration_s",
+    "error",
+}
 OUTCOME_KEYS = {"output", "output_repr", "error", "no_output"}
 NODE_KEYS = {
     "node",
@@ -57,6 +66,7 @@ NODE_KEYS = {
     "frames_out",
     "frames_dropped",
     "in_flight_asks",
+    "clients",
     "dropped_by_peer",
     "log_suppressed",
 }
@@ -133,6 +143,7 @@ def test_show_json_of_a_failed_run_has_its_steps_and_error(
     first, fragile = shown["steps"]
     assert (first["state"], first["attempts"], first["error"]) == ("Completed", 1, None)
     assert fragile["state"] == "Failed" and "marker" in fragile["error"]
+    assert first["node"] == fragile["node"] == "cli-json"  # the system that ran them
     assert _utc(first["started_at"]) <= _utc(first["finished_at"])
     assert isinstance(first["duration_s"], float) and 0 <= first["duration_s"] < 10
     outcome = shown["outcome"]

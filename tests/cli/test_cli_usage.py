@@ -77,7 +77,7 @@ def test_show_and_resume_print_durations_the_same_way(failed_run: tuple[Path, st
     shown = actorflow("show", run_id, "--db", str(db))
     assert shown.returncode == 0, shown.stderr
     rows = [line.split() for line in shown.stdout.splitlines() if line.startswith("  first ")]
-    assert rows and re.fullmatch(DURATION, rows[0][5]), shown.stdout
+    assert rows and re.fullmatch(DURATION, rows[0][6]), shown.stdout  # after the node column
     marker.unlink()
     resumed = actorflow("resume", run_id, "--app", "tests.cli.cli_app", "--db", str(db))
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr

@@ -53,6 +53,8 @@ def test_the_run_page_shows_each_step_escaping_every_value(failed_run: tuple[Pat
     assert '<tr data-step="first" data-state="Completed">' in body
     fragile = next(line for line in body.splitlines() if 'data-step="fragile"' in line)
     assert 'data-state="Failed"' in fragile and '<td class="num">1</td>' in fragile
+    assert '<td class="node">cli-test</td>' in fragile  # the system that ran it
+    assert "<th>Node</th>" in body and "does not record" not in body
     assert "ms</td>" in fragile  # a duration
     assert "x&lt;img src=y onerror=alert(1)&gt;" in fragile
     assert "<img" not in body
@@ -106,6 +108,7 @@ def test_the_json_twins_carry_the_data_and_the_live_fragments(
         one = get_json(f"{server.url}api/runs/{run_id}")
     assert runs["runs"][0]["run_id"] == run_id and run_id in runs["parts"]["runs"]
     assert one["state"] == "Failed" and [s["step"] for s in one["steps"]] == ["first", "fragile"]
+    assert [s["node"] for s in one["steps"]] == ["cli-test", "cli-test"]
     assert set(one["parts"]) == {"summary", "steps", "graph"}
     assert "&lt;img" in one["parts"]["steps"]
 

@@ -75,6 +75,12 @@ def steps_in(dom: str) -> dict[str, str]:
     return dict(re.findall(r'<tr data-step="([^"]+)" data-state="([^"]+)">', dom))
 
 
+def nodes_in(dom: str) -> dict[str, str]:
+    """Each step row's node cell."""
+    row = r'<tr data-step="([^"]+)"[^>]*>(?:(?!</tr>).)*?<td class="node">([^<]*)</td>'
+    return dict(re.findall(row, dom, re.DOTALL))
+
+
 def run_state(dom: str) -> str:
     found = re.search(r'id="run-state" data-state="([^"]+)"', dom)
     assert found is not None, dom[-2000:]
@@ -132,5 +138,6 @@ def test_a_browser_sees_the_steps_of_a_running_run_change(tmp_path: Path) -> Non
             "load": "Completed",
         }
         assert run_state(after) == "Completed"
+        assert nodes_in(after) == dict.fromkeys(("extract", "transform", "load"), "web-browser")
         assert 'data-live="ok"' in after
     store.close()

@@ -40,6 +40,7 @@ class Worker:
         *,
         keys: Path | None = None,
         drain_timeout: float = 10.0,
+        metrics: str | None = None,
     ) -> None:
         self.name = name
         command = node_command(
@@ -49,6 +50,7 @@ class Worker:
             plaintext=keys is None,
             apps=["tests.cluster.cluster_app"],
             drain_timeout=drain_timeout,
+            metrics=metrics,
         )
         env = dict(os.environ)
         # tests.cluster.cluster_app (and tests.support) from the root, whatever the cwd.

@@ -34,7 +34,7 @@ from typing import Any
 import msgpack
 import zmq
 
-VERSION = 3
+VERSION = 4
 EXT_ADDRESS, EXT_REMOTE_ERROR = 1, 2
 HEARTBEAT_EVERY = 0.25
 BATCH_ITEMS = 200
@@ -121,7 +121,7 @@ class Flooder:
         while self.node is None:
             if time.monotonic() > deadline:
                 raise SystemExit("flooder: no welcome")
-            hello = {"address": self.address, "incarnation": self.incarnation}
+            hello = {"role": "member", "address": self.address, "incarnation": self.incarnation}
             self.dealer.send(self.envelope("hello", "", hello))
             end = time.monotonic() + 0.5
             while self.node is None and time.monotonic() < end:

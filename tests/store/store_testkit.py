@@ -17,7 +17,12 @@ from runtime.store import (
 
 
 def step(
-    key: str, *, state: str = "completed", output: Any = None, attempts: int = 1
+    key: str,
+    *,
+    state: str = "completed",
+    output: Any = None,
+    attempts: int = 1,
+    node: str | None = None,
 ) -> StepRecord:
     """A step record whose output is ``output`` encoded (None stays None)."""
     return StepRecord(
@@ -28,6 +33,7 @@ def step(
         error=None if state != "failed" else "boom",
         started_at=10.0,
         finished_at=None if state == "running" else 11.0,
+        node=node,
     )
 
 

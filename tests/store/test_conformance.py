@@ -236,6 +236,26 @@ def test_append_rejects_records_that_are_not_a_list_of_step_records(
     assert store.load("run-1").steps == {}
 
 
+def test_each_record_keeps_the_node_its_attempt_ran_on(store: CheckpointStore) -> None:
+    epoch = started(store, "run-1")
+    append(store, "run-1", epoch, step("a", node="worker-1"), step("b", state="failed", node="w2"))
+    append(store, "run-1", epoch, step("b", output=2, attempts=2, node="coordinator"))
+    append(store, "run-1", epoch, step("legacy"))  # written by a version that had no node
+    steps = store.load("run-1").steps
+    assert {k: r.node for k, r in steps.items()} == {
+        "a": "worker-1",
+        "b": "coordinator",  # the last record's node: where the last attempt ran
+        "legacy": None,
+    }
+
+
+def test_append_rejects_a_node_that_is_not_a_string(store: CheckpointStore) -> None:
+    epoch = started(store, "run-1")
+    with pytest.raises(ValueError, match=r"step 'a' node must be a str or None, got int"):
+        append(store, "run-1", epoch, step("a", node=7))  # type: ignore[arg-type]
+    assert store.load("run-1").steps == {}
+
+
 def test_start_rejects_settings_that_are_not_str_to_str(store: CheckpointStore) -> None:
     epoch = store.claim("run-1", owner="a", lease=30)
     bad = header("run-1", settings={"n": 1})  # type: ignore[dict-item]

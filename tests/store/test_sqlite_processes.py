@@ -242,7 +242,7 @@ def test_processes_opening_a_version_1_file_at_once_migrate_it_once(
         claimer.send(f"new-{index}")
         assert claimer.line() == f"won new-{index} 1"
     with closing(sqlite3.connect(db)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
     with SQLiteStore(db) as store:
         runs = {s.run_id: s for s in store.list()}
         assert set(runs) == {"v1-done", "v1-failed", "v1-interrupted"} | {

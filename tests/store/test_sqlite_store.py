@@ -105,7 +105,7 @@ def test_a_file_that_is_not_a_database_raises_persistence_error(db_path: Path) -
 def test_an_unknown_schema_version_is_refused_on_open(saved_run: Path) -> None:
     with raw(saved_run) as conn:
         conn.execute("PRAGMA user_version = 99")
-    with pytest.raises(PersistenceError, match=r"schema version 99.*reads versions 1 and 2"):
+    with pytest.raises(PersistenceError, match=r"schema version 99.*reads versions 1 to 3"):
         SQLiteStore(saved_run)
 
 

@@ -91,6 +91,7 @@ def test_a_version_1_file_loads_steps_context_and_outcomes(v1_db: Path) -> None:
         ("a", "Completed"),
         ("b", "Running"),
     ]
+    assert all(r.node is None for c in (done, failed, interrupted) for r in c.steps.values())
 
 
 def test_a_version_1_outcome_reads_back_in_process_and_in_the_cli(v1_db: Path) -> None:
@@ -131,19 +132,20 @@ def columns(conn: sqlite3.Connection, table: str) -> list[str]:
     return [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
 
 
-def test_opening_a_version_1_file_migrates_it_to_version_2_in_place(v1_db: Path) -> None:
+def test_opening_a_version_1_file_migrates_it_to_version_3_in_place(v1_db: Path) -> None:
     with closing(sqlite3.connect(v1_db)) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
         old_steps = conn.execute("SELECT run_id, key, state FROM steps ORDER BY rowid").fetchall()
     SQLiteStore(v1_db).close()
     with closing(sqlite3.connect(v1_db)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
         assert {"runs", "steps", "steps_by_run"} <= tables
         assert not {"runs_v2", "steps_v2"} & tables
         assert "meta" not in columns(conn, "runs")
         assert {"settings", "output", "output_step", "unrecorded"} <= set(columns(conn, "runs"))
+        assert "node" in columns(conn, "steps")
         new_steps = conn.execute("SELECT run_id, step, state FROM steps ORDER BY seq").fetchall()
         output, error = conn.execute(
             "SELECT output, error FROM runs WHERE run_id = 'v1-done'"

@@ -2,14 +2,16 @@
 
 The client below uses raw ``zmq`` and ``msgpack`` only; nothing from ``actors``,
 ``transport`` or ``runtime``. The real node it talks to is a ``runtime.ActorSystem``
-listening on loopback in plaintext mode, with an echo actor spawned as ``echo``.
+listening on loopback in plaintext mode, with an echo actor spawned as ``echo``
+and a workflow registered as ``double``.
 
-Per the document: the client listens on a ROUTER of its own (every frame, answers
-included, travels from the sender's DEALER to the receiver's ROUTER), connects one
-DEALER to the node, says ``hello`` with its address and incarnation, takes the
-``members`` welcome, heartbeats while it waits, asks ``echo`` and gets the
+Per the document: the client connects one DEALER to the node and listens on
+nothing (the client role: answers come back over its own connection), says
+``hello`` with its role and incarnation, takes the ``members`` welcome (which
+does not list it: a client is not a member), asks ``echo`` and gets the
 ``reply``, asks an unknown path and gets an ``error`` whose ``RemoteError`` ext
-(code 2) names ``runtime.ActorNotFound``, then says ``leave`` and gets a ``reply``.
+(code 2) names ``runtime.ActorNotFound``, submits a run of ``double`` to
+``$system`` and reads its result, then says ``leave`` and gets a ``reply``.
 Every wait polls with a deadline; every socket closes with linger 0.
 """
 
@@ -25,9 +27,8 @@ import pykka
 import pytest
 import zmq
 
-VERSION = 3
+VERSION = 4
 EXT_ADDRESS, EXT_REMOTE_ERROR, EXT_TUPLE = 1, 2, 3
-HEARTBEAT_EVERY = 0.25  # well under the node's down_after (1.5 s)
 WAIT = 10.0  # generous: a loaded 2-core machine
 
 pytestmark = pytest.mark.timeout(60)
@@ -53,28 +54,22 @@ def decode(frame: bytes) -> list[Any]:
 
 
 class WireClient:
-    """A cluster member speaking the documented protocol by hand."""
+    """A client (not a member) speaking the documented protocol by hand."""
 
     def __init__(self, context: zmq.Context[Any], name: str) -> None:
         self.name = name
         self.incarnation = secrets.randbits(62) + 1
         self._ids = secrets.randbits(62) + 1
-        self.router = context.socket(zmq.ROUTER)
-        self.router.setsockopt(zmq.LINGER, 0)
-        self.router.bind("tcp://127.0.0.1:0")
-        self.address = self.router.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.context = context
         self.dealer: zmq.Socket[Any] | None = None
-        self.peer_incarnation: int | None = None
-        self._next_heartbeat = 0.0
         self.received: list[list[Any]] = []
 
     def close(self) -> None:
         if self.dealer is not None:
             self.dealer.close(linger=0)
-        self.router.close(linger=0)
 
     def connect(self, endpoint: str) -> None:
-        self.dealer = self.router.context.socket(zmq.DEALER)
+        self.dealer = self.context.socket(zmq.DEALER)
         self.dealer.setsockopt(zmq.LINGER, 0)
         self.dealer.connect(endpoint)
 
@@ -89,22 +84,17 @@ class WireClient:
         self.dealer.send(msgpack.packb(frame, use_bin_type=True), zmq.NOBLOCK)
         return message_id
 
-    def _tick(self) -> None:
-        now = time.monotonic()
-        if self.peer_incarnation is not None and now >= self._next_heartbeat:
-            self._next_heartbeat = now + HEARTBEAT_EVERY
-            self.send("heartbeat", "", self.incarnation)
-
     def _receive(self, timeout_ms: int) -> Iterator[list[Any]]:
-        if not self.router.poll(timeout_ms, zmq.POLLIN):
+        assert self.dealer is not None
+        if not self.dealer.poll(timeout_ms, zmq.POLLIN):
             return
         while True:
             try:
-                parts = self.router.recv_multipart(zmq.NOBLOCK)
+                parts = self.dealer.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            assert len(parts) == 2, parts  # [routing id of the sender's DEALER, payload]
-            envelope = decode(parts[1])
+            assert len(parts) == 1, parts  # the member's ROUTER sent [routing id, payload]
+            envelope = decode(parts[0])
             if envelope[1] == "batch":  # items: encoded envelopes of the same sender
                 for item in envelope[6]:
                     inner = decode(item)
@@ -114,10 +104,9 @@ class WireClient:
                 yield envelope
 
     def wait_for(self, match: Callable[[list[Any]], bool], what: str) -> list[Any]:
-        """Receive (heartbeating meanwhile) until an envelope matches; bounded by WAIT."""
+        """Receive until an envelope matches; bounded by WAIT."""
         deadline = time.monotonic() + WAIT
         while time.monotonic() < deadline:
-            self._tick()
             for envelope in self._receive(50):
                 self.received.append(envelope)
                 if match(envelope):
@@ -126,6 +115,12 @@ class WireClient:
 
     def answer_to(self, kind: str, message_id: int) -> list[Any]:
         return self.wait_for(lambda e: e[1] in (kind, "error") and e[3] == message_id, kind)
+
+    def ask(self, target: str, body: Any) -> Any:
+        """Ask and return the reply's body (failing on an error)."""
+        answer = self.answer_to("reply", self.send("ask", target, body))
+        assert answer[1] == "reply", answer
+        return answer[6]
 
 
 # -- the node under test ----------------------------------------------------------------
@@ -136,13 +131,18 @@ class Echo(pykka.ThreadingActor):
         return ["echoed", message]
 
 
+def double(ctx: dict[str, Any]) -> int:
+    return int(ctx["n"]) * 2
+
+
 @pytest.fixture
 def node() -> Iterator[Any]:
-    from runtime import ActorSystem  # only to start the real node
+    from runtime import ActorSystem, task  # only to start the real node
 
     system = ActorSystem("served", listen="tcp://127.0.0.1:0", plaintext=True)
     try:
         system.spawn(Echo, name="echo")
+        system.register_workflow(task(double).named("double"))
         yield system
     finally:
         system.shutdown()
@@ -155,38 +155,21 @@ def context() -> Iterator[zmq.Context[Any]]:
     context.term()
 
 
-def test_a_client_written_from_the_document_joins_asks_and_leaves(
+def test_a_client_written_from_the_document_asks_submits_and_leaves(
     node: Any, context: zmq.Context[Any]
 ) -> None:
     client = WireClient(context, "doc-client")
     try:
         client.connect(node.address)
-        # join: hello, retried every 0.5 s until the members welcome answers one of them
-        hellos: set[int] = set()
-        welcome: list[Any] | None = None
-        deadline = time.monotonic() + WAIT
-        while welcome is None and time.monotonic() < deadline:
-            hellos.add(
-                client.send(
-                    "hello", "", {"address": client.address, "incarnation": client.incarnation}
-                )
-            )
-            end = time.monotonic() + 0.5
-            while welcome is None and time.monotonic() < end:
-                for envelope in client._receive(50):
-                    if envelope[1] in ("members", "error") and envelope[3] in hellos:
-                        welcome = envelope
-        assert welcome is not None, "no answer to hello"
+        # hello with the client role: no address, answered over this connection
+        hello = client.send("hello", "", {"role": "client", "incarnation": client.incarnation})
+        welcome = client.answer_to("members", hello)
         assert welcome[1] == "members", welcome
         assert welcome[4] == "served" and welcome[5] == ""
         entries = {entry[0]: entry for entry in welcome[6]}
         assert entries["served"][1:3] == [node.address, "up"]
-        assert entries["doc-client"][1:] == [client.address, "up", client.incarnation]
-        client.peer_incarnation = entries["served"][3]
-
-        # the node heartbeats its new member with its incarnation
-        beat = client.wait_for(lambda e: e[1] == "heartbeat", "heartbeat")
-        assert beat[6] == client.peer_incarnation and beat[5] == ""
+        assert "doc-client" not in entries  # a client is not a member
+        assert set(node.members()) == {"served"}
 
         # ask an actor: reply correlated to the ask's message id
         pair = msgpack.ExtType(EXT_TUPLE, msgpack.packb(["a", b"b"], use_bin_type=True))
@@ -205,18 +188,35 @@ def test_a_client_written_from_the_document_joins_asks_and_leaves(
         assert type_name == "runtime.ActorNotFound"
         assert "no-such-actor" in message and origin == "served"
 
-        # the $system ping
-        ping = client.send("ask", "$system", {"op": "ping"})
-        assert client.answer_to("reply", ping)[6] == "pong"
+        # the $system ping, and a heartbeat (body: the hello's incarnation) keeps the session
+        assert client.ask("$system", {"op": "ping"}) == "pong"
+        client.send("heartbeat", "", client.incarnation)
 
-        # leave: body nil, acknowledged by a reply with body nil
+        # submit a run of the registered workflow; ctx is msgpack in a bin
+        ctx = msgpack.packb({"n": 21}, use_bin_type=True)
+        started = client.ask("$system", {"op": "submit", "workflow": "double", "ctx": ctx})
+        run_id = started["run"]
+        deadline = time.monotonic() + WAIT
+        while True:
+            info = client.ask("$system", {"op": "run", "run": run_id})
+            assert info["run"] == run_id and info["node"] == "served"
+            if info["done"]:
+                break
+            assert time.monotonic() < deadline, info
+            time.sleep(0.05)  # polling the node's answer, bounded by the deadline
+        assert info["state"] == "Completed" and info["error"] is None
+        assert msgpack.unpackb(info["output"], raw=False) == 42
+
+        # an unknown workflow name: an error naming the known ones
+        unknown = client.send("ask", "$system", {"op": "submit", "workflow": "nope", "ctx": ctx})
+        refusal = client.answer_to("error", unknown)
+        code, (type_name, message, _traceback, _origin) = refusal[6]
+        assert type_name == "runtime.UnknownWorkflow" and "known: double" in message
+
+        # leave: body nil, acknowledged by a reply with body nil; the session ends
         leave = client.send("leave", "", None)
         ack = client.answer_to("reply", leave)
         assert ack[1] == "reply" and ack[6] is None
-        client.peer_incarnation = None  # a member that left sends no more heartbeats
-        deadline = time.monotonic() + WAIT
-        while node.members().get("doc-client") != "left":
-            assert time.monotonic() < deadline, node.members()
-            time.sleep(0.02)
+        assert set(node.members()) == {"served"}
     finally:
         client.close()

@@ -49,7 +49,7 @@ def hello(sender: str, message_id: int = 1) -> bytes:
             0,
             sender,
             "",
-            {"address": "tcp://127.0.0.1:9", "incarnation": 1},
+            {"role": "member", "address": "tcp://127.0.0.1:9", "incarnation": 1},
         )
     )
 

@@ -44,7 +44,12 @@ def test_one_batch_frame_decodes_at_most_max_containers(
     dealer.send(
         encode_envelope(
             Envelope(
-                Kind.HELLO, 1, 0, "ghost", "", {"address": "tcp://127.0.0.1:9", "incarnation": 1}
+                Kind.HELLO,
+                1,
+                0,
+                "ghost",
+                "",
+                {"role": "member", "address": "tcp://127.0.0.1:9", "incarnation": 1},
             )
         )
     )

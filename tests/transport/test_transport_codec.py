@@ -192,7 +192,14 @@ def _valid(**changes: Any) -> list[Any]:
         Envelope(Kind.ASK, 2**63 - 1, 0, "node-a", "p", Address("b", "q")),
         Envelope(Kind.REPLY, 5, 4, "a", "", None),
         Envelope(Kind.ERROR, 5, 4, "a", "", RemoteError("T", "m", "tb", "a")),
-        Envelope(Kind.HELLO, 5, 0, "a", "", {"address": "tcp://127.0.0.1:5000", "incarnation": 7}),
+        Envelope(
+            Kind.HELLO,
+            5,
+            0,
+            "a",
+            "",
+            {"role": "member", "address": "tcp://127.0.0.1:5000", "incarnation": 7},
+        ),
         Envelope(Kind.MEMBERS, 5, 3, "a", "", [["a", "tcp://127.0.0.1:1", "up", 7]]),
         Envelope(Kind.HEARTBEAT, 5, 0, "a", "", 7),
         Envelope(Kind.LEAVE, 5, 0, "a", "", None),
@@ -249,7 +256,7 @@ BAD_ENVELOPES: dict[str, tuple[bytes, str]] = {
             *_valid(
                 kind="hello",
                 target="",
-                body={"address": "tcp://127.0.0.1:1", "incarnation": 1, "x": 1},
+                body={"role": "member", "address": "tcp://127.0.0.1:1", "incarnation": 1, "x": 1},
             )
         ),
         "hello",
@@ -261,7 +268,9 @@ BAD_ENVELOPES: dict[str, tuple[bytes, str]] = {
     "hello incarnation as str": (
         _frame(
             *_valid(
-                kind="hello", target="", body={"address": "tcp://127.0.0.1:1", "incarnation": "1"}
+                kind="hello",
+                target="",
+                body={"role": "member", "address": "tcp://127.0.0.1:1", "incarnation": "1"},
             )
         ),
         "hello incarnation",
@@ -275,7 +284,13 @@ BAD_ENVELOPES: dict[str, tuple[bytes, str]] = {
         "member incarnation",
     ),
     "hello address not an endpoint": (
-        _frame(*_valid(kind="hello", target="", body={"address": "nowhere", "incarnation": 1})),
+        _frame(
+            *_valid(
+                kind="hello",
+                target="",
+                body={"role": "member", "address": "nowhere", "incarnation": 1},
+            )
+        ),
         "address",
     ),
     "members not a list": (_frame(*_valid(kind="members", target="", body={})), "members"),

@@ -29,7 +29,7 @@ def seed_of(node: Transport) -> str:
 
 
 def hello(message_id: int, sender: str, incarnation: int) -> bytes:
-    body = {"address": NOWHERE, "incarnation": incarnation}
+    body = {"role": "member", "address": NOWHERE, "incarnation": incarnation}
     return encode_envelope(Envelope(Kind.HELLO, message_id, 0, sender, "", body))
 
 

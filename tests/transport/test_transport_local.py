@@ -201,7 +201,12 @@ def test_replayed_messages_are_delivered_once(
     a = make_transport("a", handler)
     assert a.address is not None
     hello = Envelope(
-        Kind.HELLO, 1, 0, "ghost", "", {"address": "tcp://127.0.0.1:9", "incarnation": 1}
+        Kind.HELLO,
+        1,
+        0,
+        "ghost",
+        "",
+        {"role": "member", "address": "tcp://127.0.0.1:9", "incarnation": 1},
     )
     tell = Envelope(Kind.TELL, 2, 0, "ghost", "sink", "once")
     last = Envelope(Kind.TELL, 3, 0, "ghost", "sink", "last")

@@ -168,7 +168,12 @@ def test_a_node_whose_key_is_not_allowlisted_cannot_join(
 
 def hostile_frames(sender: str) -> list[bytes]:
     hello = Envelope(
-        Kind.HELLO, 11, 0, sender, "", {"address": "tcp://127.0.0.1:9", "incarnation": 1}
+        Kind.HELLO,
+        11,
+        0,
+        sender,
+        "",
+        {"role": "member", "address": "tcp://127.0.0.1:9", "incarnation": 1},
     )
     return [
         encode_envelope(envelope)

@@ -1,0 +1,120 @@
+"""The client role on the wire: a client is answered over its own connection, is never a
+member, and what a member keeps for clients is bounded (sessions, idle expiry)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import wait_until
+from tests.transport.conftest import RecordingHandler
+from transport import (
+    Address,
+    ClientTransport,
+    NameInUse,
+    NodeDown,
+    Overloaded,
+    Transport,
+    TransportSettings,
+    generate_keys,
+    load_security,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def make_client() -> Iterator[Callable[..., ClientTransport]]:
+    made: list[ClientTransport] = []
+
+    def make(name: str, **options: Any) -> ClientTransport:
+        if options.get("security") is None:
+            options.setdefault("allow_plaintext", True)
+        client = ClientTransport(name, **options)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close(0.5)
+
+
+def test_a_client_asks_without_listening_and_never_becomes_a_member(
+    make_transport: Callable[..., Transport], make_client: Callable[..., ClientTransport]
+) -> None:
+    handler = RecordingHandler("m")
+    member = make_transport("m", handler)
+    client = make_client("c")
+    assert client.connect(str(member.address), timeout=10) == "m"
+    assert client.ask("m", "echo", {"x": 1}, timeout=10).result(11) == ["m", {"x": 1}]
+    assert handler.deliveries == [("c", "echo", {"x": 1})]
+    assert set(member.members()) == {"m"}
+    assert member.stats().clients == 1
+    client.close()
+    assert wait_until(lambda: member.stats().clients == 0, 10)
+    assert set(member.members()) == {"m"}
+
+
+def test_a_client_named_like_a_member_is_refused(
+    make_transport: Callable[..., Transport], make_client: Callable[..., ClientTransport]
+) -> None:
+    seed = make_transport("seed")
+    other = make_transport("other")
+    other.join([str(seed.address)], timeout=10)
+    with pytest.raises(NameInUse, match="is a member"):
+        make_client("other").connect(str(seed.address), timeout=10)
+    assert seed.members()["other"].status == "up"
+
+
+def test_client_sessions_are_bounded_and_expire_when_idle(
+    make_transport: Callable[..., Transport], make_client: Callable[..., ClientTransport]
+) -> None:
+    settings = TransportSettings(max_clients=2, client_idle_after=1.0)
+    member = make_transport("m", RecordingHandler("m"), settings=settings)
+    for name in ("c1", "c2"):
+        make_client(name).connect(str(member.address), timeout=10)
+    with pytest.raises(Overloaded, match="too many client sessions"):
+        make_client("c3").connect(str(member.address), timeout=10)
+    assert member.stats().frames_dropped["refused_client"] == 1
+    # clients that vanish without a word (and heartbeat every 5 s) are forgotten after 1 s
+    assert wait_until(lambda: member.stats().clients == 0, 10)
+    make_client("c4").connect(str(member.address), timeout=10)
+    assert member.stats().clients == 1
+
+
+def test_a_curve_client_authenticates_with_its_own_allowlisted_key(
+    tmp_path: Path,
+    make_transport: Callable[..., Transport],
+    make_client: Callable[..., ClientTransport],
+) -> None:
+    keys = tmp_path / "keys"
+    for name in ("m", "admin"):
+        generate_keys(keys, name)
+    member = make_transport("m", RecordingHandler("m"), security=load_security(keys, "m"))
+    seed = f"m@{member.address}"
+    admin = make_client("admin", security=load_security(keys, "admin"))
+    admin.connect(seed, timeout=10)
+    assert admin.ask("m", "echo", 1, timeout=10).result(11) == ["m", 1]
+    # a key pair the member's allowlist lacks: the handshake fails, nothing is admitted
+    strangers = tmp_path / "stranger-keys"
+    generate_keys(strangers, "stranger")
+    shutil.copy(keys / "m.key", strangers / "m.key")
+    stranger = make_client("stranger", security=load_security(strangers, "stranger"))
+    with pytest.raises(NodeDown, match="allowlist"):
+        stranger.connect(seed, timeout=2)
+    assert wait_until(lambda: member.stats().frames_dropped.get("handshake_failed", 0) > 0, 10)
+    assert member.stats().clients == 1 and set(member.members()) == {"m"}
+
+
+def test_a_member_sends_nothing_to_a_client_but_answers(
+    make_transport: Callable[..., Transport], make_client: Callable[..., ClientTransport]
+) -> None:
+    member = make_transport("m", RecordingHandler("m"))
+    client = make_client("c")
+    client.connect(str(member.address), timeout=10)
+    with pytest.raises(NodeDown):
+        member.tell(Address("c", "anything"), "hi")  # a client is no node to send to
