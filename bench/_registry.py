@@ -19,6 +19,7 @@ FAMILY_MODULES: tuple[str, ...] = (
     "bench._checkpoint",
     "bench._history",
     "bench._remote",
+    "bench._cluster",
     "bench._submit",
     "bench._isolation",
 )

@@ -50,7 +50,7 @@ from runtime._logs import JsonFormatter
 from runtime._progress import ProgressObserver, RunProgress
 from runtime._submissions import UnknownWorkflow
 from runtime._system import ActorSystem
-from runtime.cluster import Lock, Ref
+from runtime.cluster import Lock, Ref, Unplaceable
 from runtime.engine import RunHandle, StepReport
 from runtime.events import LoggingObserver, WorkflowObserver
 from runtime.store import (
@@ -93,6 +93,7 @@ from transport import (
     ActorNotFound,
     Address,
     AskTimeout,
+    JoinRefused,
     NameInUse,
     NodeDown,
     OutboxFull,
@@ -129,6 +130,7 @@ __all__ = [
     "GraphBuilder",
     "IllegalTransition",
     "ItemsFailed",
+    "JoinRefused",
     "JsonFormatter",
     "LeastLoaded",
     "Lock",
@@ -183,6 +185,7 @@ __all__ = [
     "TemporaryError",
     "TransportSettings",
     "UnknownWorkflow",
+    "Unplaceable",
     "Workflow",
     "WorkflowError",
     "WorkflowObserver",

@@ -3,6 +3,8 @@
 On the signal it leaves the cluster gracefully — in-flight steps get up to
 ``drain_timeout`` seconds to finish, new ones are refused so coordinators
 re-place them, peers are told — then shuts the system down and returns.
+SIGHUP re-reads the keys directory (the CURVE allowlist: a new node's key is
+accepted without a restart, a removed one refused on its next connection).
 SIGUSR1 writes every thread's stack to stderr (named threads: ``actorflow-io-*``,
 ``actorflow-dispatch-*``, pykka actors...), the first thing to look at when a
 member seems stuck; a thread of ours writes it, holding the GIL
@@ -54,6 +56,7 @@ def serve(
     wakeup: tuple[int, int] | None = None
     received: list[int] = []
     dumper: StackDumper | None = None
+    hangups: list[int] = []  # SIGHUPs not yet acted on
     if threading.current_thread() is threading.main_thread():
         wakeup = os.pipe()
         os.set_blocking(wakeup[1], False)
@@ -68,8 +71,14 @@ def serve(
             with contextlib.suppress(OSError):  # pipe full: a wake-up is pending
                 os.write(write_end, b"\0")
 
+        def on_hangup(signum: int, frame: FrameType | None) -> None:
+            hangups.append(signum)  # same rule as on_signal: no lock, just wake the loop
+            with contextlib.suppress(OSError):
+                os.write(write_end, b"\0")
+
         for signum in (signal.SIGTERM, signal.SIGINT):
             previous[signum] = signal.signal(signum, on_signal)
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_hangup)
         if not faulthandler.is_enabled():
             faulthandler.enable()  # fatal errors only: SIGUSR1 is the dumper's
         dumper = StackDumper()
@@ -77,7 +86,7 @@ def serve(
     try:
         if on_ready is not None:
             on_ready(system)
-        _wait_for_stop(stop, received, wakeup[0] if wakeup else None)
+        _wait_for_stop(stop, received, wakeup[0] if wakeup else None, hangups, system.reload_keys)
         if received:
             log.info("signal %s: draining and leaving", signal.Signals(received[0]).name)
         remaining = system.leave(drain_timeout)
@@ -99,8 +108,15 @@ def serve(
                 dumper.uninstall()
 
 
-def _wait_for_stop(stop: threading.Event, received: list[int], wakeup_fd: int | None) -> None:
-    """Block until a signal was received or ``stop`` is set (by another thread).
+def _wait_for_stop(
+    stop: threading.Event,
+    received: list[int],
+    wakeup_fd: int | None,
+    hangups: list[int],
+    on_hangup: Callable[[], object],
+) -> None:
+    """Block until a stop signal was received or ``stop`` is set (by another thread);
+    run ``on_hangup`` (here, on this thread) for each burst of SIGHUPs meanwhile.
 
     With a wake-up pipe a signal ends the wait at once; ``stop`` is looked at
     every ``_STOP_POLL`` seconds, without taking its lock.
@@ -113,7 +129,16 @@ def _wait_for_stop(stop: threading.Event, received: list[int], wakeup_fd: int | 
     with selectors.DefaultSelector() as selector:
         selector.register(wakeup_fd, selectors.EVENT_READ)
         while not received and not stop.is_set():
-            selector.select(_STOP_POLL)
+            if selector.select(_STOP_POLL):
+                with contextlib.suppress(OSError):
+                    os.read(wakeup_fd, 512)  # consumed: a later signal wakes us again
+            if hangups and not received:
+                hangups.clear()
+                log.info("SIGHUP: reloading the keys directory")
+                try:
+                    on_hangup()
+                except Exception:
+                    log.exception("reloading the keys directory failed")
 
 
 _STOP_POLL = 0.2
@@ -123,6 +148,7 @@ def node_command(
     name: str,
     *,
     join: Sequence[str] = (),
+    join_timeout: float | None = None,
     listen: str = "tcp://127.0.0.1:0",
     apps: Sequence[str] = (),
     keys: str | os.PathLike[str] | None = None,
@@ -139,6 +165,8 @@ def node_command(
     command = [sys.executable, "-m", "runtime._cli", "node", "--name", name, "--listen", listen]
     for seed in join:
         command += ["--join", seed]
+    if join_timeout is not None:
+        command += ["--join-timeout", str(join_timeout)]
     for app in apps:
         command += ["--app", app]
     if keys is not None:

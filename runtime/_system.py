@@ -98,6 +98,10 @@ class ActorSystem:
         listen: ZeroMQ endpoint this node binds (``tcp://127.0.0.1:0`` picks a port);
             with ``listen`` or ``join`` the system is a cluster member.
         join: seed endpoints of nodes already in the cluster.
+        join_timeout: seconds to keep trying the seeds (hellos repeated, connections
+            retried: a node may start before its seed) before giving up with
+            ``NodeDown``; a seed refusing this node's CURVE key fails at once
+            (``JoinRefused``). Either error says what each seed's connection showed.
         keys: a keys directory (``actorflow keys generate``): CURVE encryption and
             the allowlist of node public keys. Without it the node refuses to start
             unless ``plaintext=True`` and every endpoint is loopback.
@@ -132,6 +136,7 @@ class ActorSystem:
         lease: float = 10.0,
         listen: str | None = None,
         join: Sequence[str] = (),
+        join_timeout: float = 10.0,
         keys: str | os.PathLike[str] | None = None,
         plaintext: bool = False,
         transport: TransportSettings | None = None,
@@ -194,14 +199,16 @@ class ActorSystem:
                     plaintext=plaintext,
                     transport=transport or TransportSettings(),
                 )
-                self._start_cluster(settings, join)
+                self._start_cluster(settings, join, join_timeout)
             if recover:
                 self.recover()
         except BaseException:
             self.shutdown()  # a constructor that fails leaves no thread behind
             raise
 
-    def _start_cluster(self, settings: ClusterSettings, join: Sequence[str]) -> None:
+    def _start_cluster(
+        self, settings: ClusterSettings, join: Sequence[str], join_timeout: float
+    ) -> None:
         cluster = Cluster(
             self.name,
             settings=settings,
@@ -212,7 +219,7 @@ class ActorSystem:
             hosted=self._metrics,
         )
         try:
-            cluster.start(join)
+            cluster.start(join, timeout=join_timeout)
         except BaseException:
             cluster.close()
             raise
@@ -239,6 +246,16 @@ class ActorSystem:
         if self.cluster is None:
             return {self.name: "up"}
         return {name: m.status for name, m in self.cluster.transport.members().items()}
+
+    def reload_keys(self) -> tuple[list[str], list[str]]:
+        """Re-read the keys directory (the allowlist) now: (added or changed, removed) names.
+
+        Also done by itself when the directory's key files change, and by
+        ``actorflow node`` on SIGHUP. Nothing to do without ``keys``.
+        """
+        if self.cluster is None:
+            return [], []
+        return self.cluster.reload_keys()
 
     def register_task(self, fn: Callable[[Any], Any], name: str | None = None) -> str:
         """Let peers run ``fn`` as a step here, by ``module:qualname`` (or ``name``)."""

@@ -27,6 +27,7 @@ from transport._envelope import Envelope
 from transport._errors import (
     ActorNotFound,
     AskTimeout,
+    JoinRefused,
     NameInUse,
     NodeDown,
     OutboxFull,
@@ -50,6 +51,7 @@ __all__ = [
     "ClientTransport",
     "Envelope",
     "InlineHandler",
+    "JoinRefused",
     "Limits",
     "Member",
     "MemberEvent",

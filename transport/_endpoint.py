@@ -37,16 +37,17 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
 import zmq
 
 from transport._address import Address
+from transport._capabilities import CapabilitySet
 from transport._detector import FailureDetector
 from transport._envelope import Envelope, Kind, encode_envelope, validate_node_name
-from transport._errors import AskTimeout, NameInUse, NodeDown, OutboxFull
+from transport._errors import AskTimeout, NodeDown, OutboxFull
 from transport._fair import FairDispatcher
 from transport._inbox import Inbox
 from transport._io import IoLoop
@@ -64,7 +65,7 @@ from transport._reply import (
     error_to_wire,
     new_id_counter,
 )
-from transport._security import Security, check_endpoint, start_authenticator
+from transport._security import Security, check_endpoint, parse_seed, start_authenticator
 from transport._settings import DEFAULT_SETTINGS, TransportSettings
 from transport._stats import Counters, TransportStats
 from transport._subscribers import Subscribers
@@ -245,29 +246,50 @@ class Transport:
             ValueError: no ``listen`` endpoint, or a malformed or refused seed.
             NameInUse: a seed refused the join: a live member (another process,
                 still heartbeating) already uses this node's name.
-            NodeDown: no seed answered within ``timeout``.
+            JoinRefused: every seed refused the CURVE handshake (at once; the message
+                names each seed and the cause).
+            NodeDown: no seed answered within ``timeout`` (hellos and connections are
+                retried until then); says what each seed's connection last showed.
         """
         io = self._running_io()
         if self._listen is None:
             raise ValueError("join needs a listen endpoint: peers must be able to reach this node")
-        parsed = [self._parse_seed(seed) for seed in seeds]
+        secured, plaintext = self._security is not None, self._allow_plaintext
+        parsed = [parse_seed(seed, secured=secured, allow_plaintext=plaintext) for seed in seeds]
         parsed = [(name, address) for name, address in parsed if address != self.address]
         if not parsed:
             return
         token = self._next_id()
         deadline = time.monotonic() + timeout
         waiter = io.join(token, parsed)
-        if not waiter.done.wait(timeout):
+        answered = waiter.done.wait(timeout)
+        if not answered:
             io.cancel_join(token)
-            raise NodeDown(f"no seed answered within {timeout}s: {list(seeds)}")
-        if waiter.refusal is not None:
-            raise NameInUse(f"cannot join as {self.name!r}: {waiter.refusal}")
+        waiter.raise_unless_welcomed(self.name, seeds, timeout, answered=answered)
         # the members the welcome named are probed (gossip is only a hint): wait for them
         waiter.settled.wait(max(0.0, deadline - time.monotonic()))
 
     def members(self) -> dict[str, Member]:
         """Every known node, this one included (always ``up``), keyed by name."""
         return self._membership.snapshot()
+
+    def advertise(self, capabilities: Mapping[str, Iterable[str]], timeout: float = 5.0) -> None:
+        """Set what this node can do (kind -> names), sent in every hello from now on.
+
+        A change while running is said to every live peer at once (a repeated hello);
+        this waits (at most ``timeout``) until they all answered, so a peer placing
+        work here right after sees the new set.
+        """
+        changed = self._parts.capabilities.set_own(capabilities)
+        io = self._io
+        if changed and io is not None and self._state == "running":
+            io.readvertise(self._next_id()).wait(timeout)
+
+    def capabilities(self, node: str) -> CapabilitySet:
+        """What ``node`` advertised (kind -> names; empty if unknown or nothing), or ours."""
+        if node == self.name:
+            return self._parts.capabilities.own()
+        return self._parts.capabilities.of(node, self._membership.incarnation(node))
 
     def subscribe(self, callback: Callable[[MemberEvent], None]) -> None:
         """Call ``callback(MemberEvent)`` on every up/down/left change, on the notify thread.
@@ -284,7 +306,8 @@ class Transport:
         ``close`` next.
         """
         io = self._running_io()
-        futures = [self._send_ask(peer, Kind.LEAVE, "", None, timeout) for peer in self._peers_up()]
+        peers = self._membership.names("up")
+        futures = [self._send_ask(peer, Kind.LEAVE, "", None, timeout) for peer in peers]
         concurrent.futures.wait(futures, timeout)
         io.protocol.left.set()
 
@@ -369,29 +392,12 @@ class Transport:
             raise RuntimeError(f"transport {self.name} is not running (state {self._state})")
         return self._io
 
-    def _peers_up(self) -> list[str]:
-        return self._membership.names("up")
-
     def _check_reachable(self, node: str) -> None:
         status = self._membership.status(node)
         if status != "up":
             raise NodeDown(f"node {node} is {status or 'unknown'}")
         if self._io is not None and self._io.protocol.left.is_set():
             raise NodeDown(f"this node ({self.name}) has left the cluster")
-
-    def _parse_seed(self, seed: str) -> tuple[str | None, str]:
-        name, sep, address = seed.rpartition("@") if "@" in seed else (None, "", seed)
-        if sep and name is not None:
-            validate_node_name(name, f"seed {seed!r} node name")
-        elif self._security is not None:
-            raise ValueError(f"with CURVE a seed must be 'name@tcp://host:port', got {seed!r}")
-        check_endpoint(
-            address,
-            what="seed",
-            secured=self._security is not None,
-            allow_plaintext=self._allow_plaintext,
-        )
-        return (name or None), address
 
     def _send_ask(
         self, node: str, kind: Kind, path: str, message: Any, timeout: float

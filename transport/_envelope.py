@@ -37,6 +37,11 @@ Version 4 adds *roles*: a ``hello`` body names its ``role``. A member says
 program that only asks, see ``_clients``) says ``{"role": "client",
 "incarnation": int}``: it has no address, and is answered over the
 connection it said hello on.
+
+Capabilities (see ``_capabilities``): a member's ``hello`` may also carry a
+``"capabilities"`` key (a map of kind -> array of names), and a member entry
+may have a fifth item, the same map (sent only in the answering node's own
+entry of a welcome).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from __future__ import annotations
 import enum
 from typing import Any, NamedTuple
 
+from transport._capabilities import capabilities_from_wire
 from transport._codec import DEFAULT_LIMITS, Limits, pack, unpack
 from transport._errors import ProtocolError, RemoteError
 
@@ -270,27 +276,38 @@ _HELLO_KEYS = {
     ROLE_MEMBER: frozenset({"role", "address", "incarnation"}),
     ROLE_CLIENT: frozenset({"role", "incarnation"}),
 }
+_HELLO_OPTIONAL = {ROLE_MEMBER: frozenset({"capabilities"}), ROLE_CLIENT: frozenset()}
 
 
 def _check_hello(body: object) -> None:
     role = body.get("role") if isinstance(body, dict) else None
     keys = _HELLO_KEYS.get(role) if isinstance(role, str) else None
-    if not isinstance(body, dict) or keys is None or set(body) != keys:
+    if (
+        not isinstance(body, dict)
+        or keys is None
+        or not keys <= set(body) <= keys | _HELLO_OPTIONAL[str(role)]
+    ):
         raise ProtocolError(
-            "hello body must be {'role': 'member', 'address': str, 'incarnation': int} or "
-            f"{{'role': 'client', 'incarnation': int}}, got {_describe(body)}"
+            "hello body must be {'role': 'member', 'address': str, 'incarnation': int"
+            "[, 'capabilities': map]} or {'role': 'client', 'incarnation': int}, got "
+            f"{_describe(body)}"
         )
     if role == ROLE_MEMBER:
         _check_address("hello address", body["address"])
     _check_incarnation("hello incarnation", body["incarnation"])
+    if "capabilities" in body:
+        capabilities_from_wire(body["capabilities"])
 
 
 def _check_member_entry(entry: object) -> None:
-    if not isinstance(entry, list) or len(entry) != 4:
+    if not isinstance(entry, list) or len(entry) not in (4, 5):
         raise ProtocolError(
-            f"member entry must be [name, address, status, incarnation], got {_describe(entry)}"
+            "member entry must be [name, address, status, incarnation[, capabilities]], "
+            f"got {_describe(entry)}"
         )
-    name, address, status, incarnation = entry
+    name, address, status, incarnation = entry[:4]
+    if len(entry) == 5:
+        capabilities_from_wire(entry[4])
     try:
         validate_node_name(name, "member name")
     except ValueError as exc:

@@ -7,7 +7,9 @@ the same types and nothing needs translating twice (decided once, see README)::
     ├── ProtocolError             a frame broke the wire contract (bad shape, size, kind)
     ├── ActorNotFound             the target address names no live actor
     ├── NodeDown                  the peer node is unreachable or declared dead
-    │   └── OutboxFull            the peer did not take our frames in time (backpressure)
+    │   ├── OutboxFull            the peer did not take our frames in time (backpressure)
+    │   ├── NameInUse             a join refused: a live member has this node's name
+    │   └── JoinRefused           a join refused: every seed failed the CURVE handshake
     ├── Overloaded                the receiving node refused work from this sender for now
     ├── AskTimeout                no reply to an ask within its deadline
     └── RemoteError               a failure raised on another node, kept readable
@@ -22,6 +24,8 @@ from __future__ import annotations
 __all__ = [
     "ActorNotFound",
     "AskTimeout",
+    "JoinRefused",
+    "NameInUse",
     "NodeDown",
     "OutboxFull",
     "Overloaded",
@@ -68,6 +72,12 @@ class Overloaded(WorkflowError):
     is ``runtime.Overloaded``."""
 
 
+class JoinRefused(NodeDown):
+    """``join`` failed because every seed refused the connection's handshake (this node's
+    CURVE key is not on its allowlist, the key held for the seed is wrong, or one side
+    is plaintext). The message names each seed and its cause; retrying cannot help."""
+
+
 class AskTimeout(WorkflowError, TimeoutError):
     """An ask got no reply within its deadline."""
 
@@ -99,6 +109,7 @@ for _cls in (
     NodeDown,
     OutboxFull,
     NameInUse,
+    JoinRefused,
     Overloaded,
     AskTimeout,
     RemoteError,

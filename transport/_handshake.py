@@ -22,15 +22,21 @@ guards the waiters).
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 
+from transport._capabilities import Capabilities, capabilities_to_wire
 from transport._envelope import ROLE_MEMBER, Envelope, Kind, encode_envelope
+from transport._errors import JoinRefused, NameInUse, NodeDown
+from transport._join_causes import JoinCause, join_cause
 from transport._settings import TransportSettings
 from transport._sockets import PeerLinks
 
 __all__ = ["MAX_PROBES", "Handshakes", "JoinWaiter"]
+
+log = logging.getLogger(__name__)
 
 MAX_PROBES = 64
 PROBE_TIMEOUT = 5.0
@@ -42,6 +48,12 @@ REFUSAL_LINGER = 5.0
 class _JoinAttempt:
     seeds: list[tuple[str | None, str]]
     next_hello: float
+    causes: dict[int, JoinCause] = field(default_factory=dict)  # seed index -> latest
+
+
+def seed_label(seed: tuple[str | None, str]) -> str:
+    """How a seed is named in messages: ``name@address`` or the address."""
+    return f"{seed[0]}@{seed[1]}" if seed[0] else seed[1]
 
 
 class JoinWaiter:
@@ -49,13 +61,31 @@ class JoinWaiter:
     ``settled`` once the probes of the members the welcome named ended too (answered,
     refused or timed out), so ``join`` returns knowing the cluster's live members."""
 
-    __slots__ = ("awaiting", "done", "refusal", "settled")
+    __slots__ = ("awaiting", "causes", "done", "failure", "refusal", "settled")
 
     def __init__(self) -> None:
         self.done = threading.Event()
         self.settled = threading.Event()
         self.refusal: str | None = None  # why a seed refused the join, if it did
         self.awaiting: set[int] = set()  # probe hello ids still in flight (I/O thread)
+        self.failure: str | None = None  # every seed failed the handshake: why
+        # seed label -> what its link last showed (replaced whole by the I/O thread)
+        self.causes: dict[str, str] = {}
+
+    def raise_unless_welcomed(
+        self, node: str, seeds: Sequence[str], timeout: float, *, answered: bool
+    ) -> None:
+        """Raise the error of a join that was not welcomed (see ``Transport.join``)."""
+        if not answered:
+            seen = "; ".join(f"{seed}: {cause}" for seed, cause in self.causes.items())
+            raise NodeDown(
+                f"no seed answered within {timeout}s: {list(seeds)}"
+                + (f" ({seen})" if seen else " (their connections showed nothing)")
+            )
+        if self.failure is not None:
+            raise JoinRefused(f"cannot join as {node!r}: {self.failure}")
+        if self.refusal is not None:
+            raise NameInUse(f"cannot join as {node!r}: {self.refusal}")
 
 
 class Handshakes:
@@ -76,8 +106,10 @@ class Handshakes:
         settings: TransportSettings,
         links: PeerLinks,
         ids: Iterator[int],
+        capabilities: Capabilities | None = None,
     ) -> None:
         self._name = name
+        self._capabilities = capabilities or Capabilities()
         self._incarnation = incarnation
         self._settings = settings
         self._links = links
@@ -90,11 +122,22 @@ class Handshakes:
         self._probing: dict[str, int] = {}  # peer -> hello id
         self._refusals: dict[str, float] = {}  # link key -> expiry (oldest first)
         self._settling: list[JoinWaiter] = []  # welcomed joins waiting for their probes
+        # re-advertisements: token -> event (API threads register under _join_lock), and
+        # hello id -> (token, expiry) of the repeated hellos not yet answered (I/O thread)
+        self._advert_waiters: dict[int, tuple[threading.Event, set[int]]] = {}
+        self._advert_hellos: dict[int, tuple[int, float]] = {}
 
     def hello(self, bound_address: str) -> tuple[int, bytes]:
         """A fresh hello frame of this node and its message id."""
         message_id = next(self._ids)
-        body = {"role": ROLE_MEMBER, "address": bound_address, "incarnation": self._incarnation}
+        body: dict[str, object] = {
+            "role": ROLE_MEMBER,
+            "address": bound_address,
+            "incarnation": self._incarnation,
+        }
+        own = self._capabilities.own()
+        if own:
+            body["capabilities"] = capabilities_to_wire(own)
         envelope = Envelope(Kind.HELLO, message_id, 0, self._name, "", body)
         return message_id, encode_envelope(envelope, self._settings.limits)
 
@@ -117,13 +160,15 @@ class Handshakes:
     ) -> None:
         """Open links to the seeds and say hello to each (retried until answered)."""
         for index, (seed_name, address) in enumerate(seeds):
-            self._links.open(f"/seed/{token}/{index}", address, seed_name)
+            self._links.open(f"/seed/{token}/{index}", address, seed_name, monitor=True)
         self._joins[token] = _JoinAttempt(seeds, next_hello=now)
         self.retry_joins(now, bound)
 
     def retry_joins(self, now: float, bound: str | None) -> None:
         if bound is None:
             return
+        for token, attempt in list(self._joins.items()):
+            self._watch_seeds(token, attempt)
         for token, attempt in self._joins.items():
             if now < attempt.next_hello:
                 continue
@@ -132,6 +177,34 @@ class Handshakes:
                 message_id, frame = self.hello(bound)
                 self._join_hellos[message_id] = token
                 self._links.send(f"/seed/{token}/{index}", frame)
+
+    def _watch_seeds(self, token: int, attempt: _JoinAttempt) -> None:
+        """Read the seed links' monitors: log each new cause, end the join when every
+        seed failed the handshake (retrying cannot help)."""
+        changed = False
+        for index, seed in enumerate(attempt.seeds):
+            for event, value in self._links.events(f"/seed/{token}/{index}"):
+                cause = join_cause(event, value, node=self._name, seed=seed[0])
+                old = attempt.causes.get(index)
+                if cause is None or cause == old or (old is not None and old.final):
+                    continue  # a final cause stays (a disconnect follows a refusal)
+                attempt.causes[index] = cause
+                changed = True
+                level = logging.WARNING if cause.final or "refused" in cause.text else logging.INFO
+                log.log(
+                    level, "%s: joining through %s: %s", self._name, seed_label(seed), cause.text
+                )
+        if not changed:
+            return
+        causes = {seed_label(attempt.seeds[i]): c.text for i, c in attempt.causes.items()}
+        with self._join_lock:
+            waiter = self._join_waiters.get(token)
+        if waiter is not None:
+            waiter.causes = causes
+        finals = [attempt.causes.get(i) for i in range(len(attempt.seeds))]
+        if all(c is not None and c.final for c in finals):
+            failure = "; ".join(f"seed {label}: {text}" for label, text in causes.items())
+            self.end_join(token, failure=failure)
 
     def join_token(self, correlation_id: int) -> int | None:
         """The join a ``members`` or ``error`` answering hello ``correlation_id`` belongs to."""
@@ -143,6 +216,7 @@ class Handshakes:
         *,
         succeeded: bool = False,
         refusal: str | None = None,
+        failure: str | None = None,
         probes: frozenset[int] = frozenset(),
     ) -> None:
         """Close the seed links of a join; wake its waiter if a seed welcomed or refused us
@@ -155,7 +229,11 @@ class Handshakes:
             del self._join_hellos[message_id]
         with self._join_lock:
             waiter = self._join_waiters.pop(token, None)
-        if waiter is not None and (succeeded or refusal is not None):
+        if waiter is not None and failure is not None:
+            waiter.failure = failure
+            waiter.settled.set()
+            waiter.done.set()
+        elif waiter is not None and (succeeded or refusal is not None):
             waiter.refusal = refusal
             waiter.awaiting = {message_id for message_id in probes if message_id in self._probes}
             if waiter.awaiting:
@@ -163,6 +241,47 @@ class Handshakes:
             else:
                 waiter.settled.set()
             waiter.done.set()
+
+    # -- re-advertisements ----------------------------------------------------------
+
+    def begin_advertise(self, token: int) -> threading.Event:
+        """(API thread) Register a re-advertisement; the event is set once every live peer
+        answered the repeated hello (so it knows this node's new capabilities)."""
+        done = threading.Event()
+        with self._join_lock:
+            self._advert_waiters[token] = (done, set())
+        return done
+
+    def advertise(self, token: int, peers: list[str], now: float, bound: str) -> None:
+        """Say hello again to ``peers``: a repeated hello refreshes what they know of us."""
+        with self._join_lock:
+            waiter = self._advert_waiters.get(token)
+        for peer in peers:
+            message_id, frame = self.hello(bound)
+            if waiter is not None:
+                waiter[1].add(message_id)
+                self._advert_hellos[message_id] = (token, now + PROBE_TIMEOUT)
+            self._links.send(peer, frame)
+        if waiter is not None and not waiter[1]:
+            self._advertised_all(token)
+
+    def advertised(self, correlation_id: int) -> None:
+        """A ``members`` answering ``correlation_id``: if it answers a repeated hello, note it."""
+        entry = self._advert_hellos.pop(correlation_id, None)
+        if entry is None:
+            return
+        with self._join_lock:
+            waiter = self._advert_waiters.get(entry[0])
+        if waiter is not None:
+            waiter[1].discard(correlation_id)
+            if not waiter[1]:
+                self._advertised_all(entry[0])
+
+    def _advertised_all(self, token: int) -> None:
+        with self._join_lock:
+            waiter = self._advert_waiters.pop(token, None)
+        if waiter is not None:
+            waiter[0].set()
 
     # -- probes of gossiped peers ---------------------------------------------------
 
@@ -180,6 +299,11 @@ class Handshakes:
         self._probing[peer] = message_id
         self._links.send(peer, frame)
         return message_id
+
+    def is_probe(self, correlation_id: int, sender: str) -> bool:
+        """True if ``correlation_id`` is our probe hello to ``sender`` (still in flight)."""
+        probe = self._probes.get(correlation_id)
+        return probe is not None and probe[0] == sender
 
     def probed(self, correlation_id: int, sender: str) -> bool:
         """True (and the probe ends) if ``sender`` answers our probe hello ``correlation_id``."""
@@ -218,6 +342,10 @@ class Handshakes:
 
     def expire(self, now: float, is_member: Callable[[str], bool]) -> None:
         """Close the links of probes nobody answered and of refusals delivered long ago."""
+        for message_id, (token, expiry) in list(self._advert_hellos.items()):
+            if now >= expiry:  # a peer that never answered: stop waiting for it
+                del self._advert_hellos[message_id]
+                self._advertised_all(token)
         for message_id, (peer, expiry) in list(self._probes.items()):
             if now >= expiry:
                 self._end_probe(message_id)

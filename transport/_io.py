@@ -45,6 +45,7 @@ from typing import Any, cast
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
+from transport._allowlist import KeysWatch
 from transport._codec import pack, unpack
 from transport._errors import NodeDown
 from transport._handshake import JoinWaiter
@@ -152,14 +153,22 @@ class IoLoop:
         Raises:
             NodeDown: the I/O thread is not running.
         """
-        done = self.protocol.begin_join(token)
+        done = self.protocol.handshakes.begin_join(token)
         if not self._command(b"join", token.to_bytes(8, "big"), pack([list(s) for s in seeds])):
-            self.protocol.forget_join(token)
+            self.protocol.handshakes.forget_join(token)
             raise NodeDown("cannot join: the transport's I/O thread is not running")
         return done
 
+    def readvertise(self, token: int) -> threading.Event:
+        """Have the I/O thread say hello again to every live peer (capabilities changed);
+        the event is set once they all answered (or were given up on)."""
+        done = self.protocol.handshakes.begin_advertise(token)
+        if not self._command(b"advertise", token.to_bytes(8, "big")):
+            done.set()
+        return done
+
     def cancel_join(self, token: int) -> None:
-        self.protocol.forget_join(token)
+        self.protocol.handshakes.forget_join(token)
         self._command(b"join_cancel", token.to_bytes(8, "big"))
 
     def stop(self, timeout: float) -> bool:
@@ -239,6 +248,7 @@ class IoLoop:
         poller.register(wakeup_fd, zmq.POLLIN)
         poll_ms = max(1, int(self._settings.check_interval * 1000))
         now = self._node.now
+        watch = KeysWatch(self._node.security, self._settings.keys_poll_interval, now())
         while True:
             ready = dict(poller.poll(0 if self._held else outbox.poll_timeout(poll_ms)))
             if wakeup_fd in ready:
@@ -250,7 +260,9 @@ class IoLoop:
                 self._drain_router(router)
             if monitor is not None and monitor in ready:
                 self._drain_monitor(monitor)
-            self.protocol.tick(now())
+            moment = now()
+            self.protocol.tick(moment)
+            watch.tick(moment)
 
     def _drain_commands(self, commands: zmq.Socket[Any]) -> bool:
         """Run queued commands; True when told to stop."""
@@ -263,6 +275,8 @@ class IoLoop:
             if verb == b"join":
                 seeds = [(name, address) for name, address in unpack(parts[2])]
                 self.protocol.start_join(int.from_bytes(parts[1], "big"), seeds)
+            elif verb == b"advertise":
+                self.protocol.readvertise(int.from_bytes(parts[1], "big"))
             elif verb == b"join_cancel":
                 self.protocol.end_join(int.from_bytes(parts[1], "big"))
             elif verb == b"stop":

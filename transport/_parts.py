@@ -8,8 +8,9 @@ eight, and "go to definition" on a field leads to the one place it is built.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from transport._capabilities import Capabilities
 from transport._membership import Membership
 from transport._reply import PendingAsks
 from transport._security import Security
@@ -33,6 +34,7 @@ class NodeParts:
         membership: the member table (mutated on the I/O thread only).
         pending: asks waiting for an answer (thread-safe).
         counters: frame and drop counters.
+        capabilities: what this node and each peer advertised (thread-safe).
     """
 
     name: str
@@ -43,6 +45,7 @@ class NodeParts:
     membership: Membership
     pending: PendingAsks
     counters: Counters
+    capabilities: Capabilities = field(default_factory=Capabilities)
 
     def next_id(self) -> int:
         """A fresh message id."""

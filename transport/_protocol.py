@@ -12,8 +12,8 @@ tells and asks to the ``Inbox``, sends heartbeats and gossip, expires asks,
 forgets departed members and retries joins.
 
 Thread: every method runs on the I/O thread, except ``answer`` (any thread,
-it goes through the ``Outbox``) and ``begin_join``/``forget_join`` (API
-threads; a lock guards the waiters). Nothing here blocks or runs user code.
+it goes through the ``Outbox``); API threads register joins and re-adverts with
+``handshakes`` (a lock guards the waiters). Nothing here blocks or runs user code.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from transport._client_gate import ClientGate
 from transport._dedup import DedupWindow
 from transport._envelope import ROLE_CLIENT, Envelope, Kind, decode_envelope, encode_envelope
 from transport._errors import AskTimeout, NodeDown, ProtocolError, RemoteError
-from transport._handshake import Handshakes, JoinWaiter
+from transport._handshake import Handshakes
 from transport._inbox import Inbox
 from transport._membership import MemberEvent, NameTaken, Transition
 from transport._outbox import Outbox
@@ -82,7 +82,10 @@ class NodeProtocol:
         self.left = threading.Event()  # set once this node left: no more heartbeats or gossip
         self._dedup = DedupWindow(settings.dedup_window)
         self._incarnation = node.membership.self_incarnation
-        self._handshakes = Handshakes(node.name, self._incarnation, settings, links, node.ids)
+        self._capabilities = node.capabilities
+        self.handshakes = Handshakes(
+            node.name, self._incarnation, settings, links, node.ids, node.capabilities
+        )
         self._drops_log = node.counters.watch(RateLimitedLog(log))  # per reason (and peer)
         self._clients = ClientGate(
             node.name,
@@ -104,14 +107,6 @@ class NodeProtocol:
         """Client sessions held now (read from any thread: one ``len``)."""
         return len(self._clients)
 
-    def begin_join(self, token: int) -> JoinWaiter:
-        """(API thread) Register a join; its waiter wakes when a seed welcomes or refuses us."""
-        return self._handshakes.begin_join(token)
-
-    def forget_join(self, token: int) -> None:
-        """(API thread) The joiner gave up waiting."""
-        self._handshakes.forget_join(token)
-
     def tick(self, now: float) -> None:
         """Run the periodic work if a check is due: detector, ask expiry, joins, heartbeats."""
         if now < self._next_check:
@@ -121,8 +116,8 @@ class NodeProtocol:
         self._close_forgotten()
         for entry in self._pending.expire(now):
             complete_ask(entry.future, False, AskTimeout(f"no answer from {entry.node} in time"))
-        self._handshakes.retry_joins(now, self.bound_address)
-        self._handshakes.expire(now, self._is_member)
+        self.handshakes.retry_joins(now, self.bound_address)
+        self.handshakes.expire(now, self._is_member)
         self._clients.expire(now)
         if self.left.is_set():
             return
@@ -258,11 +253,12 @@ class NodeProtocol:
             self._on_hello(envelope, now)
             return
         correlation_id = envelope.correlation_id
-        if correlation_id and (kind is Kind.MEMBERS or kind is Kind.ERROR):
-            join_token = self._handshakes.join_token(correlation_id)
-            if join_token is not None or self._handshakes.probed(correlation_id, sender):
-                self._on_hello_answer(envelope, join_token, now)
-                return
+        if (
+            correlation_id
+            and (kind is Kind.MEMBERS or kind is Kind.ERROR)
+            and self._answers_our_hello(envelope, now)
+        ):
+            return
         status = self._membership.status(sender)
         is_answer = kind in (Kind.REPLY, Kind.ERROR)
         if (status is None or status == "left") and not is_answer:
@@ -279,6 +275,7 @@ class NodeProtocol:
         if is_answer:
             self._on_answer(envelope)
         elif kind is Kind.MEMBERS:
+            self.handshakes.advertised(correlation_id)  # answers a repeated hello?
             self._hint(envelope.body, now)
         elif kind is Kind.LEAVE:
             self._links.send(sender, self._encode(Kind.REPLY, None, envelope.message_id))
@@ -299,8 +296,26 @@ class NodeProtocol:
         except (ValueError, OverflowError) as exc:
             self._drop("refused_hello", f"hello from {sender!r}: {exc}")
             return
-        entries = self._membership.gossip_entries()
+        self._capabilities.learn_wire(sender, body["incarnation"], body.get("capabilities", {}))
+        entries = self._capabilities.welcome(self._membership.gossip_entries(), self._name)
         self._links.send(sender, self._encode(Kind.MEMBERS, entries, envelope.message_id))
+
+    def readvertise(self, token: int) -> None:
+        """This node's capabilities changed: say hello again to every live peer."""
+        bound = self.bound_address
+        peers = [] if bound is None or self.left.is_set() else self._membership.names("up")
+        self.handshakes.advertise(token, peers, self._now(), bound or "")
+
+    def _answers_our_hello(self, envelope: Envelope, now: float) -> bool:
+        """Handle ``envelope`` if it answers a join or probe hello of ours; True if it did."""
+        handshakes, sender = self.handshakes, envelope.sender
+        correlation_id = envelope.correlation_id
+        join_token = handshakes.join_token(correlation_id)
+        if join_token is None and not handshakes.is_probe(correlation_id, sender):
+            return False
+        self._on_hello_answer(envelope, join_token, now)
+        handshakes.probed(correlation_id, sender)  # after admitting: a settled join sees it
+        return True
 
     def _from_non_member(self, envelope: Envelope, now: float) -> None:
         """A frame of a sender not in the member table: a client's (on its session's
@@ -323,7 +338,7 @@ class NodeProtocol:
             refusal = str(envelope.body.message)
             self._drop("hello_refused", f"{sender!r} refused our hello: {refusal}")
             if join_token is not None:
-                self._handshakes.end_join(join_token, refusal=f"{refusal} (said {sender})")
+                self.handshakes.end_join(join_token, refusal=f"{refusal} (said {sender})")
             elif not self._is_member(sender):
                 self._links.close(sender)  # the probe's link
             return
@@ -332,6 +347,7 @@ class NodeProtocol:
             if not own or own[0][2] != "up":
                 raise ValueError("its member list does not list it as up")
             self._admit(sender, own[0][1], own[0][3], now)
+            self._capabilities.learn_wire(sender, own[0][3], own[0][4] if len(own[0]) == 5 else {})
         except (ValueError, OverflowError) as exc:  # NameTaken included
             self._drop("refused_member", f"answer to our hello from {sender!r}: {exc}")
             if join_token is None and not self._is_member(sender):
@@ -339,7 +355,7 @@ class NodeProtocol:
             return
         probes = self._hint(envelope.body, now)
         if join_token is not None:
-            self._handshakes.end_join(join_token, succeeded=True, probes=probes)
+            self.handshakes.end_join(join_token, succeeded=True, probes=probes)
 
     def _admit(self, name: str, address: str, incarnation: int, now: float) -> None:
         """``name`` completed a hello handshake: up at ``address`` as ``incarnation``.
@@ -363,7 +379,7 @@ class NodeProtocol:
         bound = self.bound_address
         if bound is None:
             return frozenset()
-        for name, address, status, _incarnation in entries:
+        for name, address, status, *_ in entries:
             if name == self._name or status != "up" or self._membership.status(name) is not None:
                 continue
             if self._security is not None and self._security.public_key_of(name) is None:
@@ -379,7 +395,7 @@ class NodeProtocol:
             except ValueError as exc:
                 self._drop("refused_member", str(exc))
                 continue
-            probe = self._handshakes.probe(name, address, now, bound)
+            probe = self.handshakes.probe(name, address, now, bound)
             if probe is None:
                 self._drop("probe_limit", f"too many gossiped nodes to probe; {name!r} skipped")
                 break
@@ -395,8 +411,8 @@ class NodeProtocol:
                 f"node name {self._name!r} is in use by a live member (at {self.bound_address})"
             )
             self._refuse(envelope, reason)
-        elif kind is Kind.ERROR and self._handshakes.join_token(envelope.correlation_id):
-            token = self._handshakes.join_token(envelope.correlation_id)
+        elif kind is Kind.ERROR and self.handshakes.join_token(envelope.correlation_id):
+            token = self.handshakes.join_token(envelope.correlation_id)
             self._on_hello_answer(envelope, token, self._now())
         else:
             self._drop("sender_mismatch", "a message claiming to come from this node")
@@ -417,11 +433,12 @@ class NodeProtocol:
         self._drop("name_in_use", f"hello from {hello.sender!r} at {address}: {reason}")
         error = RemoteError("runtime.NameInUse", reason, "", self._name)  # its public name
         frame = self._encode(Kind.ERROR, error, hello.message_id)
-        self._handshakes.refuse(address, hello.sender, frame, self._now())
+        self.handshakes.refuse(address, hello.sender, frame, self._now())
 
     def _close_forgotten(self) -> None:
         for node in self._membership.take_forgotten():
             self._links.close(node)
+            self._capabilities.forget(node)
             log.info("%s: member %s is forgotten", self._name, node)
 
     def _is_member(self, name: str) -> bool:
@@ -488,11 +505,11 @@ class NodeProtocol:
 
     def start_join(self, token: int, seeds: list[tuple[str | None, str]]) -> None:
         """Open links to the seeds and say hello to each (retried until answered)."""
-        self._handshakes.start_join(token, seeds, self._now(), self.bound_address)
+        self.handshakes.start_join(token, seeds, self._now(), self.bound_address)
 
     def end_join(self, token: int) -> None:
         """The joiner gave up: close the seed links of the join."""
-        self._handshakes.end_join(token)
+        self.handshakes.end_join(token)
 
     # -- helpers -------------------------------------------------------------------
 

@@ -12,7 +12,9 @@ Keys directory layout (one directory per cluster; ``actorflow keys`` and
 The allowlist is *every* ``<node>.key`` public certificate directly in the
 directory, and the file stem is the node's name: a node joins a cluster when
 its public key file is copied into every member's keys directory, and is
-refused new sessions once the file is removed (restart to apply). A secret key
+refused new sessions once the file is removed: members re-read the directory
+when it changes and on ``Transport.reload_allowlist`` (SIGHUP to ``actorflow
+node``), see ``_allowlist``. A secret key
 readable by group or others is refused (fail closed, like ssh).
 
 Authentication: ``start_authenticator`` runs pyzmq's ``ThreadAuthenticator`` on
@@ -42,6 +44,7 @@ import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils import z85
 
+from transport._allowlist import PUBLIC_SUFFIX, Allowlist, load_certificate
 from transport._envelope import validate_node_name
 
 __all__ = [
@@ -52,12 +55,12 @@ __all__ = [
     "generate_keys",
     "is_loopback_endpoint",
     "load_security",
+    "parse_seed",
     "start_authenticator",
 ]
 
 log = logging.getLogger(__name__)
 
-PUBLIC_SUFFIX = ".key"
 SECRET_SUFFIX = ".key_secret"  # noqa: S105 - a file suffix, not a secret
 ZAP_DOMAIN = "actorflow"
 
@@ -79,15 +82,53 @@ class Security:
     authorized: Mapping[str, bytes]
 
     def public_key_of(self, node: str) -> bytes | None:
-        """The allowlisted public key of ``node``, or None if it is not allowed."""
-        return self.authorized.get(node)
+        """The allowlisted public key of ``node``, or None if it is not allowed.
+
+        A name not found re-reads the keys directory first if its key files
+        changed, so a key copied there is usable at once (no poll to wait for).
+        """
+        key = self.authorized.get(node)
+        if key is None and self._refreshed():
+            key = self.authorized.get(node)
+        return key
 
     def node_of(self, public_key_z85: bytes) -> str | None:
-        """The node name an allowlisted Z85 public key belongs to, or None."""
+        """The node name an allowlisted Z85 public key belongs to, or None (re-read as above)."""
+        node = self._node_of(public_key_z85)
+        if node is None and self._refreshed():
+            node = self._node_of(public_key_z85)
+        return node
+
+    def reload(self) -> tuple[list[str], list[str]]:
+        """Re-read the keys directory now: the (added or changed, removed) node names.
+
+        New handshakes use the new allowlist at once; a removed node is refused on
+        its next connection. Nothing to do for an allowlist given as a mapping.
+        """
+        if not isinstance(self.authorized, Allowlist):
+            return [], []
+        return self.authorized.reload()
+
+    def _node_of(self, public_key_z85: bytes) -> str | None:
+        if isinstance(self.authorized, Allowlist):
+            return self.authorized.node_of(public_key_z85)
         for node, key in self.authorized.items():
             if key == public_key_z85:
                 return node
         return None
+
+    def _refreshed(self) -> bool:
+        """Re-read a keys directory whose key files changed; True if it was re-read."""
+        allowlist = self.authorized
+        if not isinstance(allowlist, Allowlist):
+            return False
+        try:
+            if not allowlist.changed():
+                return False
+        except OSError:
+            return False
+        allowlist.reload()
+        return True
 
 
 def generate_keys(directory: str | os.PathLike[str], name: str) -> tuple[Path, Path]:
@@ -133,14 +174,10 @@ def load_security(directory: str | os.PathLike[str], name: str) -> Security:
             f"secret key {secret_file} has mode {stat.S_IMODE(mode):o}; "
             "it must be readable by its owner only (chmod 600)"
         )
-    public_key, secret_key = _load_certificate(secret_file)
+    public_key, secret_key = load_certificate(secret_file)
     if secret_key is None:
         raise ValueError(f"{secret_file} holds no secret-key")
-    authorized: dict[str, bytes] = {}
-    for path in sorted(folder.glob(f"*{PUBLIC_SUFFIX}")):
-        node = validate_node_name(path.name.removesuffix(PUBLIC_SUFFIX), f"key file name {path}")
-        authorized[node] = _load_certificate(path)[0]
-    return Security(name, public_key, secret_key, authorized)
+    return Security(name, public_key, secret_key, Allowlist(folder))
 
 
 def _write_certificate(path: Path, public_key: bytes, secret_key: bytes | None, mode: int) -> None:
@@ -159,17 +196,6 @@ def _write_certificate(path: Path, public_key: bytes, secret_key: bytes | None, 
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     with os.fdopen(descriptor, "w", encoding="ascii") as handle:
         handle.write("\n".join(lines) + "\n")
-
-
-def _load_certificate(path: Path) -> tuple[bytes, bytes | None]:
-    try:
-        public_key, secret_key = zmq.auth.load_certificate(path)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot read CURVE certificate {path}: {exc}") from exc
-    for key in (public_key, secret_key):
-        if key is not None and len(key) != 40:
-            raise ValueError(f"{path} holds a key that is not 40 Z85 chars")
-    return public_key, secret_key
 
 
 class _AllowlistAuthenticator(ThreadAuthenticator):
@@ -263,3 +289,19 @@ def check_endpoint(endpoint: str, *, what: str, secured: bool, allow_plaintext: 
             f"{what} {endpoint!r} would be plaintext: pass security=load_security(...) "
             "or allow_plaintext=True (loopback only)"
         )
+
+
+def parse_seed(seed: str, *, secured: bool, allow_plaintext: bool) -> tuple[str | None, str]:
+    """``name@tcp://host:port`` or ``tcp://host:port`` as (name or None, address).
+
+    Raises:
+        ValueError: a bad name or endpoint, or no name while CURVE is on (the name
+            selects the seed's server key).
+    """
+    name, sep, address = seed.rpartition("@") if "@" in seed else (None, "", seed)
+    if sep and name is not None:
+        validate_node_name(name, f"seed {seed!r} node name")
+    elif secured:
+        raise ValueError(f"with CURVE a seed must be 'name@tcp://host:port', got {seed!r}")
+    check_endpoint(address, what="seed", secured=secured, allow_plaintext=allow_plaintext)
+    return (name or None), address

@@ -52,6 +52,9 @@ class TransportSettings:
         client_idle_after: seconds without a frame after which a client session
             is forgotten (30.0); a client keeps its session with heartbeats.
         limits: decoding bounds; ``limits.max_frame_bytes`` is also ZMQ_MAXMSGSIZE.
+        keys_poll_interval: seconds between looks at the keys directory (CURVE
+            only): when its key files changed, the allowlist is re-read (2.0;
+            0 turns polling off: only ``Transport.reload_allowlist`` re-reads it).
     """
 
     heartbeat_interval: float = 0.5
@@ -76,6 +79,7 @@ class TransportSettings:
     max_clients: int = 1024
     client_idle_after: float = 30.0
     limits: Limits = DEFAULT_LIMITS
+    keys_poll_interval: float = 2.0
 
     def __post_init__(self) -> None:
         for field in fields(self):
@@ -83,6 +87,8 @@ class TransportSettings:
             if field.name == "limits":
                 if not isinstance(value, Limits):
                     raise ValueError(f"TransportSettings.limits must be a Limits, got {value!r}")
+            elif field.name == "keys_poll_interval" and value == 0:
+                continue  # off
             elif isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
                 raise ValueError(f"TransportSettings.{field.name} must be > 0, got {value!r}")
         if self.heartbeat_interval >= self.down_after:

@@ -16,10 +16,13 @@ in a backlog (tells, asks and answers are never dropped for a full HWM).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from transport._security import ZAP_DOMAIN, Security
 from transport._settings import TransportSettings
@@ -28,6 +31,16 @@ from transport._stats import Counters
 __all__ = ["FAILED", "FULL", "SENT", "PeerLinks", "connect_dealer", "make_router"]
 
 SENT, FULL, FAILED = 0, 1, 2  # outcomes of ``PeerLinks.try_send``
+# what a monitored link (a seed while joining) reports: see ``_join_causes``
+LINK_EVENTS = (
+    zmq.EVENT_CONNECTED
+    | zmq.EVENT_CONNECT_RETRIED
+    | zmq.EVENT_DISCONNECTED
+    | zmq.EVENT_HANDSHAKE_SUCCEEDED
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +79,13 @@ def connect_dealer(
     security: Security | None,
     address: str,
     server_name: str | None,
+    before_connect: Callable[[zmq.Socket[Any]], None] | None = None,
 ) -> zmq.Socket[Any] | None:
     """A DEALER connected to ``address``, or None (logged) if it cannot be made.
 
     With CURVE, ``server_name`` must be an allowlisted node: its public key is
-    the server key the handshake checks.
+    the server key the handshake checks. ``before_connect`` runs on the socket
+    just before it connects (to attach a monitor that sees the first events).
     """
     dealer: zmq.Socket[Any] = context.socket(zmq.DEALER)
     try:
@@ -84,6 +99,8 @@ def connect_dealer(
             dealer.setsockopt(zmq.CURVE_SERVERKEY, server_key)
             dealer.setsockopt(zmq.CURVE_PUBLICKEY, security.public_key)
             dealer.setsockopt(zmq.CURVE_SECRETKEY, security.secret_key)
+        if before_connect is not None:
+            before_connect(dealer)
         dealer.connect(address)
     except zmq.ZMQError as exc:
         log.warning("cannot connect to %r at %s: %s", server_name, address, exc)
@@ -114,6 +131,7 @@ class PeerLinks:
         self._security = security
         self._counters = counters
         self._links: dict[str, tuple[str, zmq.Socket[Any]]] = {}
+        self._monitors: dict[str, zmq.Socket[Any]] = {}  # key -> monitor of that link
         self._router: zmq.Socket[Any] | None = None
         self._routes: dict[str, bytes] = {}  # client session key -> ROUTER routing id
 
@@ -131,17 +149,36 @@ class PeerLinks:
     def routed(self, key: str) -> bool:
         return key in self._routes
 
-    def open(self, key: str, address: str, server_name: str | None) -> bool:
+    def open(
+        self, key: str, address: str, server_name: str | None, *, monitor: bool = False
+    ) -> bool:
         """Connect a DEALER under ``key`` to ``address`` (replacing any link under ``key``).
 
         With CURVE, ``server_name`` must be an allowlisted node: its public key
         is the server key the handshake checks. Returns False (and logs) if the
-        link cannot be made.
+        link cannot be made. With ``monitor``, ``events(key)`` reports what the
+        connection does (refused, handshake failed...).
         """
         self.close(key)
-        dealer = connect_dealer(self._context, self._settings, self._security, address, server_name)
+        watched: list[zmq.Socket[Any]] = []
+
+        def watch(dealer: zmq.Socket[Any]) -> None:
+            watched.append(dealer.get_monitor_socket(LINK_EVENTS))
+
+        dealer = connect_dealer(
+            self._context,
+            self._settings,
+            self._security,
+            address,
+            server_name,
+            before_connect=watch if monitor else None,
+        )
         if dealer is None:
+            for socket in watched:
+                socket.close(linger=0)
             return False
+        if watched:
+            self._monitors[key] = watched[0]
         self._links[key] = (address, dealer)
         return True
 
@@ -198,9 +235,26 @@ class PeerLinks:
         self._counters.frames_out += 1  # I/O thread only (see Counters)
         return SENT
 
+    def events(self, key: str) -> list[tuple[int, int]]:
+        """The (event, value) pairs the monitor of link ``key`` saw since the last call."""
+        monitor = self._monitors.get(key)
+        found: list[tuple[int, int]] = []
+        while monitor is not None and len(found) < 100:
+            try:
+                event = recv_monitor_message(monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            found.append((int(event["event"]), int(event["value"])))
+        return found
+
     def close(self, key: str) -> None:
         link = self._links.pop(key, None)
         if link is not None:
+            monitor = self._monitors.pop(key, None)
+            if monitor is not None:
+                with contextlib.suppress(zmq.ZMQError):
+                    link[1].disable_monitor()
+                monitor.close(linger=0)
             link[1].close()
 
     def close_all(self) -> None:

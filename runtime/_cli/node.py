@@ -6,9 +6,13 @@
 ``--app MODULE`` (repeatable) imports a module you name, and registers the
 tasks of the workflows its ``workflows()`` returns (and calls its
 ``register(system)`` if it has one) — peers can only run what is registered
-here. ``--keys DIR`` turns on CURVE with the allowlist of the public keys in DIR
-(see ``actorflow keys``); without it, ``--plaintext`` is required and only
-loopback endpoints are accepted.
+here, and coordinators place a step only on a node that registered its task.
+``--keys DIR`` turns on CURVE with the allowlist of the public keys in DIR (see
+``actorflow keys``; re-read when its key files change, and on SIGHUP); without
+it, ``--plaintext`` is required and only loopback endpoints are accepted.
+``--join-timeout S`` (60) is how long the seeds are tried, so a node may start
+before its seed (each new reason a seed does not answer is logged); a seed
+that refuses this node's key fails the start at once.
 
 A node also takes runs from clients (``actorflow submit``, ``runtime.Client``):
 it coordinates them and checkpoints each step in its store (``--db``, default
@@ -35,6 +39,7 @@ from runtime._daemon import serve
 from runtime._system import ActorSystem
 from runtime.store import SQLiteStore
 from runtime.workflow import CheckpointStrategy
+from transport import TransportSettings
 
 HELP = "run a cluster member until SIGTERM, then drain and leave"
 
@@ -49,7 +54,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="ADDR",
         help="seed endpoint of a member (repeatable)",
     )
-    parser.add_argument("--keys", type=Path, help="keys directory: CURVE + allowlist")
+    parser.add_argument(
+        "--join-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="keep trying the seeds this long (a node may start before its seed) (60)",
+    )
+    parser.add_argument(
+        "--keys", type=Path, help="keys directory: CURVE + allowlist (re-read on SIGHUP)"
+    )
+    parser.add_argument(
+        "--keys-poll",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="look at the keys directory this often, re-read it when changed; 0: SIGHUP only (2)",
+    )
     parser.add_argument(
         "--plaintext", action="store_true", help="allow unencrypted TCP (loopback only)"
     )
@@ -102,8 +123,10 @@ def run(args: argparse.Namespace) -> int:
         args.name,
         listen=args.listen,
         join=args.join,
+        join_timeout=args.join_timeout,
         keys=args.keys,
         plaintext=args.plaintext,
+        transport=TransportSettings(keys_poll_interval=args.keys_poll),
         workflows=flows,
         metrics=args.metrics,
         store=SQLiteStore(db) if db else None,

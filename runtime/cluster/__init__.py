@@ -5,7 +5,7 @@ Builds on ``transport`` (sockets, envelopes) and names tasks the way
 (the message classes of ``_messages``).
 """
 
-from runtime.cluster._cluster import Cluster, ClusterSettings
+from runtime.cluster._cluster import Cluster, ClusterSettings, Unplaceable
 from runtime.cluster._local import LocalNode
 from runtime.cluster._locks import Lock, LockClient
 from runtime.cluster._messages import CancelStep, EndRun, NodeLost, RunStep, StepOutcome
@@ -29,5 +29,6 @@ __all__ = [
     "Registry",
     "RunStep",
     "StepOutcome",
+    "Unplaceable",
     "run_path",
 ]

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import pykka
 
-from actors import EventBus, LockGrant, NodePool
+from actors import EventBus, LockGrant, NodePool, PermanentError
 from actors import events as ev
 from runtime.cluster._local import LocalNode
 from runtime.cluster._locks import lock_message
@@ -38,7 +38,7 @@ from runtime.cluster._messages import (
 )
 from runtime.cluster._paths import LOCKS_PATH, RUN_PREFIX, SYSTEM_PATH
 from runtime.cluster._refs import ask_into
-from runtime.cluster._registry import Registry
+from runtime.cluster._registry import ACTORS, TASKS, Registry, hint, is_main
 from runtime.cluster._step_host import HostedSteps, StepHost
 from runtime.cluster._wire import require
 from runtime.workflow import NodeLoad, RoundRobin
@@ -55,9 +55,16 @@ from transport import (
     TransportSettings,
 )
 
-__all__ = ["Cluster", "ClusterSettings"]
+__all__ = ["Cluster", "ClusterSettings", "Unplaceable"]
 
 log = logging.getLogger(__name__)
+
+
+class Unplaceable(PermanentError):
+    """No member can run the step: none registered its task (or the pinned one did not)."""
+
+
+Unplaceable.__module__ = "runtime"  # named like every other error, whatever its module
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,7 @@ class Cluster:
         hosted: HostedSteps | None = None,
     ) -> None:
         self.name = name
+        self._security = settings.security
         self._bus = bus
         self._registry = registry
         self._local = local
@@ -112,8 +120,13 @@ class Cluster:
         self._known: dict[str, pykka.ActorRef[Any]] = {}
         self._lock = threading.Lock()
         self._placed: dict[str, set[str]] = {}  # run id -> nodes its steps were sent to
+        registry.on_change(self._advertise)
+
+    def _advertise(self) -> None:
+        self.transport.advertise(self._registry.capabilities())
 
     def start(self, join: Sequence[str], timeout: float = 10.0) -> None:
+        self._advertise()  # before the first hello: it carries what this node registered
         self.transport.start()
         self.transport.subscribe(self._on_member)
         if join:
@@ -123,21 +136,77 @@ class Cluster:
     def address(self) -> str | None:
         return self.transport.address
 
+    def reload_keys(self) -> tuple[list[str], list[str]]:
+        """Re-read the keys directory (see ``Security.reload``); nothing in plaintext."""
+        return self._security.reload() if self._security is not None else ([], [])
+
     # -- placement ------------------------------------------------------------------------
 
     def live_nodes(self) -> list[str]:
         return sorted(n for n, m in self.transport.members().items() if m.status == "up")
 
-    def candidates(self, exclude: frozenset[str] = frozenset()) -> list[str]:
-        """Where an unpinned step may run: the live peers, or this node when there are none."""
-        peers = [n for n in self.live_nodes() if n != self.name and n not in exclude]
-        return peers or [self.name]
+    def holders(self, kind: str, name: str) -> list[str]:
+        """Live peers that advertised ``name`` (``kind``: ``tasks`` or ``actors``)."""
+        if is_main(name):
+            return []  # another process's __main__ is another script
+        return sorted(
+            node
+            for node, member in self.transport.members().items()
+            if member.status == "up" and node != self.name and self._has(node, kind, name)
+        )
 
-    def place(self, pinned: str | None, exclude: frozenset[str] = frozenset()) -> str:
-        """Where a step runs: ``pinned``, else round-robin over the candidates."""
+    def _has(self, node: str, kind: str, name: str) -> bool:
+        return not is_main(name) and name in self.transport.capabilities(node).get(kind, ())
+
+    def candidates(self, task: str, exclude: frozenset[str] = frozenset()) -> list[str]:
+        """Where an unpinned step of ``task`` may run: the live peers that registered it,
+        else this node if it did.
+
+        Raises:
+            Unplaceable: no live member registered ``task`` (the message says how to fix it).
+        """
+        peers = [n for n in self.holders(TASKS, task) if n not in exclude]
+        if peers:
+            return peers
+        if self._registry.has_task(task):
+            return [self.name]
+        raise Unplaceable(self._nobody_has(task, exclude))
+
+    def place(self, task: str, pinned: str | None, exclude: frozenset[str] = frozenset()) -> str:
+        """Where a step of ``task`` runs: ``pinned`` (checked), else round-robin over the
+        candidates.
+
+        Raises:
+            Unplaceable: see ``candidates``; or ``pinned`` is a live member that did not
+                register ``task``.
+        """
         if pinned is not None:
+            self.check_pin(task, pinned)
             return pinned
-        return self._round_robin.choose("", [NodeLoad(n) for n in self.candidates(exclude)])
+        return self._round_robin.choose("", [NodeLoad(n) for n in self.candidates(task, exclude)])
+
+    def check_pin(self, task: str, node: str) -> None:
+        """Refuse a pin to a live peer that did not register ``task``.
+
+        A pin to this node always holds (it has the function in hand); a pin to a node
+        that is not up is left to the send, which fails with ``NodeDown``.
+        """
+        member = self.transport.members().get(node) if node != self.name else None
+        if member is None or member.status != "up" or self._has(node, TASKS, task):
+            return
+        raise Unplaceable(
+            f"task {task!r} is pinned to node {node!r} (on={node!r}), which did not "
+            f"register it{hint(task)}"
+        )
+
+    def _nobody_has(self, task: str, exclude: frozenset[str]) -> str:
+        peers = [n for n in self.live_nodes() if n != self.name]
+        seen = f"live members: {', '.join([self.name, *peers])}"
+        if exclude:
+            seen += f"; already tried: {', '.join(sorted(exclude))}"
+        if is_main(task):
+            return f"task {task!r} cannot run on a cluster ({seen}){hint(task)}"
+        return f"no live member registered task {task!r} ({seen}){hint(task)}"
 
     def send_step(self, node: str, request: RunStep) -> None:
         with self._lock:
@@ -147,7 +216,17 @@ class Cluster:
     def spawn_on(
         self, node: str, class_name: str, args: Sequence[Any], name: str, timeout: float
     ) -> Address:
-        """Ask ``node`` to start its registered actor class ``class_name`` as ``name``."""
+        """Ask ``node`` to start its registered actor class ``class_name`` as ``name``.
+
+        Raises:
+            ActorNotFound: ``node`` is a live peer that did not register ``class_name``
+                (refused here, without asking), or said so.
+        """
+        member = self.transport.members().get(node)
+        if member is not None and member.status == "up" and not self._has(node, ACTORS, class_name):
+            raise ActorNotFound(
+                f"actor class {class_name!r} is not registered on node {node!r}{hint(class_name)}"
+            )
         future = self.transport.ask(
             Address(node, SYSTEM_PATH),
             {"op": "spawn", "class": class_name, "args": list(args), "name": name},
@@ -193,10 +272,21 @@ class Cluster:
     def deliver_nowait(self, sender: str, target: str, message: Any, reply: Reply | None) -> bool:
         """The transport's I/O-thread fast path: a put into a named actor's mailbox.
 
-        Only for a named actor already delivered to (``_known``, a plain dict
-        read: no lock the system's ``spawn`` holds while user code runs); all
-        else, and a stopped actor, goes to ``deliver`` on the dispatch thread.
+        For a named actor already delivered to (``_known``, a plain dict read: no
+        lock the system's ``spawn`` holds while user code runs), and for the
+        results and events of remote steps (``$run/<id>``: a decode and a put
+        into the run coordinator's mailbox or the event bus, no user code; a
+        chain of remote steps saves one thread hop per step). All else, a
+        stopped actor and a message that does not decode, goes to ``deliver``
+        on the dispatch thread (the transport keeps the arrival order).
         """
+        if target.startswith(RUN_PREFIX):
+            if reply is not None:
+                return False
+            try:
+                return self._to_run(target[len(RUN_PREFIX) :], message, sender, nowait=True)
+            except ProtocolError:
+                return False  # logged by the slow path
         ref = self._known.get(target)
         if ref is None:
             return False
@@ -308,7 +398,12 @@ class Cluster:
             raise ProtocolError(f"malformed lock request {request!r}: {exc}") from exc
         self._local.lock_manager().tell(command)
 
-    def _to_run(self, run_id: str, message: Any, sender: str) -> None:
+    def _to_run(self, run_id: str, message: Any, sender: str, *, nowait: bool = False) -> bool:
+        """Hand a remote step's event to the bus, or its result to the run's coordinator.
+
+        False (nothing done) with ``nowait`` when the run is not active here: the
+        dispatch thread then logs the drop.
+        """
         if is_step_event(message):
             with self._lock:
                 placed = sender in self._placed.get(run_id, ())
@@ -320,15 +415,22 @@ class Cluster:
                     sender,
                     peer=sender,
                 )
-                return
+                return True
             self._bus.emit(event_from_wire(message))
-            return
+            return True
         outcome = StepOutcome.decode(message, run=run_id, sender=sender)
         ref = self._local.coordinator(run_id)
         if ref is None:
-            log.info("result for run %s dropped: the run is not active here", run_id)
-            return
-        ref.tell(outcome)
+            if not nowait:
+                log.info("result for run %s dropped: the run is not active here", run_id)
+            return False
+        try:
+            ref.tell(outcome)
+        except pykka.ActorDeadError:
+            if not nowait:
+                raise
+            return False
+        return True
 
     # -- membership -----------------------------------------------------------------------
 

@@ -25,7 +25,16 @@ from typing import Any
 
 import pykka
 
-from actors import CancelNode, NodePool, NodeState, NotifyingEvent, Start, StepResult, StepTimeout
+from actors import (
+    CancelNode,
+    NodePool,
+    NodeState,
+    NotifyingEvent,
+    PermanentError,
+    Start,
+    StepResult,
+    StepTimeout,
+)
 from runtime.cluster import NodeLost, StepOutcome
 from runtime.engine._journal import Journal
 from runtime.engine._placement import Placement
@@ -135,7 +144,14 @@ class AttemptTable:
     def _start(self, call: StepCall, exclude: frozenset[str]) -> None:
         step, task = call.step, call.task
         self._rerun_pending.discard(step)
-        node = self._placement.choose(step, task, exclude, call.placement)
+        try:
+            node = self._placement.choose(step, task, exclude, call.placement)
+        except PermanentError as exc:  # nowhere to run it: the step fails now, not later
+            number = self._numbers.get(step, 0) + 1
+            self._numbers[step] = number
+            log.warning("run %s: step %s cannot be placed: %s", self._run_id, step, exc)
+            call.on_result(StepResult(step, NodeState.FAILED, number, error=exc))
+            return
         self._placement.book.started(node)
         actor = self._reusable_node(step, node)
         if actor is None:

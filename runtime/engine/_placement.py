@@ -54,14 +54,27 @@ class Placement:
     def choose(
         self, step: str, task: Task, exclude: frozenset[str], strategy: PlacementStrategy | None
     ) -> str:
-        """The node of the next attempt of ``step``: this node unless it can run elsewhere."""
+        """The node of the next attempt of ``step``: this node unless it can run elsewhere.
+
+        Raises:
+            PermanentError: no live member registered the task, or ``on=`` pins it to
+                one that did not (the step fails at once, see ``Attempts``).
+        """
         if self._cluster is None or task.on == self.node_name:
             return self.node_name
-        if task.on is None and not _has_wire_name(task):
-            return self.node_name  # a lambda or local function can only run here
+        if not _has_wire_name(task):
+            if task.on is None:
+                return self.node_name  # a lambda or local function can only run here
+            raise PermanentError(
+                f"step {step!r} is pinned to node {task.on!r}, but its function {task.fn!r} "
+                "has no importable name (a lambda or a local function): it can only run on "
+                "the coordinator; define it at module level in a module the nodes load "
+                "(--app MODULE)"
+            )
+        name = qualified_name(task.fn)
         if task.on is not None or strategy is None:
-            return self._cluster.place(task.on, exclude)
-        candidates = list(self._cluster.candidates(exclude))
+            return self._cluster.place(name, task.on, exclude)
+        candidates = list(self._cluster.candidates(name, exclude))
         chosen = strategy.choose(step, self.book.loads(candidates))
         if chosen not in candidates:
             raise PermanentError(

@@ -21,12 +21,13 @@ __all__ = ["Engine", "LockService", "RunOwner", "StepCluster"]
 class StepCluster(Protocol):
     """Where remote steps go: placement over live nodes, and the step messages."""
 
-    def candidates(self, exclude: frozenset[str] = ...) -> Sequence[str]:
-        """Live nodes an unpinned step may run on (this node when it has no peers)."""
+    def candidates(self, task: str, exclude: frozenset[str] = ...) -> Sequence[str]:
+        """Live nodes that registered ``task`` (peers first, else this node); raises a
+        ``PermanentError`` naming the task and the fix when there is none."""
         ...
 
-    def place(self, pinned: str | None, exclude: frozenset[str] = ...) -> str:
-        """``pinned``, else the next candidate round-robin."""
+    def place(self, task: str, pinned: str | None, exclude: frozenset[str] = ...) -> str:
+        """``pinned`` (refused if that live node lacks ``task``), else the next candidate."""
         ...
 
     def send_step(self, node: str, request: RunStep) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from tests.support import ROOT
 
-FAMILIES = {"local", "steps", "memory", "checkpoint", "remote", "submit"}
+FAMILIES = {"local", "steps", "memory", "checkpoint", "remote", "cluster", "submit"}
 MACHINE_FACTS = {"cores", "python", "pykka", "msgpack", "pyzmq", "libzmq", "platform", "date"}
 
 

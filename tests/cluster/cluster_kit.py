@@ -36,22 +36,27 @@ class Worker:
     def __init__(
         self,
         name: str,
-        seed: str,
+        seed: str | None,
         *,
         keys: Path | None = None,
         drain_timeout: float = 10.0,
+        apps: tuple[str, ...] = ("tests.cluster.cluster_app",),
+        listen: str = LOOPBACK,
+        options: tuple[str, ...] = (),
         metrics: str | None = None,
     ) -> None:
         self.name = name
         command = node_command(
             name,
-            join=[seed],
+            join=[seed] if seed is not None else [],
+            listen=listen,
             keys=keys,
             plaintext=keys is None,
-            apps=["tests.cluster.cluster_app"],
+            apps=apps,
             drain_timeout=drain_timeout,
             metrics=metrics,
         )
+        command += options
         env = dict(os.environ)
         # tests.cluster.cluster_app (and tests.support) from the root, whatever the cwd.
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
@@ -99,9 +104,22 @@ class Worker:
             self._cond.wait_for(lambda: found() is not None or self._eof, timeout)
             return found()
 
-    def wait_up(self, timeout: float = START_TIMEOUT) -> None:
-        if self.wait_line(f"node {self.name} up at ", timeout) is None:
+    def wait_up(self, timeout: float = START_TIMEOUT) -> str:
+        """Wait for the node's ``up`` line; returns the address it listens on."""
+        line = self.wait_line(f"node {self.name} up at ", timeout)
+        if line is None:
             raise AssertionError(f"worker {self.name} did not come up:\n{self.output()}")
+        return line.rsplit(" ", 1)[-1]
+
+    def wait_text(self, text: str, timeout: float = START_TIMEOUT) -> str | None:
+        """The first line containing ``text``; None if none came within ``timeout``/EOF."""
+
+        def found() -> str | None:
+            return next((line for line in self.lines if text in line), None)
+
+        with self._cond:
+            self._cond.wait_for(lambda: found() is not None or self._eof, timeout)
+            return found()
 
     def signal(self, signum: int) -> None:
         os.kill(self.process.pid, signum)
@@ -150,8 +168,11 @@ class Cluster:
         assert address is not None
         return f"coordinator@{address}" if self.keys is not None else address
 
-    def add_worker(self, name: str, *, keys: Path | None = None, wait: bool = True) -> Worker:
-        worker = Worker(name, self.seed, keys=keys or self.keys)
+    def add_worker(
+        self, name: str, *, keys: Path | None = None, wait: bool = True, **options: Any
+    ) -> Worker:
+        """Start one more worker (``options``: those of ``Worker``, e.g. ``apps=()``)."""
+        worker = Worker(name, self.seed, keys=keys or self.keys, **options)
         self.workers[name] = worker
         if wait:
             worker.wait_up()

@@ -40,9 +40,14 @@ def test_a_worker_whose_key_is_not_allowlisted_cannot_join(
     assert {s.node for s in handle.steps()} == set(WORKERS)
     assert {node for _, node in log_lines(log)} == set(WORKERS)
 
-    # Its join times out (10 s in ActorSystem): `actorflow node` exits 1, never up.
+    # The seed's refusal reaches it (socket monitor): `actorflow node` exits 1, never up,
+    # with an error naming the seed and the cause (not a timeout after --join-timeout).
     code = stranger.wait(25)
     assert code != 0, stranger.output()
     assert stranger.wait_line("node worker-3 up", timeout=0.1) is None
-    assert "no seed answered" in stranger.output()
+    error = stranger.wait_line("actorflow node: cannot join", timeout=5)
+    assert error is not None, stranger.output()
+    assert f"seed {cluster.seed}" in error
+    assert "refused this node's CURVE key" in error
+    assert "worker-3.key is not on the seed's allowlist" in error
     assert "worker-3" not in system.members()

@@ -15,7 +15,7 @@ from zmq.auth.thread import ThreadAuthenticator
 from transport import (
     Address,
     Envelope,
-    NodeDown,
+    JoinRefused,
     Security,
     Transport,
     TransportSettings,
@@ -159,8 +159,8 @@ def test_a_node_whose_key_is_not_allowlisted_cannot_join(
     handler = RecordingHandler("victim")
     victim = make_transport("victim", handler, security=security_of("victim"))
     intruder = make_transport("intruder", security=load_security(outsider_keys, "intruder"))
-    with pytest.raises(NodeDown, match="no seed answered"):
-        intruder.join([f"victim@{victim.address}"], timeout=1.5)
+    with pytest.raises(JoinRefused, match=f"seed victim@{victim.address}: the seed refused"):
+        intruder.join([f"victim@{victim.address}"], timeout=30)  # refused long before
     assert log_watcher.count("not on the allowlist") >= 1
     assert "intruder" not in victim.members()
     assert handler.deliveries == []
@@ -245,3 +245,23 @@ def test_secured_settings_still_validate(security_of: SecurityOf) -> None:
         TransportSettings(heartbeat_interval=2.0, down_after=1.0)
     with pytest.raises(ValueError, match="belong to node"):
         Transport("other", listen=None, handler=RecordingHandler(), security=security_of("test"))
+
+
+def test_a_key_removed_from_the_directory_is_refused_on_its_next_connection(
+    make_transport: MakeTransport, tmp_path: Path, log_watcher: LogWatcher
+) -> None:
+    keys = tmp_path / "keys"
+    for name in ("keeper", "visitor"):
+        generate_keys(keys, name)
+    polled = TransportSettings(keys_poll_interval=0.2)
+    keeper = make_transport("keeper", security=load_security(keys, "keeper"), settings=polled)
+    seed = f"keeper@{keeper.address}"
+    first = make_transport("visitor", security=load_security(keys, "visitor"))
+    first.join([seed], timeout=10)
+    first.close()
+
+    (keys / "visitor.key").unlink()  # no signal, no call: the poll notices
+    assert log_watcher.wait_for("removed ['visitor']", timeout=10)
+    again = make_transport("visitor", security=load_security(keys, "visitor"))
+    with pytest.raises(JoinRefused, match="refused this node's CURVE key"):
+        again.join([seed], timeout=30)
