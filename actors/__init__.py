@@ -41,7 +41,9 @@ from actors._notify import NotifyingEvent
 from actors._pool import NodePool
 from actors._state import NodeState, StateChanged
 from actors._supervisor import (
+    ChildHandle,
     ChildSpec,
+    ChildStarter,
     Restart,
     RestartIntensity,
     Strategy,
@@ -49,14 +51,26 @@ from actors._supervisor import (
     Supervisor,
     SupervisorStats,
 )
+from actors._watch import (
+    ActorHooks,
+    Terminated,
+    TerminationReason,
+    current_context,
+    current_epoch,
+    start_hooked,
+    takes_snapshots,
+)
 from actors.events import Event, EventBus, WorkflowObserver
 
 __all__ = [
     "Acquire",
+    "ActorHooks",
     "CancelNode",
     "Canceled",
     "Check",
+    "ChildHandle",
     "ChildSpec",
+    "ChildStarter",
     "Clock",
     "CompositionError",
     "ConditionNotMet",
@@ -96,7 +110,13 @@ __all__ = [
     "SupervisorStats",
     "SystemShutDown",
     "TemporaryError",
+    "Terminated",
+    "TerminationReason",
     "TimerHandle",
     "WorkflowObserver",
+    "current_context",
+    "current_epoch",
     "current_step",
+    "start_hooked",
+    "takes_snapshots",
 ]

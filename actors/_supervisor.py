@@ -17,17 +17,26 @@ the top. A child "crashes" when an exception escapes a ``tell`` handler or
 
 Children subclass ``SupervisedActor`` so that their exits reach the supervisor
 as messages (tell, never a blocking ask).
+
+A ``ChildStarter`` starts the children it ``handles`` instead of the
+supervisor; ``ActorSystem.supervise`` gives one that handles them all, and
+only it can start one with a ``node`` or a ``placement`` (it runs on another
+member and its exit arrives through death watch; its node going down is a
+crash) or take snapshots (each start takes a new epoch in the store and
+resumes from the last snapshot). A child that cannot be started counts as a
+crash of that child. Strategies and intensity are the same for every child.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import enum
 import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import pykka
 
@@ -35,7 +44,9 @@ from actors._clock import Clock, RealClock
 from actors._errors import EscalationError
 
 __all__ = [
+    "ChildHandle",
     "ChildSpec",
+    "ChildStarter",
     "Restart",
     "RestartIntensity",
     "Strategy",
@@ -77,15 +88,31 @@ class RestartIntensity:
 
 @dataclass(frozen=True)
 class ChildSpec:
-    """How to start one child: ``actor_class(*args, **kwargs)`` under ``name``."""
+    """How to start one child: ``actor_class(*args, **kwargs)`` under ``name``.
+
+    ``node`` pins the child to that cluster member; ``placement`` (a
+    ``PlacementStrategy``) picks one of the live members that registered the
+    class at every (re)start. Without either it runs in the supervisor's process.
+    """
 
     name: str
     actor_class: type[SupervisedActor]
     args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     restart: Restart = Restart.PERMANENT
+    node: str | None = None
+    placement: Any = None
 
     def __post_init__(self) -> None:
+        if self.node is not None and (not isinstance(self.node, str) or not self.node):
+            raise ValueError(f"ChildSpec {self.name!r}: node must be a non-empty str or None")
+        if self.node is not None and self.placement is not None:
+            raise ValueError(f"ChildSpec {self.name!r}: give node or placement, not both")
+        if self.placement is not None and not callable(getattr(self.placement, "choose", None)):
+            raise TypeError(
+                f"ChildSpec {self.name!r}: placement must be a PlacementStrategy "
+                f"(with choose(key, candidates)), got {self.placement!r}"
+            )
         if not (
             isinstance(self.actor_class, type) and issubclass(self.actor_class, SupervisedActor)
         ):
@@ -113,6 +140,33 @@ class _ChildExit:
 
 
 _Link = Callable[[_ChildExit], None]
+
+
+def _tell_quietly(link: _Link, exit_: _ChildExit) -> None:
+    """Report an exit; a supervisor already stopped (stopping its children) needs none."""
+    with contextlib.suppress(pykka.ActorDeadError):
+        link(exit_)
+
+
+class ChildHandle(Protocol):
+    """A child a ``ChildStarter`` started: what ``children`` answers, and how to stop it."""
+
+    @property
+    def ref(self) -> Any: ...
+
+    def stop(self, timeout: float) -> None: ...
+
+
+class ChildStarter(Protocol):
+    """Starts the children a supervisor cannot start alone (see the module docstring)."""
+
+    def handles(self, spec: ChildSpec) -> bool:
+        """Whether this starter starts ``spec`` (else the supervisor starts it in-process)."""
+        ...
+
+    def start(self, spec: ChildSpec, report: Callable[[BaseException | None], None]) -> ChildHandle:
+        """Start ``spec``'s child; ``report(error)`` once when it exits (None: stopped)."""
+        ...
 
 
 def _guard_on_start(on_start: Callable[[Any], None]) -> Callable[[Any], None]:
@@ -160,7 +214,7 @@ class SupervisedActor(pykka.ThreadingActor):
     def _report_exit(self, error: BaseException | None) -> None:
         if self._link is not None and not self._exit_reported:
             self._exit_reported = True
-            self._link(_ChildExit(self._link_name, self._incarnation, error))
+            _tell_quietly(self._link, _ChildExit(self._link_name, self._incarnation, error))
 
     def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
         self._report_exit(exception_value)
@@ -184,11 +238,22 @@ class Supervisor(SupervisedActor):
         intensity: RestartIntensity | None = None,
         clock: Clock | None = None,
         on_escalate: Callable[[EscalationError], None] | None = None,
+        starter: ChildStarter | None = None,
     ) -> None:
         super().__init__()
         names = [spec.name for spec in children]
         if len(set(names)) != len(names):
             raise ValueError(f"children must have unique names, got {names!r}")
+        for spec in children:
+            if (spec.node is not None or spec.placement is not None) and (
+                starter is None or not starter.handles(spec)
+            ):
+                raise ValueError(
+                    f"child {spec.name!r} runs on another node: start its supervisor "
+                    "with ActorSystem.supervise (a cluster member)"
+                )
+        self._starter = starter
+        self._handles: dict[str, ChildHandle] = {}
         self._specs = list(children)
         self._strategy = strategy
         self._intensity = intensity or RestartIntensity()
@@ -226,6 +291,19 @@ class Supervisor(SupervisedActor):
     def _start_child(self, spec: ChildSpec) -> None:
         self._incarnations[spec.name] += 1
         me = self.actor_ref
+        if self._starter is not None and self._starter.handles(spec):
+            exit_of = functools.partial(_ChildExit, spec.name, self._incarnations[spec.name])
+            try:
+                handle = self._starter.start(
+                    spec, lambda error: _tell_quietly(me.tell, exit_of(error))
+                )
+            except Exception as exc:  # noqa: BLE001 - a child that cannot start has crashed
+                log.warning("child %r could not be started: %r", spec.name, exc)
+                me.tell(exit_of(exc))
+                return
+            self._handles[spec.name] = handle
+            self._refs[spec.name] = handle.ref
+            return
         self._refs[spec.name] = spec.actor_class._start_linked(
             me.tell, spec.name, self._incarnations[spec.name], *spec.args, **dict(spec.kwargs)
         )
@@ -236,6 +314,13 @@ class Supervisor(SupervisedActor):
             if ref is None:
                 continue
             self._incarnations[spec.name] += 1  # its exit report is now stale
+            handle = self._handles.pop(spec.name, None)
+            if handle is not None:
+                try:
+                    handle.stop(_STOP_TIMEOUT)
+                except Exception as exc:  # noqa: BLE001 - its node may be gone: it is stopped
+                    log.warning("child %r: stop failed: %r", spec.name, exc)
+                continue
             try:
                 ref.stop(block=True, timeout=_STOP_TIMEOUT)
             except pykka.Timeout:
@@ -246,6 +331,7 @@ class Supervisor(SupervisedActor):
             return  # an exit we caused ourselves, or from an older incarnation
         spec = next(s for s in self._specs if s.name == exit_.name)
         self._refs.pop(spec.name, None)
+        self._handles.pop(spec.name, None)
         crashed = exit_.error is not None
         if crashed:
             log.warning("child %r crashed: %r", spec.name, exit_.error)

@@ -21,6 +21,7 @@ FAMILY_MODULES: tuple[str, ...] = (
     "bench._remote",
     "bench._cluster",
     "bench._submit",
+    "bench._actors_remote",
     "bench._isolation",
 )
 

@@ -41,19 +41,25 @@ from actors import (
     Supervisor,
     SystemShutDown,
     TemporaryError,
+    Terminated,
+    TerminationReason,
+    current_epoch,
     current_step,
 )
 from runtime import events
 from runtime._client import Client, RunInfo, SubmittedRun
 from runtime._daemon import node_command, serve
+from runtime._death_watch import unwatch, watch
 from runtime._logs import JsonFormatter
 from runtime._progress import ProgressObserver, RunProgress
+from runtime._singletons import SingletonRef
 from runtime._submissions import UnknownWorkflow
 from runtime._system import ActorSystem
 from runtime.cluster import Lock, Ref, Unplaceable
 from runtime.engine import RunHandle, StepReport
 from runtime.events import LoggingObserver, WorkflowObserver
 from runtime.store import (
+    ActorStateStore,
     Checkpoint,
     CheckpointStore,
     MemoryStore,
@@ -110,6 +116,7 @@ rest_for_one = Strategy.REST_FOR_ONE
 
 __all__ = [
     "ActorNotFound",
+    "ActorStateStore",
     "ActorSystem",
     "Address",
     "AskTimeout",
@@ -171,6 +178,7 @@ __all__ = [
     "RunProgress",
     "RunSummary",
     "SQLiteStore",
+    "SingletonRef",
     "StaleEpoch",
     "StepInfo",
     "StepProgress",
@@ -183,12 +191,15 @@ __all__ = [
     "Supervisor",
     "SystemShutDown",
     "TemporaryError",
+    "Terminated",
+    "TerminationReason",
     "TransportSettings",
     "UnknownWorkflow",
     "Unplaceable",
     "Workflow",
     "WorkflowError",
     "WorkflowObserver",
+    "current_epoch",
     "current_step",
     "dynamic",
     "events",
@@ -203,4 +214,6 @@ __all__ = [
     "rest_for_one",
     "serve",
     "task",
+    "unwatch",
+    "watch",
 ]

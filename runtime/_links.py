@@ -54,6 +54,9 @@ class SystemLinks(LocalNode, RunLinks):
     def spawn(self, actor_class: type[pykka.Actor], args: Sequence[Any], name: str) -> None:
         self._system.spawn(actor_class, *args, name=name)
 
+    def actors_request(self, sender: str, request: dict[str, Any]) -> Any:
+        return self._system._host.request(sender, request)
+
     def lock_manager(self) -> pykka.ActorRef[Any]:
         return self._system._local_lock_manager()
 

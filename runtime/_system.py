@@ -17,30 +17,29 @@ from typing import Any, TypeVar
 import pykka
 
 from actors import (
-    ChildSpec,
     Clock,
     CompositionError,
     EventBus,
     LockManager,
     NodePool,
     RealClock,
-    RestartIntensity,
-    Strategy,
-    Supervisor,
-    SystemShutDown,
     WorkflowObserver,
 )
+from runtime._death_watch import DeathWatch
+from runtime._hosting import ActorHost
 from runtime._links import SystemLinks
 from runtime._metrics import Metrics
 from runtime._runs import Runs, RunSettings
+from runtime._singletons import Singletons
 from runtime._stats import SystemStats, transport_figures
 from runtime._submissions import Submissions
+from runtime._system_actors import ActorHosting
+from runtime._watches import WatchService
 from runtime.cluster import (
     Cluster,
     ClusterSettings,
     Lock,
     LockClient,
-    Ref,
     Registry,
 )
 from runtime.engine import RunHandle
@@ -50,8 +49,8 @@ from runtime.store import (
     RunSummary,
     new_owner_id,
 )
-from runtime.workflow import CheckpointStrategy, Workflow, qualified_name, tasks_of
-from transport import Address, NodeDown, TransportSettings, load_security
+from runtime.workflow import CheckpointStrategy, Workflow, tasks_of
+from transport import NodeDown, TransportSettings, load_security
 
 __all__ = ["ActorSystem"]
 
@@ -80,7 +79,7 @@ def _check_options(name: Any, checkpoint: Any, lease: Any, max_running_steps: An
         )
 
 
-class ActorSystem:
+class ActorSystem(ActorHosting):
     """A local actor system: spawn actors, supervise them, run and resume workflows.
 
     Args:
@@ -183,8 +182,12 @@ class ActorSystem:
             self.register_workflow(workflow)
         self._lock = threading.Lock()
         self._closed = False
-        self._actors: list[pykka.ActorRef[Any]] = []
+        self._actors: dict[str, pykka.ActorRef[Any]] = {}
         self._named: dict[str, pykka.ActorRef[Any]] = {}
+        self._watches = WatchService(name, lambda: self.cluster)
+        self._host = ActorHost(self, self._watches)
+        self._death_watch = DeathWatch(self, self._watches)
+        self._singletons = Singletons(self)
         self.locks_on = locks_on or name
         self._lock_manager: pykka.ActorRef[LockManager] | None = None
         self._metrics: Metrics | None = None
@@ -218,6 +221,8 @@ class ActorSystem:
             local=self._links,
             hosted=self._metrics,
         )
+        cluster.transport.subscribe(self._watches.on_member)
+        cluster.transport.subscribe(self._host.on_member)
         try:
             cluster.start(join, timeout=join_timeout)
         except BaseException:
@@ -270,7 +275,7 @@ class ActorSystem:
             if self._lock_manager is None:
                 self._check_open("serve locks")
                 self._lock_manager = LockManager.start(self.clock)
-                self._actors.append(self._lock_manager)
+                self._actors[self._lock_manager.actor_urn] = self._lock_manager
             return self._lock_manager
 
     def _lock_client(self) -> LockClient:
@@ -289,10 +294,6 @@ class ActorSystem:
         """
         self._check_open("lock")
         return Lock(self._lock_client(), name, lease=lease, owner=self.owner)
-
-    def _named_ref(self, path: str) -> pykka.ActorRef[Any] | None:
-        with self._lock:
-            return self._named.get(path)
 
     def _coordinator_ref(self, run_id: str) -> pykka.ActorRef[Any] | None:
         return self._runs.coordinator(run_id)
@@ -326,85 +327,6 @@ class ActorSystem:
 
     def __exit__(self, *exc_info: object) -> None:
         self.shutdown()
-
-    def _check_open(self, what: str) -> None:
-        if self._closed:
-            raise SystemShutDown(f"cannot {what}: actor system {self.name!r} is shut down")
-
-    # -- actors ------------------------------------------------------------------------
-
-    def spawn(
-        self, actor_class: type[A], *args: Any, name: str | None = None, **kwargs: Any
-    ) -> pykka.ActorRef[A]:
-        """Start ``actor_class(*args, **kwargs)``; it is stopped at shutdown.
-
-        With ``name``, the actor is reachable at ``<node>/<name>`` through
-        ``ref`` from this and every other node of the cluster.
-        """
-        with self._lock:
-            self._check_open("spawn")
-            if not (isinstance(actor_class, type) and issubclass(actor_class, pykka.Actor)):
-                raise TypeError(
-                    f"spawn(actor_class) needs a pykka Actor class, got {actor_class!r}"
-                )
-            if name is not None:
-                if not isinstance(name, str) or not name or name.startswith("$"):
-                    raise ValueError(
-                        f"spawn(name) must be a non-empty path not starting with '$', got {name!r}"
-                    )
-                old = self._named.get(name)
-                if old is not None and old.is_alive():
-                    raise ValueError(f"an actor named {name!r} already runs on {self.name}")
-            ref = actor_class.start(*args, **kwargs)
-            self._actors.append(ref)
-            if name is not None:
-                self._named[name] = ref
-            return ref
-
-    def ref(self, address: str | Address) -> Ref:
-        """A handle on the actor at ``node/path``, local or remote (tell, ask)."""
-        target = address if isinstance(address, Address) else Address.parse(address)
-        transport = self.cluster.transport if self.cluster is not None else None
-        if transport is None and target.node != self.name:
-            raise NodeDown(
-                f"{target}: node {target.node!r} is unknown (this system is not in a cluster)"
-            )
-        return Ref(target, local=lambda: self._named_ref(target.path), transport=transport)
-
-    def spawn_on(
-        self,
-        node: str,
-        actor_class: type[pykka.Actor] | str,
-        *args: Any,
-        name: str,
-        timeout: float = 5.0,
-    ) -> Ref:
-        """Start a registered actor class on ``node`` (by class or registered name).
-
-        Raises:
-            ActorNotFound: the class is not registered on that node.
-            NodeDown / AskTimeout: the node is unreachable or did not answer.
-        """
-        class_name = actor_class if isinstance(actor_class, str) else qualified_name(actor_class)
-        if node == self.name:
-            cls = self.registry.actor(class_name, node=self.name)
-            self.spawn(cls, *args, name=name)
-            return self.ref(Address(self.name, name))
-        if self.cluster is None:
-            raise NodeDown(f"node {node!r} is unknown (this system is not in a cluster)")
-        return self.ref(self.cluster.spawn_on(node, class_name, args, name, timeout))
-
-    def supervise(
-        self,
-        children: Sequence[ChildSpec],
-        *,
-        strategy: Strategy = Strategy.ONE_FOR_ONE,
-        intensity: RestartIntensity | None = None,
-    ) -> pykka.ActorRef[Supervisor]:
-        """Start a ``Supervisor`` over ``children`` on this system's clock."""
-        return self.spawn(
-            Supervisor, children, strategy=strategy, intensity=intensity, clock=self.clock
-        )
 
     # -- workflows ---------------------------------------------------------------------
 
@@ -502,7 +424,7 @@ class ActorSystem:
     def stats(self) -> SystemStats:
         """A frozen snapshot: members, runs, actors, node pool, transport counters."""
         with self._lock:
-            actors = sum(1 for ref in self._actors if ref.is_alive())
+            actors = sum(1 for ref in self._actors.values() if ref.is_alive())
         transport = self.cluster.transport.stats() if self.cluster is not None else None
         hosted = self.cluster.host.in_flight() if self.cluster is not None else 0
         figures = transport_figures(transport)
@@ -541,8 +463,9 @@ class ActorSystem:
             if self._closed:
                 return
             self._closed = True
-            actors = list(reversed(self._actors))
+            actors = list(reversed(self._actors.values()))
         self._runs.close_to_new_runs("actor system shutting down")
+        self._singletons.close()
         for ref in actors:
             try:
                 ref.stop(block=True, timeout=timeout)

@@ -9,11 +9,14 @@ from runtime.cluster._cluster import Cluster, ClusterSettings, Unplaceable
 from runtime.cluster._local import LocalNode
 from runtime.cluster._locks import Lock, LockClient
 from runtime.cluster._messages import CancelStep, EndRun, NodeLost, RunStep, StepOutcome
-from runtime.cluster._paths import LOCKS_PATH, RUN_PREFIX, SYSTEM_PATH, run_path
+from runtime.cluster._paths import ACTORS_PATH, LOCKS_PATH, RUN_PREFIX, SYSTEM_PATH, run_path
 from runtime.cluster._refs import Ref
-from runtime.cluster._registry import Registry
+from runtime.cluster._registry import ACTORS, Registry
+from runtime.cluster._wire import require
 
 __all__ = [
+    "ACTORS",
+    "ACTORS_PATH",
     "LOCKS_PATH",
     "RUN_PREFIX",
     "SYSTEM_PATH",
@@ -30,5 +33,6 @@ __all__ = [
     "RunStep",
     "StepOutcome",
     "Unplaceable",
+    "require",
     "run_path",
 ]

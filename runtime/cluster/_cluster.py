@@ -2,7 +2,8 @@
 
 Paths on a node (``_paths``): ``$system`` (this module: step requests, remote
 spawn, ping, and what clients ask: submit a run, a run's state, the runs),
-``$locks``, ``$run/<run_id>`` (the mailbox of a run coordinator, for results
+``$locks``, ``$actors`` (death watch and supervised children, answered by the
+system), ``$run/<run_id>`` (the mailbox of a run coordinator, for results
 and events of its remote steps), and any other path names an
 actor spawned with ``ActorSystem.spawn(..., name=path)``. Step messages are
 decoded here (``_messages``), so a coordinator only ever gets typed ones.
@@ -36,7 +37,7 @@ from runtime.cluster._messages import (
     event_from_wire,
     is_step_event,
 )
-from runtime.cluster._paths import LOCKS_PATH, RUN_PREFIX, SYSTEM_PATH
+from runtime.cluster._paths import ACTORS_PATH, LOCKS_PATH, RUN_PREFIX, SYSTEM_PATH
 from runtime.cluster._refs import ask_into
 from runtime.cluster._registry import ACTORS, TASKS, Registry, hint, is_main
 from runtime.cluster._step_host import HostedSteps, StepHost
@@ -256,6 +257,11 @@ class Cluster:
             self._system(sender, message, reply)
         elif target == LOCKS_PATH:
             self._locks(message, reply)
+        elif target == ACTORS_PATH:
+            request = require(message, {"op": str}, "$actors message")
+            answer = self._local.actors_request(sender, request)
+            if reply is not None:
+                reply.ok(answer)
         elif target.startswith(RUN_PREFIX):
             self._to_run(target[len(RUN_PREFIX) :], message, sender)
         else:

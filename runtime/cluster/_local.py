@@ -34,6 +34,10 @@ class LocalNode(Protocol):
         """Start ``actor_class(*args)`` here under ``name`` (a peer's ``spawn_on``)."""
         ...
 
+    def actors_request(self, sender: str, request: dict[str, Any]) -> Any:
+        """A ``$actors`` operation from ``sender`` (death watch, children); the answer."""
+        ...
+
     def lock_manager(self) -> pykka.ActorRef[Any]:
         """This node's ``LockManager`` (started on first use), for requests at ``$locks``."""
         ...

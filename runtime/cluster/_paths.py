@@ -6,9 +6,10 @@ which may not start with ``$``: these can never collide with one.
 
 from __future__ import annotations
 
-__all__ = ["LOCKS_PATH", "RUN_PREFIX", "SYSTEM_PATH", "run_path"]
+__all__ = ["ACTORS_PATH", "LOCKS_PATH", "RUN_PREFIX", "SYSTEM_PATH", "run_path"]
 
 SYSTEM_PATH = "$system"  # step requests, remote spawn, stats, control, ping
+ACTORS_PATH = "$actors"  # death watch, and starting/stopping supervised children
 LOCKS_PATH = "$locks"  # the lock manager's requests (on the node ``locks_on`` names)
 RUN_PREFIX = "$run/"  # + run id: the mailbox of a run coordinator, for its remote steps
 

@@ -59,6 +59,10 @@ class Registry:
         with self._lock:
             return name in self._tasks
 
+    def has_actor(self, name: str) -> bool:
+        with self._lock:
+            return name in self._actors
+
     def register_task(self, fn: Callable[[Any], Any], name: str | None = None) -> str:
         if not callable(fn):
             raise CompositionError(f"register_task(fn) needs a callable, got {fn!r}")

@@ -5,6 +5,7 @@ description). ``RunRecorder`` writes one run's history under its epoch: a header
 once, then step records appended (see ``runtime.store._protocol``).
 """
 
+from runtime.store._actor_state import ActorLease, ActorSnapshot, ActorStateStore
 from runtime.store._codec import (
     Persistable,
     PersistableRegistry,
@@ -35,6 +36,9 @@ from runtime.store._sqlite import DEFAULT_PATH, SQLiteStore, StoreStats
 __all__ = [
     "DEFAULT_PATH",
     "FINISHED_STATES",
+    "ActorLease",
+    "ActorSnapshot",
+    "ActorStateStore",
     "Checkpoint",
     "CheckpointStore",
     "MemoryStore",

@@ -16,6 +16,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from actors import Clock, PersistenceError, RealClock
+from runtime.store._actor_state import (
+    ActorLease,
+    ActorSnapshot,
+    check_actor_key,
+    check_snapshot_args,
+    may_claim,
+    stale_actor_epoch,
+)
 from runtime.store._protocol import (
     Checkpoint,
     Outcome,
@@ -53,12 +61,19 @@ class _Run:
     completed: int = 0  # how many of ``steps`` are completed
 
 
+@dataclass
+class _ActorRow:
+    lease: ActorLease
+    snapshot: ActorSnapshot | None = None
+
+
 class MemoryStore:
     """A thread-safe in-memory ``CheckpointStore``; lease times read ``clock.wall()``."""
 
     def __init__(self, *, clock: Clock | None = None) -> None:
         self._clock: Clock = clock if clock is not None else RealClock()
         self._runs: dict[str, _Run] = {}
+        self._actors: dict[str, _ActorRow] = {}
         self._lock = threading.Lock()
         self._closed = False
 
@@ -186,10 +201,88 @@ class MemoryStore:
             summaries = [self._summary(run_id, run) for run_id, run in self._runs.items()]
         return sorted(summaries, key=lambda summary: (summary.created_at, summary.run_id))
 
+    # -- actor state (runtime.store._actor_state) -----------------------------------------
+
+    def claim_actor(
+        self,
+        key: str,
+        *,
+        owner: str,
+        lease: float,
+        force: bool = False,
+        if_epoch: int | None = None,
+    ) -> int | None:
+        check_actor_key(key)
+        check_claim_args(key, owner, lease)
+        with self._lock:
+            self._check_open()
+            now = self._clock.wall()
+            row = self._actors.get(key)
+            if row is None:
+                self._actors[key] = _ActorRow(ActorLease(key, 1, owner, now + lease))
+                return 1
+            held = row.lease
+            if not may_claim(
+                held.owner,
+                held.lease_until,
+                held.epoch,
+                owner=owner,
+                now=now,
+                force=force,
+                if_epoch=if_epoch,
+            ):
+                return None
+            row.lease = ActorLease(key, held.epoch + 1, owner, now + lease)
+            return row.lease.epoch
+
+    def renew_actor(self, key: str, *, epoch: int, lease: float) -> None:
+        check_lease(lease)
+        with self._lock:
+            self._check_open()
+            row = self._actors.get(key)
+            if row is None or row.lease.epoch != epoch:
+                raise stale_actor_epoch(key, epoch, row.lease.epoch if row else None, "renew")
+            if row.lease.owner is None:
+                raise stale_actor_epoch(key, epoch, None, "renew a released lease")
+            row.lease = replace(row.lease, lease_until=self._clock.wall() + lease)
+
+    def release_actor(self, key: str, *, epoch: int) -> None:
+        with self._lock:
+            self._check_open()
+            row = self._actors.get(key)
+            if row is not None and row.lease.epoch == epoch:
+                row.lease = replace(row.lease, owner=None, lease_until=None)
+
+    def actor_lease(self, key: str) -> ActorLease | None:
+        check_actor_key(key)
+        with self._lock:
+            self._check_open()
+            row = self._actors.get(key)
+            return row.lease if row else None
+
+    def save_snapshot(self, key: str, *, epoch: int, state: bytes) -> None:
+        check_snapshot_args(key, epoch, state)
+        with self._lock:
+            self._check_open()
+            row = self._actors.get(key)
+            if row is None or row.lease.epoch != epoch:
+                raise stale_actor_epoch(
+                    key, epoch, row.lease.epoch if row else None, "save a snapshot"
+                )
+            row.snapshot = ActorSnapshot(key, epoch, state, self._clock.wall())
+
+    def load_snapshot(self, key: str) -> ActorSnapshot | None:
+        check_actor_key(key)
+        with self._lock:
+            self._check_open()
+            row = self._actors.get(key)
+            return row.snapshot if row else None
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
             self._runs.clear()
+            self._actors.clear()
 
     def _check_open(self) -> None:
         if self._closed:

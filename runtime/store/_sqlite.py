@@ -71,6 +71,13 @@ from pathlib import Path
 from typing import Final
 
 from actors import Clock, PersistenceError, RealClock
+from runtime.store import _sqlite_actors as actor_rows
+from runtime.store._actor_state import (
+    ActorLease,
+    ActorSnapshot,
+    check_actor_key,
+    check_snapshot_args,
+)
 from runtime.store._group_commit import GroupCommitter
 from runtime.store._protocol import (
     Checkpoint,
@@ -357,6 +364,54 @@ class SQLiteStore:
         with self._transaction("list runs", write=False) as conn:
             rows = conn.execute(LIST_QUERY).fetchall()
         return summaries_from_rows(rows)
+
+    # -- actor state (runtime.store._actor_state) -----------------------------------------
+
+    def claim_actor(
+        self,
+        key: str,
+        *,
+        owner: str,
+        lease: float,
+        force: bool = False,
+        if_epoch: int | None = None,
+    ) -> int | None:
+        check_actor_key(key)
+        check_claim_args(key, owner, lease)
+        with self._transaction(f"actor {key}: claim", write=True) as conn:
+            return actor_rows.claim_actor(
+                conn,
+                key,
+                owner=owner,
+                lease=lease,
+                now=self._clock.wall(),
+                force=force,
+                if_epoch=if_epoch,
+            )
+
+    def renew_actor(self, key: str, *, epoch: int, lease: float) -> None:
+        check_lease(lease)
+        with self._transaction(f"actor {key}: renew", write=True) as conn:
+            actor_rows.renew_actor(conn, key, epoch=epoch, until=self._clock.wall() + lease)
+
+    def release_actor(self, key: str, *, epoch: int) -> None:
+        with self._transaction(f"actor {key}: release", write=True) as conn:
+            actor_rows.release_actor(conn, key, epoch=epoch)
+
+    def actor_lease(self, key: str) -> ActorLease | None:
+        check_actor_key(key)
+        with self._transaction(f"actor {key}: read lease", write=False) as conn:
+            return actor_rows.load_actor_lease(conn, key)
+
+    def save_snapshot(self, key: str, *, epoch: int, state: bytes) -> None:
+        check_snapshot_args(key, epoch, state)
+        with self._transaction(f"actor {key}: save snapshot", write=True) as conn:
+            actor_rows.save_snapshot(conn, key, epoch=epoch, state=state, now=self._clock.wall())
+
+    def load_snapshot(self, key: str) -> ActorSnapshot | None:
+        check_actor_key(key)
+        with self._transaction(f"actor {key}: load snapshot", write=False) as conn:
+            return actor_rows.load_snapshot(conn, key)
 
     def close(self) -> None:
         with self._lock:

@@ -2,6 +2,9 @@
 
 Version 3 (``PRAGMA user_version = 3``), append-only step records::
 
+    actor_state  leases and snapshots of actors (``runtime.store._sqlite_actors``),
+           created when any file is opened (IF NOT EXISTS): older releases
+           ignore it, so it needs no version of its own
     runs   one row per run: the epoch and lease; the header (workflow,
            fingerprint, context with its length and CRC-32, settings as JSON,
            created_at), written by start; the state, updated_at and outcome
@@ -39,7 +42,7 @@ from typing import Any, Final
 from actors import PersistenceError
 from runtime.store._protocol import Outcome
 
-__all__ = ["SCHEMA_VERSION", "crc", "outcome_columns", "prepare_schema"]
+__all__ = ["ACTOR_TABLE", "SCHEMA_VERSION", "crc", "outcome_columns", "prepare_schema"]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +85,18 @@ _STEPS: Final = """
         node         TEXT                  -- where the attempt ran (NULL before version 3)
     )
 """
+ACTOR_TABLE: Final = """
+    CREATE TABLE IF NOT EXISTS actor_state (
+        key          TEXT PRIMARY KEY,
+        epoch        INTEGER NOT NULL,  -- fencing token, bumped by every claim
+        owner        TEXT,
+        lease_until  REAL,
+        state        BLOB,              -- the last snapshot, encoded by the value codec
+        state_crc    INTEGER,
+        state_epoch  INTEGER,           -- the epoch whose incarnation wrote it
+        updated_at   REAL
+    )
+"""
 _STEPS_INDEX: Final = "CREATE INDEX steps_by_run ON steps (run_id, step)"
 
 
@@ -118,6 +133,7 @@ def prepare_schema(conn: sqlite3.Connection, path: Path) -> None:
                 f"checkpoint store {path} has schema version {version}; this "
                 f"actorflow reads versions 1 to {SCHEMA_VERSION} (written by another release?)"
             )
+        conn.execute(ACTOR_TABLE)  # IF NOT EXISTS: see runtime.store._sqlite_actors
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
