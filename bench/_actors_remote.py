@@ -3,8 +3,9 @@
 Rows:
 
 * kill -9 of a child's node -> the restarted child answering an ask on another
-  node (ms), beside the failure detector's bound (``down_after +
-  check_interval`` of the transport settings used). Real worker processes
+  node (ms), beside the failure detector's bound for a small cluster
+  (``2 * probe_interval + suspicion_timeout + 3 * check_interval`` of the
+  settings used). Real worker processes
   (``python -m bench._actors_remote worker ...``) on loopback, one SQLite store.
 * kill -9 of a singleton's node -> the singleton answering an ask through its
   ``SingletonRef`` (taken over by the other worker, resumed from its snapshot),
@@ -44,7 +45,13 @@ __all__ = ["FAMILY"]
 
 _ROOT = Path(__file__).resolve().parent.parent
 _SINGLETON_LEASE = 3.0
-_SETTINGS = TransportSettings(heartbeat_interval=0.2, down_after=1.0, check_interval=0.05)
+_SETTINGS = TransportSettings(
+    probe_interval=0.15,
+    probe_timeout=0.06,
+    suspicion_timeout=0.6,
+    check_interval=0.05,
+    pause_tolerance=0.4,
+)
 
 
 class BenchCounter(SupervisedActor):
@@ -217,7 +224,10 @@ def _us_per_raw_insert(folder: Path, count: int) -> float:
 
 def run(config: Config) -> list[Row]:
     count = config.size(2000, 50)
-    bound_ms = (_SETTINGS.down_after + _SETTINGS.check_interval) * 1e3
+    # SWIM, small cluster: next probe, its period, shortest suspicion, three ticks late
+    bound_ms = (
+        2 * _SETTINGS.probe_interval + _SETTINGS.suspicion_timeout + 3 * _SETTINGS.check_interval
+    ) * 1e3
     with tempfile.TemporaryDirectory(prefix="bench-actors-") as tmp:
         folder = Path(tmp)
         snap, plain, raw = interleaved(
@@ -246,7 +256,8 @@ def run(config: Config) -> list[Row]:
             "ms",
             failover,
             baselines=(bound,),
-            note=f"down_after {_SETTINGS.down_after}s + check_interval {_SETTINGS.check_interval}s",
+            note=f"probe every {_SETTINGS.probe_interval}s, suspicion >= "
+            f"{_SETTINGS.suspicion_timeout}s, check {_SETTINGS.check_interval}s",
         ),
         Row(
             "actors_remote",

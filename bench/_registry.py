@@ -22,6 +22,7 @@ FAMILY_MODULES: tuple[str, ...] = (
     "bench._cluster",
     "bench._submit",
     "bench._actors_remote",
+    "bench._membership",
     "bench._isolation",
 )
 

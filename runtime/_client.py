@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from actors import ResultTimeout
-from runtime._submissions import UnknownWorkflow
+from runtime._submissions import UnknownWorkflow, check_run_id
 from runtime.cluster import SYSTEM_PATH
 from runtime.store import decode_value, encode_value
 from transport import (
@@ -207,7 +207,8 @@ class Client:
         persistables and dataclasses).
 
         Raises:
-            ValueError: ``workflow`` or ``run_id`` is not a non-empty str.
+            ValueError: ``workflow`` is not a non-empty str, or ``run_id`` is not 1-128
+                printable characters without whitespace.
             UnknownWorkflow: the seed has no workflow of that name (the message lists
                 the names it has).
             PersistenceError: ``ctx`` cannot be encoded.
@@ -215,8 +216,8 @@ class Client:
         """
         if not isinstance(workflow, str) or not workflow:
             raise ValueError(f"submit(workflow) must be a non-empty str, got {workflow!r}")
-        if run_id is not None and (not isinstance(run_id, str) or not run_id):
-            raise ValueError(f"submit(run_id=) must be a non-empty str or None, got {run_id!r}")
+        if run_id is not None:
+            check_run_id(run_id)
         encoded = encode_value(ctx, what=f"context for {workflow!r}")
         message: dict[str, Any] = {"op": "submit", "workflow": workflow, "ctx": encoded}
         if run_id is not None:
@@ -248,7 +249,8 @@ class Client:
         raise KeyError(f"no member of the cluster knows run {run_id!r}")
 
     def runs(self) -> list[dict[str, Any]]:
-        """Every run the members know (``run``, ``workflow``, ``state``, ``node``, ...)."""
+        """The runs the members know, the newest 1,000 of each (``run``, ``workflow``,
+        ``state``, ``node``, ...); a member that does not answer is left out."""
         rows: list[dict[str, Any]] = []
         for answer in self.ask_members({"op": "runs"}).values():
             if not isinstance(answer, BaseException):

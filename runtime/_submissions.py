@@ -27,7 +27,30 @@ from transport import RemoteError, WorkflowError
 if TYPE_CHECKING:
     from runtime._system import ActorSystem
 
-__all__ = ["Submissions", "UnknownWorkflow"]
+__all__ = ["MAX_RUN_ID", "RUNS_ANSWERED", "Submissions", "UnknownWorkflow", "check_run_id"]
+
+RUNS_ANSWERED = 1000  # rows of a ``runs`` answer: ~150 KB, well within one frame
+MAX_RUN_ID = 128  # a submitted run's id travels in targets (``$run/<id>``, 1024 at most)
+
+
+def check_run_id(run_id: object) -> str:
+    """A run id a client chose: 1-128 printable characters, no whitespace.
+
+    Raises:
+        ValueError: anything else, named (a longer id would not fit the run's
+            ``$run/<id>`` target: its remote steps' results could never arrive).
+    """
+    if (
+        not isinstance(run_id, str)
+        or not 0 < len(run_id) <= MAX_RUN_ID
+        or not run_id.isprintable()
+        or any(c.isspace() for c in run_id)
+    ):
+        raise ValueError(
+            f"a submitted run id must be 1-{MAX_RUN_ID} printable characters without "
+            f"whitespace, got {run_id!r:.80}"
+        )
+    return run_id
 
 
 class UnknownWorkflow(WorkflowError, LookupError):
@@ -63,7 +86,10 @@ class Submissions:
             UnknownWorkflow: no workflow of that name is registered here (the
                 message lists the names that are).
             PersistenceError: the context cannot be decoded or checkpointed.
+            ValueError: ``run_id`` is malformed (``check_run_id``) or in use.
         """
+        if run_id is not None:
+            check_run_id(run_id)
         known = self._system._runs.workflows
         flow = known.get(workflow)
         if flow is None:
@@ -161,8 +187,9 @@ class Submissions:
             info["error_type"], info["error"] = "runtime.PersistenceError", str(exc)
 
     def run_list(self) -> list[dict[str, Any]]:
-        """Every run this node knows (its store, then live unrecorded ones), newest first."""
-        rows = [
+        """The newest ``RUNS_ANSWERED`` runs this node knows (its store, then live unrecorded
+        ones), newest first: every run of a big store would not fit one answer."""
+        rows: list[dict[str, Any]] = [
             {
                 "run": s.run_id,
                 "workflow": s.workflow,
@@ -174,7 +201,7 @@ class Submissions:
             }
             for s in self._system.runs()
         ]
-        return sorted(rows, key=lambda row: row["updated_at"], reverse=True)
+        return sorted(rows, key=lambda row: row["updated_at"], reverse=True)[:RUNS_ANSWERED]
 
 
 _ENDED = (NodeState.COMPLETED, NodeState.FAILED, NodeState.CANCELED)

@@ -121,6 +121,10 @@ class ActorSystem(ActorHosting):
             port 0 picks a free one, see ``metrics_address``). Binds exactly the
             address given, without authentication: keep it on loopback or a
             private network. Needs the ``metrics`` extra (``prometheus_client``).
+        setup: called with this system before it listens or joins: what it
+            registers there (tasks, actors, workflows) is in its first hello, so no
+            peer ever sees it up without them (``actorflow node`` runs each
+            ``--app``'s ``register(system)`` here).
     """
 
     def __init__(
@@ -143,6 +147,7 @@ class ActorSystem(ActorHosting):
         max_running_steps: int | None = 256,
         keep_finished: int = 1000,
         metrics: str | None = None,
+        setup: Callable[[ActorSystem], None] | None = None,
     ) -> None:
         _check_options(name, checkpoint, lease, max_running_steps)
         if (
@@ -194,6 +199,8 @@ class ActorSystem(ActorHosting):
         try:
             if metrics is not None:
                 self._start_metrics(metrics)
+            if setup is not None:
+                setup(self)
             if listen is not None or join:
                 security = load_security(keys, name) if keys is not None else None
                 settings = ClusterSettings(

@@ -5,8 +5,11 @@ standard library, ``zmq`` and ``msgpack``); it knows nothing of workflows. The
 root of the error tree lives here (lowest layer).
 
 Modules, one concept each: ``_address`` (Address), ``_codec`` (msgpack, limits,
-ext types), ``_envelope`` (wire message shape), ``_detector`` (failure
-detector), ``_membership`` (member table), ``_security`` (CURVE keys, ZAP,
+ext types), ``_envelope`` (wire message shape), ``_swim`` (the SWIM failure
+detector, pure: a clock and a send function), ``_suspicion`` (a suspicion's
+Lifeguard timeout), ``_piggyback`` (membership updates riding on probes),
+``_simulation`` (the same protocol on a virtual clock and an in-process
+fabric), ``_membership`` (member table), ``_security`` (CURVE keys, ZAP,
 loopback rule), ``_sockets`` (socket options, peer DEALERs), ``_protocol``
 (what the I/O thread does per frame and tick), ``_outbox`` (outgoing frames:
 batching, wake-up, back-pressure), ``_io`` (the I/O thread, owner of the

@@ -69,7 +69,7 @@ class ClientGate:
         welcome it over the ROUTER, or refuse it there."""
         sender = envelope.sender
         status = self._membership.status(sender)
-        if status is not None and status != "left":
+        if sender == self._name or (status is not None and status != "left"):
             reason = f"node name {sender!r} is a member of the cluster; a client needs its own"
             self._refuse(envelope, route, "runtime.NameInUse", reason)
             return

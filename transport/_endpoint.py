@@ -45,7 +45,6 @@ import zmq
 
 from transport._address import Address
 from transport._capabilities import CapabilitySet
-from transport._detector import FailureDetector
 from transport._envelope import Envelope, Kind, encode_envelope, validate_node_name
 from transport._errors import AskTimeout, NodeDown, OutboxFull
 from transport._fair import FairDispatcher
@@ -123,14 +122,10 @@ class Transport:
         self._state = "new"  # new -> running -> closed
         self._counters = Counters()
         self._pending = PendingAsks(settings.max_pending_asks)
-        detector = FailureDetector(
-            down_after=settings.down_after, pause_tolerance=settings.pause_tolerance
-        )
         self.incarnation = secrets.randbits(62) + 1  # this process's identity under ``name``
         self._membership = Membership(
             name,
             None,
-            detector,
             settings.max_members,
             incarnation=self.incarnation,
             forget_after=settings.forget_after,
@@ -245,7 +240,7 @@ class Transport:
         Raises:
             ValueError: no ``listen`` endpoint, or a malformed or refused seed.
             NameInUse: a seed refused the join: a live member (another process,
-                still heartbeating) already uses this node's name.
+                still answering probes) already uses this node's name.
             JoinRefused: every seed refused the CURVE handshake (at once; the message
                 names each seed and the cause).
             NodeDown: no seed answered within ``timeout`` (hellos and connections are
@@ -302,7 +297,7 @@ class Transport:
         """Tell every up peer this node leaves (they mark it ``left``, not ``down``).
 
         Waits up to ``timeout`` for their acknowledgements; afterwards no more
-        heartbeats are sent and remote tells and asks raise ``NodeDown``. Call
+        probes are sent and remote tells and asks raise ``NodeDown``. Call
         ``close`` next.
         """
         io = self._running_io()
@@ -364,7 +359,7 @@ class Transport:
         return self._send_ask(target.node, Kind.ASK, target.path, message, timeout)
 
     def stats(self) -> TransportStats:
-        """A frozen snapshot: peers and last heartbeats, in-flight asks, frame counters, drops."""
+        """A frozen snapshot: peers (and when last heard from), asks in flight, counters, drops."""
         frames_in, frames_out, dropped = self._counters.snapshot()
         peers = {name: m for name, m in self._membership.snapshot().items() if name != self.name}
         return TransportStats(

@@ -42,6 +42,14 @@ Capabilities (see ``_capabilities``): a member's ``hello`` may also carry a
 ``"capabilities"`` key (a map of kind -> array of names), and a member entry
 may have a fifth item, the same map (sent only in the answering node's own
 entry of a welcome).
+
+Version 5 replaces the members' all-to-all ``heartbeat`` with SWIM's probes
+(see ``_swim``; clients still heartbeat the members they talk to): ``ping``
+and ``ack`` bodies are ``[incarnation, updates]``, a ``ping_req`` body is
+``[incarnation, target, updates]``; ``updates`` is an array of at most
+``MAX_UPDATES`` entries ``[name, address, state, incarnation, epoch, by]``
+(state ``alive``, ``suspect``, ``dead`` or ``left``; ``epoch`` the member's
+refutation counter; ``by`` the node that made the update).
 """
 
 from __future__ import annotations
@@ -58,7 +66,9 @@ __all__ = [
     "MAX_ID",
     "MAX_NODE_NAME",
     "MAX_TARGET",
+    "MAX_UPDATES",
     "MEMBER_STATUSES",
+    "PROBE_KINDS",
     "PROTOCOL_VERSION",
     "ROLE_CLIENT",
     "ROLE_MEMBER",
@@ -70,7 +80,7 @@ __all__ = [
     "validate_node_name",
 ]
 
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 ROLE_MEMBER = "member"  # hello of a node that listens and joins the member table
 ROLE_CLIENT = "client"  # hello of a program that only asks: answered on its own connection
 MAX_BATCH = 1000  # envelopes in one batch frame: bounds the work one received frame causes
@@ -79,6 +89,8 @@ MAX_NODE_NAME = 128
 MAX_TARGET = 1024
 MAX_ADDRESS = 256
 MEMBER_STATUSES = frozenset({"up", "down", "left"})
+UPDATE_STATES = frozenset({"alive", "suspect", "dead", "left"})
+MAX_UPDATES = 64  # membership updates on one probe message (senders put at most 8)
 
 
 class Kind(enum.StrEnum):
@@ -90,12 +102,18 @@ class Kind(enum.StrEnum):
     ERROR = "error"  # failed answer to an ask; body is a RemoteError
     HELLO = "hello"  # join: body {"role", "address"?, "incarnation"}; answered by members
     MEMBERS = "members"  # member list [[name, address, status, incarnation], ...]
-    HEARTBEAT = "heartbeat"  # liveness; body the sender's incarnation (int)
+    HEARTBEAT = "heartbeat"  # a client's session keep-alive; body its incarnation (int)
+    PING = "ping"  # SWIM probe: body [incarnation, updates]; answered by ack
+    PING_REQ = "ping_req"  # probe target for me: body [incarnation, target, updates]
+    ACK = "ack"  # answers a ping or ping_req (correlation_id): body [incarnation, updates]
     LEAVE = "leave"  # graceful departure; body None; answered by reply
     BATCH = "batch"  # several encoded envelopes of this sender; body [bin, ...]
 
 
-_CONTROL_KINDS = frozenset({Kind.HELLO, Kind.MEMBERS, Kind.HEARTBEAT, Kind.LEAVE, Kind.BATCH})
+PROBE_KINDS = frozenset({Kind.PING, Kind.PING_REQ, Kind.ACK})
+_CONTROL_KINDS = frozenset(
+    {Kind.HELLO, Kind.MEMBERS, Kind.HEARTBEAT, Kind.LEAVE, Kind.BATCH} | PROBE_KINDS
+)
 
 
 class Envelope(NamedTuple):
@@ -263,6 +281,8 @@ def _check_body(kind: Kind, body: object) -> None:
         raise ProtocolError(f"{kind.value} body must be nil, got {_describe(body)}")
     if kind is Kind.HEARTBEAT:
         _check_incarnation("heartbeat body", body)
+    if kind in PROBE_KINDS:
+        _check_probe_body(kind, body)
     if kind is Kind.HELLO:
         _check_hello(body)
     if kind is Kind.MEMBERS:
@@ -318,6 +338,48 @@ def _check_member_entry(entry: object) -> None:
             f"member status must be one of {sorted(MEMBER_STATUSES)}, got {status!r:.40}"
         )
     _check_incarnation("member incarnation", incarnation)
+
+
+def _check_probe_body(kind: Kind, body: object) -> None:
+    size = 3 if kind is Kind.PING_REQ else 2
+    shape = "[incarnation, target, updates]" if size == 3 else "[incarnation, updates]"
+    if not isinstance(body, list) or len(body) != size:
+        raise ProtocolError(f"{kind.value} body must be {shape}, got {_describe(body)}")
+    _check_incarnation(f"{kind.value} incarnation", body[0])
+    if size == 3:
+        try:
+            validate_node_name(body[1], "ping_req target")
+        except ValueError as exc:
+            raise ProtocolError(str(exc)) from exc
+    updates = body[-1]
+    if not isinstance(updates, list) or len(updates) > MAX_UPDATES:
+        raise ProtocolError(
+            f"{kind.value} updates must be an array of <= {MAX_UPDATES}, got {_describe(updates)}"
+        )
+    for update in updates:
+        _check_update(update)
+
+
+def _check_update(update: object) -> None:
+    if not isinstance(update, list) or len(update) != 6:
+        raise ProtocolError(
+            "membership update must be [name, address, state, incarnation, epoch, by], got "
+            f"{_describe(update)}"
+        )
+    name, address, state, incarnation, epoch, by = update
+    try:
+        validate_node_name(name, "update name")
+        validate_node_name(by, "update author")
+    except ValueError as exc:
+        raise ProtocolError(str(exc)) from exc
+    _check_address("update address", address)
+    if state not in UPDATE_STATES:
+        raise ProtocolError(
+            f"update state must be one of {sorted(UPDATE_STATES)}, got {state!r:.40}"
+        )
+    _check_incarnation("update incarnation", incarnation)
+    if type(epoch) is not int or not 0 <= epoch <= MAX_ID:
+        raise ProtocolError(f"update epoch must be an int in [0, 2**63), got {_describe(epoch)}")
 
 
 def _check_incarnation(what: str, value: object) -> None:

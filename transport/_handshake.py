@@ -26,11 +26,13 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from transport._capabilities import Capabilities, capabilities_to_wire
 from transport._envelope import ROLE_MEMBER, Envelope, Kind, encode_envelope
 from transport._errors import JoinRefused, NameInUse, NodeDown
 from transport._join_causes import JoinCause, join_cause
+from transport._security import Security, check_endpoint
 from transport._settings import TransportSettings
 from transport._sockets import PeerLinks
 
@@ -97,6 +99,7 @@ class Handshakes:
         settings: timing and limits.
         links: the peers' DEALERs (probe and refusal links are opened here).
         ids: message ids of this transport.
+        security: CURVE keys and allowlist, or None (plaintext).
     """
 
     def __init__(
@@ -107,9 +110,11 @@ class Handshakes:
         links: PeerLinks,
         ids: Iterator[int],
         capabilities: Capabilities | None = None,
+        security: Security | None = None,
     ) -> None:
         self._name = name
         self._capabilities = capabilities or Capabilities()
+        self._security = security
         self._incarnation = incarnation
         self._settings = settings
         self._links = links
@@ -284,6 +289,38 @@ class Handshakes:
             waiter[0].set()
 
     # -- probes of gossiped peers ---------------------------------------------------
+
+    def hint(
+        self,
+        entries: list[list[Any]],
+        now: float,
+        bound: str,
+        is_member: Callable[[str], bool],
+        drop: Callable[[str, str], None],
+    ) -> frozenset[int]:
+        """Probe the unknown ``up`` members that gossip (``[name, address, status,
+        incarnation]`` entries) named; the probes' hello ids. Refused ones go to ``drop``."""
+        probes: set[int] = set()
+        secured = self._security is not None
+        for name, address, status, *_ in entries:
+            if name == self._name or status != "up" or is_member(name):
+                continue
+            if self._security is not None and self._security.public_key_of(name) is None:
+                drop("refused_member", f"gossiped node {name!r} has no allowlisted key")
+                continue
+            try:
+                check_endpoint(
+                    address, what="member address", secured=secured, allow_plaintext=True
+                )
+            except ValueError as exc:
+                drop("refused_member", str(exc))
+                continue
+            probe = self.probe(name, address, now, bound)
+            if probe is None:
+                drop("probe_limit", f"too many gossiped nodes to probe; {name!r} skipped")
+                break
+            probes.add(probe)
+        return frozenset(probes)
 
     def probe(self, peer: str, address: str, now: float, bound: str) -> int | None:
         """Say hello to ``peer`` (named by gossip) unless a probe is in flight; the probe's

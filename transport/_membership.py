@@ -1,29 +1,30 @@
 """The member table: who is in the cluster, at which address, and whether they are up.
 
-State machine of one peer, as seen by this node (this node's own view is
-authoritative; gossip never adds nor marks down a peer: the protocol only
-admits a peer that completed a hello handshake itself)::
+State machine of one peer, as seen by this node. A peer enters the table only
+by a completed hello handshake (gossip naming an unknown node is only a hint);
+once known, the failure detector (``_swim``) moves it::
 
-    (unknown) --hello--> up --silent > down_after--> down
-    down --any valid message--> up            (a paused node that resumes)
-    up | down --leave--> left --hello--> up   (a node that rejoins)
+    (unknown) --hello--> up --declared dead (own probes or gossip)--> down
+    down --any valid message, or gossip of a refutation--> up   (a paused node resumes)
+    up | down --leave (or gossip of it)--> left --hello--> up   (a node that rejoins)
     down | left --forget_after s--> (unknown) (forgotten: the table cannot fill)
 
 Identity: each process picks a random *incarnation* at start. A hello with the
-name of a peer that is ``up`` and still heard from within ``down_after`` but
-with another incarnation is refused (``NameTaken``: a second live process with
-that name). A hello with a new incarnation supersedes a ``down`` or ``left``
-peer, or an ``up`` one silent past the failure detector (a restarted node).
-Departed peers (``down``/``left``) are forgotten ``forget_after`` seconds after
-they departed, and the oldest departed one is forgotten at once to make room
-when a hello finds the table full: only live peers can fill it.
+name of a peer that is ``up`` but with another incarnation is refused
+(``NameTaken``: a second live process with that name). A hello with a new
+incarnation supersedes a ``down`` or ``left`` peer (a restarted node, once the
+detector declared the old process down). Departed peers (``down``/``left``) are
+forgotten ``forget_after`` seconds after they departed, and the oldest departed
+one is forgotten at once to make room when a hello finds the table full: only
+live peers can fill it.
 
-Thread-safety: mutations come from the transport's I/O thread; ``snapshot``,
-``status`` and ``address`` are read from API threads. One lock guards all,
-except ``status``: one ``dict.get`` of a value the single writer replaces
-whole, atomic in CPython, read on every send and every received frame.
-Each mutation returns the ``Transition`` list it caused, so the I/O thread can
-open or close sockets, fail pending asks and notify subscribers outside the lock.
+Thread-safety: mutations come from the transport's I/O thread (or one
+simulation loop); ``snapshot``, ``status`` and ``address`` are read from API
+threads. One lock guards all, except ``status``: one ``dict.get`` of a value
+the single writer replaces whole, atomic in CPython, read on every send and
+every received frame. Each mutation returns the ``Transition`` list it caused,
+so the I/O thread can open or close sockets, fail pending asks and notify
+subscribers outside the lock. No clock of its own: every mutation takes ``now``.
 """
 
 from __future__ import annotations
@@ -31,8 +32,6 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from typing import Literal
-
-from transport._detector import FailureDetector
 
 __all__ = ["Member", "MemberEvent", "MemberStatus", "Membership", "NameTaken", "Transition"]
 
@@ -43,8 +42,10 @@ MemberStatus = Literal["up", "down", "left"]
 class Member:
     """One node as this node sees it.
 
-    ``last_heartbeat`` is the local monotonic time it was last heard from, or
-    None for this node itself and for nodes no longer watched (down or left).
+    ``last_heartbeat`` is the local monotonic time a message from it last
+    arrived (any kind: probes, acks, tells), or None for this node itself and
+    for departed nodes. With SWIM a live peer is heard from directly every few
+    probe periods, not every heartbeat: its age grows with the cluster's size.
     """
 
     name: str
@@ -78,12 +79,11 @@ class Transition:
 
 
 class Membership:
-    """The member table plus its failure detector.
+    """The member table (the failure detector lives in ``_swim`` and drives it).
 
     Args:
         self_name: this node's name (always listed, always ``up``).
         self_address: this node's advertised endpoint, or None if it does not listen.
-        detector: the failure detector; only this class calls it.
         max_members: peers beyond this many are refused (bounds hostile hellos).
         incarnation: this process's incarnation (random, chosen at start).
         forget_after: seconds after which a departed (down or left) peer is forgotten.
@@ -93,7 +93,6 @@ class Membership:
         self,
         self_name: str,
         self_address: str | None,
-        detector: FailureDetector,
         max_members: int,
         *,
         incarnation: int = 1,
@@ -102,13 +101,13 @@ class Membership:
         self.self_name = self_name
         self.self_address = self_address
         self.self_incarnation = incarnation
-        self._detector = detector
         self._max_members = max_members
         self._forget_after = forget_after
         self._lock = threading.Lock()
         self._address: dict[str, str] = {}
         self._status: dict[str, MemberStatus] = {}
         self._incarnation: dict[str, int] = {}
+        self._last_heard: dict[str, float] = {}  # live peers only
         self._departed: dict[str, float] = {}  # down or left peer -> when (insertion = age order)
         self._forgotten: list[str] = []  # forgotten since the last take_forgotten (I/O thread)
 
@@ -122,7 +121,7 @@ class Membership:
                     name,
                     self._address[name],
                     status,
-                    self._detector.last_heartbeat(name),
+                    self._last_heard.get(name),
                     self._incarnation[name],
                 )
                 for name, status in self._status.items()
@@ -139,6 +138,14 @@ class Membership:
     def incarnation(self, name: str) -> int | None:
         """The incarnation of peer ``name`` (no lock, like ``status``), or None if unknown."""
         return self._incarnation.get(name)
+
+    def last_heard(self, name: str) -> float | None:
+        """When a message from live peer ``name`` last arrived (no lock, like ``status``)."""
+        return self._last_heard.get(name)
+
+    def live_count(self) -> int:
+        """How many peers are ``up`` (no lock: an estimate for timing decisions)."""
+        return len(self._status) - len(self._departed)
 
     def address(self, name: str) -> str | None:
         with self._lock:
@@ -166,44 +173,55 @@ class Membership:
         """``name`` said hello (or answered ours): it is up at ``address`` as ``incarnation``.
 
         Raises:
-            NameTaken: ``name`` is up, heard from within ``down_after``, as another
-                incarnation (the live member is left untouched).
+            NameTaken: ``name`` is up as another incarnation (the live member is
+                left untouched; the detector declares a dead one down soon).
             OverflowError: the table is full of live peers.
         """
         with self._lock:
             old = self._status.get(name)
-            transitions: list[Transition] = []
             if old == "up" and self._incarnation[name] != incarnation:
-                heard = self._detector.last_heartbeat(name)
-                if heard is not None and now - heard <= self._detector.down_after:
-                    raise NameTaken(
-                        f"node name {name!r} is in use by a live member (at "
-                        f"{self._address[name]}, heard from {now - heard:.1f}s ago)"
-                    )
-                # silent past the failure detector: the old incarnation is down, superseded
-                self._detector.forget(name)
-                self._status[name] = "down"
-                transitions.append(Transition(name, "up", "down", self._address[name]))
-            transitions += self._make_up(name, address, now)
+                heard = self._last_heard.get(name)
+                ago = f", heard from {now - heard:.1f}s ago" if heard is not None else ""
+                raise NameTaken(
+                    f"node name {name!r} is in use by a live member (at {self._address[name]}{ago})"
+                )
+            transitions = self._make_up(name, address, now)
             self._incarnation[name] = incarnation
             return transitions
 
     def heard(self, name: str, now: float) -> list[Transition]:
         """Any valid message from ``name`` proves it alive; revives a down node."""
         if self._status.get(name) == "up":
-            # The common case, on every received frame: only the detector's timestamp
-            # changes (an existing key of a dict that only this thread writes), so
-            # readers under the lock see either value; no lock needed.
-            self._detector.heartbeat(name, now)
+            # The common case, on every received frame: only a timestamp changes
+            # (an existing key of a dict that only this thread writes), so readers
+            # under the lock see either value; no lock needed.
+            self._last_heard[name] = now
             return []
         with self._lock:
             status = self._status.get(name)
             if status == "up":
-                self._detector.heartbeat(name, now)
+                self._last_heard[name] = now
                 return []
             if status == "down":
                 return self._make_up(name, self._address[name], now)
             return []
+
+    def revive(self, name: str, now: float) -> list[Transition]:
+        """Gossip says the ``down`` peer ``name`` refuted its death: it is up again."""
+        with self._lock:
+            if self._status.get(name) != "down":
+                return []
+            return self._make_up(name, self._address[name], now)
+
+    def declare_down(self, name: str, now: float) -> list[Transition]:
+        """The failure detector (this node's or gossiped) declared ``up`` peer ``name`` dead."""
+        with self._lock:
+            if self._status.get(name) != "up":
+                return []
+            self._status[name] = "down"
+            self._departed[name] = now
+            self._last_heard.pop(name, None)
+            return [Transition(name, "up", "down", self._address[name])]
 
     def on_leave(self, name: str, now: float) -> list[Transition]:
         """``name`` left gracefully."""
@@ -214,24 +232,18 @@ class Membership:
             self._status[name] = "left"
             self._departed.pop(name, None)
             self._departed[name] = now
-            self._detector.forget(name)
+            self._last_heard.pop(name, None)
             return [Transition(name, status, "left", self._address[name])]
 
-    def check(self, now: float) -> list[Transition]:
-        """Run the failure detector; mark overdue ``up`` nodes ``down``."""
-        transitions: list[Transition] = []
+    def check(self, now: float) -> None:
+        """Forget the peers departed more than ``forget_after`` seconds ago."""
+        if not self._departed:
+            return
         with self._lock:
-            for name in self._detector.overdue(now):
-                self._detector.forget(name)
-                if self._status.get(name) == "up":
-                    self._status[name] = "down"
-                    self._departed[name] = now
-                    transitions.append(Transition(name, "up", "down", self._address[name]))
             for name, departed in list(self._departed.items()):
                 if now - departed <= self._forget_after:
                     break  # in departure order: the rest departed later
                 self._forget(name)
-        return transitions
 
     def take_forgotten(self) -> list[str]:
         """Peers forgotten since the last call (their links can be closed)."""
@@ -241,7 +253,7 @@ class Membership:
     def _forget(self, name: str) -> None:
         del self._status[name], self._address[name], self._incarnation[name]
         self._departed.pop(name, None)
-        self._detector.forget(name)
+        self._last_heard.pop(name, None)
         self._forgotten.append(name)
 
     def _make_up(self, name: str, address: str, now: float) -> list[Transition]:
@@ -256,7 +268,7 @@ class Membership:
         self._departed.pop(name, None)
         self._status[name] = "up"
         self._address[name] = address
-        self._detector.heartbeat(name, now)
+        self._last_heard[name] = now
         if old == "up" and old_address == address:
             return []
         return [Transition(name, old, "up", address, old_address)]

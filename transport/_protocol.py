@@ -8,8 +8,8 @@ another incarnation), keeps client sessions (``_clients``: hellos with the
 client role, answered over the ROUTER), probes gossiped members (gossip is only a hint: see
 ``_handshake``), applies membership transitions (open or close the peer's
 DEALER, fail asks waiting on a node that went down, notify subscribers), hands
-tells and asks to the ``Inbox``, sends heartbeats and gossip, expires asks,
-forgets departed members and retries joins.
+tells and asks to the ``Inbox``, runs the SWIM failure detector (``_swim``)
+over the peers' DEALERs, expires asks, forgets departed members, retries joins.
 
 Thread: every method runs on the I/O thread, except ``answer`` (any thread,
 it goes through the ``Outbox``); API threads register joins and re-adverts with
@@ -19,6 +19,7 @@ it goes through the ``Outbox``); API threads register joins and re-adverts with
 from __future__ import annotations
 
 import logging
+import random
 import threading
 from collections.abc import Iterator
 from functools import partial
@@ -28,7 +29,14 @@ import zmq
 
 from transport._client_gate import ClientGate
 from transport._dedup import DedupWindow
-from transport._envelope import ROLE_CLIENT, Envelope, Kind, decode_envelope, encode_envelope
+from transport._envelope import (
+    PROBE_KINDS,
+    ROLE_CLIENT,
+    Envelope,
+    Kind,
+    decode_envelope,
+    encode_envelope,
+)
 from transport._errors import AskTimeout, NodeDown, ProtocolError, RemoteError
 from transport._handshake import Handshakes
 from transport._inbox import Inbox
@@ -40,6 +48,7 @@ from transport._reply import CallbackReply, Reply, complete_ask, error_from_wire
 from transport._security import check_endpoint
 from transport._sockets import PeerLinks
 from transport._subscribers import Subscribers
+from transport._swim import Swim
 
 __all__ = ["NodeProtocol"]
 
@@ -79,12 +88,18 @@ class NodeProtocol:
         self._inbox = inbox
         self._subscribers = subscribers
         self.bound_address: str | None = None
-        self.left = threading.Event()  # set once this node left: no more heartbeats or gossip
+        self.left = threading.Event()  # set once this node left: no more probes or gossip
         self._dedup = DedupWindow(settings.dedup_window)
         self._incarnation = node.membership.self_incarnation
         self._capabilities = node.capabilities
         self.handshakes = Handshakes(
-            node.name, self._incarnation, settings, links, node.ids, node.capabilities
+            node.name,
+            self._incarnation,
+            settings,
+            links,
+            node.ids,
+            node.capabilities,
+            node.security,
         )
         self._drops_log = node.counters.watch(RateLimitedLog(log))  # per reason (and peer)
         self._clients = ClientGate(
@@ -99,8 +114,8 @@ class NodeProtocol:
         self._route: zmq.Frame | bytes = b""  # routing id of the frame being handled
         now_value = now()
         self._next_check = now_value
-        self._next_heartbeat = now_value
-        self._next_gossip = now_value + settings.gossip_interval
+        rng = random.Random()  # noqa: S311 - whom to probe: needs spread, not secrecy
+        self.swim = Swim(node.membership, settings, self._send, rng=rng, now=now_value)
 
     @property
     def client_count(self) -> int:
@@ -108,11 +123,11 @@ class NodeProtocol:
         return len(self._clients)
 
     def tick(self, now: float) -> None:
-        """Run the periodic work if a check is due: detector, ask expiry, joins, heartbeats."""
+        """Run the periodic work if a check is due: ask expiry, joins, the failure detector."""
         if now < self._next_check:
             return
         self._next_check = now + self._settings.check_interval
-        self._apply(self._membership.check(now))
+        self._membership.check(now)
         self._close_forgotten()
         for entry in self._pending.expire(now):
             complete_ask(entry.future, False, AskTimeout(f"no answer from {entry.node} in time"))
@@ -121,16 +136,7 @@ class NodeProtocol:
         self._clients.expire(now)
         if self.left.is_set():
             return
-        if now >= self._next_heartbeat:
-            self._next_heartbeat = now + self._settings.heartbeat_interval
-            frame = self._encode(Kind.HEARTBEAT, self._incarnation)
-            for node in self._membership.names("up", "down"):
-                self._links.send(node, frame)
-        if now >= self._next_gossip:
-            self._next_gossip = now + self._settings.gossip_interval
-            frame = self._encode(Kind.MEMBERS, self._membership.gossip_entries())
-            for node in self._membership.names("up"):
-                self._links.send(node, frame)
+        self._apply(self._swim_hints(self.swim.tick(now), now))
 
     def refused_connection(self, detail: str) -> None:
         """The ROUTER's monitor saw a failed handshake (bad key, no CURVE, wrong server key)."""
@@ -242,7 +248,7 @@ class NodeProtocol:
         ) and self._membership.status(sender) == "up":
             # The bulk of the traffic, from a live member: the same steps as below
             # without the checks that only other kinds or statuses need.
-            self._apply(self._membership.heard(sender, self._now()))
+            self._apply(self.swim.heard(sender, self._now()))
             if kind is Kind.TELL or kind is Kind.ASK:
                 self._on_message(envelope)
             else:
@@ -264,14 +270,10 @@ class NodeProtocol:
         if (status is None or status == "left") and not is_answer:
             self._from_non_member(envelope, now)
             return
-        if kind is Kind.HEARTBEAT and envelope.body != self._membership.incarnation(sender):
-            self._drop(
-                "stale_incarnation",
-                f"heartbeat from incarnation {envelope.body} of {sender!r}, which is not the "
-                "member's (a superseded process)",
-            )
+        if kind in PROBE_KINDS or kind is Kind.HEARTBEAT:
+            self._on_probe(envelope, now)
             return
-        self._apply(self._membership.heard(sender, now))
+        self._apply(self.swim.heard(sender, now))
         if is_answer:
             self._on_answer(envelope)
         elif kind is Kind.MEMBERS:
@@ -282,6 +284,25 @@ class NodeProtocol:
             self._apply(self._membership.on_leave(sender, now))
         elif kind in (Kind.TELL, Kind.ASK):
             self._on_message(envelope)
+
+    def _on_probe(self, envelope: Envelope, now: float) -> None:
+        """``ping``, ``ping_req`` or ``ack`` from a member: the failure detector's (a
+        member's ``heartbeat``, which version 5 members no longer send, only counts)."""
+        kind, sender, body = envelope.kind, envelope.sender, envelope.body
+        incarnation = body if kind is Kind.HEARTBEAT else body[0]
+        if incarnation != self._membership.incarnation(sender):
+            self._drop(
+                "stale_incarnation",
+                f"{kind.value} from incarnation {incarnation} of {sender!r}, which is not the "
+                "member's (a superseded process)",
+            )
+            return
+        if kind is Kind.HEARTBEAT:
+            transitions = self.swim.heard(sender, now)
+        else:
+            ids = envelope.message_id, envelope.correlation_id
+            transitions = self.swim.receive(kind, sender, *ids, body, now)
+        self._apply(self._swim_hints(transitions, now))
 
     def _on_hello(self, envelope: Envelope, now: float) -> None:
         sender, body = envelope.sender, envelope.body
@@ -375,38 +396,18 @@ class NodeProtocol:
     def _hint(self, entries: list[list[Any]], now: float) -> frozenset[int]:
         """Gossip names members; probe the unknown ones (they join the table once they
         answer). Returns the probes' hello ids."""
-        probes: set[int] = set()
-        bound = self.bound_address
-        if bound is None:
+        if self.bound_address is None:
             return frozenset()
-        for name, address, status, *_ in entries:
-            if name == self._name or status != "up" or self._membership.status(name) is not None:
-                continue
-            if self._security is not None and self._security.public_key_of(name) is None:
-                self._drop("refused_member", f"gossiped node {name!r} has no allowlisted key")
-                continue
-            try:
-                check_endpoint(
-                    address,
-                    what="member address",
-                    secured=self._security is not None,
-                    allow_plaintext=True,
-                )
-            except ValueError as exc:
-                self._drop("refused_member", str(exc))
-                continue
-            probe = self.handshakes.probe(name, address, now, bound)
-            if probe is None:
-                self._drop("probe_limit", f"too many gossiped nodes to probe; {name!r} skipped")
-                break
-            probes.add(probe)
-        return frozenset(probes)
+        return self.handshakes.hint(entries, now, self.bound_address, self._is_member, self._drop)
 
     def _from_own_name(self, envelope: Envelope) -> None:
-        """Another process with this node's name: a hello is refused; its refusal of our
-        join hello (we are the second process) is the answer to that join."""
+        """Another process with this node's name: a hello is refused (a client's on its own
+        connection); its refusal of our join hello (we are the second process) is the answer
+        to that join."""
         kind = envelope.kind
-        if kind is Kind.HELLO and envelope.body["incarnation"] != self._incarnation:
+        if kind is Kind.HELLO and envelope.body["role"] == ROLE_CLIENT:
+            self._clients.hello(envelope, self._route_id(), self._now())  # refused: our name
+        elif kind is Kind.HELLO and envelope.body["incarnation"] != self._incarnation:
             reason = (
                 f"node name {self._name!r} is in use by a live member (at {self.bound_address})"
             )
@@ -488,7 +489,23 @@ class NodeProtocol:
 
     # -- membership and joins ----------------------------------------------------
 
+    def _swim_hints(self, transitions: list[Transition], now: float) -> list[Transition]:
+        """Say hello to the members the detector's gossip named but the table lacks."""
+        hints = self.swim.take_hints()
+        if hints:
+            self._hint(hints, now)
+        return transitions
+
+    def _send(self, node: str, kind: Kind, body: Any, correlation_id: int) -> int:
+        """The detector's way out: one envelope to ``node``'s DEALER; its message id."""
+        message_id = self._next_id()
+        envelope = Envelope(kind, message_id, correlation_id, self._name, "", body)
+        self._links.send(node, encode_envelope(envelope, self._settings.limits))
+        return message_id
+
     def _apply(self, transitions: list[Transition]) -> None:
+        if transitions:
+            self.swim.observe(transitions)
         for transition in transitions:
             node = transition.node
             if transition.new == "up":

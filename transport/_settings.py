@@ -14,16 +14,27 @@ class TransportSettings:
     """Timing, bounds and socket options of one Transport. Defaults suit a LAN or loopback.
 
     Attributes:
-        heartbeat_interval: seconds between heartbeats to each peer (0.5).
-        down_after: seconds of silence before a peer is declared down (1.5);
-            a dead peer is declared down at most ``down_after + check_interval``
-            (1.6 s) after its last heartbeat.
+        probe_interval: the SWIM protocol period (0.25 s): each period this node
+            pings one member (round-robin over a shuffled list), so each member
+            sends about 8 probe messages a second whatever the cluster's size.
+        probe_timeout: how long the direct ``ack`` is awaited before
+            ``indirect_probes`` other members are asked to ping the target (0.1 s);
+            with no ack by the end of the period the target is suspected.
+        indirect_probes: members asked to probe a silent target (3).
+        suspicion_timeout: the shortest time a suspect has to refute before it
+            is declared down (1.0 s); it grows with log10 of the cluster's size
+            and with fewer independent confirmations (see ``_swim``).
         check_interval: how often the I/O thread runs the failure detector and
             expires asks (0.1 s); also the granularity of ask timeouts.
         pause_tolerance: a longer stall of this node's I/O thread is absorbed as
-            a local pause instead of declaring every peer down (0.5 s).
-        gossip_interval: seconds between full member-list pushes (5.0); changes
-            are also pushed as they happen.
+            a local pause (probe and suspicion deadlines move) instead of
+            suspecting every peer (0.5 s).
+        gossip_interval: seconds between anti-entropy rounds (5.0): the full
+            member list to one random live member, and a ping to one random
+            ``down`` member (so healed partitions and resumed nodes come back).
+        retransmit_mult: each membership update rides on about
+            ``retransmit_mult * ceil(log10(members + 1))`` outgoing messages (4).
+        max_piggyback: most membership updates on one probe message (8).
         join_retry_interval: seconds between hellos while joining (0.5).
         linger: seconds a closing socket may spend flushing (0.2).
         reconnect_interval / reconnect_interval_max: ZMQ reconnect backoff
@@ -57,11 +68,15 @@ class TransportSettings:
             0 turns polling off: only ``Transport.reload_allowlist`` re-reads it).
     """
 
-    heartbeat_interval: float = 0.5
-    down_after: float = 1.5
+    probe_interval: float = 0.25
+    probe_timeout: float = 0.1
+    indirect_probes: int = 3
+    suspicion_timeout: float = 1.0
     check_interval: float = 0.1
     pause_tolerance: float = 0.5
     gossip_interval: float = 5.0
+    retransmit_mult: int = 4
+    max_piggyback: int = 8
     join_retry_interval: float = 0.5
     linger: float = 0.2
     reconnect_interval: float = 0.1
@@ -91,15 +106,24 @@ class TransportSettings:
                 continue  # off
             elif isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
                 raise ValueError(f"TransportSettings.{field.name} must be > 0, got {value!r}")
-        if self.heartbeat_interval >= self.down_after:
+        for name in ("indirect_probes", "retransmit_mult", "max_piggyback"):
+            if type(getattr(self, name)) is not int:
+                raise ValueError(
+                    f"TransportSettings.{name} must be an int, got {getattr(self, name)!r}"
+                )
+        if self.max_piggyback > 8:
             raise ValueError(
-                f"TransportSettings.down_after ({self.down_after}) must exceed "
-                f"heartbeat_interval ({self.heartbeat_interval})"
+                f"TransportSettings.max_piggyback must be <= 8, got {self.max_piggyback}"
             )
-        if not self.check_interval < self.pause_tolerance < self.down_after:
+        if self.probe_timeout >= self.probe_interval:
             raise ValueError(
-                "TransportSettings needs check_interval < pause_tolerance < down_after, got "
-                f"{self.check_interval}, {self.pause_tolerance}, {self.down_after}"
+                f"TransportSettings.probe_interval ({self.probe_interval}) must exceed "
+                f"probe_timeout ({self.probe_timeout})"
+            )
+        if not self.check_interval < self.pause_tolerance < self.suspicion_timeout:
+            raise ValueError(
+                "TransportSettings needs check_interval < pause_tolerance < suspicion_timeout, "
+                f"got {self.check_interval}, {self.pause_tolerance}, {self.suspicion_timeout}"
             )
 
 

@@ -11,7 +11,8 @@ client under its session key (``route``), as it reaches a peer's DEALER.
 Sends are ``NOBLOCK``: they never block the I/O thread. ``send`` drops and
 counts a frame a full HWM refuses (heartbeats and gossip: the next one will
 do); ``try_send`` reports ``FULL`` instead, so the I/O loop can keep the frame
-in a backlog (tells, asks and answers are never dropped for a full HWM).
+in a backlog (tells, asks and answers are never dropped for a full HWM) —
+except to a client: an answer its full HWM refuses is dropped (``client_full``).
 """
 
 from __future__ import annotations
@@ -227,7 +228,10 @@ class PeerLinks:
         try:
             self._router.send_multipart((routing_id, frame), zmq.NOBLOCK)
         except zmq.Again:
-            return FULL
+            # Never backlogged: a client that does not read its answers must not hold the
+            # outbox bound (members' traffic) nor this node's memory. Its answer is lost.
+            self._counters.dropped("client_full", messages)
+            return FAILED
         except zmq.ZMQError as exc:  # EHOSTUNREACH: the client's connection is gone
             log.debug("send to client connection %s failed: %s", routing_id.hex(), exc)
             self._counters.dropped("no_route", messages)

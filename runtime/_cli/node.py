@@ -17,7 +17,9 @@ that refuses this node's key fails the start at once.
 A node also takes runs from clients (``actorflow submit``, ``runtime.Client``):
 it coordinates them and checkpoints each step in its store (``--db``, default
 ``$ACTORFLOW_DB`` or ``.actorflow/state.db``, opened when a run first
-checkpoints). An app's ``register(system)`` may call
+checkpoints). On start it resumes the unfinished runs of that store whose
+owner is gone (``ActorSystem.recover``): restarted on the same ``--db`` after
+a crash, a node continues the runs it coordinated. An app's ``register(system)`` may call
 ``system.register_workflow(wf, context=...)`` to build a submitted run's
 context from the JSON a client sent. ``--metrics HOST:PORT`` serves Prometheus
 metrics at ``http://HOST:PORT/metrics`` (needs the ``metrics`` extra; it binds
@@ -37,7 +39,7 @@ from runtime._cli._connect import check_security
 from runtime._cli.resume import import_app, load_workflows
 from runtime._daemon import serve
 from runtime._system import ActorSystem
-from runtime.store import SQLiteStore
+from runtime.store import DEFAULT_PATH, SQLiteStore
 from runtime.workflow import CheckpointStrategy
 from transport import TransportSettings
 
@@ -108,6 +110,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _register_apps(system: ActorSystem, modules: list[str]) -> None:
+    """Run each app's ``register(system)``: peers see what it registers in our hello."""
+    for module in modules:
+        register = getattr(import_app(module), "register", None)
+        if callable(register):
+            register(system)
+
+
 def run(args: argparse.Namespace) -> int:
     if not args.listen and not args.join:
         raise UsageError("give --listen, --join or both")
@@ -131,11 +141,14 @@ def run(args: argparse.Namespace) -> int:
         metrics=args.metrics,
         store=SQLiteStore(db) if db else None,
         checkpoint=CheckpointStrategy.AFTER_EACH_STEP,  # the runs clients hand it
+        setup=lambda node: _register_apps(node, args.app),  # before the first hello
     )
-    for module in args.app:
-        register = getattr(import_app(module), "register", None)
-        if callable(register):
-            register(system)
+    # The runs it coordinated before a crash (kill -9, power loss) and whose owner is gone:
+    # it continues them, so a submitted run outlives its node's process. After the apps'
+    # register(system), which may register workflows too. A node whose store does not
+    # exist yet (a worker that never coordinated) has nothing to resume: none is created.
+    if Path(db or DEFAULT_PATH).exists():
+        system.recover()
 
     def ready(node: ActorSystem) -> None:
         if node.metrics_address is not None:

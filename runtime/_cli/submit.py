@@ -24,6 +24,7 @@ from typing import Any
 from runtime._cli._common import UsageError, add_json_option
 from runtime._cli._connect import add_client_options, open_client
 from runtime._cli._watch import add_wait_options, report_started, wait_and_report
+from runtime._submissions import check_run_id
 
 HELP = "hand a run of a registered workflow to a running cluster"
 
@@ -62,8 +63,11 @@ def parse_context(text: str) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     ctx = parse_context(args.ctx)
-    if args.run_id is not None and not args.run_id.strip():
-        raise UsageError("--run-id must not be empty")
+    if args.run_id is not None:
+        try:
+            check_run_id(args.run_id)
+        except ValueError as exc:
+            raise UsageError(f"--run-id: {exc}") from None
     with open_client(args, answer_timeout=args.answer_timeout) as client:
         handle = client.submit(args.workflow, ctx, run_id=args.run_id)
         if not args.wait:

@@ -58,6 +58,9 @@ from transport import (
 
 __all__ = ["Cluster", "ClusterSettings", "Unplaceable"]
 
+# $system operations only a member may send (a client's ask of one is a ProtocolError)
+_MEMBERS_ONLY = frozenset({RunStep.OP, CancelStep.OP, EndRun.OP, "spawn"})
+
 log = logging.getLogger(__name__)
 
 
@@ -256,6 +259,7 @@ class Cluster:
         if target == SYSTEM_PATH:
             self._system(sender, message, reply)
         elif target == LOCKS_PATH:
+            self._require_member(sender, "$locks")
             self._locks(message, reply)
         elif target == ACTORS_PATH:
             request = require(message, {"op": str}, "$actors message")
@@ -319,9 +323,18 @@ class Cluster:
         handler = self._SYSTEM_OPS.get(request["op"])
         if handler is None:
             raise ProtocolError(f"unknown system operation {request['op']!r} from {sender}")
+        if request["op"] in _MEMBERS_ONLY:
+            self._require_member(sender, f"$system {request['op']}")
         answer = handler(self, sender, request)
         if reply is not None:
             reply.ok(answer)
+
+    def _require_member(self, sender: str, what: str) -> None:
+        """A client (section 7 of PROTOCOL.md) only asks: steps, spawns and locks are the
+        members' (a client is never told a step's result, never declared down)."""
+        member = self.transport.members().get(sender)
+        if member is None or member.status == "left":
+            raise ProtocolError(f"{what} from {sender}: only a cluster member may send it")
 
     # Each ``$system`` operation: (self, sender, request) -> the answer to an ask.
 

@@ -75,7 +75,14 @@ class FencedTicker(pykka.ThreadingActor):
 
 
 def fast_transport() -> TransportSettings:
-    return TransportSettings(heartbeat_interval=0.2, down_after=1.0, check_interval=0.05)
+    # SWIM tuned faster than the defaults: a dead node is down within ~1.05 s in a small cluster
+    return TransportSettings(
+        probe_interval=0.15,
+        probe_timeout=0.06,
+        suspicion_timeout=0.6,
+        check_interval=0.05,
+        pause_tolerance=0.4,
+    )
 
 
 def main(argv: list[str]) -> int:

@@ -26,6 +26,7 @@ from runtime import (
 from runtime.workflow import qualified_name
 from tests.cluster import cluster_app
 from tests.cluster.cluster_kit import WORKERS, Cluster, log_lines, start_cluster, wait_members
+from tests.support import wait_until
 
 BARE = "bare"
 
@@ -176,3 +177,25 @@ def test_a_lambda_runs_on_the_coordinator_and_cannot_be_pinned_elsewhere(
     pinned = coordinator.run(task(lambda ctx: "there", name="pinned", on="peer"), {})
     with pytest.raises(PermanentError, match="only run on the coordinator"):
         pinned.result(timeout=10)
+
+
+@pytest.mark.timeout(60)
+def test_a_node_is_up_only_with_what_its_apps_register(cluster: Cluster) -> None:
+    """``register(system)`` runs before the node joins: up means its actors are known.
+
+    History: ``actorflow node`` joined first and ran ``register`` after, so a peer
+    could see it up with no actor classes yet and refuse a ``spawn_on`` (seen in the
+    cluster benchmark).
+    """
+    transport = cluster.system.cluster.transport if cluster.system.cluster else None
+    assert transport is not None
+    seen: list[frozenset[str]] = []
+
+    def on_member(event: Any) -> None:
+        if event.node == "late" and event.status == "up":
+            seen.append(frozenset(transport.capabilities("late").get("actors", ())))
+
+    transport.subscribe(on_member)
+    cluster.add_worker("late")
+    assert wait_until(lambda: bool(seen), 30.0), "late never came up"
+    assert qualified_name(cluster_app.Echo) in seen[0]

@@ -3,7 +3,8 @@
 Usage: python -m tests.hostile._flooder ADDRESS --kinds K1,K2 [--seconds S] [--name N]
 
 Speaks the wire protocol by hand (raw ``zmq`` + ``msgpack``, as in
-docs/PROTOCOL.md): says hello, heartbeats so it stays a member, then sends
+docs/PROTOCOL.md): says hello, acks the node's probes so it stays a member
+(its valid frames count as hearing from it too), then sends
 each kind of traffic for ``--seconds`` as fast as its DEALER takes it, reading
 the answers meanwhile (a kind's time starts once its first frame is taken:
 the node reads the previous kind's backlog first). Prints ``JOINED``, then
@@ -22,6 +23,7 @@ op), ``spawn_unregistered`` (asks ``$system`` to spawn an unregistered class),
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -34,9 +36,8 @@ from typing import Any
 import msgpack
 import zmq
 
-VERSION = 4
+VERSION = 5
 EXT_ADDRESS, EXT_REMOTE_ERROR = 1, 2
-HEARTBEAT_EVERY = 0.25
 BATCH_ITEMS = 200
 
 
@@ -61,7 +62,6 @@ class Flooder:
         self.answers: Counter[str] = Counter()
         self.node: str | None = None
         self.node_incarnation: int | None = None
-        self._next_heartbeat = 0.0
 
     def close(self) -> None:
         self.dealer.close(linger=0)
@@ -76,7 +76,7 @@ class Flooder:
         return msgpack.packb(fields, use_bin_type=True)
 
     def send(self, frame: bytes) -> bool:
-        """Send one frame if the DEALER takes it now; reads answers and heartbeats meanwhile."""
+        """Send one frame if the DEALER takes it now; reads answers and acks probes meanwhile."""
         self.service()
         try:
             self.dealer.send(frame, zmq.NOBLOCK)
@@ -86,14 +86,7 @@ class Flooder:
             return False
 
     def service(self) -> None:
-        now = time.monotonic()
-        if self.node_incarnation is not None and now >= self._next_heartbeat:
-            self._next_heartbeat = now + HEARTBEAT_EVERY
-            frame = self.envelope("heartbeat", "", self.incarnation)
-            try:
-                self.dealer.send(frame, zmq.NOBLOCK)
-            except zmq.Again:
-                self._next_heartbeat = now  # retry at once
+        """Read what the node sent: answers are counted, its probes acked at once."""
         for _ in range(10_000):
             try:
                 parts = self.router.recv_multipart(zmq.NOBLOCK)
@@ -109,6 +102,10 @@ class Flooder:
         elif fields[1] == "error":
             _code, error = fields[6]
             self.answers[error[0]] += 1
+        elif fields[1] == "ping":  # SWIM: ack, or the node suspects us and declares us down
+            ack = [VERSION, "ack", self.next_id(), fields[2], self.name, "", [self.incarnation, []]]
+            with contextlib.suppress(zmq.Again):  # behind a full DEALER: the flood itself
+                self.dealer.send(msgpack.packb(ack), zmq.NOBLOCK)  # counts as hearing from us
         elif fields[1] == "members" and self.node is None:
             self.node = fields[4]
             own = next(entry for entry in fields[6] if entry[0] == fields[4])

@@ -1,10 +1,12 @@
-"""The member table's identity rules, with a clock the test drives (no sockets, no sleeps)."""
+"""The member table's identity rules, with a clock the test drives (no sockets, no sleeps).
+
+The table is driven by the failure detector (``_swim``), here by hand: ``declare_down``
+is what a confirmed suspicion does."""
 
 from __future__ import annotations
 
 import pytest
 
-from transport._detector import FailureDetector
 from transport._membership import Membership, NameTaken
 
 A = "tcp://127.0.0.1:2"
@@ -12,23 +14,18 @@ B = "tcp://127.0.0.1:3"
 
 
 def table(max_members: int = 3, forget_after: float = 10.0) -> Membership:
-    detector = FailureDetector(down_after=1.5, pause_tolerance=0.5)
     return Membership(
         "self",
         "tcp://127.0.0.1:1",
-        detector,
         max_members,
         incarnation=99,
         forget_after=forget_after,
     )
 
 
-def checks(members: Membership, start: float, end: float) -> list[tuple[str, str]]:
-    """Run the detector every 0.1 s from ``start`` to ``end``; the transitions it made."""
-    made = []
-    for step in range(round((end - start) / 0.1) + 1):
-        made += [(t.node, t.new) for t in members.check(start + step * 0.1)]
-    return made
+def down(members: Membership, name: str, now: float) -> list[tuple[str, str]]:
+    """What a confirmed suspicion does; the transitions it made."""
+    return [(t.node, t.new) for t in members.declare_down(name, now)]
 
 
 def test_a_hello_from_another_incarnation_of_a_live_member_is_refused() -> None:
@@ -39,11 +36,14 @@ def test_a_hello_from_another_incarnation_of_a_live_member_is_refused() -> None:
     assert (members.status("b"), members.address("b"), members.incarnation("b")) == ("up", A, 1)
 
 
-def test_a_new_incarnation_supersedes_a_member_silent_past_the_detector() -> None:
+def test_a_new_incarnation_is_refused_until_the_detector_declares_the_old_one_down() -> None:
     members = table()
     members.on_hello("b", A, 100.0, 1)
-    transitions = members.on_hello("b", B, 101.6, 2)  # silent 1.6 s > down_after, not checked yet
-    assert [(t.old, t.new) for t in transitions] == [("up", "down"), ("down", "up")]
+    with pytest.raises(NameTaken):
+        members.on_hello("b", B, 160.0, 2)  # long silent, but only the detector decides
+    assert down(members, "b", 160.1) == [("b", "down")]
+    transitions = members.on_hello("b", B, 160.2, 2)
+    assert [(t.old, t.new) for t in transitions] == [("down", "up")]
     assert (members.address("b"), members.incarnation("b")) == (B, 2)
 
 
@@ -54,7 +54,7 @@ def test_a_new_incarnation_supersedes_a_departed_member(departure: str) -> None:
     if departure == "left":
         members.on_leave("b", 100.5)
     else:
-        assert checks(members, 100.0, 102.0) == [("b", "down")]
+        assert down(members, "b", 101.6) == [("b", "down")]
     [back] = members.on_hello("b", B, 102.0, 2)
     assert (back.old, back.new, members.incarnation("b")) == (departure, "up", 2)
     assert members.snapshot()["b"].incarnation == 2
@@ -65,7 +65,8 @@ def test_departed_members_are_forgotten_after_forget_after() -> None:
     members.on_hello("b", A, 100.0, 1)
     members.on_hello("c", B, 100.0, 2)
     members.on_leave("c", 100.0)
-    assert checks(members, 100.0, 110.0) == [("b", "down")]  # b down at ~101.6
+    assert down(members, "b", 101.6) == [("b", "down")]
+    members.check(110.0)
     assert members.status("c") == "left" and members.take_forgotten() == []
     members.check(110.1)
     assert members.status("c") is None and members.take_forgotten() == ["c"]
@@ -79,8 +80,8 @@ def test_departed_members_are_forgotten_after_forget_after() -> None:
 def test_a_down_member_heard_again_is_not_forgotten() -> None:
     members = table(forget_after=10.0)
     members.on_hello("b", A, 100.0, 1)
-    assert checks(members, 100.0, 102.0) == [("b", "down")]
-    members.heard("b", 102.0)
+    assert down(members, "b", 101.6) == [("b", "down")]
+    assert [(t.old, t.new) for t in members.heard("b", 102.0)] == [("down", "up")]
     members.heard("b", 112.0)
     members.check(112.1)
     assert members.status("b") == "up"

@@ -24,7 +24,6 @@ import zmq
 from conftest import LOOPBACK, RecordingHandler
 
 from transport import Address, Limits, Reply, Transport, TransportSettings
-from transport._detector import FailureDetector
 from transport._envelope import Envelope, Kind, decode_envelope, encode_envelope
 from transport._errors import OutboxFull
 from transport._membership import Membership
@@ -151,9 +150,7 @@ class Consumer:
         self, context: zmq.Context[Any], settings: TransportSettings, peers: dict[str, str]
     ) -> None:
         self.counters = Counters()
-        membership = Membership(
-            "src", None, FailureDetector(down_after=1.5, pause_tolerance=0.5), 8
-        )
+        membership = Membership("src", None, 8)
         for name, address in peers.items():
             membership.on_hello(name, address, time.monotonic(), 1)  # up, and never checked again
         node = NodeParts(
@@ -474,7 +471,7 @@ def test_producers_through_a_transport_to_several_peers_keep_order_past_a_full_o
     """The client's I/O thread is held (its outbox fills to the bound and the producers
     block), then released to peers that read slowly, then fast."""
     settings = TransportSettings(
-        send_hwm=5, receive_hwm=5, outbox_size=20, send_timeout=30.0, down_after=20.0
+        send_hwm=5, receive_hwm=5, outbox_size=20, send_timeout=30.0, suspicion_timeout=20.0
     )
     peers = {name: _Recorder(name) for name in ("p0", "p1")}
     servers = {
@@ -535,8 +532,8 @@ def test_no_wake_up_is_lost_through_a_transport(make_transport: MakeTransport) -
     """Ping-pong tells from racing threads with a 5 s idle poll and no heartbeats
     meanwhile: only the wake-ups can deliver each tell within its 4 s deadline."""
     quiet = TransportSettings(
-        heartbeat_interval=10.0,
-        down_after=30.0,
+        probe_interval=10.0,
+        suspicion_timeout=30.0,
         check_interval=5.0,
         pause_tolerance=6.0,
         gossip_interval=60.0,

@@ -12,7 +12,13 @@ does not list it: a client is not a member), asks ``echo`` and gets the
 ``reply``, asks an unknown path and gets an ``error`` whose ``RemoteError`` ext
 (code 2) names ``runtime.ActorNotFound``, submits a run of ``double`` to
 ``$system`` and reads its result, then says ``leave`` and gets a ``reply``.
-Every wait polls with a deadline; every socket closes with linger 0.
+
+A member written the same way listens on a ROUTER, says ``hello`` with the
+member role and its address, answers the node's ``ping`` probes with ``ack``,
+stops answering until a ``ping`` carries its own ``suspect`` entry first,
+refutes it (``alive``, epoch + 1) and stays ``up``, then falls silent and is
+declared ``down``. Every wait polls with a deadline; every socket closes with
+linger 0.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import pykka
 import pytest
 import zmq
 
-VERSION = 4
+VERSION = 5
 EXT_ADDRESS, EXT_REMOTE_ERROR, EXT_TUPLE = 1, 2, 3
 WAIT = 10.0  # generous: a loaded 2-core machine
 
@@ -220,3 +226,96 @@ def test_a_client_written_from_the_document_asks_submits_and_leaves(
         assert set(node.members()) == {"served"}
     finally:
         client.close()
+
+
+class WireMember(WireClient):
+    """A member speaking the documented probes by hand: it listens on a ROUTER of its own
+    (members' frames, answers included, arrive there) and answers ``ping`` with ``ack``."""
+
+    def __init__(self, context: zmq.Context[Any], name: str) -> None:
+        super().__init__(context, name)
+        self.router = context.socket(zmq.ROUTER)
+        self.router.setsockopt(zmq.LINGER, 0)
+        self.router.bind("tcp://127.0.0.1:0")
+        self.address = self.router.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.epoch = 0
+        self.answering = True
+        self.refutations = 0
+
+    def close(self) -> None:
+        super().close()
+        self.router.close(linger=0)
+
+    def _receive(self, timeout_ms: int) -> Iterator[list[Any]]:
+        if not self.router.poll(timeout_ms, zmq.POLLIN):
+            return
+        while True:
+            try:
+                parts = self.router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            assert len(parts) == 2, parts  # [routing id of the sender's DEALER, payload]
+            envelope = decode(parts[1])
+            items = [decode(i) for i in envelope[6]] if envelope[1] == "batch" else [envelope]
+            for item in items:
+                self._probe(item)
+                yield item
+
+    def _probe(self, envelope: list[Any]) -> None:
+        """Ack a ping; refute a suspicion of ourselves found in its updates."""
+        if envelope[1] != "ping" or not self.answering:
+            return
+        updates: list[list[Any]] = []
+        for name, _address, state, incarnation, epoch, _by in envelope[6][1]:
+            mine = name == self.name and incarnation == self.incarnation
+            if mine and state in ("suspect", "dead") and epoch >= self.epoch:
+                self.epoch = epoch + 1
+                self.refutations += 1
+                entry = [self.name, self.address, "alive", self.incarnation, self.epoch, self.name]
+                updates.append(entry)
+        self.send("ack", "", [self.incarnation, updates], correlation_id=envelope[2])
+
+
+def test_a_member_written_from_the_document_answers_probes_refutes_and_is_declared_down(
+    node: Any, context: zmq.Context[Any]
+) -> None:
+    member = WireMember(context, "doc-member")
+    try:
+        member.connect(node.address)
+        body = {"role": "member", "address": member.address, "incarnation": member.incarnation}
+        welcome = member.answer_to("members", member.send("hello", "", body))
+        entries = {entry[0]: entry for entry in welcome[6]}
+        assert entries["doc-member"][1:] == [member.address, "up", member.incarnation]
+        served = entries["served"][3]
+
+        # the node probes its member: ping [its incarnation, updates of 6 fields]
+        ping = member.wait_for(lambda e: e[1] == "ping", "ping")
+        assert ping[4] == "served" and ping[5] == "" and ping[6][0] == served
+        assert all(len(update) == 6 for update in ping[6][1])
+
+        # stop answering: the node suspects us and says so first on its next ping
+        member.answering = False
+        suspected = member.wait_for(
+            lambda e: e[1] == "ping" and e[6][1][:1] != [] and e[6][1][0][2] == "suspect",
+            "a ping carrying our suspicion",
+        )
+        assert suspected[6][1][0][0] == "doc-member" and suspected[6][1][0][4] == 0
+        # answer again, with the refutation (epoch + 1): we stay up
+        member.answering = True
+        member._probe(suspected)
+        assert member.refutations == 1
+        until = time.monotonic() + 3.0  # three times the shortest suspicion
+        while time.monotonic() < until:
+            for _ in member._receive(50):
+                pass
+        assert node.members()["doc-member"] == "up"
+
+        # silent for good (no acks, no leave): declared down
+        member.answering = False
+        deadline = time.monotonic() + WAIT
+        while node.members()["doc-member"] != "down":
+            assert time.monotonic() < deadline, node.members()
+            for _ in member._receive(50):
+                pass
+    finally:
+        member.close()

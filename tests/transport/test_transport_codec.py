@@ -201,7 +201,9 @@ def _valid(**changes: Any) -> list[Any]:
             {"role": "member", "address": "tcp://127.0.0.1:5000", "incarnation": 7},
         ),
         Envelope(Kind.MEMBERS, 5, 3, "a", "", [["a", "tcp://127.0.0.1:1", "up", 7]]),
-        Envelope(Kind.HEARTBEAT, 5, 0, "a", "", 7),
+        Envelope(Kind.PING, 5, 0, "a", "", [7, [["b", "tcp://127.0.0.1:2", "suspect", 3, 0, "a"]]]),
+        Envelope(Kind.PING_REQ, 5, 0, "a", "", [7, "b", []]),
+        Envelope(Kind.ACK, 6, 5, "a", "", [7, [["a", "tcp://127.0.0.1:1", "alive", 7, 2, "a"]]]),
         Envelope(Kind.LEAVE, 5, 0, "a", "", None),
     ],
     ids=lambda envelope: envelope.kind.value,
@@ -236,14 +238,52 @@ BAD_ENVELOPES: dict[str, tuple[bytes, str]] = {
     "sender as bytes": (_frame(*_valid(sender=b"a")), "sender"),
     "tell without target": (_frame(*_valid(target="")), "target"),
     "target as int": (_frame(*_valid(target=3)), "target"),
-    "heartbeat with target": (_frame(*_valid(kind="heartbeat", target="x", body=7)), "target"),
-    "heartbeat without incarnation": (
-        _frame(*_valid(kind="heartbeat", target="", body=None)),
-        "heartbeat body",
+    "ping with target": (_frame(*_valid(kind="ping", target="x", body=[7, []])), "target"),
+    "ping without incarnation": (
+        _frame(*_valid(kind="ping", target="", body=[[]])),
+        "ping body",
     ),
+    "ping with incarnation 0": (
+        _frame(*_valid(kind="ping", target="", body=[0, []])),
+        "ping incarnation",
+    ),
+    "heartbeat with target": (_frame(*_valid(kind="heartbeat", target="x", body=7)), "target"),
     "heartbeat with incarnation 0": (
         _frame(*_valid(kind="heartbeat", target="", body=0)),
         "heartbeat body",
+    ),
+    "ping_req without target": (
+        _frame(*_valid(kind="ping_req", target="", body=[7, []])),
+        "ping_req body",
+    ),
+    "ping_req to a bad name": (
+        _frame(*_valid(kind="ping_req", target="", body=[7, "a/b", []])),
+        "ping_req target",
+    ),
+    "ack with too many updates": (
+        _frame(
+            *_valid(
+                kind="ack",
+                target="",
+                correlation_id=3,
+                body=[7, [["b", "tcp://127.0.0.1:2", "alive", 1, 0, "b"]] * 65],
+            )
+        ),
+        "updates",
+    ),
+    "update with a bad state": (
+        _frame(*_valid(kind="ping", target="", body=[7, [["b", "tcp://h:1", "up", 1, 0, "b"]]])),
+        "update state",
+    ),
+    "update with a negative epoch": (
+        _frame(
+            *_valid(kind="ping", target="", body=[7, [["b", "tcp://h:1", "alive", 1, -1, "b"]]])
+        ),
+        "update epoch",
+    ),
+    "update of five fields": (
+        _frame(*_valid(kind="ping", target="", body=[7, [["b", "tcp://h:1", "alive", 1, 0]]])),
+        "membership update",
     ),
     "reply without correlation": (_frame(*_valid(kind="reply", target="")), "correlation_id"),
     "error body not a RemoteError": (

@@ -1,172 +1,142 @@
-"""The failure detector and the member table, driven by explicit timestamps (no sleeping)."""
+"""The SWIM failure detector (``_swim``) and the member table, on a driven clock.
+
+Members run in the simulated fabric (``_simulation``): the real ``Swim`` and
+``Membership`` code, a virtual clock, no sockets, no sleeps.
+"""
 
 from __future__ import annotations
 
-import random
-
 import pytest
 
-from transport import TransportSettings
-from transport._detector import FailureDetector
+from transport._envelope import Kind
 from transport._membership import Membership
+from transport._piggyback import Piggyback, retransmit_limit
+from transport._settings import DEFAULT_SETTINGS as DEFAULTS
+from transport._simulation import Fabric
 
-DEFAULTS = TransportSettings()
-# The documented bound: a dead node is declared down at most this long after its last heartbeat.
-DOWN_BOUND = DEFAULTS.down_after + DEFAULTS.check_interval
-
-
-def detector() -> FailureDetector:
-    return FailureDetector(down_after=DEFAULTS.down_after, pause_tolerance=DEFAULTS.pause_tolerance)
-
-
-def test_a_node_is_overdue_only_after_down_after_seconds_of_silence() -> None:
-    watch = detector()
-    watch.heartbeat("b", 100.0)
-    for now in (100.1, 100.5, 101.0, 101.5):
-        assert watch.overdue(now) == []
-    assert watch.overdue(101.51) == ["b"]
+T = DEFAULTS.probe_interval
+# The documented bound for a small cluster: the next probe (one period), its period,
+# the shortest suspicion, and a tick's lateness for each of the three deadlines.
+SMALL_BOUND = 2 * T + DEFAULTS.suspicion_timeout + 3 * DEFAULTS.check_interval
 
 
-def checks(start: float, end: float) -> list[float]:
-    """Check times every check_interval from ``start`` to ``end`` (as the I/O thread runs them)."""
-    count = round((end - start) / DEFAULTS.check_interval)
-    return [round(start + step * DEFAULTS.check_interval, 6) for step in range(count + 1)]
+def downs(fabric: Fabric, member: str) -> list[tuple[float, str]]:
+    """(when, observer) of every ``down`` transition about ``member``."""
+    return [
+        (at, who) for at, who, node, new in fabric.transitions if node == member and new == "down"
+    ]
 
 
-def test_a_heartbeat_restarts_the_silence_window() -> None:
-    watch = detector()
-    watch.heartbeat("b", 100.0)
-    assert all(watch.overdue(now) == [] for now in checks(100.0, 101.4))
-    watch.heartbeat("b", 101.4)
-    assert all(watch.overdue(now) == [] for now in checks(101.5, 102.9))
-    assert watch.overdue(102.95) == ["b"]
+def test_a_killed_member_of_two_is_declared_down_within_the_bound() -> None:
+    for seed in range(20):
+        fabric = Fabric(2, seed=seed)
+        fabric.run(3.0)
+        fabric.kill("m0001")
+        fabric.run(3.0 + SMALL_BOUND)
+        [(at, who)] = downs(fabric, "m0001")
+        assert who == "m0000" and at - 3.0 <= SMALL_BOUND
 
 
-def test_a_late_heartbeat_with_an_older_timestamp_does_not_move_time_back() -> None:
-    watch = detector()
-    watch.heartbeat("b", 100.0)
-    watch.heartbeat("b", 99.0)
-    assert watch.last_heartbeat("b") == 100.0
+def test_a_killed_member_of_five_is_declared_down_by_everyone_within_3s() -> None:
+    for seed in range(10):
+        fabric = Fabric(5, seed=seed)
+        fabric.run(3.0)
+        fabric.kill("m0002")
+        fabric.run(6.0)
+        seen = {who: at for at, who in downs(fabric, "m0002")}
+        assert set(seen) == {"m0000", "m0001", "m0003", "m0004"}, seed
+        assert max(seen.values()) - 3.0 <= 3.0, (seed, seen)
 
 
-def test_forgotten_nodes_are_not_reported() -> None:
-    watch = detector()
-    watch.heartbeat("b", 100.0)
-    watch.forget("b")
-    assert watch.overdue(200.0) == []
-    assert watch.watched() == frozenset()
+@pytest.mark.parametrize("stall", [0.3, 0.6, 0.9])
+def test_a_member_stalled_for_hundreds_of_ms_is_not_declared_down(stall: float) -> None:
+    for seed in range(10):
+        fabric = Fabric(6, seed=seed)
+        for start in (2.0, 5.0, 8.0):
+            fabric.run(start)
+            fabric.pause("m0003", stall)  # a busy GIL: nothing read, nothing sent
+        fabric.run(12.0)
+        assert downs(fabric, "m0003") == [], (seed, stall)
 
 
-def test_a_pause_of_this_node_is_absorbed_instead_of_declaring_every_peer_down() -> None:
-    watch = detector()
-    for node in ("b", "c"):
-        watch.heartbeat(node, 100.0)
-    assert watch.overdue(100.1) == []
-    # Our own process stalls for 5 s (GC, SIGSTOP, starved thread): peers are not to blame.
-    assert watch.overdue(105.1) == []
-    assert watch.pauses_absorbed == 1
-    # ... but a peer that stays silent after we resume is still detected within the bound.
-    now = 105.1
-    while not watch.overdue(now):
-        now = round(now + 0.1, 6)
-    assert now - 105.1 <= DOWN_BOUND
+def test_a_stopped_member_is_declared_down_and_is_up_everywhere_once_continued() -> None:
+    fabric = Fabric(6, seed=3)
+    fabric.run(2.0)
+    fabric.pause("m0003", 6.0)  # SIGSTOP, SIGCONT 6 s later
+    fabric.run(8.0)
+    assert {who for _, who in downs(fabric, "m0003")} == set(fabric.names) - {"m0003"}
+    assert all(fabric.status(name, "m0003") == "down" for name in fabric.names if name != "m0003")
+    fabric.run(12.0)
+    assert all(fabric.status(name, "m0003") == "up" for name in fabric.names if name != "m0003")
+    # the paused member itself blamed nobody for its own stall
+    assert [t for t in fabric.transitions if t[1] == "m0003"] == []
+    assert fabric.members["m0003"].swim.stats.pauses_absorbed == 1
 
 
-@pytest.mark.parametrize(("down_after", "pause"), [(0, 0.1), (1.0, 0), (1.0, 1.0), (1.0, 2.0)])
-def test_detector_rejects_inconsistent_bounds(down_after: float, pause: float) -> None:
-    with pytest.raises(ValueError):
-        FailureDetector(down_after=down_after, pause_tolerance=pause)
+def test_a_wrongly_suspected_member_refutes_with_a_higher_epoch() -> None:
+    fabric = Fabric(5, seed=1)
+    fabric.run(1.0)
+    accuser, victim = fabric.members["m0000"], fabric.members["m0004"]
+    suspicion = ["m0004", "tcp://127.0.0.1:10004", "suspect", 5, 0, "m0001"]
+    accuser.swim.receive(Kind.PING, "m0001", 10**9, 0, [2, [suspicion]], fabric.now)
+    assert accuser.swim.suspects() == ["m0004"]
+    fabric.run(6.0)
+    assert victim.swim.epoch == 1 and victim.swim.stats.refuted == 1
+    assert accuser.swim.suspects() == []
+    assert downs(fabric, "m0004") == []
 
 
-def simulate(
-    rng: random.Random,
-    *,
-    duration: float,
-    dies_at: float | None = None,
-    worst_delay: float = 0.150,
-    stall_every: float = 7.0,
-) -> tuple[list[tuple[str, float]], float | None]:
-    """Run a detector on realistic timestamps; return (down events, last heartbeat of 'dead').
-
-    Two peers send heartbeats every ``heartbeat_interval``; each arrives late by
-    a random delay up to ``worst_delay`` (the worst heartbeat gap measured under
-    load on a 2-core machine was ~150 ms), sometimes in a burst after a long
-    delay. Our checks run every ``check_interval`` with jitter, and now and then
-    our own thread stalls for up to 0.4 s (below the pause tolerance, the nasty
-    case).
-    """
-    watch = detector()
-    interval = DEFAULTS.heartbeat_interval
-    arrivals: list[tuple[float, str]] = []
-    for node in ("alive", "dead"):
-        sent = rng.uniform(0, interval)
-        while sent < duration:
-            if node == "dead" and dies_at is not None and sent >= dies_at:
-                break
-            arrivals.append((sent + rng.uniform(0, worst_delay), node))
-            sent += interval * rng.uniform(0.98, 1.02)  # sender's own timer jitter
-    arrivals.sort()
-    for node in ("alive", "dead"):
-        watch.heartbeat(node, 0.0)
-    downs: list[tuple[str, float]] = []
-    now, index, next_stall = 0.0, 0, stall_every
-    last_dead: float | None = None
-    while now < duration:
-        now += DEFAULTS.check_interval * rng.uniform(0.9, 1.3)
-        if now >= next_stall:
-            now += rng.uniform(0.1, 0.4)
-            next_stall += stall_every
-        while index < len(arrivals) and arrivals[index][0] <= now:
-            stamp, node = arrivals[index]
-            # The I/O thread timestamps a heartbeat when it reads it, not when it arrived.
-            watch.heartbeat(node, now if stamp <= now else stamp)
-            if node == "dead":
-                last_dead = now
-            index += 1
-        for node in watch.overdue(now):
-            downs.append((node, now))
-            watch.forget(node)
-    return downs, last_dead
+def test_an_unknown_member_named_alive_is_a_hint_not_a_member() -> None:
+    fabric = Fabric(3, seed=1)
+    member = fabric.members["m0000"]
+    stranger = ["ghost", "tcp://127.0.0.1:9", "alive", 7, 0, "ghost"]
+    member.swim.receive(Kind.PING, "m0001", 10**9, 0, [2, [stranger]], 0.5)
+    assert member.swim.take_hints() == [["ghost", "tcp://127.0.0.1:9", "up", 7]]
+    assert member.membership.status("ghost") is None
+    dead_stranger = ["ghost", "tcp://127.0.0.1:9", "dead", 7, 0, "m0001"]
+    member.swim.receive(Kind.PING, "m0001", 10**9 + 1, 0, [2, [dead_stranger]], 0.6)
+    assert member.swim.take_hints() == [] and member.membership.status("ghost") is None
 
 
-@pytest.mark.parametrize("seed", range(20))
-def test_no_false_down_during_a_simulated_60s_idle_run_with_jittered_heartbeats(seed: int) -> None:
-    downs, _ = simulate(random.Random(seed), duration=60.0)
-    assert downs == []
+def test_updates_are_piggybacked_least_sent_first_and_retired_after_the_limit() -> None:
+    queue = Piggyback()
+    for index in range(4):
+        queue.add([f"n{index}", "tcp://127.0.0.1:1", "alive", 1, 0, "x"])
+    assert [u[0] for u in queue.take(2, limit=2)] == ["n3", "n2"]  # newest first
+    assert [u[0] for u in queue.take(2, limit=2)] == ["n1", "n0"]  # then the unsent
+    assert [u[0] for u in queue.take(8, limit=2, skip="n3")] == ["n2", "n1", "n0"]
+    assert len(queue) == 1 and [u[0] for u in queue.take(8, limit=2)] == ["n3"]
+    assert len(queue) == 0
+    assert retransmit_limit(4, 8) == 4 and retransmit_limit(4, 1000) == 16
 
 
-def test_no_false_down_even_with_every_heartbeat_150ms_late_in_bursts() -> None:
-    rng = random.Random(99)
-    downs, _ = simulate(rng, duration=600.0, worst_delay=0.150, stall_every=3.0)
-    assert downs == []
-
-
-@pytest.mark.parametrize("seed", range(20))
-def test_a_node_that_dies_is_declared_down_within_the_documented_bound(seed: int) -> None:
-    rng = random.Random(seed)
-    downs, last_dead = simulate(rng, duration=30.0, dies_at=rng.uniform(5, 20), stall_every=1e9)
-    assert [node for node, _ in downs] == ["dead"]
-    assert last_dead is not None
-    detected_after = downs[0][1] - last_dead
-    # Check jitter (up to 1.3 x 0.1 s) is part of the simulation, so allow one jittered check.
-    assert (
-        DEFAULTS.down_after < detected_after <= DEFAULTS.down_after + 1.3 * DEFAULTS.check_interval
-    )
+def test_probe_cost_per_member_does_not_grow_with_the_cluster() -> None:
+    rates = []
+    for size in (10, 100):
+        fabric = Fabric(size, seed=2)
+        fabric.run(2.0)
+        sent = fabric.sent
+        fabric.run(12.0)
+        rates.append((fabric.sent - sent) / 10.0 / size)
+    # ping + ack each period; a period starts on the first tick after 0.25 s (~0.3 s)
+    assert all(6.0 <= rate <= 8.0 for rate in rates), rates
+    assert abs(rates[0] - rates[1]) < 0.5, rates
 
 
 # -- Membership --------------------------------------------------------------------
 
 
 def membership() -> Membership:
-    return Membership("self", "tcp://127.0.0.1:1", detector(), max_members=3, forget_after=1000.0)
+    return Membership("self", "tcp://127.0.0.1:1", max_members=3, forget_after=1000.0)
 
 
-def test_hello_makes_a_node_up_and_silence_makes_it_down() -> None:
+def test_hello_makes_a_node_up_and_the_detector_makes_it_down() -> None:
     table = membership()
     [up] = table.on_hello("b", "tcp://127.0.0.1:2", 100.0, 1)
     assert (up.node, up.old, up.new) == ("b", None, "up")
-    assert all(table.check(now) == [] for now in checks(100.0, 101.5))
-    [down] = table.check(101.6)
+    table.check(200.0)
+    assert table.status("b") == "up"  # silence alone changes nothing: only probes decide
+    [down] = table.declare_down("b", 201.0)
     assert (down.old, down.new) == ("up", "down")
     assert table.snapshot()["b"].status == "down"
     assert table.snapshot()["b"].last_heartbeat is None
@@ -175,19 +145,19 @@ def test_hello_makes_a_node_up_and_silence_makes_it_down() -> None:
 def test_a_down_node_heard_from_again_is_up_again() -> None:
     table = membership()
     table.on_hello("b", "tcp://127.0.0.1:2", 100.0, 1)
-    assert [t.new for now in checks(100.0, 102.0) for t in table.check(now)] == ["down"]
+    assert [t.new for t in table.declare_down("b", 101.6)] == ["down"]
     [revived] = table.heard("b", 102.05)
     assert (revived.old, revived.new) == ("down", "up")
     assert table.heard("b", 102.1) == []
 
 
-def test_a_node_that_left_is_not_revived_by_heartbeats_only_by_hello() -> None:
+def test_a_node_that_left_is_not_revived_by_messages_only_by_hello() -> None:
     table = membership()
     table.on_hello("b", "tcp://127.0.0.1:2", 100.0, 1)
     [left] = table.on_leave("b", 100.1)
     assert left.new == "left"
     assert table.heard("b", 100.2) == []
-    assert table.check(200.0) == []  # not watched any more, never "down"
+    assert table.declare_down("b", 200.0) == []  # never "down" once left
     [back] = table.on_hello("b", "tcp://127.0.0.1:2", 201.0, 1)
     assert (back.old, back.new) == ("left", "up")
 

@@ -51,9 +51,9 @@ def test_a_second_live_process_with_a_name_in_use_is_refused_and_the_original_st
         impostor.join([p1.seed], timeout=10)
     assert impostor.members().keys() == {"p1"}  # the impostor learned of nobody
 
-    # The original is untouched and keeps heartbeating: it answers after longer than
-    # down_after, and the seed never saw it down or left meanwhile.
-    delay = TransportSettings().down_after + 0.5
+    # The original is untouched and keeps answering probes: it answers after longer than
+    # the shortest suspicion, and the seed never saw it down or left meanwhile.
+    delay = TransportSettings().suspicion_timeout + 1.0
     later = seed.ask(Address("p1", "later"), {"delay": delay, "value": "alive"}, timeout=10)
     assert later.result(15) == "alive"
     now = seed.members()["p1"]
@@ -85,16 +85,16 @@ def test_a_restarted_node_supersedes_its_killed_incarnation(
     assert reply == ["p2", "again"]
 
 
-def test_a_heartbeat_of_another_incarnation_is_dropped(
+def test_a_probe_of_another_incarnation_is_dropped(
     make_transport: MakeTransport, raw_dealer: RawDealer, log_watcher: LogWatcher
 ) -> None:
     node = make_transport("test")
     assert node.address is not None
     dealer = raw_dealer(node.address)
     dealer.send(hello(1, "ghost", incarnation=5))
-    stale = Envelope(Kind.HEARTBEAT, 2, 0, "ghost", "", 6)
+    stale = Envelope(Kind.PING, 2, 0, "ghost", "", [6, []])
     dealer.send(encode_envelope(stale))
-    assert log_watcher.wait_for("heartbeat from incarnation 6 of 'ghost'")
+    assert log_watcher.wait_for("ping from incarnation 6 of 'ghost'")
     assert node.members()["ghost"].incarnation == 5
     assert node.stats().frames_dropped["stale_incarnation"] == 1
 

@@ -241,8 +241,12 @@ def test_an_authenticated_node_cannot_claim_another_sender(
 
 
 def test_secured_settings_still_validate(security_of: SecurityOf) -> None:
-    with pytest.raises(ValueError, match="down_after"):
-        TransportSettings(heartbeat_interval=2.0, down_after=1.0)
+    with pytest.raises(ValueError, match="probe_timeout"):
+        TransportSettings(probe_interval=0.1, probe_timeout=0.2)
+    with pytest.raises(ValueError, match="suspicion_timeout"):
+        TransportSettings(suspicion_timeout=0.3)
+    with pytest.raises(ValueError, match="indirect_probes must be an int"):
+        TransportSettings(indirect_probes=2.5)
     with pytest.raises(ValueError, match="belong to node"):
         Transport("other", listen=None, handler=RecordingHandler(), security=security_of("test"))
 

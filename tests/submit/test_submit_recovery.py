@@ -1,0 +1,37 @@
+"""A submitted run outlives its coordinator's process: ``actorflow node`` restarted on the
+same ``--db`` after a kill -9 resumes it, and a client reads its result there."""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from runtime import Client
+from tests.submit.conftest import Node
+from tests.support import actorflow, wait_until
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def test_a_submitted_run_resumes_when_its_node_restarts_on_the_same_db(
+    node_factory: Callable[..., Node], tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    first = node_factory("n1")
+    ctx = json.dumps({"gate": str(gate)})
+    submitted = actorflow("submit", "gated", "--join", first.seed, "--plaintext", "--ctx", ctx)
+    assert submitted.returncode == 0, submitted.stderr
+    run_id = submitted.stdout.split()[1]
+    with Client(first.seed, plaintext=True) as client:
+        handle = client.run(run_id)
+        assert wait_until(lambda: (handle.info().progress or "").find("1 running") >= 0, 30)
+    first.process.send_signal(signal.SIGKILL)
+    first.process.wait(30)
+    second = node_factory("n1")  # same name, same --db
+    gate.touch()
+    with Client(second.seed, plaintext=True) as client:
+        assert client.run(run_id).result(timeout=60) == "OPENED"
