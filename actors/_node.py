@@ -106,15 +106,26 @@ def current_step() -> StepInfo:
 
 @dataclass(frozen=True)
 class Start:
-    """Run the task once on ``ctx`` (``tokens``: fencing tokens of the locks held around it)."""
+    """Run the task once on ``ctx`` (``tokens``: fencing tokens of the locks held around it).
+
+    With ``decode``, ``ctx`` is what ``decode`` turns into the task's context,
+    on the node's own thread (a context that arrived encoded is decoded there,
+    not on the thread that received it). If ``decode`` raises, the attempt is
+    reported ``Failed`` with that error without having run: no transition.
+    """
 
     ctx: Any
     tokens: Mapping[str, int] = field(default_factory=dict)
+    decode: Callable[[Any], Any] | None = None
 
 
 @dataclass(frozen=True)
 class Assign:
-    """Host another step: a pooled node actor is re-bound to a fresh state machine."""
+    """Host another step: a pooled node actor is re-bound to a fresh state machine.
+
+    With ``start``, the new step's first attempt starts at once (one message,
+    one wake-up of the node's thread, where ``Assign`` then ``Start`` took two).
+    """
 
     step: str
     fn: Callable[[Any], Any]
@@ -123,6 +134,7 @@ class Assign:
     report: Callable[[StepResult], None]
     cancel_event: NotifyingEvent
     node: str = ""
+    start: Start | None = None
 
 
 @dataclass(frozen=True)
@@ -188,8 +200,10 @@ class NodeActor(pykka.ThreadingActor):
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Assign):
             self._bind(message)
+            if message.start is not None:
+                self._run(message.start)
         elif isinstance(message, Start):
-            self._run(message.ctx, message.tokens)
+            self._run(message)
         elif isinstance(message, CancelNode):
             if self.machine.state in (NodeState.PENDING, NodeState.FAILED):
                 self.machine.transition(NodeState.CANCELED)
@@ -203,17 +217,26 @@ class NodeActor(pykka.ThreadingActor):
     def on_failure(self, *exc_info: object) -> None:
         self._loop.close()  # pykka stops a failed actor without calling on_stop
 
-    def _run(self, ctx: Any, tokens: Mapping[str, int]) -> None:
+    def _run(self, start: Start) -> None:
         if self.cancel_event.is_set():
             if not self.machine.state.is_final:
                 self.machine.transition(NodeState.CANCELED)
             self._report(StepResult(self.step, NodeState.CANCELED, self.machine.attempts))
             return
+        ctx = start.ctx
+        if start.decode is not None:
+            try:
+                ctx = start.decode(ctx)
+            except Exception as exc:  # noqa: BLE001 - an undecodable context fails the attempt
+                self._report(
+                    StepResult(self.step, NodeState.FAILED, self.machine.attempts, error=exc)
+                )
+                return
         self.machine.transition(NodeState.RUNNING)
         attempt = self.machine.attempts
         started = self._clock.now()
         self._emit(Started(self._run_id, self.step, attempt, self._node, self._clock.wall()))
-        info = StepInfo(self._run_id, self.step, attempt, self.cancel_event, tokens)
+        info = StepInfo(self._run_id, self.step, attempt, self.cancel_event, start.tokens)
         token = _current.set(info)
         try:
             output = self._call(ctx)

@@ -17,7 +17,7 @@ from typing import Any
 import pykka
 
 from actors._clock import Clock
-from actors._node import Assign, NodeActor, StepResult
+from actors._node import Assign, NodeActor, Start, StepResult
 from actors._notify import NotifyingEvent
 from actors.events import Event
 
@@ -48,18 +48,23 @@ class NodePool:
         report: Callable[[StepResult], None],
         cancel_event: NotifyingEvent,
         node: str = "",
+        start: Start | None = None,
     ) -> pykka.ActorRef[NodeActor]:
-        """A node actor bound to this step: an idle one re-bound, or a new one."""
+        """A node actor bound to this step: an idle one re-bound, or a new one.
+
+        With ``start``, its first attempt starts too (in the same message, for a
+        pooled one).
+        """
         with self._lock:
             ref = self._idle.pop() if self._idle else None
             if ref is not None:
                 self.reused += 1
         if ref is not None:
-            ref.tell(Assign(step, fn, run_id, emit, report, cancel_event, node))
+            ref.tell(Assign(step, fn, run_id, emit, report, cancel_event, node, start))
             return ref
         with self._lock:
             self.spawned += 1
-        return NodeActor.start(
+        ref = NodeActor.start(
             step,
             fn,
             run_id=run_id,
@@ -69,6 +74,9 @@ class NodePool:
             cancel_event=cancel_event,
             node=node,
         )
+        if start is not None:
+            ref.tell(start)
+        return ref
 
     def release(self, ref: pykka.ActorRef[NodeActor]) -> None:
         """Give back a node whose task has returned; stopped if the pool is full or closed."""

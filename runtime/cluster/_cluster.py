@@ -4,7 +4,7 @@ Paths on a node (``_paths``): ``$system`` (this module: step requests, remote
 spawn, ping, and what clients ask: submit a run, a run's state, the runs),
 ``$locks``, ``$actors`` (death watch and supervised children, answered by the
 system), ``$run/<run_id>`` (the mailbox of a run coordinator, for results
-and events of its remote steps), and any other path names an
+and events of its remote steps, ``_run_mailboxes``), and any other path names an
 actor spawned with ``ActorSystem.spawn(..., name=path)``. Step messages are
 decoded here (``_messages``), so a coordinator only ever gets typed ones.
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -33,13 +32,11 @@ from runtime.cluster._messages import (
     EndRun,
     NodeLost,
     RunStep,
-    StepOutcome,
-    event_from_wire,
-    is_step_event,
 )
 from runtime.cluster._paths import ACTORS_PATH, LOCKS_PATH, RUN_PREFIX, SYSTEM_PATH
 from runtime.cluster._refs import ask_into
 from runtime.cluster._registry import ACTORS, TASKS, Registry, hint, is_main
+from runtime.cluster._run_mailboxes import RunMailboxes
 from runtime.cluster._step_host import HostedSteps, StepHost
 from runtime.cluster._wire import require
 from runtime.workflow import NodeLoad, RoundRobin
@@ -49,7 +46,6 @@ from transport import (
     MemberEvent,
     OutboxFull,
     ProtocolError,
-    RateLimitedLog,
     Reply,
     Security,
     Transport,
@@ -119,11 +115,9 @@ class Cluster:
         )
         self.host = StepHost(name, self.transport, registry, pool, hosted)
         self._round_robin = RoundRobin()  # shared by every run without its own strategy
-        self._log = RateLimitedLog(log)  # per-message warnings, one per reason every 5 s
         # named actors delivered to before (path -> ref), for the transport's fast path
         self._known: dict[str, pykka.ActorRef[Any]] = {}
-        self._lock = threading.Lock()
-        self._placed: dict[str, set[str]] = {}  # run id -> nodes its steps were sent to
+        self._runs = RunMailboxes(bus, local)  # where remote steps' events and results go
         registry.on_change(self._advertise)
 
     def _advertise(self) -> None:
@@ -195,8 +189,10 @@ class Cluster:
         A pin to this node always holds (it has the function in hand); a pin to a node
         that is not up is left to the send, which fails with ``NodeDown``.
         """
-        member = self.transport.members().get(node) if node != self.name else None
-        if member is None or member.status != "up" or self._has(node, TASKS, task):
+        if node == self.name or self._has(node, TASKS, task):
+            return  # the common case, decided without copying the member table
+        member = self.transport.members().get(node)
+        if member is None or member.status != "up":
             return
         raise Unplaceable(
             f"task {task!r} is pinned to node {node!r} (on={node!r}), which did not "
@@ -213,8 +209,7 @@ class Cluster:
         return f"no live member registered task {task!r} ({seen}){hint(task)}"
 
     def send_step(self, node: str, request: RunStep) -> None:
-        with self._lock:
-            self._placed.setdefault(request.run, set()).add(node)
+        self._runs.placed(request.run, node)
         self.transport.tell(Address(node, SYSTEM_PATH), request.encode())
 
     def spawn_on(
@@ -243,8 +238,7 @@ class Cluster:
         self._tell_quietly(node, CancelStep(run_id, step))
 
     def end_run(self, node: str, run_id: str) -> None:
-        with self._lock:
-            self._placed.pop(run_id, None)
+        self._runs.ended(run_id)
         self._tell_quietly(node, EndRun(run_id))
 
     def _tell_quietly(self, node: str, message: CancelStep | EndRun) -> None:
@@ -267,7 +261,7 @@ class Cluster:
             if reply is not None:
                 reply.ok(answer)
         elif target.startswith(RUN_PREFIX):
-            self._to_run(target[len(RUN_PREFIX) :], message, sender)
+            self._runs.deliver(target[len(RUN_PREFIX) :], message, sender)
         else:
             ref = self._local.named(target)
             if ref is None or not ref.is_alive():
@@ -283,20 +277,19 @@ class Cluster:
         """The transport's I/O-thread fast path: a put into a named actor's mailbox.
 
         For a named actor already delivered to (``_known``, a plain dict read: no
-        lock the system's ``spawn`` holds while user code runs), and for the
+        lock the system's ``spawn`` holds while user code runs), for the
         results and events of remote steps (``$run/<id>``: a decode and a put
-        into the run coordinator's mailbox or the event bus, no user code; a
-        chain of remote steps saves one thread hop per step). All else, a
-        stopped actor and a message that does not decode, goes to ``deliver``
-        on the dispatch thread (the transport keeps the arrival order).
+        into the run coordinator's mailbox or the event bus, no user code), and
+        for the step requests a worker gets (``run_step``, ``cancel_step``,
+        ``end_run``: a registry look-up and puts into node actors' mailboxes);
+        a chain of remote steps saves one thread hop per step on each side. All
+        else, a stopped actor and a message that does not decode, goes to
+        ``deliver`` on the dispatch thread (the transport keeps the arrival order).
         """
+        if target == SYSTEM_PATH:
+            return reply is None and self._step_request(sender, message)
         if target.startswith(RUN_PREFIX):
-            if reply is not None:
-                return False
-            try:
-                return self._to_run(target[len(RUN_PREFIX) :], message, sender, nowait=True)
-            except ProtocolError:
-                return False  # logged by the slow path
+            return reply is None and self._run_message(target[len(RUN_PREFIX) :], message, sender)
         ref = self._known.get(target)
         if ref is None:
             return False
@@ -310,10 +303,28 @@ class Cluster:
             return False
         return True
 
+    def _run_message(self, run_id: str, message: Any, sender: str) -> bool:
+        """(I/O thread) A remote step's result or events; False if the slow path must."""
+        try:
+            return self._runs.deliver(run_id, message, sender, nowait=True)
+        except ProtocolError:
+            return False  # logged by the slow path
+
+    def _step_request(self, sender: str, message: Any) -> bool:
+        """(I/O thread) Handle a step request told to ``$system``; False for any other."""
+        operation = self._STEP_OPS.get(message.get("op")) if isinstance(message, dict) else None
+        if operation is None:
+            return False
+        try:
+            operation(self, sender, message)
+        except ProtocolError:
+            return False  # logged by the slow path
+        return True
+
     def log_suppressed(self) -> dict[str, int]:
         """Per-message log lines of this cluster member rate-limited to DEBUG, by key
         (the transport counts its own: ``TransportStats.log_suppressed``)."""
-        counts = dict(self._log.suppressed())
+        counts = dict(self._runs.log_suppressed())
         for key, count in self.host.log_suppressed().items():
             counts[key] = counts.get(key, 0) + count
         return counts
@@ -395,6 +406,12 @@ class Cluster:
         NodeLost.OP: _op_node_lost,
         "ping": _op_ping,
     }
+    # The operations the I/O thread may run itself (tells only): no user code, no waiting.
+    _STEP_OPS: ClassVar[dict[Any, Callable[[Cluster, str, dict[str, Any]], Any]]] = {
+        RunStep.OP: _op_run_step,
+        CancelStep.OP: _op_cancel_step,
+        EndRun.OP: _op_end_run,
+    }
 
     def _locks(self, message: Any, reply: Reply | None) -> None:
         request = require(message, {"op": str, "name": str}, "lock request")
@@ -416,40 +433,6 @@ class Cluster:
         except (KeyError, ValueError) as exc:
             raise ProtocolError(f"malformed lock request {request!r}: {exc}") from exc
         self._local.lock_manager().tell(command)
-
-    def _to_run(self, run_id: str, message: Any, sender: str, *, nowait: bool = False) -> bool:
-        """Hand a remote step's event to the bus, or its result to the run's coordinator.
-
-        False (nothing done) with ``nowait`` when the run is not active here: the
-        dispatch thread then logs the drop.
-        """
-        if is_step_event(message):
-            with self._lock:
-                placed = sender in self._placed.get(run_id, ())
-            if not placed:  # only a node running one of the run's steps may speak for it
-                self._log.warning(
-                    "foreign_event",
-                    "event for run %s from %s dropped (no step there)",
-                    run_id,
-                    sender,
-                    peer=sender,
-                )
-                return True
-            self._bus.emit(event_from_wire(message))
-            return True
-        outcome = StepOutcome.decode(message, run=run_id, sender=sender)
-        ref = self._local.coordinator(run_id)
-        if ref is None:
-            if not nowait:
-                log.info("result for run %s dropped: the run is not active here", run_id)
-            return False
-        try:
-            ref.tell(outcome)
-        except pykka.ActorDeadError:
-            if not nowait:
-                raise
-            return False
-        return True
 
     # -- membership -----------------------------------------------------------------------
 

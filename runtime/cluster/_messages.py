@@ -2,8 +2,10 @@
 
 A coordinator sends ``RunStep``, ``CancelStep`` and ``EndRun`` to a worker's
 ``$system``; the worker's ``StepHost`` answers at the coordinator's
-``$run/<run_id>`` with a ``StepOutcome`` and with step events. ``NodeLost``
-is the local notice that re-places a lost node's steps.
+``$run/<run_id>`` with two messages per attempt: a ``StepStarted`` (the bus's
+``Started`` with the ``Running`` transition before it) and a ``StepOutcome``
+(the result, with the final transition before it). ``NodeLost`` is the local
+notice that re-places a lost node's steps.
 
 Each message encodes itself to the msgpack map the wire carries and decodes a
 received one strictly: a missing or mistyped field raises ``ProtocolError``
@@ -29,10 +31,17 @@ __all__ = [
     "NodeLost",
     "RunStep",
     "StepOutcome",
-    "event_from_wire",
-    "event_to_wire",
+    "StepStarted",
     "is_step_event",
+    "step_events",
 ]
+
+
+_STATES = {state.value: state for state in NodeState}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 class _Fields:
@@ -67,7 +76,7 @@ class _Fields:
 
     def number(self, name: str) -> float:
         value = self._get(name)
-        if not isinstance(value, int | float) or isinstance(value, bool):
+        if not _is_number(value):
             raise self._bad(name)
         return float(value)
 
@@ -88,10 +97,10 @@ class _Fields:
 
     def state(self, name: str) -> NodeState:
         value = self.text(name)
-        try:
-            return NodeState(value)
-        except ValueError:
-            raise ProtocolError(f"{self._what}: field {name!r} is no state: {value!r}") from None
+        state = _STATES.get(value)
+        if state is None:
+            raise ProtocolError(f"{self._what}: field {name!r} is no state: {value!r}")
+        return state
 
     def names(self, name: str) -> tuple[str, ...]:
         value = self._get(name)
@@ -107,6 +116,26 @@ class _Fields:
         ):
             raise ProtocolError(f"{self._what}: field {name!r} must be a map of str to int")
         return dict(value)
+
+    def changes(self, name: str, run: str, step: str) -> tuple[StateChanged, ...]:
+        """An optional list of ``[old, new, at]`` transitions of ``step`` (absent: none)."""
+        value = self._message.get(name)
+        if value is None:
+            return ()
+        if not isinstance(value, list | tuple):
+            raise self._bad(name)
+        changes = []
+        for item in value:
+            if isinstance(item, list | tuple) and len(item) == 3:
+                old, new, at = _STATES.get(item[0]), _STATES.get(item[1]), item[2]
+                if old is not None and new is not None and _is_number(at):
+                    changes.append(StateChanged(step, old, new, float(at), run))
+                    continue
+            raise ProtocolError(
+                f"{self._what}: field {name!r} must hold [old state, new state, at] items, "
+                f"got {item!r}"
+            )
+        return tuple(changes)
 
     def error(self, name: str) -> RemoteError | None:
         value = self._get(name)
@@ -210,6 +239,8 @@ class StepOutcome:
     started: float = 0.0
     finished: float = 0.0
     refused: bool = False  # not run at all (the node is draining): place it elsewhere
+    # the step's transitions on its node since its StepStarted (``Running -> Completed``...)
+    changes: tuple[StateChanged, ...] = ()
     sender: str = field(default="", compare=False)
 
     @property
@@ -229,6 +260,7 @@ class StepOutcome:
             "error": self.error,
             "mro": list(self.error_types),
             "refused": self.refused,
+            "changes": _changes_to_wire(self.changes),
         }
 
     @classmethod
@@ -241,9 +273,10 @@ class StepOutcome:
         error, types = f.error("error"), f.names("mro")
         if error is not None:
             with_names(error, list(types))  # so a retry policy can still tell its type
+        step = f.text("key")
         return cls(
             run,
-            f.text("key"),
+            step,
             f.integer("inc"),
             f.integer("attempt"),
             f.state("state"),
@@ -253,6 +286,7 @@ class StepOutcome:
             f.number("started"),
             f.number("finished"),
             f.flag("refused"),
+            f.changes("changes", run, step),
             sender,
         )
 
@@ -279,8 +313,43 @@ class NodeLost:
         return cls(f.text("node"), f.text("status"))
 
 
-# Step events travel as the bus's own events (``StateChanged``, ``Started``): the two
-# functions below are their encode and decode.
+@dataclass(frozen=True)
+class StepStarted:
+    """Worker -> coordinator ``$run/<run>``: an attempt started on the sender.
+
+    Carries the bus's ``Started`` and, before it, the node's transitions that
+    led there (``Pending -> Running``, or ``Failed -> Running`` on a retry):
+    one message where there were two.
+    """
+
+    EV: ClassVar[str] = "started"
+
+    run: str
+    step: str
+    attempt: int  # the coordinator's attempt number
+    node: str
+    at: float
+    changes: tuple[StateChanged, ...] = ()
+
+    def encode(self) -> dict[str, Any]:
+        return {
+            "ev": self.EV,
+            "run": self.run,
+            "step": self.step,
+            "attempt": self.attempt,
+            "node": self.node,
+            "at": self.at,
+            "changes": _changes_to_wire(self.changes),
+        }
+
+    def events(self) -> list[ev.Event]:
+        """What the coordinator's observers see, in the order the node emitted it."""
+        started = ev.Started(self.run, self.step, self.attempt, self.node, self.at)
+        return [*self.changes, started]
+
+
+def _changes_to_wire(changes: tuple[StateChanged, ...]) -> list[list[Any]]:
+    return [[c.old.value, c.new.value, c.timestamp] for c in changes]
 
 
 def is_step_event(message: Any) -> bool:
@@ -288,38 +357,30 @@ def is_step_event(message: Any) -> bool:
     return isinstance(message, dict) and "ev" in message
 
 
-def event_to_wire(event: ev.Event) -> dict[str, Any] | None:
-    """The node-side events a coordinator's observers must see (others stay local)."""
-    if isinstance(event, StateChanged):
-        return {
-            "ev": "state",
-            "run": event.run_id,
-            "step": event.step,
-            "old": event.old.value,
-            "new": event.new.value,
-            "at": event.timestamp,
-        }
-    if isinstance(event, ev.Started) and event.step is not None:
-        return {
-            "ev": "started",
-            "run": event.run_id,
-            "step": event.step,
-            "attempt": event.attempt,
-            "node": event.node,
-            "at": event.timestamp,
-        }
-    return None
+def step_events(message: Any) -> list[ev.Event]:
+    """The bus events a step event message stands for, in order.
 
-
-def event_from_wire(message: Any) -> ev.Event:
+    ``started`` is a ``StepStarted``; ``state`` (one ``StateChanged``) is what
+    nodes sent before transitions travelled inside ``started`` and results,
+    still accepted from them.
+    """
     f = _Fields(message, "step event")
     kind = f.text("ev")
+    if kind == StepStarted.EV:
+        run, step = f.text("run"), f.text("step")
+        started = StepStarted(
+            run,
+            step,
+            f.integer("attempt"),
+            f.text("node"),
+            f.number("at"),
+            f.changes("changes", run, step),
+        )
+        return started.events()
     if kind == "state":
-        return StateChanged(
-            f.text("step"), f.state("old"), f.state("new"), f.number("at"), f.text("run")
-        )
-    if kind == "started":
-        return ev.Started(
-            f.text("run"), f.text("step"), f.integer("attempt"), f.text("node"), f.number("at")
-        )
+        return [
+            StateChanged(
+                f.text("step"), f.state("old"), f.state("new"), f.number("at"), f.text("run")
+            )
+        ]
     raise ProtocolError(f"step event: unknown kind {kind!r}")

@@ -2,10 +2,16 @@
 
 A coordinator sends ``$system`` a ``RunStep``; the host looks the
 task up in this node's registry (never imports a name from the wire), binds a
-pooled ``NodeActor`` to it, and sends the node's state changes and its result
-back to the coordinator's ``$run/<run_id>`` mailbox (a ``StepOutcome``). A step that failed stays
-bound to its actor until the coordinator retries it (the same node goes
-Failed -> Running) or ends the run (``end_run``).
+pooled ``NodeActor`` to it, and sends two messages back to the coordinator's
+``$run/<run_id>`` mailbox: a ``StepStarted`` as the attempt starts and a
+``StepOutcome`` as it ends, each carrying the node's state changes before it.
+A step that failed stays bound to its actor until the coordinator retries it
+(the same node goes Failed -> Running) or ends the run (``end_run``).
+
+Requests are handled on the transport's I/O thread when nothing else waits
+for the dispatch thread (``Cluster.deliver_nowait``): this does no more than
+a registry look-up and two mailbox puts; the context is decoded by the node
+actor itself (``Start.decode``), on its own thread.
 
 Draining: after ``drain()`` starts, new steps are refused at once (an outcome
 ``refused`` with ``NodeDown``, so the coordinator re-places them) while
@@ -19,14 +25,22 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pykka
 
-from actors import NodeActor, NodePool, NodeState, NotifyingEvent, Start, StepResult
+from actors import (
+    NodeActor,
+    NodePool,
+    NodeState,
+    NotifyingEvent,
+    Start,
+    StateChanged,
+    StepResult,
+)
 from actors import events as ev
-from runtime.cluster._messages import CancelStep, EndRun, RunStep, StepOutcome, event_to_wire
+from runtime.cluster._messages import CancelStep, EndRun, RunStep, StepOutcome, StepStarted
 from runtime.cluster._paths import run_path
 from runtime.cluster._registry import Registry
 from runtime.cluster._wire import error_names, remote_error
@@ -50,16 +64,53 @@ class HostedSteps(Protocol):
 
 @dataclass(eq=False)
 class _Hosted:
-    ref: pykka.ActorRef[NodeActor]
-    cancel_event: NotifyingEvent
-    state: NodeState
-    inc: int
-    attempt: int  # the coordinator's attempt number, echoed in the result
+    """One step bound to a node actor here; its node's ``emit`` and ``report`` callbacks.
+
+    The node's transitions wait in ``changes`` (node thread only) and travel
+    inside the next message to the coordinator: ``Running`` with the
+    ``StepStarted``, the final one with the result. Two messages an attempt.
+    """
+
+    host: StepHost
     coordinator: str
+    run: str
+    key: str
+    inc: int
+    attempt: int  # the coordinator's attempt number, echoed in events and the result
+    cancel_event: NotifyingEvent
+    ref: pykka.ActorRef[NodeActor] | None = None
+    state: NodeState = NodeState.RUNNING
+    changes: list[StateChanged] = field(default_factory=list)
+
+    def emit(self, event: ev.Event) -> None:
+        if isinstance(event, StateChanged):
+            self.changes.append(event)
+        elif isinstance(event, ev.Started):
+            changes, self.changes = tuple(self.changes), []
+            self.host.send_started(
+                self,
+                StepStarted(self.run, self.key, self.attempt, event.node, event.timestamp, changes),
+            )
+
+    def report(self, result: StepResult) -> None:
+        changes, self.changes = tuple(self.changes), []
+        self.host.finished(self, result, changes)
+
+
+class _ContextDecoder:
+    """Decodes a remote step's context on its node's thread (``Start.decode``)."""
+
+    __slots__ = ("_what",)
+
+    def __init__(self, run_id: str, key: str) -> None:
+        self._what = f"run {run_id} step {key!r} context"
+
+    def __call__(self, data: Any) -> Any:
+        return decode_value(data, what=self._what)
 
 
 class StepHost:
-    """Runs remote steps on this node. Thread-safe (called from the dispatch thread)."""
+    """Runs remote steps on this node. Thread-safe (called from the I/O or dispatch thread)."""
 
     def __init__(
         self,
@@ -83,6 +134,7 @@ class StepHost:
     # -- requests from coordinators ----------------------------------------------------
 
     def run_step(self, coordinator: str, request: RunStep) -> None:
+        """Start one attempt; its context is decoded on the node's thread, not this one."""
         run_id, key, inc, attempt = request.run, request.step, request.incarnation, request.attempt
         if self._draining:
             # Refused before it ran: the coordinator places it on another node.
@@ -93,36 +145,37 @@ class StepHost:
             return
         try:
             fn = self._registry.task(request.task, node=self._node)
-            ctx = decode_value(request.context, what=f"run {run_id} step {key!r} context")
         except WorkflowError as exc:
             self._send_result(coordinator, run_id, key, inc, attempt, NodeState.FAILED, error=exc)
             return
+        start = Start(request.context, request.locks, _ContextDecoder(run_id, key))
         stale: _Hosted | None = None
         with self._lock:
             hosted = self._hosted.get((run_id, key))
-            reuse = hosted is not None and hosted.state is NodeState.FAILED and hosted.inc == inc
-            if not reuse:
+            if hosted is not None and hosted.state is NodeState.FAILED and hosted.inc == inc:
+                # A retry: the same node goes Failed -> Running.
+                hosted.state, hosted.attempt = NodeState.RUNNING, attempt
+                retried = hosted.ref
+            else:
                 # An older incarnation of this step (failed here, then retried
                 # elsewhere and now back) is replaced: free its actor below.
-                stale = hosted
-                cancel_event = NotifyingEvent()
-                ref = self._pool.acquire(
+                stale, retried = hosted, None
+                hosted = _Hosted(self, coordinator, run_id, key, inc, attempt, NotifyingEvent())
+                hosted.ref = self._pool.acquire(
                     key,
                     fn,
                     run_id=run_id,
-                    emit=self._forwarder(coordinator),
-                    report=self._reporter(coordinator, run_id, key, inc),
-                    cancel_event=cancel_event,
+                    emit=hosted.emit,
+                    report=hosted.report,
+                    cancel_event=hosted.cancel_event,
                     node=self._node,
+                    start=start,
                 )
-                hosted = _Hosted(ref, cancel_event, NodeState.RUNNING, inc, attempt, coordinator)
                 self._hosted[(run_id, key)] = hosted
-            assert hosted is not None
-            # On a retry the same node goes Failed -> Running (reuse above).
-            hosted.state, hosted.attempt = NodeState.RUNNING, attempt
         if stale is not None:
             self._free(stale)
-        hosted.ref.tell(Start(ctx, dict(request.locks)))
+        if retried is not None:
+            retried.tell(start)
         if self._observer is not None:
             self._observer.hosted_started(coordinator, key)
 
@@ -144,6 +197,8 @@ class StepHost:
     def _free(self, hosted: _Hosted) -> None:
         """Give up a node no longer in the table: stop it if its task runs, else pool it."""
         hosted.cancel_event.set()
+        if hosted.ref is None:
+            return
         if hosted.state is NodeState.RUNNING:
             hosted.ref.stop(block=False)  # after its task returns; never reused
         else:
@@ -189,69 +244,64 @@ class StepHost:
 
     # -- back to the coordinator ----------------------------------------------------------
 
-    def _forwarder(self, coordinator: str) -> Any:
-        def forward(event: ev.Event) -> None:
-            wire = event_to_wire(event)
-            if wire is None:
-                return
-            if "attempt" in wire:  # number attempts as the coordinator does
-                with self._lock:
-                    hosted = self._hosted.get((wire["run"], wire["step"]))
-                    wire["attempt"] = hosted.attempt if hosted is not None else wire["attempt"]
-            try:
-                self._transport.tell(Address(coordinator, run_path(wire["run"])), wire)
-            except (WorkflowError, RuntimeError) as exc:  # RuntimeError: transport closed
-                self._log.warning(
-                    "forward",
-                    "cannot forward %s to %s: %s",
-                    type(event).__name__,
-                    coordinator,
-                    exc,
-                    peer=coordinator,
-                )
-
-        return forward
+    def send_started(self, hosted: _Hosted, started: StepStarted) -> None:
+        """(Node thread) The attempt started: tell its coordinator (one message)."""
+        try:
+            self._transport.tell(
+                Address(hosted.coordinator, run_path(hosted.run)), started.encode()
+            )
+        except (WorkflowError, RuntimeError) as exc:  # RuntimeError: transport closed
+            self._log.warning(
+                "forward",
+                "cannot tell %s that step %s started: %s",
+                hosted.coordinator,
+                hosted.key,
+                exc,
+                peer=hosted.coordinator,
+            )
 
     def log_suppressed(self) -> dict[str, int]:
         """Its per-message log lines rate-limited to DEBUG, by ``reason@peer``."""
         return self._log.suppressed()
 
-    def _reporter(self, coordinator: str, run_id: str, key: str, inc: int) -> Any:
-        def report(result: StepResult) -> None:
-            attempt = 0
-            with self._lock:
-                hosted = self._hosted.get((run_id, key))
-                if hosted is not None and hosted.inc == inc:
-                    attempt = hosted.attempt
-                    hosted.state = result.state
-                    if result.state is not NodeState.FAILED:
-                        del self._hosted[(run_id, key)]
+    def finished(
+        self, hosted: _Hosted, result: StepResult, changes: tuple[StateChanged, ...]
+    ) -> None:
+        """(Node thread) The attempt ended: its result, with the transitions before it."""
+        key = (hosted.run, hosted.key)
+        with self._lock:
+            current = self._hosted.get(key) is hosted
+            attempt = hosted.attempt if current else 0  # a replaced node's result is stale
+            if current:
+                hosted.state = result.state
+                if result.state is not NodeState.FAILED:
+                    del self._hosted[key]
+                    if hosted.ref is not None:
                         self._pool.release(hosted.ref)
-                self._sending += 1  # a drain waits for this result to be on its way
-            if self._observer is not None:
-                seconds = max(0.0, result.finished_at - result.started_at)
-                self._observer.hosted_ended(coordinator, key, result.state, seconds)
-            try:
-                self._send_result(
-                    coordinator,
-                    run_id,
-                    key,
-                    inc,
-                    attempt,
-                    result.state,
-                    output=result.output,
-                    ctx=result.ctx,
-                    error=result.error,
-                    text=result.traceback,
-                    started=result.started_at,
-                    finished=result.finished_at,
-                )
-            finally:
-                with self._lock:
-                    self._sending -= 1
-                    self._lock.notify_all()
-
-        return report
+            self._sending += 1  # a drain waits for this result to be on its way
+        if self._observer is not None:
+            seconds = max(0.0, result.finished_at - result.started_at)
+            self._observer.hosted_ended(hosted.coordinator, hosted.key, result.state, seconds)
+        try:
+            self._send_result(
+                hosted.coordinator,
+                hosted.run,
+                hosted.key,
+                hosted.inc,
+                attempt,
+                result.state,
+                output=result.output,
+                ctx=result.ctx,
+                error=result.error,
+                text=result.traceback,
+                started=result.started_at,
+                finished=result.finished_at,
+                changes=changes,
+            )
+        finally:
+            with self._lock:
+                self._sending -= 1
+                self._lock.notify_all()
 
     def _send_result(
         self,
@@ -269,6 +319,7 @@ class StepHost:
         started: float = 0.0,
         finished: float = 0.0,
         refused: bool = False,
+        changes: tuple[StateChanged, ...] = (),
     ) -> None:
         payload = None
         if state is NodeState.COMPLETED:
@@ -290,6 +341,7 @@ class StepHost:
             started,
             finished,
             refused,
+            changes,
         )
         try:
             self._transport.tell(Address(coordinator, outcome.path), outcome.encode())

@@ -290,7 +290,9 @@ class AttemptTable:
                 ok=result.state is NodeState.COMPLETED,
                 duration=max(0.0, result.finished_at - result.started_at),
             )
-        attempt.call.on_result(dataclasses.replace(result, attempt=attempt.number))
+        if result.attempt != attempt.number:  # a local node numbers only its own attempts
+            result = dataclasses.replace(result, attempt=attempt.number)
+        attempt.call.on_result(result)
 
     def on_remote_report(self, message: StepOutcome) -> None:
         remote = self._placement.decode(message)

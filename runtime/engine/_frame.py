@@ -31,7 +31,8 @@ class Frame:
     outer_retries: tuple[Callable[[BaseException], bool], ...] = ()
 
     def child(self, *suffix: Any) -> Frame:
-        return dataclasses.replace(self, path=(*self.path, *suffix))
+        # dataclasses.replace at a third of the cost: once per step of a chain
+        return Frame(**{**self.__dict__, "path": (*self.path, *suffix)})
 
     def within(self, scope: CancelScope) -> Frame:
         return dataclasses.replace(self, scope=scope)

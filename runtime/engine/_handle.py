@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import threading
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -54,8 +53,13 @@ class StepLog:
 
     def update(self, step: str, **changes: Any) -> StepReport:
         with self._lock:
-            old = self._reports.get(step) or StepReport(step, NodeState.PENDING, node=self._node)
-            new = dataclasses.replace(old, **changes)
+            old = self._reports.get(step)
+            if old is None:
+                new = StepReport(
+                    **{"step": step, "state": NodeState.PENDING, "node": self._node, **changes}
+                )
+            else:  # dataclasses.replace at half the cost (twice a step)
+                new = StepReport(**{**old.__dict__, **changes})
             self._reports[step] = new
             return new
 

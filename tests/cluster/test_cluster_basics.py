@@ -262,6 +262,23 @@ def test_a_remote_temporary_error_is_retried_by_the_default_policy(
     assert [(e.attempts, e.final) for e in failed] == [(1, False), (2, False)]
     started = [e.attempt for e in recorded if isinstance(e, ev.Started) and e.step == "flaky"]
     assert started == [1, 2, 3]
+    # Each attempt's transitions travel inside the worker's two messages; observers see
+    # them in the order the node made them, and before what the coordinator says of it.
+    story = []
+    for e in recorded:
+        if getattr(e, "step", None) != "flaky":
+            continue
+        if isinstance(e, ev.StateChanged):
+            story.append(str(e.new))  # from Pending, or Failed when retried on the same node
+        elif isinstance(e, ev.Started | ev.Retrying):
+            story.append(f"{type(e).__name__} {e.attempt}")
+        elif isinstance(e, ev.Failed | ev.Completed):
+            story.append(f"{type(e).__name__} {e.attempts}")
+    assert story == [
+        *("Running", "Started 1", "Failed", "Failed 1", "Retrying 2"),
+        *("Running", "Started 2", "Failed", "Failed 2", "Retrying 3"),
+        *("Running", "Started 3", "Completed", "Completed 3"),
+    ]
 
 
 @pytest.mark.timeout(60)

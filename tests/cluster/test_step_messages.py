@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from runtime import ActorSystem, Address, NodeState, RemoteError, task
+from runtime import events as ev
 from runtime.cluster import (
     SYSTEM_PATH,
     CancelStep,
@@ -17,6 +18,7 @@ from runtime.cluster import (
     StepOutcome,
     run_path,
 )
+from runtime.cluster._messages import StepStarted, step_events
 from runtime.cluster._wire import error_names
 from tests.support import gate, wait_until
 from transport import ProtocolError, pack, unpack
@@ -67,6 +69,7 @@ def test_the_wire_format_is_the_one_the_untyped_dicts_had() -> None:
         "error": None,
         "mro": [],
         "refused": False,
+        "changes": [],
     }
     assert done.path == run_path("r1") == "$run/r1"
 
@@ -128,6 +131,64 @@ def test_a_run_step_missing_a_field_names_it(field: str) -> None:
 def test_a_malformed_step_outcome_names_the_bad_field(change: dict[str, Any], field: str) -> None:
     with pytest.raises(ProtocolError, match=f"field '{field}'"):
         StepOutcome.decode({**OUTCOME.encode(), **change}, run="r1", sender="w1")
+
+
+RUNNING = ev.StateChanged("fetch", NodeState.PENDING, NodeState.RUNNING, 10.0, "r1")
+DONE = ev.StateChanged("fetch", NodeState.RUNNING, NodeState.COMPLETED, 11.5, "r1")
+
+
+def test_a_started_event_carries_the_transition_before_it_and_decodes_to_both_in_order() -> None:
+    started = StepStarted("r1", "fetch", 2, "w1", 10.25, (RUNNING,))
+    assert started.encode() == {
+        "ev": "started",
+        "run": "r1",
+        "step": "fetch",
+        "attempt": 2,
+        "node": "w1",
+        "at": 10.25,
+        "changes": [["Pending", "Running", 10.0]],
+    }
+    assert step_events(unpack(pack(started.encode()))) == [
+        RUNNING,
+        ev.Started("r1", "fetch", 2, "w1", 10.25),
+    ]
+
+
+def test_a_result_carries_the_final_transition_and_round_trips() -> None:
+    done = StepOutcome("r1", "fetch", 3, 2, NodeState.COMPLETED, b"\x92\xc0\x80", changes=(DONE,))
+    assert done.encode()["changes"] == [["Running", "Completed", 11.5]]
+    assert StepOutcome.decode(unpack(pack(done.encode())), run="r1", sender="w1") == done
+
+
+def test_the_older_forms_are_still_accepted() -> None:
+    # Nodes that sent each transition as its own ``state`` event, and no ``changes``.
+    state = {"ev": "state", "run": "r1", "step": "fetch", "old": "Running", "new": "Completed"}
+    assert step_events({**state, "at": 11.5}) == [DONE]
+    started = StepStarted("r1", "fetch", 1, "w1", 10.25).encode()
+    del started["changes"]
+    assert step_events(started) == [ev.Started("r1", "fetch", 1, "w1", 10.25)]
+    result = OUTCOME.encode()
+    del result["changes"]
+    assert StepOutcome.decode(result, run="r1", sender="w1").changes == ()
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        "Running",
+        [["Pending", "Running"]],  # no time
+        [["Pending", "Sleeping", 1.0]],  # no state
+        [["Pending", "Running", "now"]],
+        [["Pending", "Running", True]],
+    ],
+)
+def test_malformed_changes_are_refused_naming_the_field(changes: Any) -> None:
+    started = {**StepStarted("r1", "fetch", 1, "w1", 10.25).encode(), "changes": changes}
+    with pytest.raises(ProtocolError, match="step event: field 'changes'"):
+        step_events(started)
+    result = {**OUTCOME.encode(), "changes": changes}
+    with pytest.raises(ProtocolError, match="field 'changes'"):
+        StepOutcome.decode(result, run="r1", sender="w1")
 
 
 def test_only_maps_decode() -> None:
