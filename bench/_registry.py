@@ -23,6 +23,7 @@ FAMILY_MODULES: tuple[str, ...] = (
     "bench._submit",
     "bench._actors_remote",
     "bench._membership",
+    "bench._postgres",
     "bench._isolation",
 )
 

@@ -156,6 +156,9 @@ def node_command(
     drain_timeout: float = 10.0,
     metrics: str | None = None,
     db: str | os.PathLike[str] | None = None,
+    adopt: bool = False,
+    lease: float | None = None,
+    adopt_interval: float | None = None,
 ) -> list[str]:
     """The argv that runs ``actorflow node`` with this interpreter (for ``subprocess``).
 
@@ -177,4 +180,10 @@ def node_command(
         command += ["--metrics", metrics]
     if db is not None:
         command += ["--db", os.fspath(db)]
+    if adopt:
+        command.append("--adopt")
+    if lease is not None:
+        command += ["--lease", str(lease)]
+    if adopt_interval is not None:
+        command += ["--adopt-interval", str(adopt_interval)]
     return [*command, "--drain-timeout", str(drain_timeout)]

@@ -43,6 +43,7 @@ from runtime.engine import (
     pause_run,
 )
 from runtime.store import (
+    Checkpoint,
     CheckpointStore,
     Replay,
     RunRecorder,
@@ -79,6 +80,17 @@ class RunSettings:
     )
 
 
+@dataclass(frozen=True)
+class Resumable:
+    """A stored run read back and checked, ready to continue once claimed."""
+
+    checkpoint: Checkpoint
+    workflow: Workflow[Any, Any]
+    replay: Replay
+    ctx: Any
+    options: RunOptions
+
+
 class Runs:
     """Every run one system started or resumed, and the store their checkpoints go to.
 
@@ -95,13 +107,14 @@ class Runs:
         store: CheckpointStore | None,
         settings: RunSettings,
         links: RunLinks,
+        own_store: bool = False,
     ) -> None:
         self._node_name = node_name
         self._clock = clock
         self._events = events
         self._nodes = nodes
         self._store = store
-        self._own_store = False
+        self._own_store = own_store  # opened by the system from a URL or path: closed here
         self.settings = settings
         self._links = links
         self.workflows: dict[str, Workflow[Any, Any]] = {}
@@ -110,6 +123,7 @@ class Runs:
         self._handles: dict[str, RunHandle[Any]] = {}
         self._finished: dict[str, None] = {}  # ids of finished runs, oldest first
         self._coordinators: dict[str, pykka.ActorRef[RunCoordinator]] = {}
+        self._recorded: set[str] = set()  # runs started or resumed here that checkpoint
         self.waiting = WaitingAttempts()  # attempts queued under max_running_steps, all runs
         # Metrics hooks: (run id, workflow name) before a run's first event; store write seconds.
         self.on_start: Callable[[str, str], None] | None = None
@@ -121,6 +135,49 @@ class Runs:
         if self._store is None:
             self._store = SQLiteStore(clock=self._clock)
             self._own_store = True
+        return self._store
+
+    @property
+    def closed(self) -> bool:
+        """Closed to new runs (the system is shutting down)."""
+        return self._closed
+
+    def live_run_ids(self) -> set[str]:
+        """Ids of the runs coordinated here that have not finished."""
+        with self._lock:
+            return {run_id for run_id, handle in self._handles.items() if not handle.done()}
+
+    def hand_off(self) -> list[str]:
+        """Give each live checkpointed run back to the store, for another member to adopt.
+
+        For a member of a group sharing a store, on its way out: the run's
+        epoch is bumped (this coordinator's next write is refused, so it stops
+        without recording an end) and its lease released, so an adopter claims
+        it at its next scan instead of after a lease. Returns the ids handed off.
+        """
+        with self._lock:
+            recorded = [
+                run_id
+                for run_id, handle in self._handles.items()
+                if not handle.done() and run_id in self._recorded
+            ]
+        handed = []
+        for run_id in recorded:
+            try:  # not forced: a run another member took meanwhile stays theirs (RunBusy)
+                epoch = self.store.claim(run_id, owner=self.settings.owner, lease=0.001)
+                self.store.release(run_id, epoch=epoch)
+            except PersistenceError as exc:
+                log.warning(
+                    "run %s: not handed off (it will be adopted after its lease): %s", run_id, exc
+                )
+                continue
+            handed.append(run_id)
+            log.info("run %s: handed off for another member to adopt", run_id)
+        return handed
+
+    @property
+    def opened_store(self) -> CheckpointStore | None:
+        """The store if it is open already (given, or opened by a first checkpoint)."""
         return self._store
 
     def _check_open(self, what: str) -> None:
@@ -210,6 +267,10 @@ class Runs:
                 pause=lambda paused: self._pause(run_id, paused),
             )
             self._handles[run_id] = handle
+            if recorder is not None:
+                self._recorded.add(run_id)
+            else:
+                self._recorded.discard(run_id)
             spec = RunSpec(
                 run_id,
                 workflow,
@@ -275,6 +336,15 @@ class Runs:
         observers: Iterable[WorkflowObserver] = (),
     ) -> RunHandle[Any]:
         self._check_open("resume a run")
+        prepared = self.resumable(run_id, workflow, structure_force)  # before claiming
+        self._check_not_running(run_id)
+        epoch = self._claim_for_resume(run_id, claim_force)
+        return self.resume_claimed(prepared, epoch, observers)
+
+    def resumable(
+        self, run_id: str, workflow: Workflow[Any, Any] | None, structure_force: bool
+    ) -> Resumable:
+        """Everything a resume needs, read and checked (PersistenceError if it cannot be)."""
         checkpoint = self.store.load(run_id)
         if checkpoint.state == str(NodeState.COMPLETED):
             # Nothing left to do, and a resume would overwrite its recorded outcome.
@@ -298,22 +368,30 @@ class Runs:
         ctx = decode_value(checkpoint.context, what=f"run {run_id} context")
         defaults = RunOptions(self.settings.checkpoint, self.settings.max_running_steps)
         options = RunOptions.from_record(run_id, checkpoint.settings, defaults=defaults)
-        self._check_not_running(run_id)
-        epoch = self._claim_for_resume(run_id, claim_force)
+        return Resumable(checkpoint, workflow, replay, ctx, options)
+
+    def resume_claimed(
+        self, prepared: Resumable, epoch: int, observers: Iterable[WorkflowObserver] = ()
+    ) -> RunHandle[Any]:
+        """Continue a run this system holds at ``epoch``, with the run's recorded settings."""
+        checkpoint, workflow = prepared.checkpoint, prepared.workflow
+        run_id = checkpoint.run_id
         recorder = self._recorder(
             run_id,
             workflow,
             epoch,
-            options,
+            prepared.options,
             initial=checkpoint.context,
             created_at=checkpoint.created_at,
-            records=replay.records,
+            records=prepared.replay.records,
         )
         # The header is written once; a run resumed under a changed workflow rewrites it,
         # and so does one recorded without settings (they are recorded from now on).
         changed = workflow.fingerprint() != checkpoint.fingerprint
         recorder.rewrite_header = changed or not checkpoint.settings
-        return self._start_recorded(run_id, workflow, ctx, observers, recorder, replay, options)
+        return self._start_recorded(
+            run_id, workflow, prepared.ctx, observers, recorder, prepared.replay, prepared.options
+        )
 
     def _claim_for_resume(self, run_id: str, force: bool) -> int:
         try:
@@ -331,34 +409,6 @@ class Runs:
             # let both win, each fencing the other off after both ran the step in flight.
             self.store.release(run_id, epoch=summary.epoch)
             return self.store.claim(run_id, owner=self.settings.owner, lease=self.settings.lease)
-
-    def recover(self) -> list[RunHandle[Any]]:
-        handles = []
-        now = self._clock.wall()
-        for summary in self.store.list():
-            if summary.state not in (str(NodeState.RUNNING), str(NodeState.PENDING)):
-                continue
-            lease_live = summary.lease_until is not None and summary.lease_until > now
-            if lease_live and not owner_is_dead(summary.owner):
-                continue
-            if summary.workflow not in self.workflows:
-                log.warning(
-                    "run %s: cannot recover, workflow %r is not registered",
-                    summary.run_id,
-                    summary.workflow,
-                )
-                continue
-            # Not a forced claim: two processes recovering at once must not both take the
-            # run (the owner is gone, so an unforced claim succeeds for the first of them).
-            try:
-                handles.append(
-                    self.resume(summary.run_id, None, claim_force=False, structure_force=False)
-                )
-            except RunBusy:
-                log.info("run %s: another process recovered it first", summary.run_id)
-            except PersistenceError as exc:
-                log.error("run %s: not recovered: %s", summary.run_id, exc)
-        return handles
 
     # -- looking and steering ----------------------------------------------------------
 

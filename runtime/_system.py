@@ -25,6 +25,7 @@ from actors import (
     RealClock,
     WorkflowObserver,
 )
+from runtime._adoption import Adopter, recover_runs
 from runtime._death_watch import DeathWatch
 from runtime._hosting import ActorHost
 from runtime._links import SystemLinks
@@ -41,13 +42,18 @@ from runtime.cluster import (
     Lock,
     LockClient,
     Registry,
+    StoreLockClient,
 )
 from runtime.engine import RunHandle
 from runtime.store import (
     FINISHED_STATES,
+    AdoptingStore,
     CheckpointStore,
+    PostgresStore,
     RunSummary,
+    StoreSpec,
     new_owner_id,
+    open_store,
 )
 from runtime.workflow import CheckpointStrategy, Workflow, tasks_of
 from transport import NodeDown, TransportSettings, load_security
@@ -86,13 +92,18 @@ class ActorSystem(ActorHosting):
         name: this node's name (the first part of every address it hosts).
         clock: time source for backoffs, timeouts, leases and intensity windows
             (``ManualClock`` in tests); a ``RealClock`` by default.
-        store: where checkpoints go. Default: a ``SQLiteStore`` at
-            ``./.actorflow/state.db``, opened only when a run first checkpoints.
+        store: where checkpoints go: a store, a ``postgresql://`` URL (a
+            ``PostgresStore``, shared by hosts) or a SQLite file path. Default: a
+            ``SQLiteStore`` at ``./.actorflow/state.db``, opened only when a run
+            first checkpoints. A store given by URL or path is closed on shutdown.
         checkpoint: the default strategy of every run (``NONE`` unless set);
             ``wf.checkpoint(strategy)`` overrides it for part of a workflow.
         workflows: workflows that ``resume`` and ``recover`` may look up by name.
         recover: on start, resume every unfinished run in the store whose owner
             is gone (its lease expired, or its process on this host is dead).
+            With a store shared by hosts (PostgreSQL) the system keeps adopting
+            such runs every ``adopt_interval`` seconds (see ``runtime._adoption``).
+        adopt_interval: seconds between adoption scans (default: a quarter of ``lease``).
         lease: seconds a run's ownership lasts without renewal (renewed every third).
         listen: ZeroMQ endpoint this node binds (``tcp://127.0.0.1:0`` picks a port);
             with ``listen`` or ``join`` the system is a cluster member.
@@ -108,7 +119,8 @@ class ActorSystem(ActorHosting):
         transport: timing and bounds of the transport (heartbeats, failure detector).
         locks_on: the node whose ``LockManager`` serves ``lock()`` and
             ``wf.locked()``; this node when omitted. Every member of a cluster
-            should name the same node.
+            should name the same node. Omitted with a PostgreSQL store, the
+            locks live in the store (``runtime.cluster._store_locks``).
         max_running_steps: how many step attempts of one run may be in flight
             at once (here or on workers); the rest wait, in the order they
             became ready. Bounds threads and load under a wide ``parallel``.
@@ -132,7 +144,7 @@ class ActorSystem(ActorHosting):
         name: str = "local",
         *,
         clock: Clock | None = None,
-        store: CheckpointStore | None = None,
+        store: StoreSpec | None = None,
         checkpoint: CheckpointStrategy = CheckpointStrategy.NONE,
         workflows: Iterable[Workflow[Any, Any]] = (),
         recover: bool = False,
@@ -147,6 +159,7 @@ class ActorSystem(ActorHosting):
         max_running_steps: int | None = 256,
         keep_finished: int = 1000,
         metrics: str | None = None,
+        adopt_interval: float | None = None,
         setup: Callable[[ActorSystem], None] | None = None,
     ) -> None:
         _check_options(name, checkpoint, lease, max_running_steps)
@@ -159,6 +172,8 @@ class ActorSystem(ActorHosting):
         self.name = name
         self._own_clock = clock is None
         self.clock: Clock = clock if clock is not None else RealClock(f"actorflow-clock-{name}")
+        # A URL or path is opened first: a bad one fails here, before any thread starts.
+        opened = None if store is None else open_store(store, clock=self.clock)
         self.events = EventBus(f"actorflow-events-{name}")
         self.nodes = NodePool(self.clock)
         self.owner = new_owner_id()
@@ -171,7 +186,8 @@ class ActorSystem(ActorHosting):
             clock=self.clock,
             events=self.events,
             nodes=self.nodes,
-            store=store,
+            store=opened,
+            own_store=opened is not store,
             settings=RunSettings(
                 owner=self.owner,
                 lease=self.lease,
@@ -194,8 +210,11 @@ class ActorSystem(ActorHosting):
         self._death_watch = DeathWatch(self, self._watches)
         self._singletons = Singletons(self)
         self.locks_on = locks_on or name
+        self._locks_in_store = locks_on is None  # with a PostgreSQL store
+        self._store_locks: StoreLockClient | None = None
         self._lock_manager: pykka.ActorRef[LockManager] | None = None
         self._metrics: Metrics | None = None
+        self._adopter: Adopter | None = None
         try:
             if metrics is not None:
                 self._start_metrics(metrics)
@@ -212,6 +231,9 @@ class ActorSystem(ActorHosting):
                 self._start_cluster(settings, join, join_timeout)
             if recover:
                 self.recover()
+            if recover and isinstance(self.store, AdoptingStore):
+                interval = adopt_interval if adopt_interval is not None else self.lease / 4
+                self._adopter = Adopter(self._runs, interval=interval, name=name)
         except BaseException:
             self.shutdown()  # a constructor that fails leaves no thread behind
             raise
@@ -286,6 +308,13 @@ class ActorSystem(ActorHosting):
             return self._lock_manager
 
     def _lock_client(self) -> LockClient:
+        store = self._runs.opened_store
+        if self._locks_in_store and isinstance(store, PostgresStore):
+            with self._lock:
+                self._check_open("lock")
+                if self._store_locks is None:
+                    self._store_locks = StoreLockClient(store)
+                return self._store_locks
         if self.locks_on == self.name:
             return LockClient(local=self._local_lock_manager, node=self.name, transport=None)
         if self.cluster is None:
@@ -293,7 +322,7 @@ class ActorSystem(ActorHosting):
         return LockClient(local=None, node=self.locks_on, transport=self.cluster.transport)
 
     def lock(self, name: str, *, lease: float = 30.0) -> Lock:
-        """A handle on the distributed lock ``name`` (served on ``locks_on``).
+        """A handle on the distributed lock ``name`` (in a PostgreSQL store, or on ``locks_on``).
 
         ``with system.lock("db", lease=10) as held: ... held.token`` holds it
         while the block runs; pass ``held.token`` to the resource you protect
@@ -386,7 +415,7 @@ class ActorSystem(ActorHosting):
         workflow's structure changed, is skipped with an error in the log: it
         is never restarted from scratch; fix it and ``resume`` it by hand.
         """
-        return self._runs.recover()
+        return recover_runs(self._runs, self.clock.wall())
 
     def runs(self) -> list[RunSummary]:
         """Every run this system knows: those in the store, then live unrecorded ones."""
@@ -465,12 +494,19 @@ class ActorSystem(ActorHosting):
         return self.cluster.leave(drain_timeout)
 
     def shutdown(self, timeout: float = 5.0) -> None:
-        """Cancel running runs, stop every actor (last spawned first), stop the threads."""
+        """Cancel running runs, stop every actor (last spawned first), stop the threads.
+
+        A member adopting runs from a shared store (``recover=True``, PostgreSQL)
+        hands its checkpointed runs off instead: another member continues them.
+        """
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             actors = list(reversed(self._actors.values()))
+        if self._adopter is not None:  # one of a group sharing a store: others continue its runs
+            self._adopter.stop(timeout)
+            self._runs.hand_off()
         self._runs.close_to_new_runs("actor system shutting down")
         self._singletons.close()
         for ref in actors:
@@ -479,6 +515,8 @@ class ActorSystem(ActorHosting):
             except pykka.Timeout:
                 log.error("actor %s did not stop within %.1fs", ref, timeout)
         self._runs.wait_all(timeout)
+        if self._store_locks is not None:
+            self._store_locks.close()
         self.nodes.close(timeout)
         if self.cluster is not None:
             self.cluster.close(timeout)

@@ -6,12 +6,40 @@ Helpers that are not fixtures (``wait_until``, ``EventRecorder``, ``gate``,
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import pytest
 
+from examples.embedded_postgres import EmbeddedPostgres
 from runtime import ActorSystem, ManualClock
 from tests.support import EventRecorder
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[EmbeddedPostgres]:
+    """One PostgreSQL server for the whole test session (started on first use, then shared).
+
+    Tests keep apart by schema (``postgres_url`` + ``PostgresStore(schema=...)``);
+    the server is stopped and its folder deleted when the session ends.
+    """
+    server = EmbeddedPostgres(prefix="actorflow-test-pg-")
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: EmbeddedPostgres) -> str:
+    """The shared server's URL (use a fresh ``postgres_schema`` to start empty)."""
+    return postgres_server.url
+
+
+@pytest.fixture
+def postgres_schema() -> str:
+    """A schema name of this test's own: its tables start empty."""
+    return f"t_{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ happen, and no poll sleeps past its deadline.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -115,11 +116,17 @@ def gate() -> tuple[threading.Event, Callable[[Any], Any]]:
     return release, blocked
 
 
-def actorflow(*args: str, timeout: float = 50) -> subprocess.CompletedProcess[str]:
-    """Run the ``actorflow`` CLI in a fresh interpreter, as a user would (bounded)."""
+def actorflow(
+    *args: str, timeout: float = 50, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the ``actorflow`` CLI in a fresh interpreter, as a user would (bounded).
+
+    ``env``: variables set for it on top of this process's environment.
+    """
     return subprocess.run(
         [sys.executable, "-m", "runtime._cli", *args],
         cwd=ROOT,
+        env={**os.environ, **env} if env is not None else None,
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -12,12 +12,20 @@ from pathlib import Path
 from typing import Any
 
 from actors import PersistenceError
-from runtime.store import DEFAULT_PATH, SQLiteStore
+from runtime.store import (
+    DEFAULT_PATH,
+    PostgresStore,
+    SQLiteStore,
+    is_postgres_url,
+    redact_url,
+)
 
 __all__ = [
     "UsageError",
     "add_db_option",
     "add_json_option",
+    "db_location",
+    "db_name",
     "format_duration",
     "format_time",
     "is_json_value",
@@ -31,12 +39,25 @@ class UsageError(Exception):
     """Bad usage found after parsing: ``main`` reports it as argparse does (exit 2)."""
 
 
-def add_db_option(parser: argparse.ArgumentParser) -> None:
+def db_location(text: str) -> Path | str:
+    """``--db``: a ``postgresql://`` URL is kept as it is; anything else is a SQLite path."""
+    return text if is_postgres_url(text) else Path(text)
+
+
+def db_name(db: Path | str) -> str:
+    """``--db`` as printed: a URL without its password."""
+    return redact_url(db) if isinstance(db, str) else os.fspath(db)
+
+
+def add_db_option(parser: argparse.ArgumentParser, *, default: bool = True) -> None:
+    env = os.environ.get("ACTORFLOW_DB")
+    fallback = env or (str(DEFAULT_PATH) if default else None)
     parser.add_argument(
         "--db",
-        type=Path,
-        default=Path(os.environ.get("ACTORFLOW_DB", DEFAULT_PATH)),
-        help=f"checkpoint database (default: $ACTORFLOW_DB or {DEFAULT_PATH})",
+        type=db_location,
+        default=db_location(fallback) if fallback else None,
+        help="checkpoint database: a SQLite file or a postgresql:// URL "
+        f"(default: $ACTORFLOW_DB{f' or {DEFAULT_PATH}' if default else ''})",
     )
 
 
@@ -48,11 +69,13 @@ def add_json_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def open_store(path: Path) -> SQLiteStore:
-    """Open an existing store; reading must never create an empty database."""
-    if not path.is_file():
-        raise PersistenceError(f"no checkpoint database at {path} (use --db PATH)")
-    return SQLiteStore(path)
+def open_store(db: Path | str) -> SQLiteStore | PostgresStore:
+    """Open an existing store; reading must never create an empty SQLite file."""
+    if isinstance(db, str):
+        return PostgresStore(db)
+    if not db.is_file():
+        raise PersistenceError(f"no checkpoint database at {db} (use --db PATH or a URL)")
+    return SQLiteStore(db)
 
 
 def format_time(timestamp: float | None) -> str:

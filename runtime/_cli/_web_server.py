@@ -35,10 +35,11 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from actors import PersistenceError
 from runtime._cli import _web_html as web_html
+from runtime._cli._common import db_name, open_store
 from runtime._cli._web_graph import GraphRenderer
 from runtime._cli.runs import run_json
 from runtime._cli.show import checkpoint_json
-from runtime.store import Checkpoint, RunSummary, SQLiteStore
+from runtime.store import Checkpoint, PostgresStore, RunSummary, SQLiteStore
 
 __all__ = ["Controller", "WebConfig", "WebServer"]
 
@@ -53,7 +54,7 @@ _NOTICES = 100
 
 @dataclass(frozen=True)
 class WebConfig:
-    db: Path
+    db: Path | str  # a SQLite file or a postgresql:// URL
     graphs: GraphRenderer
     controller: Controller | None = None  # None: read-only
     allow_remote: bool = False
@@ -166,7 +167,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _runs_page(self) -> None:
         fragments = web_html.runs_fragments(self._summaries(), time.time())
-        body = web_html.runs_body(str(self.server.config.db), fragments)
+        body = web_html.runs_body(db_name(self.server.config.db), fragments)
         self._html(web_html.page("actorflow runs", body, api="/api/runs", nonce=self._nonce()))
 
     def _runs_json(self) -> None:
@@ -196,11 +197,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- the store -------------------------------------------------------------------------
 
-    def _open(self) -> SQLiteStore:
-        db = self.server.config.db
-        if not db.is_file():
-            raise PersistenceError(f"no checkpoint database at {db}")
-        return SQLiteStore(db)
+    def _open(self) -> SQLiteStore | PostgresStore:
+        return open_store(self.server.config.db)
 
     def _summaries(self) -> list[RunSummary]:
         with self._open() as store:

@@ -25,21 +25,25 @@ context from the JSON a client sent. ``--metrics HOST:PORT`` serves Prometheus
 metrics at ``http://HOST:PORT/metrics`` (needs the ``metrics`` extra; it binds
 the address given, without authentication). Prints ``node NAME up at ADDRESS``
 once listening (and ``metrics at URL`` with ``--metrics``).
+
+``--db`` may also be a ``postgresql://`` URL, a store shared by hosts.
+``--adopt`` (with a PostgreSQL store) makes the node a coordinator-capable
+member: every ``--adopt-interval`` seconds it takes over the runs whose
+owner's lease (``--lease``) expired and continues them.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-from runtime._cli._common import UsageError
+from runtime._cli._common import UsageError, add_db_option
 from runtime._cli._connect import check_security
 from runtime._cli.resume import import_app, load_workflows
 from runtime._daemon import serve
 from runtime._system import ActorSystem
-from runtime.store import DEFAULT_PATH, SQLiteStore
+from runtime.store import DEFAULT_PATH
 from runtime.workflow import CheckpointStrategy
 from transport import TransportSettings
 
@@ -84,16 +88,29 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="module whose workflows() tasks this node may run (repeatable)",
     )
     parser.add_argument(
-        "--db",
-        type=Path,
-        default=None,
-        help="checkpoint database of the runs this node coordinates "
-        "(default: $ACTORFLOW_DB or .actorflow/state.db)",
-    )
-    parser.add_argument(
         "--metrics",
         metavar="HOST:PORT",
         help="serve Prometheus metrics here, e.g. 127.0.0.1:9464 (needs actorflow[metrics])",
+    )
+    add_db_option(parser, default=False)  # None: the default SQLite file, opened on first use
+    parser.add_argument(
+        "--adopt",
+        action="store_true",
+        help="take over runs whose owner's lease expired (needs --db postgresql://...)",
+    )
+    parser.add_argument(
+        "--lease",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long this node's claim on a run lasts without renewal (10)",
+    )
+    parser.add_argument(
+        "--adopt-interval",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="seconds between adoption scans (default: a quarter of --lease)",
     )
     parser.add_argument(
         "--switch-interval",
@@ -122,13 +139,14 @@ def run(args: argparse.Namespace) -> int:
     if not args.listen and not args.join:
         raise UsageError("give --listen, --join or both")
     check_security(args.keys, args.plaintext, listen=args.listen, seeds=args.join)
+    if args.adopt and not isinstance(args.db, str):
+        raise UsageError("--adopt needs a store shared by hosts: --db postgresql://...")
     # CPU-bound steps hold the GIL; with Python's default 5 ms switch interval every
     # ZeroMQ call of the I/O thread can wait that long, so events and heartbeats lag
     # by hundreds of ms. A member process favours its I/O thread (measured: an event
     # delayed ~200 ms at 5 ms arrives at once at 1 ms).
     sys.setswitchinterval(args.switch_interval)
     flows = [wf for module in args.app for wf in load_workflows(module)]
-    db = args.db or os.environ.get("ACTORFLOW_DB")
     system = ActorSystem(
         args.name,
         listen=args.listen,
@@ -139,15 +157,19 @@ def run(args: argparse.Namespace) -> int:
         transport=TransportSettings(keys_poll_interval=args.keys_poll),
         workflows=flows,
         metrics=args.metrics,
-        store=SQLiteStore(db) if db else None,
+        store=args.db,  # a SQLite path or a postgresql:// URL; None: the default file
         checkpoint=CheckpointStrategy.AFTER_EACH_STEP,  # the runs clients hand it
+        recover=args.adopt,
+        lease=args.lease,
+        adopt_interval=args.adopt_interval,
         setup=lambda node: _register_apps(node, args.app),  # before the first hello
     )
     # The runs it coordinated before a crash (kill -9, power loss) and whose owner is gone:
     # it continues them, so a submitted run outlives its node's process. After the apps'
     # register(system), which may register workflows too. A node whose store does not
     # exist yet (a worker that never coordinated) has nothing to resume: none is created.
-    if Path(db or DEFAULT_PATH).exists():
+    # With a postgresql:// store, adoption (--adopt) is how runs move between members.
+    if not isinstance(args.db, str) and Path(args.db or DEFAULT_PATH).exists():
         system.recover()
 
     def ready(node: ActorSystem) -> None:

@@ -11,10 +11,9 @@ Durations: seconds, or a number with s, m, h or d.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
-from runtime._cli._common import add_db_option, open_store
+from runtime._cli._common import add_db_option, db_name, open_store
 from runtime.store import FINISHED_STATES, new_owner_id, parse_duration, prune_runs
 
 HELP = "forget finished runs older than a cut-off"
@@ -56,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
             dry_run=args.dry_run,
         )
     verb = "would prune" if args.dry_run else "pruned"
-    print(f"{verb} {len(pruned)} run(s) from {os.fspath(args.db)}")
+    print(f"{verb} {len(pruned)} run(s) from {db_name(args.db)}")
     for run_id in pruned:
         print(f"  {run_id}")
     return 0

@@ -16,6 +16,7 @@ from typing import Any
 from runtime._cli._common import (
     add_db_option,
     add_json_option,
+    db_name,
     format_time,
     iso_time,
     open_store,
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         print_json([run_json(s) for s in summaries])
         return 0
     if not summaries:
-        print(f"no runs recorded in {args.db}")
+        print(f"no runs recorded in {db_name(args.db)}")
         return 0
     print(
         f"{'RUN':<14} {'WORKFLOW':<24} {'STATE':<10} {'DONE/REC':>8} {'EPOCH':>5}  "

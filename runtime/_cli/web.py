@@ -27,7 +27,7 @@ import ipaddress
 import sys
 from typing import Any
 
-from runtime._cli._common import UsageError, add_db_option, open_store
+from runtime._cli._common import UsageError, add_db_option, db_name, open_store
 from runtime._cli._connect import add_client_options, check_security
 from runtime._cli._web_graph import GraphRenderer
 from runtime._cli._web_server import Controller, WebConfig, WebServer
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     )
     with WebServer((host, port), config) as server:
         mode = "with pause/unpause/cancel" if controller else "read-only"
-        print(f"serving {args.db} at {server.url} ({mode}); Ctrl-C stops", flush=True)
+        print(f"serving {db_name(args.db)} at {server.url} ({mode}); Ctrl-C stops", flush=True)
         try:
             server.serve_forever()
         except KeyboardInterrupt:

@@ -12,6 +12,7 @@ from runtime.cluster._messages import CancelStep, EndRun, NodeLost, RunStep, Ste
 from runtime.cluster._paths import ACTORS_PATH, LOCKS_PATH, RUN_PREFIX, SYSTEM_PATH, run_path
 from runtime.cluster._refs import Ref
 from runtime.cluster._registry import ACTORS, Registry
+from runtime.cluster._store_locks import StoreLockClient
 from runtime.cluster._wire import require
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "Registry",
     "RunStep",
     "StepOutcome",
+    "StoreLockClient",
     "Unplaceable",
     "require",
     "run_path",

@@ -14,7 +14,12 @@ from runtime.store._codec import (
     register_persistable,
 )
 from runtime.store._memory import MemoryStore
+from runtime.store._open import StoreSpec, open_store
+from runtime.store._postgres import PostgresStore
+from runtime.store._postgres_db import is_postgres_url, redact_url
+from runtime.store._postgres_locks import StoreLocks
 from runtime.store._protocol import (
+    AdoptingStore,
     Checkpoint,
     CheckpointStore,
     Outcome,
@@ -39,25 +44,32 @@ __all__ = [
     "ActorLease",
     "ActorSnapshot",
     "ActorStateStore",
+    "AdoptingStore",
     "Checkpoint",
     "CheckpointStore",
     "MemoryStore",
     "Outcome",
     "Persistable",
     "PersistableRegistry",
+    "PostgresStore",
     "Replay",
     "RunHeader",
     "RunRecorder",
     "RunSummary",
     "SQLiteStore",
     "StepRecord",
+    "StoreLocks",
+    "StoreSpec",
     "StoreStats",
     "decode_value",
     "encode_value",
+    "is_postgres_url",
     "new_owner_id",
+    "open_store",
     "owner_is_dead",
     "parse_duration",
     "prune_runs",
+    "redact_url",
     "register_persistable",
     "replay_from",
     "stored_output",

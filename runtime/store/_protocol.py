@@ -43,7 +43,7 @@ subclasses ``StaleEpoch`` / ``RunBusy``) for storage failures, and
 from __future__ import annotations
 
 import builtins
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol, runtime_checkable
 
@@ -51,6 +51,7 @@ from actors import PersistenceError, RunBusy, StaleEpoch
 
 __all__ = [
     "COMPLETED_STEP_STATE",
+    "AdoptingStore",
     "Checkpoint",
     "CheckpointStore",
     "Outcome",
@@ -218,6 +219,25 @@ class CheckpointStore(Protocol):
 
     def close(self) -> None:
         """Release resources; idempotent. Later calls raise PersistenceError."""
+        ...
+
+
+@runtime_checkable
+class AdoptingStore(Protocol):
+    """A store shared by several hosts that hands out runs whose owner's lease expired."""
+
+    def claim_orphan(
+        self, *, owner: str, lease: float, workflows: Sequence[str], skip: Iterable[str] = ()
+    ) -> tuple[str, int] | None:
+        """Claim one unfinished run of ``workflows`` whose lease expired: ``(run_id, epoch)``.
+
+        Two callers at once never get the same run; runs in ``skip`` are passed
+        over; None when there is none.
+        """
+        ...
+
+    def release(self, run_id: str, *, epoch: int) -> None:
+        """Give a claim back (``CheckpointStore.release``)."""
         ...
 
 

@@ -60,9 +60,18 @@ __all__ = [
 ]
 
 
+def host_id() -> str:
+    """This host's name in owner ids: ``$ACTORFLOW_HOST_ID``, else the host name.
+
+    Processes that name themselves as different hosts never judge each other's
+    claims by pid, only by lease (how the multi-host tests run on one machine).
+    """
+    return os.environ.get("ACTORFLOW_HOST_ID") or socket.gethostname()
+
+
 def new_owner_id() -> str:
     """``host:pid:nonce``: who holds a run's lease, readable by people and by ``owner_is_dead``."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return f"{host_id()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def owner_is_dead(owner: str | None) -> bool:
@@ -71,7 +80,7 @@ def owner_is_dead(owner: str | None) -> bool:
         return False
     host, _, rest = owner.partition(":")
     pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
+    if host != host_id() or not pid_text.isdigit():
         return False
     try:
         os.kill(int(pid_text), 0)

@@ -13,16 +13,24 @@ from pathlib import Path
 import pytest
 
 from actors import ManualClock
-from runtime.store import CheckpointStore, MemoryStore, SQLiteStore
+from runtime.store import CheckpointStore, MemoryStore, PostgresStore, SQLiteStore
 
-StoreFactory = Callable[[Path, ManualClock], CheckpointStore]
+StoreFactory = Callable[[Path, ManualClock, pytest.FixtureRequest], CheckpointStore]
+
+
+def _postgres(_tmp: Path, clock: ManualClock, request: pytest.FixtureRequest) -> CheckpointStore:
+    """A store in a fresh schema of the session's PostgreSQL server (started on first use)."""
+    url = request.getfixturevalue("postgres_url")
+    return PostgresStore(url, schema=request.getfixturevalue("postgres_schema"), clock=clock)
+
 
 STORE_FACTORIES: dict[str, StoreFactory] = {
-    "memory": lambda _tmp, clock: MemoryStore(clock=clock),
-    "sqlite": lambda tmp, clock: SQLiteStore(tmp / "state.db", clock=clock),
-    "sqlite-normal": lambda tmp, clock: SQLiteStore(
+    "memory": lambda _tmp, clock, _request: MemoryStore(clock=clock),
+    "sqlite": lambda tmp, clock, _request: SQLiteStore(tmp / "state.db", clock=clock),
+    "sqlite-normal": lambda tmp, clock, _request: SQLiteStore(
         tmp / "state.db", synchronous="NORMAL", clock=clock
     ),
+    "postgres": _postgres,
 }
 
 
@@ -35,6 +43,6 @@ def clock() -> ManualClock:
 def store(
     request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock
 ) -> Iterator[CheckpointStore]:
-    created = STORE_FACTORIES[request.param](tmp_path, clock)
+    created = STORE_FACTORIES[request.param](tmp_path, clock, request)
     yield created
     created.close()

@@ -1,0 +1,163 @@
+"""Lease locks kept in PostgreSQL: no node has to serve them, any host may die.
+
+A lock is a row of ``store_locks`` (schema version 2): its holder's fencing
+token, owner and lease end. Every operation is one statement or one short
+transaction on the store's connections, timed by the *database's* clock:
+
+* acquire: one upsert that takes the row only if it is absent or its lease has
+  ended; the token is ``nextval('store_lock_tokens')``, so tokens grow strictly
+  across all hosts and restarts (a sequence never goes back);
+* renew, release, check: accepted only for the current holder's token while
+  its lease runs (an expired lease is not held: ``NotLocked``); release and an
+  expiry seen by a waiter wake the waiters through ``NOTIFY``.
+
+Waiters are woken by ``LISTEN``/``NOTIFY`` on a channel of this schema, and
+poll at least every ``poll`` seconds anyway (a lease that simply runs out
+sends no notification; a lost listener connection must not strand anyone).
+Waiters on several hosts are not served in arrival order.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any, Final
+
+from actors import NotLocked, NotLockOwner
+
+if TYPE_CHECKING:
+    from runtime.store._postgres import PostgresStore
+
+__all__ = ["StoreLocks"]
+
+log = logging.getLogger(__name__)
+
+_ACQUIRE: Final = (
+    "INSERT INTO store_locks (name, token, owner, lease_until)"
+    " VALUES (%s, nextval('store_lock_tokens'), %s,"
+    " extract(epoch from clock_timestamp())::float8 + %s)"
+    " ON CONFLICT (name) DO UPDATE SET token = EXCLUDED.token, owner = EXCLUDED.owner,"
+    " lease_until = EXCLUDED.lease_until"
+    " WHERE store_locks.lease_until <= extract(epoch from clock_timestamp())::float8"
+    " RETURNING token"
+)
+_HOLDER: Final = (
+    "SELECT token, lease_until > extract(epoch from clock_timestamp())::float8"
+    " FROM store_locks WHERE name = %s FOR UPDATE"
+)
+
+
+class StoreLocks:
+    """The lock operations on one ``PostgresStore``, and the listener that wakes waiters."""
+
+    def __init__(self, store: PostgresStore, *, poll: float = 0.5) -> None:
+        self._store = store
+        self.poll = poll
+        self.channel = f"actorflow_locks_{store.schema or 'public'}"
+        self._changed = threading.Condition()
+        self._generation: dict[str, int] = defaultdict(int)
+        self._closed = threading.Event()
+        self._listener: threading.Thread | None = None
+
+    # -- operations (each may raise PersistenceError) ------------------------------------
+
+    def try_acquire(self, name: str, owner: str, lease: float) -> int | None:
+        """The new fencing token, or None while another holder's lease runs."""
+
+        def work(cur: Any) -> int | None:
+            cur.execute(_ACQUIRE, (name, owner, lease))
+            row = cur.fetchone()
+            return None if row is None else int(row[0])
+
+        return self._store.database.transaction(f"lock {name!r}: acquire", work)
+
+    def renew(self, name: str, token: int, lease: float) -> None:
+        def work(cur: Any) -> None:
+            self._verify(cur, name, token)
+            cur.execute(
+                "UPDATE store_locks"
+                " SET lease_until = extract(epoch from clock_timestamp())::float8 + %s"
+                " WHERE name = %s",
+                (lease, name),
+            )
+
+        self._store.database.transaction(f"lock {name!r}: renew", work)
+
+    def release(self, name: str, token: int) -> None:
+        def work(cur: Any) -> None:
+            self._verify(cur, name, token)
+            cur.execute("DELETE FROM store_locks WHERE name = %s", (name,))
+            cur.execute("SELECT pg_notify(%s, %s)", (self.channel, name))
+
+        self._store.database.transaction(f"lock {name!r}: release", work)
+
+    def check(self, name: str, token: int) -> None:
+        """Raise NotLockOwner / NotLocked unless ``token`` is the live holder's."""
+        self._store.database.transaction(
+            f"lock {name!r}: check", lambda cur: self._verify(cur, name, token)
+        )
+
+    @staticmethod
+    def _verify(cur: Any, name: str, token: int) -> None:
+        cur.execute(_HOLDER, (name,))
+        row = cur.fetchone()
+        if row is None or not row[1]:
+            raise NotLocked(f"lock {name!r} is not held")
+        if int(row[0]) != token:
+            raise NotLockOwner(
+                f"lock {name!r}: token {token} is not the holder's (current token {row[0]})"
+            )
+
+    # -- waiting -------------------------------------------------------------------------
+
+    def generation(self, name: str) -> int:
+        """How many releases of ``name`` this process has heard of (read before trying)."""
+        with self._changed:
+            return self._generation[name]
+
+    def wait_release(self, name: str, seen: int, timeout: float) -> None:
+        """Until a release of ``name`` after ``seen``, at most ``min(timeout, poll)`` seconds."""
+        self._listen()
+        with self._changed:
+            self._changed.wait_for(
+                lambda: self._generation[name] != seen or self._closed.is_set(),
+                min(timeout, self.poll),
+            )
+
+    def _listen(self) -> None:
+        with self._changed:
+            if self._listener is None and not self._closed.is_set():
+                self._listener = threading.Thread(
+                    target=self._listen_loop, name="actorflow-store-locks", daemon=True
+                )
+                self._listener.start()
+
+    def _listen_loop(self) -> None:
+        import psycopg  # noqa: PLC0415 - optional: the postgres extra
+
+        while not self._closed.is_set():
+            try:
+                with psycopg.connect(
+                    self._store.url, autocommit=True, **self._store.database.connect_kwargs
+                ) as conn:
+                    conn.execute(f"LISTEN {self.channel}".encode())
+                    while not self._closed.is_set():
+                        for note in conn.notifies(timeout=self.poll):
+                            self._woken(note.payload)
+            except psycopg.Error as exc:
+                log.debug("lock listener lost its connection (%s); polling meanwhile", exc)
+                self._closed.wait(self.poll)
+
+    def _woken(self, name: str) -> None:
+        with self._changed:
+            self._generation[name] += 1
+            self._changed.notify_all()
+
+    def close(self) -> None:
+        self._closed.set()
+        with self._changed:
+            self._changed.notify_all()
+            listener = self._listener
+        if listener is not None:
+            listener.join(self.poll + 5.0)

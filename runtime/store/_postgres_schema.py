@@ -1,0 +1,146 @@
+"""The PostgreSQL schema of ``PostgresStore``: numbered migrations, applied in order.
+
+``actorflow_schema`` holds one row, the version the tables are at. Opening a
+store runs, in one transaction under a transaction-scoped advisory lock (so
+processes opening the same database at once apply each migration exactly
+once), every migration above the stored version. A database at a version
+newer than this release knows is refused, never written.
+
+Version 1 (the same shape as the SQLite file's version 3)::
+
+    runs    one row per run: epoch and lease (lease_until in seconds since the
+            epoch, *database* time); the header (workflow, fingerprint, context
+            with its length and CRC-32, settings as JSON, created_at); state,
+            updated_at and outcome, updated by every append.
+    steps   one row per appended record, seq = append order; the last record
+            of a step wins; node names where its attempt ran. Indexed by
+            (run_id, step, seq).
+
+Version 2 adds what the locks on the store need (``runtime.store._postgres_locks``)::
+
+    store_locks       one row per held lock: name, token, owner, lease_until.
+    store_lock_tokens the sequence every fencing token is drawn from.
+    runs_unfinished   a partial index of runs an adopter may look at.
+
+Version 3 adds ``actor_state`` (``runtime.store._postgres_actors``): a fenced
+lease and the last snapshot per actor key (supervised children, singletons).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+from actors import PersistenceError
+
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "prepare_schema"]
+
+_ADVISORY_KEY: Final = 0x61637466_6C6F77  # "actflow": serialises concurrent migrations
+
+_V1: Final = (
+    """
+    CREATE TABLE runs (
+        run_id       TEXT PRIMARY KEY,
+        epoch        BIGINT NOT NULL,      -- fencing token, bumped by every claim
+        owner        TEXT,
+        lease_until  DOUBLE PRECISION,     -- database time, seconds since 1970
+        workflow     TEXT,                 -- the header: NULL until start
+        fingerprint  TEXT,
+        context      BYTEA,
+        context_len  BIGINT,               -- length and CRC-32 of context, checked by load
+        context_crc  BIGINT,
+        settings     TEXT,                 -- JSON object of str -> str
+        created_at   DOUBLE PRECISION NOT NULL,
+        state        TEXT,
+        updated_at   DOUBLE PRECISION NOT NULL,
+        output       BYTEA,
+        output_crc   BIGINT,
+        output_step  TEXT,
+        error        TEXT,
+        unrecorded   TEXT
+    )
+    """,
+    """
+    CREATE TABLE steps (
+        seq          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        run_id       TEXT NOT NULL,
+        step         TEXT NOT NULL,
+        state        TEXT NOT NULL,
+        attempts     INTEGER NOT NULL,
+        output       BYTEA,
+        output_crc   BIGINT,
+        error        TEXT,
+        started_at   DOUBLE PRECISION,
+        finished_at  DOUBLE PRECISION,
+        node         TEXT                  -- where the recorded attempt ran
+    )
+    """,
+    "CREATE INDEX steps_by_run ON steps (run_id, step, seq)",
+)
+
+_V2: Final = (
+    """
+    CREATE TABLE store_locks (
+        name         TEXT PRIMARY KEY,
+        token        BIGINT NOT NULL,
+        owner        TEXT NOT NULL,
+        lease_until  DOUBLE PRECISION NOT NULL  -- database time
+    )
+    """,
+    "CREATE SEQUENCE store_lock_tokens AS BIGINT",
+    "CREATE INDEX runs_unfinished ON runs (lease_until) WHERE state IN ('Running', 'Pending')",
+)
+
+_V3: Final = (
+    """
+    CREATE TABLE actor_state (
+        key          TEXT PRIMARY KEY,
+        epoch        BIGINT NOT NULL,      -- fencing token, bumped by every claim
+        owner        TEXT,
+        lease_until  DOUBLE PRECISION,     -- database time
+        state        BYTEA,                -- the last snapshot, encoded by the value codec
+        state_crc    BIGINT,
+        state_epoch  BIGINT,               -- the epoch whose incarnation wrote it
+        updated_at   DOUBLE PRECISION
+    )
+    """,
+)
+
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2, _V3)
+"""``MIGRATIONS[n - 1]`` takes the schema from version ``n - 1`` to ``n``."""
+
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+
+def prepare_schema(conn: psycopg.Connection[tuple[object, ...]], where: str) -> int:
+    """Bring the schema to ``SCHEMA_VERSION``; return the version it was at (0: empty).
+
+    Raises:
+        PersistenceError: the schema is newer than this release knows.
+        psycopg.Error: the database refused (the caller translates it).
+    """
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_KEY,))
+        cur.execute(
+            "CREATE TABLE IF NOT EXISTS actorflow_schema ("
+            " only_row BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (only_row),"
+            " version INTEGER NOT NULL)"
+        )
+        cur.execute("SELECT version FROM actorflow_schema")
+        row = cur.fetchone()
+        found = int(str(row[0])) if row is not None else 0
+        if found > SCHEMA_VERSION:
+            raise PersistenceError(
+                f"checkpoint store {where} has schema version {found}; this actorflow "
+                f"knows versions up to {SCHEMA_VERSION} (written by a newer release?)"
+            )
+        for version in range(found + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[version - 1]:
+                cur.execute(statement.encode())
+        if found == 0:
+            cur.execute("INSERT INTO actorflow_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
+        elif found < SCHEMA_VERSION:
+            cur.execute("UPDATE actorflow_schema SET version = %s", (SCHEMA_VERSION,))
+        return found

@@ -1,0 +1,143 @@
+"""Locks on a PostgreSQL store: ``system.lock()`` and ``wf.locked()`` with no lock server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from runtime import (
+    ActorSystem,
+    LockTimeout,
+    NotLocked,
+    NotLockOwner,
+    PostgresStore,
+    current_step,
+    task,
+)
+from tests.support import ROOT, wait_until
+
+from .hosts import LINE_TIMEOUT
+
+
+@pytest.fixture
+def two_systems(
+    postgres_url: str, postgres_schema: str
+) -> Iterator[tuple[ActorSystem, ActorSystem]]:
+    """Two systems, each with a store (connections) of its own, on one schema."""
+    with (
+        PostgresStore(postgres_url, schema=postgres_schema) as store_a,
+        PostgresStore(postgres_url, schema=postgres_schema) as store_b,
+        ActorSystem("a", store=store_a) as system_a,
+        ActorSystem("b", store=store_b) as system_b,
+    ):
+        yield system_a, system_b
+
+
+def test_a_held_lock_is_refused_to_others_and_a_waiter_gets_it_on_release(
+    two_systems: tuple[ActorSystem, ActorSystem],
+) -> None:
+    system_a, system_b = two_systems
+    held = system_a.lock("db", lease=30)
+    first = held.acquire()
+    with pytest.raises(LockTimeout):
+        system_b.lock("db", lease=30).acquire(timeout=0)
+    waiter = system_b.lock("db", lease=30)
+    got: list[int] = []
+    thread = threading.Thread(target=lambda: got.append(waiter.acquire(timeout=30)))
+    thread.start()
+    held.release()
+    thread.join(40)
+    assert got and got[0] > first
+    waiter.check(got[0])  # asks the store
+    with pytest.raises(NotLockOwner):
+        held.check(first)
+    waiter.release()
+    with pytest.raises(NotLocked):
+        waiter.check(got[0])
+
+
+def test_an_expired_lease_goes_to_the_next_holder_and_fences_the_old_one(
+    two_systems: tuple[ActorSystem, ActorSystem],
+) -> None:
+    system_a, system_b = two_systems
+    stale = system_a.lock("job", lease=0.3)
+    old = stale.acquire()
+    new = system_b.lock("job", lease=30).acquire(timeout=30)  # after the lease ran out
+    assert new > old
+    with pytest.raises(NotLockOwner):
+        stale.renew()
+    with pytest.raises(NotLockOwner):
+        stale.check(old)
+
+
+def test_tokens_grow_strictly_across_systems(
+    two_systems: tuple[ActorSystem, ActorSystem],
+) -> None:
+    tokens = []
+    for index in range(20):
+        lock = two_systems[index % 2].lock("counter", lease=30)
+        tokens.append(lock.acquire(timeout=10))
+        lock.release()
+    assert tokens == sorted(set(tokens))
+
+
+def test_a_locked_workflow_part_holds_a_lock_in_the_store(
+    two_systems: tuple[ActorSystem, ActorSystem],
+) -> None:
+    system_a, system_b = two_systems
+    seen: list[int] = []
+
+    def critical(ctx: int) -> int:
+        token = current_step().fencing_tokens["shared"]
+        system_b.lock("shared").check(token)  # another system sees the holder in the store
+        seen.append(token)
+        return ctx + 1
+
+    assert system_a.run(task(critical).locked("shared", lease=5), 1).result(timeout=30) == 2
+    assert len(seen) == 1
+
+    def released() -> bool:  # the release is sent as the part ends, not awaited
+        try:
+            system_b.lock("shared").check(seen[0])
+        except NotLocked:
+            return True
+        return False
+
+    assert wait_until(released, 10)
+
+
+HOLDER = """
+import sys, time
+from runtime import ActorSystem
+with ActorSystem("holder", store=sys.argv[1]) as system:
+    print(system.lock("singleton", lease=1.0).acquire(), flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_lock_whose_holder_process_was_killed_is_free_after_its_lease(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    url = f"{postgres_url}&options=-c%20search_path%3D{postgres_schema}"
+    with PostgresStore(postgres_url, schema=postgres_schema):
+        pass  # the schema and its tables
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, url], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None
+        first = int(holder.stdout.readline())
+        holder.kill()
+        holder.wait(LINE_TIMEOUT)
+        with ActorSystem("next", store=url) as system:
+            assert system.lock("singleton").acquire(timeout=30) > first
+    finally:
+        holder.kill()
+        holder.wait(LINE_TIMEOUT)
+        if holder.stdout is not None:
+            holder.stdout.close()

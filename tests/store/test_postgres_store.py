@@ -1,0 +1,214 @@
+"""What only ``PostgresStore`` does: database time, adoption claims, migrations, clear errors.
+
+The contract it shares with every store is in ``test_conformance.py``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg
+import pytest
+
+from actors import ManualClock, PersistenceError
+from examples.embedded_postgres import EmbeddedPostgres
+from runtime import ActorSystem, CheckpointStrategy, task
+from runtime.store import PostgresStore
+from runtime.store._postgres_schema import MIGRATIONS, SCHEMA_VERSION
+from tests.store.store_testkit import append, header, started, step
+from tests.support import actorflow
+
+
+@pytest.fixture
+def store(postgres_url: str, postgres_schema: str) -> Iterator[PostgresStore]:
+    with PostgresStore(postgres_url, schema=postgres_schema) as opened:
+        yield opened
+
+
+# --- time -----------------------------------------------------------------------------------
+
+
+def test_leases_are_measured_on_the_database_clock(store: PostgresStore) -> None:
+    before = store.now()
+    store.claim("run-1", owner="a", lease=30)
+    after = store.now()
+    [summary] = store.list()
+    assert summary.lease_until is not None
+    assert before + 30 <= summary.lease_until <= after + 30
+
+
+def test_a_member_whose_own_clock_is_decades_off_still_holds_live_leases(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    far_past = ManualClock(wall_start=0.0)  # this host believes it is 1970
+    flow = task(lambda ctx: ctx + 1, name="inc").named("skewed")
+    with (
+        PostgresStore(postgres_url, schema=postgres_schema) as store,
+        ActorSystem(
+            "skewed", clock=far_past, store=store, checkpoint=CheckpointStrategy.AFTER_EACH_STEP
+        ) as system,
+    ):
+        system.run(flow, 1, run_id="skewed-run").result(timeout=30)
+        now = store.now()
+        epoch = store.claim("other", owner="x", lease=10)
+        [summary] = [s for s in store.list() if s.run_id == "other"]
+        assert epoch == 1
+        assert summary.lease_until is not None and summary.lease_until > now  # not 1970 + 10
+        assert store.load("skewed-run").state == "Completed"
+
+
+# --- adoption claims --------------------------------------------------------------------------
+
+
+def _orphan(store: PostgresStore, run_id: str, *, workflow_state: str = "running") -> None:
+    """A started run whose owner's lease has already run out (a lease of a millisecond)."""
+    epoch = store.claim(run_id, owner="gone", lease=0.001)
+    store.start(header(run_id), epoch=epoch, state="Running", updated_at=1.0)
+    append(store, run_id, epoch, step("s1", output=1), state=workflow_state.title())
+
+
+def test_claim_orphan_takes_an_expired_run_and_bumps_its_epoch(store: PostgresStore) -> None:
+    _orphan(store, "run-1")
+    assert store.claim_orphan(owner="b", lease=30, workflows=["etl"]) == ("run-1", 2)
+    assert store.claim_orphan(owner="c", lease=30, workflows=["etl"]) is None  # b holds it now
+    [summary] = store.list()
+    assert (summary.owner, summary.epoch) == ("b", 2)
+
+
+def test_claim_orphan_passes_over_live_unstarted_finished_foreign_and_skipped_runs(
+    store: PostgresStore,
+) -> None:
+    started(store, "live")  # a 30 s lease
+    store.claim("never-started", owner="gone", lease=0.001)
+    _orphan(store, "finished", workflow_state="completed")
+    _orphan(store, "skipped")
+    assert store.claim_orphan(owner="b", lease=30, workflows=["etl"], skip=["skipped"]) is None
+    assert store.claim_orphan(owner="b", lease=30, workflows=["other"]) is None
+    assert store.claim_orphan(owner="b", lease=30, workflows=[]) is None
+
+
+def test_adopters_racing_on_separate_connections_never_take_the_same_run(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    with PostgresStore(postgres_url, schema=postgres_schema) as setup:
+        for index in range(3):
+            _orphan(setup, f"run-{index}")
+    stores = [PostgresStore(postgres_url, schema=postgres_schema) for _ in range(8)]
+    barrier = threading.Barrier(len(stores), timeout=10)
+
+    def adopt(number: int) -> list[str]:
+        barrier.wait()
+        taken = []
+        while claimed := stores[number].claim_orphan(
+            owner=f"o{number}", lease=30, workflows=["etl"]
+        ):
+            taken.append(claimed[0])
+        return taken
+
+    try:
+        with ThreadPoolExecutor(max_workers=len(stores)) as pool:
+            taken = [
+                run for runs in pool.map(adopt, range(len(stores)), timeout=30) for run in runs
+            ]
+    finally:
+        for opened in stores:
+            opened.close()
+    assert sorted(taken) == ["run-0", "run-1", "run-2"]  # each exactly once
+
+
+# --- schema ---------------------------------------------------------------------------------
+
+
+def _schema_at(url: str, schema: str, version: int) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}".encode())
+        conn.execute(f"SET search_path = {schema}".encode())
+        conn.execute(
+            b"CREATE TABLE actorflow_schema (only_row BOOLEAN PRIMARY KEY DEFAULT TRUE,"
+            b" version INTEGER NOT NULL)"
+        )
+        for migration in MIGRATIONS[: min(version, SCHEMA_VERSION)]:
+            for statement in migration:
+                conn.execute(statement.encode())
+        conn.execute(b"INSERT INTO actorflow_schema (version) VALUES (%s)", (version,))
+
+
+def test_a_schema_at_version_1_is_migrated_and_keeps_its_runs(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    _schema_at(postgres_url, postgres_schema, 1)
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f"SET search_path = {postgres_schema}".encode())
+        conn.execute(
+            b"INSERT INTO runs (run_id, epoch, created_at, updated_at) VALUES ('old', 3, 1, 1)"
+        )
+    with PostgresStore(postgres_url, schema=postgres_schema) as store:
+        assert [(s.run_id, s.epoch) for s in store.list()] == [("old", 3)]
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f"SET search_path = {postgres_schema}".encode())
+        version = conn.execute(b"SELECT version FROM actorflow_schema").fetchone()
+        tables = conn.execute(
+            b"SELECT count(*) FROM pg_tables WHERE schemaname = %s AND tablename = 'store_locks'",
+            (postgres_schema,),
+        ).fetchone()
+    assert version == (SCHEMA_VERSION,)
+    assert tables == (1,)
+
+
+def test_a_schema_of_a_newer_release_is_refused_naming_the_version(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    _schema_at(postgres_url, postgres_schema, 99)
+    with pytest.raises(PersistenceError, match=r"schema version 99.*up to 3"):
+        PostgresStore(postgres_url, schema=postgres_schema)
+
+
+# --- errors: one line each, no password -----------------------------------------------------
+
+
+def test_an_unreachable_server_is_one_clear_line() -> None:
+    with pytest.raises(PersistenceError) as error:
+        PostgresStore("postgresql://app:s3cret@127.0.0.1:1/flows", connect_timeout=2)
+    message = str(error.value)
+    assert message.startswith("cannot connect to PostgreSQL at postgresql://app:***@127.0.0.1:1")
+    assert "\n" not in message and "s3cret" not in message
+
+
+def test_a_malformed_url_is_one_clear_line_without_the_password() -> None:
+    with pytest.raises(PersistenceError) as error:
+        PostgresStore("postgresql://app:s3cret@[::1/flows")
+    assert "\n" not in str(error.value) and "s3cret" not in str(error.value)
+
+
+def test_a_wrong_password_is_one_clear_line(postgres_server: EmbeddedPostgres) -> None:
+    postgres_server.sql(
+        "DO $$ BEGIN CREATE ROLE pw_user LOGIN PASSWORD 'right';"
+        " EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+    )
+    postgres_server.require_password_for("pw_user")
+    url = postgres_server.url.replace("postgres:@", "pw_user:wrong@")
+    with pytest.raises(PersistenceError) as error:
+        PostgresStore(url)
+    message = str(error.value)
+    assert "password authentication failed" in message
+    assert "\n" not in message and "wrong" not in message
+
+
+def test_actor_system_and_cli_refuse_a_bad_url_in_one_line() -> None:
+    with pytest.raises(PersistenceError, match="cannot connect to PostgreSQL"):
+        ActorSystem("bad", store="postgresql://app:s3cret@127.0.0.1:1/flows")
+    result = actorflow("runs", "--db", "postgresql://app:s3cret@127.0.0.1:1/flows")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("actorflow runs: cannot connect to PostgreSQL")
+    assert "s3cret" not in result.stderr
+
+
+def test_the_db_environment_variable_takes_a_url(store: PostgresStore, postgres_url: str) -> None:
+    started(store, "via-env")
+    url = f"{postgres_url}&options=-c%20search_path%3D{store.schema}"
+    result = actorflow("runs", env={"ACTORFLOW_DB": url})
+    assert result.returncode == 0, result.stderr
+    assert "via-env" in result.stdout
