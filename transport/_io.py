@@ -23,7 +23,8 @@ queue and go first next turn (a turn with frames held polls without
 waiting), so a peer flooding the node (tells, asks, deeply nested or
 malformed frames) delays every other peer by a bounded amount of work per
 turn (~1 ms), not by its whole flood.
-Once one connection has ``_PEER_HELD`` frames held, the turn reads no more:
+Once one connection has ``_PEER_HELD`` frames held, or all hold ``_HELD_BYTES``
+bytes, the turn reads no more:
 the rest stay in ZeroMQ (whose high-water mark then pushes back on the
 sender); nothing is dropped.
 
@@ -64,7 +65,8 @@ log = logging.getLogger(__name__)
 _BATCH = 500  # frames handled per socket per loop turn, so ticks and commands stay timely
 _DRAIN_BUDGET = 0.05  # seconds of decoding per loop turn: heartbeats go out even under a flood
 _PEER_STEPS = 64  # frames + batch envelopes of one ROUTER connection handled per loop turn
-_PEER_HELD = 2000  # frames of one connection read but not decoded yet; more are dropped
+_PEER_HELD = 1000  # frames of one connection read but not handled yet: then reading pauses
+_HELD_BYTES = 4 << 20  # bytes of frames held, all connections: then reading pauses too
 _MONITOR_EVENTS = (
     zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
     | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
@@ -118,6 +120,7 @@ class IoLoop:
         # I/O thread only: per ROUTER connection, what was read past its budget: frames
         # (parts) not decoded yet, and at the head possibly a batch being handled
         self._held: dict[bytes, deque[list[Any] | Iterator[None]]] = {}
+        self._held_bytes = 0  # payload bytes of the frames held (not of batches begun)
 
     # -- API side (any thread) ---------------------------------------------
 
@@ -322,16 +325,19 @@ class IoLoop:
 
     def _take(self, connection: bytes, parts: list[Any], spent: dict[bytes, int]) -> bool:
         """A frame just read: handled now if its connection has steps left this turn and
-        nothing held, else held. True when that connection holds ``_PEER_HELD`` frames."""
+        nothing held, else held. True when reading must pause: that connection holds
+        ``_PEER_HELD`` frames, or all hold ``_HELD_BYTES``."""
         held = self._held
         queue = held.get(connection)
         if queue is not None:
             queue.append(parts)
-            return len(queue) >= _PEER_HELD
+            self._held_bytes += len(parts[-1])
+            return len(queue) >= _PEER_HELD or self._held_bytes >= _HELD_BYTES
         used = spent.get(connection, 0)
         if used >= _PEER_STEPS:
             held[connection] = deque((parts,))
-            return False
+            self._held_bytes += len(parts[-1])
+            return self._held_bytes >= _HELD_BYTES
         self._node.counters.received()  # counted as handed to the protocol, not as read
         rest = self.protocol.on_frames(parts)
         used += 1
@@ -352,6 +358,7 @@ class IoLoop:
             head = queue[0]
             if isinstance(head, list):
                 queue.popleft()
+                self._held_bytes -= len(head[-1])
                 steps += 1
                 self._node.counters.received()
                 rest = on_frames(head)
