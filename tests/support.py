@@ -10,7 +10,9 @@ happen, and no poll sleeps past its deadline.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -219,3 +221,19 @@ class LineProcess:
         if self.process.stdout is not None:
             self.process.stdout.close()
         return lingered
+
+
+def kill9_and_reap(process: subprocess.Popen[str], timeout: float) -> None:
+    """SIGKILL and reap (a dead-but-unreaped child still 'exists' for kill(pid, 0));
+    fails if it died of something else."""
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(timeout) == -signal.SIGKILL
+
+
+def kill_and_reap(process: subprocess.Popen[str], timeout: float) -> int:
+    """Kill ``process`` if it still runs (waking it first: it may be stopped), and reap it."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGCONT)
+            process.kill()
+    return process.wait(timeout)
