@@ -182,6 +182,21 @@ def test_a_malformed_url_is_one_clear_line_without_the_password() -> None:
     assert "\n" not in str(error.value) and "s3cret" not in str(error.value)
 
 
+def test_a_password_given_as_a_query_parameter_is_never_shown(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from runtime.store import redact_url
+
+    url = "postgresql://app@127.0.0.1:1/flows?connect_timeout=1&password=s3cret&sslmode=disable"
+    assert "s3cret" not in redact_url(url)
+    assert redact_url(url).endswith("password=***&sslmode=disable")
+    caplog.set_level("DEBUG")
+    with pytest.raises(PersistenceError) as error:
+        PostgresStore(url, connect_timeout=1)
+    assert "s3cret" not in str(error.value) and "\n" not in str(error.value)
+    assert "s3cret" not in caplog.text
+
+
 def test_a_wrong_password_is_one_clear_line(postgres_server: EmbeddedPostgres) -> None:
     postgres_server.sql(
         "DO $$ BEGIN CREATE ROLE pw_user LOGIN PASSWORD 'right';"
