@@ -127,10 +127,7 @@ class Database:
         driver = import_psycopg()
         conn = self._connect()
         try:
-            if self.schema is not None:
-                with conn.transaction():
-                    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}".encode())
-            found = prepare_schema(conn, self.where)
+            found = prepare_schema(conn, self.where, schema=self.schema)
             if found == 0:
                 log.info("checkpoint store %s: created the schema", self.where)
         except driver.Error as exc:

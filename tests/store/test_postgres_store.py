@@ -157,6 +157,26 @@ def test_a_schema_at_version_1_is_migrated_and_keeps_its_runs(
     assert tables == (1,)
 
 
+@pytest.mark.timeout(120)
+def test_hosts_opening_a_new_schema_at_once_all_open_it(postgres_url: str) -> None:
+    """Several members started together on an empty schema: none fails to create it."""
+    import uuid
+
+    def open_at_once(schema: str, barrier: threading.Barrier) -> str | None:
+        barrier.wait(30)
+        try:
+            PostgresStore(postgres_url, schema=schema).close()
+        except PersistenceError as exc:
+            return str(exc)
+        return None
+
+    for _ in range(10):  # the race is narrow: several rounds make losing it near certain
+        schema, barrier = f"t_{uuid.uuid4().hex[:12]}", threading.Barrier(6)
+        with ThreadPoolExecutor(6) as pool:
+            errors = list(pool.map(open_at_once, [schema] * 6, [barrier] * 6))
+        assert errors == [None] * 6, next(e for e in errors if e)
+
+
 def test_a_schema_of_a_newer_release_is_refused_naming_the_version(
     postgres_url: str, postgres_schema: str
 ) -> None:
