@@ -18,6 +18,7 @@ child through it (hooked like any actor of the system: watchable, and
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from actors import (
     TerminationReason,
     takes_snapshots,
 )
-from runtime._hosting import actor_state_store
+from runtime._hosting import CHILD_PREFIX, actor_state_store
 from runtime.cluster import ACTORS, ACTORS_PATH, Ref
 from runtime.workflow import NodeLoad, qualified_name
 from transport import ActorNotFound, Address, NodeDown
@@ -112,7 +113,7 @@ class SystemChildStarter(ChildStarter):
             return _LocalChild(ref)
         if spec.kwargs:
             raise ValueError(f"child {spec.name!r} runs on another node: pass args, not kwargs")
-        path = f"$child/{self._supervisor}/{spec.name}/{epoch or next(self._incarnations)}"
+        path = f"{CHILD_PREFIX}{self._supervisor}/{spec.name}/{epoch or next(self._incarnations)}"
         address = self._start_remote(spec, path, key, epoch)
         return self._watched(address, report)
 
@@ -169,10 +170,17 @@ class SystemChildStarter(ChildStarter):
             "key": key,
             "epoch": epoch,
         }
-        future = system.cluster.transport.ask(
-            Address(node, ACTORS_PATH), request, timeout=_START_TIMEOUT
-        )
-        address: Address = future.result(_START_TIMEOUT + 1.0)
+        actors = Address(node, ACTORS_PATH)
+        future = system.cluster.transport.ask(actors, request, timeout=_START_TIMEOUT)
+        try:
+            address: Address = future.result(_START_TIMEOUT + 1.0)
+        except (ActorNotFound, NodeDown):
+            raise  # not started there, or that node is gone with it
+        except Exception:
+            # No answer in time: that node may start it yet, and nobody would watch
+            # it. A stop queued behind the start ends it (the start counts as a crash).
+            self._stop_quietly(Address(node, path))
+            raise
         return address
 
     def _watched(
@@ -180,6 +188,10 @@ class SystemChildStarter(ChildStarter):
     ) -> _RemoteChild:
         def on_terminated(message: Terminated) -> None:
             text = f"child at {address}: {message.reason.value} {message.detail}".strip()
+            if message.reason is TerminationReason.NOT_FOUND:
+                # Not confirmed (no answer in time) is not gone: it would run on, unwatched,
+                # beside its replacement. A stop ends it if it still runs.
+                self._stop_quietly(address)
             if message.reason in (TerminationReason.NODE_DOWN, TerminationReason.NODE_LEFT):
                 report(NodeDown(text))
             elif message.reason.is_crash:
@@ -192,3 +204,11 @@ class SystemChildStarter(ChildStarter):
         return _RemoteChild(
             system.ref(address), lambda: system._watches.unwatch(address, watch_id), system
         )
+
+    def _stop_quietly(self, address: Address) -> None:
+        cluster = self._system.cluster
+        if cluster is not None and address.node != self._system.name:
+            with contextlib.suppress(Exception):
+                cluster.transport.tell(
+                    Address(address.node, ACTORS_PATH), {"op": "stop", "path": address.path}
+                )

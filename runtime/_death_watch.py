@@ -5,13 +5,16 @@ an actor this system spawned; a watcher is a pykka ref or a ``Ref`` of an
 actor on this node (it is told ``Terminated``), or a callable taking one. A
 callable runs on whichever thread learns of the exit (the exiting actor's, or
 a transport thread): it must return quickly and not block. Watching the same
-target with the same watcher twice still delivers once.
+target with the same watcher twice still delivers once. The watches of an
+actor watcher this system spawned end when it does (a watcher that stopped is
+told nothing): short-lived watchers of a long-lived target leave nothing behind.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pykka
@@ -36,33 +39,95 @@ class DeathWatch:
         self._system = system
         self._watches = watches
         self._lock = threading.Lock()
-        self._ids: dict[tuple[Address, Any], int] = {}
+        self._ids: dict[tuple[Address, Any], _Entry] = {}  # (target, watcher) -> its watch
+        self._guards: dict[Any, _Guard] = {}  # an actor watcher's identity -> its guard
 
     def watch(self, target: Any, watcher: Watcher) -> None:
         address = self._address(target)
-        key = (address, _identity(watcher))
+        identity = _identity(watcher)
+        key = (address, identity)
         deliver = self._deliverer(watcher)
+        entry = _Entry()
 
         def once(message: Terminated) -> None:
             with self._lock:
-                self._ids.pop(key, None)
+                if self._ids.get(key) is not entry:
+                    return  # unwatched meanwhile: nothing after unwatch returned
+                del self._ids[key]
+                done = self._forget_target(identity, address)
+            if done is not None:
+                self._watches.unwatch(done.own, done.watch_id)
             deliver(message)
 
         with self._lock:
             if key in self._ids:
                 return
-            self._ids[key] = 0  # reserved: a NOT_FOUND fired at once pops it
+            self._ids[key] = entry  # before the watch: a NOT_FOUND fired at once finds it
         watch_id = self._watches.watch(address, once)
         with self._lock:
-            if key in self._ids:
-                self._ids[key] = watch_id
+            current = self._ids.get(key) is entry
+            if current:
+                entry.watch_id = watch_id
+                guard = self._guards.get(identity)
+                if guard is not None:
+                    guard.targets.add(address)
+        if not current:  # fired at once, or unwatched before it had its id
+            self._watches.unwatch(address, watch_id)  # a no-op once fired
+        elif guard is None:
+            self._guard(watcher, identity, address)
+
+    def _guard(self, watcher: Watcher, identity: Any, target: Address) -> None:
+        """End ``watcher``'s watches when it exits, if it is an actor this system hosts."""
+        if isinstance(watcher, pykka.ActorRef):
+            path = self._system._host.path_of(watcher)
+            if path is None:
+                return  # not started by this system: its exit is not known here
+            own = Address(self._system.name, path)
+        elif isinstance(watcher, Ref):
+            own = watcher.address
+        else:
+            return  # a callable: it lives as long as its owner wants
+        guard = _Guard(own, {target})
+        with self._lock:
+            self._guards[identity] = guard
+        watch_id = self._watches.watch(own, lambda _gone: self._watcher_exited(identity, guard))
+        with self._lock:
+            guard.watch_id = watch_id
+            unneeded = self._guards.get(identity) is not guard  # its targets all fired meanwhile
+        if unneeded:
+            self._watches.unwatch(own, watch_id)
+
+    def _watcher_exited(self, identity: Any, guard: _Guard) -> None:
+        with self._lock:
+            if self._guards.get(identity) is not guard:
+                return
+            del self._guards[identity]
+            entries = [(t, self._ids.pop((t, identity), None)) for t in guard.targets]
+        for target, entry in entries:
+            if entry is not None and entry.watch_id:
+                self._watches.unwatch(target, entry.watch_id)
+
+    def _forget_target(self, identity: Any, target: Address) -> _Guard | None:
+        """Under the lock: ``target`` no longer watched; the guard to cancel if it was the last."""
+        guard = self._guards.get(identity)
+        if guard is None:
+            return None
+        guard.targets.discard(target)
+        if guard.targets:
+            return None
+        del self._guards[identity]
+        return guard if guard.watch_id else None
 
     def unwatch(self, target: Any, watcher: Watcher) -> None:
         address = self._address(target)
+        identity = _identity(watcher)
         with self._lock:
-            watch_id = self._ids.pop((address, _identity(watcher)), None)
-        if watch_id:
-            self._watches.unwatch(address, watch_id)
+            entry = self._ids.pop((address, identity), None)
+            done = self._forget_target(identity, address) if entry is not None else None
+        if entry is not None and entry.watch_id:
+            self._watches.unwatch(address, entry.watch_id)
+        if done is not None:
+            self._watches.unwatch(done.own, done.watch_id)
 
     def _address(self, target: Any) -> Address:
         if isinstance(target, Ref):
@@ -98,6 +163,21 @@ class DeathWatch:
         if callable(watcher):
             return watcher
         raise TypeError(f"watcher must be a pykka ref, a Ref or a callable, got {watcher!r}")
+
+
+class _Entry:
+    """One watch of a (target, watcher) pair; its ``WatchService`` id once known (0 before)."""
+
+    watch_id = 0
+
+
+@dataclass
+class _Guard:
+    """The watch of an actor watcher's own exit, and the targets it watches meanwhile."""
+
+    own: Address
+    targets: set[Address]
+    watch_id: int = 0
 
 
 def _identity(watcher: Watcher) -> Any:

@@ -35,12 +35,13 @@ from transport import ActorNotFound, Address, MemberEvent, ProtocolError
 if TYPE_CHECKING:
     from runtime._system import ActorSystem
 
-__all__ = ["ActorHost", "actor_state_store", "snapshot_every"]
+__all__ = ["CHILD_PREFIX", "ActorHost", "actor_state_store", "snapshot_every"]
 
 log = logging.getLogger(__name__)
 
 _NO_STATE: Any = ActorHooks(on_exit=lambda _e: None).restore
 _MEMBERS_ONLY = frozenset({"watch", "start", "terminated"})
+CHILD_PREFIX = "$child/"  # where ``$actors start`` puts children, and all ``stop`` may reach
 
 
 def snapshot_every(actor_class: type) -> int:
@@ -146,7 +147,7 @@ class ActorHost:
         if op == "start":
             return self._start_for(sender, request)
         if op == "stop":
-            self._stop_for(require(request, {"path": str}, "stop")["path"])
+            self._stop_for(_child_path(sender, require(request, {"path": str}, "stop")["path"]))
             return None
         fields = require(request, {"path": str}, f"$actors {op}")
         return self.watches.on_request(sender, op, fields["path"], request)
@@ -166,7 +167,7 @@ class ActorHost:
         ):
             raise ProtocolError(f"start from {sender}: bad key or epoch in {request!r}")
         cls = self._system.registry.actor(spec["class"], node=self._system.name)
-        path = spec["path"]
+        path = _child_path(sender, spec["path"])
         parents, lock = self._parents, self._lock
 
         def exited(_error: BaseException | None) -> None:
@@ -208,3 +209,12 @@ class ActorHost:
         if ref is None:
             raise ActorNotFound(f"no actor at {self._system.name}/{path}")
         ref.stop(block=False)
+
+
+def _child_path(sender: str, path: str) -> str:
+    """``path`` if a child's: ``start`` and ``stop`` never reach a user's or a singleton's actor."""
+    if not path.startswith(CHILD_PREFIX) or path == CHILD_PREFIX:
+        raise ProtocolError(
+            f"$actors start/stop from {sender}: path {path!r} is not under {CHILD_PREFIX!r}"
+        )
+    return path

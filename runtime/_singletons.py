@@ -153,6 +153,7 @@ class _Keeper:
         store = actor_state_store(self._system)
         while not self._stopping.is_set():
             self._wake.clear()
+            began = time.monotonic()
             with self._lock:
                 epoch, ref = self._epoch, self._ref
             try:
@@ -162,7 +163,9 @@ class _Keeper:
                     self._keep(store, epoch, ref)
             except Exception:
                 log.exception("singleton %s: keeper step failed", self._name)
-            self._wake.wait(self._lease / 3)
+            # Every lease/3 from the step's start, however long it took: a renew taking
+            # up to lease/3 still lands before the watchdog's 2/3 (not only up to lease/6).
+            self._wake.wait(max(0.0, began + self._lease / 3 - time.monotonic()))
 
     def _try_claim(self, store: Any) -> None:
         started = time.monotonic()

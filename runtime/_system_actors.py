@@ -137,7 +137,7 @@ class ActorHosting:
         self._death_watch.watch(target, watcher)
 
     def unwatch(self, target: Ref | Address | str | pykka.ActorRef[Any], watcher: Watcher) -> None:
-        """Cancel ``watch(target, watcher)`` (no-op if it already fired)."""
+        """Cancel ``watch(target, watcher)``: nothing is told after it returns (no-op if told)."""
         self._death_watch.unwatch(target, watcher)
 
     def singleton(

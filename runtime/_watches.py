@@ -14,7 +14,10 @@ The ``$actors`` path carries three operations for that (see docs/PROTOCOL.md):
 When the failure detector declares a node down (or it leaves), every watch of
 an actor on it ends with ``NODE_DOWN`` (``NODE_LEFT``), and that node's
 registrations here are dropped. Each watch delivers exactly one ``Terminated``:
-a watch is removed under the lock by whichever of these comes first.
+a watch is removed under the lock by whichever of these comes first. A watch
+belongs to the actor that ran at the path when it was made: one that takes the
+path over while the old one's exit is not reported yet (stopped, its thread
+still ending) does not inherit it.
 """
 
 from __future__ import annotations
@@ -45,10 +48,14 @@ class WatchService:
         self._node = node
         self._cluster = cluster
         self._lock = threading.Lock()
+        self._wire = threading.Lock()  # sends watch/unwatch of remote targets in table order
         self._ids = itertools.count(1)
         self._hosted: dict[str, set[str]] = {}  # live path here -> watching nodes
         self._tokens: dict[str, int] = {}  # live path here -> the token of its start
         self._watchers: dict[Address, dict[int, Deliver]] = {}  # target -> id -> deliver
+        # token -> (watching nodes, local watchers) of an actor whose path a new actor
+        # took while its exit was not reported yet (stopped, its thread still ending)
+        self._retired: dict[int, tuple[set[str], dict[int, Deliver]]] = {}
 
     # -- this node's actors ------------------------------------------------------------
 
@@ -56,6 +63,12 @@ class WatchService:
         """Register a starting actor; returns the token its ``actor_exited`` must give."""
         token = next(self._ids)
         with self._lock:
+            old = self._tokens.get(path)
+            if old is not None:  # its watches are the old actor's: they end with its exit
+                self._retired[old] = (
+                    self._hosted.pop(path, set()),
+                    self._watchers.pop(Address(self._node, path), {}),
+                )
             self._hosted[path] = set()
             self._tokens[path] = token
         return token
@@ -63,12 +76,17 @@ class WatchService:
     def actor_exited(self, path: str, token: int, error: BaseException | None) -> None:
         reason = TerminationReason.STOPPED if error is None else TerminationReason.CRASHED
         detail = "" if error is None else f"{type(error).__name__}: {error}"
+        address = Address(self._node, path)
         with self._lock:
-            if self._tokens.get(path) != token:
-                return  # a later actor took the path over: this exit is not its
-            del self._tokens[path]
-            nodes = self._hosted.pop(path, set())
-        self._fire(Address(self._node, path), reason, detail)
+            if self._tokens.get(path) == token:
+                del self._tokens[path]
+                nodes = self._hosted.pop(path, set())
+                watchers = self._watchers.pop(address, {})
+            elif token in self._retired:  # a later actor took the path over meanwhile
+                nodes, watchers = self._retired.pop(token)
+            else:
+                return
+        self._deliver(watchers, Terminated(address, reason, detail))
         cluster = self._cluster()
         for node in nodes:
             message = {"op": "terminated", "path": path, "reason": reason.value, "detail": detail}
@@ -87,51 +105,59 @@ class WatchService:
     def watch(self, target: Address, deliver: Deliver) -> int:
         """Deliver one ``Terminated`` for ``target``; returns the watch's id (for unwatch)."""
         watch_id = next(self._ids)
-        with self._lock:
-            known = target in self._watchers
-            local_alive = target.node == self._node and target.path in self._hosted
-            if target.node != self._node or local_alive:
-                self._watchers.setdefault(target, {})[watch_id] = deliver
         if target.node == self._node:
+            with self._lock:
+                local_alive = target.path in self._hosted
+                if local_alive:
+                    self._watchers.setdefault(target, {})[watch_id] = deliver
             if not local_alive:
                 deliver(Terminated(target, TerminationReason.NOT_FOUND, "no such actor"))
             return watch_id
-        if not known:
-            self._subscribe(target)
+        with self._wire:  # a last unwatch of the target still on its way goes out first
+            with self._lock:
+                known = target in self._watchers
+                self._watchers.setdefault(target, {})[watch_id] = deliver
+            sent = None if known else self._send_watch(target)
+        if isinstance(sent, str):
+            self._fire(target, TerminationReason.NODE_DOWN, sent)
+        elif sent is not None:
+            sent.add_done_callback(lambda done: self._subscribed(target, done))
         return watch_id
 
     def unwatch(self, target: Address, watch_id: int) -> None:
-        with self._lock:
-            watchers = self._watchers.get(target)
-            if watchers is None or watchers.pop(watch_id, None) is None:
-                return
-            last = not watchers
-            if last:
-                del self._watchers[target]
-        cluster = self._cluster()
-        if last and target.node != self._node and cluster is not None:
-            try:
-                cluster.transport.tell(
-                    Address(target.node, ACTORS_PATH), {"op": "unwatch", "path": target.path}
-                )
-            except Exception as exc:  # noqa: BLE001 - a gone node forgets its watchers anyway
-                log.debug("unwatch of %s not sent: %s", target, exc)
+        with self._wire:  # see ``watch``: the hosting node sees watch and unwatch in order
+            with self._lock:
+                for _nodes, retired in self._retired.values():
+                    retired.pop(watch_id, None)
+                watchers = self._watchers.get(target)
+                if watchers is None or watchers.pop(watch_id, None) is None:
+                    return
+                last = not watchers
+                if last:
+                    del self._watchers[target]
+            cluster = self._cluster()
+            if last and target.node != self._node and cluster is not None:
+                try:
+                    cluster.transport.tell(
+                        Address(target.node, ACTORS_PATH), {"op": "unwatch", "path": target.path}
+                    )
+                except Exception as exc:  # noqa: BLE001 - a gone node forgets its watchers anyway
+                    log.debug("unwatch of %s not sent: %s", target, exc)
 
-    def _subscribe(self, target: Address) -> None:
+    def _send_watch(self, target: Address) -> concurrent.futures.Future[Any] | str:
+        """Ask ``target``'s node to watch it: the answer's future, or why it is down."""
         cluster = self._cluster()
         if cluster is None:
-            self._fire(target, TerminationReason.NODE_DOWN, "this system is not in a cluster")
-            return
+            return "this system is not in a cluster"
         try:
-            future = cluster.transport.ask(
+            future: concurrent.futures.Future[Any] = cluster.transport.ask(
                 Address(target.node, ACTORS_PATH),
                 {"op": "watch", "path": target.path},
                 timeout=_ASK_TIMEOUT,
             )
         except NodeDown as exc:
-            self._fire(target, TerminationReason.NODE_DOWN, str(exc))
-            return
-        future.add_done_callback(lambda done: self._subscribed(target, done))
+            return str(exc)
+        return future
 
     def _subscribed(self, target: Address, done: concurrent.futures.Future[Any]) -> None:
         try:
@@ -148,12 +174,15 @@ class WatchService:
     def _fire(self, target: Address, reason: TerminationReason, detail: str) -> None:
         with self._lock:
             watchers = self._watchers.pop(target, {})
-        message = Terminated(target, reason, detail)
+        self._deliver(watchers, Terminated(target, reason, detail))
+
+    @staticmethod
+    def _deliver(watchers: dict[int, Deliver], message: Terminated) -> None:
         for deliver in watchers.values():
             try:
                 deliver(message)
             except Exception as exc:  # noqa: BLE001 - a watcher that is gone misses it
-                log.debug("Terminated for %s not delivered: %s", target, exc)
+                log.debug("Terminated for %s not delivered: %s", message.address, exc)
 
     # -- the wire (``$actors``) and membership ---------------------------------------------
 
@@ -188,6 +217,8 @@ class WatchService:
         with self._lock:
             targets = [t for t in self._watchers if t.node == event.node]
             for nodes in self._hosted.values():
+                nodes.discard(event.node)
+            for nodes, _watchers in self._retired.values():
                 nodes.discard(event.node)
         for target in targets:
             self._fire(target, reason, f"node {event.node} is {event.status}")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import pykka
 import pytest
 
+import runtime._children
 from runtime import (
     ActorSystem,
     ChildSpec,
@@ -24,6 +27,7 @@ from runtime.cluster import ACTORS
 from runtime.store import decode_value
 from tests.actors_remote.watch_kit import Counter, Inbox, Plain
 from tests.support import wait_until
+from transport import Address, AskTimeout
 
 
 class OnPeer:
@@ -230,3 +234,82 @@ def test_placement_chooses_only_among_members_that_registered_the_class(
     )
     assert wait_until(lambda: not lonely.is_alive(), 10)  # cannot start anywhere: escalates
     assert "no live member registered" in caplog.text
+
+
+class SlowToStart(Plain):
+    """A child whose constructor waits for ``opened`` (a node too busy to answer a start)."""
+
+    opened = threading.Event()
+    running: ClassVar[set[int]] = set()
+    ran: ClassVar[list[int]] = []
+
+    def __init__(self) -> None:
+        super().__init__()
+        SlowToStart.opened.wait(20)
+
+    def on_start(self) -> None:
+        SlowToStart.ran.append(id(self))
+        SlowToStart.running.add(id(self))
+
+    def on_stop(self) -> None:
+        SlowToStart.running.discard(id(self))
+
+
+@pytest.mark.timeout(60)
+def test_a_remote_start_that_timed_out_leaves_no_child_behind(
+    coordinator_and_peer: tuple[ActorSystem, ActorSystem],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    coordinator, peer = coordinator_and_peer
+    peer.register_actor(SlowToStart)
+    monkeypatch.setattr(runtime._children, "_START_TIMEOUT", 0.5)
+    escalated = threading.Event()
+    supervisor = coordinator.supervise(
+        [ChildSpec("slow", SlowToStart, node="peer")],
+        intensity=RestartIntensity(max_restarts=0, period=60),
+        name="impatient",
+    )
+    coordinator.watch(supervisor, lambda _gone: escalated.set())
+    assert escalated.wait(20)  # its start timed out: a crash, and no restarts allowed
+    SlowToStart.opened.set()  # the node gets to the start it was asked for
+    assert wait_until(lambda: SlowToStart.ran, 10)
+    assert wait_until(lambda: not SlowToStart.running, 10)  # and stops it: nobody supervises it
+
+
+@pytest.mark.timeout(60)
+def test_a_remote_child_whose_watch_was_not_confirmed_is_stopped_not_left_running(
+    coordinator_and_peer: tuple[ActorSystem, ActorSystem],
+) -> None:
+    coordinator, peer = coordinator_and_peer
+    peer.register_actor(Plain)
+    assert coordinator.cluster is not None
+    transport = coordinator.cluster.transport
+    ask = transport.ask
+
+    def unanswered_watch(to: Address, message: Any, **kwargs: Any) -> Any:
+        if isinstance(message, dict) and message.get("op") == "watch":
+            lost: concurrent.futures.Future[Any] = concurrent.futures.Future()
+            lost.set_exception(AskTimeout("no answer (a node too busy to answer in time)"))
+            return lost
+        return ask(to, message, **kwargs)
+
+    transport.ask = unanswered_watch  # type: ignore[method-assign]
+    escalated = threading.Event()
+    supervisor = coordinator.supervise(
+        [ChildSpec("plain", Plain, node="peer")],
+        intensity=RestartIntensity(max_restarts=0, period=60),
+        name="unsure",
+    )
+    coordinator.watch(supervisor, lambda _gone: escalated.set())
+    assert escalated.wait(20)  # its child counted as gone: a crash, and no restarts allowed
+    transport.ask = ask  # type: ignore[method-assign]
+    assert wait_until(lambda: not _children_on(peer), 10), _children_on(peer)
+
+
+def _children_on(system: ActorSystem) -> list[str]:
+    """The ``$child/`` actors alive on ``system``."""
+    return [
+        path
+        for path, ref in list(system._named.items())
+        if path.startswith("$child/") and ref.is_alive()
+    ]

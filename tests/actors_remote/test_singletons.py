@@ -146,3 +146,27 @@ def test_a_crashed_instance_is_started_again_by_its_holder_from_its_snapshot(
     handle.tell("crash")
     assert wait_until(lambda: handle.epoch() == epoch + 1 and _runs_it(one), 10)
     assert handle.ask("add", timeout=10) == 3
+
+
+class SlowRenewStore(MemoryStore):
+    """A MemoryStore whose ``renew_actor`` takes ``delay`` seconds (a loaded database)."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    def renew_actor(self, key: str, *, epoch: int, lease: float) -> None:
+        threading.Event().wait(self.delay)  # the store's latency, not a wait for an event
+        super().renew_actor(key, epoch=epoch, lease=lease)
+
+
+@pytest.mark.timeout(60)
+def test_a_holder_whose_renews_take_a_fifth_of_the_lease_keeps_its_instance() -> None:
+    lease = 3.0
+    store = SlowRenewStore(delay=lease / 5)  # well within the lease, renewed every third
+    with ActorSystem("solo", store=store) as system:
+        handle = system.singleton("counter", Counter, lease=lease)
+        assert wait_until(lambda: _holder(store) == "solo", 10)
+        epoch = handle.epoch()
+        assert not wait_until(lambda: handle.epoch() != epoch, 3 * lease)  # never restarted
+        assert _runs_it(system)

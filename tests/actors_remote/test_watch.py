@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import pykka
 import pytest
 
-from runtime import ActorSystem, Address, ChildSpec, Client, RemoteError, TerminationReason
+from runtime import (
+    ActorSystem,
+    Address,
+    ChildSpec,
+    Client,
+    RemoteError,
+    Terminated,
+    TerminationReason,
+)
+from runtime.workflow import qualified_name
 from tests.actors_remote.watch_kit import Echo, Inbox, Watching, WatchingChild
 from tests.support import wait_until
 
@@ -149,3 +161,159 @@ def test_a_client_may_not_watch_or_start_children() -> None:
             with pytest.raises(RemoteError, match="only a cluster member may send it"):
                 future.result(11)
         assert not _watched(member, 1)
+
+
+class _SlowToExit(pykka.ThreadingActor):
+    """Crashes when told; its ``on_failure`` then holds its thread until ``release`` is set.
+
+    Between its crash (no longer alive) and its thread's end (exit reported), a
+    new actor may already take its name.
+    """
+
+    def __init__(self, release: threading.Event) -> None:
+        super().__init__()
+        self._release = release
+
+    def on_receive(self, message: Any) -> Any:
+        if message == "crash":
+            raise RuntimeError("told to crash")
+        return message
+
+    def on_failure(self, *_exc_info: Any) -> None:
+        self._release.wait(30)
+
+
+def test_a_name_taken_over_before_the_old_exit_is_reported_keeps_each_watch(
+    system: ActorSystem,
+) -> None:
+    release = threading.Event()
+    old = system.spawn(_SlowToExit, release, name="reused")
+    old_watch = Inbox()
+    system.watch(old, old_watch)
+    old.tell("crash")
+    assert wait_until(lambda: not old.is_alive(), 10)  # stopped; its thread still in on_failure
+    new = system.spawn(Echo, name="reused")  # the name is free again
+    new_watch = Inbox()
+    system.watch(new, new_watch)
+    release.set()
+    [message] = old_watch.wait(1, timeout=10)  # the old actor's crash, not lost
+    assert message.reason is TerminationReason.CRASHED
+    assert new.is_alive() and new_watch.received == []  # the new one's watch still holds
+    new.stop()
+    [stopped] = new_watch.wait(1, timeout=10)
+    assert stopped.reason is TerminationReason.STOPPED
+    assert len(old_watch.received) == 1
+
+
+def test_actors_start_and_stop_reach_only_child_paths() -> None:
+    with (
+        ActorSystem("member", listen="tcp://127.0.0.1:0", plaintext=True) as member,
+        ActorSystem(
+            "peer", listen="tcp://127.0.0.1:0", join=[str(member.address)], plaintext=True
+        ) as peer,
+        Client(str(member.address), plaintext=True) as client,
+    ):
+        member.register_actor(Echo)
+        echo = member.spawn(Echo, name="echo")
+        assert wait_until(lambda: peer.members().get("member") == "up", 10)
+        stop = client._transport.ask(
+            "member", "$actors", {"op": "stop", "path": "echo"}, timeout=10
+        )
+        with pytest.raises(RemoteError, match=r"\$child/"):
+            stop.result(11)
+        assert echo.is_alive()  # a client cannot stop a user's actor through $actors
+        assert peer.cluster is not None
+        for path in ("taken-by-peer", "$singleton/counter", ""):
+            request = {"op": "start", "class": qualified_name(Echo), "args": [], "path": path}
+            start = peer.cluster.transport.ask(Address("member", "$actors"), request, timeout=10)
+            with pytest.raises(RemoteError, match=r"\$child/"):
+                start.result(11)
+            assert member._named_ref(path) is None
+
+
+def _watch_entries(system: ActorSystem) -> int:
+    """How many watches the system keeps (its death watch's and its watch service's)."""
+    service = sum(len(watchers) for watchers in system._watches._watchers.values())
+    return service + len(system._death_watch._ids)
+
+
+def test_the_watches_of_a_watcher_that_stopped_are_dropped(
+    coordinator_and_peer: tuple[ActorSystem, ActorSystem],
+) -> None:
+    coordinator, peer = coordinator_and_peer
+    local = coordinator.spawn(Echo, name="long-lived")
+    peer.spawn(Echo, name="remote-long-lived")
+    remote = coordinator.ref("peer/remote-long-lived")
+    for _ in range(20):  # short-lived actors, each watching long-lived ones
+        watcher = coordinator.spawn(Watching)
+        coordinator.watch(local, watcher)
+        coordinator.watch(remote, watcher)
+        watcher.stop()
+    assert wait_until(lambda: _watch_entries(coordinator) == 0, 10), _watch_entries(coordinator)
+    assert wait_until(lambda: not _watched(peer, 1), 10)  # the peer was told: unwatch
+    kept = Inbox()
+    coordinator.watch(remote, kept)  # a watch of a live watcher still holds
+    assert wait_until(lambda: _watched(peer, 1), 10)
+    peer._named_ref("remote-long-lived").stop()
+    assert kept.wait(1)[0].reason is TerminationReason.STOPPED
+
+
+@pytest.mark.timeout(60)
+def test_a_watch_made_while_the_last_unwatch_is_on_its_way_still_holds(
+    coordinator_and_peer: tuple[ActorSystem, ActorSystem],
+) -> None:
+    coordinator, peer = coordinator_and_peer
+    target = peer.spawn(Echo, name="target")
+    address = Address("peer", "target")
+    assert coordinator.cluster is not None
+    transport = coordinator.cluster.transport
+    unwatch_reached, watch_sent = threading.Event(), threading.Event()
+    tell, ask = transport.tell, transport.ask
+
+    def slow_unwatch(to: Address, message: Any) -> None:  # the unwatching thread, preempted
+        if isinstance(message, dict) and message.get("op") == "unwatch":
+            unwatch_reached.set()
+            watch_sent.wait(2)  # a fixed order takes the full 2 s; the race does not wait
+        tell(to, message)
+
+    def noted_watch(to: Address, message: Any, **kwargs: Any) -> Any:
+        future = ask(to, message, **kwargs)
+        if isinstance(message, dict) and message.get("op") == "watch":
+            watch_sent.set()
+        return future
+
+    first, second = Inbox(), Inbox()
+    coordinator.watch(address, first)
+    assert wait_until(lambda: _watched(peer, 1), 10)
+    transport.tell, transport.ask = slow_unwatch, noted_watch  # type: ignore[method-assign]
+    unwatching = threading.Thread(target=coordinator.unwatch, args=(address, first))
+    unwatching.start()
+    assert unwatch_reached.wait(10)
+    coordinator.watch(address, second)  # its watch goes out before the unwatch above
+    unwatching.join(10)
+    transport.tell, transport.ask = tell, ask  # type: ignore[method-assign]
+    assert coordinator.ref(address).ask("ping", timeout=10) == "ping"  # behind both, in order
+    target.stop()
+    [message] = second.wait(1, timeout=10)
+    assert message.reason is TerminationReason.STOPPED
+    assert first.received == []
+
+
+def test_no_terminated_is_delivered_after_unwatch_returned(system: ActorSystem) -> None:
+    ref = system.spawn(Echo, name="echo")
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(_message: Terminated) -> None:  # holds the delivery pass
+        entered.set()
+        release.wait(10)
+
+    cancelled, after = Inbox(), Inbox()
+    system.watch(ref, slow)
+    system.watch(ref, cancelled)
+    system.watch(ref, after)  # told after ``cancelled`` would have been, in the same pass
+    ref.stop(block=False)
+    assert entered.wait(10)  # the pass has begun: ``cancelled``'s turn is yet to come
+    system.unwatch(ref, cancelled)
+    release.set()
+    after.wait(1, timeout=10)
+    assert cancelled.received == []

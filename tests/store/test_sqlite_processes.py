@@ -14,12 +14,13 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 
-from actors import RunBusy
+from actors import RunBusy, StaleEpoch
 from runtime.store import SQLiteStore, decode_value
 from tests.store.store_testkit import append, step
 from tests.support import ROOT, wait_until
@@ -250,3 +251,38 @@ def test_processes_opening_a_version_1_file_at_once_migrate_it_once(
         }
         assert runs["v1-done"].steps_completed == 3
         assert list(store.load("v1-done").steps) == ["a", "b", "c"]
+
+
+@pytest.mark.timeout(60)
+def test_takeovers_racing_through_separate_connections_have_exactly_one_winner(
+    tmp_path: Path,
+) -> None:
+    """Each handle is its own connection: SQLite locks between them as between processes."""
+    db = tmp_path / "state.db"
+    handles = [SQLiteStore(db) for _ in range(6)]
+    try:
+        handles[0].claim_actor("singleton/x", owner="dead/1", lease=30)
+        for round_number in range(10):
+            epoch = round_number + 1
+            start = threading.Barrier(len(handles))
+
+            def take(i: int, epoch: int = epoch, start: threading.Barrier = start) -> int | None:
+                start.wait(10)
+                handle = handles[i]
+                won = handle.claim_actor("singleton/x", owner=f"m{i}", lease=30, if_epoch=epoch)
+                if won is not None:  # the winner's snapshot at its epoch; the others' refused
+                    handle.save_snapshot("singleton/x", epoch=won, state=b"w%d" % i)
+                return won
+
+            with ThreadPoolExecutor(len(handles)) as pool:
+                results = list(pool.map(take, range(len(handles))))
+            assert sorted(r for r in results if r is not None) == [epoch + 1]
+            for i, handle in enumerate(handles):
+                if results[i] is None:
+                    with pytest.raises(StaleEpoch):
+                        handle.save_snapshot("singleton/x", epoch=epoch, state=b"stale")
+            snapshot = handles[0].load_snapshot("singleton/x")
+            assert snapshot is not None and snapshot.epoch == epoch + 1
+    finally:
+        for handle in handles:
+            handle.close()
