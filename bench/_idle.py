@@ -2,7 +2,8 @@
 
 Starts N plaintext members (one seed, the rest join it), waits until the seed
 lists all of them, lets the cluster settle, then reads each process's CPU time
-(``/proc/PID/stat``: utime + stime) over a fixed window. The figure is the mean
+(each thread's ``/proc/PID/task/TID/sched`` run time, or ``/proc/PID/stat``:
+utime + stime in 10 ms ticks where that is missing) over a fixed window. The figure is the mean
 per member in percent of one core. The failure detector's cost per member must
 not grow with the cluster: the 32-member figure is compared to the 8-member one.
 """
@@ -22,9 +23,28 @@ ROOT = Path(__file__).resolve().parent.parent
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _cpu_seconds(pid: int) -> float:
+def _cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds of each thread of ``pid``: ``se.sum_exec_runtime`` (ms, exact) of
+    ``/proc/PID/task/*/sched``; without it, the process's utime + stime in clock ticks
+    (10 ms: an idle member of a short window may read 0)."""
+    threads: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            lines = (task / "sched").read_text().splitlines()
+        except OSError:  # the thread ended, or no scheduler statistics here
+            continue
+        for line in lines:
+            if line.startswith("se.sum_exec_runtime"):
+                threads[task.name] = float(line.split(":")[1]) / 1000.0
+    if threads:
+        return threads
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime
+    return {"ticks": (int(fields[11]) + int(fields[12])) / _TICKS}  # utime, stime
+
+
+def _spent(before: dict[str, float], after: dict[str, float]) -> float:
+    """CPU seconds between two readings (threads started in between count from 0)."""
+    return sum(seconds - before.get(thread, 0.0) for thread, seconds in after.items())
 
 
 def _start(name: str, seeds: list[str]) -> subprocess.Popen[str]:
@@ -83,7 +103,8 @@ def idle_cpu_per_member(members: int, window: float, settle: float = 3.0) -> flo
         elapsed = time.monotonic() - started
         if any(p.poll() is not None for p in processes):
             raise RuntimeError("a member exited during the idle window")
-        return 100.0 * (sum(after) - sum(before)) / elapsed / members
+        spent = sum(_spent(b, a) for b, a in zip(before, after, strict=True))
+        return 100.0 * spent / elapsed / members
     finally:
         for process in processes:
             if process.poll() is None:

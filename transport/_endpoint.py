@@ -286,11 +286,12 @@ class Transport:
     def leave(self, timeout: float = 5.0) -> None:
         """Tell every up peer this node leaves (they mark it ``left``, not ``down``).
 
-        Waits up to ``timeout`` for their acknowledgements; afterwards no more
-        probes are sent and remote tells and asks raise ``NodeDown``. Call
-        ``close`` next.
+        Waits up to ``timeout`` for their acknowledgements (sending no probes from
+        the start: the peers that answered drop them); afterwards remote tells and
+        asks raise ``NodeDown``. Call ``close`` next.
         """
         io = self._running_io()
+        io.protocol.leaving.set()  # no more probes: those told first would drop them
         peers = self._membership.names("up")
         futures = [self._send_ask(peer, Kind.LEAVE, "", None, timeout) for peer in peers]
         concurrent.futures.wait(futures, timeout)

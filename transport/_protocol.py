@@ -88,6 +88,9 @@ class NodeProtocol:
         self._subscribers = subscribers
         self.bound_address: str | None = None
         self.left = threading.Event()  # set once this node left: no more probes or gossip
+        # set when it starts leaving: the members that let it go drop its probes, so
+        # probing them while it waits for the others' answers would take them for dead
+        self.leaving = threading.Event()
         self._dedup = DedupWindow(settings.dedup_window)
         self._incarnation = node.membership.self_incarnation
         self._capabilities = node.capabilities
@@ -133,7 +136,7 @@ class NodeProtocol:
         self.handshakes.retry_joins(now, self.bound_address)
         self.handshakes.expire(now, self._is_member)
         self._clients.expire(now)
-        if self.left.is_set():
+        if self.leaving.is_set():
             return
         self._apply(self._swim_hints(self.swim.tick(now), now))
 

@@ -20,7 +20,8 @@ Updates ride on probe messages (``_piggyback``). Ordering rules for one
 incarnation of member M, with e its epoch: ``alive e`` beats anything older
 than e; ``suspect e`` beats ``alive e``; ``dead e`` beats ``alive e`` and
 ``suspect e``; a down member comes back with ``alive e' > e`` (its refutation)
-or when it is heard from directly (a resumed or reconnected node); a
+or when it is heard from directly (a resumed or reconnected node: then a
+``dead e`` still in flight is older news, only a suspicion here); a
 ``left`` is final for the incarnation. Updates about unknown members, or about
 another incarnation, are only *hints*: the transport says hello to them
 (``take_hints``). A message to a member this node thinks suspect, or revived
@@ -55,7 +56,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from transport._envelope import Kind
+from transport._envelope import MAX_ID, Kind
 from transport._membership import Membership, Transition
 from transport._piggyback import Piggyback, retransmit_limit
 from transport._settings import TransportSettings
@@ -133,6 +134,7 @@ class Swim:
         self._epochs: dict[str, tuple[int, int]] = {}  # member -> (incarnation, epoch)
         self._suspects: dict[str, Suspicion] = {}
         self._notify: dict[str, list[list[Any]]] = {}  # member -> entries for the next message
+        self._revived: dict[str, tuple[int, int]] = {}  # down member heard from: its epoch then
         self._queue = Piggyback()
         self._order: list[str] = []
         self._cursor = 0
@@ -176,6 +178,7 @@ class Swim:
             del self._suspects[name]  # proven alive; its own refutation will spread
         transitions = self._members.heard(name, now)
         if transitions:  # revived by direct contact: tell it it was declared dead
+            self._revived[name] = (self._members.incarnation(name) or 0, self._epoch(name))
             self._tell(name, self._entry(name, DEAD))
         return transitions
 
@@ -260,6 +263,7 @@ class Swim:
             known = self._members.status  # a new round: drop what forgotten members left
             self._epochs = {n: e for n, e in self._epochs.items() if known(n) is not None}
             self._notify = {n: e for n, e in self._notify.items() if known(n) is not None}
+            self._revived = {n: e for n, e in self._revived.items() if known(n) == "up"}
         return None
 
     def _ask_others(self, probe: _Probe) -> None:
@@ -352,6 +356,13 @@ class Swim:
         """A ``suspect`` or ``dead`` update about an up member, not older than ours."""
         name, _address, state, incarnation, epoch, by = update
         suspicion = self._suspects.get(name)
+        if state == DEAD and self._revived.get(name) == (incarnation, epoch):
+            # it was heard from after this death was declared: older news than that
+            # contact, so only suspect it (its answer or its refutation clears that)
+            if suspicion is None or suspicion.epoch != epoch:
+                self._start_suspicion(name, epoch, by, now)
+                self._order.insert(self._cursor, name)
+            return []
         if state == SUSPECT and suspicion is not None and suspicion.epoch == epoch:
             if suspicion.confirm(by):
                 self._queue.add(update)  # spread the confirmation too
@@ -368,8 +379,8 @@ class Swim:
         return []
 
     def _about_me(self, sender: str, state: str, incarnation: int, epoch: int) -> None:
-        if incarnation != self.incarnation or state not in (SUSPECT, DEAD):
-            return
+        if incarnation != self.incarnation or state not in (SUSPECT, DEAD) or epoch >= MAX_ID:
+            return  # (an epoch past MAX_ID would make every frame we send malformed)
         if epoch < self.epoch:  # refuted already: tell this sender, it missed it
             self._tell(sender, self._entry(self.name, ALIVE))
             return

@@ -24,6 +24,7 @@ linger 0.
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -32,6 +33,7 @@ import msgpack
 import pykka
 import pytest
 import zmq
+from conftest import EventLog
 
 VERSION = 5
 EXT_ADDRESS, EXT_REMOTE_ERROR, EXT_TUPLE = 1, 2, 3
@@ -318,4 +320,50 @@ def test_a_member_written_from_the_document_answers_probes_refutes_and_is_declar
             for _ in member._receive(50):
                 pass
     finally:
+        member.close()
+
+
+def test_a_leaving_node_does_not_probe_the_members_that_let_it_go_into_down(
+    make_transport: Callable[..., Any], context: zmq.Context[Any]
+) -> None:
+    """``leave`` waits for every member's answer; one that never answers it (here a member
+    written from the document: it acks pings, ignores ``leave``) keeps it waiting. The
+    members that did answer marked the leaver ``left`` and drop its probes meanwhile: the
+    leaver must not take their silence for death (``down`` events, asks failed)."""
+    from transport import TransportSettings  # only to start the real nodes
+
+    fast = TransportSettings(
+        probe_interval=0.15,
+        probe_timeout=0.06,
+        suspicion_timeout=0.6,
+        check_interval=0.05,
+        pause_tolerance=0.4,
+    )  # an unconfirmed suspicion lasts 1.8 s: well inside the 4 s leave below
+    leaver = make_transport("leaver", settings=fast)
+    peer = make_transport("peer", settings=fast)
+    peer.join([leaver.address], timeout=10)
+    member = WireMember(context, "mute")
+    pumping = threading.Event()
+
+    def pump() -> None:  # ack pings until the test ends (the sockets stay on this thread)
+        while not pumping.is_set():
+            for _ in member._receive(50):
+                pass
+
+    pumper: threading.Thread | None = None
+    try:
+        member.connect(leaver.address)
+        body = {"role": "member", "address": member.address, "incarnation": member.incarnation}
+        member.answer_to("members", member.send("hello", "", body))
+        pumper = threading.Thread(target=pump, daemon=True)
+        pumper.start()
+        events = EventLog()
+        leaver.subscribe(events)
+        leaver.leave(timeout=4.0)  # "mute" never answers: the whole 4 s
+        assert peer.members()["leaver"].status == "left"
+        assert events.wait_for("peer", "down", timeout=0) is None, events.events
+    finally:
+        pumping.set()
+        if pumper is not None:
+            pumper.join(5)
         member.close()

@@ -6,13 +6,17 @@ Members run in the simulated fabric (``_simulation``): the real ``Swim`` and
 
 from __future__ import annotations
 
+import random
+from typing import Any
+
 import pytest
 
-from transport._envelope import Kind
+from transport._envelope import MAX_ID, Envelope, Kind, decode_envelope, encode_envelope
 from transport._membership import Membership
 from transport._piggyback import Piggyback, retransmit_limit
 from transport._settings import DEFAULT_SETTINGS as DEFAULTS
 from transport._simulation import Fabric
+from transport._swim import Swim
 
 T = DEFAULTS.probe_interval
 # The documented bound for a small cluster: the next probe (one period), its period,
@@ -48,6 +52,22 @@ def test_a_killed_member_of_five_is_declared_down_by_everyone_within_3s() -> Non
         assert max(seen.values()) - 3.0 <= 3.0, (seed, seen)
 
 
+def test_a_killed_member_of_three_is_declared_down_within_the_documented_bound() -> None:
+    # README and PROTOCOL.md: 2.3 s in a cluster of three (one confirmation; each
+    # member probes the dead one every other period), more than the pair's bound.
+    worst = 0.0
+    for seed in range(60):
+        fabric = Fabric(3, seed=seed)
+        start = 3.0 + (seed % 7) * 0.037
+        fabric.run(start)
+        fabric.kill("m0001")
+        fabric.run(start + 4.0)
+        seen = {who: at - start for at, who in downs(fabric, "m0001")}
+        assert set(seen) == {"m0000", "m0002"}, seed
+        worst = max(worst, *seen.values())
+    assert SMALL_BOUND < worst <= 2.3, worst
+
+
 @pytest.mark.parametrize("stall", [0.3, 0.6, 0.9])
 def test_a_member_stalled_for_hundreds_of_ms_is_not_declared_down(stall: float) -> None:
     for seed in range(10):
@@ -73,6 +93,21 @@ def test_a_stopped_member_is_declared_down_and_is_up_everywhere_once_continued()
     assert fabric.members["m0003"].swim.stats.pauses_absorbed == 1
 
 
+def test_a_continued_member_is_not_declared_down_again_by_the_news_of_its_death() -> None:
+    # Stopped just past its declaration: "dead" updates are still on their way when it
+    # answers again. A member that revived it on direct contact must not take it down
+    # again on that older news (it suspects it at most, and the answer clears that).
+    for seed in range(10):
+        fabric = Fabric(30, seed=seed)
+        fabric.run(2.0)
+        fabric.pause("m0003", 2.0)
+        fabric.run(4.0)
+        fabric.run(20.0)
+        again = [(round(at, 2), who) for at, who in downs(fabric, "m0003") if at > 4.0]
+        assert again == [], (seed, again)
+        assert all(fabric.status(n, "m0003") == "up" for n in fabric.names if n != "m0003")
+
+
 def test_a_wrongly_suspected_member_refutes_with_a_higher_epoch() -> None:
     fabric = Fabric(5, seed=1)
     fabric.run(1.0)
@@ -84,6 +119,30 @@ def test_a_wrongly_suspected_member_refutes_with_a_higher_epoch() -> None:
     assert victim.swim.epoch == 1 and victim.swim.stats.refuted == 1
     assert accuser.swim.suspects() == []
     assert downs(fabric, "m0004") == []
+
+
+def test_a_suspicion_at_the_last_epoch_is_not_refuted_past_what_the_wire_carries() -> None:
+    # A valid frame may carry epoch 2**63 - 1; refuting it with + 1 would make every
+    # later probe and ack of this node malformed for its peers (dropped whole).
+    table = Membership("m0", "tcp://127.0.0.1:10000", 8)
+    table.on_hello("m1", "tcp://127.0.0.1:10001", 0.0, 2)
+    frames: list[bytes] = []
+
+    def send(node: str, kind: Kind, body: Any, correlation_id: int) -> int:
+        frames.append(
+            encode_envelope(Envelope(kind, len(frames) + 1, correlation_id, "m0", "", body))
+        )
+        return len(frames)
+
+    swim = Swim(table, DEFAULTS, send, rng=random.Random(1), now=0.0)
+    last = ["m0", "tcp://127.0.0.1:10000", "suspect", 1, MAX_ID, "m1"]
+    for moment in (0.5, 0.6):
+        swim.receive(Kind.PING, "m1", 10**9 + int(moment * 10), 0, [2, [last]], moment)
+    for moment in range(1, 40):
+        swim.tick(moment / 10)
+    assert frames and swim.epoch <= MAX_ID
+    for frame in frames:
+        decode_envelope(frame)  # raises ProtocolError on an epoch out of range
 
 
 def test_an_unknown_member_named_alive_is_a_hint_not_a_member() -> None:
