@@ -24,6 +24,7 @@ FAMILY_MODULES: tuple[str, ...] = (
     "bench._actors_remote",
     "bench._membership",
     "bench._postgres",
+    "bench._isolation",
 )
 
 

@@ -7,7 +7,9 @@ SIGHUP re-reads the keys directory (the CURVE allowlist: a new node's key is
 accepted without a restart, a removed one refused on its next connection).
 SIGUSR1 writes every thread's stack to stderr (named threads: ``actorflow-io-*``,
 ``actorflow-dispatch-*``, pykka actors...), the first thing to look at when a
-member seems stuck.
+member seems stuck; a thread of ours writes it, holding the GIL
+(``_stackdump``), so it is safe on a busy node. faulthandler is enabled for
+fatal errors only.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import threading
 from collections.abc import Callable, Sequence
 from types import FrameType
 
+from runtime._stackdump import StackDumper
 from runtime._system import ActorSystem
 
 __all__ = ["node_command", "serve"]
@@ -52,6 +55,7 @@ def serve(
     previous: dict[signal.Signals, object] = {}
     wakeup: tuple[int, int] | None = None
     received: list[int] = []
+    dumper: StackDumper | None = None
     hangups: list[int] = []  # SIGHUPs not yet acted on
     if threading.current_thread() is threading.main_thread():
         wakeup = os.pipe()
@@ -76,7 +80,9 @@ def serve(
             previous[signum] = signal.signal(signum, on_signal)
         previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_hangup)
         if not faulthandler.is_enabled():
-            faulthandler.register(signal.SIGUSR1, all_threads=True)
+            faulthandler.enable()  # fatal errors only: SIGUSR1 is the dumper's
+        dumper = StackDumper()
+        dumper.install()
     try:
         if on_ready is not None:
             on_ready(system)
@@ -98,6 +104,8 @@ def serve(
             if wakeup is not None:
                 os.close(wakeup[0])
                 os.close(wakeup[1])
+            if dumper is not None:
+                dumper.uninstall()
 
 
 def _wait_for_stop(

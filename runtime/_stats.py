@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from transport import TransportStats
@@ -36,6 +36,11 @@ class SystemStats:
         steps_hosted: remote steps running here for other coordinators.
         frames_in / frames_out / frames_dropped / in_flight_asks: the transport.
         clients: client sessions it holds (clients are not members).
+        dropped_by_peer: drops laid at a sender's door, by sender then reason
+            (``dispatch_full``: its asks answered ``Overloaded`` and its tells
+            dropped; ``unknown_actor``: tells to no actor; ...).
+        log_suppressed: per-message log lines rate-limited to DEBUG, by
+            ``reason`` or ``reason@peer``.
     """
 
     node: str
@@ -53,6 +58,8 @@ class SystemStats:
     frames_dropped: dict[str, int] = field(default_factory=dict)
     in_flight_asks: int = 0
     clients: int = 0
+    dropped_by_peer: dict[str, dict[str, int]] = field(default_factory=dict)
+    log_suppressed: dict[str, int] = field(default_factory=dict)
 
     def to_wire(self) -> dict[str, Any]:
         """A msgpack-friendly dict (what ``$system`` answers to ``stats``)."""
@@ -61,7 +68,9 @@ class SystemStats:
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> SystemStats:
         runs = [RunStats(**run) for run in data.pop("runs", [])]
-        return cls(runs=runs, **data)
+        known = {f.name for f in fields(cls)}
+        # a newer node may send more figures: keep what this version knows
+        return cls(runs=runs, **{k: v for k, v in data.items() if k in known})
 
     def render(self) -> str:
         """Human-readable lines (the CLI prints this)."""
@@ -80,6 +89,13 @@ class SystemStats:
             f"{sum(self.frames_dropped.values())} {dict(self.frames_dropped) or ''}; "
             f"asks in flight {self.in_flight_asks}; clients {self.clients}"
         )
+        for peer, drops in sorted(self.dropped_by_peer.items()):
+            lines.append(f"  dropped from {peer}: {sum(drops.values())} {dict(drops)}")
+        if self.log_suppressed:
+            lines.append(
+                f"  log lines suppressed {sum(self.log_suppressed.values())} "
+                f"{dict(self.log_suppressed)}"
+            )
         for run in self.runs:
             pause = " (paused)" if run.paused else ""
             lines.append(
@@ -105,4 +121,6 @@ def transport_figures(stats: TransportStats | None) -> dict[str, Any]:
         "frames_dropped": dict(stats.frames_dropped),
         "in_flight_asks": stats.in_flight_asks,
         "clients": stats.clients,
+        "dropped_by_peer": {peer: dict(drops) for peer, drops in stats.dropped_by_peer.items()},
+        "log_suppressed": dict(stats.log_suppressed),
     }

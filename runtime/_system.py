@@ -463,6 +463,11 @@ class ActorSystem(ActorHosting):
             actors = sum(1 for ref in self._actors.values() if ref.is_alive())
         transport = self.cluster.transport.stats() if self.cluster is not None else None
         hosted = self.cluster.host.in_flight() if self.cluster is not None else 0
+        figures = transport_figures(transport)
+        if self.cluster is not None:
+            suppressed = figures.setdefault("log_suppressed", {})
+            for key, count in self.cluster.log_suppressed().items():
+                suppressed[key] = suppressed.get(key, 0) + count
         return SystemStats(
             node=self.name,
             address=self.address,
@@ -473,7 +478,7 @@ class ActorSystem(ActorHosting):
             node_actors_spawned=self.nodes.spawned,
             node_actors_reused=self.nodes.reused,
             steps_hosted=hosted,
-            **transport_figures(transport),
+            **figures,
         )
 
     # -- shutdown ----------------------------------------------------------------------

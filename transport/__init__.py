@@ -15,7 +15,8 @@ loopback rule), ``_sockets`` (socket options, peer DEALERs), ``_protocol``
 batching, wake-up, back-pressure), ``_io`` (the I/O thread, owner of the
 sockets), ``_inbox`` (incoming tells and asks to the handler), ``_subscribers``
 (member-event callbacks), ``_reply`` (handler protocols, pending asks and their
-futures), ``_workers`` (dispatch and notify threads), ``_parts`` (what the
+futures), ``_workers`` (the notify thread), ``_fair`` (the dispatch thread: per-sender
+queues, round-robin), ``_parts`` (what the
 threads of one node share), ``_endpoint`` (``Transport``), ``_settings``,
 ``_stats``, ``_dedup``, ``_clients`` and ``_client_gate`` (a member's client
 sessions), ``_client`` (``ClientTransport``: the client role).
@@ -33,6 +34,7 @@ from transport._errors import (
     NameInUse,
     NodeDown,
     OutboxFull,
+    Overloaded,
     ProtocolError,
     RemoteError,
     WorkflowError,
@@ -61,6 +63,7 @@ __all__ = [
     "NameInUse",
     "NodeDown",
     "OutboxFull",
+    "Overloaded",
     "ProtocolError",
     "RateLimitedLog",
     "RemoteError",

@@ -105,7 +105,8 @@ class ClientTransport:
         Raises:
             ValueError: a malformed seed, or plaintext that was not allowed.
             NameInUse: the seed refused the hello: this name is a member's.
-            RemoteError: the seed refused the hello for another reason (too many clients).
+            Overloaded: the seed holds as many client sessions as it may (``max_clients``).
+            RemoteError: the seed refused the hello for another reason.
             NodeDown: no answer within ``timeout`` (the seed is not up, or with CURVE
                 it refused this client's key: the key must be on its allowlist).
         """

@@ -76,7 +76,7 @@ class ClientGate:
         session = self._sessions.open(route, sender, envelope.body["incarnation"], now)
         if session is None:
             reason = f"too many client sessions (max_clients={self._max_clients})"
-            self._refuse(envelope, route, "transport.Overloaded", reason)
+            self._refuse(envelope, route, "runtime.Overloaded", reason)
             return
         self._links.route(session.key, route)
         entries = self._membership.gossip_entries()

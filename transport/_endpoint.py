@@ -4,7 +4,8 @@ Threads of a started Transport (all named, all ended by ``close``):
 
 - ``actorflow-io-<node>``: owns every socket (see ``_io``) and sends what
   the outbox queued (see ``_outbox``);
-- ``actorflow-dispatch-<node>``: calls ``MessageHandler.deliver``, in order;
+- ``actorflow-dispatch-<node>``: calls ``MessageHandler.deliver``, in order
+  per sender, senders served round-robin (``_fair``);
 - ``actorflow-notify-<node>``: completes ask futures and runs ``subscribe``
   callbacks (done-callbacks and member callbacks must not block);
 - ``actorflow-zap-<node>``: the ZAP authenticator, when CURVE is on.
@@ -46,6 +47,7 @@ from transport._address import Address
 from transport._capabilities import CapabilitySet
 from transport._envelope import Envelope, Kind, encode_envelope, validate_node_name
 from transport._errors import AskTimeout, NodeDown, OutboxFull
+from transport._fair import FairDispatcher
 from transport._inbox import Inbox
 from transport._io import IoLoop
 from transport._membership import Member, MemberEvent, Membership
@@ -138,7 +140,12 @@ class Transport:
             pending=self._pending,
             counters=self._counters,
         )
-        self._dispatcher = SerialWorker(f"actorflow-dispatch-{name}", settings.dispatch_queue_size)
+        self._dispatcher = FairDispatcher(
+            f"actorflow-dispatch-{name}",
+            local=name,
+            per_sender=settings.dispatch_queue_per_sender,
+            total=settings.dispatch_queue_size,
+        )
         self._inbox = Inbox(name, handler, self._dispatcher, self._counters)
         self._notifier = SerialWorker(f"actorflow-notify-{name}")
         self._subscribers = Subscribers(self._notifier)
@@ -173,6 +180,9 @@ class Transport:
                 inbox=self._inbox,
                 subscribers=self._subscribers,
             )
+            # Answers the dispatch thread posts wake the I/O thread once per run of jobs.
+            self._io.outbox.hold_wakeups(self._dispatcher.thread)
+            self._dispatcher.after_jobs = self._io.outbox.release_wakeups
             self._dispatcher.start()
             self._notifier.start()
             self._io.start(timeout)
@@ -319,7 +329,7 @@ class Transport:
             if not self._inbox.submit(self.name, target.path, message, None, wait):
                 if self._dispatcher.stopping:
                     raise NodeDown(f"{self.name} is closing; {target} not told")
-                self._counters.dropped("dispatch_full")
+                self._counters.dropped("dispatch_full", peer=self.name)
                 raise OutboxFull(f"{self.name}: dispatch queue full; {target} not told")
             return
         self._check_reachable(node)
@@ -361,6 +371,8 @@ class Transport:
             frames_in=frames_in,
             frames_out=frames_out,
             frames_dropped=dropped,
+            dropped_by_peer=self._counters.by_peer(),
+            log_suppressed=self._counters.log_suppressed(),
             dispatch_queue_depth=self._dispatcher.depth(),
             outbox_backlog=self._io.outbox.held() if self._io is not None else 0,
             clients=self._io.protocol.client_count if self._io is not None else 0,
@@ -446,6 +458,6 @@ class Transport:
 
     def _deliver_local(self, path: str, message: Any, reply: Reply | None) -> None:
         if not self._inbox.submit(self.name, path, message, reply):
-            self._counters.dropped("dispatch_full")
+            self._counters.dropped("dispatch_full", peer=self.name)
             if reply is not None:
                 reply.error(NodeDown(f"{self.name}: dispatch queue full"))

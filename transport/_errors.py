@@ -10,6 +10,7 @@ the same types and nothing needs translating twice (decided once, see README)::
     │   ├── OutboxFull            the peer did not take our frames in time (backpressure)
     │   ├── NameInUse             a join refused: a live member has this node's name
     │   └── JoinRefused           a join refused: every seed failed the CURVE handshake
+    ├── Overloaded                the receiving node refused work from this sender for now
     ├── AskTimeout                no reply to an ask within its deadline
     └── RemoteError               a failure raised on another node, kept readable
     (actors/_errors.py adds the workflow, lock and persistence branches)
@@ -27,6 +28,7 @@ __all__ = [
     "NameInUse",
     "NodeDown",
     "OutboxFull",
+    "Overloaded",
     "ProtocolError",
     "RemoteError",
     "WorkflowError",
@@ -60,6 +62,14 @@ class NameInUse(NodeDown):
     """``join`` was refused: a live member of the cluster (still heartbeating, another
     process) already uses this node's name. Pick another name, or stop that node first.
     A ``NodeDown``, like every other way a join can fail."""
+
+
+class Overloaded(WorkflowError):
+    """The receiving node has as many of this sender's messages waiting for its
+    dispatch thread as it accepts from one sender (``dispatch_queue_per_sender``):
+    this ask was refused (a tell would be dropped), while other senders are still
+    served. Nothing was delivered; slow down and retry. On the wire its type name
+    is ``runtime.Overloaded``."""
 
 
 class JoinRefused(NodeDown):
@@ -100,6 +110,7 @@ for _cls in (
     OutboxFull,
     NameInUse,
     JoinRefused,
+    Overloaded,
     AskTimeout,
     RemoteError,
 ):

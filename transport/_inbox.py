@@ -6,9 +6,17 @@ arrives (``NodeProtocol``); API threads call ``submit`` for local ones
 handler and turns its exceptions into answers (or logs them, for a tell).
 
 ``receive`` offers a message to the handler's optional ``deliver_nowait``
-first, on the I/O thread, but only while nothing received earlier still waits
-for the dispatch thread: the I/O thread is the only remote submitter, so
-arrival order is kept either way.
+first, on the I/O thread, but only while nothing its sender sent earlier still
+waits for the dispatch thread (nor a job of this node itself, a barrier): the
+I/O thread is the only remote submitter, so each sender's order is kept
+either way. The dispatch thread serves senders round-robin (``_fair``): a peer
+that floods this node waits behind its own messages, not everyone else's.
+
+A message the node cannot take from its sender (that sender's queue is full)
+is refused: an ask is answered ``Overloaded``, a tell dropped, both counted
+against the sender (``dispatch_full``). Refusals (``ActorNotFound``,
+``ProtocolError``, ``Overloaded``) are answered without a traceback: they
+say what was wrong with the message, not where the node was.
 """
 
 from __future__ import annotations
@@ -19,11 +27,11 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from transport._errors import ActorNotFound
+from transport._errors import ActorNotFound, Overloaded
+from transport._fair import FairDispatcher
 from transport._ratelog import RateLimitedLog
 from transport._reply import MessageHandler, Reply
 from transport._stats import Counters
-from transport._workers import SerialWorker
 
 __all__ = ["Inbox"]
 
@@ -36,12 +44,12 @@ class Inbox:
     Args:
         name: this node's name (in logs).
         handler: delivers to local actors; may define ``deliver_nowait``.
-        dispatcher: the dispatch thread's worker (bounded: ``dispatch_queue_size``).
-        counters: where failed deliveries are counted.
+        dispatcher: the dispatch thread's queues (bounded per sender and in all).
+        counters: where failed deliveries and suppressed log lines are counted.
     """
 
     def __init__(
-        self, name: str, handler: MessageHandler, dispatcher: SerialWorker, counters: Counters
+        self, name: str, handler: MessageHandler, dispatcher: FairDispatcher, counters: Counters
     ) -> None:
         self._name = name
         self._handler = handler
@@ -50,15 +58,16 @@ class Inbox:
         )
         self._dispatcher = dispatcher
         self._counters = counters
-        self._log = RateLimitedLog(log)  # a burst of tells to a gone actor: a few lines
-        self._errors = RateLimitedLog(log)  # a handler that fails on every tell: a few lines
+        self._log = counters.watch(RateLimitedLog(log))  # tells to a gone actor: a few lines
+        self._errors = counters.watch(RateLimitedLog(log))  # a handler failing on every tell
 
     def receive(self, sender: str, target: str, message: Any, reply: Reply | None) -> bool:
         """(I/O thread) A received tell or ask: the fast path if it may, else queued.
 
-        False when the dispatch queue is full (the message is not delivered).
+        False when ``sender`` has as many messages waiting as it may: the message
+        was refused (an ask answered ``Overloaded``), and counted against it.
         """
-        if self._nowait is not None and self._dispatcher.idle():
+        if self._nowait is not None and self._dispatcher.idle_for(sender):
             try:
                 if self._nowait(sender, target, message, reply):
                     return True
@@ -70,7 +79,22 @@ class Inbox:
                 if reply is not None:
                     reply.error(RuntimeError("the receiving node failed to deliver the message"))
                 return True
-        return self.submit(sender, target, message, reply)
+        if self.submit(sender, target, message, reply):
+            return True
+        self._counters.dropped("dispatch_full", peer=sender)
+        self._log.warning(
+            "dispatch_full",
+            "%s: %s from %s to %r refused: %d of its messages wait already",
+            self._name,
+            "ask" if reply is not None else "tell",
+            sender,
+            target,
+            self._dispatcher.depth_of(sender),
+            peer=sender,
+        )
+        if reply is not None:
+            reply.error(Overloaded(f"{self._name} has too many messages from {sender} waiting"))
+        return False
 
     def submit(
         self, sender: str, target: str, message: Any, reply: Reply | None, wait: float = 0.0
@@ -78,7 +102,7 @@ class Inbox:
         """(Any thread) Queue a delivery for the dispatch thread, waiting up to ``wait``
         seconds for room; False if there was none (or the worker is stopping)."""
         job = partial(self._deliver, sender, target, message, reply)
-        return self._dispatcher.submit(job, wait)
+        return self._dispatcher.submit(sender, job, wait)
 
     def _deliver(self, sender: str, target: str, message: Any, reply: Reply | None) -> None:
         """Runs on the dispatch thread: call the handler, turn its exceptions into answers."""
@@ -88,12 +112,14 @@ class Inbox:
             if reply is not None:
                 reply.error(exc)
             else:
+                self._counters.dropped("unknown_actor", peer=sender)
                 self._log.warning(
                     "unknown_actor",
                     "%s: tell from %s to unknown actor %r dropped",
                     self._name,
                     sender,
                     target,
+                    peer=sender,
                 )
         except Exception as exc:  # noqa: BLE001 - the handler's failure goes to the asker
             if reply is not None:
@@ -106,4 +132,5 @@ class Inbox:
                     sender,
                     target,
                     "".join(traceback.format_exception(exc)),
+                    peer=sender,
                 )

@@ -14,6 +14,20 @@ Like pyzmq's ``ThreadAuthenticator``, ``IoLoop`` is a handle with two sides:
   the DEALERs, and every received frame and every tick goes to
   ``NodeProtocol``. Sockets are created, used and closed on this thread only.
 
+Fairness between connections: one turn handles at most ``_PEER_STEPS``
+envelopes of each ROUTER connection (keyed by its routing id): a frame is one
+step, each envelope of a batch frame one more (``NodeProtocol.on_frames``
+returns a batch as an iterator, so a batch of 256 tells can be spread over
+turns). A connection's further frames that turn wait, undecoded, in its own
+queue and go first next turn (a turn with frames held polls without
+waiting), so a peer flooding the node (tells, asks, deeply nested or
+malformed frames) delays every other peer by a bounded amount of work per
+turn (~1 ms), not by its whole flood.
+Once one connection has ``_PEER_HELD`` frames held, or all hold ``_HELD_BYTES``
+bytes, the turn reads no more:
+the rest stay in ZeroMQ (whose high-water mark then pushes back on the
+sender); nothing is dropped.
+
 Traffic flows one way per socket: every message, replies included, goes out
 through the sender's DEALER to the receiver's ROUTER, so each received frame
 passes the same authentication check. The thread never blocks on a send and
@@ -25,7 +39,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
 import zmq
@@ -49,6 +64,9 @@ log = logging.getLogger(__name__)
 
 _BATCH = 500  # frames handled per socket per loop turn, so ticks and commands stay timely
 _DRAIN_BUDGET = 0.05  # seconds of decoding per loop turn: heartbeats go out even under a flood
+_PEER_STEPS = 64  # frames + batch envelopes of one ROUTER connection handled per loop turn
+_PEER_HELD = 1000  # frames of one connection read but not handled yet: then reading pauses
+_HELD_BYTES = 4 << 20  # bytes of frames held, all connections: then reading pauses too
 _MONITOR_EVENTS = (
     zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
     | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
@@ -99,6 +117,10 @@ class IoLoop:
         self.protocol = NodeProtocol(
             node, links=self._links, outbox=self.outbox, inbox=inbox, subscribers=subscribers
         )
+        # I/O thread only: per ROUTER connection, what was read past its budget: frames
+        # (parts) not decoded yet, and at the head possibly a batch being handled
+        self._held: dict[bytes, deque[list[Any] | Iterator[None]]] = {}
+        self._held_bytes = 0  # payload bytes of the frames held (not of batches begun)
 
     # -- API side (any thread) ---------------------------------------------
 
@@ -231,13 +253,13 @@ class IoLoop:
         now = self._node.now
         watch = KeysWatch(self._node.security, self._settings.keys_poll_interval, now())
         while True:
-            ready = dict(poller.poll(outbox.poll_timeout(poll_ms)))
+            ready = dict(poller.poll(0 if self._held else outbox.poll_timeout(poll_ms)))
             if wakeup_fd in ready:
                 outbox.clear_wakeup()  # before the flush: a later post sets it again
             if commands in ready and self._drain_commands(commands):
                 return
             outbox.flush()
-            if router is not None and router in ready:
+            if router is not None and (router in ready or self._held):
                 self._drain_router(router)
             if monitor is not None and monitor in ready:
                 self._drain_monitor(monitor)
@@ -266,7 +288,8 @@ class IoLoop:
 
     def _drain_router(self, router: zmq.Socket[Any]) -> None:
         """Hand the waiting [routing id, payload] messages to the protocol, as many as
-        ``_BATCH`` and ``_DRAIN_BUDGET`` allow.
+        ``_BATCH``, ``_DRAIN_BUDGET`` and each connection's ``_PEER_STEPS`` allow;
+        first what was held back from earlier turns, connection by connection.
 
         Two ``recv`` calls and a look at ``EVENTS`` before the next message cost a
         fraction of ``recv_multipart`` (which reads ``RCVMORE`` per part) and of the
@@ -274,28 +297,86 @@ class IoLoop:
         while the woken actor or asker waits for the GIL.
         """
         secured = self._node.security is not None
-        on_frames = self.protocol.on_frames
         recv = router.recv
         budget_end = time.monotonic() + _DRAIN_BUDGET
-        received = 0
-        try:
-            for _ in range(_BATCH):
-                try:
+        spent: dict[bytes, int] = {}
+        held = self._held
+        for connection in list(held):
+            spent[connection] = self._work(held[connection], _PEER_STEPS)
+            if not held[connection]:
+                del held[connection]
+            if time.monotonic() > budget_end:
+                return  # the ROUTER is read next turn
+        for _ in range(_BATCH):
+            try:
+                frame = recv(zmq.NOBLOCK, copy=False)
+                parts: list[Any] = [frame]
+                while frame.more:  # the rest of a message is there already
                     frame = recv(zmq.NOBLOCK, copy=False)
-                    parts: list[Any] = [frame]
-                    while frame.more:  # the rest of a message is there already
-                        frame = recv(zmq.NOBLOCK, copy=False)
-                        parts.append(frame)
-                except zmq.Again:
-                    return
-                if not secured and len(parts) == 2:
-                    parts[1] = frame.bytes  # plaintext: no User-Id to read, plain bytes
-                received += 1
-                on_frames(parts)
-                if time.monotonic() > budget_end or not _readable(router):
-                    return
-        finally:
-            self._node.counters.received(received)
+                    parts.append(frame)
+            except zmq.Again:
+                break
+            if not secured and len(parts) == 2:
+                parts[1] = frame.bytes  # plaintext: no User-Id to read, plain bytes
+            if self._take(parts[0].bytes, parts, spent):
+                break  # read no more this turn: ZeroMQ holds the rest (back-pressure)
+            if time.monotonic() > budget_end or not _readable(router):
+                break
+
+    def _take(self, connection: bytes, parts: list[Any], spent: dict[bytes, int]) -> bool:
+        """A frame just read: handled now if its connection has steps left this turn and
+        nothing held, else held. True when reading must pause: that connection holds
+        ``_PEER_HELD`` frames, or all hold ``_HELD_BYTES``."""
+        held = self._held
+        queue = held.get(connection)
+        if queue is not None:
+            queue.append(parts)
+            self._held_bytes += len(parts[-1])
+            return len(queue) >= _PEER_HELD or self._held_bytes >= _HELD_BYTES
+        used = spent.get(connection, 0)
+        if used >= _PEER_STEPS:
+            held[connection] = deque((parts,))
+            self._held_bytes += len(parts[-1])
+            return self._held_bytes >= _HELD_BYTES
+        self._node.counters.received()  # counted as handed to the protocol, not as read
+        rest = self.protocol.on_frames(parts)
+        used += 1
+        if rest is not None:  # a batch: as many of its envelopes as the budget allows
+            queue = deque((rest,))
+            used += self._work(queue, _PEER_STEPS - used)
+            if queue:
+                held[connection] = queue
+        spent[connection] = used
+        return False
+
+    def _work(self, queue: deque[list[Any] | Iterator[None]], allowance: int) -> int:
+        """Handle ``queue``'s head onwards, at most ``allowance`` steps (at least one);
+        returns the steps taken. A batch not finished stays at the head."""
+        on_frames = self.protocol.on_frames
+        steps = 0
+        while queue:
+            head = queue[0]
+            if isinstance(head, list):
+                queue.popleft()
+                self._held_bytes -= len(head[-1])
+                steps += 1
+                self._node.counters.received()
+                rest = on_frames(head)
+                if rest is None:
+                    if steps >= allowance:
+                        return steps
+                    continue
+                queue.appendleft(rest)
+                head = rest
+            try:
+                while steps < allowance:
+                    next(head)
+                    steps += 1
+            except StopIteration:
+                queue.popleft()
+                continue
+            return steps
+        return steps
 
     def _drain_monitor(self, monitor: zmq.Socket[Any]) -> None:
         for _ in range(_BATCH):

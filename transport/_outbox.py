@@ -12,6 +12,11 @@ Who calls what:
   answers given on it (sent at once, or queued behind the peer's backlog), and
   on each loop turn: ``poll_timeout``, ``clear_wakeup`` when ``fd`` was
   readable, then ``flush``; ``shut`` as it ends.
+- The dispatch thread may hold its wake-ups (``hold_wakeups``): an answer it
+  posts (``post`` without a timeout) is queued without one, and
+  ``release_wakeups``, which it calls after each run of jobs, sends one
+  wake-up for all of them (a burst of refusals costs one eventfd write, not
+  one per answer).
 - Whoever starts and stops that thread calls ``serve`` once it runs and
   ``close`` once it has ended (the eventfd must not close under its poll).
 
@@ -24,7 +29,10 @@ one GIL hand-off per batch instead of per message. Nothing waits to fill a
 batch: a lone frame goes out alone, at once.
 
 Back-pressure: a frame a peer's full DEALER refuses (HWM) is never dropped; it
-waits in that peer's backlog, retried every loop turn, in order. The queue
+waits in that peer's backlog, retried every loop turn, in order. So do a
+peer's frames past ``_PEER_SENDS`` sends in one turn: a flood of answers to
+one peer (a hostile one asking as fast as it can) waits its turn while the
+other peers' frames go out. The queue
 plus the backlogs hold at most ``settings.outbox_size`` frames posted with a
 ``timeout``: past that, ``post`` blocks its *caller* (never the I/O thread)
 until there is room, up to the timeout, then raises ``OutboxFull`` with
@@ -60,7 +68,8 @@ from transport._sockets import FULL, SENT, PeerLinks
 
 __all__ = ["Outbox", "Wakeup"]
 
-_FLUSH_BATCH = 5000  # queued frames taken per loop turn, so ticks and commands stay timely
+_FLUSH_BATCH = 20_000  # queued frames taken per loop turn (~0.2 us each), so ticks stay timely
+_PEER_SENDS = 32  # sends (frames or batch frames) per peer per loop turn; the rest wait a turn
 _BATCH_FRAMES = 256  # most queued frames sent together as one batch frame
 _BATCH_BYTES = 256 * 1024  # most bytes of queued frames in one batch frame
 _BACKLOG_POLL_MS = 1  # poll timeout while a peer's DEALER is full: retry soon
@@ -127,6 +136,8 @@ class Outbox:
         self._refused: dict[str, tuple[bytes, int]] = {}  # I/O thread: batch a full DEALER refused
         self._room = threading.Event()  # set by the I/O thread when the outbox shrank
         self._waiters = 0  # producers blocked on a full outbox (a hint for the I/O thread)
+        self._holder: threading.Thread | None = None  # whose answers wait for release_wakeups
+        self._held_wakeup = False  # the holder queued frames since its last release
         # A batch must decode within the limits (every node of a cluster shares them),
         # and a receiver takes one only up to max_containers bytes: that bounds the
         # containers its items hold in all, so a batch costs no more than one frame.
@@ -149,21 +160,41 @@ class Outbox:
         Raises:
             OutboxFull: the outbox stayed full for ``timeout`` seconds.
         """
-        if threading.current_thread() is self._owner:
+        current = threading.current_thread()
+        if current is self._owner:
             return self._send_or_backlog(node, frame)
         if not self._running:
             return False
         queue = self._queue
+        if current is self._holder:
+            if timeout is None:
+                queue.append((node, frame))
+                self._held_wakeup = True
+                return True
+            self.release_wakeups()  # it may wait for room: the I/O thread must be awake
         if timeout is not None and len(queue) + self._backlogged >= self._settings.outbox_size:
             self._wait_for_room(node, timeout)
         queue.append((node, frame))
+        self._wake()
+        return self._running
+
+    def hold_wakeups(self, thread: threading.Thread) -> None:
+        """Let ``thread`` queue answers without waking the I/O thread for each; it must
+        call ``release_wakeups`` after each run of work (set once, before it runs)."""
+        self._holder = thread
+
+    def release_wakeups(self) -> None:
+        """(The holder) Wake the I/O thread once for the answers queued since the last call."""
+        if self._held_wakeup:
+            self._held_wakeup = False
+            self._wake()
+
+    def _wake(self) -> None:
         if not self._wake_pending:
             self._wake_pending = True
             with self._wake_lock:
-                if self._wakeup is None:
-                    return False
-                self._wakeup.set()
-        return self._running
+                if self._wakeup is not None:
+                    self._wakeup.set()
 
     def held(self) -> int:
         """Frames queued or backlogged, not yet handed to a socket: what the bound counts."""
@@ -302,9 +333,13 @@ class Outbox:
             self._room.set()
 
     def _send_queue(self, node: str, queue: deque[bytes]) -> None:
-        """Send ``queue`` (counted in ``_backlogged``) from its head until it is empty or the
-        peer's DEALER is full; several frames in a row travel as one batch frame."""
-        while queue:
+        """Send ``queue`` (counted in ``_backlogged``) from its head until it is empty, the
+        peer's DEALER is full or the peer had its ``_PEER_SENDS`` this turn (the rest
+        wait in its backlog: one peer's flood of answers cannot hold up the others');
+        several frames in a row travel as one batch frame."""
+        for _ in range(_PEER_SENDS):
+            if not queue:
+                return
             refused = self._refused.pop(node, None)
             frame, count = refused if refused is not None else self._next_frame(queue)
             result = self._links.try_send(node, frame, count)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
@@ -103,7 +104,7 @@ class NodeProtocol:
             node.capabilities,
             node.security,
         )
-        self._drops_log = RateLimitedLog(log)  # one line per drop reason every 5 s
+        self._drops_log = node.counters.watch(RateLimitedLog(log))  # per reason (and peer)
         self._clients = ClientGate(
             node.name,
             settings,
@@ -144,59 +145,70 @@ class NodeProtocol:
         """The ROUTER's monitor saw a failed handshake (bad key, no CURVE, wrong server key)."""
         self._drop("handshake_failed", detail)
 
-    def on_frames(self, parts: list[zmq.Frame] | list[bytes]) -> None:
+    def on_frames(self, parts: list[zmq.Frame] | list[bytes]) -> Iterator[None] | None:
         """Handle one message received on the ROUTER: [routing id, payload].
 
         Parts are ``zmq.Frame``s (needed with CURVE, for the User-Id) or, on a
-        plaintext socket, ``bytes``.
+        plaintext socket, ``bytes``. A ``batch`` is not handled at once: the
+        returned iterator handles one of its envelopes per step, so the I/O
+        thread can spread a peer's batch over several turns (see ``_io``).
         """
-        if len(parts) != 2:
-            self._drop("bad_framing", f"{len(parts) - 1} frames in one message")
-            return
-        payload = parts[1]
         self._route = parts[0]
-        authenticated: str | None = None
-        if isinstance(payload, bytes):
-            if self._security is not None:  # never on a CURVE socket: fail closed
-                self._drop("unauthenticated", "frame without a User-Id on a CURVE socket")
-                return
-            data = payload
-        else:
-            if self._security is not None:
-                try:
-                    authenticated = str(payload.get("User-Id"))
-                except zmq.ZMQError:
-                    authenticated = None
-                if not authenticated:
-                    self._drop("unauthenticated", "frame without a User-Id on a CURVE socket")
-                    return
-            data = payload.bytes
+        taken = self._payload(parts)
+        if taken is None:
+            return None
+        data, authenticated = taken
         try:
             envelope = decode_envelope(data, self._settings.limits)
         except ProtocolError as exc:
             peer = f" from {authenticated!r}" if authenticated is not None else ""
-            self._drop("malformed", f"frame{peer}: {exc}")
-            return
+            self._drop("malformed", f"frame{peer}: {exc}", authenticated)
+            return None
         if authenticated is not None and envelope.sender != authenticated:
             self._drop(
                 "sender_mismatch",
                 f"node {authenticated!r} sent a message claiming sender {envelope.sender!r}",
             )
-            return
+            return None
         if envelope.sender == self._name:
             self._from_own_name(envelope)
-            return
+            return None
         if envelope.kind is Kind.BATCH:
-            self._on_batch(envelope, len(data))
-        else:
-            self._on_envelope(envelope)
+            return self._on_batch(envelope, len(data), parts[0])
+        self._on_envelope(envelope)
+        return None
 
-    def _on_batch(self, batch: Envelope, size: int) -> None:
-        """Handle each envelope of a batch as if it had arrived alone, in order.
+    def _payload(self, parts: list[zmq.Frame] | list[bytes]) -> tuple[bytes, str | None] | None:
+        """The frame's payload and, with CURVE, the node its key authenticates; None
+        (dropped) for a bad framing or a frame without a User-Id on a CURVE socket."""
+        if len(parts) != 2:
+            self._drop("bad_framing", f"{len(parts) - 1} frames in one message")
+            return None
+        payload = parts[1]
+        if isinstance(payload, bytes):
+            if self._security is not None:  # never on a CURVE socket: fail closed
+                self._drop("unauthenticated", "frame without a User-Id on a CURVE socket")
+                return None
+            return payload, None
+        authenticated: str | None = None
+        if self._security is not None:
+            try:
+                authenticated = str(payload.get("User-Id"))
+            except zmq.ZMQError:
+                authenticated = None
+            if not authenticated:
+                self._drop("unauthenticated", "frame without a User-Id on a CURVE socket")
+                return None
+        return payload.bytes, authenticated
+
+    def _on_batch(self, batch: Envelope, size: int, route: zmq.Frame | bytes) -> Iterator[None]:
+        """Handle each envelope of a batch as if it had arrived alone, in order, one
+        per step of the iterator.
 
         The batch's sender was checked against the connection already; each item
         must claim the same sender. A bad item is dropped and logged, naming the
-        peer; the other items are still handled.
+        peer; the other items are still handled. Other frames may be handled between
+        two steps: each item is handled with the batch's own routing id (``route``).
         """
         sender, limits = batch.sender, self._settings.limits
         if size > limits.max_containers:
@@ -207,23 +219,30 @@ class NodeProtocol:
                 "malformed",
                 f"batch from {sender!r} is {size} bytes, over max_containers="
                 f"{limits.max_containers}",
+                sender,
             )
             return
         for index, item in enumerate(batch.body):
             try:
                 envelope = decode_envelope(item, limits)
             except ProtocolError as exc:
-                self._drop("malformed", f"item {index} of a batch from {sender!r}: {exc}")
+                self._drop("malformed", f"item {index} of a batch from {sender!r}: {exc}", sender)
+                yield
                 continue
             if envelope.sender != sender:
                 self._drop(
                     "sender_mismatch",
                     f"item {index} of a batch from {sender!r} claims sender {envelope.sender!r}",
+                    sender,
                 )
             elif envelope.kind is Kind.BATCH:
-                self._drop("malformed", f"item {index} of a batch from {sender!r} is a batch")
+                self._drop(
+                    "malformed", f"item {index} of a batch from {sender!r} is a batch", sender
+                )
             else:
+                self._route = route
                 self._on_envelope(envelope)
+            yield
 
     def _on_envelope(self, envelope: Envelope) -> None:
         kind, sender = envelope.kind, envelope.sender
@@ -432,7 +451,11 @@ class NodeProtocol:
     def _on_answer(self, envelope: Envelope) -> None:
         entry = self._pending.resolve(envelope.correlation_id, envelope.sender)
         if entry is None:
-            self._drop("unexpected_reply", f"answer from {envelope.sender!r} to no pending ask")
+            self._drop(
+                "unexpected_reply",
+                f"answer from {envelope.sender!r} to no pending ask",
+                envelope.sender,
+            )
             return
         if envelope.kind is Kind.ERROR:
             complete_ask(entry.future, False, error_from_wire(envelope.body))
@@ -442,7 +465,9 @@ class NodeProtocol:
     def _on_message(self, envelope: Envelope, reply_to: str | None = None) -> None:
         if self._dedup.seen_before(envelope.sender, envelope.message_id):
             self._drop(
-                "duplicate", f"replayed message {envelope.message_id} from {envelope.sender!r}"
+                "duplicate",
+                f"replayed message {envelope.message_id} from {envelope.sender!r}",
+                envelope.sender,
             )
             return
         reply: Reply | None = None
@@ -450,12 +475,8 @@ class NodeProtocol:
             reply = CallbackReply(
                 partial(self.answer, reply_to or envelope.sender, envelope.message_id)
             )
-        if not self._inbox.receive(envelope.sender, envelope.target, envelope.body, reply):
-            self._drop("dispatch_full", f"handler queue full; dropped a {envelope.kind.value}")
-            if reply is not None:
-                reply.error(
-                    RemoteError("transport.Overloaded", "dispatch queue full", "", self._name)
-                )
+        # refused (its sender has too many waiting): answered Overloaded, counted there
+        self._inbox.receive(envelope.sender, envelope.target, envelope.body, reply)
 
     def answer(self, node: str, correlation_id: int, ok: bool, value: Any) -> None:
         """Send the answer to ask ``correlation_id`` back to ``node`` (any thread)."""
@@ -516,7 +537,10 @@ class NodeProtocol:
         envelope = Envelope(kind, self._next_id(), correlation_id, self._name, "", body)
         return encode_envelope(envelope, self._settings.limits)
 
-    def _drop(self, reason: str, detail: str) -> None:
-        """Count a dropped frame; log one warning per reason every few seconds."""
-        self._counters.dropped(reason)
-        self._drops_log.warning(reason, "%s dropped a frame (%s): %s", self._name, reason, detail)
+    def _drop(self, reason: str, detail: str, peer: str | None = None) -> None:
+        """Count a dropped frame (against ``peer`` when known, i.e. a member or an
+        authenticated sender); log one warning per reason (and peer) every few seconds."""
+        self._counters.dropped(reason, peer=peer)
+        self._drops_log.warning(
+            reason, "%s dropped a frame (%s): %s", self._name, reason, detail, peer=peer
+        )

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
 
-from transport._errors import ActorNotFound, RemoteError
+from transport._errors import ActorNotFound, Overloaded, ProtocolError, RemoteError
 from transport._workers import SerialWorker
 
 __all__ = [
@@ -40,6 +40,13 @@ __all__ = [
 ]
 
 ACTOR_NOT_FOUND_NAME = "runtime.ActorNotFound"
+OVERLOADED_NAMES = ("runtime.Overloaded", "transport.Overloaded")  # the second: older nodes
+
+# Refusals: what was wrong is the message itself (no such actor, a malformed
+# request, too much from this sender), not a place in this node's code. They
+# are answered without a traceback: formatting one costs ~200 us per answer
+# (linecache), which a peer sending thousands of bad asks would make us pay.
+REFUSALS = (ActorNotFound, ProtocolError, Overloaded)
 
 
 class Reply(Protocol):
@@ -104,7 +111,10 @@ def error_to_wire(exc: BaseException, node: str) -> RemoteError:
     """The ``RemoteError`` that carries ``exc`` (a RemoteError is passed on unchanged)."""
     if isinstance(exc, RemoteError):
         return exc
-    text = "".join(traceback.format_exception(exc)) if exc.__traceback__ is not None else ""
+    if exc.__traceback__ is None or isinstance(exc, REFUSALS):
+        text = ""
+    else:
+        text = "".join(traceback.format_exception(exc))
     return RemoteError(type_name_of(exc), str(exc), text, node)
 
 
@@ -112,6 +122,8 @@ def error_from_wire(error: RemoteError) -> BaseException:
     """What the asker's future fails with for an error reply."""
     if error.type_name == ACTOR_NOT_FOUND_NAME:
         return ActorNotFound(error.message)
+    if error.type_name in OVERLOADED_NAMES:
+        return Overloaded(f"{error.message} (on node {error.node})")
     return error
 
 

@@ -47,7 +47,12 @@ class TransportSettings:
             (down or left) gives its place up to a new one when the table is full.
         forget_after: seconds after which a departed (down or left) node is
             forgotten, i.e. removed from the member table (60.0).
-        dispatch_queue_size: inbound tells/asks waiting for the handler (10,000).
+        dispatch_queue_size: inbound tells/asks waiting for the handler, all
+            senders together (10,000); a sender with fewer than 16 waiting is
+            accepted past it, so heavy senders cannot lock light ones out.
+        dispatch_queue_per_sender: inbound tells/asks of one sender waiting for
+            the handler (5,000); past it that sender's asks are answered
+            ``Overloaded`` and its tells dropped (counted against it).
         outbox_size: outgoing tells/asks queued for the I/O thread, plus those
             waiting for a peer's full DEALER (10,000); past it, ``tell`` and
             ``ask`` block their caller (backpressure, see ``Transport``).
@@ -83,6 +88,7 @@ class TransportSettings:
     max_members: int = 256
     forget_after: float = 60.0
     dispatch_queue_size: int = 10_000
+    dispatch_queue_per_sender: int = 5000
     outbox_size: int = 10_000
     send_timeout: float = 5.0
     max_clients: int = 1024

@@ -5,9 +5,12 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from transport._membership import Member
+from transport._ratelog import RateLimitedLog
+
+_MAX_PEERS = 256  # peers with drop counts of their own; more are counted under "*"
 
 __all__ = ["Counters", "TransportStats"]
 
@@ -28,7 +31,13 @@ class TransportStats:
             ``send_queue_full`` (heartbeats/gossip skipped for a full DEALER),
             ``outbox_full`` (a tell/ask refused with ``OutboxFull``), ``node_down``
             (frames queued to a peer declared down), ``dispatch_full``,
-            ``handshake_failed``.
+            ``handshake_failed``, ``unknown_actor`` (a tell to no actor).
+        dropped_by_peer: the drops that could be laid at a sender's door, by
+            sender then reason: ``dispatch_full`` (its asks answered ``Overloaded``,
+            its tells dropped, once it had ``dispatch_queue_per_sender`` waiting),
+            ``unknown_actor``, ``duplicate``, ``malformed`` batch items...
+        log_suppressed: per-message log lines written at DEBUG instead of WARNING
+            (rate limiting), keyed ``reason`` or ``reason@peer``.
         dispatch_queue_depth: messages waiting for the handler.
         outbox_backlog: outgoing frames queued or backlogged, not yet handed to a socket.
         clients: client sessions held (clients are not members: not in ``peers``).
@@ -44,6 +53,8 @@ class TransportStats:
     dispatch_queue_depth: int
     outbox_backlog: int = 0
     clients: int = 0
+    dropped_by_peer: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    log_suppressed: Mapping[str, int] = field(default_factory=dict)
 
 
 class Counters:
@@ -56,6 +67,8 @@ class Counters:
         self.frames_in = 0
         self.frames_out = 0
         self._dropped: Counter[str] = Counter()
+        self._by_peer: dict[str, Counter[str]] = {}
+        self._logs: list[RateLimitedLog] = []
 
     def received(self, count: int = 1) -> None:
         self.frames_in += count  # I/O thread only
@@ -63,10 +76,36 @@ class Counters:
     def sent(self, count: int = 1) -> None:
         self.frames_out += count  # I/O thread only
 
-    def dropped(self, reason: str, count: int = 1) -> None:
+    def dropped(self, reason: str, count: int = 1, *, peer: str | None = None) -> None:
+        """Count ``count`` drops for ``reason``, also against ``peer`` when given."""
         if count:
             with self._lock:
                 self._dropped[reason] += count
+                if peer is not None:
+                    tally = self._by_peer.get(peer)
+                    if tally is None:
+                        if len(self._by_peer) >= _MAX_PEERS:
+                            peer = "*"
+                        tally = self._by_peer.setdefault(peer, Counter())
+                    tally[reason] += count
+
+    def by_peer(self) -> dict[str, dict[str, int]]:
+        with self._lock:
+            return {peer: dict(sorted(c.items())) for peer, c in sorted(self._by_peer.items())}
+
+    def watch(self, log: RateLimitedLog) -> RateLimitedLog:
+        """Include ``log``'s suppressed-line counts in ``log_suppressed``; returns it."""
+        with self._lock:
+            self._logs.append(log)
+        return log
+
+    def log_suppressed(self) -> dict[str, int]:
+        with self._lock:
+            logs = list(self._logs)
+        total: Counter[str] = Counter()
+        for log in logs:
+            total.update(log.suppressed())
+        return dict(sorted(total.items()))
 
     def snapshot(self) -> tuple[int, int, dict[str, int]]:
         with self._lock:

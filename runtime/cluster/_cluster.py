@@ -321,6 +321,14 @@ class Cluster:
             return False  # logged by the slow path
         return True
 
+    def log_suppressed(self) -> dict[str, int]:
+        """Per-message log lines of this cluster member rate-limited to DEBUG, by key
+        (the transport counts its own: ``TransportStats.log_suppressed``)."""
+        counts = dict(self._runs.log_suppressed())
+        for key, count in self.host.log_suppressed().items():
+            counts[key] = counts.get(key, 0) + count
+        return counts
+
     def _system(self, sender: str, message: Any, reply: Reply | None) -> None:
         request = require(message, {"op": str}, "system message")
         handler = self._SYSTEM_OPS.get(request["op"])

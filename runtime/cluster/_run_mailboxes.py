@@ -82,6 +82,14 @@ class RunMailboxes:
             placed = sender in self._placed.get(run_id, ())
         if not placed:
             self._log.warning(
-                "foreign_event", "event for run %s from %s dropped (no step there)", run_id, sender
+                "foreign_event",
+                "event for run %s from %s dropped (no step there)",
+                run_id,
+                sender,
+                peer=sender,
             )
         return placed
+
+    def log_suppressed(self) -> dict[str, int]:
+        """Its per-message log lines rate-limited to DEBUG, by ``reason@peer``."""
+        return self._log.suppressed()

@@ -257,7 +257,12 @@ class StepHost:
                 hosted.coordinator,
                 hosted.key,
                 exc,
+                peer=hosted.coordinator,
             )
+
+    def log_suppressed(self) -> dict[str, int]:
+        """Its per-message log lines rate-limited to DEBUG, by ``reason@peer``."""
+        return self._log.suppressed()
 
     def finished(
         self, hosted: _Hosted, result: StepResult, changes: tuple[StateChanged, ...]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import traceback
 from typing import Any
 
-from transport import ProtocolError, RemoteError
+from transport import ActorNotFound, Overloaded, ProtocolError, RemoteError
 
 __all__ = ["error_names", "remote_error", "require", "with_names"]
 
@@ -35,9 +35,10 @@ def remote_error(error: BaseException, node: str, text: str = "") -> RemoteError
     if isinstance(error, RemoteError):
         return error
     names = error_names(error)
-    wire = RemoteError(
-        names[0], str(error), text or "".join(traceback.format_exception(error)), node
-    )
+    if not text and not isinstance(error, ActorNotFound | ProtocolError | Overloaded):
+        # a refusal (an unregistered task, a bad request) needs no traceback: see transport
+        text = "".join(traceback.format_exception(error))
+    wire = RemoteError(names[0], str(error), text, node)
     wire.mro_names = names  # type: ignore[attr-defined]
     return wire
 

@@ -67,6 +67,8 @@ NODE_KEYS = {
     "frames_dropped",
     "in_flight_asks",
     "clients",
+    "dropped_by_peer",
+    "log_suppressed",
 }
 NODE_RUN_KEYS = {"run_id", "state", "paused", "steps_total", "steps_completed"}
 

@@ -13,10 +13,7 @@ Every wait here is bounded (``wait_until``); no task sleeps for a fixed time.
 
 from __future__ import annotations
 
-import faulthandler
 import os
-import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +156,6 @@ def workflows() -> list[Workflow[Any, Any]]:
 def register(system: ActorSystem) -> None:
     global _system  # noqa: PLW0603 - one system per worker process
     _system = system
-    # A worker that hangs can be asked for its threads' stacks (see Worker.stop).
-    faulthandler.register(signal.SIGUSR1, all_threads=True, file=sys.stdout)
+    # A worker that hangs can be asked for its threads' stacks (see Worker.stop):
+    # ``serve`` answers SIGUSR1 with a dump (runtime._stackdump).
     system.register_actor(Echo)

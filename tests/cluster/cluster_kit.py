@@ -132,8 +132,8 @@ class Worker:
         try:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.signal(signal.SIGUSR1)  # cluster_app dumps every thread's stack
-            self.wait_line("Current thread", timeout=3)
+            self.signal(signal.SIGUSR1)  # serve dumps every thread's stack
+            self.wait_line("-- end of stack dump", timeout=3)
             return None
 
     def stop(self, timeout: float = 15.0) -> bool:
@@ -145,8 +145,8 @@ class Worker:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
                 lingered = True
-                self.signal(signal.SIGUSR1)  # cluster_app dumps every thread's stack
-                self.wait_line("Current thread", timeout=3)
+                self.signal(signal.SIGUSR1)  # serve dumps every thread's stack
+                self.wait_line("-- end of stack dump", timeout=3)
                 print(f"worker {self.name} did not exit on SIGTERM:\n{self.output()}")
                 self.process.kill()
                 self.process.wait(5)

@@ -17,7 +17,7 @@ from transport import (
     ClientTransport,
     NameInUse,
     NodeDown,
-    RemoteError,
+    Overloaded,
     Transport,
     TransportSettings,
     generate_keys,
@@ -77,7 +77,7 @@ def test_client_sessions_are_bounded_and_expire_when_idle(
     member = make_transport("m", RecordingHandler("m"), settings=settings)
     for name in ("c1", "c2"):
         make_client(name).connect(str(member.address), timeout=10)
-    with pytest.raises(RemoteError, match="too many client sessions"):
+    with pytest.raises(Overloaded, match="too many client sessions"):
         make_client("c3").connect(str(member.address), timeout=10)
     assert member.stats().frames_dropped["refused_client"] == 1
     # clients that vanish without a word (and heartbeat every 5 s) are forgotten after 1 s

@@ -13,6 +13,7 @@ Every wait has a deadline; nothing sleeps to wait for an event.
 from __future__ import annotations
 
 import os
+import select
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -561,3 +562,20 @@ def test_no_wake_up_is_lost_through_a_transport(make_transport: MakeTransport) -
     for producer in range(producers):
         handler = peers[("p0", "p1")[producer % 2]]
         assert [seq for _, who, seq in handler.arrivals if who == producer] == list(range(rounds))
+
+
+@pytest.mark.timeout(60)
+def test_answers_of_the_holding_thread_share_one_wake_up(rig: Rig) -> None:
+    """The dispatch thread holds its wake-ups: a burst of answers is queued without an
+    eventfd write each, and one release wakes the I/O thread for all of them."""
+    consumer, receiver = rig(TransportSettings())
+    outbox = consumer.outbox
+    outbox.hold_wakeups(threading.current_thread())
+    for seq in range(100):
+        assert outbox.post("p0", frame("p0", 0, seq))  # no timeout: an answer
+    assert select.select([outbox.fd], [], [], 0)[0] == []  # not woken yet
+    outbox.release_wakeups()
+    assert select.select([outbox.fd], [], [], 0)[0] == [outbox.fd]  # woken once, for all
+    consumer.resume.set()
+    assert receiver.wait_for(lambda: receiver.count() >= 100, 20)
+    assert receiver.seqs("p0", 0) == list(range(100))

@@ -60,3 +60,22 @@ def test_a_handler_failing_on_every_tell_writes_a_few_error_lines(
     failed = [r for r in caplog.records if "handler failed on a tell" in r.getMessage()]
     assert 1 <= len(failed) <= 3
     assert all(r.levelno == logging.ERROR for r in failed)
+
+
+def test_each_peer_has_its_own_window_and_the_suppressed_lines_are_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [0.0]
+    limited = RateLimitedLog(logging.getLogger("ratelog-peers"), every=5.0, clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="ratelog-peers"):
+        for n in range(100):
+            limited.warning("unknown_actor", "tell %d from noisy", n, peer="noisy")
+        limited.warning("unknown_actor", "tell from quiet", peer="quiet")  # not hidden
+        limited.warning("malformed", "a frame")
+        limited.warning("malformed", "another frame")
+    assert [r.getMessage() for r in caplog.records] == [
+        "tell 0 from noisy",
+        "tell from quiet",
+        "a frame",
+    ]
+    assert limited.suppressed() == {"unknown_actor@noisy": 99, "malformed": 1}

@@ -1,0 +1,253 @@
+"""Isolation rows: one noisy peer must not starve the others (issue 14).
+
+Three processes over tcp loopback: the node (``python -m bench._isolation
+node``: an ``Echo`` actor named ``echo``), a noisy peer (``python -m
+bench._isolation flood ADDRESS``: on ``start`` it tells ``node/nobody``, an
+actor that does not exist, as fast as its outbox takes them, until ``stop``)
+and this process, a legitimate member asking ``echo``.
+
+- legitimate ask round trip p99 (one outstanding) while the noisy peer
+  floods, beside the same p99 with no flood, interleaved (target <= 5x);
+- the node's CPU time per refused ask (``ActorNotFound``: an unknown actor),
+  beside its CPU time per successful ask, both with 100 asks outstanding,
+  read from ``/proc/<pid>/stat`` of the node process.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import pykka
+
+from bench._row import Config, Family, Row, Series, Target, interleaved
+from runtime import ActorSystem
+from transport import ActorNotFound, OutboxFull, Overloaded
+
+__all__ = ["FAMILY"]
+
+ROOT = Path(__file__).resolve().parent.parent
+_WINDOW = 100
+_TIMEOUT = 60.0
+_TICKS = os.sysconf("SC_CLK_TCK")
+_MIN_CPU = 0.1  # seconds of the node's CPU a cost figure is read over, at least
+_MAX_ROUNDS = 50
+
+
+class Echo(pykka.ThreadingActor):
+    def on_receive(self, message: Any) -> Any:
+        return message
+
+
+# -- the other processes --------------------------------------------------------------------
+
+
+def _node_main() -> int:
+    with ActorSystem("node", listen="tcp://127.0.0.1:0", plaintext=True) as system:
+        system.spawn(Echo, name="echo")
+        print(f"ready {system.address}", flush=True)
+        sys.stdin.read()  # until the bench closes our stdin
+    return 0
+
+
+def _flood_main(address: str) -> int:
+    with ActorSystem("noisy", listen="tcp://127.0.0.1:0", join=[address], plaintext=True) as system:
+        nobody = system.ref("node/nobody")
+        flooding = threading.Event()
+        stop = threading.Event()
+
+        def flood() -> None:
+            n = 0
+            while not stop.is_set():
+                if not flooding.wait(0.1):
+                    n = 0
+                    continue
+                with contextlib.suppress(OutboxFull):  # the node does not keep up: go on
+                    nobody.tell({"n": n})
+                n += 1
+                if n == 2000:  # each time it starts again
+                    print("flooding", flush=True)
+
+        thread = threading.Thread(target=flood, daemon=True)
+        thread.start()
+        print("ready", flush=True)
+        for line in sys.stdin:
+            if line.strip() == "start":
+                flooding.set()
+            elif line.strip() == "stop":
+                flooding.clear()
+                # answered behind every tell of ours the node still holds: then it is idle
+                # (refused Overloaded while our queue there is still full: ask again)
+                while True:
+                    try:
+                        nobody.ask("drained?", timeout=_TIMEOUT)
+                    except ActorNotFound:
+                        break
+                    except Overloaded:
+                        time.sleep(0.05)  # our queue there is full: give it time to drain
+                print("idle", flush=True)
+        stop.set()
+        thread.join(5)
+    return 0
+
+
+# -- the bench side ---------------------------------------------------------------------------
+
+
+class _Process:
+    def __init__(self, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bench._isolation", *args],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None and self.process.stdin is not None
+        self._stdout: IO[str] = self.process.stdout
+        self._stdin: IO[str] = self.process.stdin
+
+    def send(self, line: str) -> None:
+        self._stdin.write(line + "\n")
+        self._stdin.flush()
+
+    def read_line(self, prefix: str, timeout: float = _TIMEOUT) -> str:
+        found: list[str] = []
+        done = threading.Event()
+
+        def read() -> None:
+            for line in self._stdout:
+                if line.startswith(prefix):
+                    found.append(line.rstrip())
+                    break
+            done.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        if not done.wait(timeout) or not found:
+            raise RuntimeError(f"no {prefix!r} line from {self.process.args!r} within {timeout}s")
+        return found[0]
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self._stdin.close()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+
+def _p99_ms(system: ActorSystem, asks: int) -> float:
+    echo = system.ref("node/echo")
+    took = []
+    for n in range(asks):
+        started = time.perf_counter()
+        echo.ask(n, timeout=_TIMEOUT)
+        took.append(time.perf_counter() - started)
+        time.sleep(0.002)  # paced like a member asking now and then, not a flood of its own
+    took.sort()
+    return took[min(len(took) - 1, int(0.99 * len(took)))] * 1000
+
+
+def _p99_under_flood(system: ActorSystem, noisy: _Process, asks: int) -> float:
+    noisy.send("start")
+    noisy.read_line("flooding")
+    try:
+        return _p99_ms(system, asks)
+    finally:
+        noisy.send("stop")
+        noisy.read_line("idle")
+
+
+def _cpu_per_ask_us(system: ActorSystem, node: _Process, path: str, asks: int) -> float:
+    """The node's CPU time per ask to ``path``, ``_WINDOW`` asks outstanding; rounds of
+    ``asks`` until the node spent ``_MIN_CPU`` s (``/proc`` counts in 10 ms ticks)."""
+    ref = system.ref(f"node/{path}")
+    before = node.cpu_seconds()
+    sent = 0
+    for _ in range(_MAX_ROUNDS):
+        pending: set[concurrent.futures.Future[Any]] = set()
+        for n in range(asks):
+            if len(pending) >= _WINDOW:
+                _done, pending = concurrent.futures.wait(
+                    pending, _TIMEOUT, concurrent.futures.FIRST_COMPLETED
+                )
+            pending.add(ref.ask_future(n, timeout=_TIMEOUT))
+        concurrent.futures.wait(pending, _TIMEOUT)
+        sent += asks
+        if node.cpu_seconds() - before >= _MIN_CPU:
+            break
+    return (node.cpu_seconds() - before) / sent * 1e6
+
+
+def run(config: Config) -> list[Row]:
+    asks = config.size(1000, 100)
+    costed = config.size(20_000, 1000)
+    node = _Process("node")
+    noisy: _Process | None = None
+    try:
+        address = node.read_line("ready ").split()[1]
+        noisy = _Process("flood", address)
+        noisy.read_line("ready")
+        with ActorSystem(
+            "legit", listen="tcp://127.0.0.1:0", join=[address], plaintext=True
+        ) as system:
+            flood = noisy
+            quiet, flooded = interleaved(
+                config.repeats,
+                [
+                    ("no flood", lambda: _p99_ms(system, asks)),
+                    ("flood", lambda: _p99_under_flood(system, flood, asks)),
+                ],
+            )
+            refused, answered = interleaved(
+                config.repeats,
+                [
+                    ("refused ask", lambda: _cpu_per_ask_us(system, node, "nobody", costed)),
+                    ("echo ask", lambda: _cpu_per_ask_us(system, node, "echo", costed)),
+                ],
+            )
+    finally:
+        if noisy is not None:
+            noisy.stop()
+        node.stop()
+    return [
+        Row(
+            "isolation",
+            f"legitimate ask p99 while a peer floods tells to an unknown actor ({asks} asks)",
+            "ms",
+            Series("p99 under the flood", flooded.samples),
+            (Series("p99 with no flood", quiet.samples),),
+            Target("ratio", "<=", 5.0),
+        ),
+        Row(
+            "isolation",
+            f"node CPU per refused ask (unknown actor), {_WINDOW} outstanding ({costed} asks)",
+            "us",
+            Series("refused ask (ActorNotFound)", refused.samples),
+            (Series("successful ask (echo)", answered.samples),),
+            Target("ratio", "<=", 1.5),
+        ),
+    ]
+
+
+FAMILY = Family("isolation", run)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "node":
+        sys.exit(_node_main())
+    if sys.argv[1] == "flood":
+        sys.exit(_flood_main(sys.argv[2]))
+    sys.exit(f"usage: python -m bench._isolation node | flood ADDRESS (got {sys.argv[1:]})")

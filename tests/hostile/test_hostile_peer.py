@@ -1,0 +1,266 @@
+"""One noisy or hostile peer cannot starve the others (issue 14), with real processes.
+
+Three processes: the node under attack (``_victim``: ``serve`` with an echo
+actor), a peer flooding it (``_flooder``: raw zmq + msgpack, a member that
+heartbeats), and this test process, a legitimate member asking ``echo`` over
+and over. The legitimate asks must keep being answered, within a generous
+bound (the machine is shared and loaded), while the flooder sends each kind of
+bad or unwelcome traffic; only the flooder is refused with ``Overloaded``;
+SIGUSR1 during a flood dumps the stacks and leaves the node running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from runtime import ActorSystem
+from runtime._stats import SystemStats
+from tests.hostile._flooder import KINDS
+from tests.support import ROOT, wait_until
+from transport import Overloaded
+
+pytestmark = pytest.mark.timeout(180)
+
+START = 30.0
+# Generous: a legitimate ask takes 1-2 ms on an idle node; under the flood, on a
+# 2-core machine shared with other test runs, it must still come back well within this.
+ASK_BOUND = 3.0
+
+
+class Process:
+    """A child ``python -m MODULE`` whose stdout+stderr lines are collected by a thread."""
+
+    def __init__(self, module: str, *args: str) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        self._eof = False
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with self._cond:
+                self.lines.append(line.rstrip("\n"))
+                self._cond.notify_all()
+        with self._cond:
+            self._eof = True
+            self._cond.notify_all()
+
+    def wait_line(self, prefix: str, timeout: float = START) -> str:
+        def found() -> str | None:
+            return next((line for line in self.lines if line.startswith(prefix)), None)
+
+        with self._cond:
+            self._cond.wait_for(lambda: found() is not None or self._eof, timeout)
+            line = found()
+        if line is None:
+            raise AssertionError(f"no line {prefix!r} within {timeout}s:\n{self.output()}")
+        return line
+
+    def wait_count(self, prefix: str, count: int, timeout: float) -> None:
+        def seen() -> int:
+            return sum(1 for line in self.lines if line.startswith(prefix))
+
+        with self._cond:
+            if not self._cond.wait_for(lambda: seen() >= count or self._eof, timeout):
+                raise AssertionError(f"{prefix!r} not seen {count} times:\n{self.output()}")
+
+    def output(self) -> str:
+        with self._cond:
+            return "\n".join(self.lines)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self._reader.join(5)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+class Victim:
+    def __init__(self, *args: str) -> None:
+        self.proc = Process("tests.hostile._victim", *args)
+        self.address = self.proc.wait_line("READY ").split()[1]
+
+
+@pytest.fixture
+def victim_factory() -> Iterator[Any]:
+    started: list[Process] = []
+
+    def make(*args: str) -> Victim:
+        victim = Victim(*args)
+        started.append(victim.proc)
+        return victim
+
+    yield make
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture
+def flooders() -> Iterator[Any]:
+    started: list[Process] = []
+
+    def make(address: str, kinds: str, seconds: float) -> Process:
+        proc = Process(
+            "tests.hostile._flooder", address, "--kinds", kinds, "--seconds", str(seconds)
+        )
+        started.append(proc)
+        return proc
+
+    yield make
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture
+def member(victim_factory: Any) -> Iterator[Any]:
+    systems: list[ActorSystem] = []
+
+    def make(victim: Victim) -> ActorSystem:
+        system = ActorSystem(
+            "legit", listen="tcp://127.0.0.1:0", plaintext=True, join=[victim.address]
+        )
+        systems.append(system)
+        return system
+
+    yield make
+    for system in systems:
+        system.shutdown()
+
+
+def ask_until(system: ActorSystem, flooder: Process) -> list[float]:
+    """Ask the victim's echo every 20 ms until the flooder is done; each ask's seconds."""
+    echo = system.ref("victim/echo")
+    took: list[float] = []
+    n = 0
+    while flooder.process.poll() is None:
+        n += 1
+        started = time.monotonic()
+        assert echo.ask(n, timeout=ASK_BOUND * 3) == ["echo", n]
+        took.append(time.monotonic() - started)
+        time.sleep(0.02)  # pacing between asks, not a wait for something
+    return took
+
+
+def summary(flooder: Process) -> dict[str, Any]:
+    return dict(json.loads(flooder.wait_line("SUMMARY ").split(" ", 1)[1]))
+
+
+def victim_stats(system: ActorSystem) -> SystemStats:
+    answer = system.ref("victim/$system").ask({"op": "stats"}, timeout=10)
+    return SystemStats.from_wire(dict(answer))
+
+
+def test_a_member_keeps_being_answered_while_a_peer_floods_every_kind(
+    victim_factory: Any, flooders: Any, member: Any
+) -> None:
+    victim = victim_factory()
+    system = member(victim)
+    assert system.ref("victim/echo").ask(0, timeout=10) == ["echo", 0]
+    flooder = flooders(victim.address, ",".join(KINDS), 0.8)
+    flooder.wait_line("JOINED")
+    took = ask_until(system, flooder)
+    result = summary(flooder)
+    assert set(result["sent"]) == set(KINDS), result
+    assert len(took) >= 20, took
+    assert max(took) < ASK_BOUND, sorted(took)[-5:]
+    assert victim.proc.process.poll() is None
+    # the flooder's asks to nothing were refused (cheaply), not left unanswered
+    assert result["answers"].get("runtime.ActorNotFound", 0) > 0, result
+    refusals = {name for name in result["answers"] if name.startswith("runtime.")}
+    # (its asks past its bound there were refused Overloaded: asks of other kinds too)
+    assert refusals <= {"runtime.ActorNotFound", "runtime.ProtocolError", "runtime.Overloaded"}
+    # the flooder's tells came last and queue behind its own asks: wait for them
+    assert wait_until(
+        lambda: victim_stats(system).frames_dropped.get("unknown_actor", 0) > 0,
+        timeout=60,
+        interval=0.5,
+    )
+    stats = victim_stats(system)
+    assert stats.frames_dropped.get("malformed", 0) > 0, stats.frames_dropped
+    assert stats.dropped_by_peer["flooder"].get("unknown_actor", 0) > 0, stats.dropped_by_peer
+    assert "legit" not in stats.dropped_by_peer, stats.dropped_by_peer
+    assert stats.log_suppressed.get("unknown_actor@flooder", 0) > 0, stats.log_suppressed
+    # actorflow status shows them too, as text and as JSON
+    command = [sys.executable, "-m", "runtime._cli", "status", "--join", victim.address]
+    command += ["--plaintext", "--timeout", "20"]
+    # (exit 1 if the flooder, gone without leaving, is still listed up and asked)
+    text = subprocess.run(
+        command, check=False, capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert "dropped from flooder:" in text.stdout, text.stdout + text.stderr
+    assert "log lines suppressed" in text.stdout, text.stdout
+    as_json = subprocess.run(
+        [*command, "--json"], check=False, capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    nodes = {node["node"]: node for node in json.loads(as_json.stdout)["nodes"]}
+    assert nodes["victim"]["dropped_by_peer"]["flooder"]["unknown_actor"] > 0, nodes["victim"]
+    assert nodes["victim"]["log_suppressed"]["unknown_actor@flooder"] > 0, nodes["victim"]
+    # per-message lines are rate-limited: a few WARNINGs, not one per bad frame
+    warnings = [line for line in victim.proc.lines if line.startswith("[victim]")]
+    assert len(warnings) < 200, warnings[-20:]
+
+
+def test_the_flooding_peer_gets_overloaded_and_the_others_do_not(
+    victim_factory: Any, flooders: Any, member: Any
+) -> None:
+    victim = victim_factory("--per-sender", "20")
+    system = member(victim)
+    assert system.ref("victim/echo").ask(0, timeout=10) == ["echo", 0]
+    flooder = flooders(victim.address, "ask_unknown,tell_unknown,ask_unknown", 1.5)
+    flooder.wait_line("JOINED")
+    try:
+        took = ask_until(system, flooder)
+    except Overloaded as exc:  # pragma: no cover - the failure this test exists for
+        raise AssertionError(f"the legitimate member was refused: {exc}") from exc
+    result = summary(flooder)
+    assert result["answers"].get("runtime.Overloaded", 0) > 0, result
+    assert max(took) < ASK_BOUND, sorted(took)[-5:]
+    stats = victim_stats(system)
+    assert stats.dropped_by_peer["flooder"].get("dispatch_full", 0) > 0, stats.dropped_by_peer
+    assert "legit" not in stats.dropped_by_peer, stats.dropped_by_peer
+
+
+def test_sigusr1_during_a_flood_dumps_the_stacks_and_leaves_the_node_running(
+    victim_factory: Any, flooders: Any, member: Any
+) -> None:
+    victim = victim_factory()
+    system = member(victim)
+    flooder = flooders(victim.address, "deep,deep_ext,deep", 1.5)
+    flooder.wait_line("FLOODING deep_ext")
+    for count in (1, 2, 3):
+        victim.proc.process.send_signal(signal.SIGUSR1)
+        victim.proc.wait_count("-- end of stack dump", count, timeout=15)
+    summary(flooder)
+    assert victim.proc.process.poll() is None, victim.proc.output()[-3000:]
+    dump = victim.proc.output()
+    assert '"actorflow-io-victim"' in dump and '"actorflow-dispatch-victim"' in dump
+    assert system.ref("victim/echo").ask("still there", timeout=10) == ["echo", "still there"]
