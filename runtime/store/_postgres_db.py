@@ -38,6 +38,7 @@ T = TypeVar("T")
 _URL_SCHEMES: Final = ("postgresql://", "postgres://")
 _SCHEMA_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _PASSWORD: Final = re.compile(r"://[^:/@]*:([^@]*)@")
+_QUERY_PASSWORD: Final = re.compile(r"([?&]password=)[^&#]*")
 
 
 def is_postgres_url(spec: object) -> bool:
@@ -46,18 +47,26 @@ def is_postgres_url(spec: object) -> bool:
 
 
 def redact_url(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (for messages and logs)."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    """``url`` with its password (in the user part or a ``password=`` parameter) as ``***``."""
+    return _QUERY_PASSWORD.sub(r"\1***", re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url))
 
 
 def one_line(exc: BaseException, url: str = "") -> str:
     """The first line of ``exc``'s message, with ``url``'s password (if any) hidden."""
     lines = str(exc).strip().splitlines()
     text = lines[0] if lines else type(exc).__name__
-    password = _PASSWORD.search(url)
-    if password and password.group(1):
-        text = text.replace(url, redact_url(url)).replace(password.group(1), "***")
+    text = text.replace(url, redact_url(url))
+    for secret in _secrets(url):
+        text = text.replace(secret, "***")
     return text
+
+
+def _secrets(url: str) -> list[str]:
+    """The passwords written in ``url`` (user part, ``password=`` parameter)."""
+    found = _PASSWORD.search(url)
+    secrets = [found.group(1)] if found and found.group(1) else []
+    secrets += [m.group(0)[len(m.group(1)) :] for m in _QUERY_PASSWORD.finditer(url)]
+    return [secret for secret in secrets if secret]
 
 
 class Database:
@@ -118,10 +127,7 @@ class Database:
         driver = import_psycopg()
         conn = self._connect()
         try:
-            if self.schema is not None:
-                with conn.transaction():
-                    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}".encode())
-            found = prepare_schema(conn, self.where)
+            found = prepare_schema(conn, self.where, schema=self.schema)
             if found == 0:
                 log.info("checkpoint store %s: created the schema", self.where)
         except driver.Error as exc:

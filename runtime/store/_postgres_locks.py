@@ -57,6 +57,9 @@ class StoreLocks:
         self.channel = f"actorflow_locks_{store.schema or 'public'}"
         self._changed = threading.Condition()
         self._generation: dict[str, int] = defaultdict(int)
+        # Bumped each time the listener (re)registers: a release sent while no LISTEN was
+        # in place was never heard, so every waiter tries again then.
+        self._listens = 0
         self._closed = threading.Event()
         self._listener: threading.Thread | None = None
 
@@ -111,17 +114,21 @@ class StoreLocks:
 
     # -- waiting -------------------------------------------------------------------------
 
-    def generation(self, name: str) -> int:
-        """How many releases of ``name`` this process has heard of (read before trying)."""
+    def generation(self, name: str) -> tuple[int, int]:
+        """Releases of ``name`` heard, and LISTEN registrations, so far (read before trying)."""
         with self._changed:
-            return self._generation[name]
+            return self._generation[name], self._listens
 
-    def wait_release(self, name: str, seen: int, timeout: float) -> None:
-        """Until a release of ``name`` after ``seen``, at most ``min(timeout, poll)`` seconds."""
+    def wait_release(self, name: str, seen: tuple[int, int], timeout: float) -> None:
+        """Until a release of ``name`` after ``seen``, at most ``min(timeout, poll)`` seconds.
+
+        Also returns once the listener (re)registers after ``seen``: a release
+        before that was not heard, so the caller must try again.
+        """
         self._listen()
         with self._changed:
             self._changed.wait_for(
-                lambda: self._generation[name] != seen or self._closed.is_set(),
+                lambda: (self._generation[name], self._listens) != seen or self._closed.is_set(),
                 min(timeout, self.poll),
             )
 
@@ -142,8 +149,12 @@ class StoreLocks:
                     self._store.url, autocommit=True, **self._store.database.connect_kwargs
                 ) as conn:
                     conn.execute(f"LISTEN {self.channel}".encode())
+                    with self._changed:
+                        self._listens += 1
+                        self._changed.notify_all()
                     while not self._closed.is_set():
-                        for note in conn.notifies(timeout=self.poll):
+                        # At most a second per wait, so close() need not wait out a long poll.
+                        for note in conn.notifies(timeout=min(self.poll, 1.0)):
                             self._woken(note.payload)
             except psycopg.Error as exc:
                 log.debug("lock listener lost its connection (%s); polling meanwhile", exc)

@@ -114,8 +114,14 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2, _V3)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 
-def prepare_schema(conn: psycopg.Connection[tuple[object, ...]], where: str) -> int:
+def prepare_schema(
+    conn: psycopg.Connection[tuple[object, ...]], where: str, *, schema: str | None = None
+) -> int:
     """Bring the schema to ``SCHEMA_VERSION``; return the version it was at (0: empty).
+
+    ``schema`` (a checked identifier, the connection's ``search_path``) is created
+    first if missing, under the same lock: PostgreSQL's ``CREATE SCHEMA IF NOT
+    EXISTS`` run by several sessions at once fails in all but one.
 
     Raises:
         PersistenceError: the schema is newer than this release knows.
@@ -123,6 +129,8 @@ def prepare_schema(conn: psycopg.Connection[tuple[object, ...]], where: str) -> 
     """
     with conn.transaction(), conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_KEY,))
+        if schema is not None:
+            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}".encode())
         cur.execute(
             "CREATE TABLE IF NOT EXISTS actorflow_schema ("
             " only_row BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (only_row),"

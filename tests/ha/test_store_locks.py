@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -141,3 +142,26 @@ def test_a_lock_whose_holder_process_was_killed_is_free_after_its_lease(
         holder.wait(LINE_TIMEOUT)
         if holder.stdout is not None:
             holder.stdout.close()
+
+
+@pytest.mark.timeout(90)
+def test_a_release_before_the_listener_is_registered_still_wakes_the_waiter(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    from runtime.store import StoreLocks
+
+    with PostgresStore(postgres_url, schema=postgres_schema) as store:
+        locks = StoreLocks(store, poll=60.0)  # only a notification (or its stand-in) wakes
+        try:
+            token = locks.try_acquire("gate", "holder", 30.0)
+            assert token is not None
+            seen = locks.generation("gate")  # what a waiter reads before its try
+            assert locks.try_acquire("gate", "waiter", 30.0) is None
+            locks.release("gate", token)  # before this process listens on the channel
+            waited = time.monotonic()
+            locks.wait_release("gate", seen, 60.0)
+            # Woken (not timed out: the poll is 60 s), and by then the lock is free.
+            assert time.monotonic() - waited < 30.0, "the waiter slept through the release"
+            assert locks.try_acquire("gate", "waiter", 30.0) is not None
+        finally:
+            locks.close()

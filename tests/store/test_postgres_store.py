@@ -157,6 +157,26 @@ def test_a_schema_at_version_1_is_migrated_and_keeps_its_runs(
     assert tables == (1,)
 
 
+@pytest.mark.timeout(120)
+def test_hosts_opening_a_new_schema_at_once_all_open_it(postgres_url: str) -> None:
+    """Several members started together on an empty schema: none fails to create it."""
+    import uuid
+
+    def open_at_once(schema: str, barrier: threading.Barrier) -> str | None:
+        barrier.wait(30)
+        try:
+            PostgresStore(postgres_url, schema=schema).close()
+        except PersistenceError as exc:
+            return str(exc)
+        return None
+
+    for _ in range(10):  # the race is narrow: several rounds make losing it near certain
+        schema, barrier = f"t_{uuid.uuid4().hex[:12]}", threading.Barrier(6)
+        with ThreadPoolExecutor(6) as pool:
+            errors = list(pool.map(open_at_once, [schema] * 6, [barrier] * 6))
+        assert errors == [None] * 6, next(e for e in errors if e)
+
+
 def test_a_schema_of_a_newer_release_is_refused_naming_the_version(
     postgres_url: str, postgres_schema: str
 ) -> None:
@@ -180,6 +200,21 @@ def test_a_malformed_url_is_one_clear_line_without_the_password() -> None:
     with pytest.raises(PersistenceError) as error:
         PostgresStore("postgresql://app:s3cret@[::1/flows")
     assert "\n" not in str(error.value) and "s3cret" not in str(error.value)
+
+
+def test_a_password_given_as_a_query_parameter_is_never_shown(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from runtime.store import redact_url
+
+    url = "postgresql://app@127.0.0.1:1/flows?connect_timeout=1&password=s3cret&sslmode=disable"
+    assert "s3cret" not in redact_url(url)
+    assert redact_url(url).endswith("password=***&sslmode=disable")
+    caplog.set_level("DEBUG")
+    with pytest.raises(PersistenceError) as error:
+        PostgresStore(url, connect_timeout=1)
+    assert "s3cret" not in str(error.value) and "\n" not in str(error.value)
+    assert "s3cret" not in caplog.text
 
 
 def test_a_wrong_password_is_one_clear_line(postgres_server: EmbeddedPostgres) -> None:
