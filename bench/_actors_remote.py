@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from bench._remote import ROOT, _read_line, _wait_members
 from bench._row import Config, Family, Row, Series, interleaved
 from runtime import (
     ActorSystem,
@@ -43,7 +44,6 @@ from runtime import (
 
 __all__ = ["FAMILY"]
 
-_ROOT = Path(__file__).resolve().parent.parent
 _SINGLETON_LEASE = 3.0
 _SETTINGS = TransportSettings(
     probe_interval=0.15,
@@ -107,10 +107,10 @@ def _worker(name: str, seed: str, store: str) -> int:
 
 
 def _spawn_worker(name: str, seed: str, store: Path) -> subprocess.Popen[str]:
-    env = dict(os.environ, PYTHONPATH=str(_ROOT))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
     process = subprocess.Popen(
         [sys.executable, "-m", "bench._actors_remote", "worker", name, seed, str(store)],
-        cwd=_ROOT,
+        cwd=ROOT,
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -118,9 +118,12 @@ def _spawn_worker(name: str, seed: str, store: Path) -> subprocess.Popen[str]:
         text=True,
     )
     assert process.stdout is not None
-    if process.stdout.readline().strip() != "up":
+    try:
+        _read_line(process.stdout, "up", 60)
+    except RuntimeError:
         process.kill()
-        raise RuntimeError(f"bench worker {name} did not start")
+        process.wait(10)
+        raise RuntimeError(f"bench worker {name} did not start") from None
     return process
 
 
@@ -138,11 +141,7 @@ def _bench_cluster(folder: Path) -> Iterator[tuple[ActorSystem, list[subprocess.
         seed = str(system.address)
         procs = [_spawn_worker(f"bench-w{i}", seed, store) for i in (1, 2)]
         try:
-            deadline = time.monotonic() + 30
-            while not all(system.members().get(f"bench-w{i}") == "up" for i in (1, 2)):
-                if time.monotonic() > deadline:
-                    raise RuntimeError("bench workers did not join")
-                time.sleep(0.01)
+            _wait_members(system, {"bench-w1", "bench-w2"}, 30)
             yield system, procs
         finally:
             for process in procs:

@@ -27,13 +27,13 @@ from typing import IO, Any
 
 import pykka
 
+from bench._remote import ROOT, _read_line, _stop
 from bench._row import Config, Family, Row, Series, Target, interleaved
 from runtime import ActorSystem
 from transport import ActorNotFound, OutboxFull, Overloaded
 
 __all__ = ["FAMILY"]
 
-ROOT = Path(__file__).resolve().parent.parent
 _WINDOW = 100
 _TIMEOUT = 60.0
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -119,33 +119,14 @@ class _Process:
         self._stdin.flush()
 
     def read_line(self, prefix: str, timeout: float = _TIMEOUT) -> str:
-        found: list[str] = []
-        done = threading.Event()
-
-        def read() -> None:
-            for line in self._stdout:
-                if line.startswith(prefix):
-                    found.append(line.rstrip())
-                    break
-            done.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        if not done.wait(timeout) or not found:
-            raise RuntimeError(f"no {prefix!r} line from {self.process.args!r} within {timeout}s")
-        return found[0]
+        return _read_line(self._stdout, prefix, timeout)
 
     def cpu_seconds(self) -> float:
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
 
     def stop(self) -> None:
-        with contextlib.suppress(OSError):
-            self._stdin.close()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
+        _stop(self.process, 15)
 
 
 def _p99_ms(system: ActorSystem, asks: int) -> float:

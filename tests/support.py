@@ -10,19 +10,23 @@ happen, and no poll sleeps past its deadline.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from runtime.events import Event
 
 ROOT = Path(__file__).resolve().parent.parent
+
+_T = TypeVar("_T")
 
 
 def wait_until(
@@ -132,3 +136,104 @@ def actorflow(
         timeout=timeout,
         check=False,
     )
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """This process's environment with the repository root first on ``PYTHONPATH``
+    (a child importing ``tests.…`` finds it whatever the cwd), plus ``extra``."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    env.update(extra)
+    return env
+
+
+class LineProcess:
+    """A child process whose stdout+stderr lines a thread collects, for waits with deadlines.
+
+    Run from the repository root with ``child_env()`` unless ``env`` is given;
+    ``stop`` always reaps it and closes its pipe.
+    """
+
+    def __init__(self, argv: list[str], *, name: str, env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.process = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=env if env is not None else child_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        self._eof = False
+        self._reader = threading.Thread(target=self._read, name=f"reader-{name}", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with self._cond:
+                self.lines.append(line.rstrip("\n"))
+                self._cond.notify_all()
+        with self._cond:
+            self._eof = True
+            self._cond.notify_all()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def output(self) -> str:
+        with self._cond:
+            return "\n".join(self.lines)
+
+    def wait_lines(self, check: Callable[[list[str]], _T | None], timeout: float) -> _T | None:
+        """``check(lines)`` once it is not None; None if it still is at end of output or
+        after ``timeout`` seconds."""
+        with self._cond:
+            self._cond.wait_for(lambda: check(self.lines) is not None or self._eof, timeout)
+            return check(self.lines)
+
+    def wait_line(self, prefix: str, timeout: float) -> str | None:
+        """The first line starting with ``prefix``; None if none came within ``timeout``/EOF."""
+        return self.wait_lines(
+            lambda lines: next((line for line in lines if line.startswith(prefix)), None), timeout
+        )
+
+    def lingering(self) -> None:
+        """Called by ``stop`` when the process outlives SIGTERM, before it is killed."""
+
+    def stop(self, timeout: float = 15.0) -> bool:
+        """SIGTERM, SIGKILL if it lingers past ``timeout``; always reaped. True: it lingered."""
+        lingered = False
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                lingered = True
+                self.lingering()
+                self.process.kill()
+                self.process.wait(5)
+        self._reader.join(5)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        return lingered
+
+
+def kill9_and_reap(process: subprocess.Popen[str], timeout: float) -> None:
+    """SIGKILL and reap (a dead-but-unreaped child still 'exists' for kill(pid, 0));
+    fails if it died of something else."""
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(timeout) == -signal.SIGKILL
+
+
+def kill_and_reap(process: subprocess.Popen[str], timeout: float) -> int:
+    """Kill ``process`` if it still runs (waking it first: it may be stopped), and reap it."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGCONT)
+            process.kill()
+    return process.wait(timeout)

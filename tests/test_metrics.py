@@ -35,9 +35,13 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 def scrape(system: ActorSystem) -> Samples:
-    """Every sample at ``/metrics``, by (name, labels)."""
+    """Every sample at ``system``'s ``/metrics``, by (name, labels)."""
     assert system.metrics_address is not None
-    url = f"http://{system.metrics_address}/metrics"
+    return scrape_url(f"http://{system.metrics_address}/metrics")
+
+
+def scrape_url(url: str) -> Samples:
+    """Every sample a Prometheus endpoint at ``url`` shows, by (name, labels)."""
     with urllib.request.urlopen(url, timeout=5) as response:  # loopback only
         text = response.read().decode()
     return {

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,78 +16,27 @@ from typing import Any
 
 from runtime import ActorSystem, SQLiteStore
 from tests.actors_remote.remote_app import fast_transport
-from tests.support import ROOT, wait_until
+from tests.support import LineProcess, wait_until
 
 START_TIMEOUT = 30.0
 
 
-class AppWorker:
+class AppWorker(LineProcess):
+    """A ``remote_app`` worker process; it prints ``up …`` once it has joined."""
+
     def __init__(self, name: str, seed: str, store: Path, *extra: str) -> None:
-        self.name = name
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.actors_remote.remote_app",
-                name,
-                seed,
-                str(store),
-                *extra,
-            ],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self._cond = threading.Condition()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            with self._cond:
-                self.lines.append(line.rstrip("\n"))
-                self._cond.notify_all()
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
+        argv = [sys.executable, "-m", "tests.actors_remote.remote_app", name, seed, str(store)]
+        super().__init__([*argv, *extra], name=name)
 
     def wait_up(self) -> None:
-        with self._cond:
-            ok = self._cond.wait_for(
-                lambda: (
-                    any(line.startswith("up ") for line in self.lines)
-                    or self.process.poll() is not None
-                ),
-                START_TIMEOUT,
-            )
-            if not ok or not any(line.startswith("up ") for line in self.lines):
-                raise AssertionError(f"{self.name} did not come up:\n" + "\n".join(self.lines))
+        if self.wait_line("up ", START_TIMEOUT) is None:
+            raise AssertionError(f"{self.name} did not come up:\n{self.output()}")
 
     def kill(self) -> None:
         """kill -9, reaped."""
         if self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGKILL)
         self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        self._reader.join(5)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
 
 
 @contextmanager

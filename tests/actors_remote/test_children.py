@@ -49,6 +49,18 @@ def _restarted(supervisor: pykka.ActorRef[Any], before: object) -> Any:
     return found[0]
 
 
+def _watched_supervisor(
+    system: ActorSystem, spec: ChildSpec, *, max_restarts: int, period: float, name: str
+) -> tuple[pykka.ActorRef[Any], Inbox, Any]:
+    """A supervisor of the one child ``spec``, watched into an inbox; and that child."""
+    supervisor = system.supervise(
+        [spec], intensity=RestartIntensity(max_restarts=max_restarts, period=period), name=name
+    )
+    gone = Inbox()
+    system.watch(supervisor, gone)
+    return supervisor, gone, supervisor.ask("children")[spec.name]
+
+
 def test_a_crashed_local_child_resumes_from_its_last_snapshot() -> None:
     with ActorSystem("solo", store=MemoryStore()) as system:
         supervisor = system.supervise([ChildSpec("counter", Counter)], name="sup")
@@ -100,14 +112,13 @@ def test_remote_child_crashes_escalate_exactly_as_local_ones(
 ) -> None:
     coordinator, peer = coordinator_and_peer
     peer.register_actor(Plain)
-    supervisor = coordinator.supervise(
-        [ChildSpec("counter", Plain, placement=OnPeer())],
-        intensity=RestartIntensity(max_restarts=2, period=60),
+    supervisor, supervisor_gone, child = _watched_supervisor(
+        coordinator,
+        ChildSpec("counter", Plain, placement=OnPeer()),
+        max_restarts=2,
+        period=60,
         name="remote-sup",
     )
-    supervisor_gone = Inbox()
-    coordinator.watch(supervisor, supervisor_gone)
-    child = supervisor.ask("children")["counter"]
     for restarts in (1, 2):
         assert child.address.node == "peer"
         child.tell("crash")
@@ -167,14 +178,9 @@ def test_a_bad_snapshot_every_is_refused_naming_it(caplog: pytest.LogCaptureFixt
 def test_snapshotting_children_count_against_the_intensity_window_of_the_clock() -> None:
     clock = ManualClock()
     with ActorSystem("manual", clock=clock, store=MemoryStore()) as system:
-        supervisor = system.supervise(
-            [ChildSpec("counter", Counter)],
-            intensity=RestartIntensity(max_restarts=1, period=5),
-            name="window",
+        supervisor, gone, child = _watched_supervisor(
+            system, ChildSpec("counter", Counter), max_restarts=1, period=5, name="window"
         )
-        gone = Inbox()
-        system.watch(supervisor, gone)
-        child = supervisor.ask("children")["counter"]
         child.tell("crash")
         child = _restarted(supervisor, child)  # restart 1 of 1 in the window
         clock.advance(5.5)  # the window moves past it
@@ -195,14 +201,9 @@ def test_a_restore_that_raises_counts_as_a_crash_and_escalates(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with ActorSystem("solo", store=MemoryStore()) as system:
-        supervisor = system.supervise(
-            [ChildSpec("c", PoisonedRestore)],
-            intensity=RestartIntensity(max_restarts=2, period=60),
-            name="poison",
+        _supervisor, gone, child = _watched_supervisor(
+            system, ChildSpec("c", PoisonedRestore), max_restarts=2, period=60, name="poison"
         )
-        gone = Inbox()
-        system.watch(supervisor, gone)
-        child = supervisor.ask("children")["c"]
         assert child.ask("add") == 1  # the first start had no snapshot to restore
         child.tell("crash")
         assert "EscalationError" in gone.wait(1)[0].detail

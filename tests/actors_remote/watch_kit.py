@@ -47,6 +47,18 @@ class Echo(pykka.ThreadingActor):
         return message
 
 
+def _watch_and_keep(seen: list[Terminated], message: Any) -> Any:
+    """A watcher's answer to ``message``: ``{"watch": ref}`` watches ref (``runtime.watch``,
+    from inside), a Terminated is kept in ``seen``, ``"seen"`` answers a copy of them."""
+    if isinstance(message, Terminated):
+        seen.append(message)
+    elif isinstance(message, dict) and "watch" in message:
+        watch(message["watch"])
+    elif message == "seen":
+        return list(seen)
+    return None
+
+
 class Watching(pykka.ThreadingActor):
     """Watches the target it is told, from inside (``runtime.watch``); keeps its Terminated."""
 
@@ -55,13 +67,7 @@ class Watching(pykka.ThreadingActor):
         self.seen: list[Terminated] = []
 
     def on_receive(self, message: Any) -> Any:
-        if isinstance(message, Terminated):
-            self.seen.append(message)
-        elif isinstance(message, dict) and "watch" in message:
-            watch(message["watch"])
-        elif message == "seen":
-            return list(self.seen)
-        return None
+        return _watch_and_keep(self.seen, message)
 
 
 class Counter(SupervisedActor):
@@ -108,10 +114,4 @@ class WatchingChild(SupervisedActor):
         self.seen: list[Terminated] = []
 
     def on_receive(self, message: Any) -> Any:
-        if isinstance(message, Terminated):
-            self.seen.append(message)
-        elif isinstance(message, dict) and "watch" in message:
-            watch(message["watch"])
-        elif message == "seen":
-            return list(self.seen)
-        return None
+        return _watch_and_keep(self.seen, message)

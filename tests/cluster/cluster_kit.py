@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 from runtime import ActorSystem, node_command, task
 from runtime import events as ev
 from tests.cluster import cluster_app
-from tests.support import ROOT, wait_until
+from tests.support import LineProcess, child_env, wait_until
 from transport import generate_keys
 
 LOOPBACK = "tcp://127.0.0.1:0"
@@ -30,7 +29,7 @@ START_TIMEOUT = 30.0
 WORKERS = ("worker-1", "worker-2")
 
 
-class Worker:
+class Worker(LineProcess):
     """An ``actorflow node`` process; its stdout+stderr lines are collected by a thread."""
 
     def __init__(
@@ -45,7 +44,6 @@ class Worker:
         options: tuple[str, ...] = (),
         metrics: str | None = None,
     ) -> None:
-        self.name = name
         command = node_command(
             name,
             join=[seed] if seed is not None else [],
@@ -57,52 +55,11 @@ class Worker:
             metrics=metrics,
         )
         command += options
-        env = dict(os.environ)
         # tests.cluster.cluster_app (and tests.support) from the root, whatever the cwd.
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-        env[NODE_ENV] = name
-        self.process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self._cond = threading.Condition()
-        self._eof = False
-        self._reader = threading.Thread(target=self._read, name=f"reader-{name}", daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            with self._cond:
-                self.lines.append(line.rstrip("\n"))
-                self._cond.notify_all()
-        with self._cond:
-            self._eof = True
-            self._cond.notify_all()
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def output(self) -> str:
-        with self._cond:
-            return "\n".join(self.lines)
+        super().__init__(command, name=name, env=child_env(**{NODE_ENV: name}))
 
     def wait_line(self, prefix: str, timeout: float = START_TIMEOUT) -> str | None:
-        """The first line starting with ``prefix``; None if none came within ``timeout``/EOF."""
-
-        def found() -> str | None:
-            return next((line for line in self.lines if line.startswith(prefix)), None)
-
-        with self._cond:
-            self._cond.wait_for(lambda: found() is not None or self._eof, timeout)
-            return found()
+        return super().wait_line(prefix, timeout)
 
     def wait_up(self, timeout: float = START_TIMEOUT) -> str:
         """Wait for the node's ``up`` line; returns the address it listens on."""
@@ -113,13 +70,9 @@ class Worker:
 
     def wait_text(self, text: str, timeout: float = START_TIMEOUT) -> str | None:
         """The first line containing ``text``; None if none came within ``timeout``/EOF."""
-
-        def found() -> str | None:
-            return next((line for line in self.lines if text in line), None)
-
-        with self._cond:
-            self._cond.wait_for(lambda: found() is not None or self._eof, timeout)
-            return found()
+        return self.wait_lines(
+            lambda lines: next((ln for ln in lines if text in ln), None), timeout
+        )
 
     def signal(self, signum: int) -> None:
         os.kill(self.process.pid, signum)
@@ -136,24 +89,10 @@ class Worker:
             self.wait_line("-- end of stack dump", timeout=3)
             return None
 
-    def stop(self, timeout: float = 15.0) -> bool:
-        """SIGTERM (drain and leave), SIGKILL if it lingers; always reaped. True: it lingered."""
-        lingered = False
-        if self.process.poll() is None:
-            self.signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                lingered = True
-                self.signal(signal.SIGUSR1)  # serve dumps every thread's stack
-                self.wait_line("-- end of stack dump", timeout=3)
-                print(f"worker {self.name} did not exit on SIGTERM:\n{self.output()}")
-                self.process.kill()
-                self.process.wait(5)
-        self._reader.join(5)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-        return lingered
+    def lingering(self) -> None:
+        self.signal(signal.SIGUSR1)  # serve dumps every thread's stack
+        self.wait_line("-- end of stack dump", timeout=3)
+        print(f"worker {self.name} did not exit on SIGTERM:\n{self.output()}")
 
 
 @dataclass

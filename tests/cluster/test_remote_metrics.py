@@ -4,29 +4,16 @@ and the store records which node ran each step."""
 
 from __future__ import annotations
 
-import urllib.request
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from runtime import ActorSystem, CheckpointStrategy, Fixed, RetryPolicy, SQLiteStore, task
 from tests.cluster import cluster_app
 from tests.cluster.cluster_kit import LOOPBACK, Cluster, Worker, wait_members
+from tests.test_metrics import Samples, scrape_url
 
 pytestmark = pytest.mark.timeout(90)
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def scrape(url: str) -> Samples:
-    with urllib.request.urlopen(url, timeout=5) as response:  # loopback only
-        text = response.read().decode()
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
 
 
 def named(samples: Samples, prefix: str) -> Samples:
@@ -69,7 +56,7 @@ def test_a_worker_counts_the_steps_it_runs_and_the_coordinator_the_run(tmp_path:
         assert handle.result(30) == ["fetch", "here"]
 
         # The worker: what it ran, by task and coordinator, under the hosted names only.
-        on_worker = scrape(worker_url)
+        on_worker = scrape_url(worker_url)
 
         def hosted(name: str, task_name: str) -> float | None:
             labels = frozenset({("task", task_name), ("coordinator", "coordinator")})
@@ -87,7 +74,7 @@ def test_a_worker_counts_the_steps_it_runs_and_the_coordinator_the_run(tmp_path:
 
         # The coordinator: the whole run, wherever its steps ran; it hosted nothing.
         assert system.metrics_address is not None
-        on_coordinator = scrape(f"http://{system.metrics_address}/metrics")
+        on_coordinator = scrape_url(f"http://{system.metrics_address}/metrics")
 
         def run_level(name: str, task_name: str) -> float | None:
             labels = frozenset({("workflow", "remote-metrics"), ("task", task_name)})

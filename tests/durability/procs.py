@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from runtime import Checkpoint, RunSummary, SQLiteStore
-from tests.support import ROOT
+from tests.support import ROOT, kill9_and_reap, kill_and_reap
 
 WORKER = "tests.durability.chain_worker"  # run as a module from ROOT: it imports tests.support
 LINE_TIMEOUT = 20.0
@@ -94,8 +94,7 @@ class Worker:
 
     def kill9(self) -> None:
         """SIGKILL and reap: a dead-but-unreaped child still 'exists' for kill(pid, 0)."""
-        self.process.send_signal(signal.SIGKILL)
-        assert self.process.wait(LINE_TIMEOUT) == -signal.SIGKILL
+        kill9_and_reap(self.process, LINE_TIMEOUT)
 
     def exit_code(self) -> int:
         """Wait for a normal exit; returns the code (stderr is kept for failure messages)."""
@@ -105,11 +104,7 @@ class Worker:
 
     def finish(self) -> None:
         """Kill if still running, reap, and close the pipes."""
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signal.SIGCONT)
-                self.process.kill()
-        self.process.wait(LINE_TIMEOUT)
+        kill_and_reap(self.process, LINE_TIMEOUT)
         self._reader.join(LINE_TIMEOUT)
         self._err_reader.join(LINE_TIMEOUT)
         for pipe in (self.process.stdin, self.process.stdout, self.process.stderr):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
-import signal
 import subprocess
 import sys
 import threading
@@ -24,7 +23,7 @@ from urllib.parse import quote
 import pytest
 
 from runtime import Checkpoint, PostgresStore, node_command
-from tests.support import ROOT, wait_until
+from tests.support import ROOT, kill9_and_reap, kill_and_reap, wait_until
 
 STEPS = 12
 STEP_SECONDS = 0.1
@@ -90,16 +89,11 @@ class Host:
                 return line
 
     def kill9(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        assert self.process.wait(LINE_TIMEOUT) == -signal.SIGKILL
+        kill9_and_reap(self.process, LINE_TIMEOUT)
 
     def finish(self) -> None:
         """Kill (waking a stopped one first) and reap."""
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signal.SIGCONT)
-                self.process.kill()
-        self.process.wait(LINE_TIMEOUT)
+        kill_and_reap(self.process, LINE_TIMEOUT)
         if self.process.stdout is not None:
             with contextlib.suppress(OSError):
                 self.process.stdout.close()

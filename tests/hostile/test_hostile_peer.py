@@ -12,11 +12,9 @@ SIGUSR1 during a flood dumps the stacks and leaves the node running.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -26,7 +24,7 @@ import pytest
 from runtime import ActorSystem
 from runtime._stats import SystemStats
 from tests.hostile._flooder import KINDS
-from tests.support import ROOT, wait_until
+from tests.support import ROOT, LineProcess, wait_until
 from transport import Overloaded
 
 pytestmark = pytest.mark.timeout(180)
@@ -37,71 +35,24 @@ START = 30.0
 ASK_BOUND = 3.0
 
 
-class Process:
-    """A child ``python -m MODULE`` whose stdout+stderr lines are collected by a thread."""
+class Process(LineProcess):
+    """A child ``python -m MODULE``; a missing line fails the test, naming what it printed."""
 
     def __init__(self, module: str, *args: str) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", module, *args],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self._cond = threading.Condition()
-        self._eof = False
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            with self._cond:
-                self.lines.append(line.rstrip("\n"))
-                self._cond.notify_all()
-        with self._cond:
-            self._eof = True
-            self._cond.notify_all()
+        super().__init__([sys.executable, "-m", module, *args], name=module)
 
     def wait_line(self, prefix: str, timeout: float = START) -> str:
-        def found() -> str | None:
-            return next((line for line in self.lines if line.startswith(prefix)), None)
-
-        with self._cond:
-            self._cond.wait_for(lambda: found() is not None or self._eof, timeout)
-            line = found()
+        line = super().wait_line(prefix, timeout)
         if line is None:
             raise AssertionError(f"no line {prefix!r} within {timeout}s:\n{self.output()}")
         return line
 
     def wait_count(self, prefix: str, count: int, timeout: float) -> None:
-        def seen() -> int:
-            return sum(1 for line in self.lines if line.startswith(prefix))
+        def reached(lines: list[str]) -> bool | None:
+            return sum(1 for line in lines if line.startswith(prefix)) >= count or None
 
-        with self._cond:
-            if not self._cond.wait_for(lambda: seen() >= count or self._eof, timeout):
-                raise AssertionError(f"{prefix!r} not seen {count} times:\n{self.output()}")
-
-    def output(self) -> str:
-        with self._cond:
-            return "\n".join(self.lines)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        self._reader.join(5)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+        if self.wait_lines(reached, timeout) is None:
+            raise AssertionError(f"{prefix!r} not seen {count} times:\n{self.output()}")
 
 
 class Victim:

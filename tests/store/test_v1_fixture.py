@@ -50,12 +50,17 @@ def v1_chain() -> Workflow[dict[str, Any], Any]:
     return _step("a").then(_step("b")).then(_step("c")).named("v1-chain")
 
 
-@pytest.fixture
-def v1_db(tmp_path: Path) -> Path:
+def fresh_copy(fixture: Path, tmp_path: Path) -> Path:
+    """A copy of ``fixture`` to open (opening migrates it in place); ``RAN`` emptied."""
     copy = tmp_path / "state.db"
-    shutil.copyfile(FIXTURE, copy)
+    shutil.copyfile(fixture, copy)
     RAN.clear()
     return copy
+
+
+@pytest.fixture
+def v1_db(tmp_path: Path) -> Path:
+    return fresh_copy(FIXTURE, tmp_path)
 
 
 def test_a_version_1_file_lists_every_run(v1_db: Path) -> None:

@@ -8,7 +8,6 @@ test works on a copy: opening it migrates the copy in place.
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 
 from runtime import ActorSystem, CheckpointStrategy, PersistenceError, SQLiteStore
 from runtime.store import replay_from
-from tests.store.test_v1_fixture import RAN, columns, v1_chain
+from tests.store.test_v1_fixture import RAN, columns, fresh_copy, v1_chain
 from tests.support import actorflow
 
 pytestmark = pytest.mark.timeout(30)
@@ -27,10 +26,7 @@ FIXTURE = Path(__file__).resolve().parent / "fixtures" / "v2.db"
 
 @pytest.fixture
 def v2_db(tmp_path: Path) -> Path:
-    copy = tmp_path / "state.db"
-    shutil.copyfile(FIXTURE, copy)
-    RAN.clear()
-    return copy
+    return fresh_copy(FIXTURE, tmp_path)
 
 
 def test_opening_a_version_2_file_adds_the_node_column_in_place(v2_db: Path) -> None:
