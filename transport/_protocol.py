@@ -1,8 +1,8 @@
 """The node protocol: what the I/O thread does with each received envelope and on each tick.
 
 ``NodeProtocol`` holds the thread-side state of a Transport apart from the
-sockets themselves: it authenticates and decodes frames (the envelope sender
-must equal the CURVE User-Id of the connection), drops replays, answers
+sockets themselves: it decodes frames checked by ``_intake`` (the envelope
+sender must equal the CURVE User-Id of the connection), drops replays, answers
 hellos with the member list (or refuses a hello naming a live member from
 another incarnation), keeps client sessions (``_clients``: hellos with the
 client role, answered over the ROUTER), probes gossiped members (gossip is only a hint: see
@@ -40,6 +40,7 @@ from transport._envelope import (
 from transport._errors import AskTimeout, NodeDown, ProtocolError, RemoteError
 from transport._handshake import Handshakes
 from transport._inbox import Inbox
+from transport._intake import Dropped, batch_items, read_payload
 from transport._membership import MemberEvent, NameTaken, Transition
 from transport._outbox import Outbox
 from transport._parts import NodeParts
@@ -154,8 +155,9 @@ class NodeProtocol:
         thread can spread a peer's batch over several turns (see ``_io``).
         """
         self._route = parts[0]
-        taken = self._payload(parts)
-        if taken is None:
+        taken = read_payload(parts, curve=self._security is not None)
+        if isinstance(taken, Dropped):
+            self._drop(taken.reason, taken.detail)
             return None
         data, authenticated = taken
         try:
@@ -178,70 +180,17 @@ class NodeProtocol:
         self._on_envelope(envelope)
         return None
 
-    def _payload(self, parts: list[zmq.Frame] | list[bytes]) -> tuple[bytes, str | None] | None:
-        """The frame's payload and, with CURVE, the node its key authenticates; None
-        (dropped) for a bad framing or a frame without a User-Id on a CURVE socket."""
-        if len(parts) != 2:
-            self._drop("bad_framing", f"{len(parts) - 1} frames in one message")
-            return None
-        payload = parts[1]
-        if isinstance(payload, bytes):
-            if self._security is not None:  # never on a CURVE socket: fail closed
-                self._drop("unauthenticated", "frame without a User-Id on a CURVE socket")
-                return None
-            return payload, None
-        authenticated: str | None = None
-        if self._security is not None:
-            try:
-                authenticated = str(payload.get("User-Id"))
-            except zmq.ZMQError:
-                authenticated = None
-            if not authenticated:
-                self._drop("unauthenticated", "frame without a User-Id on a CURVE socket")
-                return None
-        return payload.bytes, authenticated
-
     def _on_batch(self, batch: Envelope, size: int, route: zmq.Frame | bytes) -> Iterator[None]:
         """Handle each envelope of a batch as if it had arrived alone, in order, one
-        per step of the iterator.
-
-        The batch's sender was checked against the connection already; each item
-        must claim the same sender. A bad item is dropped and logged, naming the
-        peer; the other items are still handled. Other frames may be handled between
-        two steps: each item is handled with the batch's own routing id (``route``).
-        """
-        sender, limits = batch.sender, self._settings.limits
-        if size > limits.max_containers:
-            # Items are decoded one by one; a batch of at most max_containers bytes
-            # holds at most that many containers in all (each takes a byte at least),
-            # so one batch costs no more than one frame may: no amplification.
-            self._drop(
-                "malformed",
-                f"batch from {sender!r} is {size} bytes, over max_containers="
-                f"{limits.max_containers}",
-                sender,
-            )
-            return
-        for index, item in enumerate(batch.body):
-            try:
-                envelope = decode_envelope(item, limits)
-            except ProtocolError as exc:
-                self._drop("malformed", f"item {index} of a batch from {sender!r}: {exc}", sender)
-                yield
-                continue
-            if envelope.sender != sender:
-                self._drop(
-                    "sender_mismatch",
-                    f"item {index} of a batch from {sender!r} claims sender {envelope.sender!r}",
-                    sender,
-                )
-            elif envelope.kind is Kind.BATCH:
-                self._drop(
-                    "malformed", f"item {index} of a batch from {sender!r} is a batch", sender
-                )
+        per step of the iterator; a bad item is dropped, naming the peer, and the
+        others are still handled. Other frames may be handled between two steps, so
+        each item is handled with the batch's own routing id (``route``)."""
+        for item in batch_items(batch, size, self._settings.limits):
+            if isinstance(item, Dropped):
+                self._drop(item.reason, item.detail, item.peer)
             else:
                 self._route = route
-                self._on_envelope(envelope)
+                self._on_envelope(item)
             yield
 
     def _on_envelope(self, envelope: Envelope) -> None:

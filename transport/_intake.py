@@ -1,0 +1,92 @@
+"""Frame intake: what a frame received on the ROUTER must be before the protocol sees it.
+
+Two checks that need no protocol state: the framing and, on a CURVE socket, the
+connection's authenticated node (``read_payload``); and the items of a ``batch``,
+each decoded on its own and held to the batch's sender (``batch_items``). A bad
+frame or item becomes a ``Dropped`` naming the reason, which the protocol counts
+and logs; the other items of a batch are still handled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import zmq
+
+from transport._codec import Limits
+from transport._envelope import Envelope, Kind, decode_envelope
+from transport._errors import ProtocolError
+
+__all__ = ["Dropped", "batch_items", "read_payload"]
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """A frame or batch item refused: the drop reason, a detail, and the peer blamed."""
+
+    reason: str
+    detail: str
+    peer: str | None = None
+
+
+def read_payload(
+    parts: list[zmq.Frame] | list[bytes], curve: bool
+) -> tuple[bytes, str | None] | Dropped:
+    """The frame's payload and, with CURVE, the node its key authenticates.
+
+    A bad framing, or a frame without a User-Id on a CURVE socket, is ``Dropped``
+    (fail closed: a plaintext ``bytes`` part never passes on a CURVE socket).
+    """
+    if len(parts) != 2:
+        return Dropped("bad_framing", f"{len(parts) - 1} frames in one message")
+    payload = parts[1]
+    if isinstance(payload, bytes):
+        if curve:
+            return Dropped("unauthenticated", "frame without a User-Id on a CURVE socket")
+        return payload, None
+    if not curve:
+        return payload.bytes, None
+    try:
+        authenticated = str(payload.get("User-Id"))
+    except zmq.ZMQError:
+        authenticated = ""
+    if not authenticated:
+        return Dropped("unauthenticated", "frame without a User-Id on a CURVE socket")
+    return payload.bytes, authenticated
+
+
+def batch_items(batch: Envelope, size: int, limits: Limits) -> Iterator[Envelope | Dropped]:
+    """Each envelope of ``batch`` (``size`` bytes on the wire), in order, or why it is dropped.
+
+    Items are decoded one by one, so a caller may handle one per turn. A batch of
+    more than ``max_containers`` bytes is refused whole: a batch of at most that
+    many bytes holds at most that many containers in all (each takes a byte at
+    least), so one batch costs no more than one frame may (no amplification).
+    """
+    sender = batch.sender
+    if size > limits.max_containers:
+        yield Dropped(
+            "malformed",
+            f"batch from {sender!r} is {size} bytes, over max_containers={limits.max_containers}",
+            sender,
+        )
+        return
+    for index, item in enumerate(batch.body):
+        try:
+            envelope = decode_envelope(item, limits)
+        except ProtocolError as exc:
+            yield Dropped("malformed", f"item {index} of a batch from {sender!r}: {exc}", sender)
+            continue
+        if envelope.sender != sender:
+            yield Dropped(
+                "sender_mismatch",
+                f"item {index} of a batch from {sender!r} claims sender {envelope.sender!r}",
+                sender,
+            )
+        elif envelope.kind is Kind.BATCH:
+            yield Dropped(
+                "malformed", f"item {index} of a batch from {sender!r} is a batch", sender
+            )
+        else:
+            yield envelope
