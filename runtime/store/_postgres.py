@@ -29,7 +29,6 @@ the runs' checkpoints wait, then go on.
 from __future__ import annotations
 
 import builtins
-import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, TypeVar
@@ -54,9 +53,8 @@ from runtime.store._protocol import (
     stale_epoch,
     unknown_run,
 )
-from runtime.store._sqlite_append import Append
+from runtime.store._sqlite_append import Append, start_values
 from runtime.store._sqlite_rows import checkpoint_from_rows, summaries_from_rows
-from runtime.store._sqlite_schema import crc
 
 __all__ = ["PostgresStore"]
 
@@ -291,20 +289,8 @@ class PostgresStore(PostgresActorState):
 
     def start(self, header: RunHeader, *, epoch: int, state: str, updated_at: float) -> None:
         check_header(header)
-        run_id, context = header.run_id, header.context
-        values = (
-            header.workflow,
-            header.fingerprint,
-            context,
-            len(context),
-            crc(context),
-            json.dumps(dict(header.settings), sort_keys=True),
-            header.created_at,
-            state,
-            updated_at,
-            run_id,
-            epoch,
-        )
+        run_id = header.run_id
+        values = start_values(header, epoch=epoch, state=state, updated_at=updated_at)
 
         def work(cur: Any) -> None:
             cur.execute(

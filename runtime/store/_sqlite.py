@@ -59,7 +59,6 @@ Errors: every ``sqlite3`` and ``OSError`` is translated into ``PersistenceError`
 from __future__ import annotations
 
 import builtins
-import json
 import logging
 import os
 import sqlite3
@@ -94,7 +93,13 @@ from runtime.store._protocol import (
     stale_epoch,
     unknown_run,
 )
-from runtime.store._sqlite_append import Append, closed_batch, rollback_quietly, write_batch
+from runtime.store._sqlite_append import (
+    Append,
+    closed_batch,
+    rollback_quietly,
+    start_values,
+    write_batch,
+)
 from runtime.store._sqlite_rows import (
     LIST_QUERY,
     LOAD_RUN,
@@ -102,7 +107,7 @@ from runtime.store._sqlite_rows import (
     checkpoint_from_rows,
     summaries_from_rows,
 )
-from runtime.store._sqlite_schema import SCHEMA_VERSION, crc, prepare_schema
+from runtime.store._sqlite_schema import SCHEMA_VERSION, prepare_schema
 
 __all__ = ["DEFAULT_PATH", "SCHEMA_VERSION", "SQLiteStore", "StoreStats"]
 
@@ -293,20 +298,8 @@ class SQLiteStore:
 
     def start(self, header: RunHeader, *, epoch: int, state: str, updated_at: float) -> None:
         check_header(header)
-        run_id, context = header.run_id, header.context
-        values = (
-            header.workflow,
-            header.fingerprint,
-            context,
-            len(context),
-            crc(context),
-            json.dumps(dict(header.settings), sort_keys=True),
-            header.created_at,
-            state,
-            updated_at,
-            run_id,
-            epoch,
-        )
+        run_id = header.run_id
+        values = start_values(header, epoch=epoch, state=state, updated_at=updated_at)
         with self._transaction(f"run {run_id}: start", write=True) as conn:
             updated = conn.execute(
                 "UPDATE runs SET workflow = ?, fingerprint = ?, context = ?, context_len = ?,"

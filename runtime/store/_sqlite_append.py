@@ -9,6 +9,7 @@ naming ``output_step`` adds one indexed lookup of that step's last record.
 from __future__ import annotations
 
 import builtins
+import json
 import logging
 import sqlite3
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from typing import Any, Final
 from actors import PersistenceError
 from runtime.store._protocol import (
     Outcome,
+    RunHeader,
     StepRecord,
     bad_output_step,
     is_completed,
@@ -33,6 +35,7 @@ __all__ = [
     "Append",
     "closed_batch",
     "rollback_quietly",
+    "start_values",
     "write_batch",
 ]
 
@@ -52,6 +55,27 @@ LAST_RECORD: Final = (
 )
 
 Results = builtins.list[BaseException | None]
+
+
+def start_values(
+    header: RunHeader, *, epoch: int, state: str, updated_at: float
+) -> tuple[Any, ...]:
+    """A run's header as the ``runs`` columns a start writes (both SQL stores), then
+    ``run_id`` and ``epoch`` for its WHERE clause; the context with its length and CRC."""
+    context = header.context
+    return (
+        header.workflow,
+        header.fingerprint,
+        context,
+        len(context),
+        crc(context),
+        json.dumps(dict(header.settings), sort_keys=True),
+        header.created_at,
+        state,
+        updated_at,
+        header.run_id,
+        epoch,
+    )
 
 
 @dataclass(frozen=True)
