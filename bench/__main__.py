@@ -31,7 +31,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--smoke", action="store_true", help="tiny sizes, 1 repetition: does it run?"
     )
     parser.add_argument(
-        "--json", type=Path, help="where to write the JSON (default bench/results/)"
+        "--json",
+        type=Path,
+        help="where to write the JSON (default bench/results/: latest, partial or smoke.json)",
     )
     parser.add_argument("--repeats", type=int, help="repetitions per figure (default 5; smoke 1)")
     parser.add_argument("--only", help="comma-separated family names to run (default: all)")
@@ -75,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     print(render(rows, machine, config))
-    path = args.json or _RESULTS / ("smoke.json" if config.smoke else "latest.json")
+    # a partial run must not replace the full table the README is made from
+    name = "smoke" if config.smoke else ("partial" if selected is not None else "latest")
+    path = args.json or _RESULTS / f"{name}.json"
     write_json(path, document(rows, machine, config))
     print(f"\nJSON: {path}")
     return 1 if crashed else 0
