@@ -45,6 +45,9 @@ class SystemLinks(LocalNode, RunLinks):
     def named(self, path: str) -> pykka.ActorRef[Any] | None:
         return self._system._named_ref(path)
 
+    def has_named(self, path: str) -> bool:
+        return self._system._has_named(path)
+
     def coordinator(self, run_id: str) -> pykka.ActorRef[Any] | None:
         return self._system._runs.coordinator(run_id)
 

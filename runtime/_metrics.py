@@ -131,6 +131,11 @@ class _Scraped:
             "Outgoing frames queued, not yet handed to a socket",
             value=stats.outbox_backlog,
         )
+        yield GaugeMetricFamily(
+            "actorflow_transport_held_bytes",
+            "Bytes of received frames not handled yet (peers sending faster than handled)",
+            value=stats.held_bytes,
+        )
 
 
 class _StepCounter:

@@ -36,6 +36,8 @@ class SystemStats:
         steps_hosted: remote steps running here for other coordinators.
         frames_in / frames_out / frames_dropped / in_flight_asks: the transport.
         clients: client sessions it holds (clients are not members).
+        held_bytes: received frames not handled yet, in bytes (peers sending faster
+            than it handles; bounded, then ZeroMQ pushes back on them).
         dropped_by_peer: drops laid at a sender's door, by sender then reason
             (``dispatch_full``: its asks answered ``Overloaded`` and its tells
             dropped; ``unknown_actor``: tells to no actor; ...).
@@ -58,6 +60,7 @@ class SystemStats:
     frames_dropped: dict[str, int] = field(default_factory=dict)
     in_flight_asks: int = 0
     clients: int = 0
+    held_bytes: int = 0
     dropped_by_peer: dict[str, dict[str, int]] = field(default_factory=dict)
     log_suppressed: dict[str, int] = field(default_factory=dict)
 
@@ -87,7 +90,8 @@ class SystemStats:
         lines.append(
             f"  frames in {self.frames_in}, out {self.frames_out}, dropped "
             f"{sum(self.frames_dropped.values())} {dict(self.frames_dropped) or ''}; "
-            f"asks in flight {self.in_flight_asks}; clients {self.clients}"
+            f"asks in flight {self.in_flight_asks}; clients {self.clients}; "
+            f"held {self.held_bytes} bytes"
         )
         for peer, drops in sorted(self.dropped_by_peer.items()):
             lines.append(f"  dropped from {peer}: {sum(drops.values())} {dict(drops)}")
@@ -121,6 +125,7 @@ def transport_figures(stats: TransportStats | None) -> dict[str, Any]:
         "frames_dropped": dict(stats.frames_dropped),
         "in_flight_asks": stats.in_flight_asks,
         "clients": stats.clients,
+        "held_bytes": stats.held_bytes,
         "dropped_by_peer": {peer: dict(drops) for peer, drops in stats.dropped_by_peer.items()},
         "log_suppressed": dict(stats.log_suppressed),
     }

@@ -58,6 +58,9 @@ class ActorHosting:
         with self._lock:
             return self._named.get(path)
 
+    def _has_named(self, path: str) -> bool:
+        return path in self._named  # one dict read, atomic: no lock (see LocalNode.has_named)
+
     def _check_open(self, what: str) -> None:
         if self._closed:
             raise SystemShutDown(f"cannot {what}: actor system {self.name!r} is shut down")

@@ -375,6 +375,7 @@ class Transport:
             log_suppressed=self._counters.log_suppressed(),
             dispatch_queue_depth=self._dispatcher.depth(),
             outbox_backlog=self._io.outbox.held() if self._io is not None else 0,
+            held_bytes=self._io.held_bytes if self._io is not None else 0,
             clients=self._io.protocol.client_count if self._io is not None else 0,
         )
 

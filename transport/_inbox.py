@@ -12,6 +12,12 @@ I/O thread is the only remote submitter, so each sender's order is kept
 either way. The dispatch thread serves senders round-robin (``_fair``): a peer
 that floods this node waits behind its own messages, not everyone else's.
 
+A tell or ask to a path the handler calls ``absent`` (no actor there) is
+refused on the I/O thread too, unless a ``$``-path message (which may start an
+actor there) of its sender or of this node still waits for the dispatch
+thread: a peer flooding an unknown actor then costs a look-up per message and
+never keeps the dispatch thread busy while other peers' messages wait.
+
 A message the node cannot take from its sender (that sender's queue is full)
 is refused: an ask is answered ``Overloaded``, a tell dropped, both counted
 against the sender (``dispatch_full``). Refusals (``ActorNotFound``,
@@ -22,6 +28,7 @@ say what was wrong with the message, not where the node was.
 from __future__ import annotations
 
 import logging
+import threading
 import traceback
 from collections.abc import Callable
 from functools import partial
@@ -36,6 +43,8 @@ from transport._stats import Counters
 __all__ = ["Inbox"]
 
 log = logging.getLogger(__name__)
+
+_SYSTEM_PREFIX = "$"  # the runtime's own paths: a message to one may start an actor
 
 
 class Inbox:
@@ -56,6 +65,14 @@ class Inbox:
         self._nowait: Callable[[str, str, Any, Reply | None], bool] | None = getattr(
             handler, "deliver_nowait", None
         )
+        self.handoffs = 0  # (I/O thread) messages received and handed to another thread
+        self._absent: Callable[[str], bool] | None = getattr(handler, "absent", None)
+        # per sender: its ``$``-path messages queued for the dispatch thread
+        self._system_queued: dict[str, int] = {}
+        self._system_lock = threading.Lock()
+        # (I/O thread) tells refused there, by sender: [how many, the last target];
+        # counted and logged once per I/O turn (``settle``), not once per tell
+        self._refused: dict[str, list[Any]] = {}
         self._dispatcher = dispatcher
         self._counters = counters
         self._log = counters.watch(RateLimitedLog(log))  # tells to a gone actor: a few lines
@@ -67,9 +84,21 @@ class Inbox:
         False when ``sender`` has as many messages waiting as it may: the message
         was refused (an ask answered ``Overloaded``), and counted against it.
         """
+        if self._refusable(sender, target):
+            if reply is not None:
+                reply.error(ActorNotFound(self._not_found(target)))
+                return True
+            refused = self._refused.get(sender)
+            if refused is None:
+                self._refused[sender] = [1, target]
+            else:
+                refused[0] += 1
+                refused[1] = target
+            return True
         if self._nowait is not None and self._dispatcher.idle_for(sender):
             try:
                 if self._nowait(sender, target, message, reply):
+                    self.handoffs += 1
                     return True
             except Exception:
                 log.exception(
@@ -80,6 +109,7 @@ class Inbox:
                     reply.error(RuntimeError("the receiving node failed to deliver the message"))
                 return True
         if self.submit(sender, target, message, reply):
+            self.handoffs += 1
             return True
         self._counters.dropped("dispatch_full", peer=sender)
         self._log.warning(
@@ -101,26 +131,67 @@ class Inbox:
     ) -> bool:
         """(Any thread) Queue a delivery for the dispatch thread, waiting up to ``wait``
         seconds for room; False if there was none (or the worker is stopping)."""
-        job = partial(self._deliver, sender, target, message, reply)
-        return self._dispatcher.submit(sender, job, wait)
+        if not target.startswith(_SYSTEM_PREFIX):
+            job = partial(self._deliver, sender, target, message, reply)
+            return self._dispatcher.submit(sender, job, wait)
+        with self._system_lock:
+            self._system_queued[sender] = self._system_queued.get(sender, 0) + 1
+        job = partial(self._deliver_system, sender, target, message, reply)
+        if self._dispatcher.submit(sender, job, wait):
+            return True
+        self._system_done(sender)
+        return False
+
+    def settle(self) -> None:
+        """(I/O thread, each turn) Count and log the tells ``receive`` refused meanwhile."""
+        if not self._refused:
+            return
+        refused, self._refused = self._refused, {}
+        for sender, (count, target) in refused.items():
+            self._counters.dropped("unknown_actor", count, peer=sender)
+            self._log.warning(
+                "unknown_actor",
+                "%s: %d tell(s) from %s to unknown actors dropped (the last to %r)",
+                self._name,
+                count,
+                sender,
+                target,
+                peer=sender,
+            )
+
+    def _refusable(self, sender: str, target: str) -> bool:
+        """(I/O thread) Whether a message to ``target`` may be refused here and now."""
+        return (
+            self._absent is not None
+            and not target.startswith(_SYSTEM_PREFIX)
+            and not self._system_queued.get(sender)
+            and not self._system_queued.get(self._name)  # this node's own jobs
+            and self._absent(target)
+        )
+
+    def _not_found(self, target: str) -> str:
+        return f"no actor at {self._name}/{target}"
+
+    def _deliver_system(self, sender: str, target: str, message: Any, reply: Reply | None) -> None:
+        try:
+            self._deliver(sender, target, message, reply)
+        finally:
+            self._system_done(sender)
+
+    def _system_done(self, sender: str) -> None:
+        with self._system_lock:
+            left = self._system_queued[sender] - 1
+            if left:
+                self._system_queued[sender] = left
+            else:
+                del self._system_queued[sender]
 
     def _deliver(self, sender: str, target: str, message: Any, reply: Reply | None) -> None:
         """Runs on the dispatch thread: call the handler, turn its exceptions into answers."""
         try:
             self._handler.deliver(sender, target, message, reply)
         except ActorNotFound as exc:
-            if reply is not None:
-                reply.error(exc)
-            else:
-                self._counters.dropped("unknown_actor", peer=sender)
-                self._log.warning(
-                    "unknown_actor",
-                    "%s: tell from %s to unknown actor %r dropped",
-                    self._name,
-                    sender,
-                    target,
-                    peer=sender,
-                )
+            self._unknown_actor(sender, target, reply, exc)
         except Exception as exc:  # noqa: BLE001 - the handler's failure goes to the asker
             if reply is not None:
                 reply.error(exc)
@@ -134,3 +205,20 @@ class Inbox:
                     "".join(traceback.format_exception(exc)),
                     peer=sender,
                 )
+
+    def _unknown_actor(
+        self, sender: str, target: str, reply: Reply | None, exc: ActorNotFound
+    ) -> None:
+        """An ask is answered ``exc``; a tell is dropped, counted and (rate-limited) logged."""
+        if reply is not None:
+            reply.error(exc)
+            return
+        self._counters.dropped("unknown_actor", peer=sender)
+        self._log.warning(
+            "unknown_actor",
+            "%s: tell from %s to unknown actor %r dropped",
+            self._name,
+            sender,
+            target,
+            peer=sender,
+        )

@@ -23,10 +23,25 @@ queue and go first next turn (a turn with frames held polls without
 waiting), so a peer flooding the node (tells, asks, deeply nested or
 malformed frames) delays every other peer by a bounded amount of work per
 turn (~1 ms), not by its whole flood.
-Once one connection has ``_PEER_HELD`` frames held, or all hold ``_HELD_BYTES``
-bytes, the turn reads no more:
-the rest stay in ZeroMQ (whose high-water mark then pushes back on the
-sender); nothing is dropped.
+Each turn reads first (a frame of a connection with nothing held is handled
+at once), then works on what is held. Once one connection has ``_PEER_HELD``
+frames held, or all hold ``_HELD_BYTES`` bytes, the turn reads no more: the
+rest stay in ZeroMQ (whose high-water mark then pushes back on the sender);
+nothing is dropped. The connection whose frame passed the bound then takes
+one frame out of its queue in that turn (finishing the batch begun, if it
+must), so the frames held never grow past the bounds by more than a frame each: a
+turn reads one frame at least (the ROUTER gives no choice of connection), and
+reading nothing until the bound clears would keep every other peer waiting.
+
+Hand-offs: a thread that waits for the GIL gets it only once the holder has
+held it a switch interval (5 ms by default) without letting go, and this
+thread lets go around every ZeroMQ call, which restarts that wait; under a
+flood it would keep an actor it just gave a message waiting for many
+milliseconds. So a turn that handed messages to other threads (or completed
+asks) while work is still held sleeps ``_HANDOFF_PAUSE`` with the GIL
+released, and flushes what they answered meanwhile; at most once per
+``_HANDOFF_EVERY``, so a bulk stream into one actor (a hand-off every turn)
+loses little throughput to it.
 
 Traffic flows one way per socket: every message, replies included, goes out
 through the sender's DEALER to the receiver's ROUTER, so each received frame
@@ -67,6 +82,8 @@ _DRAIN_BUDGET = 0.05  # seconds of decoding per loop turn: heartbeats go out eve
 _PEER_STEPS = 64  # frames + batch envelopes of one ROUTER connection handled per loop turn
 _PEER_HELD = 1000  # frames of one connection read but not handled yet: then reading pauses
 _HELD_BYTES = 4 << 20  # bytes of frames held, all connections: then reading pauses too
+_HANDOFF_PAUSE = 50e-6  # seconds the thread sleeps, GIL released, after waking other threads
+_HANDOFF_EVERY = 1e-3  # seconds between two such pauses, at least (a bulk stream wakes per turn)
 _MONITOR_EVENTS = (
     zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
     | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
@@ -121,8 +138,19 @@ class IoLoop:
         # (parts) not decoded yet, and at the head possibly a batch being handled
         self._held: dict[bytes, deque[list[Any] | Iterator[None]]] = {}
         self._held_bytes = 0  # payload bytes of the frames held (not of batches begun)
+        self._popped = 0  # held frames taken out of their queues so far
+        # connections read past a bound this turn: each takes one frame out of its queue
+        # before the turn ends, so what is held never grows past the bounds by more
+        # than a frame each
+        self._owed: set[bytes] = set()
+        self._next_pause = 0.0  # monotonic: no hand-off pause before then
 
     # -- API side (any thread) ---------------------------------------------
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes of received frames not handled yet (any thread: one int read)."""
+        return self._held_bytes
 
     @property
     def bound_address(self) -> str | None:
@@ -288,25 +316,46 @@ class IoLoop:
 
     def _drain_router(self, router: zmq.Socket[Any]) -> None:
         """Hand the waiting [routing id, payload] messages to the protocol, as many as
-        ``_BATCH``, ``_DRAIN_BUDGET`` and each connection's ``_PEER_STEPS`` allow;
-        first what was held back from earlier turns, connection by connection.
+        ``_BATCH``, ``_DRAIN_BUDGET`` and each connection's ``_PEER_STEPS`` allow:
+        first the frames just arrived (a connection with nothing held is served at
+        once), then what was held back from earlier turns, connection by connection
+        (see the module docstring for the bounds and the hand-offs).
 
         Two ``recv`` calls and a look at ``EVENTS`` before the next message cost a
         fraction of ``recv_multipart`` (which reads ``RCVMORE`` per part) and of the
         ``zmq.Again`` that would end the loop; this runs right after a delivery,
         while the woken actor or asker waits for the GIL.
         """
-        secured = self._node.security is not None
-        recv = router.recv
         budget_end = time.monotonic() + _DRAIN_BUDGET
         spent: dict[bytes, int] = {}
         held = self._held
+        handoffs = self.protocol.handoffs
+        self._read(router, spent, budget_end)
+        if not held:
+            return
+        handoffs = self._hand_over(handoffs)
+        owed, self._owed = self._owed, set()
         for connection in list(held):
-            spent[connection] = self._work(held[connection], _PEER_STEPS)
-            if not held[connection]:
+            queue = held[connection]
+            if connection in owed:  # it was read past a bound: a frame out, no more
+                popped = self._popped
+                while queue and self._popped == popped:
+                    self._work(queue, 1)
+            else:
+                allowance = _PEER_STEPS - spent.get(connection, 0)
+                if allowance > 0:
+                    self._work(queue, allowance)
+            if not queue:
                 del held[connection]
-            if time.monotonic() > budget_end:
-                return  # the ROUTER is read next turn
+            if time.monotonic() > budget_end and not self._owed_left(owed, connection):
+                break
+        if held:
+            self._hand_over(handoffs)
+
+    def _read(self, router: zmq.Socket[Any], spent: dict[bytes, int], budget_end: float) -> None:
+        """Read frames until none wait, a bound is reached or the turn's time is up."""
+        secured = self._node.security is not None
+        recv = router.recv
         for _ in range(_BATCH):
             try:
                 frame = recv(zmq.NOBLOCK, copy=False)
@@ -319,9 +368,25 @@ class IoLoop:
             if not secured and len(parts) == 2:
                 parts[1] = frame.bytes  # plaintext: no User-Id to read, plain bytes
             if self._take(parts[0].bytes, parts, spent):
-                break  # read no more this turn: ZeroMQ holds the rest (back-pressure)
+                break  # read no more: ZeroMQ holds the rest (back-pressure)
             if time.monotonic() > budget_end or not _readable(router):
                 break
+
+    def _owed_left(self, owed: set[bytes], done: bytes) -> bool:
+        """Whether a connection after ``done`` in this turn's order still owes a frame."""
+        owed.discard(done)
+        return bool(owed & self._held.keys())
+
+    def _hand_over(self, handoffs: int) -> int:
+        """If messages went to other threads since the protocol's count was ``handoffs``,
+        let them take the GIL and send what they answered (see "Hand-offs"); the count now."""
+        if self.protocol.handoffs != handoffs:
+            moment = time.monotonic()
+            if moment >= self._next_pause:
+                self._next_pause = moment + _HANDOFF_EVERY
+                time.sleep(_HANDOFF_PAUSE)
+                self.outbox.flush()
+        return self.protocol.handoffs
 
     def _take(self, connection: bytes, parts: list[Any], spent: dict[bytes, int]) -> bool:
         """A frame just read: handled now if its connection has steps left this turn and
@@ -329,15 +394,16 @@ class IoLoop:
         ``_PEER_HELD`` frames, or all hold ``_HELD_BYTES``."""
         held = self._held
         queue = held.get(connection)
+        used = spent.get(connection, 0)
+        if queue is None and used >= _PEER_STEPS:
+            queue = held[connection] = deque()
         if queue is not None:
             queue.append(parts)
             self._held_bytes += len(parts[-1])
-            return len(queue) >= _PEER_HELD or self._held_bytes >= _HELD_BYTES
-        used = spent.get(connection, 0)
-        if used >= _PEER_STEPS:
-            held[connection] = deque((parts,))
-            self._held_bytes += len(parts[-1])
-            return self._held_bytes >= _HELD_BYTES
+            if len(queue) < _PEER_HELD and self._held_bytes < _HELD_BYTES:
+                return False
+            self._owed.add(connection)
+            return True
         self._node.counters.received()  # counted as handed to the protocol, not as read
         rest = self.protocol.on_frames(parts)
         used += 1
@@ -358,6 +424,7 @@ class IoLoop:
             head = queue[0]
             if isinstance(head, list):
                 queue.popleft()
+                self._popped += 1
                 self._held_bytes -= len(head[-1])
                 steps += 1
                 self._node.counters.received()

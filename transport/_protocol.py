@@ -87,6 +87,7 @@ class NodeProtocol:
         self._links = links
         self._outbox = outbox
         self._inbox = inbox
+        self._answered = 0  # answers that completed an ask (woke its asker)
         self._subscribers = subscribers
         self.bound_address: str | None = None
         self.left = threading.Event()  # set once this node left: no more probes or gossip
@@ -126,8 +127,16 @@ class NodeProtocol:
         """Client sessions held now (read from any thread: one ``len``)."""
         return len(self._clients)
 
+    @property
+    def handoffs(self) -> int:
+        """(I/O thread) Messages handed to other threads and asks answered so far: a
+        turn that changed it woke a thread that now waits for the GIL."""
+        return self._inbox.handoffs + self._answered
+
     def tick(self, now: float) -> None:
-        """Run the periodic work if a check is due: ask expiry, joins, the failure detector."""
+        """Each turn: count the tells refused; if a check is due, the periodic work (ask
+        expiry, joins, the failure detector)."""
+        self._inbox.settle()
         if now < self._next_check:
             return
         self._next_check = now + self._settings.check_interval
@@ -406,6 +415,7 @@ class NodeProtocol:
                 envelope.sender,
             )
             return
+        self._answered += 1
         if envelope.kind is Kind.ERROR:
             complete_ask(entry.future, False, error_from_wire(envelope.body))
         else:

@@ -98,6 +98,19 @@ class InlineHandler(Protocol):
         """
         ...
 
+    def absent(self, target: str) -> bool:
+        """(I/O thread, optional) True when no actor is at ``target`` and none can
+        appear there but through a message to a ``$`` path (a spawn request).
+
+        The transport then refuses a message to ``target`` at once, on the I/O
+        thread (``ActorNotFound``; a tell is dropped and counted), whenever no
+        ``$``-path message of its sender (nor of this node) still waits: a peer
+        flooding a path where nothing lives costs a dict look-up per message,
+        not a turn of the dispatch thread. Same rules as ``deliver_nowait``: no
+        blocking, no lock user code may hold, never raises.
+        """
+        ...
+
 
 def type_name_of(exc: BaseException) -> str:
     """Dotted public name of an exception type (``runtime.NodeDown``, ``ValueError``)."""

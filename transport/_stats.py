@@ -40,6 +40,8 @@ class TransportStats:
             (rate limiting), keyed ``reason`` or ``reason@peer``.
         dispatch_queue_depth: messages waiting for the handler.
         outbox_backlog: outgoing frames queued or backlogged, not yet handed to a socket.
+        held_bytes: bytes of received frames read but not handled yet: peers sending
+            faster than this node handles them (bounded; then ZeroMQ pushes back).
         clients: client sessions held (clients are not members: not in ``peers``).
     """
 
@@ -52,6 +54,7 @@ class TransportStats:
     frames_dropped: Mapping[str, int]
     dispatch_queue_depth: int
     outbox_backlog: int = 0
+    held_bytes: int = 0
     clients: int = 0
     dropped_by_peer: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     log_suppressed: Mapping[str, int] = field(default_factory=dict)

@@ -303,6 +303,16 @@ class Cluster:
             return False
         return True
 
+    def absent(self, target: str) -> bool:
+        """(I/O thread) No actor at ``target``: the transport refuses a message to it at
+        once (see ``InlineHandler.absent``). Only ``spawn`` and ``$``-path messages
+        add actors, and an actor leaves ``named`` only once stopped."""
+        return (
+            not target.startswith("$")
+            and target not in self._known
+            and not self._local.has_named(target)
+        )
+
     def _run_message(self, run_id: str, message: Any, sender: str) -> bool:
         """(I/O thread) A remote step's result or events; False if the slow path must."""
         try:

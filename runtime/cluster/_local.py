@@ -22,6 +22,11 @@ class LocalNode(Protocol):
         """The actor spawned here under ``path`` (``spawn(..., name=path)``), if any."""
         ...
 
+    def has_named(self, path: str) -> bool:
+        """Whether an actor was spawned here under ``path``: a plain dict read, no lock
+        (the I/O thread asks it; ``spawn`` holds the system's lock while user code runs)."""
+        ...
+
     def coordinator(self, run_id: str) -> pykka.ActorRef[Any] | None:
         """The coordinator of run ``run_id``, while the run is live here."""
         ...

@@ -67,6 +67,7 @@ NODE_KEYS = {
     "frames_dropped",
     "in_flight_asks",
     "clients",
+    "held_bytes",
     "dropped_by_peer",
     "log_suppressed",
 }

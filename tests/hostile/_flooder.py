@@ -17,7 +17,10 @@ past msgpack's limit), ``deep_ext`` (an ext payload nesting arrays 1,000 deep),
 ``unknown_kind``, ``bad_version``, ``tell_unknown`` / ``ask_unknown`` (to an actor
 that does not exist, 200 per batch frame), ``bad_op`` (asks ``$system`` an unknown
 op), ``spawn_unregistered`` (asks ``$system`` to spawn an unregistered class),
-``forged_sender`` (envelopes claiming another node's name).
+``forged_sender`` (envelopes claiming another node's name). Not in ``KINDS``:
+``replayed_batch`` (one batch frame of tells to an unknown actor, sent again and
+again: made once, so the flooder outpaces any node, and each costs the node a
+look at every item).
 """
 
 from __future__ import annotations
@@ -178,6 +181,9 @@ def frames_for(flooder: Flooder, kind: str) -> Callable[[], bytes]:
     if kind == "spawn_unregistered":
         spawn = {"op": "spawn", "class": "no.such:Class", "args": [], "name": "x"}
         return lambda: flooder.batch(lambda: flooder.envelope("ask", "$system", spawn))
+    if kind == "replayed_batch":
+        replayed = flooder.batch(lambda: flooder.envelope("tell", "nobody", {"n": 1}))
+        return lambda: replayed
     if kind == "forged_sender":
         return lambda: flooder.envelope("tell", "echo", 1, sender="someone-else")
     raise SystemExit(f"flooder: unknown kind {kind!r}")

@@ -186,7 +186,8 @@ def test_the_flooding_peer_gets_overloaded_and_the_others_do_not(
     victim = victim_factory("--per-sender", "20")
     system = member(victim)
     assert system.ref("victim/echo").ask(0, timeout=10) == ["echo", 0]
-    flooder = flooders(victim.address, "ask_unknown,tell_unknown,ask_unknown", 1.5)
+    # asks to $system queue for the dispatch thread (asks to no actor are refused at once)
+    flooder = flooders(victim.address, "bad_op,spawn_unregistered,bad_op", 1.5)
     flooder.wait_line("JOINED")
     try:
         took = ask_until(system, flooder)
@@ -215,3 +216,32 @@ def test_sigusr1_during_a_flood_dumps_the_stacks_and_leaves_the_node_running(
     dump = victim.proc.output()
     assert '"actorflow-io-victim"' in dump and '"actorflow-dispatch-victim"' in dump
     assert system.ref("victim/echo").ask("still there", timeout=10) == ["echo", "still there"]
+
+
+HELD_BOUND = 4 << 20  # what the node holds of frames read but not handled yet, at most...
+FRAME = 10_000  # ...plus a frame (a batch frame is at most max_containers bytes)
+
+
+def test_what_a_flooder_makes_the_node_hold_stays_bounded(
+    victim_factory: Any, flooders: Any, member: Any
+) -> None:
+    victim = victim_factory()
+    system = member(victim)
+    echo = system.ref("victim/echo")
+    assert echo.ask(0, timeout=10) == ["echo", 0]
+    flooder = flooders(victim.address, "replayed_batch", 3.0)
+    flooder.wait_line("FLOODING replayed_batch")
+    held: list[int] = []
+    took: list[float] = []
+    while flooder.process.poll() is None:
+        held.append(victim_stats(system).held_bytes)
+        started = time.monotonic()
+        assert echo.ask(len(held), timeout=ASK_BOUND * 3) == ["echo", len(held)]
+        took.append(time.monotonic() - started)
+    summary(flooder)
+    # the flood outran the node (it held frames back) and yet never held past the bound
+    assert max(held) > HELD_BOUND // 4, held
+    assert max(held) <= HELD_BOUND + FRAME, max(held)
+    assert max(took) < ASK_BOUND, sorted(took)[-5:]
+    assert wait_until(lambda: victim_stats(system).held_bytes == 0, timeout=60, interval=0.2)
+    assert victim.proc.process.poll() is None
