@@ -86,7 +86,14 @@ class RunCoordinator(pykka.ThreadingActor):
         self._started_at = 0.0
         self._timers = Timers(engine.clock, self.actor_ref)
         self._journal = Journal(
-            spec.run_id, spec.steps, engine.bus, engine.clock, spec.recorder, spec.replay, self
+            spec.run_id,
+            spec.steps,
+            engine.bus,
+            engine.clock,
+            spec.recorder,
+            spec.replay,
+            self,
+            engine.lease,
         )
         self._journal.subscribe_run(spec.observers)
         self._journal.watch(tuple(monitors(spec.workflow)))  # before the run's first event
@@ -210,14 +217,18 @@ class RunCoordinator(pykka.ThreadingActor):
         if self._finished or self._journal.recorder is None:
             return
         try:
-            self._journal.renew_lease(self._engine.lease)
+            self._journal.renew_lease()
         except Exception as exc:
-            log.error("run %s: lost ownership of the run: %s", self.run_id, exc)
-            self._journal.recorder = None  # fenced off: write nothing more
-            self._root.cancel("lost ownership of the run")
-            self._finish(Err(exc))
+            self.lost(exc)
             return
         self._timers.schedule(self._root, self._engine.lease / 3, self._renew_lease)
+
+    def lost(self, error: BaseException) -> None:
+        """The lease could not be renewed: write nothing more, cancel what runs, fail."""
+        log.error("run %s: lost ownership of the run: %s", self.run_id, error)
+        self._journal.recorder = None  # fenced off: write nothing more
+        self._root.cancel("lost ownership of the run")
+        self._finish(Err(error))
 
     def fail(self, error: BaseException) -> None:
         """The journal could not write: the run ends Failed (its outcome is not written)."""

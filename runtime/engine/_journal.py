@@ -30,6 +30,10 @@ class RunStopper(Protocol):
 
     def fail(self, error: BaseException) -> None: ...
 
+    def lost(self, error: BaseException) -> None:
+        """The run's lease could not be renewed (another owner took it): stop it all."""
+        ...
+
     def ended(self) -> bool: ...
 
 
@@ -45,6 +49,7 @@ class Journal:
         recorder: RunRecorder | None,
         replay: Replay | None,
         stopper: RunStopper,
+        lease: float,
     ) -> None:
         self.run_id = run_id
         self._steps = steps
@@ -53,6 +58,8 @@ class Journal:
         self.recorder = recorder  # None: this run writes nothing (or may write no more)
         self._replay = dict(replay.completed) if replay is not None else {}
         self._stopper = stopper
+        self._lease = lease
+        self._renewed_at = clock.now()  # the run was claimed just before it was made
         self.plan = RunPlan(run_id, self.emit, clock)  # the Planned events of the run
         self._monitors: dict[str, Observers] = {}  # step -> its .monitored observers
         self._watched: list[WorkflowObserver] = []
@@ -262,10 +269,30 @@ class Journal:
 
     # -- the run -------------------------------------------------------------------------
 
-    def renew_lease(self, lease: float) -> None:
+    def renew_lease(self) -> None:
         """Extend the run's ownership; raises if another owner took it (or the store failed)."""
         if self.recorder is not None:
-            self.recorder.renew(lease)
+            began = self._clock.now()
+            self.recorder.renew(self._lease)
+            self._renewed_at = began  # the store counts the lease from later still
+
+    def lease_holds(self) -> bool:
+        """Before an attempt starts: True if the run is still ours to run.
+
+        The renewal timer runs every third of the lease; a renewal older than
+        half a lease means this process stood still (stopped, swapped out) and
+        another may have adopted the run meanwhile, while a timer due then (a
+        retry) would start a step right away. So renew first, here; if that
+        fails the run is lost (``RunStopper.lost``) and nothing starts.
+        """
+        if self.recorder is None or self._clock.now() - self._renewed_at < self._lease / 2:
+            return True
+        try:
+            self.renew_lease()
+        except Exception as exc:
+            self._stopper.lost(exc)
+            return False
+        return True
 
     def record_outcome(
         self, state: NodeState, output: Any, error: BaseException | None
