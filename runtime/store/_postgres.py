@@ -29,6 +29,7 @@ the runs' checkpoints wait, then go on.
 from __future__ import annotations
 
 import builtins
+import functools
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, TypeVar
@@ -80,6 +81,15 @@ _APPEND_VALUES: Final = (
     "(%s::text, %s::text, %s::text, %s::integer, %s::bytea, %s::bigint, %s::text,"
     " %s::float8, %s::float8, %s::text)"
 )
+
+
+@functools.lru_cache(maxsize=64)
+def _append_one_sql(rows: int) -> bytes:
+    """``_APPEND_ONE`` for ``rows`` step rows, encoded once (built per append, it cost more
+    than the rest of the call's Python)."""
+    return _APPEND_ONE.format(values=", ".join([_APPEND_VALUES] * rows)).encode()
+
+
 _APPEND_RUN: Final = (
     "UPDATE runs SET state = %s, updated_at = %s, output = %s, output_crc = %s,"
     " output_step = %s, error = %s, unrecorded = %s"
@@ -353,9 +363,8 @@ class PostgresStore(PostgresActorState):
     def _append_one(self, cur: Any, item: Append) -> None:
         """``append`` without an output step to check: one statement, in autocommit."""
         if item.step_rows:
-            values = ", ".join([_APPEND_VALUES] * len(item.step_rows))
             params = [*item.run_values, *(value for row in item.step_rows for value in row)]
-            cur.execute(_APPEND_ONE.format(values=values).encode(), params)
+            cur.execute(_append_one_sql(len(item.step_rows)), params)
             updated = cur.fetchone()[0]
         else:
             cur.execute(_APPEND_RUN, item.run_values)

@@ -2,11 +2,13 @@
 
 Every call of the store runs ``work(cursor)`` in one transaction on a pooled
 connection (or, for a single statement, in autocommit: no ``BEGIN``/``COMMIT``
-round trips). If the connection breaks (the server restarts, the network
-blips), the call is tried again on a new connection until
-``reconnect_timeout`` seconds have passed, then raises ``PersistenceError``;
-the store's calls are written so that trying again is safe (see
-``runtime.store._postgres``).
+round trips). Pooled connections stay in autocommit mode; a transaction of
+several statements is an explicit ``BEGIN``...``COMMIT`` block on it, so no
+call switches the mode (each switch cost a lock and a status check). If the
+connection breaks (the server restarts, the network blips), the call is tried
+again on a new connection until ``reconnect_timeout`` seconds have passed,
+then raises ``PersistenceError``; the store's calls are written so that trying
+again is safe (see ``runtime.store._postgres``).
 
 Errors: ``psycopg`` errors become ``PersistenceError`` naming the server with
 its password hidden (``redact_url``); opening fails in one line for a bad URL,
@@ -15,7 +17,6 @@ an unreachable server, a refused login, or a schema of a newer release.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 import time
@@ -145,7 +146,7 @@ class Database:
             self.url,
             min_size=1,
             max_size=size,
-            kwargs=self._kwargs,
+            kwargs={**self._kwargs, "autocommit": True},
             open=False,
             name="actorflow-store",
             timeout=self.reconnect_timeout,
@@ -206,20 +207,12 @@ class Database:
         """One try of a transaction on ``conn``, which goes back to the pool whatever happens."""
         pool = self._pool
         try:
-            conn.autocommit = one_statement
-            with conn.cursor() as cur:
-                result = work(cur)
-            if not one_statement:
-                conn.commit()
-            return result
-        except BaseException:
-            if not conn.broken and not conn.closed and not one_statement:
-                _rollback_quietly(conn)
-            raise
+            if one_statement:
+                with conn.cursor() as cur:
+                    return work(cur)
+            with conn.transaction(), conn.cursor() as cur:  # BEGIN; COMMIT, or ROLLBACK
+                return work(cur)
         finally:
-            if not conn.broken and not conn.closed and one_statement:
-                with contextlib.suppress(Exception):
-                    conn.autocommit = False
             if pool is not None:
                 pool.putconn(conn)
             else:
@@ -229,13 +222,6 @@ class Database:
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.close()
-
-
-def _rollback_quietly(conn: Any) -> None:
-    try:
-        conn.rollback()
-    except Exception:  # a rollback that fails leaves the connection broken: the pool drops it
-        log.debug("rollback failed", exc_info=True)
 
 
 def import_psycopg() -> Any:
