@@ -25,7 +25,8 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -78,6 +79,27 @@ class WebServer(ThreadingHTTPServer):
         self.allowed_hosts = {
             f"{name}:{port}" for name in (_url_host(str(host)), "localhost", "127.0.0.1", "[::1]")
         }
+        # PostgreSQL: one store (one pool of connections) for every request, not one
+        # per request (a connection, and the schema check, per page). A SQLite file is
+        # opened per request: cheap, and no connection is shared between threads.
+        self._shared: PostgresStore | None = None
+        if isinstance(config.db, str):
+            self._shared = PostgresStore(config.db)
+
+    @contextmanager
+    def store(self) -> Iterator[SQLiteStore | PostgresStore]:
+        """The store, for one request."""
+        if self._shared is not None:
+            yield self._shared
+            return
+        with open_store(self.config.db) as store:
+            yield store
+
+    def server_close(self) -> None:
+        super().server_close()
+        shared, self._shared = self._shared, None
+        if shared is not None:
+            shared.close()
 
     def keep_notice(self, text: str) -> str:
         """Keep ``text`` for the page the POST redirects to; its id goes in the URL (not
@@ -197,15 +219,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- the store -------------------------------------------------------------------------
 
-    def _open(self) -> SQLiteStore | PostgresStore:
-        return open_store(self.server.config.db)
-
     def _summaries(self) -> list[RunSummary]:
-        with self._open() as store:
+        with self.server.store() as store:
             return store.list()
 
     def _load(self, run_id: str) -> Checkpoint:
-        with self._open() as store:
+        with self.server.store() as store:
             return store.load(run_id)
 
     # -- responses -------------------------------------------------------------------------

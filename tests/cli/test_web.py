@@ -10,9 +10,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
-from runtime import ActorSystem, Canceled, CheckpointStrategy, SQLiteStore, task
+from runtime import ActorSystem, Canceled, CheckpointStrategy, PostgresStore, SQLiteStore, task
 from runtime import events as ev
 from runtime._cli import build_parser
 from runtime._cli.web import controller_for
@@ -237,3 +238,32 @@ def test_the_command_serves_until_stopped(failed_run: tuple[Path, str]) -> None:
 def test_a_missing_database_exits_1(tmp_path: Path) -> None:
     result = actorflow("web", "--db", str(tmp_path / "none.db"), "--listen", "127.0.0.1:0")
     assert result.returncode == 1 and "no checkpoint database" in result.stderr
+
+
+def test_on_postgresql_the_pages_share_one_pool_of_connections(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    with (
+        PostgresStore(postgres_url, schema=postgres_schema) as store,
+        ActorSystem("web-pg", store=store, checkpoint=AFTER_EACH) as system,
+    ):
+        handle = system.run(task(lambda ctx: "done").named("pg-web"), {})
+        assert handle.result(timeout=20) == "done"
+    url = f"{postgres_url}&application_name=web-{postgres_schema}"
+    url += f"&options=-c%20search_path%3D{postgres_schema}"
+    query = "SELECT pid FROM pg_stat_activity WHERE application_name = %s"
+    with psycopg.connect(postgres_url, autocommit=True) as watch:
+
+        def web_backends() -> set[int]:
+            rows = watch.execute(query, (f"web-{postgres_schema}",)).fetchall()
+            return {row[0] for row in rows}
+
+        with serving(url) as server:
+            status, body, _ = get(server.url)
+            assert status == 200 and handle.id in body, body
+            first = web_backends()
+            for _ in range(5):
+                assert get(server.url)[0] == 200
+                assert get(server.url + f"runs/{handle.id}")[0] == 200
+            assert first and web_backends() == first  # the same connections, kept open
+        assert wait_until(lambda: not web_backends(), timeout=10)  # closed with the server

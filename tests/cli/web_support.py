@@ -17,7 +17,7 @@ from runtime._cli._web_server import Controller, WebConfig, WebServer
 
 @contextmanager
 def serving(
-    db: Path,
+    db: Path | str,
     workflows: Mapping[str, Any] | None = None,
     *,
     app: str | None = None,
