@@ -6,7 +6,10 @@ transaction on the store's connections, timed by the *database's* clock:
 
 * acquire: one upsert that takes the row only if it is absent or its lease has
   ended; the token is ``nextval('store_lock_tokens')``, so tokens grow strictly
-  across all hosts and restarts (a sequence never goes back);
+  across all hosts and restarts (a sequence never goes back). The row's owner
+  names the request too (``owner#nonce``): an acquire tried again because its
+  connection broke may find its own commit landed, and then takes the row again
+  with a new token instead of waiting out its own lease;
 * renew, release, check: accepted only for the current holder's token while
   its lease runs (an expired lease is not held: ``NotLocked``); release and an
   expiry seen by a waiter wake the waiters through ``NOTIFY``.
@@ -20,6 +23,7 @@ Waiters on several hosts are not served in arrival order.
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any, Final
@@ -40,6 +44,7 @@ _ACQUIRE: Final = (
     " ON CONFLICT (name) DO UPDATE SET token = EXCLUDED.token, owner = EXCLUDED.owner,"
     " lease_until = EXCLUDED.lease_until"
     " WHERE store_locks.lease_until <= extract(epoch from clock_timestamp())::float8"
+    " OR store_locks.owner = EXCLUDED.owner"
     " RETURNING token"
 )
 _HOLDER: Final = (
@@ -65,11 +70,18 @@ class StoreLocks:
 
     # -- operations (each may raise PersistenceError) ------------------------------------
 
-    def try_acquire(self, name: str, owner: str, lease: float) -> int | None:
-        """The new fencing token, or None while another holder's lease runs."""
+    def try_acquire(
+        self, name: str, owner: str, lease: float, *, request: str | None = None
+    ) -> int | None:
+        """The new fencing token, or None while another holder's lease runs.
+
+        ``request`` names this acquire (a fresh nonce by default): the same request
+        tried again takes the row again, whoever's lease it holds.
+        """
+        holder = f"{owner}#{request or secrets.token_hex(6)}"
 
         def work(cur: Any) -> int | None:
-            cur.execute(_ACQUIRE, (name, owner, lease))
+            cur.execute(_ACQUIRE, (name, holder, lease))
             row = cur.fetchone()
             return None if row is None else int(row[0])
 

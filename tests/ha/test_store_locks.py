@@ -165,3 +165,28 @@ def test_a_release_before_the_listener_is_registered_still_wakes_the_waiter(
             assert locks.try_acquire("gate", "waiter", 30.0) is not None
         finally:
             locks.close()
+
+
+def test_an_acquire_tried_again_after_its_commit_landed_takes_its_own_row_again(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    """When the connection breaks after an acquire's commit, the store tries the same
+    request again: it must get the lock (a new token), not wait out its own lease;
+    another request, even from the same owner, still waits."""
+    from runtime.store import StoreLocks
+
+    with PostgresStore(postgres_url, schema=postgres_schema) as store:
+        locks = StoreLocks(store)
+        try:
+            first = locks.try_acquire("gate", "node-a", 30.0, request="r1")
+            assert first is not None
+            again = locks.try_acquire("gate", "node-a", 30.0, request="r1")  # the retry
+            assert again is not None and again > first
+            with pytest.raises(NotLockOwner):
+                locks.check("gate", first)  # only the token the caller will see is valid
+            assert locks.try_acquire("gate", "node-a", 30.0, request="r2") is None
+            assert locks.try_acquire("gate", "node-b", 30.0) is None
+            locks.release("gate", again)
+            assert locks.try_acquire("gate", "node-b", 30.0) is not None
+        finally:
+            locks.close()
