@@ -22,16 +22,16 @@ turns). A connection's further frames that turn wait, undecoded, in its own
 queue and go first next turn (a turn with frames held polls without
 waiting), so a peer flooding the node (tells, asks, deeply nested or
 malformed frames) delays every other peer by a bounded amount of work per
-turn (~1 ms), not by its whole flood.
+turn (~0.3 ms), not by its whole flood.
 Each turn reads first (a frame of a connection with nothing held is handled
 at once), then works on what is held. Once one connection has ``_PEER_HELD``
-frames held, or all hold ``_HELD_BYTES`` bytes, the turn reads no more: the
-rest stay in ZeroMQ (whose high-water mark then pushes back on the sender);
-nothing is dropped. The connection whose frame passed the bound then takes
-one frame out of its queue in that turn (finishing the batch begun, if it
-must), so the frames held never grow past the bounds by more than a frame each: a
-turn reads one frame at least (the ROUTER gives no choice of connection), and
-reading nothing until the bound clears would keep every other peer waiting.
+frames held, or all hold ``_HELD_BYTES`` bytes, the turn reads no more, and
+no later turn reads until the connection whose frame passed the bound has
+taken a frame of its own out of its queue (at its usual ``_PEER_STEPS`` per
+turn): the rest stay in ZeroMQ, whose high-water mark then pushes back on
+the sender; nothing is dropped, and what is held never grows past the bounds
+by more than a frame. The ROUTER gives no choice of connection, so meanwhile
+every peer's next frame waits too (for a flooder's batch: a few turns).
 
 Hand-offs: a thread that waits for the GIL gets it only once the holder has
 held it a switch interval (5 ms by default) without letting go, and this
@@ -139,9 +139,8 @@ class IoLoop:
         self._held: dict[bytes, deque[list[Any] | Iterator[None]]] = {}
         self._held_bytes = 0  # payload bytes of the frames held (not of batches begun)
         self._popped = 0  # held frames taken out of their queues so far
-        # connections read past a bound this turn: each takes one frame out of its queue
-        # before the turn ends, so what is held never grows past the bounds by more
-        # than a frame each
+        # connections read past a bound that have not taken a frame out of their
+        # queue since: while there is one, no turn reads (see the module docstring)
         self._owed: set[bytes] = set()
         self._next_pause = 0.0  # monotonic: no hand-off pause before then
 
@@ -330,24 +329,22 @@ class IoLoop:
         spent: dict[bytes, int] = {}
         held = self._held
         handoffs = self.protocol.handoffs
-        self._read(router, spent, budget_end)
+        if not self._owed:
+            self._read(router, spent, budget_end)
         if not held:
             return
         handoffs = self._hand_over(handoffs)
-        owed, self._owed = self._owed, set()
         for connection in list(held):
             queue = held[connection]
-            if connection in owed:  # it was read past a bound: a frame out, no more
-                popped = self._popped
-                while queue and self._popped == popped:
-                    self._work(queue, 1)
-            else:
-                allowance = _PEER_STEPS - spent.get(connection, 0)
-                if allowance > 0:
-                    self._work(queue, allowance)
+            popped = self._popped
+            allowance = _PEER_STEPS - spent.get(connection, 0)
+            if allowance > 0:
+                self._work(queue, allowance)
+            if self._popped != popped or not queue:
+                self._owed.discard(connection)  # a frame of its own went out: paid
             if not queue:
                 del held[connection]
-            if time.monotonic() > budget_end and not self._owed_left(owed, connection):
+            if time.monotonic() > budget_end:
                 break
         if held:
             self._hand_over(handoffs)
@@ -371,11 +368,6 @@ class IoLoop:
                 break  # read no more: ZeroMQ holds the rest (back-pressure)
             if time.monotonic() > budget_end or not _readable(router):
                 break
-
-    def _owed_left(self, owed: set[bytes], done: bytes) -> bool:
-        """Whether a connection after ``done`` in this turn's order still owes a frame."""
-        owed.discard(done)
-        return bool(owed & self._held.keys())
 
     def _hand_over(self, handoffs: int) -> int:
         """If messages went to other threads since the protocol's count was ``handoffs``,

@@ -142,7 +142,7 @@ class AttemptTable:
         self._start(call, exclude)
 
     def _start(self, call: StepCall, exclude: frozenset[str]) -> None:
-        if not self._journal.lease_holds():
+        if self.closed or not self._journal.lease_holds():
             return  # the run was lost to another owner: it is ending, nothing starts
         step, task = call.step, call.task
         self._rerun_pending.discard(step)

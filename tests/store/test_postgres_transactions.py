@@ -1,0 +1,76 @@
+"""Pooled connections stay in autocommit; multi-statement work runs in an explicit block."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from actors import PersistenceError
+from runtime.store import PostgresStore
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def store(postgres_url: str, postgres_schema: str) -> Iterator[PostgresStore]:
+    with PostgresStore(postgres_url, schema=postgres_schema) as opened:
+        opened.database.transaction(
+            "setup", lambda cur: cur.execute("CREATE TABLE txn_t (k int primary key)")
+        )
+        yield opened
+
+
+def _rows(store: PostgresStore) -> list[int]:
+    def work(cur: Any) -> list[int]:
+        cur.execute("SELECT k FROM txn_t ORDER BY k")
+        return [row[0] for row in cur.fetchall()]
+
+    return store.database.transaction("read", work, one_statement=True)
+
+
+def test_a_transaction_whose_connection_dies_midway_commits_nothing_then_once(
+    store: PostgresStore,
+) -> None:
+    tries: list[int] = []
+
+    def work(cur: Any) -> None:
+        tries.append(1)
+        cur.execute("INSERT INTO txn_t VALUES (%s)", (len(tries),))
+        if len(tries) == 1:
+            cur.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+        cur.execute("INSERT INTO txn_t VALUES (%s)", (10 + len(tries),))
+
+    store.database.transaction("two inserts", work)
+    assert len(tries) == 2
+    assert _rows(store) == [2, 12]  # nothing of the first try
+
+
+def test_a_failed_transaction_leaves_its_connection_usable(store: PostgresStore) -> None:
+    store.database.transaction("one", lambda cur: cur.execute("INSERT INTO txn_t VALUES (1)"))
+
+    def clash(cur: Any) -> None:
+        cur.execute("INSERT INTO txn_t VALUES (2)")
+        cur.execute("INSERT INTO txn_t VALUES (1)")  # unique violation
+
+    for _ in range(5):  # every pooled connection meets the failure at least once
+        with pytest.raises(PersistenceError):
+            store.database.transaction("clash", clash)
+        with pytest.raises(PersistenceError):
+            store.database.transaction(
+                "clash1",
+                lambda cur: cur.execute("INSERT INTO txn_t VALUES (1)"),
+                one_statement=True,
+            )
+    assert _rows(store) == [1]
+
+    def check(cur: Any) -> Any:
+        cur.execute("SELECT 1")
+        return cur.connection.info.transaction_status, cur.connection.autocommit
+
+    for _ in range(5):
+        status, autocommit = store.database.transaction("check", check, one_statement=True)
+        assert status == psycopg.pq.TransactionStatus.IDLE
+        assert autocommit
