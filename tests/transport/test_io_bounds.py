@@ -15,7 +15,7 @@ from conftest import RawDealer, RecordingHandler
 
 from transport import Envelope, Limits, Reply, Transport
 from transport._envelope import PROTOCOL_VERSION, Kind, encode_batch, encode_envelope
-from transport._io import _PEER_STEPS
+from transport._io import _PEER_STEPS, IoLoop
 
 MakeTransport = Callable[..., Transport]
 
@@ -57,33 +57,48 @@ def _hello(name: str) -> bytes:
     )
 
 
-@pytest.mark.timeout(60)
-def test_an_owed_connection_is_held_to_the_per_turn_step_bound(
-    make_transport: MakeTransport, raw_dealer: RawDealer
-) -> None:
-    """A flooding connection's work per I/O turn stays near ``_PEER_STEPS`` envelopes,
-    also once it was read past ``_PEER_HELD`` / ``_HELD_BYTES`` (module docstring:
-    "a bounded amount of work per turn (~1 ms), not its whole flood")."""
-    handler = _CountingHandler("a")
+def _stalled(
+    make_transport: MakeTransport, raw_dealer: RawDealer, handler: _CountingHandler
+) -> tuple[Transport, IoLoop]:
+    """A transport whose I/O thread is held in ``handler`` (a tell to ``stall``) until
+    ``handler.gate`` is set: whatever is sent meanwhile piles up in ZeroMQ."""
     a = make_transport("a", handler)
-    assert a.address is not None
-    io = a._io
-    assert io is not None
+    assert a.address is not None and a._io is not None
+    staller = raw_dealer(a.address)
+    staller.send(_hello("other"))
+    staller.send(encode_envelope(Envelope(Kind.TELL, 2, 0, "other", "stall", None)))
+    assert handler.entered.wait(10)
+    return a, a._io
+
+
+def _tells_per_turn(io: IoLoop, handler: _CountingHandler, *, idle_turns: bool) -> list[int]:
+    """The tells to ``c`` handled in each I/O turn from now on (turns handling none
+    are left out unless ``idle_turns``)."""
     per_turn: list[int] = []
     last = [0]
     tick = io.protocol.tick
 
     def counting_tick(now: float) -> None:
         count = len(handler.seen)
-        per_turn.append(count - last[0])
+        if idle_turns or count != last[0]:
+            per_turn.append(count - last[0])
         last[0] = count
         tick(now)
 
     io.protocol.tick = counting_tick  # type: ignore[method-assign]
-    staller = raw_dealer(a.address)
-    staller.send(_hello("other"))
-    staller.send(encode_envelope(Envelope(Kind.TELL, 2, 0, "other", "stall", None)))
-    assert handler.entered.wait(10)
+    return per_turn
+
+
+@pytest.mark.timeout(60)
+def test_an_owed_connection_is_held_to_the_per_turn_step_bound(
+    make_transport: MakeTransport, raw_dealer: RawDealer
+) -> None:
+    """A flooding connection's work per I/O turn stays near ``_PEER_STEPS`` envelopes,
+    also once it was read past ``_PEER_HELD`` / ``_HELD_BYTES`` (module docstring:
+    "a bounded amount of work per turn (~0.3 ms), not its whole flood")."""
+    handler = _CountingHandler("a")
+    a, io = _stalled(make_transport, raw_dealer, handler)
+    per_turn = _tells_per_turn(io, handler, idle_turns=True)
     flooder = raw_dealer(a.address)
     flooder.send(_hello("g"))
     frames = 1100  # past _PEER_HELD (1000 held frames)
@@ -118,26 +133,8 @@ def test_a_connection_at_its_bound_still_gets_its_steps_per_turn(
     reaches ``_PEER_HELD``; from then on it should still get its steps each turn, not
     one frame per turn (a throughput cliff for a busy but honest peer)."""
     handler = _CountingHandler("a")
-    a = make_transport("a", handler)
-    assert a.address is not None
-    io = a._io
-    assert io is not None
-    per_turn: list[int] = []
-    last = [0]
-    tick = io.protocol.tick
-
-    def counting_tick(now: float) -> None:
-        count = len(handler.seen)
-        if count != last[0]:
-            per_turn.append(count - last[0])
-        last[0] = count
-        tick(now)
-
-    io.protocol.tick = counting_tick  # type: ignore[method-assign]
-    staller = raw_dealer(a.address)
-    staller.send(_hello("other"))
-    staller.send(encode_envelope(Envelope(Kind.TELL, 2, 0, "other", "stall", None)))
-    assert handler.entered.wait(10)
+    a, io = _stalled(make_transport, raw_dealer, handler)
+    per_turn = _tells_per_turn(io, handler, idle_turns=False)
     flooder = raw_dealer(a.address)
     flooder.send(_hello("g"))
     frames = 1900  # what ZeroMQ buffers on both sides (send_hwm + receive_hwm 1000 each)
@@ -174,14 +171,7 @@ def test_several_flooders_past_the_bounds_lose_and_reorder_nothing(
     """Three connections, plain and batch frames mixed, read past _PEER_HELD and
     _HELD_BYTES: every tell arrives once, in each sender's order; nothing stays held."""
     handler = _PerSenderHandler("a")
-    a = make_transport("a", handler)
-    assert a.address is not None
-    io = a._io
-    assert io is not None
-    staller = raw_dealer(a.address)
-    staller.send(_hello("other"))
-    staller.send(encode_envelope(Envelope(Kind.TELL, 2, 0, "other", "stall", None)))
-    assert handler.entered.wait(10)
+    a, io = _stalled(make_transport, raw_dealer, handler)
     limits = Limits()
     senders = ["f0", "f1", "f2"]
     dealers = [raw_dealer(a.address) for _ in senders]
