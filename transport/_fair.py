@@ -27,6 +27,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from transport._workers import join_worker
+
 __all__ = ["FairDispatcher"]
 
 log = logging.getLogger(__name__)
@@ -158,14 +160,7 @@ class FairDispatcher:
             self._cond.notify_all()  # the thread and any waiting submitter
         if not self._thread.is_alive():
             return True
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-        ended = not self._thread.is_alive()
-        if not ended:
-            log.error(
-                "thread %s did not stop within %.1fs (a job is blocked)", self._thread.name, timeout
-            )
-        return ended
+        return join_worker(self._thread, timeout)
 
     # -- the thread ------------------------------------------------------------------
 

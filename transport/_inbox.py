@@ -148,16 +148,7 @@ class Inbox:
             return
         refused, self._refused = self._refused, {}
         for sender, (count, target) in refused.items():
-            self._counters.dropped("unknown_actor", count, peer=sender)
-            self._log.warning(
-                "unknown_actor",
-                "%s: %d tell(s) from %s to unknown actors dropped (the last to %r)",
-                self._name,
-                count,
-                sender,
-                target,
-                peer=sender,
-            )
+            self._dropped_unknown(sender, count, target)
 
     def _refusable(self, sender: str, target: str) -> bool:
         """(I/O thread) Whether a message to ``target`` may be refused here and now."""
@@ -212,12 +203,16 @@ class Inbox:
         """An ask is answered ``exc``; a tell is dropped, counted and (rate-limited) logged."""
         if reply is not None:
             reply.error(exc)
-            return
-        self._counters.dropped("unknown_actor", peer=sender)
+        else:
+            self._dropped_unknown(sender, 1, target)
+
+    def _dropped_unknown(self, sender: str, count: int, target: str) -> None:
+        self._counters.dropped("unknown_actor", count, peer=sender)
         self._log.warning(
             "unknown_actor",
-            "%s: tell from %s to unknown actor %r dropped",
+            "%s: %d tell(s) from %s to unknown actors dropped (the last to %r)",
             self._name,
+            count,
             sender,
             target,
             peer=sender,

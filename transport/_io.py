@@ -319,11 +319,6 @@ class IoLoop:
         first the frames just arrived (a connection with nothing held is served at
         once), then what was held back from earlier turns, connection by connection
         (see the module docstring for the bounds and the hand-offs).
-
-        Two ``recv`` calls and a look at ``EVENTS`` before the next message cost a
-        fraction of ``recv_multipart`` (which reads ``RCVMORE`` per part) and of the
-        ``zmq.Again`` that would end the loop; this runs right after a delivery,
-        while the woken actor or asker waits for the GIL.
         """
         budget_end = time.monotonic() + _DRAIN_BUDGET
         spent: dict[bytes, int] = {}
@@ -350,7 +345,13 @@ class IoLoop:
             self._hand_over(handoffs)
 
     def _read(self, router: zmq.Socket[Any], spent: dict[bytes, int], budget_end: float) -> None:
-        """Read frames until none wait, a bound is reached or the turn's time is up."""
+        """Read frames until none wait, a bound is reached or the turn's time is up.
+
+        Two ``recv`` calls and a look at ``EVENTS`` before the next message cost a
+        fraction of ``recv_multipart`` (which reads ``RCVMORE`` per part) and of the
+        ``zmq.Again`` that would end the loop; this runs right after a delivery,
+        while the woken actor or asker waits for the GIL.
+        """
         secured = self._node.security is not None
         recv = router.recv
         for _ in range(_BATCH):
@@ -383,7 +384,7 @@ class IoLoop:
     def _take(self, connection: bytes, parts: list[Any], spent: dict[bytes, int]) -> bool:
         """A frame just read: handled now if its connection has steps left this turn and
         nothing held, else held. True when reading must pause: that connection holds
-        ``_PEER_HELD`` frames, or all hold ``_HELD_BYTES``."""
+        ``_PEER_HELD`` frames, or all hold ``_HELD_BYTES`` (it is then owed a frame out)."""
         held = self._held
         queue = held.get(connection)
         used = spent.get(connection, 0)

@@ -14,11 +14,22 @@ import queue
 import threading
 from collections.abc import Callable
 
-__all__ = ["SerialWorker"]
+__all__ = ["SerialWorker", "join_worker"]
 
 log = logging.getLogger(__name__)
 
 _STOP = object()
+
+
+def join_worker(thread: threading.Thread, timeout: float) -> bool:
+    """Wait up to ``timeout`` for a worker thread told to stop (not from itself); True
+    if it ended, else an error naming it is logged."""
+    if thread is not threading.current_thread():
+        thread.join(timeout)
+    ended = not thread.is_alive()
+    if not ended:
+        log.error("thread %s did not stop within %.1fs (a job is blocked)", thread.name, timeout)
+    return ended
 
 
 class SerialWorker:
@@ -83,14 +94,7 @@ class SerialWorker:
             except queue.Full:
                 with contextlib.suppress(queue.Empty):
                     self._jobs.get_nowait()
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-        ended = not self._thread.is_alive()
-        if not ended:
-            log.error(
-                "thread %s did not stop within %.1fs (a job is blocked)", self._thread.name, timeout
-            )
-        return ended
+        return join_worker(self._thread, timeout)
 
     def _run(self) -> None:
         while True:

@@ -143,7 +143,7 @@ class AttemptTable:
 
     def _start(self, call: StepCall, exclude: frozenset[str]) -> None:
         if self.closed or not self._journal.lease_holds():
-            return  # the run was lost to another owner: it is ending, nothing starts
+            return  # the run ended, or was just lost to another owner: nothing starts
         step, task = call.step, call.task
         self._rerun_pending.discard(step)
         try:
