@@ -4,7 +4,14 @@ Every call of the store runs ``work(cursor)`` in one transaction on a pooled
 connection (or, for a single statement, in autocommit: no ``BEGIN``/``COMMIT``
 round trips). Pooled connections stay in autocommit mode; a transaction of
 several statements is an explicit ``BEGIN``...``COMMIT`` block on it, so no
-call switches the mode (each switch cost a lock and a status check). If the
+call switches the mode (each switch cost a lock and a status check).
+
+A finished call keeps its connection "warm" (out of the pool, most recently
+used first) for the next call: the pool hands connections out in turn, so
+calls one after another alternated between server processes, which cost
+about 45 us per statement on a loopback server against using the same one.
+A warm connection goes back to the pool after ``_WARM_FOR`` seconds, where
+the pool's own checks (its lifetime, a broken connection) apply. If the
 connection breaks (the server restarts, the network blips), the call is tried
 again on a new connection until ``reconnect_timeout`` seconds have passed,
 then raises ``PersistenceError``; the store's calls are written so that trying
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, TypeVar
@@ -40,6 +48,7 @@ _URL_SCHEMES: Final = ("postgresql://", "postgres://")
 _SCHEMA_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _PASSWORD: Final = re.compile(r"://[^:/@]*:([^@]*)@")
 _QUERY_PASSWORD: Final = re.compile(r"([?&]password=)[^&#]*")
+_WARM_FOR: Final = 60.0  # seconds a connection may skip the pool between calls
 
 
 def is_postgres_url(spec: object) -> bool:
@@ -104,6 +113,9 @@ class Database:
             self._kwargs["options"] = f"-c search_path={schema}"
         self._migrate()
         self._pool: psycopg_pool.ConnectionPool[Any] | None = self._open_pool(pool_size)
+        # Idle connections kept from the pool, the last used on top: (connection, since).
+        self._warm: list[tuple[Any, float]] = []
+        self._warm_lock = threading.Lock()
 
     @property
     def connect_kwargs(self) -> dict[str, Any]:
@@ -167,9 +179,9 @@ class Database:
         deadline = time.monotonic() + self.reconnect_timeout
         warned = False
         while True:
-            conn = self._connection(action, deadline)
+            conn, since = self._connection(action, deadline)
             try:
-                return self._attempt(conn, work, one_statement)
+                return self._attempt(conn, since, work, one_statement)
             except driver.Error as exc:
                 if not (conn.broken or conn.closed) or time.monotonic() >= deadline:
                     raise PersistenceError(
@@ -186,15 +198,19 @@ class Database:
                     warned = True
                 time.sleep(0.1)
 
-    def _connection(self, action: str, deadline: float) -> Any:
-        """A pooled connection, waiting until ``deadline`` for one (PersistenceError after)."""
+    def _connection(self, action: str, deadline: float) -> tuple[Any, float]:
+        """A warm connection, or a pooled one waiting until ``deadline`` (PersistenceError
+        after); with the time it left the pool."""
         import psycopg_pool  # noqa: PLC0415 - optional: the postgres extra
 
+        with self._warm_lock:
+            if self._warm:
+                return self._warm.pop()
         pool = self._pool
         if pool is None:
             raise PersistenceError(f"{action}: checkpoint store {self.where} is closed")
         try:
-            return pool.getconn(timeout=max(0.1, deadline - time.monotonic()))
+            conn = pool.getconn(timeout=max(0.1, deadline - time.monotonic()))
         except psycopg_pool.PoolClosed:
             raise PersistenceError(f"{action}: checkpoint store {self.where} is closed") from None
         except psycopg_pool.PoolTimeout as exc:
@@ -202,10 +218,10 @@ class Database:
                 f"{action} in {self.where}: the database was unreachable for "
                 f"{self.reconnect_timeout:.0f} s: {one_line(exc, self.url)}"
             ) from None
+        return conn, time.monotonic()
 
-    def _attempt(self, conn: Any, work: Callable[[Any], T], one_statement: bool) -> T:
-        """One try of a transaction on ``conn``, which goes back to the pool whatever happens."""
-        pool = self._pool
+    def _attempt(self, conn: Any, since: float, work: Callable[[Any], T], one_statement: bool) -> T:
+        """One try of a transaction on ``conn``, which is kept warm or goes back to the pool."""
         try:
             if one_statement:
                 with conn.cursor() as cur:
@@ -213,13 +229,32 @@ class Database:
             with conn.transaction(), conn.cursor() as cur:  # BEGIN; COMMIT, or ROLLBACK
                 return work(cur)
         finally:
-            if pool is not None:
-                pool.putconn(conn)
-            else:
-                conn.close()
+            self._put_back(conn, since)
+
+    def _put_back(self, conn: Any, since: float) -> None:
+        """Keep ``conn`` warm if it is idle and fine; otherwise the pool takes it (or it closes)."""
+        driver = import_psycopg()
+        healthy = (
+            not (conn.broken or conn.closed)
+            and conn.pgconn.transaction_status == driver.pq.TransactionStatus.IDLE
+        )
+        with self._warm_lock:
+            pool = self._pool
+            if pool is not None and healthy and time.monotonic() - since < _WARM_FOR:
+                self._warm.append((conn, since))
+                return
+        if pool is not None:
+            pool.putconn(conn)
+        else:
+            conn.close()
 
     def close(self) -> None:
-        pool, self._pool = self._pool, None
+        with self._warm_lock:
+            pool, self._pool = self._pool, None
+            warm, self._warm = self._warm, []
+        for conn, _since in warm:
+            if pool is not None:
+                pool.putconn(conn)
         if pool is not None:
             pool.close()
 

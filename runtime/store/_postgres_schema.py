@@ -24,6 +24,12 @@ Version 2 adds what the locks on the store need (``runtime.store._postgres_locks
 
 Version 3 adds ``actor_state`` (``runtime.store._postgres_actors``): a fenced
 lease and the last snapshot per actor key (supervised children, singletons).
+
+Version 4 adds ``steps.appended_at``, the ``updated_at`` of the append that
+wrote the row. An append that leaves the run's state and outcome as they are
+(a step's checkpoint, the common case) no longer rewrites the ``runs`` row,
+whose ``updated_at`` a reader takes as the greater of the row's and its
+steps' (NULL in rows written before: ignored).
 """
 
 from __future__ import annotations
@@ -108,7 +114,9 @@ _V3: Final = (
     """,
 )
 
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2, _V3)
+_V4: Final = ("ALTER TABLE steps ADD COLUMN appended_at DOUBLE PRECISION",)
+
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2, _V3, _V4)
 """``MIGRATIONS[n - 1]`` takes the schema from version ``n - 1`` to ``n``."""
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -6,17 +6,19 @@ The contract it shares with every store is in ``test_conformance.py``.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
 
-from actors import ManualClock, PersistenceError
+from actors import ManualClock, PersistenceError, StaleEpoch
 from examples.embedded_postgres import EmbeddedPostgres
 from runtime import ActorSystem, CheckpointStrategy, task
-from runtime.store import PostgresStore
+from runtime.store import PostgresStore, encode_value
 from runtime.store._postgres_schema import MIGRATIONS, SCHEMA_VERSION
+from runtime.store._sqlite_schema import crc
 from tests.store.store_testkit import append, header, started, step
 from tests.support import actorflow
 
@@ -157,6 +159,99 @@ def test_a_schema_at_version_1_is_migrated_and_keeps_its_runs(
     assert tables == (1,)
 
 
+def _sql(
+    url: str, schema: str, statement: str, params: tuple[object, ...] = ()
+) -> list[tuple[object, ...]]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"SET search_path = {schema}".encode())
+        cur = conn.execute(statement.encode(), params or None)
+        return cur.fetchall() if cur.description else []
+
+
+def test_a_schema_at_version_3_is_migrated_and_its_steps_keep_loading(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    """Rows written before steps had ``appended_at`` (NULL) load; the run's row dates them."""
+    _schema_at(postgres_url, postgres_schema, 3)
+    context = encode_value({}, what="test context")
+    _sql(
+        postgres_url,
+        postgres_schema,
+        "INSERT INTO runs (run_id, epoch, workflow, fingerprint, context, context_len,"
+        " context_crc, settings, created_at, state, updated_at)"
+        " VALUES ('old', 2, 'etl', 'fp-1', %s, %s, %s, '{}', 1, 'running', 7)",
+        (context, len(context), crc(context)),
+    )
+    _sql(
+        postgres_url,
+        postgres_schema,
+        "INSERT INTO steps (run_id, step, state, attempts, started_at, finished_at)"
+        " VALUES ('old', 'a', 'completed', 1, 2, 3)",
+    )
+    with PostgresStore(postgres_url, schema=postgres_schema) as store:
+        loaded = store.load("old")
+        assert (list(loaded.steps), loaded.updated_at) == (["a"], 7.0)
+        append(store, "old", 2, step("b"), updated_at=9.0)
+        [summary] = store.list()
+        assert (store.load("old").updated_at, summary.updated_at) == (9.0, 9.0)
+
+
+def test_a_step_checkpoint_leaves_the_run_row_alone_but_moves_updated_at(
+    store: PostgresStore, postgres_url: str, postgres_schema: str
+) -> None:
+    """The common append writes one steps row; the run's row is rewritten only on a change."""
+    epoch = started(store, "run-1")
+    version = "SELECT xmin::text FROM runs WHERE run_id = 'run-1'"
+    [before] = _sql(postgres_url, postgres_schema, version)
+    append(store, "run-1", epoch, step("a"), updated_at=150.0)
+    append(store, "run-1", epoch, step("b"), updated_at=160.0)
+    [after_steps] = _sql(postgres_url, postgres_schema, version)
+    [summary] = store.list()
+    assert after_steps == before
+    assert (store.load("run-1").updated_at, summary.updated_at) == (160.0, 160.0)
+    append(store, "run-1", epoch, step("c"), state="Paused", updated_at=170.0)
+    [after_pause] = _sql(postgres_url, postgres_schema, version)
+    loaded = store.load("run-1")
+    assert after_pause != before
+    assert (loaded.state, loaded.updated_at) == ("Paused", 170.0)
+    assert list(loaded.steps) == ["a", "b", "c"]
+
+
+@pytest.mark.timeout(60)
+def test_an_append_racing_a_claim_in_progress_waits_for_it_and_is_fenced(
+    store: PostgresStore, postgres_url: str, postgres_schema: str
+) -> None:
+    """The owner appends while an adopter's claim (bumping the epoch) is not yet committed:
+    the append waits for the claim's commit, then sees the new epoch and writes nothing."""
+    epoch = started(store, "run-1")
+    with psycopg.connect(postgres_url) as adopter:
+        adopter.execute(f"SET search_path = {postgres_schema}".encode())
+        adopter.execute(b"UPDATE runs SET epoch = epoch + 1, owner = 'b' WHERE run_id = 'run-1'")
+        outcome: list[BaseException | None] = []
+        appending = threading.Thread(
+            target=lambda: outcome.append(_append_caught(store, epoch)), daemon=True
+        )
+        appending.start()
+        blocked = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        deadline = time.monotonic() + 30
+        while _sql(postgres_url, postgres_schema, blocked) != [(1,)]:
+            assert time.monotonic() < deadline, "the append never waited for the claim"
+            time.sleep(0.01)
+        assert outcome == []  # still waiting on the claim's row lock
+        adopter.commit()
+    appending.join(30)
+    assert len(outcome) == 1 and isinstance(outcome[0], StaleEpoch)
+    assert list(store.load("run-1").steps) == []
+
+
+def _append_caught(store: PostgresStore, epoch: int) -> BaseException | None:
+    try:
+        append(store, "run-1", epoch, step("zombie"))
+    except BaseException as exc:  # the test looks at what was raised
+        return exc
+    return None
+
+
 @pytest.mark.timeout(120)
 def test_hosts_opening_a_new_schema_at_once_all_open_it(postgres_url: str) -> None:
     """Several members started together on an empty schema: none fails to create it."""
@@ -181,7 +276,7 @@ def test_a_schema_of_a_newer_release_is_refused_naming_the_version(
     postgres_url: str, postgres_schema: str
 ) -> None:
     _schema_at(postgres_url, postgres_schema, 99)
-    with pytest.raises(PersistenceError, match=r"schema version 99.*up to 3"):
+    with pytest.raises(PersistenceError, match=rf"schema version 99.*up to {SCHEMA_VERSION}"):
         PostgresStore(postgres_url, schema=postgres_schema)
 
 
