@@ -74,3 +74,32 @@ def test_a_failed_transaction_leaves_its_connection_usable(store: PostgresStore)
         status, autocommit = store.database.transaction("check", check, one_statement=True)
         assert status == psycopg.pq.TransactionStatus.IDLE
         assert autocommit
+
+
+def _backend(store: PostgresStore) -> int:
+    def work(cur: Any) -> int:
+        cur.execute("SELECT pg_backend_pid()")
+        return int(cur.fetchone()[0])
+
+    return store.database.transaction("pid", work, one_statement=True)
+
+
+def test_calls_one_after_another_keep_one_server_process(store: PostgresStore) -> None:
+    """The pool hands its idle connections out in turn; a warm one is reused instead."""
+
+    def hold_two(cur: Any) -> None:  # a call inside a call: the pool opens a second one
+        cur.execute("SELECT 1")
+        _backend(store)
+
+    store.database.transaction("nested", hold_two, one_statement=True)
+    assert len({_backend(store) for _ in range(10)}) == 1
+
+
+def test_a_warm_connection_killed_while_idle_is_replaced_by_the_next_call(
+    store: PostgresStore, postgres_url: str
+) -> None:
+    warm = _backend(store)
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (warm,))
+    assert _rows(store) == []  # tried again on a new connection
+    assert _backend(store) != warm
