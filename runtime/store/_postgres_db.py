@@ -116,6 +116,8 @@ class Database:
         # Idle connections kept from the pool, the last used on top: (connection, since).
         self._warm: list[tuple[Any, float]] = []
         self._warm_lock = threading.Lock()
+        # Calls waiting on the pool (no warm one left): a finished call hands them its own.
+        self._waiting = 0
 
     @property
     def connect_kwargs(self) -> dict[str, Any]:
@@ -206,10 +208,11 @@ class Database:
         with self._warm_lock:
             if self._warm:
                 return self._warm.pop()
+            self._waiting += 1
         pool = self._pool
-        if pool is None:
-            raise PersistenceError(f"{action}: checkpoint store {self.where} is closed")
         try:
+            if pool is None:
+                raise PersistenceError(f"{action}: checkpoint store {self.where} is closed")
             conn = pool.getconn(timeout=max(0.1, deadline - time.monotonic()))
         except psycopg_pool.PoolClosed:
             raise PersistenceError(f"{action}: checkpoint store {self.where} is closed") from None
@@ -218,6 +221,9 @@ class Database:
                 f"{action} in {self.where}: the database was unreachable for "
                 f"{self.reconnect_timeout:.0f} s: {one_line(exc, self.url)}"
             ) from None
+        finally:
+            with self._warm_lock:
+                self._waiting -= 1
         return conn, time.monotonic()
 
     def _attempt(self, conn: Any, since: float, work: Callable[[Any], T], one_statement: bool) -> T:
@@ -232,7 +238,8 @@ class Database:
             self._put_back(conn, since)
 
     def _put_back(self, conn: Any, since: float) -> None:
-        """Keep ``conn`` warm if it is idle and fine; otherwise the pool takes it (or it closes)."""
+        """Keep ``conn`` warm if it is idle and fine and no call waits on the pool (kept warm,
+        the waiting call would never get it); otherwise the pool takes it (or it closes)."""
         driver = import_psycopg()
         healthy = (
             not (conn.broken or conn.closed)
@@ -240,7 +247,12 @@ class Database:
         )
         with self._warm_lock:
             pool = self._pool
-            if pool is not None and healthy and time.monotonic() - since < _WARM_FOR:
+            if (
+                pool is not None
+                and healthy
+                and not self._waiting
+                and time.monotonic() - since < _WARM_FOR
+            ):
                 self._warm.append((conn, since))
                 return
         if pool is not None:

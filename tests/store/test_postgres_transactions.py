@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 
 from actors import PersistenceError
 from runtime.store import PostgresStore
+from tests.support import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -103,3 +105,46 @@ def test_a_warm_connection_killed_while_idle_is_replaced_by_the_next_call(
         admin.execute("SELECT pg_terminate_backend(%s)", (warm,))
     assert _rows(store) == []  # tried again on a new connection
     assert _backend(store) != warm
+
+
+def test_a_call_waiting_for_the_full_pool_gets_the_connection_a_finished_call_frees(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    """A finished call must not keep its connection warm while another waits on the pool."""
+    with PostgresStore(
+        postgres_url, schema=postgres_schema, pool_size=1, reconnect_timeout=5
+    ) as store:
+        store.now()  # the pool's only connection is open (and warm)
+        inside, release = threading.Event(), threading.Event()
+
+        def hold(cur: Any) -> None:
+            cur.execute("SELECT 1")
+            inside.set()
+            assert release.wait(30)
+
+        holder = threading.Thread(
+            target=store.database.transaction, args=("hold", hold), kwargs={"one_statement": True}
+        )
+        holder.start()
+        assert inside.wait(30)
+        waited: list[object] = []
+        waiter = threading.Thread(target=lambda: waited.append(_call_or_error(store)))
+        waiter.start()
+        assert wait_until(lambda: _pool_waiting(store) == 1, timeout=30)
+        release.set()
+        holder.join(30)
+        waiter.join(30)
+        assert waited and isinstance(waited[0], float), waited
+
+
+def _call_or_error(store: PostgresStore) -> object:
+    try:
+        return store.now()
+    except PersistenceError as exc:
+        return exc
+
+
+def _pool_waiting(store: PostgresStore) -> int:
+    pool = store.database._pool  # its queue of waiting calls
+    assert pool is not None
+    return int(pool.get_stats().get("requests_waiting", 0))
