@@ -78,13 +78,15 @@ _APPEND_ONE: Final = (
     " SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM i)"
 )
 # The same for an append without an outcome (a step's checkpoint): the run's row is
-# share-locked (a claim bumping the epoch waits for it, or it waits for the claim and
-# sees the new epoch) and rewritten only if its state or outcome changes. Rewriting
-# it on every step cost about 45 us per checkpoint on a loopback server.
+# locked (a claim bumping the epoch waits for it, or it waits for the claim and sees
+# the new epoch) and rewritten only if its state or outcome changes. Rewriting it on
+# every step cost about 45 us per checkpoint on a loopback server. The lock is the one
+# an UPDATE takes (FOR NO KEY UPDATE): two appends at once that both rewrite the row,
+# each holding a share lock, would each wait for the other's (a deadlock).
 _APPEND_PROGRESS: Final = (
     "WITH r AS (SELECT state IS DISTINCT FROM %s OR output IS NOT NULL"
     " OR output_step IS NOT NULL OR error IS NOT NULL OR unrecorded IS NOT NULL AS changes"
-    " FROM runs WHERE run_id = %s AND epoch = %s AND context_len IS NOT NULL FOR SHARE),"
+    " FROM runs WHERE run_id = %s AND epoch = %s AND context_len IS NOT NULL FOR NO KEY UPDATE),"
     " u AS (UPDATE runs SET state = %s, updated_at = %s, output = NULL, output_crc = NULL,"
     " output_step = NULL, error = NULL, unrecorded = NULL"
     " WHERE run_id = %s AND (SELECT changes FROM r) RETURNING 1),"

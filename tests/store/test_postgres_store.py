@@ -244,12 +244,57 @@ def test_an_append_racing_a_claim_in_progress_waits_for_it_and_is_fenced(
     assert list(store.load("run-1").steps) == []
 
 
-def _append_caught(store: PostgresStore, epoch: int) -> BaseException | None:
+def _append_caught(
+    store: PostgresStore, epoch: int, key: str = "zombie", state: str = "running"
+) -> BaseException | None:
     try:
-        append(store, "run-1", epoch, step("zombie"))
+        append(store, "run-1", epoch, step(key), state=state)
     except BaseException as exc:  # the test looks at what was raised
         return exc
     return None
+
+
+@pytest.mark.timeout(60)
+def test_two_appends_changing_the_state_at_once_both_land(
+    store: PostgresStore, postgres_url: str, postgres_schema: str
+) -> None:
+    """Two writers at one epoch (the store is thread-safe): both lock the run's row before
+    rewriting it. Had each only share-locked it, each would wait for the other's lock."""
+    epoch = started(store, "run-1")
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute(f"SET search_path = {postgres_schema}".encode())
+        admin.execute(  # a step row waits for the test's advisory lock once the row is locked
+            b"CREATE FUNCTION wait_for_test() RETURNS trigger LANGUAGE plpgsql AS"
+            b" $$ BEGIN PERFORM pg_advisory_xact_lock_shared(4242); RETURN NEW; END $$"
+        )
+        admin.execute(
+            b"CREATE TRIGGER wait_for_test BEFORE INSERT ON steps"
+            b" FOR EACH ROW EXECUTE FUNCTION wait_for_test()"
+        )
+        with admin.transaction():
+            admin.execute(b"SELECT pg_advisory_xact_lock(4242)")
+            outcomes: list[BaseException | None] = []
+            writers = [
+                threading.Thread(
+                    target=lambda key=key: outcomes.append(
+                        _append_caught(store, epoch, key, state="Paused")
+                    ),
+                    daemon=True,
+                )
+                for key in ("a", "b")
+            ]
+            for writer in writers:
+                writer.start()
+            blocked = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            deadline = time.monotonic() + 30
+            while _sql(postgres_url, postgres_schema, blocked) != [(2,)]:
+                assert time.monotonic() < deadline, "the appends never both waited"
+                time.sleep(0.01)
+        for writer in writers:
+            writer.join(30)
+    assert outcomes == [None, None]
+    loaded = store.load("run-1")
+    assert (loaded.state, sorted(loaded.steps)) == ("Paused", ["a", "b"])
 
 
 @pytest.mark.timeout(120)
