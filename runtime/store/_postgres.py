@@ -109,20 +109,25 @@ def _append_one_sql(rows: int, *, progress: bool) -> bytes:
     return statement.format(values=", ".join([_APPEND_VALUES] * rows)).encode()
 
 
+# The run's row, for an append whose records (if any) follow in the same transaction:
+# steps_seq marks the records written before it, whose appended_at no longer counts.
 _APPEND_RUN: Final = (
     "UPDATE runs SET state = %s, updated_at = %s, output = %s, output_crc = %s,"
-    " output_step = %s, error = %s, unrecorded = %s"
+    " output_step = %s, error = %s, unrecorded = %s, steps_seq = (SELECT max(seq) FROM steps)"
     " WHERE run_id = %s AND epoch = %s AND context_len IS NOT NULL"
 )
 _APPEND_STEP: Final = (
     "INSERT INTO steps (run_id, step, state, attempts, output, output_crc, error, started_at,"
     " finished_at, node, appended_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
-# A run's updated_at: the greater of its row's and its steps' (see the schema, version 4).
+# A run's updated_at: its latest record's, if written after the row (see the schema,
+# version 4), else the row's. (Only run_id in the WHERE clause: with a condition on seq,
+# or ORDER BY seq LIMIT 1, the planner walks the seq index of every run's records.)
 _LOAD_RUN: Final = (
     "SELECT workflow, fingerprint, state, context, context_len, context_crc, epoch,"
-    " created_at, GREATEST(updated_at,"
-    " (SELECT max(appended_at) FROM steps WHERE steps.run_id = runs.run_id)),"
+    " created_at, COALESCE((SELECT CASE WHEN max(s.seq) > COALESCE(runs.steps_seq, 0)"
+    " THEN (array_agg(s.appended_at ORDER BY s.seq DESC))[1] END"
+    " FROM steps AS s WHERE s.run_id = runs.run_id), updated_at),"
     " settings, output, output_crc, output_step, error, unrecorded"
     " FROM runs WHERE run_id = %s"
 )
@@ -132,10 +137,12 @@ _LOAD_STEPS: Final = (
 )
 _LIST: Final = """
     SELECT r.run_id, r.workflow, r.state, r.epoch, r.owner, r.lease_until,
-           r.created_at, GREATEST(r.updated_at, max(s.appended_at)), r.context_len IS NOT NULL,
+           r.created_at, COALESCE(CASE WHEN max(s.seq) > COALESCE(r.steps_seq, 0)
+               THEN (array_agg(s.appended_at ORDER BY s.seq DESC))[1] END, r.updated_at),
+           r.context_len IS NOT NULL,
            COUNT(s.step), COUNT(s.step) FILTER (WHERE lower(s.state) = 'completed')
     FROM runs AS r LEFT JOIN (
-        SELECT DISTINCT ON (run_id, step) run_id, step, state, appended_at FROM steps
+        SELECT DISTINCT ON (run_id, step) run_id, step, state, seq, appended_at FROM steps
         ORDER BY run_id, step, seq DESC
     ) AS s ON s.run_id = r.run_id
     GROUP BY r.run_id
@@ -329,7 +336,8 @@ class PostgresStore(PostgresActorState):
                 "UPDATE runs SET workflow = %s, fingerprint = %s, context = %s,"
                 " context_len = %s, context_crc = %s, settings = %s, created_at = %s,"
                 " state = %s, updated_at = %s, output = NULL, output_crc = NULL,"
-                " output_step = NULL, error = NULL, unrecorded = NULL"
+                " output_step = NULL, error = NULL, unrecorded = NULL,"
+                " steps_seq = (SELECT max(seq) FROM steps)"
                 " WHERE run_id = %s AND epoch = %s",
                 values,
             )

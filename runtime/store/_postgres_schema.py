@@ -26,10 +26,14 @@ Version 3 adds ``actor_state`` (``runtime.store._postgres_actors``): a fenced
 lease and the last snapshot per actor key (supervised children, singletons).
 
 Version 4 adds ``steps.appended_at``, the ``updated_at`` of the append that
-wrote the row. An append that leaves the run's state and outcome as they are
-(a step's checkpoint, the common case) no longer rewrites the ``runs`` row,
-whose ``updated_at`` a reader takes as the greater of the row's and its
-steps' (NULL in rows written before: ignored).
+wrote the row, and ``runs.steps_seq``, the highest ``steps.seq`` (of any run)
+when a ``start`` or an append without records last wrote the run's row. An
+append that leaves the run's state and outcome as they are (a step's
+checkpoint, the common case) no longer rewrites the ``runs`` row; a reader
+takes the run's ``updated_at`` from its latest record (highest ``seq``) if that
+was written after the row (``seq > steps_seq``) and has one (NULL in rows
+written before), else from the row. So it is what the run's last write said,
+as in the other stores, even when that host's clock was behind.
 """
 
 from __future__ import annotations
@@ -114,7 +118,10 @@ _V3: Final = (
     """,
 )
 
-_V4: Final = ("ALTER TABLE steps ADD COLUMN appended_at DOUBLE PRECISION",)
+_V4: Final = (
+    "ALTER TABLE steps ADD COLUMN appended_at DOUBLE PRECISION",
+    "ALTER TABLE runs ADD COLUMN steps_seq BIGINT",
+)
 
 MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2, _V3, _V4)
 """``MIGRATIONS[n - 1]`` takes the schema from version ``n - 1`` to ``n``."""

@@ -447,3 +447,34 @@ def test_threads_appending_to_different_runs_at_once_all_land(store: CheckpointS
         loaded = store.load(f"run-{index}")
         assert context_of(loaded) == index
         assert loaded.steps == {f"s{n}": step(f"s{n}", output=n) for n in range(20)}
+
+
+# --- updated_at ----------------------------------------------------------------------------
+
+
+def test_updated_at_is_the_last_writes_even_when_that_clock_was_behind(
+    store: CheckpointStore,
+) -> None:
+    """A run adopted by a host whose clock is behind, or a clock stepped back: the run's
+    updated_at is what its last write said, in ``load`` and ``list`` alike."""
+    epoch = started(store, "run-1", created_at=100.0)
+    append(store, "run-1", epoch, step("a"), updated_at=150.0)
+    append(store, "run-1", epoch, step("b"), updated_at=120.0)
+    [summary] = store.list()
+    assert (store.load("run-1").updated_at, summary.updated_at) == (120.0, 120.0)
+    append(store, "run-1", epoch, step("a", attempts=2), state="Paused", updated_at=170.0)
+    append(store, "run-1", epoch, step("a", attempts=3), updated_at=130.0)
+    [summary] = store.list()
+    assert (store.load("run-1").updated_at, summary.updated_at) == (130.0, 130.0)
+
+
+def test_updated_at_after_start_again_is_the_starts(store: CheckpointStore) -> None:
+    epoch = started(store, "run-1", created_at=100.0)
+    append(store, "run-1", epoch, step("a"), updated_at=150.0)
+    epoch = store.claim("run-1", owner="b", lease=30, force=True)
+    store.start(header("run-1"), epoch=epoch, state="Running", updated_at=140.0)
+    [summary] = store.list()
+    assert (store.load("run-1").updated_at, summary.updated_at) == (140.0, 140.0)
+    append(store, "run-1", epoch, state="Failed", outcome=Outcome(error="x"), updated_at=145.0)
+    [summary] = store.list()
+    assert (store.load("run-1").updated_at, summary.updated_at) == (145.0, 145.0)
