@@ -148,3 +148,43 @@ def _pool_waiting(store: PostgresStore) -> int:
     pool = store.database._pool  # its queue of waiting calls
     assert pool is not None
     return int(pool.get_stats().get("requests_waiting", 0))
+
+
+def _client_backends(postgres_url: str) -> int:
+    """Connections to the server besides the one asking."""
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        row = admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+            " AND pid <> pg_backend_pid()"
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+
+def test_closing_the_store_while_threads_call_it_ends_every_call_and_every_connection(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    """Calls in flight (on warm or pooled connections) finish or raise PersistenceError;
+    none hangs, and no connection outlives the store."""
+    before = _client_backends(postgres_url)
+    store = PostgresStore(postgres_url, schema=postgres_schema, pool_size=3)
+    calls = [0] * 8
+    ended: list[BaseException] = []
+
+    def call_until_closed(index: int) -> None:
+        try:
+            while True:
+                store.now()
+                calls[index] += 1
+        except BaseException as exc:  # the test looks at what ended the loop
+            ended.append(exc)
+
+    callers = [threading.Thread(target=call_until_closed, args=(i,)) for i in range(8)]
+    for caller in callers:
+        caller.start()
+    assert wait_until(lambda: min(calls) >= 5, timeout=30)
+    store.close()
+    for caller in callers:
+        caller.join(30)
+    assert not any(caller.is_alive() for caller in callers)
+    assert len(ended) == 8 and all(isinstance(exc, PersistenceError) for exc in ended), ended
+    assert wait_until(lambda: _client_backends(postgres_url) <= before, timeout=30)
