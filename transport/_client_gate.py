@@ -53,8 +53,9 @@ class ClientGate:
         deliver: Callable[[Envelope, str], None],
     ) -> None:
         self._name = name
-        self._max_clients = settings.max_clients
-        self._sessions = ClientSessions(settings.max_clients, settings.client_idle_after)
+        self._sessions = ClientSessions(
+            settings.max_clients, settings.max_clients_per_name, settings.client_idle_after
+        )
         self._membership = membership
         self._links = links
         self._encode = encode
@@ -73,10 +74,14 @@ class ClientGate:
             reason = f"node name {sender!r} is a member of the cluster; a client needs its own"
             self._refuse(envelope, route, "runtime.NameInUse", reason)
             return
-        session = self._sessions.open(route, sender, envelope.body["incarnation"], now)
+        refusal = self._sessions.refusal(route, sender)
+        session = (
+            None
+            if refusal is not None
+            else self._sessions.open(route, sender, envelope.body["incarnation"], now)
+        )
         if session is None:
-            reason = f"too many client sessions (max_clients={self._max_clients})"
-            self._refuse(envelope, route, "runtime.Overloaded", reason)
+            self._refuse(envelope, route, "runtime.Overloaded", refusal or "no room")
             return
         self._links.route(session.key, route)
         entries = self._membership.gossip_entries()

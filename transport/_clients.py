@@ -7,10 +7,11 @@ to the connection's routing id. It takes no place in the member table, is
 never gossiped, never heartbeated and never a placement target; a member
 never asks it anything.
 
-What a session holds is bounded: at most ``max_clients`` sessions (a hello
-past that is refused), each forgotten ``idle_after`` seconds after its last
-frame. Sessions are keyed by routing id (one per connection), so two clients
-may share a name (with CURVE: one key, several programs); the outbox reaches a
+What a session holds is bounded: at most ``max_clients`` sessions, and at most
+``max_per_name`` of them under one client name (a hello past either is
+refused), each forgotten ``idle_after`` seconds after its last frame. Sessions
+are keyed by routing id (one per connection), so two clients may share a name
+(with CURVE: one key, several programs), up to that bound; the outbox reaches a
 session under its ``key`` (``/client/<routing id hex>``), which can never be a
 node name (node names have no ``/``).
 
@@ -42,13 +43,16 @@ class ClientSessions:
 
     Args:
         max_clients: most sessions at once.
+        max_per_name: most sessions at once under one client name.
         idle_after: seconds without a frame after which a session is forgotten.
     """
 
-    def __init__(self, max_clients: int, idle_after: float) -> None:
+    def __init__(self, max_clients: int, max_per_name: int, idle_after: float) -> None:
         self._max = max_clients
+        self._max_per_name = max_per_name
         self._idle_after = idle_after
         self._sessions: dict[bytes, ClientSession] = {}  # least recently heard first
+        self._per_name: dict[str, int] = {}  # client name -> its sessions
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -56,14 +60,31 @@ class ClientSessions:
     def get(self, route: bytes) -> ClientSession | None:
         return self._sessions.get(route)
 
+    def refusal(self, route: bytes, name: str) -> str | None:
+        """Why a hello of ``name`` on connection ``route`` may not open a session now
+        (``max_clients`` or ``max_per_name`` reached); None when it may."""
+        current = self._sessions.get(route)
+        if current is None and len(self._sessions) >= self._max:
+            return f"too many client sessions (max_clients={self._max})"
+        if (current is None or current.name != name) and self._per_name.get(
+            name, 0
+        ) >= self._max_per_name:
+            return (
+                f"too many sessions of client {name!r} (max_clients_per_name={self._max_per_name})"
+            )
+        return None
+
     def open(self, route: bytes, name: str, incarnation: int, now: float) -> ClientSession | None:
         """A hello with the client role on connection ``route``: the (new or renewed)
-        session, or None when ``max_clients`` live sessions leave no room."""
+        session, or None when ``refusal`` says there is no room for it."""
+        if self.refusal(route, name) is not None:
+            return None
         session = self._sessions.pop(route, None)
         if session is None:
-            if len(self._sessions) >= self._max:
-                return None
             session = ClientSession(CLIENT_KEY_PREFIX + route.hex(), route, name, incarnation, now)
+        else:
+            self._uncount(session.name)
+        self._per_name[name] = self._per_name.get(name, 0) + 1
         session.name, session.incarnation, session.last_heard = name, incarnation, now
         self._sessions[route] = session
         return session
@@ -74,7 +95,15 @@ class ClientSessions:
         self._sessions[session.route] = self._sessions.pop(session.route)  # most recent last
 
     def close(self, session: ClientSession) -> None:
-        self._sessions.pop(session.route, None)
+        if self._sessions.pop(session.route, None) is not None:
+            self._uncount(session.name)
+
+    def _uncount(self, name: str) -> None:
+        left = self._per_name[name] - 1
+        if left:
+            self._per_name[name] = left
+        else:
+            del self._per_name[name]
 
     def expire(self, now: float) -> list[ClientSession]:
         """Forget and return the sessions idle for more than ``idle_after`` seconds."""
@@ -83,4 +112,5 @@ class ClientSessions:
             if now - session.last_heard <= self._idle_after:
                 break  # ordered by last frame: the rest are fresher
             expired.append(self._sessions.pop(session.route))
+            self._uncount(session.name)
         return expired

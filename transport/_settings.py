@@ -60,6 +60,9 @@ class TransportSettings:
             ``OutboxFull`` is raised (5.0 s).
         max_clients: client sessions held at once (1024); a client is never a
             member: it takes no place in the member table (see ``_clients``).
+        max_clients_per_name: of those, sessions of one client name (256; with
+            CURVE a name is a key), so one program opening connection after
+            connection cannot take every session from the others.
         client_idle_after: seconds without a frame after which a client session
             is forgotten (30.0); a client keeps its session with heartbeats.
         limits: decoding bounds; ``limits.max_frame_bytes`` is also ZMQ_MAXMSGSIZE.
@@ -92,6 +95,7 @@ class TransportSettings:
     outbox_size: int = 10_000
     send_timeout: float = 5.0
     max_clients: int = 1024
+    max_clients_per_name: int = 256
     client_idle_after: float = 30.0
     limits: Limits = DEFAULT_LIMITS
     keys_poll_interval: float = 2.0
@@ -106,7 +110,7 @@ class TransportSettings:
                 continue  # off
             elif isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
                 raise ValueError(f"TransportSettings.{field.name} must be > 0, got {value!r}")
-        for name in ("indirect_probes", "retransmit_mult", "max_piggyback"):
+        for name in ("indirect_probes", "retransmit_mult", "max_piggyback", "max_clients_per_name"):
             if type(getattr(self, name)) is not int:
                 raise ValueError(
                     f"TransportSettings.{name} must be an int, got {getattr(self, name)!r}"

@@ -86,6 +86,28 @@ def test_client_sessions_are_bounded_and_expire_when_idle(
     assert member.stats().clients == 1
 
 
+def test_one_client_name_cannot_take_every_session(
+    make_transport: Callable[..., Transport], make_client: Callable[..., ClientTransport]
+) -> None:
+    """Connections of one name (with CURVE: one key) stop at max_clients_per_name; other
+    clients still get sessions, and a closed session gives its room back."""
+    settings = TransportSettings(max_clients=10, max_clients_per_name=2)
+    member = make_transport("m", RecordingHandler("m"), settings=settings)
+    greedy = [make_client("greedy") for _ in range(3)]
+    for client in greedy[:2]:
+        client.connect(str(member.address), timeout=10)
+    with pytest.raises(Overloaded, match="too many sessions of client 'greedy'"):
+        greedy[2].connect(str(member.address), timeout=10)
+    other = make_client("other")
+    other.connect(str(member.address), timeout=10)
+    assert other.ask("m", "echo", 1, timeout=10).result(11) == ["m", 1]
+    assert member.stats().clients == 3
+    greedy[0].close()
+    assert wait_until(lambda: member.stats().clients == 2, 10)
+    greedy[2].connect(str(member.address), timeout=10)
+    assert member.stats().clients == 3
+
+
 def test_a_curve_client_authenticates_with_its_own_allowlisted_key(
     tmp_path: Path,
     make_transport: Callable[..., Transport],
