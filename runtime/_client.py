@@ -37,6 +37,7 @@ from transport import (
 __all__ = ["Client", "RunInfo", "SubmittedRun"]
 
 _POLL = 0.2  # seconds between two looks at a run being waited for
+_SILENCE = 60.0  # seconds a waited-for run's node may not answer (a restart) before wait gives up
 
 
 @dataclass(frozen=True)
@@ -95,16 +96,36 @@ class SubmittedRun:
         return self.info().state
 
     def wait(
-        self, timeout: float | None = None, *, on_info: Callable[[RunInfo], None] | None = None
+        self,
+        timeout: float | None = None,
+        *,
+        on_info: Callable[[RunInfo], None] | None = None,
+        silence: float = _SILENCE,
     ) -> RunInfo:
         """Wait until the run ended (asking every 0.2 s); ``on_info`` sees every answer.
 
+        The coordinating node may leave questions unanswered for up to ``silence``
+        seconds in a row (it restarts on the same address and resumes the run, or
+        the network blips): the asking goes on meanwhile.
+
         Raises:
             ResultTimeout: still not done after ``timeout`` seconds.
+            AskTimeout, NodeDown: the node answered nothing for ``silence`` seconds
+                (or until ``timeout``).
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        silent_since: float | None = None
         while True:
-            info = self.info()
+            try:
+                info = self.info()
+            except (AskTimeout, NodeDown):
+                now = time.monotonic()
+                silent_since = now if silent_since is None else silent_since
+                if now - silent_since >= silence or (deadline is not None and now >= deadline):
+                    raise
+                time.sleep(_POLL)  # asking again soon: the wait is bounded by ``silence``
+                continue
+            silent_since = None
             if on_info is not None:
                 on_info(info)
             if info.done:

@@ -9,6 +9,12 @@ authenticates with its own key pair (its name is its key's name, allowlisted
 like a member's). It heartbeats each member every ``CLIENT_HEARTBEAT`` seconds
 so its session outlives idle waits, and says ``leave`` on ``close``.
 
+A member that restarts (same address) has forgotten the session: the
+client's DEALER reconnects on its own, and the client says hello again as soon
+as that new connection's handshake is done (a socket monitor tells the thread),
+so later asks are answered. Frames the DEALER had queued while it was cut off
+reach the member before that hello and are dropped there; their asks time out.
+
 Thread: ``actorflow-client-<name>`` owns every socket; API threads hand it
 frames over an inproc PUSH socket (under a lock), as the member's I/O loop does.
 """
@@ -23,6 +29,7 @@ import time
 from typing import Any
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from transport._envelope import (
     ROLE_CLIENT,
@@ -44,6 +51,17 @@ log = logging.getLogger(__name__)
 
 CLIENT_HEARTBEAT = 5.0  # seconds between a client's heartbeats to each member it talks to
 _POLL_MS = 50
+_RECONNECT_EVENTS = zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
+
+
+class _Link:
+    """(Client thread) A member's DEALER and whether its connection dropped since the last
+    handshake."""
+
+    __slots__ = ("address", "dealer", "dropped")
+
+    def __init__(self, address: str, dealer: zmq.Socket[Any]) -> None:
+        self.address, self.dealer, self.dropped = address, dealer, False
 
 
 class _Pending:
@@ -229,13 +247,40 @@ class ClientTransport:
             if exc.type_name == "runtime.NameInUse":
                 raise NameInUse(f"{what} refused client {self.name!r}: {exc.message}") from None
             raise
+        self._welcome(sender, entries, address, what)
+        return str(sender)
+
+    def _welcome(self, sender: Any, entries: Any, address: str, what: str) -> None:
+        """A member's ``members`` answer to our hello: hold the session, learn the members."""
         own = [entry for entry in entries if entry[0] == sender]
         if not own or own[0][2] != "up":
             raise ProtocolError(f"{what}: its welcome does not list it as up")
         with self._lock:
             self._welcomed[sender] = address
             self._members = {entry[0]: (entry[1], entry[2]) for entry in entries}
-        return str(sender)
+
+    def _hello_again(self, address: str, dealer: zmq.Socket[Any]) -> None:
+        """(Client thread) A member's connection came back: say hello on it again."""
+        with self._lock:
+            names = [name for name, at in self._welcomed.items() if at == address]
+        if not names:
+            return  # no session was held there (a first hello is on its way)
+        name, message_id = names[0], next(self._ids)
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._expect(message_id, future, name, self._settings.send_timeout)
+
+        def welcomed(done: concurrent.futures.Future[Any]) -> None:
+            try:
+                sender, entries = done.result()
+                self._welcome(sender, entries, address, f"member {name!r}")
+            except Exception as exc:  # noqa: BLE001 - logged: the next ask reports it
+                log.warning("client %s: hello again to %s failed: %s", self.name, name, exc)
+            else:
+                log.info("client %s: %s came back; its session is open again", self.name, name)
+
+        future.add_done_callback(welcomed)
+        body = {"role": ROLE_CLIENT, "incarnation": self.incarnation}
+        _send_quietly(dealer, self._encode(Kind.HELLO, message_id, "", body))
 
     def _encode(self, kind: Kind, message_id: int, target: str, body: Any) -> bytes:
         envelope = Envelope(kind, message_id, 0, self.name, target, body)
@@ -271,17 +316,21 @@ class ClientTransport:
         commands.bind(self._endpoint)
         self._started.set()
         dealers: dict[str, zmq.Socket[Any]] = {}
+        monitors: dict[zmq.Socket[Any], _Link] = {}
         poller = zmq.Poller()
         poller.register(commands, zmq.POLLIN)
         next_beat = time.monotonic() + CLIENT_HEARTBEAT
         try:
             while True:
                 ready = dict(poller.poll(_POLL_MS))
-                if commands in ready and self._drain_commands(commands, dealers, poller):
+                if commands in ready and self._drain_commands(commands, dealers, poller, monitors):
                     return
                 for dealer in list(dealers.values()):
                     if dealer in ready:
                         self._drain_dealer(dealer)
+                for monitor, link in list(monitors.items()):
+                    if monitor in ready:
+                        self._drain_monitor(monitor, link)
                 now = time.monotonic()
                 self._expire(now)
                 if now >= next_beat:
@@ -294,12 +343,19 @@ class ClientTransport:
         except Exception:
             log.exception("client %s: I/O thread crashed", self.name)
         finally:
+            for monitor, link in monitors.items():
+                link.dealer.disable_monitor()
+                monitor.close(linger=0)
             for dealer in dealers.values():
                 dealer.close(linger=int(self._settings.linger * 1000))
             commands.close(linger=0)
 
     def _drain_commands(
-        self, commands: zmq.Socket[Any], dealers: dict[str, zmq.Socket[Any]], poller: zmq.Poller
+        self,
+        commands: zmq.Socket[Any],
+        dealers: dict[str, zmq.Socket[Any]],
+        poller: zmq.Poller,
+        monitors: dict[zmq.Socket[Any], _Link],
     ) -> bool:
         while True:
             try:
@@ -318,6 +374,9 @@ class ClientTransport:
                 if dealer is not None:
                     dealers[address] = dealer
                     poller.register(dealer, zmq.POLLIN)
+                    monitor = dealer.get_monitor_socket(_RECONNECT_EVENTS)
+                    monitors[monitor] = _Link(address, dealer)
+                    poller.register(monitor, zmq.POLLIN)
             elif verb == b"send":
                 _send_quietly(dealers.get(address), parts[2])
 
@@ -339,6 +398,20 @@ class ClientTransport:
                 continue
             for item in items:
                 self._on_answer(item)
+
+    def _drain_monitor(self, monitor: zmq.Socket[Any], link: _Link) -> None:
+        """A member's connection dropped, or a handshake on it succeeded: after a drop,
+        that is the member back (restarted, or the network healed): hello again."""
+        while True:
+            try:
+                event = recv_monitor_message(monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if event["event"] == zmq.EVENT_DISCONNECTED:
+                link.dropped = True
+            elif link.dropped:
+                link.dropped = False
+                self._hello_again(link.address, link.dealer)
 
     def _on_answer(self, envelope: Envelope) -> None:
         if envelope.kind not in (Kind.REPLY, Kind.ERROR, Kind.MEMBERS):

@@ -52,7 +52,14 @@ class Node:
         return code
 
 
-def start_node(name: str, db: Path, *, keys: Path | None = None, join: str | None = None) -> Node:
+def start_node(
+    name: str,
+    db: Path,
+    *,
+    keys: Path | None = None,
+    join: str | None = None,
+    listen: str = "tcp://127.0.0.1:0",
+) -> Node:
     """Start ``actorflow node --app tests.submit.submit_app``; returns once it listens."""
     command = node_command(
         name,
@@ -62,6 +69,7 @@ def start_node(name: str, db: Path, *, keys: Path | None = None, join: str | Non
         db=db,
         drain_timeout=2,
         join=[join] if join else [],
+        listen=listen,
     )
     process = subprocess.Popen(
         command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -97,8 +105,10 @@ def start_node(name: str, db: Path, *, keys: Path | None = None, join: str | Non
 def node_factory(tmp_path: Path) -> Iterator[Callable[..., Node]]:
     started: list[Node] = []
 
-    def start(name: str = "n1", *, keys: Path | None = None) -> Node:
-        node = start_node(name, tmp_path / f"{name}.db", keys=keys)
+    def start(
+        name: str = "n1", *, keys: Path | None = None, listen: str = "tcp://127.0.0.1:0"
+    ) -> Node:
+        node = start_node(name, tmp_path / f"{name}.db", keys=keys, listen=listen)
         started.append(node)
         return node
 
