@@ -63,6 +63,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -187,7 +188,7 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise PersistenceError(f"cannot open checkpoint store {self.path}: {exc}") from exc
         try:
-            self._configure(conn)
+            self._configure(conn, busy_timeout)
             prepare_schema(conn, self.path)
         except (sqlite3.Error, OSError) as exc:
             conn.close()
@@ -197,8 +198,8 @@ class SQLiteStore:
             raise
         return conn
 
-    def _configure(self, conn: sqlite3.Connection) -> None:
-        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    def _configure(self, conn: sqlite3.Connection, busy_timeout: float) -> None:
+        mode = _enable_wal(conn, busy_timeout)
         if str(mode).lower() != "wal":
             raise PersistenceError(
                 f"checkpoint store {self.path}: cannot enable WAL mode (journal_mode={mode})"
@@ -414,3 +415,20 @@ class SQLiteStore:
                 conn.close()
             except sqlite3.Error as exc:
                 raise PersistenceError(f"closing checkpoint store {self.path}: {exc}") from exc
+
+
+def _enable_wal(conn: sqlite3.Connection, busy_timeout: float) -> object:
+    """``PRAGMA journal_mode=WAL``, tried again while the file is locked, for up to
+    ``busy_timeout`` seconds: processes opening a fresh file at once contend for the
+    exclusive lock the switch takes, and SQLite may answer "database is locked" at
+    once rather than through its busy handler."""
+    deadline = time.monotonic() + busy_timeout
+    pause = 0.005
+    while True:
+        try:
+            return conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)  # another process holds the lock for a moment: try again
+        pause = min(pause * 2, 0.1)
