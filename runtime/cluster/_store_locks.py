@@ -77,21 +77,34 @@ class StoreLockClient(LockClient):
             fields["timeout"],
         )
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            seen = self.locks.generation(name)
-            try:
-                token = self.locks.try_acquire(name, owner, lease)
-            except Exception as exc:  # noqa: BLE001 - the store's error is the acquire's answer
-                callback(exc)
-                return
-            if token is not None:
-                callback(LockGrant(name, token, lease))
-                return
-            left = 3600.0 if deadline is None else deadline - time.monotonic()
-            if left <= 0 or self._closed.is_set():
-                callback(LockTimeout(f"lock {name!r} not acquired within {timeout}s"))
-                return
-            self.locks.wait_release(name, seen, left)
+        ticket: int | None = None
+        try:
+            while True:
+                seen = self.locks.generation(name)
+                token = self.locks.try_acquire(name, owner, lease, ticket=ticket)
+                if token is not None:
+                    answer: Any = LockGrant(name, token, lease)
+                    break
+                left = 3600.0 if deadline is None else deadline - time.monotonic()
+                if left <= 0 or self._closed.is_set():
+                    answer = LockTimeout(f"lock {name!r} not acquired within {timeout}s")
+                    break
+                if ticket is None:  # it waits: take a place in the queue, then try again
+                    ticket = self.locks.enqueue(name)
+                    continue
+                self.locks.wait_release(name, seen, left)
+        except Exception as exc:  # noqa: BLE001 - the store's error is the acquire's answer
+            answer = exc
+        if ticket is not None:
+            self._leave_queue(name, ticket)
+        callback(answer)
+
+    def _leave_queue(self, name: str, ticket: int) -> None:
+        """Let the next waiter go (a failure here only delays it: the ticket goes quiet)."""
+        try:
+            self.locks.dequeue(name, ticket)
+        except Exception as exc:  # noqa: BLE001 - logged; the ticket stops counting soon
+            log.warning("lock %r: could not leave the queue (%s); it expires by itself", name, exc)
 
     def close(self) -> None:
         """Stop the listener; waiting acquires end with LockTimeout."""

@@ -14,10 +14,17 @@ transaction on the store's connections, timed by the *database's* clock:
   its lease runs (an expired lease is not held: ``NotLocked``); release and an
   expiry seen by a waiter wake the waiters through ``NOTIFY``.
 
-Waiters are woken by ``LISTEN``/``NOTIFY`` on a channel of this schema, and
-poll at least every ``poll`` seconds anyway (a lease that simply runs out
-sends no notification; a lost listener connection must not strand anyone).
-Waiters on several hosts are not served in arrival order.
+Waiters are served in arrival order, whichever host they are on: a waiting
+acquire takes a ticket (``store_lock_queue``, schema version 5, tickets from
+the ``store_lock_tickets`` sequence) and may take the lock only when no
+earlier ticket of a live waiter is queued; an acquire that would not wait, or
+a first try, takes it only when nobody is queued (no barging past waiters). A
+waiter renews its ticket every time it tries (``seen_until``, database time);
+one gone quiet for ``queue_ttl`` seconds (its host died) stops counting, so it
+delays the others at most that long. Waiters are woken by ``LISTEN``/``NOTIFY``
+on a channel of this schema (a release, a waiter leaving the queue), and poll
+at least every ``poll`` seconds anyway (a lease that simply runs out sends no
+notification; a lost listener connection must not strand anyone).
 """
 
 from __future__ import annotations
@@ -37,16 +44,36 @@ __all__ = ["StoreLocks"]
 
 log = logging.getLogger(__name__)
 
+# Takes the row if it is free (absent or its lease ended) or this request's own, and no
+# live waiter queued before ticket %s (NULL: no live waiter at all) waits for it.
 _ACQUIRE: Final = (
     "INSERT INTO store_locks (name, token, owner, lease_until)"
-    " VALUES (%s, nextval('store_lock_tokens'), %s,"
-    " extract(epoch from clock_timestamp())::float8 + %s)"
+    " SELECT %s, nextval('store_lock_tokens'), %s,"
+    " extract(epoch from clock_timestamp())::float8 + %s"
+    " WHERE NOT EXISTS (SELECT 1 FROM store_lock_queue AS q WHERE q.name = %s"
+    " AND q.seen_until > extract(epoch from clock_timestamp())::float8"
+    " AND (%s::bigint IS NULL OR q.ticket < %s::bigint))"
     " ON CONFLICT (name) DO UPDATE SET token = EXCLUDED.token, owner = EXCLUDED.owner,"
     " lease_until = EXCLUDED.lease_until"
     " WHERE store_locks.lease_until <= extract(epoch from clock_timestamp())::float8"
     " OR store_locks.owner = EXCLUDED.owner"
     " RETURNING token"
 )
+_ENQUEUE: Final = (
+    "INSERT INTO store_lock_queue (name, ticket, seen_until)"
+    " VALUES (%s, nextval('store_lock_tickets'),"
+    " extract(epoch from clock_timestamp())::float8 + %s) RETURNING ticket"
+)
+_FORGET_QUIET: Final = (  # waiters long gone (their tickets stopped counting long ago)
+    "DELETE FROM store_lock_queue"
+    " WHERE seen_until < extract(epoch from clock_timestamp())::float8 - 60"
+)
+_STILL_WAITING: Final = (
+    "UPDATE store_lock_queue"
+    " SET seen_until = extract(epoch from clock_timestamp())::float8 + %s"
+    " WHERE name = %s AND ticket = %s"
+)
+_DEQUEUE: Final = "DELETE FROM store_lock_queue WHERE name = %s AND ticket = %s"
 _HOLDER: Final = (
     "SELECT token, lease_until > extract(epoch from clock_timestamp())::float8"
     " FROM store_locks WHERE name = %s FOR UPDATE"
@@ -59,6 +86,8 @@ class StoreLocks:
     def __init__(self, store: PostgresStore, *, poll: float = 0.5) -> None:
         self._store = store
         self.poll = poll
+        # a queued waiter that tried no more for this long (its host died) stops counting
+        self.queue_ttl = max(2.0, 4 * poll)
         self.channel = f"actorflow_locks_{store.schema or 'public'}"
         self._changed = threading.Condition()
         self._generation: dict[str, int] = defaultdict(int)
@@ -71,21 +100,52 @@ class StoreLocks:
     # -- operations (each may raise PersistenceError) ------------------------------------
 
     def try_acquire(
-        self, name: str, owner: str, lease: float, *, request: str | None = None
+        self,
+        name: str,
+        owner: str,
+        lease: float,
+        *,
+        request: str | None = None,
+        ticket: int | None = None,
     ) -> int | None:
-        """The new fencing token, or None while another holder's lease runs.
+        """The new fencing token, or None while another holder's lease runs or a waiter
+        queued earlier (than ``ticket``; without one: any live waiter) waits for it.
 
         ``request`` names this acquire (a fresh nonce by default): the same request
-        tried again takes the row again, whoever's lease it holds.
+        tried again takes the row again, whoever's lease it holds. With ``ticket``
+        the waiter's place in the queue is renewed in the same transaction.
         """
         holder = f"{owner}#{request or secrets.token_hex(6)}"
 
         def work(cur: Any) -> int | None:
-            cur.execute(_ACQUIRE, (name, holder, lease))
+            if ticket is not None:
+                cur.execute(_STILL_WAITING, (self.queue_ttl, name, ticket))
+            cur.execute(_ACQUIRE, (name, holder, lease, name, ticket, ticket))
             row = cur.fetchone()
             return None if row is None else int(row[0])
 
         return self._store.database.transaction(f"lock {name!r}: acquire", work)
+
+    def enqueue(self, name: str) -> int:
+        """Queue a waiter for ``name``: its ticket (arrival order across all hosts)."""
+
+        def work(cur: Any) -> int:
+            cur.execute(_FORGET_QUIET)
+            cur.execute(_ENQUEUE, (name, self.queue_ttl))
+            return int(cur.fetchone()[0])
+
+        return self._store.database.transaction(f"lock {name!r}: queue a waiter", work)
+
+    def dequeue(self, name: str, ticket: int) -> None:
+        """The waiter with ``ticket`` got the lock or stopped waiting: the next may go."""
+
+        def work(cur: Any) -> None:
+            cur.execute(
+                "DELETE FROM store_lock_queue WHERE name = %s AND ticket = %s", (name, ticket)
+            )
+            cur.execute("SELECT pg_notify(%s, %s)", (self.channel, name))
+
+        self._store.database.transaction(f"lock {name!r}: leave the queue", work)
 
     def renew(self, name: str, token: int, lease: float) -> None:
         def work(cur: Any) -> None:

@@ -34,6 +34,14 @@ takes the run's ``updated_at`` from its latest record (highest ``seq``) if that
 was written after the row (``seq > steps_seq``) and has one (NULL in rows
 written before), else from the row. So it is what the run's last write said,
 as in the other stores, even when that host's clock was behind.
+
+Version 5 adds the queue of lock waiters (``runtime.store._postgres_locks``)::
+
+    store_lock_queue    one row per waiting acquire: the lock's name, its
+                        ticket (arrival order) and how long it is still
+                        waiting for (seen_until, database time, refreshed
+                        while it waits; a waiter gone quiet stops counting).
+    store_lock_tickets  the sequence the tickets are drawn from.
 """
 
 from __future__ import annotations
@@ -123,7 +131,19 @@ _V4: Final = (
     "ALTER TABLE runs ADD COLUMN steps_seq BIGINT",
 )
 
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2, _V3, _V4)
+_V5: Final = (
+    """
+    CREATE TABLE store_lock_queue (
+        name         TEXT NOT NULL,
+        ticket       BIGINT NOT NULL,
+        seen_until   DOUBLE PRECISION NOT NULL,  -- database time
+        PRIMARY KEY (name, ticket)
+    )
+    """,
+    "CREATE SEQUENCE store_lock_tickets AS BIGINT",
+)
+
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2, _V3, _V4, _V5)
 """``MIGRATIONS[n - 1]`` takes the schema from version ``n - 1`` to ``n``."""
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

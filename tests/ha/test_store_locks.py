@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -188,5 +190,82 @@ def test_an_acquire_tried_again_after_its_commit_landed_takes_its_own_row_again(
             assert locks.try_acquire("gate", "node-b", 30.0) is None
             locks.release("gate", again)
             assert locks.try_acquire("gate", "node-b", 30.0) is not None
+        finally:
+            locks.close()
+
+
+def _queued(store: PostgresStore, name: str) -> int:
+    """Live waiters queued for lock ``name``."""
+
+    def work(cur: Any) -> int:
+        cur.execute(
+            "SELECT count(*) FROM store_lock_queue WHERE name = %s"
+            " AND seen_until > extract(epoch from clock_timestamp())::float8",
+            (name,),
+        )
+        return int(cur.fetchone()[0])
+
+    return store.database.transaction("count waiters", work, one_statement=True)
+
+
+@pytest.mark.timeout(120)
+def test_waiters_on_different_hosts_get_the_lock_in_arrival_order(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    """Three systems (a store each, as on three hosts) wait in turn while a fourth holds
+    the lock; they get it in the order they started waiting."""
+    names = ("b", "c", "d")
+    with contextlib.ExitStack() as stack:
+        stores = {
+            n: stack.enter_context(PostgresStore(postgres_url, schema=postgres_schema))
+            for n in ("a", *names)
+        }
+        systems = {n: stack.enter_context(ActorSystem(n, store=stores[n])) for n in stores}
+        holder = systems["a"].lock("turns", lease=30)
+        holder.acquire()
+        order: list[str] = []
+
+        def wait_then_release(name: str) -> None:
+            lock = systems[name].lock("turns", lease=30)
+            lock.acquire(timeout=60)
+            order.append(name)
+            lock.release()
+
+        threads = []
+        for count, name in enumerate(names, start=1):
+            thread = threading.Thread(target=wait_then_release, args=(name,), daemon=True)
+            thread.start()
+            threads.append(thread)
+            assert wait_until(lambda count=count: _queued(stores["a"], "turns") == count, 30)
+        holder.release()
+        for thread in threads:
+            thread.join(60)
+        assert order == list(names)
+        assert _queued(stores["a"], "turns") == 0
+
+
+def test_a_free_lock_is_not_taken_past_a_waiter_and_a_quiet_waiter_stops_counting(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    """A ticket queued by a waiter whose host then died: nobody barges past it while it
+    counts, and it stops counting once it went quiet for the queue's time to live."""
+    from runtime.store import StoreLocks
+
+    with (
+        PostgresStore(postgres_url, schema=postgres_schema) as store,
+        ActorSystem("a", store=store) as system,
+    ):
+        locks = StoreLocks(store)
+        try:
+            dead_ticket = locks.enqueue("gate")  # and never tries again
+            assert locks.try_acquire("gate", "newcomer", 30.0) is None
+            with pytest.raises(LockTimeout):
+                system.lock("gate", lease=30).acquire(timeout=0)
+            started = time.monotonic()
+            token = system.lock("gate", lease=30).acquire(timeout=30)
+            assert token > 0
+            assert time.monotonic() - started < locks.queue_ttl + 10
+            assert _queued(store, "gate") == 0  # the quiet ticket no longer counts
+            locks.dequeue("gate", dead_ticket)
         finally:
             locks.close()
