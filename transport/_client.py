@@ -250,14 +250,18 @@ class ClientTransport:
         self._welcome(sender, entries, address, what)
         return str(sender)
 
-    def _welcome(self, sender: Any, entries: Any, address: str, what: str) -> None:
-        """A member's ``members`` answer to our hello: hold the session, learn the members."""
+    def _welcome(
+        self, sender: Any, entries: Any, address: str, what: str, *, again: bool = False
+    ) -> None:
+        """A member's ``members`` answer to our hello: hold the session, learn the members
+        (``again``, a member back from a restart that may list only itself: forget none)."""
         own = [entry for entry in entries if entry[0] == sender]
         if not own or own[0][2] != "up":
             raise ProtocolError(f"{what}: its welcome does not list it as up")
+        listed = {entry[0]: (entry[1], entry[2]) for entry in entries}
         with self._lock:
             self._welcomed[sender] = address
-            self._members = {entry[0]: (entry[1], entry[2]) for entry in entries}
+            self._members = {**self._members, **listed} if again else listed
 
     def _hello_again(self, address: str, dealer: zmq.Socket[Any]) -> None:
         """(Client thread) A member's connection came back: say hello on it again."""
@@ -272,7 +276,7 @@ class ClientTransport:
         def welcomed(done: concurrent.futures.Future[Any]) -> None:
             try:
                 sender, entries = done.result()
-                self._welcome(sender, entries, address, f"member {name!r}")
+                self._welcome(sender, entries, address, f"member {name!r}", again=True)
             except Exception as exc:  # noqa: BLE001 - logged: the next ask reports it
                 log.warning("client %s: hello again to %s failed: %s", self.name, name, exc)
             else:

@@ -44,13 +44,15 @@ __all__ = ["StoreLocks"]
 
 log = logging.getLogger(__name__)
 
-# Takes the row if it is free (absent or its lease ended) or this request's own, and no
-# live waiter queued before ticket %s (NULL: no live waiter at all) waits for it.
+# Takes the row if it is this request's own (a retry after a commit whose answer was
+# lost: waiters queued since must not stop it), or if it is free (absent or its lease
+# ended) and no live waiter queued before ticket %s (NULL: no live waiter at all).
 _ACQUIRE: Final = (
     "INSERT INTO store_locks (name, token, owner, lease_until)"
     " SELECT %s, nextval('store_lock_tokens'), %s,"
     " extract(epoch from clock_timestamp())::float8 + %s"
-    " WHERE NOT EXISTS (SELECT 1 FROM store_lock_queue AS q WHERE q.name = %s"
+    " WHERE EXISTS (SELECT 1 FROM store_locks AS l WHERE l.name = %s AND l.owner = %s)"
+    " OR NOT EXISTS (SELECT 1 FROM store_lock_queue AS q WHERE q.name = %s"
     " AND q.seen_until > extract(epoch from clock_timestamp())::float8"
     " AND (%s::bigint IS NULL OR q.ticket < %s::bigint))"
     " ON CONFLICT (name) DO UPDATE SET token = EXCLUDED.token, owner = EXCLUDED.owner,"
@@ -120,7 +122,7 @@ class StoreLocks:
         def work(cur: Any) -> int | None:
             if ticket is not None:
                 cur.execute(_STILL_WAITING, (self.queue_ttl, name, ticket))
-            cur.execute(_ACQUIRE, (name, holder, lease, name, ticket, ticket))
+            cur.execute(_ACQUIRE, (name, holder, lease, name, holder, name, ticket, ticket))
             row = cur.fetchone()
             return None if row is None else int(row[0])
 

@@ -269,3 +269,28 @@ def test_a_free_lock_is_not_taken_past_a_waiter_and_a_quiet_waiter_stops_countin
             locks.dequeue("gate", dead_ticket)
         finally:
             locks.close()
+
+
+def test_an_acquire_tried_again_after_its_commit_landed_gets_its_row_past_waiters(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    """The store tries an acquire again when the connection broke after its commit; by
+    then a waiter may have queued (it saw the lock taken). The retry must still get the
+    row it holds, not answer None and leave the lock held by nobody who knows it."""
+    from runtime.store import StoreLocks
+
+    with PostgresStore(postgres_url, schema=postgres_schema) as store:
+        locks = StoreLocks(store)
+        try:
+            first = locks.try_acquire("gate", "node-a", 30.0, request="r1")
+            assert first is not None
+            waiter = locks.enqueue("gate")  # node-b saw it taken and waits
+            again = locks.try_acquire("gate", "node-a", 30.0, request="r1")  # the retry
+            assert again is not None and again > first
+            assert locks.try_acquire("gate", "node-a", 30.0, request="r2") is None
+            locks.release("gate", again)
+            assert locks.try_acquire("gate", "node-c", 30.0) is None  # the waiter is first
+            assert locks.try_acquire("gate", "node-b", 30.0, ticket=waiter) is not None
+            locks.dequeue("gate", waiter)
+        finally:
+            locks.close()

@@ -140,3 +140,40 @@ def test_a_member_sends_nothing_to_a_client_but_answers(
     client.connect(str(member.address), timeout=10)
     with pytest.raises(NodeDown):
         member.tell(Address("c", "anything"), "hi")  # a client is no node to send to
+
+
+def _answers(client: ClientTransport, node: str) -> bool:
+    try:
+        return bool(client.ask(node, "echo", 1, timeout=1).result(2) == [node, 1])
+    except Exception:  # not yet: asked again
+        return False
+
+
+def test_a_curve_client_says_hello_again_to_a_member_back_on_its_address(
+    tmp_path: Path,
+    make_transport: Callable[..., Transport],
+    make_client: Callable[..., ClientTransport],
+) -> None:
+    """A member restarted on the same address knows no session; the client's connection
+    comes back and it says hello again (with CURVE too), keeping what it knew of the others."""
+    keys = tmp_path / "keys"
+    for name in ("m1", "m2", "admin"):
+        generate_keys(keys, name)
+    m1 = make_transport("m1", RecordingHandler("m1"), security=load_security(keys, "m1"))
+    m2 = make_transport("m2", RecordingHandler("m2"), security=load_security(keys, "m2"))
+    m2.join([f"m1@{m1.address}"], timeout=10)
+    client = make_client("admin", security=load_security(keys, "admin"))
+    client.connect(f"m1@{m1.address}", timeout=10)
+    assert wait_until(lambda: client.members().get("m2", ("", ""))[1] == "up", 10)
+    listen = str(m1.address)
+    m1.close()
+    again = make_transport(
+        "m1", RecordingHandler("m1"), security=load_security(keys, "m1"), listen=listen
+    )
+    assert wait_until(lambda: again.stats().clients == 1, 20)
+    assert wait_until(lambda: _answers(client, "m1"), 20)
+    # m1 is back alone (it has not joined again yet): m2 is still there to be asked
+    assert "m2" in client.members(), client.members()
+    assert _answers(client, "m2")
+    client.close(2.0)
+    assert wait_until(lambda: again.stats().clients == 0 and m2.stats().clients == 0, 10)
