@@ -232,16 +232,21 @@ def test_an_append_racing_a_claim_in_progress_waits_for_it_and_is_fenced(
             target=lambda: outcome.append(_append_caught(store, epoch)), daemon=True
         )
         appending.start()
-        blocked = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-        deadline = time.monotonic() + 30
-        while _sql(postgres_url, postgres_schema, blocked) != [(1,)]:
-            assert time.monotonic() < deadline, "the append never waited for the claim"
-            time.sleep(0.01)
+        _wait_for_lock_waits(postgres_url, postgres_schema, 1, "the append never waited")
         assert outcome == []  # still waiting on the claim's row lock
         adopter.commit()
     appending.join(30)
     assert len(outcome) == 1 and isinstance(outcome[0], StaleEpoch)
     assert list(store.load("run-1").steps) == []
+
+
+def _wait_for_lock_waits(url: str, schema: str, count: int, failure: str) -> None:
+    """Until ``count`` sessions wait on a row lock (30 s at most, then ``failure``)."""
+    waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+    deadline = time.monotonic() + 30
+    while _sql(url, schema, waiting) != [(count,)]:
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.01)  # polling the server's view of waits, bounded by the deadline
 
 
 def _append_caught(
@@ -285,11 +290,7 @@ def test_two_appends_changing_the_state_at_once_both_land(
             ]
             for writer in writers:
                 writer.start()
-            blocked = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-            deadline = time.monotonic() + 30
-            while _sql(postgres_url, postgres_schema, blocked) != [(2,)]:
-                assert time.monotonic() < deadline, "the appends never both waited"
-                time.sleep(0.01)
+            _wait_for_lock_waits(postgres_url, postgres_schema, 2, "the appends never both waited")
         for writer in writers:
             writer.join(30)
     assert outcomes == [None, None]
