@@ -74,14 +74,9 @@ class ClientGate:
             reason = f"node name {sender!r} is a member of the cluster; a client needs its own"
             self._refuse(envelope, route, "runtime.NameInUse", reason)
             return
-        refusal = self._sessions.refusal(route, sender)
-        session = (
-            None
-            if refusal is not None
-            else self._sessions.open(route, sender, envelope.body["incarnation"], now)
-        )
-        if session is None:
-            self._refuse(envelope, route, "runtime.Overloaded", refusal or "no room")
+        session = self._sessions.open(route, sender, envelope.body["incarnation"], now)
+        if isinstance(session, str):  # no room: why
+            self._refuse(envelope, route, "runtime.Overloaded", session)
             return
         self._links.route(session.key, route)
         entries = self._membership.gossip_entries()

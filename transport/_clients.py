@@ -60,29 +60,21 @@ class ClientSessions:
     def get(self, route: bytes) -> ClientSession | None:
         return self._sessions.get(route)
 
-    def refusal(self, route: bytes, name: str) -> str | None:
-        """Why a hello of ``name`` on connection ``route`` may not open a session now
-        (``max_clients`` or ``max_per_name`` reached); None when it may."""
-        current = self._sessions.get(route)
-        if current is None and len(self._sessions) >= self._max:
+    def open(self, route: bytes, name: str, incarnation: int, now: float) -> ClientSession | str:
+        """A hello with the client role on connection ``route``: the (new or renewed)
+        session, or why there is no room for it (``max_clients`` or ``max_per_name``)."""
+        session = self._sessions.get(route)
+        if session is None and len(self._sessions) >= self._max:
             return f"too many client sessions (max_clients={self._max})"
-        if (current is None or current.name != name) and self._per_name.get(
-            name, 0
-        ) >= self._max_per_name:
+        renamed = session is None or session.name != name
+        if renamed and self._per_name.get(name, 0) >= self._max_per_name:
             return (
                 f"too many sessions of client {name!r} (max_clients_per_name={self._max_per_name})"
             )
-        return None
-
-    def open(self, route: bytes, name: str, incarnation: int, now: float) -> ClientSession | None:
-        """A hello with the client role on connection ``route``: the (new or renewed)
-        session, or None when ``refusal`` says there is no room for it."""
-        if self.refusal(route, name) is not None:
-            return None
-        session = self._sessions.pop(route, None)
         if session is None:
             session = ClientSession(CLIENT_KEY_PREFIX + route.hex(), route, name, incarnation, now)
         else:
+            del self._sessions[route]
             self._uncount(session.name)
         self._per_name[name] = self._per_name.get(name, 0) + 1
         session.name, session.incarnation, session.last_heard = name, incarnation, now

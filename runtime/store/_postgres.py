@@ -93,7 +93,7 @@ _APPEND_PROGRESS: Final = (
     " i AS (INSERT INTO steps (run_id, step, state, attempts, output, output_crc, error,"
     " started_at, finished_at, node, appended_at) SELECT v.* FROM (VALUES {values}) AS v"
     " WHERE EXISTS (SELECT 1 FROM r) RETURNING 1)"
-    " SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM i), (SELECT count(*) FROM u)"
+    " SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM i)"
 )
 _APPEND_VALUES: Final = (
     "(%s::text, %s::text, %s::text, %s::integer, %s::bytea, %s::bigint, %s::text,"

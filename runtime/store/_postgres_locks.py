@@ -142,9 +142,7 @@ class StoreLocks:
         """The waiter with ``ticket`` got the lock or stopped waiting: the next may go."""
 
         def work(cur: Any) -> None:
-            cur.execute(
-                "DELETE FROM store_lock_queue WHERE name = %s AND ticket = %s", (name, ticket)
-            )
+            cur.execute(_DEQUEUE, (name, ticket))
             cur.execute("SELECT pg_notify(%s, %s)", (self.channel, name))
 
         self._store.database.transaction(f"lock {name!r}: leave the queue", work)

@@ -6,7 +6,6 @@ The contract it shares with every store is in ``test_conformance.py``.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -20,7 +19,7 @@ from runtime.store import PostgresStore, encode_value
 from runtime.store._postgres_schema import MIGRATIONS, SCHEMA_VERSION
 from runtime.store._sqlite_schema import crc
 from tests.store.store_testkit import append, header, started, step
-from tests.support import actorflow
+from tests.support import actorflow, wait_until
 
 
 @pytest.fixture
@@ -243,10 +242,7 @@ def test_an_append_racing_a_claim_in_progress_waits_for_it_and_is_fenced(
 def _wait_for_lock_waits(url: str, schema: str, count: int, failure: str) -> None:
     """Until ``count`` sessions wait on a row lock (30 s at most, then ``failure``)."""
     waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-    deadline = time.monotonic() + 30
-    while _sql(url, schema, waiting) != [(count,)]:
-        assert time.monotonic() < deadline, failure
-        time.sleep(0.01)  # polling the server's view of waits, bounded by the deadline
+    assert wait_until(lambda: _sql(url, schema, waiting) == [(count,)], 30), failure
 
 
 def _append_caught(
