@@ -62,17 +62,19 @@ def _flood_main(address: str) -> int:
         nobody = system.ref("node/nobody")
         flooding = threading.Event()
         stop = threading.Event()
+        starts = [0]  # "start" lines read so far: each one is answered by a "flooding" line
 
         def flood() -> None:
-            n = 0
+            n, start = 0, 0
             while not stop.is_set():
                 if not flooding.wait(0.1):
-                    n = 0
                     continue
+                if start != starts[0]:  # a new round (the last may have ended just now)
+                    n, start = 0, starts[0]
                 with contextlib.suppress(OutboxFull):  # the node does not keep up: go on
                     nobody.tell({"n": n})
                 n += 1
-                if n == 2000:  # each time it starts again
+                if n == 2000:
                     print("flooding", flush=True)
 
         thread = threading.Thread(target=flood, daemon=True)
@@ -80,6 +82,7 @@ def _flood_main(address: str) -> int:
         print("ready", flush=True)
         for line in sys.stdin:
             if line.strip() == "start":
+                starts[0] += 1
                 flooding.set()
             elif line.strip() == "stop":
                 flooding.clear()
