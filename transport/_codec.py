@@ -114,10 +114,15 @@ def unpack(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Any:
     small = _small
     if small.limits is not limits:
         small = _set_small(limits)
-    if type(data) is bytes and len(data) <= small.largest and b"\xff" not in data:
+    if type(data) is bytes and len(data) <= small.largest and 0xFF not in data:
         # Most frames: too small to hold over max_containers containers and no
         # timestamp ext possible (see _Decoder.decode), so no hooks but ext_hook.
+        # (An int in ``bytes`` is a memchr; a bytes needle costs ~10x as much.)
         try:
+            if small.default_lengths:
+                return msgpack.unpackb(
+                    data, raw=False, use_list=True, strict_map_key=True, ext_hook=small.ext_hook
+                )
             return msgpack.unpackb(data, **small.options)
         except ProtocolError:
             raise
@@ -135,22 +140,36 @@ def unpack(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Any:
 class _SmallFrames:
     """The ``unpackb`` options for small frames under one ``Limits`` (built once, not per frame)."""
 
-    __slots__ = ("largest", "limits", "options")
+    __slots__ = ("default_lengths", "ext_hook", "largest", "limits", "options")
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
-        self.largest = min(limits.max_containers, limits.max_frame_bytes)
+        self.largest = largest = min(limits.max_containers, limits.max_frame_bytes)
+        self.ext_hook = partial(_small_frame_ext, limits)
         self.options: dict[str, Any] = {
             "raw": False,
             "use_list": True,
             "strict_map_key": True,
-            "ext_hook": partial(_small_frame_ext, limits),
+            "ext_hook": self.ext_hook,
             "max_str_len": limits.max_str_len,
             "max_bin_len": limits.max_bin_len,
             "max_ext_len": limits.max_ext_len,
             "max_array_len": limits.max_array_len,
             "max_map_len": limits.max_map_len,
         }
+        # unpackb's own length limits are the frame's length (half of it for maps): no
+        # value of a small frame can be longer, so ours need not be passed (which costs
+        # more than the decoding) unless one of them is shorter than the largest frame.
+        self.default_lengths = (
+            min(
+                limits.max_str_len,
+                limits.max_bin_len,
+                limits.max_ext_len,
+                limits.max_array_len,
+                2 * limits.max_map_len,
+            )
+            >= largest
+        )
 
 
 def _small_frame_ext(limits: Limits, code: int, payload: bytes) -> Any:
@@ -200,7 +219,7 @@ class _Decoder:
 
     def decode(self, data: bytes | bytearray | memoryview) -> Any:
         # A timestamp ext (-1) needs a 0xff type byte: without one, skip the costly scan.
-        scan = b"\xff" in data if not isinstance(data, memoryview) else b"\xff" in data.tobytes()
+        scan = 0xFF in data if not isinstance(data, memoryview) else 0xFF in data.tobytes()
         # Every array, map or ext value takes at least one byte of the frame (an ext's
         # nested payload lies inside the frame too), so a whole frame of at most
         # max_containers bytes cannot exceed the limit: skip the per-container

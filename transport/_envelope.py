@@ -128,6 +128,7 @@ class Envelope(NamedTuple):
     version: int = PROTOCOL_VERSION
 
 
+_new_tuple = tuple.__new__  # builds an Envelope from its 7 fields without NamedTuple.__new__
 _KINDS: dict[str, Kind] = {kind.value: kind for kind in Kind}
 _KIND_TEXT: dict[Kind, str] = {kind: kind.value for kind in Kind}  # plain str, cheap to look up
 _NAMES_SEEN: set[str] = set()  # valid node names already checked (decoding is hot)
@@ -251,9 +252,9 @@ def _common_envelope(fields: Any) -> Envelope | None:
     if (kind is Kind.TELL or kind is Kind.ASK) and (
         correlation_id == 0 and 0 < len(target) <= MAX_TARGET
     ):
-        return Envelope(kind, message_id, 0, sender, target, body, version)
+        return _new_tuple(Envelope, (kind, message_id, 0, sender, target, body, version))
     if kind is Kind.REPLY and 0 < correlation_id <= MAX_ID and not target:
-        return Envelope(kind, message_id, correlation_id, sender, "", body, version)
+        return _new_tuple(Envelope, (kind, message_id, correlation_id, sender, "", body, version))
     return None
 
 

@@ -84,16 +84,11 @@ class Inbox:
         False when ``sender`` has as many messages waiting as it may: the message
         was refused (an ask answered ``Overloaded``), and counted against it.
         """
-        if self._refusable(sender, target):
-            if reply is not None:
-                reply.error(ActorNotFound(self._not_found(target)))
+        if reply is None:
+            if self.refuse_tell(sender, target):
                 return True
-            refused = self._refused.get(sender)
-            if refused is None:
-                self._refused[sender] = [1, target]
-            else:
-                refused[0] += 1
-                refused[1] = target
+        elif self._refusable(sender, target):
+            reply.error(ActorNotFound(self._not_found(target)))
             return True
         if self._nowait is not None and self._dispatcher.idle_for(sender):
             try:
@@ -141,6 +136,19 @@ class Inbox:
             return True
         self._system_done(sender)
         return False
+
+    def refuse_tell(self, sender: str, target: str) -> bool:
+        """(I/O thread) Refuse a tell to no actor now, if it may be (see ``_refusable``);
+        True if it was: it is counted at the end of the turn (``settle``)."""
+        if not self._refusable(sender, target):
+            return False
+        refused = self._refused.get(sender)
+        if refused is None:
+            self._refused[sender] = [1, target]
+        else:
+            refused[0] += 1
+            refused[1] = target
+        return True
 
     def settle(self) -> None:
         """(I/O thread, each turn) Count and log the tells ``receive`` refused meanwhile."""

@@ -2,14 +2,14 @@
 
 Two checks that need no protocol state: the framing and, on a CURVE socket, the
 connection's authenticated node (``read_payload``); and the items of a ``batch``,
-each decoded on its own and held to the batch's sender (``batch_items``). A bad
+each decoded on its own and held to the batch's sender (``oversized_batch``,
+``batch_item``). A bad
 frame or item becomes a ``Dropped`` naming the reason, which the protocol counts
 and logs; the other items of a batch are still handled.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import zmq
@@ -18,7 +18,7 @@ from transport._codec import Limits
 from transport._envelope import Envelope, Kind, decode_envelope
 from transport._errors import ProtocolError
 
-__all__ = ["Dropped", "batch_items", "read_payload"]
+__all__ = ["Dropped", "batch_item", "oversized_batch", "read_payload"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,37 +56,36 @@ def read_payload(
     return payload.bytes, authenticated
 
 
-def batch_items(batch: Envelope, size: int, limits: Limits) -> Iterator[Envelope | Dropped]:
-    """Each envelope of ``batch`` (``size`` bytes on the wire), in order, or why it is dropped.
+def oversized_batch(batch: Envelope, size: int, limits: Limits) -> Dropped | None:
+    """Why ``batch`` (``size`` bytes on the wire) is refused whole, or None.
 
-    Items are decoded one by one, so a caller may handle one per turn. A batch of
-    more than ``max_containers`` bytes is refused whole: a batch of at most that
-    many bytes holds at most that many containers in all (each takes a byte at
-    least), so one batch costs no more than one frame may (no amplification).
+    A batch of more than ``max_containers`` bytes is refused: a batch of at most
+    that many bytes holds at most that many containers in all (each takes a byte
+    at least), so one batch costs no more than one frame may (no amplification).
     """
-    sender = batch.sender
-    if size > limits.max_containers:
-        yield Dropped(
-            "malformed",
-            f"batch from {sender!r} is {size} bytes, over max_containers={limits.max_containers}",
+    if size <= limits.max_containers:
+        return None
+    return Dropped(
+        "malformed",
+        f"batch from {batch.sender!r} is {size} bytes, over max_containers={limits.max_containers}",
+        batch.sender,
+    )
+
+
+def batch_item(sender: str, index: int, item: bytes, limits: Limits) -> Envelope | Dropped:
+    """Item ``index`` of a batch from ``sender``, decoded on its own, or why it is dropped.
+
+    Items are decoded one by one, so a caller may handle one per turn."""
+    try:
+        envelope = decode_envelope(item, limits)
+    except ProtocolError as exc:
+        return Dropped("malformed", f"item {index} of a batch from {sender!r}: {exc}", sender)
+    if envelope.sender != sender:
+        return Dropped(
+            "sender_mismatch",
+            f"item {index} of a batch from {sender!r} claims sender {envelope.sender!r}",
             sender,
         )
-        return
-    for index, item in enumerate(batch.body):
-        try:
-            envelope = decode_envelope(item, limits)
-        except ProtocolError as exc:
-            yield Dropped("malformed", f"item {index} of a batch from {sender!r}: {exc}", sender)
-            continue
-        if envelope.sender != sender:
-            yield Dropped(
-                "sender_mismatch",
-                f"item {index} of a batch from {sender!r} claims sender {envelope.sender!r}",
-                sender,
-            )
-        elif envelope.kind is Kind.BATCH:
-            yield Dropped(
-                "malformed", f"item {index} of a batch from {sender!r} is a batch", sender
-            )
-        else:
-            yield envelope
+    if envelope.kind is Kind.BATCH:
+        return Dropped("malformed", f"item {index} of a batch from {sender!r} is a batch", sender)
+    return envelope

@@ -293,6 +293,8 @@ class IoLoop:
             moment = now()
             self.protocol.tick(moment)
             watch.tick(moment)
+            if outbox.queued:  # answers given this turn (and what producers added): now
+                outbox.flush()
 
     def _drain_commands(self, commands: zmq.Socket[Any]) -> bool:
         """Run queued commands; True when told to stop."""

@@ -9,9 +9,10 @@ Who calls what:
   when no wake-up is pending already, so under a flood one wake-up carries
   thousands of frames.
 - The I/O thread (``owner``) calls ``post`` too, for its own frames and for
-  answers given on it (sent at once, or queued behind the peer's backlog), and
-  on each loop turn: ``poll_timeout``, ``clear_wakeup`` when ``fd`` was
-  readable, then ``flush``; ``shut`` as it ends.
+  answers given on it (queued without a wake-up: its turn ends with a flush,
+  so a burst of refusals goes out in batches too), and on each loop turn:
+  ``poll_timeout``, ``clear_wakeup`` when ``fd`` was readable, then ``flush``
+  (again at the end of the turn, when it queued frames); ``shut`` as it ends.
 - The dispatch thread may hold its wake-ups (``hold_wakeups``): an answer it
   posts (``post`` without a timeout) is queued without one, and
   ``release_wakeups``, which it calls after each run of jobs, sends one
@@ -162,7 +163,10 @@ class Outbox:
         """
         current = threading.current_thread()
         if current is self._owner:
-            return self._send_or_backlog(node, frame)
+            # Answers given on the I/O thread (refusals) go out with the rest of its
+            # turn's answers, in batches, when it flushes at the end of the turn.
+            self._queue.append((node, frame))
+            return True
         if not self._running:
             return False
         queue = self._queue
@@ -266,6 +270,11 @@ class Outbox:
             return 0  # a flush stopped at its batch size: go on at once
         return _BACKLOG_POLL_MS if self._backlogs else idle_ms
 
+    @property
+    def queued(self) -> bool:
+        """(I/O thread) Whether frames wait in the queue (for the end-of-turn flush)."""
+        return bool(self._queue)
+
     def flush(self) -> None:
         """One loop turn: retry the backlogs, then send what the producers queued."""
         if self._backlogs:
@@ -302,18 +311,6 @@ class Outbox:
                     self._backlogs[node] = queue
         if self._waiters:
             self._room.set()
-
-    def _send_or_backlog(self, node: str, frame: bytes) -> bool:
-        """I/O thread: send now, or queue behind earlier frames the peer has not taken yet."""
-        backlog = self._backlogs.get(node)
-        if backlog is not None:
-            backlog.append(frame)
-            self._backlogged += 1
-            return True
-        if self._links.try_send(node, frame) == FULL:
-            self._backlogs[node] = deque((frame,))
-            self._backlogged += 1
-        return True
 
     def _flush_backlogs(self) -> None:
         """I/O thread: retry the peers whose DEALER was full, oldest frame first."""

@@ -40,7 +40,7 @@ from transport._envelope import (
 from transport._errors import AskTimeout, NodeDown, ProtocolError, RemoteError
 from transport._handshake import Handshakes
 from transport._inbox import Inbox
-from transport._intake import Dropped, batch_items, read_payload
+from transport._intake import Dropped, batch_item, oversized_batch, read_payload
 from transport._membership import MemberEvent, NameTaken, Transition
 from transport._outbox import Outbox
 from transport._parts import NodeParts
@@ -193,11 +193,29 @@ class NodeProtocol:
         """Handle each envelope of a batch as if it had arrived alone, in order, one
         per step of the iterator; a bad item is dropped, naming the peer, and the
         others are still handled. Other frames may be handled between two steps, so
-        each item is handled with the batch's own routing id (``route``)."""
-        for item in batch_items(batch, size, self._settings.limits):
+        each item is handled with the batch's own routing id (``route``).
+
+        A live member's tell to no actor is refused right here (see
+        ``Inbox.refuse_tell``): a peer flooding an unknown actor then costs a
+        decode and a look-up per tell, less than the sender spent on it.
+        """
+        sender, limits = batch.sender, self._settings.limits
+        oversized = oversized_batch(batch, size, limits)
+        if oversized is not None:
+            self._drop(oversized.reason, oversized.detail, oversized.peer)
+            return
+        status, refuse_tell = self._membership.status, self._inbox.refuse_tell
+        if status(sender) == "up":
+            self._apply(self.swim.heard(sender, self._now()))  # for its refused tells too
+        for index, data in enumerate(batch.body):
+            item = batch_item(sender, index, data, limits)
             if isinstance(item, Dropped):
                 self._drop(item.reason, item.detail, item.peer)
-            else:
+            elif not (
+                item.kind is Kind.TELL
+                and status(sender) == "up"
+                and refuse_tell(sender, item.target)
+            ):
                 self._route = route
                 self._on_envelope(item)
             yield
@@ -422,6 +440,8 @@ class NodeProtocol:
             complete_ask(entry.future, True, envelope.body)
 
     def _on_message(self, envelope: Envelope, reply_to: str | None = None) -> None:
+        if envelope.kind is Kind.TELL and self._inbox.refuse_tell(envelope.sender, envelope.target):
+            return  # to no actor: refused before it takes a place in the replay window
         if self._dedup.seen_before(envelope.sender, envelope.message_id):
             self._drop(
                 "duplicate",

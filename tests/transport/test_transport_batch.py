@@ -15,6 +15,7 @@ import msgpack
 import pytest
 from conftest import LOOPBACK, LogWatcher, RawDealer, RecordingHandler
 
+from tests.support import wait_until
 from transport import (
     Address,
     Envelope,
@@ -220,3 +221,37 @@ def test_an_authenticated_node_cannot_send_a_batch_as_another_sender(
     assert log_watcher.wait_for("of a batch from 'insider' claims sender 'test'")
     assert handler.deliveries == [("insider", "sink", "ok")]
     assert victim.stats().frames_dropped["sender_mismatch"] == 2
+
+
+class KnowsAbsent(RecordingHandler):
+    """Says which paths have no actor, so the transport refuses tells to them as it reads."""
+
+    def absent(self, target: str) -> bool:
+        return target == "nobody"
+
+
+def test_tells_refused_for_no_actor_leave_the_replay_window_alone(
+    make_transport: MakeTransport, raw_dealer: RawDealer
+) -> None:
+    """A peer flooding an unknown actor (in batches or frame by frame) must not make the
+    node forget the messages it saw: a replay sent after the flood is still dropped."""
+    handler = KnowsAbsent("a")
+    a = make_transport("a", handler, settings=TransportSettings(dedup_window=100))
+    assert a.address is not None
+    dealer = raw_dealer(a.address)
+    dealer.send(hello("ghost"))
+    dealer.send(tell("ghost", 2, "first"))
+    assert handler.wait_for(1)
+
+    def to_nobody(message_id: int) -> bytes:
+        return encode_envelope(Envelope(Kind.TELL, message_id, 0, "ghost", "nobody", message_id))
+
+    dealer.send(encode_batch(3, "ghost", [to_nobody(10 + n) for n in range(150)]))
+    for n in range(150):
+        dealer.send(to_nobody(200 + n))
+    dealer.send(tell("ghost", 2, "replayed"))
+    dealer.send(tell("ghost", 4, "last"))
+    assert handler.wait_for(2)
+    assert wait_until(lambda: a.stats().frames_dropped.get("unknown_actor") == 300)
+    assert [message for _, _, message in handler.deliveries] == ["first", "last"]
+    assert a.stats().frames_dropped["duplicate"] == 1
