@@ -62,6 +62,9 @@ from transport._codec import DEFAULT_LIMITS, Limits, pack, unpack
 from transport._errors import ProtocolError, RemoteError
 
 __all__ = [
+    "ASK",
+    "BATCH",
+    "ERROR",
     "MAX_BATCH",
     "MAX_ID",
     "MAX_NODE_NAME",
@@ -70,8 +73,10 @@ __all__ = [
     "MEMBER_STATUSES",
     "PROBE_KINDS",
     "PROTOCOL_VERSION",
+    "REPLY",
     "ROLE_CLIENT",
     "ROLE_MEMBER",
+    "TELL",
     "Envelope",
     "Kind",
     "decode_envelope",
@@ -109,6 +114,10 @@ class Kind(enum.StrEnum):
     LEAVE = "leave"  # graceful departure; body None; answered by reply
     BATCH = "batch"  # several encoded envelopes of this sender; body [bin, ...]
 
+
+# The kinds the per-message paths compare against, as module globals: ``Kind.TELL``
+# is a lookup on the enum class (~70 ns on CPython 3.11), a global ~7 ns.
+TELL, ASK, REPLY, ERROR, BATCH = Kind.TELL, Kind.ASK, Kind.REPLY, Kind.ERROR, Kind.BATCH
 
 PROBE_KINDS = frozenset({Kind.PING, Kind.PING_REQ, Kind.ACK})
 _CONTROL_KINDS = frozenset(
@@ -249,11 +258,9 @@ def _common_envelope(fields: Any) -> Envelope | None:
     ):
         return None
     kind = _KINDS.get(kind_text) if type(kind_text) is str else None
-    if (kind is Kind.TELL or kind is Kind.ASK) and (
-        correlation_id == 0 and 0 < len(target) <= MAX_TARGET
-    ):
+    if (kind is TELL or kind is ASK) and (correlation_id == 0 and 0 < len(target) <= MAX_TARGET):
         return _new_tuple(Envelope, (kind, message_id, 0, sender, target, body, version))
-    if kind is Kind.REPLY and 0 < correlation_id <= MAX_ID and not target:
+    if kind is REPLY and 0 < correlation_id <= MAX_ID and not target:
         return _new_tuple(Envelope, (kind, message_id, correlation_id, sender, "", body, version))
     return None
 

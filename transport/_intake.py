@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import zmq
 
 from transport._codec import Limits
-from transport._envelope import Envelope, Kind, decode_envelope
+from transport._envelope import BATCH, Envelope, decode_envelope
 from transport._errors import ProtocolError
 
 __all__ = ["Dropped", "batch_item", "oversized_batch", "read_payload"]
@@ -86,6 +86,6 @@ def batch_item(sender: str, index: int, item: bytes, limits: Limits) -> Envelope
             f"item {index} of a batch from {sender!r} claims sender {envelope.sender!r}",
             sender,
         )
-    if envelope.kind is Kind.BATCH:
+    if envelope.kind is BATCH:
         return Dropped("malformed", f"item {index} of a batch from {sender!r} is a batch", sender)
     return envelope

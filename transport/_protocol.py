@@ -30,8 +30,13 @@ import zmq
 from transport._client_gate import ClientGate
 from transport._dedup import DedupWindow
 from transport._envelope import (
+    ASK,
+    BATCH,
+    ERROR,
     PROBE_KINDS,
+    REPLY,
     ROLE_CLIENT,
+    TELL,
     Envelope,
     Kind,
     decode_envelope,
@@ -184,7 +189,7 @@ class NodeProtocol:
         if envelope.sender == self._name:
             self._from_own_name(envelope)
             return None
-        if envelope.kind is Kind.BATCH:
+        if envelope.kind is BATCH:
             return self._on_batch(envelope, len(data), parts[0])
         self._on_envelope(envelope)
         return None
@@ -212,9 +217,7 @@ class NodeProtocol:
             if isinstance(item, Dropped):
                 self._drop(item.reason, item.detail, item.peer)
             elif not (
-                item.kind is Kind.TELL
-                and status(sender) == "up"
-                and refuse_tell(sender, item.target)
+                item.kind is TELL and status(sender) == "up" and refuse_tell(sender, item.target)
             ):
                 self._route = route
                 self._on_envelope(item)
@@ -223,12 +226,12 @@ class NodeProtocol:
     def _on_envelope(self, envelope: Envelope) -> None:
         kind, sender = envelope.kind, envelope.sender
         if (
-            kind is Kind.TELL or kind is Kind.ASK or kind is Kind.REPLY or kind is Kind.ERROR
+            kind is TELL or kind is ASK or kind is REPLY or kind is ERROR
         ) and self._membership.status(sender) == "up":
             # The bulk of the traffic, from a live member: the same steps as below
             # without the checks that only other kinds or statuses need.
             self._apply(self.swim.heard(sender, self._now()))
-            if kind is Kind.TELL or kind is Kind.ASK:
+            if kind is TELL or kind is ASK:
                 self._on_message(envelope)
             else:
                 self._on_answer(envelope)
@@ -440,7 +443,7 @@ class NodeProtocol:
             complete_ask(entry.future, True, envelope.body)
 
     def _on_message(self, envelope: Envelope, reply_to: str | None = None) -> None:
-        if envelope.kind is Kind.TELL and self._inbox.refuse_tell(envelope.sender, envelope.target):
+        if envelope.kind is TELL and self._inbox.refuse_tell(envelope.sender, envelope.target):
             return  # to no actor: refused before it takes a place in the replay window
         if self._dedup.seen_before(envelope.sender, envelope.message_id):
             self._drop(
@@ -450,7 +453,7 @@ class NodeProtocol:
             )
             return
         reply: Reply | None = None
-        if envelope.kind is Kind.ASK:
+        if envelope.kind is ASK:
             reply = CallbackReply(
                 partial(self.answer, reply_to or envelope.sender, envelope.message_id)
             )
