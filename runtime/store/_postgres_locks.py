@@ -21,7 +21,9 @@ earlier ticket of a live waiter is queued; an acquire that would not wait, or
 a first try, takes it only when nobody is queued (no barging past waiters). A
 waiter renews its ticket every time it tries (``seen_until``, database time);
 one gone quiet for ``queue_ttl`` seconds (its host died) stops counting, so it
-delays the others at most that long. Waiters are woken by ``LISTEN``/``NOTIFY``
+delays the others at most that long; a quiet ticket is deleted after a minute,
+and a waiter that was only paused puts its ticket back, keeping its place, when
+it tries again. Waiters are woken by ``LISTEN``/``NOTIFY``
 on a channel of this schema (a release, a waiter leaving the queue), and poll
 at least every ``poll`` seconds anyway (a lease that simply runs out sends no
 notification; a lost listener connection must not strand anyone).
@@ -70,10 +72,10 @@ _FORGET_QUIET: Final = (  # waiters long gone (their tickets stopped counting lo
     "DELETE FROM store_lock_queue"
     " WHERE seen_until < extract(epoch from clock_timestamp())::float8 - 60"
 )
-_STILL_WAITING: Final = (
-    "UPDATE store_lock_queue"
-    " SET seen_until = extract(epoch from clock_timestamp())::float8 + %s"
-    " WHERE name = %s AND ticket = %s"
+_STILL_WAITING: Final = (  # puts the ticket back if it was forgotten (its waiter was paused)
+    "INSERT INTO store_lock_queue (name, ticket, seen_until)"
+    " VALUES (%s, %s, extract(epoch from clock_timestamp())::float8 + %s)"
+    " ON CONFLICT (name, ticket) DO UPDATE SET seen_until = EXCLUDED.seen_until"
 )
 _DEQUEUE: Final = "DELETE FROM store_lock_queue WHERE name = %s AND ticket = %s"
 _HOLDER: Final = (
@@ -121,7 +123,7 @@ class StoreLocks:
 
         def work(cur: Any) -> int | None:
             if ticket is not None:
-                cur.execute(_STILL_WAITING, (self.queue_ttl, name, ticket))
+                cur.execute(_STILL_WAITING, (name, ticket, self.queue_ttl))
             cur.execute(_ACQUIRE, (name, holder, lease, name, holder, name, ticket, ticket))
             row = cur.fetchone()
             return None if row is None else int(row[0])

@@ -194,6 +194,43 @@ def test_an_acquire_tried_again_after_its_commit_landed_takes_its_own_row_again(
             locks.close()
 
 
+def test_a_waiter_paused_past_the_queue_purge_keeps_its_place_when_it_tries_again(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    """A waiter paused for over a minute (SIGSTOP, a swapped-out host) finds its ticket
+    deleted as long gone; trying again puts it back, so a waiter that queued after it
+    still does not take the lock first."""
+    from runtime.store import StoreLocks
+
+    with PostgresStore(postgres_url, schema=postgres_schema) as store:
+        locks = StoreLocks(store)
+        try:
+            held = locks.try_acquire("gate", "holder", 30.0)
+            assert held is not None
+            paused = locks.enqueue("gate")
+
+            def make_it_long_quiet(cur: Any) -> None:
+                cur.execute(
+                    "UPDATE store_lock_queue"
+                    " SET seen_until = extract(epoch from clock_timestamp())::float8 - 61"
+                    " WHERE name = %s AND ticket = %s",
+                    ("gate", paused),
+                )
+
+            store.database.transaction("age a ticket", make_it_long_quiet)
+            later = locks.enqueue("gate")  # purges the long-quiet ticket
+            assert _queued(store, "gate") == 1
+            assert locks.try_acquire("gate", "paused", 30.0, ticket=paused) is None  # held
+            assert _queued(store, "gate") == 2  # its ticket is back
+            locks.release("gate", held)
+            assert locks.try_acquire("gate", "later", 30.0, ticket=later) is None
+            assert locks.try_acquire("gate", "paused", 30.0, ticket=paused) is not None
+            locks.dequeue("gate", paused)
+            locks.dequeue("gate", later)
+        finally:
+            locks.close()
+
+
 def _queued(store: PostgresStore, name: str) -> int:
     """Live waiters queued for lock ``name``."""
 
