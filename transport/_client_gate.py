@@ -39,6 +39,9 @@ class ClientGate:
         drop: ``(reason, detail)``: count and log a dropped frame.
         deliver: ``(envelope, reply_to)``: hand a tell or ask to the inbox, its
             answer going to ``reply_to`` (the session's key).
+        flush: send what the outbox holds now: the answers the I/O thread queued
+            (refusals) must reach a leaving client before its ``leave`` is acked
+            and its route goes.
     """
 
     def __init__(
@@ -51,6 +54,7 @@ class ClientGate:
         encode: Callable[[Kind, Any, int], bytes],
         drop: Callable[[str, str], None],
         deliver: Callable[[Envelope, str], None],
+        flush: Callable[[], None],
     ) -> None:
         self._name = name
         self._sessions = ClientSessions(
@@ -61,6 +65,7 @@ class ClientGate:
         self._encode = encode
         self._drop = drop
         self._deliver = deliver
+        self._flush = flush
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -116,6 +121,7 @@ class ClientGate:
         if kind is Kind.TELL or kind is Kind.ASK:
             self._deliver(envelope, session.key)
         elif kind is Kind.LEAVE:
+            self._flush()  # its asks refused this turn are answered before the ack
             self._links.send(session.key, self._encode(Kind.REPLY, None, envelope.message_id))
             self._sessions.close(session)
             self._links.unroute(session.key)

@@ -120,6 +120,7 @@ class NodeProtocol:
             encode=self._encode,
             drop=self._drop,
             deliver=self._on_message,
+            flush=outbox.flush,
         )
         self._route: zmq.Frame | bytes = b""  # routing id of the frame being handled
         now_value = now()
@@ -262,6 +263,8 @@ class NodeProtocol:
             self.handshakes.advertised(correlation_id)  # answers a repeated hello?
             self._hint(envelope.body, now)
         elif kind is Kind.LEAVE:
+            # The answers this turn gave it (refusals, queued) go before the ack and its link.
+            self._outbox.flush()
             self._links.send(sender, self._encode(Kind.REPLY, None, envelope.message_id))
             self._apply(self._membership.on_leave(sender, now))
         elif kind in (Kind.TELL, Kind.ASK):
@@ -498,6 +501,7 @@ class NodeProtocol:
                     self._links.open(node, transition.address, node)
             else:
                 if transition.new == "left":
+                    self._outbox.flush()  # this turn's answers to it (refusals) go out first
                     self._links.close(node)
                 reason = "left the cluster" if transition.new == "left" else "was declared down"
                 for entry in self._pending.take_node(node):

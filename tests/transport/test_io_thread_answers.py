@@ -1,0 +1,87 @@
+"""Answers the I/O thread gives itself (refusals: ``ActorNotFound``) reach their asker even
+when a frame handled in the same turn ends the conversation (a ``leave``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import zmq
+
+from tests.transport.conftest import RawDealer, RecordingHandler
+from transport import Transport
+from transport._envelope import (
+    ROLE_CLIENT,
+    ROLE_MEMBER,
+    Envelope,
+    Kind,
+    decode_envelope,
+    encode_batch,
+    encode_envelope,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class KnowsAbsent(RecordingHandler):
+    """No actor lives at ``nobody``: the transport refuses messages to it as it reads them."""
+
+    def absent(self, target: str) -> bool:
+        return target == "nobody"
+
+
+def _frame(kind: Kind, message_id: int, sender: str, target: str = "", body: Any = None) -> bytes:
+    return encode_envelope(Envelope(kind, message_id, 0, sender, target, body))
+
+
+def _answers(socket: zmq.Socket[Any], count: int) -> list[Envelope]:
+    """The next ``count`` envelopes ``socket`` receives (batches unpacked), 10 s at most."""
+    found: list[Envelope] = []
+    while len(found) < count and socket.poll(10_000):
+        parts = socket.recv_multipart()
+        envelope = decode_envelope(parts[-1])
+        items = envelope.body if envelope.kind is Kind.BATCH else [parts[-1]]
+        found.extend(decode_envelope(item) for item in items)
+    return found
+
+
+def test_a_clients_ask_refused_before_its_leave_is_answered(
+    make_transport: Callable[..., Transport], raw_dealer: RawDealer
+) -> None:
+    member = make_transport("m", KnowsAbsent("m"))
+    dealer = raw_dealer(str(member.address))
+    dealer.send(_frame(Kind.HELLO, 1, "c", body={"role": ROLE_CLIENT, "incarnation": 7}))
+    assert [a.kind for a in _answers(dealer, 1)] == [Kind.MEMBERS]
+    # an ask to no actor, then leave, handled in one turn (one batch)
+    ask, leave = _frame(Kind.ASK, 2, "c", "nobody", 1), _frame(Kind.LEAVE, 3, "c")
+    dealer.send(encode_batch(4, "c", [ask, leave]))
+    answers = _answers(dealer, 2)
+    assert [(a.kind, a.correlation_id) for a in answers] == [(Kind.ERROR, 2), (Kind.REPLY, 3)]
+    assert answers[0].body.type_name == "runtime.ActorNotFound"
+    assert member.stats().frames_dropped.get("no_route", 0) == 0
+
+
+def test_a_members_ask_refused_before_its_leave_is_answered(
+    make_transport: Callable[..., Transport], raw_dealer: RawDealer
+) -> None:
+    member = make_transport("m", KnowsAbsent("m"))
+    context: zmq.Context[Any] = zmq.Context()
+    router: zmq.Socket[Any] = context.socket(zmq.ROUTER)
+    try:
+        router.setsockopt(zmq.LINGER, 0)
+        router.bind("tcp://127.0.0.1:0")
+        address = router.getsockopt_string(zmq.LAST_ENDPOINT)
+        dealer = raw_dealer(str(member.address))
+        body = {"role": ROLE_MEMBER, "address": address, "incarnation": 7}
+        dealer.send(_frame(Kind.HELLO, 1, "p", body=body))
+        assert [a.kind for a in _answers(router, 1)] == [Kind.MEMBERS]
+        ask, leave = _frame(Kind.ASK, 2, "p", "nobody", 1), _frame(Kind.LEAVE, 3, "p")
+        dealer.send(encode_batch(4, "p", [ask, leave]))
+        answers = _answers(router, 2)
+        assert [(a.kind, a.correlation_id) for a in answers] == [(Kind.ERROR, 2), (Kind.REPLY, 3)]
+        assert answers[0].body.type_name == "runtime.ActorNotFound"
+        assert member.stats().frames_dropped.get("no_route", 0) == 0
+    finally:
+        router.close(linger=0)
+        context.term()
