@@ -32,6 +32,8 @@ from transport._envelope import (
     decode_envelope,
     encode_batch,
     encode_envelope,
+    envelope_from_fields,
+    tell_target,
 )
 
 MakeTransport = Callable[..., Transport]
@@ -255,3 +257,73 @@ def test_tells_refused_for_no_actor_leave_the_replay_window_alone(
     assert wait_until(lambda: a.stats().frames_dropped.get("unknown_actor") == 300)
     assert [message for _, _, message in handler.deliveries] == ["first", "last"]
     assert a.stats().frames_dropped["duplicate"] == 1
+
+
+WELL_FORMED = [PROTOCOL_VERSION, "tell", 7, 0, "ghost", "nobody", 1]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        WELL_FORMED,
+        [PROTOCOL_VERSION + 1, "tell", 7, 0, "ghost", "nobody", 1],
+        [PROTOCOL_VERSION, "ask", 7, 0, "ghost", "nobody", 1],
+        [PROTOCOL_VERSION, b"tell", 7, 0, "ghost", "nobody", 1],
+        [PROTOCOL_VERSION, "tell", 0, 0, "ghost", "nobody", 1],
+        [PROTOCOL_VERSION, "tell", True, 0, "ghost", "nobody", 1],
+        [PROTOCOL_VERSION, "tell", 7, 3, "ghost", "nobody", 1],
+        [PROTOCOL_VERSION, "tell", 7, False, "ghost", "nobody", 1],
+        [PROTOCOL_VERSION, "tell", 7, 0, "other", "nobody", 1],
+        [PROTOCOL_VERSION, "tell", 7, 0, "ghost", "", 1],
+        [PROTOCOL_VERSION, "tell", 7, 0, "ghost", b"nobody", 1],
+        [PROTOCOL_VERSION, "tell", 7, 0, "ghost", "x" * 1025, 1],
+        [PROTOCOL_VERSION, "tell", 7, 0, "ghost", "nobody"],
+    ],
+    ids=[
+        "valid",
+        "version",
+        "kind",
+        "kind_bytes",
+        "id_zero",
+        "id_bool",
+        "correlation",
+        "correlation_bool",
+        "sender",
+        "target_empty",
+        "target_bytes",
+        "target_long",
+        "six_fields",
+    ],
+)
+def test_a_tell_is_refused_unchecked_only_if_it_is_one_the_full_checks_accept(
+    fields: list[Any],
+) -> None:
+    """``tell_target`` lets a refusal skip building the Envelope; it must never pass
+    an item ``envelope_from_fields`` would refuse (that item is ``malformed``), and
+    whatever it does not pass still goes through the full checks."""
+    try:
+        envelope = envelope_from_fields(fields)
+    except ProtocolError:
+        envelope = None
+    target = tell_target(fields, "ghost")
+    if target is not None:
+        assert envelope is not None
+        assert (envelope.kind, envelope.sender, envelope.target) == (Kind.TELL, "ghost", target)
+    assert (target is not None) == (fields is WELL_FORMED)
+
+
+def test_a_malformed_tell_to_no_actor_in_a_batch_counts_as_malformed(
+    make_transport: MakeTransport, raw_dealer: RawDealer
+) -> None:
+    handler = KnowsAbsent("a")
+    a = make_transport("a", handler)
+    assert a.address is not None
+    dealer = raw_dealer(a.address)
+    dealer.send(hello("ghost"))
+    bad = msgpack.packb([PROTOCOL_VERSION, "tell", 0, 0, "ghost", "nobody", 1])  # id 0
+    good = encode_envelope(Envelope(Kind.TELL, 3, 0, "ghost", "nobody", 1))
+    dealer.send(encode_batch(2, "ghost", [bad, good, tell("ghost", 4, "last")]))
+    assert handler.wait_for(1)
+    assert wait_until(lambda: a.stats().frames_dropped.get("unknown_actor") == 1)
+    assert a.stats().frames_dropped["malformed"] == 1
+    assert [message for _, _, message in handler.deliveries] == ["last"]
