@@ -13,6 +13,7 @@ from typing import Any
 
 import msgpack
 import pytest
+import zmq
 from conftest import LOOPBACK, LogWatcher, RawDealer, RecordingHandler
 
 from tests.support import wait_until
@@ -55,6 +56,18 @@ def hello(sender: str, message_id: int = 1) -> bytes:
             {"role": "member", "address": "tcp://127.0.0.1:9", "incarnation": 1},
         )
     )
+
+
+def ghost_member(
+    make_transport: MakeTransport, raw_dealer: RawDealer, handler: RecordingHandler, **options: Any
+) -> tuple[Transport, zmq.Socket[Any]]:
+    """Transport ``a`` delivering to ``handler``, and a raw DEALER that said hello to it as
+    the member ``ghost``."""
+    a = make_transport("a", handler, **options)
+    assert a.address is not None
+    dealer = raw_dealer(a.address)
+    dealer.send(hello("ghost"))
+    return a, dealer
 
 
 def raw_batch(sender: str, body: Any, target: str = "") -> bytes:
@@ -144,10 +157,7 @@ def test_bad_items_of_a_batch_are_dropped_and_the_valid_ones_delivered(
     make_transport: MakeTransport, raw_dealer: RawDealer, log_watcher: LogWatcher
 ) -> None:
     handler = RecordingHandler("a")
-    a = make_transport("a", handler)
-    assert a.address is not None
-    dealer = raw_dealer(a.address)
-    dealer.send(hello("ghost"))
+    a, dealer = ghost_member(make_transport, raw_dealer, handler)
     items = [
         tell("ghost", 2, "first"),
         b"\xc1 not msgpack",
@@ -184,10 +194,7 @@ def test_an_oversized_or_malformed_batch_is_dropped_whole_and_the_node_serves_on
     make_transport: MakeTransport, raw_dealer: RawDealer, log_watcher: LogWatcher
 ) -> None:
     handler = RecordingHandler("a")
-    a = make_transport("a", handler)
-    assert a.address is not None
-    dealer = raw_dealer(a.address)
-    dealer.send(hello("ghost"))
+    a, dealer = ghost_member(make_transport, raw_dealer, handler)
     dealer.send(raw_batch("ghost", [tell("ghost", 10 + i, i) for i in range(MAX_BATCH + 1)]))
     dealer.send(raw_batch("ghost", [tell("ghost", 5000, "x"), "a str, not bin"]))
     dealer.send(encode_batch(3, "ghost", [tell("ghost", 6000, "after")]))
@@ -238,10 +245,9 @@ def test_tells_refused_for_no_actor_leave_the_replay_window_alone(
     """A peer flooding an unknown actor (in batches or frame by frame) must not make the
     node forget the messages it saw: a replay sent after the flood is still dropped."""
     handler = KnowsAbsent("a")
-    a = make_transport("a", handler, settings=TransportSettings(dedup_window=100))
-    assert a.address is not None
-    dealer = raw_dealer(a.address)
-    dealer.send(hello("ghost"))
+    a, dealer = ghost_member(
+        make_transport, raw_dealer, handler, settings=TransportSettings(dedup_window=100)
+    )
     dealer.send(tell("ghost", 2, "first"))
     assert handler.wait_for(1)
 
@@ -316,10 +322,7 @@ def test_a_malformed_tell_to_no_actor_in_a_batch_counts_as_malformed(
     make_transport: MakeTransport, raw_dealer: RawDealer
 ) -> None:
     handler = KnowsAbsent("a")
-    a = make_transport("a", handler)
-    assert a.address is not None
-    dealer = raw_dealer(a.address)
-    dealer.send(hello("ghost"))
+    a, dealer = ghost_member(make_transport, raw_dealer, handler)
     bad = msgpack.packb([PROTOCOL_VERSION, "tell", 0, 0, "ghost", "nobody", 1])  # id 0
     good = encode_envelope(Envelope(Kind.TELL, 3, 0, "ghost", "nobody", 1))
     dealer.send(encode_batch(2, "ghost", [bad, good, tell("ghost", 4, "last")]))
