@@ -3,11 +3,15 @@
 Three processes over tcp loopback: the node (``python -m bench._isolation
 node``: an ``Echo`` actor named ``echo``), a noisy peer (``python -m
 bench._isolation flood ADDRESS``: on ``start`` it tells ``node/nobody``, an
-actor that does not exist, as fast as its outbox takes them, until ``stop``)
-and this process, a legitimate member asking ``echo``.
+actor that does not exist, as fast as its outbox takes them, until ``stop``;
+on ``burst N``, N such tells) and this process, a legitimate member asking
+``echo``.
 
 - legitimate ask round trip p99 (one outstanding) while the noisy peer
   floods, beside the same p99 with no flood, interleaved (target <= 5x);
+- the node's CPU time per tell refused (an unknown actor) in a burst, beside
+  the noisy peer's CPU time per tell sent (target <= 1x: a flood costs its
+  sender more than the node it floods);
 - the node's CPU time per refused ask (``ActorNotFound``: an unknown actor),
   beside its CPU time per successful ask, both with 100 asks outstanding,
   read from ``/proc/<pid>/stat`` of the node process.
@@ -77,24 +81,33 @@ def _flood_main(address: str) -> int:
                 if n == 2000:
                     print("flooding", flush=True)
 
+        def drained() -> None:
+            """Answered behind every tell of ours the node still holds: then it is idle
+            (refused Overloaded while our queue there is still full: ask again)."""
+            while True:
+                try:
+                    nobody.ask("drained?", timeout=_TIMEOUT)
+                except ActorNotFound:
+                    return
+                except Overloaded:
+                    time.sleep(0.05)  # our queue there is full: give it time to drain
+
         thread = threading.Thread(target=flood, daemon=True)
         thread.start()
         print("ready", flush=True)
         for line in sys.stdin:
-            if line.strip() == "start":
+            if line.startswith("burst "):  # this many tells at once, then wait until handled
+                count = int(line.split()[1])
+                for n in range(count):
+                    nobody.tell({"n": n})  # an OutboxFull here ends the bench: it must not
+                drained()
+                print(f"sent {count}", flush=True)
+            elif line.strip() == "start":
                 starts[0] += 1
                 flooding.set()
             elif line.strip() == "stop":
                 flooding.clear()
-                # answered behind every tell of ours the node still holds: then it is idle
-                # (refused Overloaded while our queue there is still full: ask again)
-                while True:
-                    try:
-                        nobody.ask("drained?", timeout=_TIMEOUT)
-                    except ActorNotFound:
-                        break
-                    except Overloaded:
-                        time.sleep(0.05)  # our queue there is full: give it time to drain
+                drained()
                 print("idle", flush=True)
         stop.set()
         thread.join(5)
@@ -175,6 +188,17 @@ def _cpu_per_ask_us(system: ActorSystem, node: _Process, path: str, asks: int) -
     return (node.cpu_seconds() - before) / sent * 1e6
 
 
+def _cpu_per_tell_us(node: _Process, noisy: _Process, tells: int) -> tuple[float, float]:
+    """CPU time per tell of the node refusing a burst of ``tells`` to no actor, and of
+    the noisy peer sending them (both processes, all threads, until the node drained)."""
+    node_before, noisy_before = node.cpu_seconds(), noisy.cpu_seconds()
+    noisy.send(f"burst {tells}")
+    noisy.read_line("sent ", timeout=_TIMEOUT * 5)
+    node_spent = node.cpu_seconds() - node_before
+    noisy_spent = noisy.cpu_seconds() - noisy_before
+    return node_spent / tells * 1e6, noisy_spent / tells * 1e6
+
+
 def run(config: Config) -> list[Row]:
     asks = config.size(1000, 100)
     costed = config.size(20_000, 1000)
@@ -195,6 +219,8 @@ def run(config: Config) -> list[Row]:
                     ("flood", lambda: _p99_under_flood(system, flood, asks)),
                 ],
             )
+            burst = config.size(200_000, 20_000)
+            costs = [_cpu_per_tell_us(node, flood, burst) for _ in range(config.repeats)]
             refused, answered = interleaved(
                 config.repeats,
                 [
@@ -214,6 +240,15 @@ def run(config: Config) -> list[Row]:
             Series("p99 under the flood", flooded.samples),
             (Series("p99 with no flood", quiet.samples),),
             Target("ratio", "<=", 5.0),
+        ),
+        Row(
+            "isolation",
+            f"node CPU per tell refused (unknown actor), a peer's burst of {burst} tells",
+            "us",
+            Series("node, refusing", tuple(node_us for node_us, _ in costs)),
+            (Series("the peer, sending", tuple(sender_us for _, sender_us in costs)),),
+            Target("ratio", "<=", 1.0),
+            note="both processes' CPU from /proc; a flood must cost its sender more than the node",
         ),
         Row(
             "isolation",

@@ -82,6 +82,8 @@ __all__ = [
     "decode_envelope",
     "encode_batch",
     "encode_envelope",
+    "envelope_from_fields",
+    "tell_target",
     "validate_node_name",
 ]
 
@@ -204,7 +206,15 @@ def decode_envelope(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Envelope:
         ProtocolError: the frame is not valid msgpack within ``limits``, or a field
             has the wrong type or value (the message names the field).
     """
-    fields = unpack(data, limits)
+    return envelope_from_fields(unpack(data, limits))
+
+
+def envelope_from_fields(fields: Any) -> Envelope:
+    """Validate a frame already decoded (``unpack``) as an envelope.
+
+    Raises:
+        ProtocolError: a field has the wrong type or value (the message names it).
+    """
     envelope = _common_envelope(fields)
     if envelope is not None:
         return envelope
@@ -238,6 +248,32 @@ def decode_envelope(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Envelope:
         raise ProtocolError(f"envelope correlation_id must be set for kind {kind.value!r}")
     _check_body(kind, body)
     return Envelope(kind, message_id, correlation_id, sender, target, body, version)
+
+
+def tell_target(fields: Any, sender: str) -> str | None:
+    """The target of ``fields`` (a decoded frame) if they are a well-formed ``tell`` from
+    ``sender``, a node name already validated, else None: the checks
+    ``envelope_from_fields`` makes of a tell, without building the ``Envelope`` (a
+    tell refused at once needs none)."""
+    if type(fields) is not list or len(fields) != 7:
+        return None
+    version, kind_text, message_id, correlation_id, claimed, target, _body = fields
+    if (
+        kind_text == "tell"
+        and type(kind_text) is str
+        and claimed == sender
+        and type(claimed) is str
+        and type(target) is str
+        and 0 < len(target) <= MAX_TARGET
+        and type(correlation_id) is int
+        and correlation_id == 0
+        and type(message_id) is int
+        and 0 < message_id <= MAX_ID
+        and type(version) is int
+        and version == PROTOCOL_VERSION
+    ):
+        return target
+    return None
 
 
 def _common_envelope(fields: Any) -> Envelope | None:

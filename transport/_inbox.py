@@ -160,13 +160,13 @@ class Inbox:
 
     def _refusable(self, sender: str, target: str) -> bool:
         """(I/O thread) Whether a message to ``target`` may be refused here and now."""
-        return (
-            self._absent is not None
-            and not target.startswith(_SYSTEM_PREFIX)
-            and not self._system_queued.get(sender)
-            and not self._system_queued.get(self._name)  # this node's own jobs
-            and self._absent(target)
-        )
+        absent = self._absent
+        if absent is None or target.startswith(_SYSTEM_PREFIX):
+            return False
+        queued = self._system_queued  # (empty but while a spawn may be on its way)
+        if queued and (queued.get(sender) or queued.get(self._name)):  # or this node's own
+            return False
+        return absent(target)
 
     def _not_found(self, target: str) -> str:
         return f"no actor at {self._name}/{target}"

@@ -11,14 +11,15 @@ and logs; the other items of a batch are still handled.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import zmq
 
-from transport._codec import Limits
-from transport._envelope import BATCH, Envelope, decode_envelope
+from transport._codec import Limits, unpack
+from transport._envelope import BATCH, Envelope, envelope_from_fields
 from transport._errors import ProtocolError
 
-__all__ = ["Dropped", "batch_item", "oversized_batch", "read_payload"]
+__all__ = ["Dropped", "batch_item", "batch_item_fields", "oversized_batch", "read_payload"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,12 +73,22 @@ def oversized_batch(batch: Envelope, size: int, limits: Limits) -> Dropped | Non
     )
 
 
-def batch_item(sender: str, index: int, item: bytes, limits: Limits) -> Envelope | Dropped:
-    """Item ``index`` of a batch from ``sender``, decoded on its own, or why it is dropped.
+def batch_item_fields(sender: str, index: int, item: bytes, limits: Limits) -> Any:
+    """Item ``index`` of a batch from ``sender``, decoded on its own (``unpack``: not yet
+    checked as an envelope), or a ``Dropped`` if it is not msgpack within ``limits``.
 
     Items are decoded one by one, so a caller may handle one per turn."""
     try:
-        envelope = decode_envelope(item, limits)
+        return unpack(item, limits)
+    except ProtocolError as exc:
+        return Dropped("malformed", f"item {index} of a batch from {sender!r}: {exc}", sender)
+
+
+def batch_item(sender: str, index: int, fields: Any) -> Envelope | Dropped:
+    """Item ``index`` of a batch from ``sender``, from its decoded ``fields``: the
+    envelope, or why it is dropped."""
+    try:
+        envelope = envelope_from_fields(fields)
     except ProtocolError as exc:
         return Dropped("malformed", f"item {index} of a batch from {sender!r}: {exc}", sender)
     if envelope.sender != sender:

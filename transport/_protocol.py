@@ -41,11 +41,18 @@ from transport._envelope import (
     Kind,
     decode_envelope,
     encode_envelope,
+    tell_target,
 )
 from transport._errors import AskTimeout, NodeDown, ProtocolError, RemoteError
 from transport._handshake import Handshakes
 from transport._inbox import Inbox
-from transport._intake import Dropped, batch_item, oversized_batch, read_payload
+from transport._intake import (
+    Dropped,
+    batch_item,
+    batch_item_fields,
+    oversized_batch,
+    read_payload,
+)
 from transport._membership import MemberEvent, NameTaken, Transition
 from transport._outbox import Outbox
 from transport._parts import NodeParts
@@ -214,12 +221,19 @@ class NodeProtocol:
         if status(sender) == "up":
             self._apply(self.swim.heard(sender, self._now()))  # for its refused tells too
         for index, data in enumerate(batch.body):
-            item = batch_item(sender, index, data, limits)
+            fields = batch_item_fields(sender, index, data, limits)
+            if isinstance(fields, Dropped):
+                self._drop(fields.reason, fields.detail, fields.peer)
+                yield
+                continue
+            target = tell_target(fields, sender)
+            if target is not None and status(sender) == "up" and refuse_tell(sender, target):
+                yield
+                continue
+            item = batch_item(sender, index, fields)
             if isinstance(item, Dropped):
                 self._drop(item.reason, item.detail, item.peer)
-            elif not (
-                item.kind is TELL and status(sender) == "up" and refuse_tell(sender, item.target)
-            ):
+            else:
                 self._route = route
                 self._on_envelope(item)
             yield

@@ -13,6 +13,7 @@ from typing import Any
 
 import msgpack
 import pytest
+import zmq
 from conftest import LOOPBACK, LogWatcher, RawDealer, RecordingHandler
 
 from tests.support import wait_until
@@ -32,6 +33,8 @@ from transport._envelope import (
     decode_envelope,
     encode_batch,
     encode_envelope,
+    envelope_from_fields,
+    tell_target,
 )
 
 MakeTransport = Callable[..., Transport]
@@ -53,6 +56,18 @@ def hello(sender: str, message_id: int = 1) -> bytes:
             {"role": "member", "address": "tcp://127.0.0.1:9", "incarnation": 1},
         )
     )
+
+
+def ghost_member(
+    make_transport: MakeTransport, raw_dealer: RawDealer, handler: RecordingHandler, **options: Any
+) -> tuple[Transport, zmq.Socket[Any]]:
+    """Transport ``a`` delivering to ``handler``, and a raw DEALER that said hello to it as
+    the member ``ghost``."""
+    a = make_transport("a", handler, **options)
+    assert a.address is not None
+    dealer = raw_dealer(a.address)
+    dealer.send(hello("ghost"))
+    return a, dealer
 
 
 def raw_batch(sender: str, body: Any, target: str = "") -> bytes:
@@ -142,10 +157,7 @@ def test_bad_items_of_a_batch_are_dropped_and_the_valid_ones_delivered(
     make_transport: MakeTransport, raw_dealer: RawDealer, log_watcher: LogWatcher
 ) -> None:
     handler = RecordingHandler("a")
-    a = make_transport("a", handler)
-    assert a.address is not None
-    dealer = raw_dealer(a.address)
-    dealer.send(hello("ghost"))
+    a, dealer = ghost_member(make_transport, raw_dealer, handler)
     items = [
         tell("ghost", 2, "first"),
         b"\xc1 not msgpack",
@@ -182,10 +194,7 @@ def test_an_oversized_or_malformed_batch_is_dropped_whole_and_the_node_serves_on
     make_transport: MakeTransport, raw_dealer: RawDealer, log_watcher: LogWatcher
 ) -> None:
     handler = RecordingHandler("a")
-    a = make_transport("a", handler)
-    assert a.address is not None
-    dealer = raw_dealer(a.address)
-    dealer.send(hello("ghost"))
+    a, dealer = ghost_member(make_transport, raw_dealer, handler)
     dealer.send(raw_batch("ghost", [tell("ghost", 10 + i, i) for i in range(MAX_BATCH + 1)]))
     dealer.send(raw_batch("ghost", [tell("ghost", 5000, "x"), "a str, not bin"]))
     dealer.send(encode_batch(3, "ghost", [tell("ghost", 6000, "after")]))
@@ -236,10 +245,9 @@ def test_tells_refused_for_no_actor_leave_the_replay_window_alone(
     """A peer flooding an unknown actor (in batches or frame by frame) must not make the
     node forget the messages it saw: a replay sent after the flood is still dropped."""
     handler = KnowsAbsent("a")
-    a = make_transport("a", handler, settings=TransportSettings(dedup_window=100))
-    assert a.address is not None
-    dealer = raw_dealer(a.address)
-    dealer.send(hello("ghost"))
+    a, dealer = ghost_member(
+        make_transport, raw_dealer, handler, settings=TransportSettings(dedup_window=100)
+    )
     dealer.send(tell("ghost", 2, "first"))
     assert handler.wait_for(1)
 
@@ -255,3 +263,70 @@ def test_tells_refused_for_no_actor_leave_the_replay_window_alone(
     assert wait_until(lambda: a.stats().frames_dropped.get("unknown_actor") == 300)
     assert [message for _, _, message in handler.deliveries] == ["first", "last"]
     assert a.stats().frames_dropped["duplicate"] == 1
+
+
+WELL_FORMED = [PROTOCOL_VERSION, "tell", 7, 0, "ghost", "nobody", 1]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        WELL_FORMED,
+        [PROTOCOL_VERSION + 1, "tell", 7, 0, "ghost", "nobody", 1],
+        [PROTOCOL_VERSION, "ask", 7, 0, "ghost", "nobody", 1],
+        [PROTOCOL_VERSION, b"tell", 7, 0, "ghost", "nobody", 1],
+        [PROTOCOL_VERSION, "tell", 0, 0, "ghost", "nobody", 1],
+        [PROTOCOL_VERSION, "tell", True, 0, "ghost", "nobody", 1],
+        [PROTOCOL_VERSION, "tell", 7, 3, "ghost", "nobody", 1],
+        [PROTOCOL_VERSION, "tell", 7, False, "ghost", "nobody", 1],
+        [PROTOCOL_VERSION, "tell", 7, 0, "other", "nobody", 1],
+        [PROTOCOL_VERSION, "tell", 7, 0, "ghost", "", 1],
+        [PROTOCOL_VERSION, "tell", 7, 0, "ghost", b"nobody", 1],
+        [PROTOCOL_VERSION, "tell", 7, 0, "ghost", "x" * 1025, 1],
+        [PROTOCOL_VERSION, "tell", 7, 0, "ghost", "nobody"],
+    ],
+    ids=[
+        "valid",
+        "version",
+        "kind",
+        "kind_bytes",
+        "id_zero",
+        "id_bool",
+        "correlation",
+        "correlation_bool",
+        "sender",
+        "target_empty",
+        "target_bytes",
+        "target_long",
+        "six_fields",
+    ],
+)
+def test_a_tell_is_refused_unchecked_only_if_it_is_one_the_full_checks_accept(
+    fields: list[Any],
+) -> None:
+    """``tell_target`` lets a refusal skip building the Envelope; it must never pass
+    an item ``envelope_from_fields`` would refuse (that item is ``malformed``), and
+    whatever it does not pass still goes through the full checks."""
+    try:
+        envelope = envelope_from_fields(fields)
+    except ProtocolError:
+        envelope = None
+    target = tell_target(fields, "ghost")
+    if target is not None:
+        assert envelope is not None
+        assert (envelope.kind, envelope.sender, envelope.target) == (Kind.TELL, "ghost", target)
+    assert (target is not None) == (fields is WELL_FORMED)
+
+
+def test_a_malformed_tell_to_no_actor_in_a_batch_counts_as_malformed(
+    make_transport: MakeTransport, raw_dealer: RawDealer
+) -> None:
+    handler = KnowsAbsent("a")
+    a, dealer = ghost_member(make_transport, raw_dealer, handler)
+    bad = msgpack.packb([PROTOCOL_VERSION, "tell", 0, 0, "ghost", "nobody", 1])  # id 0
+    good = encode_envelope(Envelope(Kind.TELL, 3, 0, "ghost", "nobody", 1))
+    dealer.send(encode_batch(2, "ghost", [bad, good, tell("ghost", 4, "last")]))
+    assert handler.wait_for(1)
+    assert wait_until(lambda: a.stats().frames_dropped.get("unknown_actor") == 1)
+    assert a.stats().frames_dropped["malformed"] == 1
+    assert [message for _, _, message in handler.deliveries] == ["last"]
