@@ -64,6 +64,13 @@ class RecordingHandler:
             return self._condition.wait_for(lambda: len(self.deliveries) >= count, timeout)
 
 
+class KnowsAbsent(RecordingHandler):
+    """No actor lives at ``nobody``: the transport refuses messages to it as it reads them."""
+
+    def absent(self, target: str) -> bool:
+        return target == "nobody"
+
+
 @dataclass
 class EventLog:
     """Collects MemberEvents from ``Transport.subscribe``; ``wait_for`` has a deadline."""

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import zmq
 
-from tests.transport.conftest import RawDealer, RecordingHandler
+from tests.transport.conftest import KnowsAbsent, RawDealer
 from transport import Transport
 from transport._envelope import (
     PROBE_KINDS,
@@ -23,13 +23,6 @@ from transport._envelope import (
 )
 
 pytestmark = pytest.mark.timeout(60)
-
-
-class KnowsAbsent(RecordingHandler):
-    """No actor lives at ``nobody``: the transport refuses messages to it as it reads them."""
-
-    def absent(self, target: str) -> bool:
-        return target == "nobody"
 
 
 def _frame(kind: Kind, message_id: int, sender: str, target: str = "", body: Any = None) -> bytes:

@@ -14,7 +14,7 @@ from typing import Any
 import msgpack
 import pytest
 import zmq
-from conftest import LOOPBACK, LogWatcher, RawDealer, RecordingHandler
+from conftest import LOOPBACK, KnowsAbsent, LogWatcher, RawDealer, RecordingHandler
 
 from tests.support import wait_until
 from transport import (
@@ -230,13 +230,6 @@ def test_an_authenticated_node_cannot_send_a_batch_as_another_sender(
     assert log_watcher.wait_for("of a batch from 'insider' claims sender 'test'")
     assert handler.deliveries == [("insider", "sink", "ok")]
     assert victim.stats().frames_dropped["sender_mismatch"] == 2
-
-
-class KnowsAbsent(RecordingHandler):
-    """Says which paths have no actor, so the transport refuses tells to them as it reads."""
-
-    def absent(self, target: str) -> bool:
-        return target == "nobody"
 
 
 def test_tells_refused_for_no_actor_leave_the_replay_window_alone(
