@@ -11,7 +11,9 @@ Lifeguard timeout), ``_piggyback`` (membership updates riding on probes),
 ``_simulation`` (the same protocol on a virtual clock and an in-process
 fabric), ``_membership`` (member table), ``_security`` (CURVE keys, ZAP,
 loopback rule), ``_sockets`` (socket options, peer DEALERs), ``_protocol``
-(what the I/O thread does per frame and tick), ``_outbox`` (outgoing frames:
+(what the I/O thread does per frame and tick), ``_intake`` (a frame's and a
+batch item's checks before the protocol), ``_messages`` (tells, asks and
+answers: replay window, inbox hand-off, answers back), ``_outbox`` (outgoing frames:
 batching, wake-up, back-pressure), ``_io`` (the I/O thread, owner of the
 sockets), ``_inbox`` (incoming tells and asks to the handler), ``_subscribers``
 (member-event callbacks), ``_reply`` (handler protocols, pending asks and their

@@ -2,18 +2,19 @@
 
 ``NodeProtocol`` holds the thread-side state of a Transport apart from the
 sockets themselves: it decodes frames checked by ``_intake`` (the envelope
-sender must equal the CURVE User-Id of the connection), drops replays, answers
+sender must equal the CURVE User-Id of the connection), hands tells, asks and
+their answers to ``_messages`` (which drops replays), answers
 hellos with the member list (or refuses a hello naming a live member from
 another incarnation), keeps client sessions (``_clients``: hellos with the
 client role, answered over the ROUTER), probes gossiped members (gossip is only a hint: see
 ``_handshake``), applies membership transitions (open or close the peer's
-DEALER, fail asks waiting on a node that went down, notify subscribers), hands
-tells and asks to the ``Inbox``, runs the SWIM failure detector (``_swim``)
-over the peers' DEALERs, expires asks, forgets departed members, retries joins.
+DEALER, fail asks waiting on a node that went down, notify subscribers), runs
+the SWIM failure detector (``_swim``) over the peers' DEALERs, expires asks,
+forgets departed members, retries joins.
 
-Thread: every method runs on the I/O thread, except ``answer`` (any thread,
-it goes through the ``Outbox``); API threads register joins and re-adverts with
-``handshakes`` (a lock guards the waiters). Nothing here blocks or runs user code.
+Thread: every method runs on the I/O thread; API threads register joins and
+re-adverts with ``handshakes`` (a lock guards the waiters). Nothing here blocks
+or runs user code.
 """
 
 from __future__ import annotations
@@ -22,13 +23,11 @@ import logging
 import random
 import threading
 from collections.abc import Iterator
-from functools import partial
 from typing import Any
 
 import zmq
 
 from transport._client_gate import ClientGate
-from transport._dedup import DedupWindow
 from transport._envelope import (
     ASK,
     BATCH,
@@ -54,10 +53,11 @@ from transport._intake import (
     read_payload,
 )
 from transport._membership import MemberEvent, NameTaken, Transition
+from transport._messages import Messages
 from transport._outbox import Outbox
 from transport._parts import NodeParts
 from transport._ratelog import RateLimitedLog
-from transport._reply import CallbackReply, Reply, complete_ask, error_from_wire, error_to_wire
+from transport._reply import complete_ask
 from transport._security import check_endpoint
 from transport._sockets import PeerLinks
 from transport._subscribers import Subscribers
@@ -99,14 +99,21 @@ class NodeProtocol:
         self._links = links
         self._outbox = outbox
         self._inbox = inbox
-        self._answered = 0  # answers that completed an ask (woke its asker)
         self._subscribers = subscribers
         self.bound_address: str | None = None
         self.left = threading.Event()  # set once this node left: no more probes or gossip
         # set when it starts leaving: the members that let it go drop its probes, so
         # probing them while it waits for the others' answers would take them for dead
         self.leaving = threading.Event()
-        self._dedup = DedupWindow(settings.dedup_window)
+        self._messages = Messages(
+            node.name,
+            settings,
+            inbox=inbox,
+            outbox=outbox,
+            pending=node.pending,
+            encode=self._encode,
+            drop=self._drop,
+        )
         self._incarnation = node.membership.self_incarnation
         self._capabilities = node.capabilities
         self.handshakes = Handshakes(
@@ -126,7 +133,7 @@ class NodeProtocol:
             links,
             encode=self._encode,
             drop=self._drop,
-            deliver=self._on_message,
+            deliver=self._messages.receive,
             flush=outbox.flush,
         )
         self._route: zmq.Frame | bytes = b""  # routing id of the frame being handled
@@ -144,7 +151,7 @@ class NodeProtocol:
     def handoffs(self) -> int:
         """(I/O thread) Messages handed to other threads and asks answered so far: a
         turn that changed it woke a thread that now waits for the GIL."""
-        return self._inbox.handoffs + self._answered
+        return self._inbox.handoffs + self._messages.answered
 
     def tick(self, now: float) -> None:
         """Each turn: count the tells refused; if a check is due, the periodic work (ask
@@ -247,9 +254,9 @@ class NodeProtocol:
             # without the checks that only other kinds or statuses need.
             self._apply(self.swim.heard(sender, self._now()))
             if kind is TELL or kind is ASK:
-                self._on_message(envelope)
+                self._messages.receive(envelope)
             else:
-                self._on_answer(envelope)
+                self._messages.on_answer(envelope)
             return
         now = self._now()
         if kind is Kind.HELLO:
@@ -272,7 +279,7 @@ class NodeProtocol:
             return
         self._apply(self.swim.heard(sender, now))
         if is_answer:
-            self._on_answer(envelope)
+            self._messages.on_answer(envelope)
         elif kind is Kind.MEMBERS:
             self.handshakes.advertised(correlation_id)  # answers a repeated hello?
             self._hint(envelope.body, now)
@@ -282,7 +289,7 @@ class NodeProtocol:
             self._links.send(sender, self._encode(Kind.REPLY, None, envelope.message_id))
             self._apply(self._membership.on_leave(sender, now))
         elif kind in (Kind.TELL, Kind.ASK):
-            self._on_message(envelope)
+            self._messages.receive(envelope)
 
     def _on_probe(self, envelope: Envelope, now: float) -> None:
         """``ping``, ``ping_req`` or ``ack`` from a member: the failure detector's (a
@@ -443,51 +450,6 @@ class NodeProtocol:
 
     def _is_member(self, name: str) -> bool:
         return self._membership.status(name) is not None
-
-    def _on_answer(self, envelope: Envelope) -> None:
-        entry = self._pending.resolve(envelope.correlation_id, envelope.sender)
-        if entry is None:
-            self._drop(
-                "unexpected_reply",
-                f"answer from {envelope.sender!r} to no pending ask",
-                envelope.sender,
-            )
-            return
-        self._answered += 1
-        if envelope.kind is Kind.ERROR:
-            complete_ask(entry.future, False, error_from_wire(envelope.body))
-        else:
-            complete_ask(entry.future, True, envelope.body)
-
-    def _on_message(self, envelope: Envelope, reply_to: str | None = None) -> None:
-        if envelope.kind is TELL and self._inbox.refuse_tell(envelope.sender, envelope.target):
-            return  # to no actor: refused before it takes a place in the replay window
-        if self._dedup.seen_before(envelope.sender, envelope.message_id):
-            self._drop(
-                "duplicate",
-                f"replayed message {envelope.message_id} from {envelope.sender!r}",
-                envelope.sender,
-            )
-            return
-        reply: Reply | None = None
-        if envelope.kind is ASK:
-            reply = CallbackReply(
-                partial(self.answer, reply_to or envelope.sender, envelope.message_id)
-            )
-        # refused (its sender has too many waiting): answered Overloaded, counted there
-        self._inbox.receive(envelope.sender, envelope.target, envelope.body, reply)
-
-    def answer(self, node: str, correlation_id: int, ok: bool, value: Any) -> None:
-        """Send the answer to ask ``correlation_id`` back to ``node`` (any thread)."""
-        try:
-            if ok:
-                frame = self._encode(Kind.REPLY, value, correlation_id)
-            else:
-                frame = self._encode(Kind.ERROR, error_to_wire(value, self._name), correlation_id)
-        except ProtocolError as exc:
-            log.warning("answer to %s cannot be encoded: %s", node, exc)
-            frame = self._encode(Kind.ERROR, error_to_wire(exc, self._name), correlation_id)
-        self._outbox.post(node, frame)
 
     # -- membership and joins ----------------------------------------------------
 

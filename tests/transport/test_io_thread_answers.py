@@ -45,6 +45,19 @@ def _answers(socket: zmq.Socket[Any], count: int) -> list[Envelope]:
     return found
 
 
+def _ask_nobody_then_leave(
+    member: Transport, dealer: zmq.Socket[Any], sender: str, answered_on: zmq.Socket[Any]
+) -> None:
+    """``sender`` asks an actor that is not there, then leaves, in one batch (one turn):
+    the refusal must reach it on ``answered_on`` before the leave's reply."""
+    ask, leave = _frame(Kind.ASK, 2, sender, "nobody", 1), _frame(Kind.LEAVE, 3, sender)
+    dealer.send(encode_batch(4, sender, [ask, leave]))
+    answers = _answers(answered_on, 2)
+    assert [(a.kind, a.correlation_id) for a in answers] == [(Kind.ERROR, 2), (Kind.REPLY, 3)]
+    assert answers[0].body.type_name == "runtime.ActorNotFound"
+    assert member.stats().frames_dropped.get("no_route", 0) == 0
+
+
 def test_a_clients_ask_refused_before_its_leave_is_answered(
     make_transport: Callable[..., Transport], raw_dealer: RawDealer
 ) -> None:
@@ -52,13 +65,7 @@ def test_a_clients_ask_refused_before_its_leave_is_answered(
     dealer = raw_dealer(str(member.address))
     dealer.send(_frame(Kind.HELLO, 1, "c", body={"role": ROLE_CLIENT, "incarnation": 7}))
     assert [a.kind for a in _answers(dealer, 1)] == [Kind.MEMBERS]
-    # an ask to no actor, then leave, handled in one turn (one batch)
-    ask, leave = _frame(Kind.ASK, 2, "c", "nobody", 1), _frame(Kind.LEAVE, 3, "c")
-    dealer.send(encode_batch(4, "c", [ask, leave]))
-    answers = _answers(dealer, 2)
-    assert [(a.kind, a.correlation_id) for a in answers] == [(Kind.ERROR, 2), (Kind.REPLY, 3)]
-    assert answers[0].body.type_name == "runtime.ActorNotFound"
-    assert member.stats().frames_dropped.get("no_route", 0) == 0
+    _ask_nobody_then_leave(member, dealer, "c", dealer)
 
 
 def test_a_members_ask_refused_before_its_leave_is_answered(
@@ -75,12 +82,7 @@ def test_a_members_ask_refused_before_its_leave_is_answered(
         body = {"role": ROLE_MEMBER, "address": address, "incarnation": 7}
         dealer.send(_frame(Kind.HELLO, 1, "p", body=body))
         assert [a.kind for a in _answers(router, 1)] == [Kind.MEMBERS]
-        ask, leave = _frame(Kind.ASK, 2, "p", "nobody", 1), _frame(Kind.LEAVE, 3, "p")
-        dealer.send(encode_batch(4, "p", [ask, leave]))
-        answers = _answers(router, 2)
-        assert [(a.kind, a.correlation_id) for a in answers] == [(Kind.ERROR, 2), (Kind.REPLY, 3)]
-        assert answers[0].body.type_name == "runtime.ActorNotFound"
-        assert member.stats().frames_dropped.get("no_route", 0) == 0
+        _ask_nobody_then_leave(member, dealer, "p", router)
     finally:
         router.close(linger=0)
         context.term()
