@@ -81,13 +81,12 @@ class Inbox:
     def receive(self, sender: str, target: str, message: Any, reply: Reply | None) -> bool:
         """(I/O thread) A received tell or ask: the fast path if it may, else queued.
 
+        A tell has been offered to ``refuse_tell`` already (the caller does so
+        before its replay window); an ask to no actor is answered here.
         False when ``sender`` has as many messages waiting as it may: the message
         was refused (an ask answered ``Overloaded``), and counted against it.
         """
-        if reply is None:
-            if self.refuse_tell(sender, target):
-                return True
-        elif self._refusable(sender, target):
+        if reply is not None and self._refusable(sender, target):
             reply.error(ActorNotFound(self._not_found(target)))
             return True
         if self._nowait is not None and self._dispatcher.idle_for(sender):

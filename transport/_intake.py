@@ -3,9 +3,9 @@
 Two checks that need no protocol state: the framing and, on a CURVE socket, the
 connection's authenticated node (``read_payload``); and the items of a ``batch``,
 each decoded on its own and held to the batch's sender (``oversized_batch``,
-``batch_item``). A bad
-frame or item becomes a ``Dropped`` naming the reason, which the protocol counts
-and logs; the other items of a batch are still handled.
+``batch_item_fields``, ``batch_item``). A bad frame or item becomes a
+``Dropped`` naming the reason, which the protocol counts and logs; the other
+items of a batch are still handled.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def batch_item_fields(sender: str, index: int, item: bytes, limits: Limits) -> A
     try:
         return unpack(item, limits)
     except ProtocolError as exc:
-        return Dropped("malformed", f"item {index} of a batch from {sender!r}: {exc}", sender)
+        return _malformed_item(sender, index, str(exc))
 
 
 def batch_item(sender: str, index: int, fields: Any) -> Envelope | Dropped:
@@ -90,7 +90,7 @@ def batch_item(sender: str, index: int, fields: Any) -> Envelope | Dropped:
     try:
         envelope = envelope_from_fields(fields)
     except ProtocolError as exc:
-        return Dropped("malformed", f"item {index} of a batch from {sender!r}: {exc}", sender)
+        return _malformed_item(sender, index, str(exc))
     if envelope.sender != sender:
         return Dropped(
             "sender_mismatch",
@@ -98,5 +98,9 @@ def batch_item(sender: str, index: int, fields: Any) -> Envelope | Dropped:
             sender,
         )
     if envelope.kind is BATCH:
-        return Dropped("malformed", f"item {index} of a batch from {sender!r} is a batch", sender)
+        return _malformed_item(sender, index, "a batch in a batch")
     return envelope
+
+
+def _malformed_item(sender: str, index: int, why: str) -> Dropped:
+    return Dropped("malformed", f"item {index} of a batch from {sender!r}: {why}", sender)

@@ -71,6 +71,12 @@ class Messages:
         an ask's answer goes to ``reply_to`` (a client session's key) or its sender."""
         if envelope.kind is TELL and self._inbox.refuse_tell(envelope.sender, envelope.target):
             return  # to no actor: refused before it takes a place in the replay window
+        self.deliver(envelope, reply_to)
+
+    def deliver(self, envelope: Envelope, reply_to: str | None = None) -> None:
+        """(I/O thread) As ``receive``, for a message already offered to
+        ``Inbox.refuse_tell`` (a batch's tell) or an ask: dropped as a replay, or
+        handed to the inbox."""
         if self._dedup.seen_before(envelope.sender, envelope.message_id):
             self._drop(
                 "duplicate",

@@ -215,9 +215,11 @@ class NodeProtocol:
         others are still handled. Other frames may be handled between two steps, so
         each item is handled with the batch's own routing id (``route``).
 
-        A live member's tell to no actor is refused right here (see
-        ``Inbox.refuse_tell``): a peer flooding an unknown actor then costs a
-        decode and a look-up per tell, less than the sender spent on it.
+        A live member's well-formed tell (the bulk of the traffic) is refused
+        right here if no actor is at its target (see ``Inbox.refuse_tell``), else
+        delivered without the per-envelope checks: a peer flooding an unknown
+        actor then costs a decode and a look-up per tell, less than the sender
+        spent on it.
         """
         sender, limits = batch.sender, self._settings.limits
         oversized = oversized_batch(batch, size, limits)
@@ -234,7 +236,10 @@ class NodeProtocol:
                 yield
                 continue
             target = tell_target(fields, sender)
-            if target is not None and status(sender) == "up" and refuse_tell(sender, target):
+            if target is not None and status(sender) == "up":  # the bulk: a member's tell
+                if not refuse_tell(sender, target):  # (its liveness was heard above)
+                    self._route = route
+                    self._messages.deliver(Envelope(TELL, fields[2], 0, sender, target, fields[6]))
                 yield
                 continue
             item = batch_item(sender, index, fields)
