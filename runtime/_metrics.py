@@ -136,6 +136,11 @@ class _Scraped:
             "Bytes of received frames not handled yet (peers sending faster than handled)",
             value=stats.held_bytes,
         )
+        yield GaugeMetricFamily(
+            "actorflow_transport_shed_peers",
+            "Peers whose tells to an unknown actor are dropped unread for now (shed)",
+            value=len(stats.shed_peers),
+        )
 
 
 class _StepCounter:

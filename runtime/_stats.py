@@ -43,6 +43,8 @@ class SystemStats:
             dropped; ``unknown_actor``: tells to no actor; ...).
         log_suppressed: per-message log lines rate-limited to DEBUG, by
             ``reason`` or ``reason@peer``.
+        shed_peers: peers whose tells to some actor are dropped unread for now,
+            counted ``shed``: too many of them were refused (``shed_budget``).
     """
 
     node: str
@@ -63,6 +65,7 @@ class SystemStats:
     held_bytes: int = 0
     dropped_by_peer: dict[str, dict[str, int]] = field(default_factory=dict)
     log_suppressed: dict[str, int] = field(default_factory=dict)
+    shed_peers: list[str] = field(default_factory=list)
 
     def to_wire(self) -> dict[str, Any]:
         """A msgpack-friendly dict (what ``$system`` answers to ``stats``)."""
@@ -95,6 +98,8 @@ class SystemStats:
         )
         for peer, drops in sorted(self.dropped_by_peer.items()):
             lines.append(f"  dropped from {peer}: {sum(drops.values())} {dict(drops)}")
+        if self.shed_peers:
+            lines.append(f"  shedding tells to unknown actors from {', '.join(self.shed_peers)}")
         if self.log_suppressed:
             lines.append(
                 f"  log lines suppressed {sum(self.log_suppressed.values())} "
@@ -128,4 +133,5 @@ def transport_figures(stats: TransportStats | None) -> dict[str, Any]:
         "held_bytes": stats.held_bytes,
         "dropped_by_peer": {peer: dict(drops) for peer, drops in stats.dropped_by_peer.items()},
         "log_suppressed": dict(stats.log_suppressed),
+        "shed_peers": list(stats.shed_peers),
     }

@@ -185,6 +185,7 @@ def test_a_cluster_member_reports_members_and_transport_frames() -> None:
             assert frames_out > 0
             assert value(samples, "actorflow_transport_outbox_backlog") is not None
             assert value(samples, "actorflow_transport_held_bytes") is not None
+            assert value(samples, "actorflow_transport_shed_peers") == 0
 
 
 def test_shutdown_stops_the_server_and_frees_the_port() -> None:

@@ -377,6 +377,7 @@ class Transport:
             outbox_backlog=self._io.outbox.held() if self._io is not None else 0,
             held_bytes=self._io.held_bytes if self._io is not None else 0,
             clients=self._io.protocol.client_count if self._io is not None else 0,
+            shed_peers=self._io.protocol.shed_peers if self._io is not None else (),
         )
 
     # -- internals -----------------------------------------------------------------------

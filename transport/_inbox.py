@@ -70,9 +70,9 @@ class Inbox:
         # per sender: its ``$``-path messages queued for the dispatch thread
         self._system_queued: dict[str, int] = {}
         self._system_lock = threading.Lock()
-        # (I/O thread) tells refused there, by sender: [how many, the last target];
-        # counted and logged once per I/O turn (``settle``), not once per tell
-        self._refused: dict[str, list[Any]] = {}
+        # (I/O thread) tells refused there, by (sender, target): how many; counted
+        # and logged once per I/O turn (``settle``), not once per tell
+        self._refused: dict[tuple[str, str], int] = {}
         self._dispatcher = dispatcher
         self._counters = counters
         self._log = counters.watch(RateLimitedLog(log))  # tells to a gone actor: a few lines
@@ -141,21 +141,26 @@ class Inbox:
         True if it was: it is counted at the end of the turn (``settle``)."""
         if not self._refusable(sender, target):
             return False
-        refused = self._refused.get(sender)
-        if refused is None:
-            self._refused[sender] = [1, target]
-        else:
-            refused[0] += 1
-            refused[1] = target
+        key = (sender, target)
+        self._refused[key] = self._refused.get(key, 0) + 1
         return True
 
-    def settle(self) -> None:
-        """(I/O thread, each turn) Count and log the tells ``receive`` refused meanwhile."""
+    def settle(self) -> list[tuple[str, str, int]]:
+        """(I/O thread, each turn) Count and log the tells refused meanwhile; returns
+        how many, by sender and target."""
         if not self._refused:
-            return
+            return []
         refused, self._refused = self._refused, {}
-        for sender, (count, target) in refused.items():
+        by_sender: dict[str, tuple[int, str]] = {}
+        for (sender, target), count in refused.items():
+            by_sender[sender] = (by_sender.get(sender, (0, ""))[0] + count, target)
+        for sender, (count, target) in by_sender.items():
             self._dropped_unknown(sender, count, target)
+        return [(sender, target, count) for (sender, target), count in refused.items()]
+
+    def refuses(self, sender: str, target: str) -> bool:
+        """(I/O thread) Whether a tell of ``sender`` to ``target`` would be refused now."""
+        return self._refusable(sender, target)
 
     def _refusable(self, sender: str, target: str) -> bool:
         """(I/O thread) Whether a message to ``target`` may be refused here and now."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import zmq
@@ -59,6 +59,7 @@ from transport._parts import NodeParts
 from transport._ratelog import RateLimitedLog
 from transport._reply import complete_ask
 from transport._security import check_endpoint
+from transport._shedding import Shedding
 from transport._sockets import PeerLinks
 from transport._subscribers import Subscribers
 from transport._swim import Swim
@@ -126,6 +127,14 @@ class NodeProtocol:
             node.security,
         )
         self._drops_log = node.counters.watch(RateLimitedLog(log))  # per reason (and peer)
+        self._shedding = Shedding(
+            node.name,
+            settings.shed_budget,
+            settings.shed_window,
+            now=now,
+            counters=node.counters,
+            log=self._drops_log,
+        )
         self._clients = ClientGate(
             node.name,
             settings,
@@ -153,15 +162,22 @@ class NodeProtocol:
         turn that changed it woke a thread that now waits for the GIL."""
         return self._inbox.handoffs + self._messages.answered
 
+    @property
+    def shed_peers(self) -> tuple[str, ...]:
+        """(any thread) The peers whose tells are shed now (see ``_shedding``)."""
+        return self._shedding.peers()
+
     def tick(self, now: float) -> None:
-        """Each turn: count the tells refused; if a check is due, the periodic work (ask
-        expiry, joins, the failure detector)."""
-        self._inbox.settle()
+        """Each turn: count the tells refused (against their senders' budgets); if a
+        check is due, the periodic work (ask expiry, joins, the failure detector)."""
+        for sender, target, count in self._inbox.settle():
+            self._shedding.note(sender, target, count)
         if now < self._next_check:
             return
         self._next_check = now + self._settings.check_interval
         self._membership.check(now)
         self._close_forgotten()
+        self._shedding.recheck(self._inbox.refuses)  # an actor started: its tells flow again
         for entry in self._pending.expire(now):
             complete_ask(entry.future, False, AskTimeout(f"no answer from {entry.node} in time"))
         self.handshakes.retry_joins(now, self.bound_address)
@@ -229,7 +245,11 @@ class NodeProtocol:
         status, refuse_tell = self._membership.status, self._inbox.refuse_tell
         if status(sender) == "up":
             self._apply(self.swim.heard(sender, self._now()))  # for its refused tells too
-        for index, data in enumerate(batch.body):
+        shedding = self._shedding
+        items: Iterable[tuple[int, bytes]] = enumerate(batch.body)
+        if shedding.active and shedding.sheds(sender):
+            items = shedding.sift(sender, batch.body)  # some of its tells are dropped unread
+        for index, data in items:
             fields = batch_item_fields(sender, index, data, limits)
             if isinstance(fields, Dropped):
                 self._drop(fields.reason, fields.detail, fields.peer)
@@ -258,7 +278,10 @@ class NodeProtocol:
             # The bulk of the traffic, from a live member: the same steps as below
             # without the checks that only other kinds or statuses need.
             self._apply(self.swim.heard(sender, self._now()))
-            if kind is TELL or kind is ASK:
+            shedding = self._shedding
+            if kind is TELL and shedding.active and shedding.shed(sender, envelope.target):
+                shedding.dropped(sender, 1)
+            elif kind is TELL or kind is ASK:
                 self._messages.receive(envelope)
             else:
                 self._messages.on_answer(envelope)

@@ -63,6 +63,11 @@ class TransportSettings:
         max_clients_per_name: of those, sessions of one client name (256; with
             CURVE a name is a key), so one program opening connection after
             connection cannot take every session from the others.
+        shed_budget: tells of one peer to one actor that is not there, refused
+            within one ``shed_window``, past which its further tells to that actor
+            are shed: dropped unread, counted ``shed`` against it, for the rest
+            of that window and the next (10,000; 0: never shed). See ``_shedding``.
+        shed_window: seconds of one such counting window (1.0).
         client_idle_after: seconds without a frame after which a client session
             is forgotten (30.0); a client keeps its session with heartbeats.
         limits: decoding bounds; ``limits.max_frame_bytes`` is also ZMQ_MAXMSGSIZE.
@@ -96,6 +101,8 @@ class TransportSettings:
     send_timeout: float = 5.0
     max_clients: int = 1024
     max_clients_per_name: int = 256
+    shed_budget: int = 10_000
+    shed_window: float = 1.0
     client_idle_after: float = 30.0
     limits: Limits = DEFAULT_LIMITS
     keys_poll_interval: float = 2.0
@@ -106,11 +113,17 @@ class TransportSettings:
             if field.name == "limits":
                 if not isinstance(value, Limits):
                     raise ValueError(f"TransportSettings.limits must be a Limits, got {value!r}")
-            elif field.name == "keys_poll_interval" and value == 0:
+            elif field.name in ("keys_poll_interval", "shed_budget") and value == 0:
                 continue  # off
             elif isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
                 raise ValueError(f"TransportSettings.{field.name} must be > 0, got {value!r}")
-        for name in ("indirect_probes", "retransmit_mult", "max_piggyback", "max_clients_per_name"):
+        for name in (
+            "indirect_probes",
+            "retransmit_mult",
+            "max_piggyback",
+            "max_clients_per_name",
+            "shed_budget",
+        ):
             if type(getattr(self, name)) is not int:
                 raise ValueError(
                     f"TransportSettings.{name} must be an int, got {getattr(self, name)!r}"

@@ -31,7 +31,8 @@ class TransportStats:
             ``send_queue_full`` (heartbeats/gossip skipped for a full DEALER),
             ``outbox_full`` (a tell/ask refused with ``OutboxFull``), ``node_down``
             (frames queued to a peer declared down), ``dispatch_full``,
-            ``handshake_failed``, ``unknown_actor`` (a tell to no actor).
+            ``handshake_failed``, ``unknown_actor`` (a tell to no actor), ``shed``
+            (a tell of a shed peer, dropped unread).
         dropped_by_peer: the drops that could be laid at a sender's door, by
             sender then reason: ``dispatch_full`` (its asks answered ``Overloaded``,
             its tells dropped, once it had ``dispatch_queue_per_sender`` waiting),
@@ -43,6 +44,9 @@ class TransportStats:
         held_bytes: bytes of received frames read but not handled yet: peers sending
             faster than this node handles them (bounded; then ZeroMQ pushes back).
         clients: client sessions held (clients are not members: not in ``peers``).
+        shed_peers: peers whose tells to some actor are dropped unread for now
+            (counted ``shed`` against them): more than ``shed_budget`` of those
+            were refused within one ``shed_window`` (see ``TransportSettings``).
     """
 
     node: str
@@ -58,6 +62,7 @@ class TransportStats:
     clients: int = 0
     dropped_by_peer: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     log_suppressed: Mapping[str, int] = field(default_factory=dict)
+    shed_peers: tuple[str, ...] = ()
 
 
 class Counters:

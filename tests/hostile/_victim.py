@@ -1,6 +1,6 @@
 """The node under attack, in its own process: ``serve`` with an echo actor.
 
-Usage: python -m tests.hostile._victim [--per-sender N]
+Usage: python -m tests.hostile._victim [--per-sender N] [--shed-budget N]
 
 Listens on loopback (plaintext), spawns ``Echo`` as ``echo``, prints
 ``READY <address>`` and serves (``runtime.serve``: SIGUSR1 dumps the stacks
@@ -29,9 +29,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--name", default="victim")
     parser.add_argument("--per-sender", type=int, default=5000)
+    parser.add_argument("--shed-budget", type=int, default=10_000)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="[victim] %(name)s %(message)s")
-    settings = TransportSettings(dispatch_queue_per_sender=args.per_sender)
+    settings = TransportSettings(
+        dispatch_queue_per_sender=args.per_sender, shed_budget=args.shed_budget
+    )
     system = ActorSystem(args.name, listen="tcp://127.0.0.1:0", plaintext=True, transport=settings)
     system.spawn(Echo, name="echo")
 

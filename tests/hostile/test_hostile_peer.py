@@ -192,6 +192,46 @@ def test_a_member_keeps_being_answered_while_a_peer_floods_every_kind(
     assert len(warnings) < 200, warnings[-20:]
 
 
+def test_a_peer_flooding_an_unknown_actor_is_shed_and_status_says_so(
+    victim_factory: Any, flooders: Any, member: Any
+) -> None:
+    """Past its budget of refused tells, the teller's tells to ``nobody`` are shed
+    (dropped unread, counted ``shed`` against it); the member is answered all the
+    while; ``actorflow status`` names the peer shed; the shedding ends after the flood."""
+    victim = victim_factory("--shed-budget", "500")
+    system = member(victim)
+    assert system.ref("victim/echo").ask(0, timeout=10) == ["echo", 0]
+    teller = flooders(victim.address, "tell_unknown", 60.0, name="teller")
+    teller.wait_line("JOINED")
+    assert wait_until(
+        lambda: victim_stats(system).dropped_by_peer.get("teller", {}).get("shed", 0) > 0,
+        timeout=60,
+        interval=0.2,
+    )
+    echo = system.ref("victim/echo")
+    for n in range(20):
+        started = time.monotonic()
+        assert echo.ask(n, timeout=ASK_BOUND * 3) == ["echo", n]
+        assert time.monotonic() - started < ASK_BOUND
+    stats = victim_stats(system)
+    assert stats.dropped_by_peer["teller"]["unknown_actor"] > 500, stats.dropped_by_peer
+    assert "legit" not in stats.dropped_by_peer, stats.dropped_by_peer
+    command = [sys.executable, "-m", "runtime._cli", "status", "--join", victim.address]
+    command += ["--plaintext", "--timeout", "20", "--json"]
+    as_json = subprocess.run(
+        command, check=False, capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    nodes = {node["node"]: node for node in json.loads(as_json.stdout)["nodes"]}
+    assert nodes["victim"]["shed_peers"] == ["teller"], nodes["victim"]
+    assert nodes["victim"]["dropped_by_peer"]["teller"]["shed"] > 0, nodes["victim"]
+    assert (
+        "shedding tells to unknown actors from teller"
+        in SystemStats.from_wire(nodes["victim"]).render()
+    )
+    teller.stop()
+    assert wait_until(lambda: victim_stats(system).shed_peers == [], timeout=30, interval=0.2)
+
+
 def test_the_flooding_peer_gets_overloaded_and_the_others_do_not(
     victim_factory: Any, flooders: Any, member: Any
 ) -> None:

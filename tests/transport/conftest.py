@@ -24,6 +24,7 @@ import zmq
 
 from transport import (
     ActorNotFound,
+    Envelope,
     MemberEvent,
     Reply,
     Security,
@@ -31,6 +32,7 @@ from transport import (
     generate_keys,
     load_security,
 )
+from transport._envelope import Kind, encode_envelope
 
 PEER_SCRIPT = Path(__file__).with_name("_peer.py")
 LOOPBACK = "tcp://127.0.0.1:0"
@@ -277,3 +279,31 @@ def spawn_peers(keys_dir: Path) -> Iterator[Callable[..., list[Peer]]]:
     yield spawn
     for peer in started:
         peer.stop()
+
+
+def hello(sender: str, message_id: int = 1) -> bytes:
+    return encode_envelope(
+        Envelope(
+            Kind.HELLO,
+            message_id,
+            0,
+            sender,
+            "",
+            {"role": "member", "address": "tcp://127.0.0.1:9", "incarnation": 1},
+        )
+    )
+
+
+def ghost_member(
+    make_transport: Callable[..., Transport],
+    raw_dealer: RawDealer,
+    handler: RecordingHandler,
+    **options: Any,
+) -> tuple[Transport, zmq.Socket[Any]]:
+    """Transport ``a`` delivering to ``handler``, and a raw DEALER that said hello to it as
+    the member ``ghost``."""
+    a = make_transport("a", handler, **options)
+    assert a.address is not None
+    dealer = raw_dealer(a.address)
+    dealer.send(hello("ghost"))
+    return a, dealer

@@ -13,8 +13,15 @@ from typing import Any
 
 import msgpack
 import pytest
-import zmq
-from conftest import LOOPBACK, KnowsAbsent, LogWatcher, RawDealer, RecordingHandler
+from conftest import (
+    LOOPBACK,
+    KnowsAbsent,
+    LogWatcher,
+    RawDealer,
+    RecordingHandler,
+    ghost_member,
+    hello,
+)
 
 from tests.support import wait_until
 from transport import (
@@ -43,31 +50,6 @@ SecurityOf = Callable[[str], Security]
 
 def tell(sender: str, message_id: int, body: Any) -> bytes:
     return encode_envelope(Envelope(Kind.TELL, message_id, 0, sender, "sink", body))
-
-
-def hello(sender: str, message_id: int = 1) -> bytes:
-    return encode_envelope(
-        Envelope(
-            Kind.HELLO,
-            message_id,
-            0,
-            sender,
-            "",
-            {"role": "member", "address": "tcp://127.0.0.1:9", "incarnation": 1},
-        )
-    )
-
-
-def ghost_member(
-    make_transport: MakeTransport, raw_dealer: RawDealer, handler: RecordingHandler, **options: Any
-) -> tuple[Transport, zmq.Socket[Any]]:
-    """Transport ``a`` delivering to ``handler``, and a raw DEALER that said hello to it as
-    the member ``ghost``."""
-    a = make_transport("a", handler, **options)
-    assert a.address is not None
-    dealer = raw_dealer(a.address)
-    dealer.send(hello("ghost"))
-    return a, dealer
 
 
 def raw_batch(sender: str, body: Any, target: str = "") -> bytes:
