@@ -248,7 +248,8 @@ class NodeProtocol:
         shedding = self._shedding
         items: Iterable[tuple[int, bytes]] = enumerate(batch.body)
         if shedding.active and shedding.sheds(sender):
-            items = shedding.sift(sender, batch.body)  # some of its tells are dropped unread
+            # some of its tells are dropped unread (not one the inbox would not refuse)
+            items = shedding.sift(sender, batch.body, self._inbox.refuses)
         for index, data in items:
             fields = batch_item_fields(sender, index, data, limits)
             if isinstance(fields, Dropped):
@@ -279,7 +280,12 @@ class NodeProtocol:
             # without the checks that only other kinds or statuses need.
             self._apply(self.swim.heard(sender, self._now()))
             shedding = self._shedding
-            if kind is TELL and shedding.active and shedding.shed(sender, envelope.target):
+            if (
+                kind is TELL
+                and shedding.active
+                and shedding.shed(sender, envelope.target)
+                and self._inbox.refuses(sender, envelope.target)  # no spawn on its way
+            ):
                 shedding.dropped(sender, 1)
             elif kind is TELL or kind is ASK:
                 self._messages.receive(envelope)

@@ -11,8 +11,12 @@ the rest of the window and the whole next one: told from their first bytes
 dropped before they are decoded, counted ``shed`` against the peer, at about a
 tenth of the cost. Everything else is handled as usual: the peer's tells to
 other actors, its asks (still answered ``ActorNotFound``), answers, probes; and
-every other peer. An actor started at a shed target ends its shedding at the
-node's next periodic check (``check_interval``). A shed tell is not counted
+every other peer. Nor is a tell the inbox would not refuse now (an actor was
+started there, or a ``$``-path message of its sender still waits, which may
+start one: PROTOCOL.md 13): a batch's shed targets are looked up again before
+its first item and after each item kept. The shedding of a target whose actor
+appeared ends at the node's next periodic check (``check_interval``). A shed
+tell is not counted
 toward the budget: once the shedding ends, the tells are looked at again, and a
 peer still flooding is shed again after ``budget`` more.
 
@@ -25,7 +29,7 @@ I/O thread only, but ``peers`` (any thread).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from transport._codec import pack
 from transport._envelope import TELL_PREFIX
@@ -85,8 +89,8 @@ class Shedding:
         self._window_end = 0.0
         self._counts: dict[tuple[str, str], int] = {}
         self._until: dict[tuple[str, str], float] = {}  # shed pairs: until when (monotonic)
-        # per shed peer: the bytes its shed tells carry after the message id
-        self._markers: dict[str, tuple[bytes, ...]] = {}
+        # per shed peer: its shed targets, and the bytes its tells there carry after the id
+        self._markers: dict[str, tuple[tuple[str, bytes], ...]] = {}
         self._next_expiry = _NEVER  # the earliest of ``_until``
 
     @property
@@ -111,7 +115,7 @@ class Shedding:
             return
         self._until[key] = until = self._window_end + self._window
         self._next_expiry = min(self._next_expiry, until)
-        self._markers[peer] = (*self._markers.get(peer, ()), _marker(peer, target))
+        self._markers[peer] = (*self._markers.get(peer, ()), (target, _marker(peer, target)))
         self._log.warning(
             "shed",
             "%s: %s had more than %d tells to %r refused within %.3gs: those tells are shed "
@@ -135,24 +139,33 @@ class Shedding:
         self._expire()
         return peer in self._markers
 
-    def sift(self, peer: str, items: Sequence[bytes]) -> list[tuple[int, bytes]]:
+    def sift(
+        self, peer: str, items: Sequence[bytes], refused: Callable[[str, str], bool]
+    ) -> Iterator[tuple[int, bytes]]:
         """A batch's items from ``peer`` (``sheds(peer)``) but its shed tells, which
-        are counted: the others with their index. A shed tell is recognized by its
-        first bytes: the tell prefix, a message id, then a 0 correlation id, the
-        sender and a shed target as ``encode_envelope`` writes them; anything else,
-        well-formed or not, goes the usual way."""
-        prefix, at, lengths, markers = TELL_PREFIX, _AT, _ID_LENGTHS, self._markers[peer]
-        kept = [
-            (index, item)
-            for index, item in enumerate(items)
-            if not (
+        are counted: the others with their index, one at a time. A shed tell is
+        recognized by its first bytes: the tell prefix, a message id, then a 0
+        correlation id, the sender and a shed target as ``encode_envelope`` writes
+        them; anything else, well-formed or not, goes the usual way. So does a tell
+        to a target not ``refused(peer, target)`` now, looked up before the first item
+        and again after each item kept (which may have queued a ``$``-path message)."""
+        prefix, at, lengths = TELL_PREFIX, _AT, _ID_LENGTHS
+        markers, dropped = self._refused_markers(peer, refused), 0
+        for index, item in enumerate(items):
+            if (
                 item.startswith(prefix)
                 and len(item) > at
                 and item.startswith(markers, at + lengths[item[at]])
-            )
-        ]
-        self.dropped(peer, len(items) - len(kept))
-        return kept
+            ):
+                dropped += 1
+                continue
+            if dropped:  # counted before the kept item is handled: nothing is lost
+                self.dropped(peer, dropped)
+                dropped = 0
+            yield index, item
+            markers = self._refused_markers(peer, refused)
+        if dropped:
+            self.dropped(peer, dropped)
 
     def recheck(self, refused: Callable[[str, str], bool]) -> None:
         """End the shedding of the tells that would no longer be ``refused(peer,
@@ -171,6 +184,12 @@ class Shedding:
         shed = list(self._until.items())
         return tuple(sorted({peer for (peer, _target), until in shed if until > moment}))
 
+    def _refused_markers(self, peer: str, refused: Callable[[str, str], bool]) -> tuple[bytes, ...]:
+        """The markers of ``peer``'s shed targets its tells to would be ``refused`` now."""
+        self._expire()
+        shed = self._markers.get(peer, ())
+        return tuple(marker for target, marker in shed if refused(peer, target))
+
     def _expire(self) -> None:
         """Forget the sheddings ended."""
         if not self._until or self._now() < self._next_expiry:
@@ -182,9 +201,9 @@ class Shedding:
     def _rebuild(self) -> None:
         """The markers and the next expiry, from ``_until``."""
         self._next_expiry = min(self._until.values(), default=_NEVER)
-        markers: dict[str, tuple[bytes, ...]] = {}
+        markers: dict[str, tuple[tuple[str, bytes], ...]] = {}
         for peer, target in self._until:
-            markers[peer] = (*markers.get(peer, ()), _marker(peer, target))
+            markers[peer] = (*markers.get(peer, ()), (target, _marker(peer, target)))
         self._markers = markers
 
 

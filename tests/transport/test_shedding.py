@@ -10,6 +10,7 @@ sleeps: every wait has a deadline.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -103,9 +104,30 @@ def test_sift_drops_only_the_tells_to_a_shed_target_and_keeps_the_rest_in_order(
         envelope(Kind.TELL, "other", message_id, "nobody", 3),  # another sender
         envelope(Kind.TELL, "noisy", message_id, "nobody2", 4),
     ]
-    kept = shed.sift("noisy", items)
+    kept = list(shed.sift("noisy", items, lambda peer, target: True))
     assert kept == [(index, items[index]) for index in (1, 2, 3, 4, 6, 7)]
     assert counters.by_peer() == {"noisy": {"shed": 2}}
+
+
+def test_sift_keeps_a_tell_the_inbox_would_not_refuse_now() -> None:
+    """Looked up before the first item and after each item kept: once a kept item
+    queued a ``$``-path message (which may start the actor), the tells behind it are
+    kept too."""
+    shed, _, counters = shedding(budget=1)
+    shed.note("noisy", "nobody", 2)
+    spawn_waits = [False]
+    items = [
+        envelope(Kind.TELL, "noisy", 1, "nobody", 1),
+        envelope(Kind.TELL, "noisy", 2, "$system", "spawn"),
+        envelope(Kind.TELL, "noisy", 3, "nobody", 3),
+    ]
+    kept = []
+    for index, _item in shed.sift("noisy", items, lambda peer, target: not spawn_waits[0]):
+        kept.append(index)
+        spawn_waits[0] = index == 1  # handling the spawn queued it
+    assert kept == [1, 2]
+    assert counters.by_peer() == {"noisy": {"shed": 1}}
+    assert list(shed.sift("noisy", items, lambda peer, target: False)) == list(enumerate(items))
 
 
 def test_the_tell_prefix_is_how_every_tell_begins_and_no_other_kind() -> None:
@@ -220,3 +242,108 @@ def test_an_actor_started_at_a_shed_target_gets_the_tells_again(
     ghost.send(envelope(Kind.TELL, "ghost", 100, "nobody", "welcome"))
     assert handler.wait_for(1)
     assert handler.deliveries == [("ghost", "sink", "welcome")]
+
+
+# -- a spawn told to ``$system``: what the inbox would not refuse is never shed --------------
+
+# The periodic check (which ends a shedding whose actor appeared) out of the way: these
+# tests show the tells need not wait for it.
+RARE_CHECKS = {"check_interval": 20.0, "pause_tolerance": 30.0, "suspicion_timeout": 60.0}
+
+
+class Spawns(KnowsAbsent):
+    """No actor at ``nobody`` until a tell to ``$system`` starts one there (on the
+    dispatch thread, once ``go`` is set); every delivery is recorded as
+    ``"<target>: <message>"`` to ``sink``."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.started = False
+        self.spawning = threading.Event()
+        self.go = threading.Event()
+
+    def absent(self, target: str) -> bool:
+        return target == "nobody" and not self.started
+
+    def deliver(self, sender: str, target: str, message: Any, reply: Any) -> None:
+        if target == "$system":
+            self.spawning.set()
+            self.go.wait(30.0)
+            self.started = True
+        super().deliver(sender, "sink", f"{target}: {message}", reply)
+
+
+def shed_ghost(
+    make_transport: MakeTransport, raw_dealer: RawDealer, handler: KnowsAbsent
+) -> tuple[Transport, Any]:
+    """``a`` with ``ghost``'s tells to ``nobody`` shed (budget 50)."""
+    settings = TransportSettings(shed_budget=50, shed_window=60.0, **RARE_CHECKS)
+    a, ghost = ghost_member(make_transport, raw_dealer, handler, settings=settings)
+    ghost.send(to_nobody("ghost", 10, 51))
+    assert wait_until(lambda: a.stats().shed_peers == ("ghost",))
+    return a, ghost
+
+
+def test_tells_behind_a_spawn_told_in_the_same_batch_reach_the_actor_it_starts(
+    make_transport: MakeTransport, raw_dealer: RawDealer
+) -> None:
+    """PROTOCOL.md 13: a tell behind a ``$``-path message of its sender waits its turn
+    and reaches the actor that message started; shed or not."""
+    handler = Spawns("a")
+    handler.go.set()
+    a, ghost = shed_ghost(make_transport, raw_dealer, handler)
+    spawn_then_tells = [
+        envelope(Kind.TELL, "ghost", 100, "$system", "spawn"),
+        envelope(Kind.TELL, "ghost", 101, "nobody", "first"),
+        envelope(Kind.TELL, "ghost", 102, "nobody", "second"),
+    ]
+    ghost.send(encode_batch(103, "ghost", spawn_then_tells))
+    assert handler.wait_for(3), handler.deliveries
+    assert [message for _, _, message in handler.deliveries] == [
+        "$system: spawn",
+        "nobody: first",
+        "nobody: second",
+    ]
+    assert "shed" not in a.stats().dropped_by_peer["ghost"]
+
+
+def test_a_tell_behind_a_spawn_still_waiting_is_not_shed(
+    make_transport: MakeTransport, raw_dealer: RawDealer
+) -> None:
+    """The same, frame by frame, while the spawn runs on the dispatch thread: the tell
+    waits behind it instead of being dropped unread."""
+    handler = Spawns("a")
+    a, ghost = shed_ghost(make_transport, raw_dealer, handler)
+    ghost.send(envelope(Kind.TELL, "ghost", 100, "$system", "spawn"))
+    assert handler.spawning.wait(10.0)
+    ghost.send(envelope(Kind.TELL, "ghost", 101, "nobody", "first"))
+    assert wait_until(  # handled: queued behind the spawn (or, wrongly, shed)
+        lambda: a.stats().dispatch_queue_depth == 1 or "shed" in a.stats().frames_dropped
+    )
+    handler.go.set()
+    assert handler.wait_for(2), handler.deliveries
+    assert [message for _, _, message in handler.deliveries] == ["$system: spawn", "nobody: first"]
+    assert "shed" not in a.stats().dropped_by_peer["ghost"]
+
+
+def test_tells_to_an_actor_started_meanwhile_are_delivered_before_the_next_check(
+    make_transport: MakeTransport, raw_dealer: RawDealer
+) -> None:
+    """Once the spawn ran, the tells to its actor arrive, batched or alone: not dropped
+    unread until the periodic check notices the actor (20 s away here)."""
+    handler = Spawns("a")
+    handler.go.set()
+    a, ghost = shed_ghost(make_transport, raw_dealer, handler)
+    ghost.send(envelope(Kind.TELL, "ghost", 100, "$system", "spawn"))
+    assert handler.wait_for(1)
+    ghost.send(to_nobody("ghost", 200, 3))
+    ghost.send(envelope(Kind.TELL, "ghost", 300, "nobody", "alone"))
+    assert handler.wait_for(5), handler.deliveries
+    assert [message for _, _, message in handler.deliveries] == [
+        "$system: spawn",
+        "nobody: 0",
+        "nobody: 1",
+        "nobody: 2",
+        "nobody: alone",
+    ]
+    assert "shed" not in a.stats().dropped_by_peer["ghost"]
