@@ -88,7 +88,8 @@ class Shedding:
         self._log = log
         self._window_end = 0.0
         self._counts: dict[tuple[str, str], int] = {}
-        self._until: dict[tuple[str, str], float] = {}  # shed pairs: until when (monotonic)
+        # shed pairs: until when (monotonic); replaced, never changed (``peers`` reads it)
+        self._until: dict[tuple[str, str], float] = {}
         # per shed peer: its shed targets, and the bytes its tells there carry after the id
         self._markers: dict[str, tuple[tuple[str, bytes], ...]] = {}
         self._next_expiry = _NEVER  # the earliest of ``_until``
@@ -113,7 +114,8 @@ class Shedding:
             self._counts[key] = total
         if total <= self._budget or key in self._until or len(self._until) >= _MAX_SHED:
             return
-        self._until[key] = until = self._window_end + self._window
+        until = self._window_end + self._window
+        self._until = {**self._until, key: until}  # a new dict: ``peers`` may be reading it
         self._next_expiry = min(self._next_expiry, until)
         self._markers[peer] = (*self._markers.get(peer, ()), (target, _marker(peer, target)))
         self._log.warning(
@@ -181,7 +183,7 @@ class Shedding:
     def peers(self) -> tuple[str, ...]:
         """(any thread) The peers some of whose tells are shed now."""
         moment = self._now()
-        shed = list(self._until.items())
+        shed = self._until.items()  # the I/O thread replaces this dict, never changes it
         return tuple(sorted({peer for (peer, _target), until in shed if until > moment}))
 
     def _refused_markers(self, peer: str, refused: Callable[[str, str], bool]) -> tuple[bytes, ...]:

@@ -9,6 +9,7 @@ sleeps: every wait has a deadline.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import Callable
@@ -140,6 +141,31 @@ def test_the_tell_prefix_is_how_every_tell_begins_and_no_other_kind() -> None:
             continue
         encoded = encode_envelope(Envelope(kind, 7, correlation, "n", target, body))
         assert encoded.startswith(TELL_PREFIX) == (kind is Kind.TELL), kind
+
+
+def test_peers_is_read_whole_while_the_io_thread_sheds_another_pair() -> None:
+    """``stats()`` reads ``peers`` on another thread. A thread switch may come in the
+    middle of its reading (a GC pass there runs Python code): the I/O thread shedding
+    another pair then must not make it fail. The GC callback plays that I/O thread."""
+    shed, _, _ = shedding(budget=1)
+    for n in range(100):
+        shed.note(f"peer{n}", "nobody", 2)
+    targets = iter(range(1000))
+
+    def io_thread_meanwhile(phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            shed.note("late", f"target{next(targets)}", 2)
+
+    threshold = gc.get_threshold()
+    gc.callbacks.append(io_thread_meanwhile)
+    gc.set_threshold(1)  # a GC pass at (nearly) every allocation
+    try:
+        for _ in range(20):
+            assert len(shed.peers()) >= 100
+    finally:
+        gc.set_threshold(*threshold)
+        gc.callbacks.remove(io_thread_meanwhile)
+    assert "late" in shed.peers()
 
 
 @pytest.mark.parametrize("budget", [-1, 1.5, True])
