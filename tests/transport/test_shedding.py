@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import gc
 import logging
+import random
+import struct
 import threading
 from collections.abc import Callable
 from typing import Any
 
+import msgpack
 import pytest
 from conftest import KnowsAbsent, RawDealer, ghost_member, hello
 
 from tests.support import wait_until
-from transport import Envelope, Transport, TransportSettings
-from transport._envelope import TELL_PREFIX, Kind, encode_batch, encode_envelope
+from transport import Envelope, ProtocolError, RemoteError, Transport, TransportSettings
+from transport._envelope import TELL_PREFIX, Kind, decode_envelope, encode_batch, encode_envelope
 from transport._ratelog import RateLimitedLog
 from transport._shedding import Shedding
 from transport._stats import Counters
@@ -108,6 +111,92 @@ def test_sift_drops_only_the_tells_to_a_shed_target_and_keeps_the_rest_in_order(
     kept = list(shed.sift("noisy", items, lambda peer, target: True))
     assert kept == [(index, items[index]) for index in (1, 2, 3, 4, 6, 7)]
     assert counters.by_peer() == {"noisy": {"shed": 2}}
+
+
+_SHED_TARGETS = ("nobody", "x" * 31, "x" * 32, "é" * 16, "a/" * 200, "y" * 1024)
+_NEAR_TARGETS = ("nobody2", "nobod", "x" * 30, "x" * 33, "é" * 15, "$nobody", "NOBODY")
+_IDS = (1, 127, 128, 255, 256, 65_535, 65_536, 2**32 - 1, 2**32, 2**63 - 1)
+
+
+def _odd_str(text: str, rng: random.Random) -> bytes:
+    """``text`` as msgpack may also encode it: str8, str16 or str32 whatever its length."""
+    data = text.encode()
+    header = rng.choice([b"", b"\xd9", b"\xda", b"\xdb"])
+    if header == b"\xd9" and len(data) < 256:
+        return header + bytes([len(data)]) + data
+    if header == b"\xda":
+        return header + struct.pack(">H", len(data)) + data
+    if header == b"\xdb":
+        return header + struct.pack(">I", len(data)) + data
+    return msgpack.packb(text)
+
+
+def _random_item(rng: random.Random, peer: str) -> bytes:
+    """An envelope of any kind, id width, sender and target; now and then encoded another
+    way msgpack allows, cut short, lengthened or with a byte changed."""
+    kind = rng.choice([Kind.TELL] * 4 + [Kind.ASK, Kind.REPLY, Kind.ERROR])
+    sender = rng.choice([peer, peer, peer + "x", peer[:-1], "other", "é" * 40])
+    target = rng.choice(_SHED_TARGETS + _NEAR_TARGETS + ("".join(rng.choices("ab/$é", k=40)),))
+    message_id = rng.choice((*_IDS, rng.randrange(1, 2**63)))
+    body = rng.choice([None, 7, "nobody", {"tell": target}, b"\x97", [sender, target]])
+    if kind is Kind.REPLY or kind is Kind.ERROR:
+        answer = body if kind is Kind.REPLY else RemoteError("KeyError", target)
+        item = encode_envelope(Envelope(kind, message_id, 3, sender, "", answer))
+    elif rng.random() < 0.3:  # the same fields, encoded another way
+        fields = [
+            b"\x97\x05",
+            _odd_str(kind.value, rng),
+            rng.choice([msgpack.packb(message_id), b"\xcf" + struct.pack(">Q", message_id)]),
+            rng.choice([b"\x00", b"\xcc\x00", b"\xd0\x00"]),
+            _odd_str(sender, rng),
+            _odd_str(target, rng),
+            msgpack.packb(body),
+        ]
+        item = b"".join(fields)
+    else:
+        item = envelope(kind, sender, message_id, target, body)
+    damage = rng.random()
+    if damage < 0.05:
+        item = item[: rng.randrange(len(item))]
+    elif damage < 0.08:
+        item += bytes([rng.randrange(256)])
+    elif damage < 0.1:
+        at = rng.randrange(len(item))
+        item = item[:at] + bytes([rng.randrange(256)]) + item[at + 1 :]
+    return item
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_sift_drops_exactly_the_well_formed_tells_of_the_peer_to_a_shed_target(seed: int) -> None:
+    """Against ``decode_envelope``: every item sift drops is a tell from the peer to a
+    shed target, or an item the usual way drops anyway (``malformed``); every tell
+    there as ``encode_envelope`` writes it is dropped; no item makes it fail."""
+    rng = random.Random(seed)
+    peer = rng.choice(["ghost", "g" * 31, "g" * 32, "é" * 64])
+    shed, _, counters = shedding(budget=1)
+    for target in _SHED_TARGETS:
+        shed.note(peer, target, 2)
+    items = [_random_item(rng, peer) for _ in range(2000)]
+    items += [TELL_PREFIX + bytes([first]) for first in range(256)]  # cut right after
+    kept = {index for index, _ in shed.sift(peer, items, lambda peer, target: True)}
+    shed_tells = 0
+    for index, item in enumerate(items):
+        try:
+            decoded: Envelope | None = decode_envelope(item)
+        except ProtocolError:
+            decoded = None
+        if decoded is None:
+            continue  # dropped either way
+        is_shed_tell = (
+            decoded.kind is Kind.TELL and decoded.sender == peer and decoded.target in _SHED_TARGETS
+        )
+        shed_tells += is_shed_tell
+        if index not in kept:
+            assert is_shed_tell, (decoded, item)
+        elif is_shed_tell:
+            assert item != encode_envelope(decoded), decoded
+    assert shed_tells > 100
+    assert counters.by_peer() == {peer: {"shed": len(items) - len(kept)}}
 
 
 def test_sift_keeps_a_tell_the_inbox_would_not_refuse_now() -> None:
