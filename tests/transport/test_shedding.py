@@ -9,12 +9,14 @@ sleeps: every wait has a deadline.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import random
 import struct
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -261,6 +263,18 @@ def test_peers_is_read_whole_while_the_io_thread_sheds_another_pair() -> None:
 def test_a_bad_shed_budget_is_refused_naming_it(budget: Any) -> None:
     with pytest.raises(ValueError, match="shed_budget"):
         TransportSettings(shed_budget=budget)
+
+
+def test_the_protocol_document_lists_every_setting_default() -> None:
+    """PROTOCOL.md 15 lists the defaults of ``TransportSettings`` (``limits``: 9)."""
+    document = (Path(__file__).parents[2] / "docs" / "PROTOCOL.md").read_text()
+    defaults = document.split("## 15.")[1].split("## 16.")[0]
+    missing = [
+        field.name
+        for field in dataclasses.fields(TransportSettings)
+        if field.name != "limits" and f"`{field.name}`" not in defaults
+    ]
+    assert missing == []
 
 
 # -- on a running node ---------------------------------------------------------------------
