@@ -70,6 +70,7 @@ NODE_KEYS = {
     "held_bytes",
     "dropped_by_peer",
     "log_suppressed",
+    "shed_peers",
 }
 NODE_RUN_KEYS = {"run_id", "state", "paused", "steps_total", "steps_completed"}
 
@@ -219,6 +220,7 @@ def test_status_json_has_the_stats_of_every_node() -> None:
     assert set(node) == NODE_KEYS
     assert node["node"] == "coord" and node["address"] == seed
     assert node["members"]["coord"] == "up"
+    assert node["shed_peers"] == []
     (run,) = node["runs"]
     assert set(run) == NODE_RUN_KEYS
     assert (run["run_id"], run["state"], run["paused"]) == (handle.id, "Running", False)
