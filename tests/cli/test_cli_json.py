@@ -70,6 +70,7 @@ NODE_KEYS = {
     "held_bytes",
     "dropped_by_peer",
     "log_suppressed",
+    "shed_peers",
 }
 NODE_RUN_KEYS = {"run_id", "state", "paused", "steps_total", "steps_completed"}
 
