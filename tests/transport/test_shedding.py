@@ -174,14 +174,23 @@ def test_a_peer_past_its_budget_is_shed_and_the_others_are_served(
     assert stats.frames_dropped["shed"] == 3
 
 
+def shed_ghost(
+    make_transport: MakeTransport, raw_dealer: RawDealer, handler: KnowsAbsent, window: float
+) -> tuple[Transport, Any]:
+    """Node ``a`` (a budget of 50 a ``window``) and the member ``ghost``, whose tells to
+    ``nobody`` it sheds: it had 51 refused."""
+    settings = TransportSettings(shed_budget=50, shed_window=window)
+    a, ghost = ghost_member(make_transport, raw_dealer, handler, settings=settings)
+    ghost.send(to_nobody("ghost", 10, 51))
+    assert wait_until(lambda: a.stats().shed_peers == ("ghost",))
+    return a, ghost
+
+
 def test_once_the_shedding_ends_the_tells_are_looked_at_again(
     make_transport: MakeTransport, raw_dealer: RawDealer
 ) -> None:
     handler = KnowsAbsent("a")
-    settings = TransportSettings(shed_budget=50, shed_window=0.2)
-    a, ghost = ghost_member(make_transport, raw_dealer, handler, settings=settings)
-    ghost.send(to_nobody("ghost", 10, 51))
-    assert wait_until(lambda: a.stats().shed_peers == ("ghost",))
+    a, ghost = shed_ghost(make_transport, raw_dealer, handler, window=0.2)
     assert wait_until(lambda: a.stats().shed_peers == (), timeout=10.0)  # within 0.4 s
     ghost.send(to_nobody("ghost", 100, 1))
     ghost.send(envelope(Kind.TELL, "ghost", 200, "sink", "last"))
@@ -211,10 +220,7 @@ def test_an_actor_started_at_a_shed_target_gets_the_tells_again(
     make_transport: MakeTransport, raw_dealer: RawDealer
 ) -> None:
     handler = Appears("a")
-    settings = TransportSettings(shed_budget=50, shed_window=60.0)
-    a, ghost = ghost_member(make_transport, raw_dealer, handler, settings=settings)
-    ghost.send(to_nobody("ghost", 10, 51))
-    assert wait_until(lambda: a.stats().shed_peers == ("ghost",))
+    a, ghost = shed_ghost(make_transport, raw_dealer, handler, window=60.0)
     handler.arrive()
     assert wait_until(lambda: a.stats().shed_peers == ())  # at the next periodic check
     ghost.send(envelope(Kind.TELL, "ghost", 100, "nobody", "welcome"))
