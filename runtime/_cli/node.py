@@ -81,6 +81,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--plaintext", action="store_true", help="allow unencrypted TCP (loopback only)"
     )
     parser.add_argument(
+        "--shed-budget",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="tells of one peer to one unknown actor refused in a second past which "
+        "they are dropped unread for a second or two; 0: never (10000)",
+    )
+    parser.add_argument(
         "--app",
         action="append",
         default=[],
@@ -138,6 +146,8 @@ def _register_apps(system: ActorSystem, modules: list[str]) -> None:
 def run(args: argparse.Namespace) -> int:
     if not args.listen and not args.join:
         raise UsageError("give --listen, --join or both")
+    if args.shed_budget < 0:
+        raise UsageError(f"--shed-budget must be >= 0 (0: never shed), got {args.shed_budget}")
     check_security(args.keys, args.plaintext, listen=args.listen, seeds=args.join)
     if args.adopt and not isinstance(args.db, str):
         raise UsageError("--adopt needs a store shared by hosts: --db postgresql://...")
@@ -154,7 +164,9 @@ def run(args: argparse.Namespace) -> int:
         join_timeout=args.join_timeout,
         keys=args.keys,
         plaintext=args.plaintext,
-        transport=TransportSettings(keys_poll_interval=args.keys_poll),
+        transport=TransportSettings(
+            keys_poll_interval=args.keys_poll, shed_budget=args.shed_budget
+        ),
         workflows=flows,
         metrics=args.metrics,
         store=args.db,  # a SQLite path or a postgresql:// URL; None: the default file

@@ -13,6 +13,7 @@ from tests.support import actorflow
 pytestmark = pytest.mark.timeout(60)
 
 DURATION = r"\d+\.\d{3}(ms|s)"  # 0.386ms, 12.346ms, 1.000s, 3723.457s
+SHED = ("--shed-budget", "-1")
 
 
 @pytest.mark.parametrize(
@@ -37,6 +38,10 @@ DURATION = r"\d+\.\d{3}(ms|s)"  # 0.386ms, 12.346ms, 1.000s, 3723.457s
             "--join 'tcp://10.1.2.3:7100' is not a loopback address",
         ),
         (("node", "--name", "n1", "--plaintext", "--join", "nowhere"), "--join: endpoint must"),
+        (
+            ("node", "--name", "n1", "--plaintext", "--listen", "tcp://127.0.0.1:0", *SHED),
+            "--shed-budget must be >= 0 (0: never shed), got -1",
+        ),
     ],
 )
 def test_bad_usage_seen_after_parsing_exits_2_like_argparse(

@@ -325,14 +325,27 @@ def test_a_peer_past_its_budget_is_shed_and_the_others_are_served(
     assert stats.frames_dropped["shed"] == 3
 
 
+def shed_ghost(
+    make_transport: MakeTransport,
+    raw_dealer: RawDealer,
+    handler: KnowsAbsent,
+    window: float,
+    **options: Any,
+) -> tuple[Transport, Any]:
+    """Node ``a`` (a budget of 50 a ``window``, other settings in ``options``) and the
+    member ``ghost``, whose tells to ``nobody`` it sheds: it had 51 refused."""
+    settings = TransportSettings(shed_budget=50, shed_window=window, **options)
+    a, ghost = ghost_member(make_transport, raw_dealer, handler, settings=settings)
+    ghost.send(to_nobody("ghost", 10, 51))
+    assert wait_until(lambda: a.stats().shed_peers == ("ghost",))
+    return a, ghost
+
+
 def test_once_the_shedding_ends_the_tells_are_looked_at_again(
     make_transport: MakeTransport, raw_dealer: RawDealer
 ) -> None:
     handler = KnowsAbsent("a")
-    settings = TransportSettings(shed_budget=50, shed_window=0.2)
-    a, ghost = ghost_member(make_transport, raw_dealer, handler, settings=settings)
-    ghost.send(to_nobody("ghost", 10, 51))
-    assert wait_until(lambda: a.stats().shed_peers == ("ghost",))
+    a, ghost = shed_ghost(make_transport, raw_dealer, handler, window=0.2)
     assert wait_until(lambda: a.stats().shed_peers == (), timeout=10.0)  # within 0.4 s
     ghost.send(to_nobody("ghost", 100, 1))
     ghost.send(envelope(Kind.TELL, "ghost", 200, "sink", "last"))
@@ -362,10 +375,7 @@ def test_an_actor_started_at_a_shed_target_gets_the_tells_again(
     make_transport: MakeTransport, raw_dealer: RawDealer
 ) -> None:
     handler = Appears("a")
-    settings = TransportSettings(shed_budget=50, shed_window=60.0)
-    a, ghost = ghost_member(make_transport, raw_dealer, handler, settings=settings)
-    ghost.send(to_nobody("ghost", 10, 51))
-    assert wait_until(lambda: a.stats().shed_peers == ("ghost",))
+    a, ghost = shed_ghost(make_transport, raw_dealer, handler, window=60.0)
     handler.arrive()
     assert wait_until(lambda: a.stats().shed_peers == ())  # at the next periodic check
     ghost.send(envelope(Kind.TELL, "ghost", 100, "nobody", "welcome"))
@@ -402,17 +412,6 @@ class Spawns(KnowsAbsent):
         super().deliver(sender, "sink", f"{target}: {message}", reply)
 
 
-def shed_ghost(
-    make_transport: MakeTransport, raw_dealer: RawDealer, handler: KnowsAbsent
-) -> tuple[Transport, Any]:
-    """``a`` with ``ghost``'s tells to ``nobody`` shed (budget 50)."""
-    settings = TransportSettings(shed_budget=50, shed_window=60.0, **RARE_CHECKS)
-    a, ghost = ghost_member(make_transport, raw_dealer, handler, settings=settings)
-    ghost.send(to_nobody("ghost", 10, 51))
-    assert wait_until(lambda: a.stats().shed_peers == ("ghost",))
-    return a, ghost
-
-
 def test_tells_behind_a_spawn_told_in_the_same_batch_reach_the_actor_it_starts(
     make_transport: MakeTransport, raw_dealer: RawDealer
 ) -> None:
@@ -420,7 +419,7 @@ def test_tells_behind_a_spawn_told_in_the_same_batch_reach_the_actor_it_starts(
     and reaches the actor that message started; shed or not."""
     handler = Spawns("a")
     handler.go.set()
-    a, ghost = shed_ghost(make_transport, raw_dealer, handler)
+    a, ghost = shed_ghost(make_transport, raw_dealer, handler, 60.0, **RARE_CHECKS)
     spawn_then_tells = [
         envelope(Kind.TELL, "ghost", 100, "$system", "spawn"),
         envelope(Kind.TELL, "ghost", 101, "nobody", "first"),
@@ -442,7 +441,7 @@ def test_a_tell_behind_a_spawn_still_waiting_is_not_shed(
     """The same, frame by frame, while the spawn runs on the dispatch thread: the tell
     waits behind it instead of being dropped unread."""
     handler = Spawns("a")
-    a, ghost = shed_ghost(make_transport, raw_dealer, handler)
+    a, ghost = shed_ghost(make_transport, raw_dealer, handler, 60.0, **RARE_CHECKS)
     ghost.send(envelope(Kind.TELL, "ghost", 100, "$system", "spawn"))
     assert handler.spawning.wait(10.0)
     ghost.send(envelope(Kind.TELL, "ghost", 101, "nobody", "first"))
@@ -462,7 +461,7 @@ def test_tells_to_an_actor_started_meanwhile_are_delivered_before_the_next_check
     unread until the periodic check notices the actor (20 s away here)."""
     handler = Spawns("a")
     handler.go.set()
-    a, ghost = shed_ghost(make_transport, raw_dealer, handler)
+    a, ghost = shed_ghost(make_transport, raw_dealer, handler, 60.0, **RARE_CHECKS)
     ghost.send(envelope(Kind.TELL, "ghost", 100, "$system", "spawn"))
     assert handler.wait_for(1)
     ghost.send(to_nobody("ghost", 200, 3))
