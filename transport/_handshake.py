@@ -30,7 +30,7 @@ from typing import Any
 
 from transport._capabilities import Capabilities, capabilities_to_wire
 from transport._envelope import ROLE_MEMBER, Envelope, Kind, encode_envelope
-from transport._errors import JoinRefused, NameInUse, NodeDown
+from transport._errors import JoinRefused, NameInUse, NodeDown, RemoteError
 from transport._join_causes import JoinCause, join_cause
 from transport._security import Security, check_endpoint
 from transport._settings import TransportSettings
@@ -361,7 +361,30 @@ class Handshakes:
 
     # -- refusals -------------------------------------------------------------------
 
-    def refuse(self, address: str, server_name: str, frame: bytes, now: float) -> None:
+    def refuse(
+        self, hello: Envelope, reason: str, now: float, drop: Callable[[str, str], None]
+    ) -> None:
+        """Answer a member's ``hello`` naming a live member with an ``error`` sent to the
+        hello's address (``drop``: counts it, or a bad address)."""
+        address = hello.body["address"]
+        try:
+            check_endpoint(
+                address,
+                what="hello address",
+                secured=self._security is not None,
+                allow_plaintext=True,
+            )
+        except ValueError as exc:
+            drop("refused_hello", f"hello from {hello.sender!r}: {exc}")
+            return
+        drop("name_in_use", f"hello from {hello.sender!r} at {address}: {reason}")
+        error = RemoteError("runtime.NameInUse", reason, "", self._name)  # its public name
+        envelope = Envelope(Kind.ERROR, next(self._ids), hello.message_id, self._name, "", error)
+        self._send_refusal(
+            address, hello.sender, encode_envelope(envelope, self._settings.limits), now
+        )
+
+    def _send_refusal(self, address: str, server_name: str, frame: bytes, now: float) -> None:
         """Send ``frame`` (an ``error`` answering a hello) to a refused joiner's ``address``."""
         key = f"/refused/{address}"
         if key not in self._refusals:

@@ -7,10 +7,11 @@ their answers to ``_messages`` (which drops replays), answers
 hellos with the member list (or refuses a hello naming a live member from
 another incarnation), keeps client sessions (``_clients``: hellos with the
 client role, answered over the ROUTER), probes gossiped members (gossip is only a hint: see
-``_handshake``), applies membership transitions (open or close the peer's
-DEALER, fail asks waiting on a node that went down, notify subscribers), runs
-the SWIM failure detector (``_swim``) over the peers' DEALERs, expires asks,
-forgets departed members, retries joins.
+``_handshake``), hands membership transitions to ``_member_changes`` (open or
+close the peer's DEALER, fail asks waiting on a node that went down, notify
+subscribers, forget departed members), runs the SWIM failure detector
+(``_swim``) over the peers' DEALERs, sheds the tells a peer keeps sending to
+an actor that is not there (``_shedding``), expires asks, retries joins.
 
 Thread: every method runs on the I/O thread; API threads register joins and
 re-adverts with ``handshakes`` (a lock guards the waiters). Nothing here blocks
@@ -42,7 +43,7 @@ from transport._envelope import (
     encode_envelope,
     tell_target,
 )
-from transport._errors import AskTimeout, NodeDown, ProtocolError, RemoteError
+from transport._errors import AskTimeout, ProtocolError
 from transport._handshake import Handshakes
 from transport._inbox import Inbox
 from transport._intake import (
@@ -52,7 +53,8 @@ from transport._intake import (
     oversized_batch,
     read_payload,
 )
-from transport._membership import MemberEvent, NameTaken, Transition
+from transport._member_changes import MemberChanges
+from transport._membership import NameTaken, Transition
 from transport._messages import Messages
 from transport._outbox import Outbox
 from transport._parts import NodeParts
@@ -100,7 +102,6 @@ class NodeProtocol:
         self._links = links
         self._outbox = outbox
         self._inbox = inbox
-        self._subscribers = subscribers
         self.bound_address: str | None = None
         self.left = threading.Event()  # set once this node left: no more probes or gossip
         # set when it starts leaving: the members that let it go drop its probes, so
@@ -114,6 +115,15 @@ class NodeProtocol:
             pending=node.pending,
             encode=self._encode,
             drop=self._drop,
+        )
+        self._changes = MemberChanges(
+            node.name,
+            membership=node.membership,
+            links=links,
+            outbox=outbox,
+            pending=node.pending,
+            subscribers=subscribers,
+            capabilities=node.capabilities,
         )
         self._incarnation = node.membership.self_incarnation
         self._capabilities = node.capabilities
@@ -176,7 +186,7 @@ class NodeProtocol:
             return
         self._next_check = now + self._settings.check_interval
         self._membership.check(now)
-        self._close_forgotten()
+        self._changes.close_forgotten()
         self._shedding.recheck(self._inbox.refuses)  # an actor started: its tells flow again
         for entry in self._pending.expire(now):
             complete_ask(entry.future, False, AskTimeout(f"no answer from {entry.node} in time"))
@@ -352,7 +362,7 @@ class NodeProtocol:
         try:
             self._admit(sender, body["address"], body["incarnation"], now)
         except NameTaken as exc:
-            self._refuse(envelope, str(exc))
+            self.handshakes.refuse(envelope, str(exc), now, self._drop)
             return
         except (ValueError, OverflowError) as exc:
             self._drop("refused_hello", f"hello from {sender!r}: {exc}")
@@ -430,7 +440,7 @@ class NodeProtocol:
         try:
             transitions = self._membership.on_hello(name, address, now, incarnation)
         finally:
-            self._close_forgotten()
+            self._changes.close_forgotten()
         self._apply(transitions)
 
     def _hint(self, entries: list[list[Any]], now: float) -> frozenset[int]:
@@ -451,36 +461,12 @@ class NodeProtocol:
             reason = (
                 f"node name {self._name!r} is in use by a live member (at {self.bound_address})"
             )
-            self._refuse(envelope, reason)
+            self.handshakes.refuse(envelope, reason, self._now(), self._drop)
         elif kind is Kind.ERROR and self.handshakes.join_token(envelope.correlation_id):
             token = self.handshakes.join_token(envelope.correlation_id)
             self._on_hello_answer(envelope, token, self._now())
         else:
             self._drop("sender_mismatch", "a message claiming to come from this node")
-
-    def _refuse(self, hello: Envelope, reason: str) -> None:
-        """Answer a hello naming a live member with an ``error`` sent to the hello's address."""
-        address = hello.body["address"]
-        try:
-            check_endpoint(
-                address,
-                what="hello address",
-                secured=self._security is not None,
-                allow_plaintext=True,
-            )
-        except ValueError as exc:
-            self._drop("refused_hello", f"hello from {hello.sender!r}: {exc}")
-            return
-        self._drop("name_in_use", f"hello from {hello.sender!r} at {address}: {reason}")
-        error = RemoteError("runtime.NameInUse", reason, "", self._name)  # its public name
-        frame = self._encode(Kind.ERROR, error, hello.message_id)
-        self.handshakes.refuse(address, hello.sender, frame, self._now())
-
-    def _close_forgotten(self) -> None:
-        for node in self._membership.take_forgotten():
-            self._links.close(node)
-            self._capabilities.forget(node)
-            log.info("%s: member %s is forgotten", self._name, node)
 
     def _is_member(self, name: str) -> bool:
         return self._membership.status(name) is not None
@@ -504,20 +490,7 @@ class NodeProtocol:
     def _apply(self, transitions: list[Transition]) -> None:
         if transitions:
             self.swim.observe(transitions)
-        for transition in transitions:
-            node = transition.node
-            if transition.new == "up":
-                if not self._links.has(node) or self._links.address(node) != transition.address:
-                    self._links.open(node, transition.address, node)
-            else:
-                if transition.new == "left":
-                    self._outbox.flush()  # this turn's answers to it (refusals) go out first
-                    self._links.close(node)
-                reason = "left the cluster" if transition.new == "left" else "was declared down"
-                for entry in self._pending.take_node(node):
-                    complete_ask(entry.future, False, NodeDown(f"node {node} {reason}"))
-            log.info("%s: member %s is %s", self._name, node, transition.new)
-            self._subscribers.publish(MemberEvent(node, transition.new))
+            self._changes.apply(transitions)
 
     def start_join(self, token: int, seeds: list[tuple[str | None, str]]) -> None:
         """Open links to the seeds and say hello to each (retried until answered)."""
