@@ -16,9 +16,8 @@ started there, or a ``$``-path message of its sender still waits, which may
 start one: PROTOCOL.md 13): a batch's shed targets are looked up again before
 its first item and after each item kept. The shedding of a target whose actor
 appeared ends at the node's next periodic check (``check_interval``). A shed
-tell is not counted
-toward the budget: once the shedding ends, the tells are looked at again, and a
-peer still flooding is shed again after ``budget`` more.
+tell is not counted toward the budget: once the shedding ends, the tells are
+looked at again, and a peer still flooding is shed again after ``budget`` more.
 
 A peer spreading its flood over many targets, or encoding its tells another
 way (msgpack allows several encodings of one value), is not shed: each of its
