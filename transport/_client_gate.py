@@ -79,10 +79,13 @@ class ClientGate:
             reason = f"node name {sender!r} is a member of the cluster; a client needs its own"
             self._refuse(envelope, route, "runtime.NameInUse", reason)
             return
-        session = self._sessions.open(route, sender, envelope.body["incarnation"], now)
-        if isinstance(session, str):  # no room: why
-            self._refuse(envelope, route, "runtime.Overloaded", session)
+        opened = self._sessions.open(route, sender, envelope.body["incarnation"], now)
+        if isinstance(opened, str):  # no room: why
+            self._refuse(envelope, route, "runtime.Overloaded", opened)
             return
+        session, replaced = opened
+        if replaced is not None:  # the same client, reconnected: its old connection is gone
+            self._links.unroute(replaced.key)
         self._links.route(session.key, route)
         entries = self._membership.gossip_entries()
         self._links.send(session.key, self._encode(Kind.MEMBERS, entries, envelope.message_id))

@@ -13,7 +13,11 @@ refused), each forgotten ``idle_after`` seconds after its last frame. Sessions
 are keyed by routing id (one per connection), so two clients may share a name
 (with CURVE: one key, several programs), up to that bound; the outbox reaches a
 session under its ``key`` (``/client/<routing id hex>``), which can never be a
-node name (node names have no ``/``).
+node name (node names have no ``/``). A client process talks to a member over
+one connection, and its incarnation is drawn at random: a hello on a new
+connection with the name and incarnation of a session held on another one is
+that client reconnected (its old connection is gone), so it takes the old
+session's place instead of counting twice until the old one goes idle.
 
 Thread: I/O thread only.
 """
@@ -53,6 +57,7 @@ class ClientSessions:
         self._idle_after = idle_after
         self._sessions: dict[bytes, ClientSession] = {}  # least recently heard first
         self._per_name: dict[str, int] = {}  # client name -> its sessions
+        self._routes: dict[tuple[str, int], bytes] = {}  # (name, incarnation) -> its route
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -60,9 +65,17 @@ class ClientSessions:
     def get(self, route: bytes) -> ClientSession | None:
         return self._sessions.get(route)
 
-    def open(self, route: bytes, name: str, incarnation: int, now: float) -> ClientSession | str:
+    def open(
+        self, route: bytes, name: str, incarnation: int, now: float
+    ) -> tuple[ClientSession, ClientSession | None] | str:
         """A hello with the client role on connection ``route``: the (new or renewed)
-        session, or why there is no room for it (``max_clients`` or ``max_per_name``)."""
+        session and the session of the same client on another connection it replaces
+        (closed here), or why there is no room for it (``max_clients`` or
+        ``max_per_name``)."""
+        previous = self._routes.get((name, incarnation))
+        replaced = None if previous in (None, route) else self._sessions.get(previous)
+        if replaced is not None:
+            self.close(replaced)
         session = self._sessions.get(route)
         if session is None and len(self._sessions) >= self._max:
             return f"too many client sessions (max_clients={self._max})"
@@ -74,12 +87,12 @@ class ClientSessions:
         if session is None:
             session = ClientSession(CLIENT_KEY_PREFIX + route.hex(), route, name, incarnation, now)
         else:
-            del self._sessions[route]
-            self._uncount(session.name)
+            self.close(session)
         self._per_name[name] = self._per_name.get(name, 0) + 1
         session.name, session.incarnation, session.last_heard = name, incarnation, now
         self._sessions[route] = session
-        return session
+        self._routes[(name, incarnation)] = route
+        return session, replaced
 
     def heard(self, session: ClientSession, now: float) -> None:
         """Any valid frame of the client keeps its session."""
@@ -88,7 +101,13 @@ class ClientSessions:
 
     def close(self, session: ClientSession) -> None:
         if self._sessions.pop(session.route, None) is not None:
-            self._uncount(session.name)
+            self._forget(session)
+
+    def _forget(self, session: ClientSession) -> None:
+        """Uncount a session taken out of ``_sessions``."""
+        self._uncount(session.name)
+        if self._routes.get((session.name, session.incarnation)) == session.route:
+            del self._routes[(session.name, session.incarnation)]
 
     def _uncount(self, name: str) -> None:
         left = self._per_name[name] - 1
@@ -104,5 +123,5 @@ class ClientSessions:
             if now - session.last_heard <= self._idle_after:
                 break  # ordered by last frame: the rest are fresher
             expired.append(self._sessions.pop(session.route))
-            self._uncount(session.name)
+            self._forget(session)
         return expired

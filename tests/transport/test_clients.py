@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 
 from tests.support import wait_until
-from tests.transport.conftest import RecordingHandler
+from tests.transport.conftest import RawDealer, RecordingHandler
 from transport import (
     Address,
     ClientTransport,
+    Envelope,
     NameInUse,
     NodeDown,
     Overloaded,
@@ -23,6 +24,7 @@ from transport import (
     generate_keys,
     load_security,
 )
+from transport._envelope import Kind, decode_envelope, encode_envelope
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -177,3 +179,28 @@ def test_a_curve_client_says_hello_again_to_a_member_back_on_its_address(
     assert _answers(client, "m2")
     client.close(2.0)
     assert wait_until(lambda: again.stats().clients == 0 and m2.stats().clients == 0, 10)
+
+
+def test_a_client_reconnected_on_a_new_connection_takes_its_old_session_s_place(
+    make_transport: Callable[..., Transport], raw_dealer: RawDealer
+) -> None:
+    """A hello with the name and incarnation of a session held on another connection is
+    that client reconnected: one session, not two until the old one goes idle; so even
+    at ``max_clients_per_name=1`` it gets in. Another process of that name does not."""
+    settings = TransportSettings(max_clients_per_name=1)
+    member = make_transport("m", RecordingHandler("m"), settings=settings)
+    address = str(member.address)
+
+    def hello(incarnation: int) -> str:
+        """Say hello as client ``c`` on a new connection; the kind of the answer."""
+        dealer = raw_dealer(address)
+        body = {"role": "client", "incarnation": incarnation}
+        dealer.send(encode_envelope(Envelope(Kind.HELLO, incarnation, 0, "c", "", body)))
+        assert dealer.poll(10_000), "no answer to the hello"
+        return decode_envelope(dealer.recv()).kind.value
+
+    assert hello(7) == "members"
+    assert hello(7) == "members"  # the same client, reconnected
+    assert member.stats().clients == 1
+    assert hello(8) == "error"  # another process named c: past the bound
+    assert member.stats().frames_dropped["refused_client"] == 1
