@@ -86,7 +86,7 @@ class Inbox:
         False when ``sender`` has as many messages waiting as it may: the message
         was refused (an ask answered ``Overloaded``), and counted against it.
         """
-        if reply is not None and self._refusable(sender, target):
+        if reply is not None and self.refuses(sender, target):
             reply.error(ActorNotFound(self._not_found(target)))
             return True
         if self._nowait is not None and self._dispatcher.idle_for(sender):
@@ -137,9 +137,9 @@ class Inbox:
         return False
 
     def refuse_tell(self, sender: str, target: str) -> bool:
-        """(I/O thread) Refuse a tell to no actor now, if it may be (see ``_refusable``);
+        """(I/O thread) Refuse a tell to no actor now, if it may be (see ``refuses``);
         True if it was: it is counted at the end of the turn (``settle``)."""
-        if not self._refusable(sender, target):
+        if not self.refuses(sender, target):
             return False
         key = (sender, target)
         self._refused[key] = self._refused.get(key, 0) + 1
@@ -159,11 +159,8 @@ class Inbox:
         return [(sender, target, count) for (sender, target), count in refused.items()]
 
     def refuses(self, sender: str, target: str) -> bool:
-        """(I/O thread) Whether a tell of ``sender`` to ``target`` would be refused now."""
-        return self._refusable(sender, target)
-
-    def _refusable(self, sender: str, target: str) -> bool:
-        """(I/O thread) Whether a message to ``target`` may be refused here and now."""
+        """(I/O thread) Whether a message of ``sender`` to ``target`` would be refused
+        here and now."""
         absent = self._absent
         if absent is None or target.startswith(_SYSTEM_PREFIX):
             return False

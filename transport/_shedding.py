@@ -115,8 +115,7 @@ class Shedding:
             return
         until = self._window_end + self._window
         self._until = {**self._until, key: until}  # a new dict: ``peers`` may be reading it
-        self._next_expiry = min(self._next_expiry, until)
-        self._markers[peer] = (*self._markers.get(peer, ()), (target, _marker(peer, target)))
+        self._rebuild()
         self._log.warning(
             "shed",
             "%s: %s had more than %d tells to %r refused within %.3gs: those tells are shed "
